@@ -1,0 +1,41 @@
+# The README's two commands: `make run` and `make test`.
+# Each creates .venv with Python 3.12 and installs requirements.txt on first use
+# (and again whenever requirements.txt changes).
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+REQ_HASH := $(shell sha1sum requirements.txt | cut -c1-12)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+HOST ?= 127.0.0.1
+PORT ?= 8501
+PYTEST_ARGS ?=
+
+.PHONY: run test bench stop-store clean-venv
+
+$(STAMP): requirements.txt
+	@PY312=$$(command -v python3.12 || (command -v pyenv >/dev/null && pyenv root >/dev/null && ls -d $$(pyenv root)/versions/3.12*/bin/python3.12 2>/dev/null | tail -n1)); \
+	if [ -z "$$PY312" ]; then echo "Python 3.12 not found: install it (e.g. 'pyenv install 3.12' or your OS package) and re-run" >&2; exit 1; fi; \
+	if [ ! -x $(PY) ]; then echo "creating $(VENV) with $$PY312"; "$$PY312" -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m engine demo --ensure
+	trap '$(PY) -m engine store stop' EXIT; \
+	$(PY) -m streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m engine bench discovery
+	$(PY) -m engine bench store --entities 3400
+
+stop-store: $(STAMP)
+	$(PY) -m engine store stop
+
+clean-venv:
+	rm -rf $(VENV)

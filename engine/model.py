@@ -12,8 +12,10 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import Iterable
 
+from engine.errors import DiscoveryError
 
-class DomainError(ValueError):
+
+class DomainError(DiscoveryError, ValueError):
     """Bad domain input (unknown id, invalid template, ...). Message is one line."""
 
 

@@ -1,0 +1,1 @@
+"""Discovery Ops engine: the product's logic. Imports nothing from streamlit."""

@@ -1,0 +1,56 @@
+"""`python -m engine ...`: a thin adapter over the library.
+
+Each area of the product contributes its subcommands from its own module
+(listed in COMMAND_MODULES), each exposing ``register(subparsers)``; a
+registered parser sets ``func=handler`` where ``handler(args) -> int``.
+Errors an operator can fix (``DiscoveryError``) become one line on stderr
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from engine.errors import DiscoveryError
+
+COMMAND_MODULES = (
+    "engine.cli_catalogue",  # seed, import, stats, demo
+    "engine.cli_store",  # store start|stop|status
+    "engine.cli_discovery",  # discover, compare, bench discovery
+    "engine.cli_monitor",  # report, alerts
+    "engine.cli_rollout",  # rollout ..., worker
+    "engine.cli_tuning",  # tune ...
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine",
+        description="Discovery Ops: run, measure and change the hypothesis-driven discovery system.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # an area not built yet
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DiscoveryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

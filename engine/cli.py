@@ -3,6 +3,8 @@
 Each area of the product contributes its subcommands from its own module
 (listed in COMMAND_MODULES), each exposing ``register(subparsers)``; a
 registered parser sets ``func=handler`` where ``handler(args) -> int``.
+A module may also expose ``register_bench(bench_subparsers)`` to add a
+benchmark under ``python -m engine bench NAME``.
 Errors an operator can fix (``DiscoveryError``) become one line on stderr
 and exit code 2.
 """
@@ -32,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    bench = sub.add_parser(
+        "bench", help="benchmarks that print measured figures and ratios from one run"
+    ).add_subparsers(dest="bench", metavar="BENCHMARK")
+    bench.required = True
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -40,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+        if hasattr(module, "register_bench"):
+            module.register_bench(bench)
     return parser
 
 

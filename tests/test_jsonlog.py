@@ -74,7 +74,8 @@ def test_two_writers_lose_and_tear_no_line_across_rotations(tmp_path):
     lines = _all_lines(log)
     records = [json.loads(line) for line in lines]  # a torn line would not parse
     writers = [r["writer"] for r in records]
-    assert any(x != y for x, y in zip(writers, writers[1:-1])) and writers.count("a") == count
+    switches = sum(1 for x, y in zip(writers, writers[1:]) if x != y)
+    assert switches > 1, "the two writers did not overlap, so the test proved nothing"
     for writer in ("a", "b"):
         seqs = [r["seq"] for r in records if r["writer"] == writer]
         assert sorted(seqs) == list(range(count)), f"writer {writer} lost or duplicated lines"

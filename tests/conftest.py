@@ -1,0 +1,88 @@
+"""Shared fixtures (owned by the stores engineer; others depend on these names).
+
+``settings``  Settings on ``tmp_path / "data"`` with its dirs created
+``graph``     an open GraphStore on it; closed and its embedded server stopped at teardown
+``ops``       an OpsDB on ``settings.ops_db_path`` (all components migrated)
+
+A session finalizer stops every embedded FalkorDB server started under this
+session's pytest tmp dirs (by fixtures, by tests, or by subprocesses they
+spawned), so CI never hangs on a stray daemon.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psutil
+import pytest
+
+from engine import falkor
+from engine.graph import GraphStore
+from engine.opsdb import OpsDB
+from engine.settings import Settings
+
+#: graph name used by the fixtures (one embedded server per test's data dir anyway)
+TEST_GRAPH = "discovery_test"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings on a fresh data dir; always the embedded store, whatever the environment says."""
+    return Settings(data_dir=tmp_path / "data", falkordb_url=None, graph_name=TEST_GRAPH).ensure_dirs()
+
+
+@pytest.fixture
+def graph(settings: Settings):
+    """An open GraphStore on ``settings``; the embedded server is stopped at teardown, even on failure."""
+    try:
+        store = GraphStore.open(settings)
+    except BaseException:
+        falkor.stop_embedded_server(settings)
+        raise
+    try:
+        yield store
+    finally:
+        try:
+            store.close()
+        finally:
+            falkor.stop_embedded_server(settings)
+
+
+@pytest.fixture
+def ops(settings: Settings) -> OpsDB:
+    return OpsDB(settings.ops_db_path)
+
+
+def stop_servers_under(root: Path) -> list[int]:
+    """Stop every embedded server whose data dir lies under ``root``; returns the pids found."""
+    stopped: list[int] = []
+    root = root.resolve()
+    for pidfile in root.rglob(falkor.PID_NAME):
+        graph_dir = pidfile.parent
+        pid = falkor._read_pid(graph_dir)
+        # graph_dir is <data_dir>/falkordb; Settings only needs the data dir to find it
+        if falkor.stop_embedded_server(Settings(data_dir=graph_dir.parent)) and pid:
+            stopped.append(pid)
+    # belt and braces: a server whose pidfile is gone (e.g. deleted by a test) but which
+    # still runs with its working dir (the graph dir) under root
+    for proc in psutil.process_iter(["name", "cwd"]):
+        try:
+            if "redis-server" not in (proc.info["name"] or "") or not proc.info["cwd"]:
+                continue
+            if Path(proc.info["cwd"]).resolve().is_relative_to(root):
+                proc.kill()
+                proc.wait(10)
+                stopped.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.TimeoutExpired):
+            continue
+    return stopped
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_falkordb(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.getbasetemp()
+    yield
+    stray = stop_servers_under(base)
+    if stray and os.environ.get("DISCOVERY_REPORT_STRAY_SERVERS"):
+        print(f"\nconftest: stopped {len(stray)} embedded FalkorDB server(s) left running: {stray}")

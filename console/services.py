@@ -1,0 +1,95 @@
+"""The stores a console session talks to, opened once per process and shared.
+
+``get_services()`` is what a page calls first. It reads the settings from the
+environment, and opens the GraphStore and the OpsDB through
+``st.cache_resource``, keyed on those settings, so every page and every
+browser tab of one console share one connection, while a test that points
+``DISCOVERY_DATA_DIR`` somewhere else gets its own. Nothing connects at import.
+
+``stop_on_error()`` is the console's error edge: a ``DiscoveryError`` (store
+unreachable, unknown entity, bad config) becomes ``st.error(message)`` and
+the page stops there; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import streamlit as st
+from redis.exceptions import RedisError
+
+from engine.errors import DiscoveryError
+from engine.graph import GraphStore
+from engine.opsdb import OpsDB, open_ops_db
+from engine.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Services:
+    """What pages call: settings, the domain graph and the operations database."""
+
+    settings: Settings
+    graph: GraphStore
+    ops: OpsDB
+
+    def close(self) -> None:
+        self.graph.close()
+
+
+def open_services(settings: Settings) -> Services:
+    """Open both stores for ``settings`` (plain function: no Streamlit involved)."""
+    settings.ensure_dirs()
+    ops = open_ops_db(settings)
+    graph = GraphStore.open(settings)
+    return Services(settings=settings, graph=graph, ops=ops)
+
+
+def _release(services: Services) -> None:
+    with suppress(RedisError, OSError):
+        services.close()
+
+
+def _reachable(services: Services) -> bool:
+    """One PING per page run: a graph server that was stopped or restarted (`engine store stop`,
+    `make run` exiting in another terminal) makes the cache open a fresh client, which starts the
+    embedded server again, instead of serving a dead connection until the console restarts."""
+    try:
+        return bool(services.graph.db.connection.ping())
+    except (RedisError, OSError):
+        return False
+
+
+@st.cache_resource(show_spinner="Connecting to the stores…", on_release=_release, validate=_reachable)
+def _shared_services(data_dir: str, falkordb_url: str | None, graph_name: str) -> Services:
+    # Keyed on plain strings: one Services per distinct store location.
+    return open_services(Settings(data_dir=Path(data_dir), falkordb_url=falkordb_url, graph_name=graph_name))
+
+
+def get_services() -> Services:
+    """The shared Services for the current environment; on a store error the page shows it and stops."""
+    settings = load_settings()
+    with stop_on_error():
+        return _shared_services(str(settings.data_dir), settings.falkordb_url, settings.graph_name)
+
+
+@contextmanager
+def stop_on_error() -> Iterator[None]:
+    """Turn a DiscoveryError raised inside the block into st.error + st.stop."""
+    try:
+        yield
+    except DiscoveryError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+
+
+def call(fn: Callable[..., T], *args, **kwargs) -> T:
+    """``fn(*args, **kwargs)``, with a DiscoveryError shown on the page instead of a traceback."""
+    with stop_on_error():
+        return fn(*args, **kwargs)
+    raise AssertionError("unreachable: st.stop() raises")  # pragma: no cover

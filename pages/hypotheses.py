@@ -1,0 +1,65 @@
+"""Hypotheses: find an entity by name or id, see its hypotheses, filter them by status and category."""
+
+import streamlit as st
+
+from console.format import (
+    categories_of,
+    entity_details,
+    entity_label,
+    filter_hypotheses,
+    hypotheses_frame,
+    statuses_of,
+)
+from console.services import call, get_services
+from console.slots import optional
+from console.tables import HYPOTHESIS_COLUMN_CONFIG
+
+SEARCH_LIMIT = 50
+
+services = get_services()
+
+st.title("Hypotheses")
+query = st.text_input("Find an entity", placeholder="name or id, e.g. arsenal", key="entity_query").strip()
+if not query:
+    st.info("Type part of an entity's name or id.")
+    st.stop()
+
+matches = call(services.graph.search_entities, query, limit=SEARCH_LIMIT)
+if not matches:
+    st.warning(f"No entity matches {query!r}.")
+    st.stop()
+
+st.caption(f"{len(matches)} match{'es' if len(matches) != 1 else ''}"
+           + (f" (showing the first {SEARCH_LIMIT})" if len(matches) == SEARCH_LIMIT else ""))
+by_id = {e.id: e for e in matches}
+entity_id = st.selectbox("Entity", list(by_id), format_func=lambda i: entity_label(by_id[i]), key="entity_id")
+entity = by_id[entity_id]
+hyps = call(services.graph.get_hypotheses, entity.id)
+
+st.header(entity.name)
+for column, (label, value) in zip(st.columns(len(entity_details(entity))), entity_details(entity).items()):
+    column.markdown(f"**{label}**  \n{value}")
+
+f1, f2 = st.columns(2)
+statuses = f1.multiselect("Status", statuses_of(hyps), key="status_filter")
+categories = f2.multiselect("Category", categories_of(hyps), key="category_filter")
+shown = filter_hypotheses(hyps, statuses, categories)
+st.caption(f"{len(shown)} of {len(hyps)} hypotheses")
+st.dataframe(hypotheses_frame(shown).drop(columns=["entity"]), hide_index=True, width="stretch",
+             column_config=HYPOTHESIS_COLUMN_CONFIG, key="entity_hypotheses")
+
+# Entity view (discovery engineer): EIG ranking, evidence trail, Run discovery button.
+render_entity_view = optional("console.entity_view", "render_entity_view")
+if render_entity_view is not None:
+    render_entity_view(services, entity.id)
+
+with st.expander(f"All hypotheses of the {len(matches)} matching entities"):
+    everything = call(services.graph.get_hypotheses_many, list(by_id))
+    all_hyps = [h for hs in everything.values() for h in hs]
+    g1, g2 = st.columns(2)
+    all_statuses = g1.multiselect("Status", statuses_of(all_hyps), key="all_status_filter")
+    all_categories = g2.multiselect("Category", categories_of(all_hyps), key="all_category_filter")
+    all_shown = filter_hypotheses(all_hyps, all_statuses, all_categories)
+    st.caption(f"{len(all_shown)} of {len(all_hyps)} hypotheses")
+    st.dataframe(hypotheses_frame(all_shown, {e.id: e.name for e in matches}), hide_index=True, width="stretch",
+                 column_config=HYPOTHESIS_COLUMN_CONFIG, key="matching_hypotheses")

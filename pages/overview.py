@@ -1,0 +1,50 @@
+"""Overview: how many entities and hypotheses the graph holds, by status, template and cluster."""
+
+import streamlit as st
+
+from console import charts
+from console.format import counts_frame, overview_tiles, status_frame
+from console.services import call, get_services
+from console.slots import optional
+
+TOP_CLUSTERS = 15
+
+services = get_services()
+stats = call(services.graph.stats)
+
+st.title("Overview")
+st.caption(f"Graph: {services.settings.store_label} · graph `{services.settings.graph_name}`")
+
+if stats.entities == 0:
+    st.info("The graph is empty. Load the demo catalogue with `python -m engine demo --ensure` "
+            "(what `make run` does) or import your own entities with `python -m engine import FILE`.")
+
+tiles = overview_tiles(stats)
+for row in (tiles[:5], tiles[5:]):
+    for column, tile in zip(st.columns(5), row):
+        column.metric(tile.label, f"{tile.value:,}", help=tile.help, border=True)
+
+# Live monitoring charts (monitoring engineer): console/live.py exposing render_live_charts(services).
+render_live_charts = optional("console.live", "render_live_charts")
+if render_live_charts is not None:
+    render_live_charts(services)
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Hypotheses by status")
+    st.altair_chart(charts.status_bars(status_frame(stats.by_status)), width="stretch")
+with right:
+    st.subheader("Entities by template")
+    st.altair_chart(charts.count_bars(counts_frame(stats.by_template, "template", "entities"), "template", "entities"),
+                    width="stretch")
+
+st.subheader(f"Top {TOP_CLUSTERS} clusters")
+st.altair_chart(
+    charts.count_bars(counts_frame(stats.by_cluster, "cluster", "entities", top=TOP_CLUSTERS), "cluster", "entities",
+                      colour="#72b7b2"),
+    width="stretch",
+)
+
+st.subheader("All clusters")
+st.dataframe(counts_frame(stats.by_cluster, "cluster", "entities"), hide_index=True, width="stretch",
+             key="clusters_table")

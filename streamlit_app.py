@@ -1,0 +1,15 @@
+"""Discovery Ops console: the page list and nothing else.
+
+Each page is one file under pages/; add yours with one line below.
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="Discovery Ops", page_icon=":material/travel_explore:", layout="wide")
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("pages/hypotheses.py", title="Hypotheses", icon=":material/lightbulb:"),
+]
+
+st.navigation(PAGES).run()

@@ -119,7 +119,42 @@ def _int(value: Any, what: str) -> int:
 def _str(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise DomainError(f"{what} must be a string, got {value!r}")
+    if "\x00" in value:
+        # FalkorDB's parameter parser stops at NUL: the value could not be stored faithfully
+        raise DomainError(f"{what} contains a NUL character, which the graph cannot store: strip it first")
     return value
+
+
+#: property holding the exact repr of a node's float properties. FalkorDB stores
+#: doubles exactly but replies with 15 significant digits (0.1 + 0.2 reads back as
+#: 0.3), so without it a saved Hypothesis would not read back equal to itself.
+EXACT_FLOATS = "exact_floats"
+
+
+def _with_exact_floats(props: dict[str, Any]) -> dict[str, Any]:
+    floats = {k: v for k, v in props.items() if isinstance(v, float)}
+    return {**props, EXACT_FLOATS: json.dumps(floats, sort_keys=True)}
+
+
+def _without_exact_floats(props: Mapping[str, Any]) -> dict[str, Any]:
+    """Node properties with their floats put back to full precision (and the sidecar removed)."""
+    out = dict(props)
+    raw = out.pop(EXACT_FLOATS, None)
+    if not raw:
+        return out
+    try:
+        exact = json.loads(raw)
+    except ValueError:
+        return out
+    for key, value in exact.items():
+        stored = out.get(key)
+        # use the exact value only if the stored double still is that value (to the 15 digits
+        # we are shown): if someone changed the property by hand, what they wrote wins
+        if isinstance(stored, (int, float)) and isinstance(value, (int, float)) and math.isclose(
+            stored, value, rel_tol=1e-13, abs_tol=1e-300
+        ):
+            out[key] = float(value)
+    return out
 
 
 def entity_props(e: Entity) -> dict[str, Any]:
@@ -178,6 +213,7 @@ def hypothesis_props(h: Hypothesis) -> dict[str, Any]:
 
 
 def hypothesis_from_props(p: Mapping[str, Any]) -> Hypothesis:
+    p = _without_exact_floats(p)
     return Hypothesis(
         id=p["id"],
         entity_id=p["entity_id"],
@@ -281,9 +317,15 @@ _EVIDENCE_FIELDS = (
 
 
 def _evidence_row(p: Mapping[str, Any]) -> dict[str, Any]:
+    p = _without_exact_floats(p)
     row = {k: p.get(k) for k in _EVIDENCE_FIELDS}
     row["rolled_back"] = bool(row["rolled_back"])
     return row
+
+
+def _stored(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as written to nodes: with the exact-floats sidecar."""
+    return [_with_exact_floats(r) for r in rows]
 
 
 def _chunks(rows: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -550,7 +592,7 @@ class GraphStore:
         for chunk in _chunks(rows):
             written += self._query(_Q_UPSERT_ENTITIES, {"rows": list(chunk)}).result_set[0][0]
         for chunk in _chunks(hyp_rows, CHUNK * 4):
-            self._guarded(_Q_ADD_HYPOTHESES, {"rows": list(chunk), "n": len(chunk)}, lambda: None)
+            self._guarded(_Q_ADD_HYPOTHESES, {"rows": _stored(chunk), "n": len(chunk)}, lambda: None)
         return written
 
     def count_entities(self) -> int:
@@ -629,7 +671,9 @@ class GraphStore:
         if not rows:
             return
         _no_duplicates((r["id"] for r in rows), "hypothesis id")
-        self._guarded(_Q_SAVE_HYPOTHESES, {"rows": rows, "n": len(rows)}, lambda: self._raise_missing_hypotheses(rows))
+        self._guarded(
+            _Q_SAVE_HYPOTHESES, {"rows": _stored(rows), "n": len(rows)}, lambda: self._raise_missing_hypotheses(rows)
+        )
 
     # ------------------------------------------------------------------ runs and evidence
 
@@ -662,8 +706,8 @@ class GraphStore:
         ev_rows = self._evidence_rows(entity_id, run_id, system, records, at)
         params = {
             "entity_id": entity_id,
-            "hyps": hyp_rows,
-            "records": ev_rows,
+            "hyps": _stored(hyp_rows),
+            "records": _stored(ev_rows),
             "n_hyps": len(hyp_rows),
             "n_records": len(ev_rows),
         }
@@ -791,7 +835,7 @@ class GraphStore:
         _no_duplicates((r["id"] for r in rows), "hypothesis id")
         if not ents:
             return
-        params = {"entities": ents, "rows": rows, "n_entities": len(ents), "n_rows": len(rows)}
+        params = {"entities": ents, "rows": _stored(rows), "n_entities": len(ents), "n_rows": len(rows)}
 
         def explain() -> None:
             found = set(self.get_entities(e["id"] for e in ents))

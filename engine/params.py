@@ -82,8 +82,8 @@ PARAMETER_SPECS: tuple[ParamSpec, ...] = (
     _s("max_iterations", 20, 1, 100, 1, "search", "hops per entity run at most"),
     _s("max_depth", 3, 1, 3, 1, "search", "deepest depth (1 SURFACE, 2 OPERATIONAL, 3 AUTHORITY)"),
     _s("depth_patience", 3, 1, 10, 1, "search", "consecutive hops without an (weak) accept before going one depth deeper"),
-    _s("flat_window", 6, 2, 20, 1, "search", "hops over which confidence must rise, else the run stops (flat)"),
-    _s("flat_epsilon", 0.02, 0.0, 0.20, 0.01, "search", "net confidence rise over the window at or below which it is flat"),
+    _s("flat_window", 8, 2, 20, 1, "search", "hops over which confidence must move, else the run stops (flat)"),
+    _s("flat_epsilon", 0.02, 0.0, 0.20, 0.01, "search", "total |confidence change| over the window at or below which it is flat"),
     _s("stop_confidence", 0.80, 0.50, 1.0, 0.01, "search", "stop when actionable and the best confidence exceeds this"),
     # lifecycle
     _s("promote_confidence", 0.70, 0.40, 0.95, 0.01, "lifecycle", "PROMOTED at or above this confidence ..."),
@@ -105,10 +105,10 @@ PARAMETER_SPECS: tuple[ParamSpec, ...] = (
     _s("actionable_min_accepts", 2, 1, 10, 1, "actionable", "actionable: at least this many ACCEPTs ..."),
     _s("actionable_min_categories", 2, 1, 5, 1, "actionable", "... across at least this many distinct categories"),
     # selection bonuses
-    _s("exploration_bonus", 0.05, 0.0, 1.0, 0.01, "bonus", "added to EIG / sqrt(1 + tries of the hypothesis in this run)"),
+    _s("exploration_bonus", 0.5, 0.0, 1.0, 0.01, "bonus", "added to EIG / sqrt(1 + tries of the hypothesis in this run)"),
     _s("exploitation_bonus", 0.10, 0.0, 1.0, 0.01, "bonus", "added to EIG of an unpromoted hypothesis that has an ACCEPT"),
     # channel score weights
-    _s("channel_w_depth", 0.5, 0.0, 3.0, 0.1, "channel", "weight of a channel being native to the current depth"),
+    _s("channel_w_depth", 1.0, 0.0, 3.0, 0.1, "channel", "weight of a channel being native to the current depth"),
     _s("channel_w_yield", 1.0, 0.0, 3.0, 0.1, "channel", "weight of the channel's observed progress rate in this run"),
     _s("channel_w_cost", 0.5, 0.0, 3.0, 0.1, "channel", "weight of the channel's quoted cost (relative, subtracted)"),
     _s("channel_w_repeat", 0.3, 0.0, 3.0, 0.1, "channel", "penalty per earlier use of the channel on the same hypothesis"),
@@ -149,7 +149,7 @@ class ParameterConfig:
     max_iterations: int = 20
     max_depth: int = 3
     depth_patience: int = 3
-    flat_window: int = 6
+    flat_window: int = 8
     flat_epsilon: float = 0.02
     stop_confidence: float = 0.80
     promote_confidence: float = 0.70
@@ -166,9 +166,9 @@ class ParameterConfig:
     cost_safety_margin: float = 0.05
     actionable_min_accepts: int = 2
     actionable_min_categories: int = 2
-    exploration_bonus: float = 0.05
+    exploration_bonus: float = 0.5
     exploitation_bonus: float = 0.10
-    channel_w_depth: float = 0.5
+    channel_w_depth: float = 1.0
     channel_w_yield: float = 1.0
     channel_w_cost: float = 0.5
     channel_w_repeat: float = 0.3

@@ -383,3 +383,52 @@ def make_sampler(method: str, space: SearchSpace, *, budget: int, seed: int) -> 
     if method == "bayesian":
         return BayesianSampler(space, seed=seed, n_initial_points=max(1, min(8, budget // 3)))
     raise ConfigError(f"unknown tuning method {method!r}: use one of {', '.join(METHODS)}")
+
+
+# --------------------------------------------------------------------------- the tuned parameters
+
+#: The default tuned subset: the eight parameters that moved the objective most in a
+#: one-at-a-time sensitivity sweep (each parameter at its low and high bound, the others
+#: at their defaults) on the simulated world. ``python -m engine tune sensitivity``
+#: re-measures the sweep. Temporal decay, cluster dampening and the cache parameters
+#: cannot move the objective at all (see engine.objective), so they are never defaults.
+DEFAULT_TUNED: tuple[str, ...] = (
+    "delta_accept",
+    "depth_patience",
+    "flat_window",
+    "flat_epsilon",
+    "max_iterations",
+    "max_cost_usd",
+    "actionable_min_accepts",
+    "actionable_min_categories",
+)
+
+#: how many of the best training trials are re-scored on the hold-out set (besides trial 0)
+HOLDOUT_TOP_K = 3
+
+
+def search_space(names: Sequence[str], base=None) -> SearchSpace:
+    """A SearchSpace over ParameterConfig fields ``names``: PARAMETER_SPECS' bounds and steps,
+    with ``base`` (default: the shipped defaults) as each dimension's current value."""
+    from engine.params import DEFAULT_PARAMS, SPEC_BY_NAME
+
+    base = base if base is not None else DEFAULT_PARAMS
+    unknown = [n for n in names if n not in SPEC_BY_NAME]
+    if unknown:
+        raise ConfigError(
+            f"unknown parameter(s) {', '.join(unknown)} to tune: pick from {', '.join(SPEC_BY_NAME)}"
+        )
+    dims = []
+    for name in names:
+        spec = SPEC_BY_NAME[name]
+        dims.append(
+            Dimension(name, spec.low, spec.high, default=getattr(base, name), step=spec.step, integer=spec.integer)
+        )
+    return SearchSpace(tuple(dims))
+
+
+def parse_param_names(text: str | None) -> tuple[str, ...]:
+    """``"a,b,c"`` -> ("a", "b", "c"); None or empty -> DEFAULT_TUNED."""
+    if not text:
+        return DEFAULT_TUNED
+    return tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))

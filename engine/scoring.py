@@ -1,0 +1,118 @@
+"""Scoring a set of runs: what rollout, monitoring and tuning all measure.
+
+``score_runs(results, truth)`` -> ``Scorecard``. ``truth(entity_id)`` says
+whether an entity is truly actionable (True/False) or is unknown (None); it
+is the only door to ground truth (``SimulatedWorld.truth`` for the simulated
+world). Precision and recall count only entities whose truth is known.
+
+Percentiles use the nearest-rank method: the p-th percentile of n sorted
+values is the value at rank ceil(p/100 x n) (1-based), so it is always a value
+that was actually measured. Undefined figures (no actionable calls, no truly
+actionable entity, no runs) are None, never a made-up 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Sequence
+
+from engine.model import RunResult
+
+PERCENTILE_METHOD = "nearest-rank: value at 1-based rank ceil(p/100 * n) of the sorted values"
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile (see PERCENTILE_METHOD); None for no values."""
+    if not values:
+        return None
+    if not 0.0 < p <= 100.0:
+        raise ValueError(f"percentile p must be in (0, 100], got {p}")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    n: int  # runs scored
+    cost_total_usd: float
+    cost_per_entity_usd: float | None
+    actionable: int  # runs that ended actionable
+    actionable_rate: float | None
+    truth_known: int  # runs whose entity's truth is known
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+    precision: float | None  # of actionable calls with known truth, the share truly actionable
+    recall: float | None  # of truly actionable entities, the share called actionable
+    hops: int
+    iterations_mean: float | None
+    errors: int  # errored hops
+    error_rate: float | None  # errored hops / hops
+    hop_latency_p50_s: float | None  # evidence latency per hop
+    hop_latency_p95_s: float | None
+    hop_latency_p99_s: float | None
+    entity_latency_p50_s: float | None  # evidence latency per entity run (sum of its hops)
+    entity_latency_p95_s: float | None
+    entity_latency_p99_s: float | None
+    engine_ms_p50: float | None  # engine's own time per entity run, ms (evidence and store I/O excluded)
+    engine_ms_p95: float | None
+    engine_ms_p99: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def score_runs(results: Iterable[RunResult], truth: Callable[[str], bool | None] | None = None) -> Scorecard:
+    runs = list(results)
+    truth = truth or (lambda _id: None)
+    tp = fp = fn = known = 0
+    for r in runs:
+        t = truth(r.entity_id)
+        if t is None:
+            continue
+        known += 1
+        if r.actionable and t:
+            tp += 1
+        elif r.actionable:
+            fp += 1
+        elif t:
+            fn += 1
+    hop_lat = [h.latency_s for r in runs for h in r.hops]
+    ent_lat = [r.evidence_latency_s for r in runs]
+    eng = [r.engine_time_s * 1000.0 for r in runs]
+    hops = sum(r.iterations for r in runs)
+    errors = sum(r.error_count for r in runs)
+    cost = sum(r.cost_usd for r in runs)
+    actionable = sum(1 for r in runs if r.actionable)
+    return Scorecard(
+        n=len(runs),
+        cost_total_usd=cost,
+        cost_per_entity_usd=_ratio(cost, len(runs)),
+        actionable=actionable,
+        actionable_rate=_ratio(actionable, len(runs)),
+        truth_known=known,
+        true_positives=tp,
+        false_positives=fp,
+        false_negatives=fn,
+        precision=_ratio(tp, tp + fp),
+        recall=_ratio(tp, tp + fn),
+        hops=hops,
+        iterations_mean=_ratio(hops, len(runs)),
+        errors=errors,
+        error_rate=_ratio(errors, hops),
+        hop_latency_p50_s=percentile(hop_lat, 50),
+        hop_latency_p95_s=percentile(hop_lat, 95),
+        hop_latency_p99_s=percentile(hop_lat, 99),
+        entity_latency_p50_s=percentile(ent_lat, 50),
+        entity_latency_p95_s=percentile(ent_lat, 95),
+        entity_latency_p99_s=percentile(ent_lat, 99),
+        engine_ms_p50=percentile(eng, 50),
+        engine_ms_p95=percentile(eng, 95),
+        engine_ms_p99=percentile(eng, 99),
+    )

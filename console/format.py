@@ -75,10 +75,16 @@ def entity_label(entity: Entity) -> str:
     return f"{entity.name} · {entity.id}"
 
 
+def match_caption(found: int, limit: int) -> str:
+    """Caption of a search that asked the store for ``limit + 1`` matches and got ``found``."""
+    if found > limit:
+        return f"More than {limit} entities match; showing the first {limit}. Type more to narrow it down."
+    return f"{found} entit{'y matches' if found == 1 else 'ies match'}"
+
+
 def entity_details(entity: Entity) -> dict[str, str]:
-    """The fields shown on an entity card, in display order."""
+    """The fields shown on an entity card (its id is shown with the name), in display order."""
     return {
-        "Id": entity.id,
         "Type": entity.type,
         "Sport": entity.sport,
         "Country": entity.country,

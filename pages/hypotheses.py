@@ -8,6 +8,7 @@ from console.format import (
     entity_label,
     filter_hypotheses,
     hypotheses_frame,
+    match_caption,
     statuses_of,
 )
 from console.services import call, get_services
@@ -24,20 +25,22 @@ if not query:
     st.info("Type part of an entity's name or id.")
     st.stop()
 
-matches = call(services.graph.search_entities, query, limit=SEARCH_LIMIT)
-if not matches:
+found = call(services.graph.search_entities, query, limit=SEARCH_LIMIT + 1)
+if not found:
     st.warning(f"No entity matches {query!r}.")
     st.stop()
 
-st.caption(f"{len(matches)} match{'es' if len(matches) != 1 else ''}"
-           + (f" (showing the first {SEARCH_LIMIT})" if len(matches) == SEARCH_LIMIT else ""))
+st.caption(match_caption(len(found), SEARCH_LIMIT))
+matches = found[:SEARCH_LIMIT]
 by_id = {e.id: e for e in matches}
 entity_id = st.selectbox("Entity", list(by_id), format_func=lambda i: entity_label(by_id[i]), key="entity_id")
 entity = by_id[entity_id]
 hyps = call(services.graph.get_hypotheses, entity.id)
 
 st.header(entity.name)
-for column, (label, value) in zip(st.columns(len(entity_details(entity))), entity_details(entity).items()):
+st.caption(f"`{entity.id}`")
+details = entity_details(entity)
+for column, (label, value) in zip(st.columns([1, 1, 1, 0.5, 2, 1]), details.items()):
     column.markdown(f"**{label}**  \n{value}")
 
 f1, f2 = st.columns(2)

@@ -57,8 +57,6 @@ CHROMIUM_ARGS = (
     "--no-first-run",
 )
 STARTUP_TIMEOUT_S = 90.0
-#: Selector of Streamlit's "running" indicator; absent once a script run has finished.
-RUNNING_SELECTOR = '[data-testid="stStatusWidget"]'
 
 
 def free_port() -> int:
@@ -192,12 +190,16 @@ def launch_chromium(user_data_dir: Path | None = None, viewport: tuple[int, int]
 
 
 def wait_for_run(page, timeout_ms: float = 60_000) -> None:
-    """Wait until Streamlit has rendered the app and no script run is in progress."""
-    page.wait_for_selector('[data-testid="stAppViewContainer"]', timeout=timeout_ms)
-    page.wait_for_selector('[data-testid="stMain"]', timeout=timeout_ms)
-    # The status widget appears while the script runs; give a run a moment to start, then wait it out.
-    page.wait_for_function(
-        f"() => !document.querySelector('{RUNNING_SELECTOR}')",
+    """Wait until the app is connected and its script run has finished.
+
+    Streamlit marks its root element with ``data-test-connection-state`` and
+    ``data-test-script-state`` ("initial" before the first run, "running",
+    "notRunning" once done). Right after an interaction the state may still be
+    the previous run's "notRunning": wait for the content you expect too.
+    """
+    page.wait_for_selector(
+        '[data-testid="stApp"][data-test-connection-state="CONNECTED"][data-test-script-state="notRunning"]',
+        state="attached",
         timeout=timeout_ms,
     )
 
@@ -256,9 +258,9 @@ def take_screenshots(url: str, out_dir: Path, pages: dict[str, str], search: str
                 box = page.get_by_label("Find an entity")
                 box.fill(search)
                 box.press("Enter")
+                page.locator('[data-testid="stDataFrame"]').first.wait_for()
                 wait_for_run(page)
-                time.sleep(1.0)  # let the charts/tables settle before the picture
-                wait_for_run(page)
+            page.wait_for_timeout(1500)  # let vega and glide-data-grid finish drawing before the picture
             target = out_dir / f"{name}.png"
             page.screenshot(path=str(target), full_page=True)
             written.append(target)

@@ -12,6 +12,7 @@ from console.format import (
     entity_label,
     filter_hypotheses,
     hypotheses_frame,
+    match_caption,
     overview_tiles,
     status_counts,
     status_frame,
@@ -104,4 +105,11 @@ def test_entity_label_and_details():
                cluster="premier-league", template_id="tier1_club")
     assert entity_label(e) == "Arsenal FC · arsenal-fc"
     details = entity_details(e)
-    assert details["Tier"] == "1" and details["Cluster"] == "premier-league" and list(details)[0] == "Id"
+    assert list(details) == ["Type", "Sport", "Country", "Tier", "Cluster", "Template"]
+    assert details["Tier"] == "1" and details["Cluster"] == "premier-league"
+
+
+def test_match_caption_tells_when_the_search_was_cut():
+    assert match_caption(1, 50) == "1 entity matches"
+    assert match_caption(50, 50) == "50 entities match"
+    assert match_caption(51, 50).startswith("More than 50 entities match; showing the first 50")

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "engine.cli_store",  # store start|stop|status
     "engine.cli_discovery",  # discover, compare, bench discovery
     "engine.cli_monitor",  # report, alerts
+    "engine.cli_cache",  # cache stats|warm|clear, bench store
     "engine.cli_rollout",  # rollout ..., worker
     "engine.cli_tuning",  # tune ...
 )

@@ -120,6 +120,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         print(f"acknowledged {rec.rule_id} ({rec.state.value} since {iso(rec.since)}) as {rec.acknowledged_by}")
     states = alerts_mod.current_states(ops)
     trail = alerts_mod.history(ops, limit=args.history) if args.history else []
+    # Exit status 1 while any alert fires, in every output mode (scripts and cron check it).
+    status = 1 if any(r.state.is_firing() for r in states.values()) else 0
     if args.json:
         print(json.dumps({
             "rules_file": str(alerts_mod.rules_source(settings)),
@@ -127,7 +129,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             "states": {k: {**v.__dict__, "state": v.state.value} for k, v in states.items()},
             "history": trail,
         }, indent=2))
-        return 0
+        return status
     if args.rules:
         print(f"rules from {alerts_mod.rules_source(settings)}")
         _print_table(
@@ -158,8 +160,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         print()
         _print_table(("at", "rule", "from", "to", "reason"),
                      [(iso(h["at"]), h["rule_id"], h["from_state"] or "", h["to_state"], h["reason"]) for h in trail])
-    firing = sum(1 for r in states.values() if r.state.is_firing())
-    return 1 if firing else 0
+    return status
 
 
 def _print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

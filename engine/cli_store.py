@@ -1,4 +1,7 @@
-"""`python -m engine store start|stop|status` and `python -m engine bench store`.
+"""`python -m engine store start|stop|status` and `python -m engine bench graph`.
+
+(`bench store`, the issue-4 store-speed benchmark with cache and batch figures,
+lives in engine/cli_cache.py; `bench graph` times the plain GraphStore calls.)
 
 The embedded FalkorDB server outlives the process that starts it (the console
 and the CLIs attach to it); these commands start, stop and inspect it.
@@ -43,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
     p = bench_subparsers.add_parser(
-        "store",
-        help="seed synthetic entities into a throwaway embedded graph and print how long each store call takes",
+        "graph",
+        help="seed synthetic entities into a throwaway embedded graph and print how long each GraphStore call takes",
         description=(
             "Measures GraphStore on a fresh embedded FalkorDB in a temporary directory (your data dir is not "
             "touched): upsert of N entities with their hypotheses, count, batched reads, apply_run, "
@@ -54,7 +57,7 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--entities", type=int, default=3400, help="how many synthetic entities (default 3400)")
     p.add_argument("--patterns", type=int, default=8, help="hypotheses per entity (default 8)")
     p.add_argument("--seed", type=int, default=7, help="seed of the synthetic catalogue (default 7)")
-    p.set_defaults(func=cmd_bench_store)
+    p.set_defaults(func=cmd_bench_graph)
 
 
 # --------------------------------------------------------------------------- store commands
@@ -151,11 +154,11 @@ def synthetic_catalogue(n: int, patterns: int, seed: int, now: float):
     return template, entities, hyps
 
 
-def cmd_bench_store(args: argparse.Namespace) -> int:
+def cmd_bench_graph(args: argparse.Namespace) -> int:
     from engine.graph import GraphStore  # imported here so `store status` stays light
 
     if args.entities < 1 or args.patterns < 1:
-        raise StoreUnavailable("bench store needs --entities >= 1 and --patterns >= 1")
+        raise StoreUnavailable("bench graph needs --entities >= 1 and --patterns >= 1")
     tmp = Path(tempfile.mkdtemp(prefix="discovery-bench-store-"))
     settings = Settings(data_dir=tmp / "data", graph_name="bench").ensure_dirs()
     now = 1_700_000_000.0
@@ -179,7 +182,7 @@ def cmd_bench_store(args: argparse.Namespace) -> int:
             timed("re-upsert (idempotent)", lambda: store.upsert_entities(entities, hyps))
             count = timed("count_entities", store.count_entities, lambda r: f"= {r}")
             if count != len(entities):
-                raise StoreUnavailable(f"bench store: counted {count} entities after upserting {len(entities)}")
+                raise StoreUnavailable(f"bench graph: counted {count} entities after upserting {len(entities)}")
             ids = [e.id for e in entities]
             timed("get_hypotheses_many(all)", lambda: store.get_hypotheses_many(ids),
                   lambda r: f"{sum(map(len, r.values()))} hypotheses")  # fmt: skip
@@ -191,7 +194,7 @@ def cmd_bench_store(args: argparse.Namespace) -> int:
             timed("apply_run (1 entity, no evidence)", lambda: store.apply_run(ids[0], "bench", "new", changed, []))
             timed("restore(all)", lambda: store.restore(snap))
             if store.get_hypotheses(ids[0]) != first:
-                raise StoreUnavailable("bench store: restore did not bring the first entity back")
+                raise StoreUnavailable("bench graph: restore did not bring the first entity back")
             timed("stats", store.stats, lambda r: f"{r.hypotheses} hypotheses")
             timed("search_entities('club 12')", lambda: store.search_entities("club 12"), lambda r: f"{len(r)} hits")
         finally:
@@ -202,7 +205,7 @@ def cmd_bench_store(args: argparse.Namespace) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     width = max(len(f[0]) for f in figures)
-    print(f"bench store: {args.entities} entities x {args.patterns} patterns, embedded FalkorDB, seed {args.seed}")
+    print(f"bench graph: {args.entities} entities x {args.patterns} patterns, embedded FalkorDB, seed {args.seed}")
     for label, seconds, detail in figures:
         print(f"  {label:<{width}}  {seconds:8.3f}s  {detail}")
     return 0

@@ -1,0 +1,160 @@
+"""Live monitoring charts on the Overview: cost per entity, actionable rate, p95 latency and
+error rate over time, old against new, over a selectable window.
+
+The Overview calls ``render_live_charts(services)`` through console.slots. The
+charts live in an ``st.fragment(run_every=REFRESH_S)``: the browser re-runs
+only that fragment every few seconds, so new metric events (a rollout or a
+tuning worker recording runs in another process) appear without a click.
+Every figure comes from the store through engine.monitor (``time_series`` and
+``summarize`` over the window ending now); this module only turns them into
+frames (pure, tested without Streamlit) and draws them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Sequence
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from engine.monitor import SeriesPoint, WindowSummary, default_bucket, format_window, parse_window, summarize, time_series
+from engine.reports import SYSTEM_COLOURS
+
+#: seconds between two refreshes of the live fragment
+REFRESH_S = 5
+WINDOWS = ("15m", "1h", "6h", "24h", "7d")
+DEFAULT_WINDOW = "24h"
+
+
+@dataclass(frozen=True)
+class LiveMetric:
+    field: str  # attribute of SeriesPoint
+    title: str
+    axis_format: str
+    tooltip_format: str
+
+
+LIVE_METRICS: tuple[LiveMetric, ...] = (
+    LiveMetric("cost_per_entity", "Cost per entity (USD)", "$.2f", "$.4f"),
+    LiveMetric("actionable_rate", "Actionable rate", ".0%", ".1%"),
+    LiveMetric("latency_p95_s", "p95 run latency (s)", ".1f", ".2f"),
+    LiveMetric("error_rate", "Evidence error rate (errored hops / hops)", ".1%", ".2%"),
+)
+
+
+# --------------------------------------------------------------------------- pure frames
+
+
+def series_frame(points: Sequence[SeriesPoint]) -> pd.DataFrame:
+    """Long frame of the chart series: one row per (bucket, system, metric) with a value.
+
+    Buckets without a figure (no hops for the error rate) are left out, so the
+    line shows a gap rather than a made-up zero. ``time`` is the bucket start (UTC).
+    """
+    rows = []
+    for p in points:
+        at = datetime.fromtimestamp(p.bucket_start, tz=timezone.utc)
+        for m in LIVE_METRICS:
+            value = getattr(p, m.field)
+            if value is None:
+                continue
+            rows.append({"time": at, "system": p.system, "metric": m.field, "value": float(value), "runs": p.runs})
+    frame = pd.DataFrame(rows, columns=["time", "system", "metric", "value", "runs"])
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame
+
+
+def runs_caption(summary: WindowSummary, window_label: str, bucket_s: float, now: float) -> str:
+    """One line under the charts: volume per system, bucket width and when it was read."""
+    new, old = summary.by_system["new"].runs, summary.by_system["old"].runs
+    stamp = time.strftime("%H:%M:%S", time.gmtime(now))
+    return (
+        f"{summary.overall.runs:,} runs in the last {window_label} (new {new:,}, old {old:,}) · "
+        f"buckets of {format_window(bucket_s)} · read {stamp} UTC · refreshes every {REFRESH_S}s"
+    )
+
+
+def comparison_tiles(summary: WindowSummary) -> list[tuple[str, str, str]]:
+    """(label, value, help) tiles of old vs new over the window; 'n/a' with the reason when undefined."""
+    c = summary.comparison
+    sizes = f"old n={c.old_runs:,}, new n={c.new_runs:,}"
+    why = f" — {c.reason}" if c.reason else ""
+
+    def usd(x):
+        return "n/a" if x is None else f"${x:.3f}"
+
+    def pct(x):
+        return "n/a" if x is None else f"{x * 100:.1f}%"
+
+    return [
+        ("Cost / entity new vs old", f"{usd(c.new_cost_per_entity)} vs {usd(c.old_cost_per_entity)}", sizes),
+        ("Cost reduction", "n/a" if c.cost_reduction_pct is None else f"{c.cost_reduction_pct:+.1f}%",
+         f"(old - new) / old cost per entity; {sizes}{why}"),
+        ("Actionable new vs old", f"{pct(c.new_actionable_rate)} vs {pct(c.old_actionable_rate)}", sizes),
+        ("Actionable increase", "n/a" if c.actionable_increase_pct is None else f"{c.actionable_increase_pct:+.1f}%",
+         "(new - old) / old actionable rate"
+         + ("" if c.actionable_increase_pp is None else f", {c.actionable_increase_pp:+.1f} points")
+         + f"; {sizes}{why}"),
+    ]
+
+
+# --------------------------------------------------------------------------- charts
+
+
+def metric_chart(frame: pd.DataFrame, metric: LiveMetric, window_label: str) -> alt.Chart:
+    """Old vs new line chart of one metric (frame from series_frame)."""
+    data = frame[frame["metric"] == metric.field]
+    colours = alt.Scale(domain=list(SYSTEM_COLOURS), range=list(SYSTEM_COLOURS.values()))
+    base = alt.Chart(data, title=metric.title).encode(
+        x=alt.X("time:T", title=f"time (UTC), last {window_label}"),
+        y=alt.Y("value:Q", title=None, axis=alt.Axis(format=metric.axis_format)),
+        color=alt.Color("system:N", scale=colours, title="system"),
+        tooltip=[
+            alt.Tooltip("time:T", title="bucket start (UTC)", format="%Y-%m-%d %H:%M"),
+            alt.Tooltip("system:N"),
+            alt.Tooltip("value:Q", title=metric.title, format=metric.tooltip_format),
+            alt.Tooltip("runs:Q", title="runs in bucket", format=","),
+        ],
+    )
+    return (base.mark_line() + base.mark_point(filled=True, size=30)).properties(height=220)
+
+
+# --------------------------------------------------------------------------- the slot
+
+
+def render_live_charts(services) -> None:
+    """Overview section: window choice, then the auto-refreshing charts."""
+    st.subheader("Live monitoring: old vs new")
+    window_label = st.segmented_control(
+        "Window", WINDOWS, default=DEFAULT_WINDOW, key="live_window",
+        help="how far back the charts go from now; they refresh on their own",
+    ) or DEFAULT_WINDOW
+    _live_fragment(services, window_label)
+
+
+@st.fragment(run_every=REFRESH_S)
+def _live_fragment(services, window_label: str) -> None:
+    window_s = parse_window(window_label)
+    now = time.time()
+    bucket_s = default_bucket(window_s)
+    summary = summarize(services.ops, window_s, now=now)
+    if summary.overall.runs == 0:
+        st.info(
+            f"No discovery runs recorded in the last {window_label}. Runs of `python -m engine discover`, "
+            "rollouts and tuning appear here as they are recorded (this section refreshes by itself); "
+            "`python -m engine demo --ensure` records a day of demo runs on an empty store."
+        )
+        return
+    points = time_series(services.ops, window_s, now=now, bucket_s=bucket_s)
+    frame = series_frame(points)
+    for column, (label, value, help_) in zip(st.columns(4), comparison_tiles(summary)):
+        column.metric(label, value, help=help_, border=True)
+    for row in (LIVE_METRICS[:2], LIVE_METRICS[2:]):
+        for column, metric in zip(st.columns(2), row):
+            with column:
+                st.altair_chart(metric_chart(frame, metric, window_label), width="stretch")
+    st.caption(runs_caption(summary, window_label, bucket_s, now))

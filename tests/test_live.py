@@ -1,0 +1,114 @@
+"""Overview live charts: the frames (pure) and the Overview page with metric events (AppTest)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from console.live import LIVE_METRICS, comparison_tiles, runs_caption, series_frame
+from engine import falkor
+from engine.jsonlog import JsonlLog
+from engine.metrics import record_runs
+from engine.monitor import series_from_events, summarize_events
+from engine.opsdb import open_ops_db
+from engine.settings import load_settings
+from monitoring_data import make_event, make_run
+
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+T0 = 1_800_000_000.0
+
+
+def test_series_frame_has_one_row_per_bucket_system_and_metric():
+    events = [
+        make_event(T0, system="new", cost=0.2, actionable=True, hops=4, errors=("timeout",)),
+        make_event(T0 + 10, system="new", cost=0.4, hops=4),
+        make_event(T0, system="old", cost=1.0, hops=5),
+    ]
+    frame = series_frame(series_from_events(events, 60))
+    assert len(frame) == 2 * len(LIVE_METRICS)
+    new = frame[frame["system"] == "new"].set_index("metric")["value"]
+    assert new["cost_per_entity"] == pytest.approx(0.3)
+    assert new["actionable_rate"] == pytest.approx(0.5)
+    assert new["error_rate"] == pytest.approx(1 / 8)
+    old = frame[frame["system"] == "old"].set_index("metric")["value"]
+    assert old["cost_per_entity"] == pytest.approx(1.0) and old["actionable_rate"] == 0.0
+    assert str(frame["time"].dt.tz) == "UTC"
+    assert frame["time"].iloc[0].timestamp() == (T0 // 60) * 60
+
+
+def test_a_bucket_without_hops_has_no_error_rate_rather_than_zero():
+    frame = series_frame(series_from_events([make_event(T0, hops=0)], 60))
+    assert "error_rate" not in set(frame["metric"])
+    assert "cost_per_entity" in set(frame["metric"])
+
+
+def test_empty_series_is_an_empty_frame_with_the_columns():
+    frame = series_frame([])
+    assert frame.empty and list(frame.columns) == ["time", "system", "metric", "value", "runs"]
+
+
+def test_comparison_tiles_show_sizes_and_say_why_a_figure_is_missing():
+    both = summarize_events(
+        [make_event(T0, system="new", cost=0.5), make_event(T0, system="old", cost=1.0, actionable=True)],
+        start=T0 - 60, end=T0 + 60, now=T0 + 60,
+    )
+    tiles = {label: (value, help_) for label, value, help_ in comparison_tiles(both)}
+    assert tiles["Cost reduction"][0] == "+50.0%"
+    assert "old n=1, new n=1" in tiles["Cost reduction"][1]
+    assert tiles["Actionable new vs old"][0] == "0.0% vs 100.0%"
+    only_new = summarize_events([make_event(T0, system="new")], start=T0 - 60, end=T0 + 60, now=T0 + 60)
+    tiles = {label: (value, help_) for label, value, help_ in comparison_tiles(only_new)}
+    assert tiles["Cost reduction"][0] == "n/a" and "no old runs" in tiles["Cost reduction"][1]
+    assert runs_caption(only_new, "1h", 120, T0).startswith("1 runs in the last 1h (new 1, old 0) · buckets of 2m")
+
+
+# --------------------------------------------------------------------------- the Overview page
+
+
+@pytest.fixture
+def console_env(settings, monkeypatch):
+    monkeypatch.setenv("DISCOVERY_DATA_DIR", str(settings.data_dir))
+    monkeypatch.delenv("FALKORDB_URL", raising=False)
+    monkeypatch.delenv("DISCOVERY_GRAPH", raising=False)
+    env_settings = load_settings()
+    yield env_settings
+    from console.services import _shared_services
+
+    _shared_services.clear()
+    falkor.stop_embedded_server(env_settings)
+
+
+def _charts(at: AppTest) -> list:
+    return list(at.get("vega_lite_chart"))
+
+
+def test_overview_without_events_says_how_to_get_some(console_env):
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert any("No discovery runs recorded in the last 24h" in i.value for i in at.info)
+    assert len(_charts(at)) == 3  # only the graph's own charts
+
+
+def test_overview_draws_four_live_charts_from_recorded_events(console_env):
+    now = time.time()
+    ops = open_ops_db(console_env)
+    log = JsonlLog.for_settings(console_env)
+    record_runs(ops, [make_run(f"n{i}", cost=0.25, actionable=i % 2 == 0) for i in range(4)], run_id="t",
+                clock=lambda: now - 3600, log=log)
+    record_runs(ops, [make_run(f"o{i}", system="old", cost=0.5) for i in range(3)], run_id="t",
+                clock=lambda: now - 600, log=log)
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert len(_charts(at)) == 3 + 4
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Cost reduction"] == "+50.0%"
+    assert metrics["Actionable new vs old"] == "50.0% vs 0.0%"
+    assert any(c.value.startswith("7 runs in the last 24h (new 4, old 3)") for c in at.caption)
+    # a shorter window leaves the older new-system runs out
+    at.segmented_control(key="live_window").set_value("15m").run()
+    assert not at.exception
+    assert any(c.value.startswith("3 runs in the last 15m (new 0, old 3)") for c in at.caption)
+    assert {m.label: m.value for m in at.metric}["Cost reduction"] == "n/a"

@@ -1,0 +1,524 @@
+"""Plain data -> frames, labels and charts for the Rollout page.
+
+Pure functions over engine values (stage config, verdicts, metric events,
+jobs, decision records): no Streamlit and no stores, so the page stays a
+description of the UI and everything it shows is unit-tested from literals.
+
+What the page draws, and where each figure comes from:
+
+* **timeline**  one step per stage of the stage config (pilot -> limited ->
+  production), each with its state from the rollout status (pending when the
+  rollout has not reached it).
+* **criteria**  one row per success criterion and rollback trigger of the
+  stage's verdict: measured value, interval, threshold, test, phase and pass/fail.
+  Before any measurement the policy alone (thresholds, "no data yet").
+* **old vs new** running (cumulative) figures over the stage's metric events
+  as they arrive, per system: cost per entity, actionable rate and p95 engine
+  latency -- the latency the stage criteria measure (the candidate's own
+  decision time, evidence latency excluded; see engine.stats).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+from engine.metrics import MetricEvent
+from engine.monitor import percentile
+from engine.stages import StageConfig, StagePolicy
+from engine.verdict import Phase, Verdict
+
+# --------------------------------------------------------------------------- states and colours
+
+#: Stage states the timeline knows, in the order a stage goes through them.
+STAGE_STATES: tuple[str, ...] = (
+    "pending",
+    "queued",
+    "running",
+    "paused",
+    "passed",
+    "inconclusive",
+    "promoted",
+    "failed",
+    "rolling_back",
+    "rolled_back",
+    "cancelled",
+    "dead",
+)
+
+#: (icon, colour name understood by st.badge / markdown) per state; unknown states get a neutral grey.
+STATE_STYLE: dict[str, tuple[str, str]] = {
+    "pending": (":material/schedule:", "gray"),
+    "queued": (":material/hourglass_empty:", "gray"),
+    "running": (":material/play_circle:", "blue"),
+    "paused": (":material/pause_circle:", "orange"),
+    "passed": (":material/check_circle:", "green"),
+    "inconclusive": (":material/help:", "orange"),
+    "promoted": (":material/verified:", "green"),
+    "failed": (":material/cancel:", "red"),
+    "rolling_back": (":material/undo:", "red"),
+    "rolled_back": (":material/undo:", "violet"),
+    "cancelled": (":material/block:", "gray"),
+    "dead": (":material/heart_broken:", "red"),
+}
+
+PHASE_STYLE: dict[str, tuple[str, str]] = {
+    Phase.PENDING.value: (":material/schedule:", "gray"),
+    Phase.RUNNING.value: (":material/play_circle:", "blue"),
+    Phase.PASSED.value: (":material/check_circle:", "green"),
+    Phase.INCONCLUSIVE.value: (":material/help:", "orange"),
+    Phase.FAILED.value: (":material/cancel:", "red"),
+}
+
+#: One colour per system on every old-vs-new chart.
+SYSTEM_COLOURS: dict[str, str] = {"old": "#9d9d9d", "new": "#4c78a8"}
+
+
+def state_style(state: str | None) -> tuple[str, str]:
+    """Icon and colour of a stage/run state (grey for anything unknown)."""
+    return STATE_STYLE.get(str(state or "pending").lower(), (":material/radio_button_unchecked:", "gray"))
+
+
+def phase_style(phase: str | Phase | None) -> tuple[str, str]:
+    return PHASE_STYLE.get(str(phase or "pending").lower(), (":material/radio_button_unchecked:", "gray"))
+
+
+# --------------------------------------------------------------------------- the stage table / timeline
+
+
+def entities_label(count: int | None) -> str:
+    return "all" if count is None else f"{count:,}"
+
+
+def duration_label(days: float) -> str:
+    if days == 0:
+        return "none"
+    if days == int(days):
+        return f"{int(days)} day{'s' if days != 1 else ''}"
+    return f"{days:g} days"
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    """One stage on the timeline."""
+
+    index: int
+    name: str
+    entities: str  # cumulative exposure at the end of the stage: "10", "100", "all"
+    min_duration: str
+    state: str
+    current: bool
+    icon: str
+    colour: str
+    detail: str = ""
+
+    @property
+    def badge(self) -> str:
+        return self.state.replace("_", " ")
+
+
+def timeline_steps(
+    config: StageConfig,
+    states: Mapping[str, str] | None = None,
+    *,
+    current: str | None = None,
+    details: Mapping[str, str] | None = None,
+) -> list[TimelineStep]:
+    """The stages in order with the state of each (``pending`` where ``states`` says nothing)."""
+    states = {k: str(v).lower() for k, v in (states or {}).items()}
+    details = details or {}
+    steps = []
+    for i, s in enumerate(config.stages):
+        state = states.get(s.name, "pending")
+        icon, colour = state_style(state)
+        steps.append(
+            TimelineStep(
+                index=i,
+                name=s.name,
+                entities=entities_label(s.entities),
+                min_duration=duration_label(s.min_duration_days),
+                state=state,
+                current=s.name == current,
+                icon=icon,
+                colour=colour,
+                detail=details.get(s.name, ""),
+            )
+        )
+    return steps
+
+
+STAGE_TABLE_COLUMNS = (
+    "stage",
+    "entities",
+    "min_duration_days",
+    "batch_size",
+    "min_sample",
+    "shadow_fraction",
+    "success",
+    "rollback_triggers",
+    "state",
+)
+
+
+def stage_table_frame(config: StageConfig, states: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The stage config as a table: one row per stage, criteria as readable labels, plus its state."""
+    states = states or {}
+    rows = [
+        {
+            "stage": s.name,
+            "entities": entities_label(s.entities),
+            "min_duration_days": float(s.min_duration_days),
+            "batch_size": s.batch_size,
+            "min_sample": s.min_sample,
+            "shadow_fraction": float(s.shadow_fraction),
+            "success": "; ".join(_criterion_text(c) for c in s.success),
+            "rollback_triggers": "; ".join(_criterion_text(c) for c in s.rollback),
+            "state": str(states.get(s.name, "pending")),
+        }
+        for s in config.stages
+    ]
+    return pd.DataFrame(rows, columns=list(STAGE_TABLE_COLUMNS))
+
+
+def _criterion_text(c) -> str:
+    return f"{c.label()} ({c.test})"
+
+
+def stage_choices(config: StageConfig) -> list[str]:
+    """What the Start form offers: every stage, then ``all`` (run them one after another)."""
+    return [*config.names(), "all"]
+
+
+# --------------------------------------------------------------------------- criteria and verdict
+
+
+CRITERIA_COLUMNS = (
+    "kind",
+    "criterion",
+    "metric",
+    "op",
+    "threshold",
+    "test",
+    "value",
+    "low",
+    "high",
+    "n",
+    "phase",
+    "result",
+    "reason",
+)
+
+
+def _num(v: Any) -> float | None:
+    """A measurement as a float for the table: None stays None, "inf" strings become floats."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return float(v)
+
+
+def result_label(kind: str, phase: str) -> str:
+    """Pass/fail of one criterion row as an operator reads it.
+
+    success criterion: PASSED -> "pass", INCONCLUSIVE -> "not shown", PENDING -> "pending";
+    rollback trigger:  FAILED -> "BREACHED", PASSED -> "ok", PENDING -> "pending".
+    """
+    phase = str(phase)
+    if phase == Phase.PENDING:
+        return "pending"
+    if kind == "rollback":
+        return "BREACHED" if phase == Phase.FAILED else "ok"
+    return {Phase.PASSED.value: "pass", Phase.FAILED.value: "fail"}.get(phase, "not shown")
+
+
+def criteria_frame(verdict: Verdict | Mapping[str, Any]) -> pd.DataFrame:
+    """One row per success criterion and rollback trigger with measured value, interval, threshold and result.
+
+    Accepts a ``Verdict`` or its ``to_dict()`` (what decision records store).
+    """
+    rows_in = verdict.rows if isinstance(verdict, Verdict) else verdict.get("rows", [])
+    rows = []
+    for r in rows_in:
+        d = r.to_dict() if hasattr(r, "to_dict") else dict(r)
+        phase = str(d["phase"])
+        rows.append(
+            {
+                "kind": "success" if d["kind"] == "success" else "rollback trigger",
+                "criterion": f"{d['metric']} {d['op']} {float(d['threshold']):g}",
+                "metric": d["metric"],
+                "op": d["op"],
+                "threshold": float(d["threshold"]),
+                "test": d["test"],
+                "value": _num(d.get("value")),
+                "low": _num(d.get("low")),
+                "high": _num(d.get("high")),
+                "n": int(d.get("n") or 0),
+                "phase": phase,
+                "result": result_label(d["kind"], phase),
+                "reason": d.get("reason", ""),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(CRITERIA_COLUMNS))
+
+
+def policy_criteria_frame(policy: StagePolicy) -> pd.DataFrame:
+    """The criteria of a stage before anything is measured: thresholds, tests, no values."""
+    rows = []
+    for kind, items in (("success", policy.success), ("rollback trigger", policy.rollback)):
+        for c in items:
+            rows.append(
+                {
+                    "kind": kind,
+                    "criterion": c.label(),
+                    "metric": str(c.metric),
+                    "op": c.op,
+                    "threshold": float(c.threshold),
+                    "test": str(c.test),
+                    "value": None,
+                    "low": None,
+                    "high": None,
+                    "n": 0,
+                    "phase": Phase.PENDING.value,
+                    "result": "pending",
+                    "reason": "no entities measured yet",
+                }
+            )
+    return pd.DataFrame(rows, columns=list(CRITERIA_COLUMNS))
+
+
+def verdict_summary(verdict: Verdict | Mapping[str, Any] | None) -> tuple[str, str, str, str]:
+    """(phase, reason, icon, colour) of a verdict; a missing verdict reads as pending."""
+    if verdict is None:
+        phase, reason = Phase.PENDING.value, "no verdict yet: the stage has not measured any entity"
+    elif isinstance(verdict, Verdict):
+        phase, reason = verdict.phase.value, verdict.reason
+    else:
+        phase, reason = str(verdict.get("phase", "pending")), str(verdict.get("reason", ""))
+    icon, colour = phase_style(phase)
+    return phase, reason, icon, colour
+
+
+# --------------------------------------------------------------------------- old vs new, live
+
+
+#: metric key -> (chart title, axis title, number format)
+SERIES_METRICS: dict[str, tuple[str, str, str]] = {
+    "cost_per_entity": ("Cost per entity", "USD per entity (running mean)", "$.3f"),
+    "actionable_rate": ("Actionable rate", "actionable runs / runs (running)", ".1%"),
+    "p95_engine_latency_ms": ("p95 latency", "p95 engine decision time, ms (running)", ",.1f"),
+}
+
+SERIES_COLUMNS = ("system", "entities", "at", "metric", "value")
+
+
+def old_vs_new_frame(events: Iterable[MetricEvent], systems: Sequence[str] = ("old", "new")) -> pd.DataFrame:
+    """Running old-vs-new figures over a stage's metric events, in the order they arrived.
+
+    For each system, after its k-th run (x = ``entities``, 1..n): cost per entity
+    = Σ cost / k, actionable rate = actionable runs / k, p95 engine latency =
+    95th percentile (engine.monitor.percentile, linear interpolation) of the
+    first k runs' engine time in ms. Long format: one row per (system, k, metric).
+    A system without runs has no rows (a gap, never a zero).
+    """
+    ordered = sorted(events, key=lambda e: (e.at, e.id if e.id is not None else 0))
+    rows: list[dict[str, Any]] = []
+    for system in systems:
+        cost = 0.0
+        actionable = 0
+        latencies: list[float] = []
+        k = 0
+        for e in ordered:
+            if e.system != system:
+                continue
+            k += 1
+            cost += e.cost_usd
+            actionable += 1 if e.actionable else 0
+            latencies.append(e.engine_latency_ms)
+            at = pd.Timestamp(e.at, unit="s", tz="UTC")
+            for metric, value in (
+                ("cost_per_entity", cost / k),
+                ("actionable_rate", actionable / k),
+                ("p95_engine_latency_ms", percentile(latencies, 95)),
+            ):
+                rows.append({"system": system, "entities": k, "at": at, "metric": metric, "value": value})
+    return pd.DataFrame(rows, columns=list(SERIES_COLUMNS))
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """Latest running figure of each system for one metric (None when a side has no runs)."""
+
+    metric: str
+    old: float | None
+    new: float | None
+    old_runs: int
+    new_runs: int
+
+
+def latest_figures(frame: pd.DataFrame) -> dict[str, SideBySide]:
+    """The last running value per system and metric of an ``old_vs_new_frame``."""
+    out = {}
+    for metric in SERIES_METRICS:
+        vals: dict[str, tuple[float | None, int]] = {}
+        for system in ("old", "new"):
+            sub = frame[(frame["metric"] == metric) & (frame["system"] == system)]
+            if sub.empty:
+                vals[system] = (None, 0)
+            else:
+                last = sub.iloc[-1]
+                vals[system] = (float(last["value"]), int(last["entities"]))
+        out[metric] = SideBySide(metric, vals["old"][0], vals["new"][0], vals["old"][1], vals["new"][1])
+    return out
+
+
+def old_vs_new_chart(frame: pd.DataFrame, metric: str) -> alt.Chart:
+    """One metric of an ``old_vs_new_frame``: a line per system over entities run, fixed colours."""
+    title, axis, fmt = SERIES_METRICS[metric]
+    data = frame[frame["metric"] == metric].drop(columns=["at"])
+    return (
+        alt.Chart(data, title=title)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("entities:Q", title="entities run", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("value:Q", title=axis, axis=alt.Axis(format=fmt)),
+            color=alt.Color(
+                "system:N",
+                scale=alt.Scale(domain=list(SYSTEM_COLOURS), range=list(SYSTEM_COLOURS.values())),
+                title="system",
+            ),
+            tooltip=["system:N", "entities:Q", alt.Tooltip("value:Q", format=fmt, title=title)],
+        )
+    )
+
+
+# --------------------------------------------------------------------------- progress, jobs, records
+
+
+def progress_fraction(done: int | None, total: int | None) -> float:
+    """done/total clamped to [0, 1]; 0 when the total is not known yet."""
+    if not total:
+        return 0.0
+    return max(0.0, min(1.0, (done or 0) / total))
+
+
+def progress_text(stage: str | None, done: int | None, total: int | None, state: str | None = None,
+                  message: str = "") -> str:
+    """'pilot: 4 of 10 entities (40%) · running · batch 1 done'."""
+    parts = [f"{stage or 'stage'}: {done or 0:,} of {total or 0:,} entities ({progress_fraction(done, total):.0%})"]
+    if state:
+        parts.append(str(state))
+    if message:
+        parts.append(message)
+    return " · ".join(parts)
+
+
+def _ts(t: float | None):
+    return pd.Timestamp(t, unit="s", tz="UTC") if t else pd.NaT
+
+
+JOB_COLUMNS = ("id", "kind", "state", "progress", "done", "total", "attempts", "actor", "created", "heartbeat",
+               "message")
+
+
+def jobs_frame(jobs: Iterable[Any]) -> pd.DataFrame:
+    """engine.jobs.Job rows (newest first as given) for the jobs table."""
+    rows = [
+        {
+            "id": j.id,
+            "kind": j.kind,
+            "state": str(j.state),
+            "progress": progress_fraction(j.progress_done, j.progress_total),
+            "done": j.progress_done,
+            "total": j.progress_total,
+            "attempts": j.attempts,
+            "actor": j.actor,
+            "created": _ts(j.created_at),
+            "heartbeat": _ts(j.heartbeat_at),
+            "message": j.error or j.message or "",
+        }
+        for j in jobs
+    ]
+    return pd.DataFrame(rows, columns=list(JOB_COLUMNS))
+
+
+RECORD_COLUMNS = ("id", "at", "run_id", "stage", "gate", "phase", "action", "actor", "n", "config_hash", "reason")
+
+#: field of a record -> column, in order of preference (the first key present wins)
+_RECORD_KEYS: dict[str, tuple[str, ...]] = {
+    "id": ("id", "record_id"),
+    "at": ("at", "created_at", "decided_at"),
+    "run_id": ("run_id", "rollout_id"),
+    "stage": ("stage", "stage_name", "stage_id"),
+    "gate": ("gate", "kind", "decision"),
+    "phase": ("phase", "verdict"),
+    "action": ("action", "outcome"),
+    "actor": ("actor",),
+    "n": ("n",),
+    "config_hash": ("config_hash", "new_config_hash", "candidate_hash"),
+    "reason": ("reason",),
+}
+
+
+def _pick(record: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    for k in keys:
+        if k in record and record[k] is not None:
+            v = record[k]
+            if isinstance(v, Mapping) and "phase" in v:  # a nested verdict
+                return v["phase"]
+            return v
+    return None
+
+
+def decision_records_frame(records: Iterable[Mapping[str, Any] | Any]) -> pd.DataFrame:
+    """Decision records (dicts or objects with ``to_dict``) as a table, newest first."""
+    rows = []
+    for rec in records:
+        d = rec.to_dict() if hasattr(rec, "to_dict") else dict(rec)
+        row = {col: _pick(d, keys) for col, keys in _RECORD_KEYS.items()}
+        if row["phase"] is None and isinstance(d.get("verdict"), Mapping):
+            row["phase"] = d["verdict"].get("phase")
+        if not row["reason"] and isinstance(d.get("verdict"), Mapping):
+            row["reason"] = d["verdict"].get("reason")
+        hashes = d.get("config_hashes")
+        if row["config_hash"] is None and isinstance(hashes, Mapping):
+            row["config_hash"] = hashes.get("new") or hashes.get("candidate")
+        row["at"] = _ts(row["at"]) if isinstance(row["at"], (int, float)) else row["at"]
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    if not frame.empty and frame["at"].notna().any():
+        frame = frame.sort_values("at", ascending=False, kind="stable").reset_index(drop=True)
+    return frame
+
+
+# --------------------------------------------------------------------------- downloads
+
+
+def report_file_name(what: str, now: float, ext: str = "md") -> str:
+    """``discovery-<what>-<YYYYmmdd-HHMM>.<ext>`` (UTC), ``what`` reduced to [a-z0-9-]."""
+    slug = "".join(ch if ch.isalnum() else "-" for ch in what.lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    stamp = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y%m%d-%H%M")
+    return f"discovery-{slug or 'rollout'}-{stamp}.{ext}"
+
+
+def time_scale_help(time_scale: float) -> str:
+    """What a time scale means in words: 86400 -> 'one stage day passes every 1 s'."""
+    if not time_scale > 0 or math.isinf(time_scale):
+        return "time scale must be a positive number"
+    seconds_per_day = 86400.0 / time_scale
+    if seconds_per_day < 120:
+        return f"one stage day passes every {seconds_per_day:.3g} s"
+    if seconds_per_day < 7200:
+        return f"one stage day passes every {seconds_per_day / 60:.3g} min"
+    return f"one stage day passes every {seconds_per_day / 3600:.3g} h"

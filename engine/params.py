@@ -6,7 +6,7 @@ search space and the documentation cannot drift apart. An invalid config
 cannot be constructed: ``__post_init__`` validates and raises ``ConfigError``
 with one message per bad field (field, value, allowed range).
 
-Groups (each one changes behaviour; tests/test_params.py proves it per field):
+Groups (each one changes behaviour; tests/test_param_effects.py proves it per field):
 
 ``value``      EIG category value per group (model.CATEGORY_GROUP is the explicit table)
 ``deltas``     confidence change per decision

@@ -14,11 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine import alert_jobs
 from engine import alerts as alerts_mod
+from engine.errors import ConfigError
+from engine.jobs import JobStore
 from engine.jsonlog import JsonlLog
 from engine.metrics import record_runs
 from engine.model import Decision, Depth, HopRecord, HopType, HypothesisOutcome, RunResult, Status
-from engine.monitor import parse_window, summarize, time_series
+from engine.monitor import format_window, parse_window, summarize, time_series
 from engine.opsdb import OpsDB, open_ops_db
 from engine.reports import FORMATS, build_report, iso, render, report_filename
 from engine.settings import load_settings
@@ -50,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Prints each rule's stored state (ok, pending, firing, resolved, no_data) as last evaluated by the "
             "worker or the console. --evaluate measures every rule over its window now, steps its state and "
             "records transitions. Rules come from <data dir>/alert_rules.json if saved there, else the shipped "
-            "data/alert_rules.json. Exit status 1 when an alert is firing, else 0."
+            "data/alert_rules.json. --start-evaluator starts a worker that evaluates every --interval until "
+            "--stop-evaluator (one per data dir). Exit status 1 when an alert is firing, else 0."
         ),
     )
     p.add_argument("--evaluate", action="store_true", help="evaluate every rule now before printing")
@@ -60,6 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--actor", default="cli", help="who acknowledges (recorded in the audit log; default 'cli')")
     p.add_argument("--note", default="", help="a note kept with the acknowledgement")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--start-evaluator", action="store_true",
+                   help="start periodic evaluation in a detached worker (one per data dir; see --interval)")
+    p.add_argument("--interval", default="1m", help="time between two periodic evaluations (default 1m, minimum 5s)")
+    p.add_argument("--stop-evaluator", action="store_true", help="stop the periodic evaluation worker")
     p.set_defaults(func=cmd_alerts)
 
 
@@ -113,6 +121,16 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     settings = load_settings()
     ops = open_ops_db(settings)
     rules = alerts_mod.load_rules(settings)
+    if args.start_evaluator and args.stop_evaluator:
+        raise ConfigError("--start-evaluator and --stop-evaluator contradict each other: pass one of them")
+    if args.start_evaluator:
+        job, started = alert_jobs.start_evaluator(settings, ops, interval=args.interval, actor=args.actor)
+        print(f"{'started' if started else 'already running:'} periodic alert evaluation, job {job.id} "
+              f"(every {format_window(job.params['interval_s'])}); stop it with `python -m engine alerts --stop-evaluator`")
+    if args.stop_evaluator:
+        job = alert_jobs.stop_evaluator(ops, actor=args.actor)
+        print(f"stop requested for periodic alert evaluation, job {job.id}" if job else
+              "periodic alert evaluation was not running")
     if args.evaluate:
         alerts_mod.evaluate_alerts(ops, rules, time.time())
     if args.ack:
@@ -155,6 +173,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     last = max((r.evaluated_at for r in states.values()), default=None)
     print(f"alert states, last evaluated {iso(last)}" if states else
           "no alert evaluated yet: run `python -m engine alerts --evaluate`")
+    print(alert_jobs.describe_evaluator(alert_jobs.latest_evaluator(JobStore(ops)), time.time()))
     _print_table(("rule", "state", "since", "value", "condition", "severity", "ack", "reason"), rows)
     if trail:
         print()

@@ -410,6 +410,7 @@ JOB_KINDS: dict[str, str] = {
     "rollout": "engine.rollout:run_rollout_job",
     "rollback": "engine.rollout:run_rollback_job",
     "tuning": "engine.tuning:run_tuning_job",
+    "alerts.evaluate": "engine.alert_jobs:run_alert_evaluation_job",
 }
 
 

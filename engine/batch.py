@@ -10,13 +10,21 @@ them) and is reported as a failure; the other chunks carry on. Each call
 returns a ``BatchResult``: the values of the chunks that succeeded, and one
 ``BatchFailure`` per chunk that did not, with its keys and the reason.
 
-The update query applies decisions in Cypher with the same arithmetic and
-lifecycle rules as ``model.apply_decision`` (confidence clamped to [0, 1]
-after each step, counters, the recent window, KILLED sticky, then PROMOTED,
-DEGRADED, SATURATED, else ACTIVE): tests check that a batch and the same
-decisions applied one by one leave identical graph state. Several decisions
-for one hypothesis travel in one row and are folded in order with
-``reduce``, so a hypothesis is never split across concurrent chunks.
+Updates apply decisions with ``model.apply_decision`` itself (counters,
+confidence clamped to [0, 1] after each step, the recent window, KILLED
+sticky, then PROMOTED, DEGRADED, SATURATED, else ACTIVE), so a batch and the
+same decisions applied one by one leave identical graph state, to the last
+bit. Per chunk: one ``UNWIND`` read of the current state, the pure update in
+Python, one ``UNWIND`` write guarded by compare-and-set on what was read (a
+hypothesis changed meanwhile by another writer is re-read and re-applied, up
+to ``CAS_RETRIES`` times, else reported as a failure). Why not do the
+arithmetic in Cypher: FalkorDB stores doubles exactly but replies with 15
+significant digits, so GraphStore keeps an exact-repr sidecar
+(``exact_floats``) on every node; values computed on the server would leave
+that sidecar stale, and no Cypher function prints a double exactly. Writing
+rows built here keeps the sidecar right. Several decisions for one
+hypothesis are applied in the order given and travel in one row, so a
+hypothesis is never split across concurrent chunks.
 
 Property names and value encodings are GraphStore's (engine.graph): rows are
 built with ``hypothesis_props`` and read back with ``hypothesis_from_props``.
@@ -43,9 +51,10 @@ from redis.exceptions import RedisError, ResponseError
 
 from engine import falkor
 from engine.errors import DiscoveryError
-from engine.graph import hypothesis_props
+from engine.graph import EXACT_FLOATS, _with_exact_floats, _without_exact_floats, hypothesis_props
 from engine.model import (
     Decision,
+    apply_decision,
     DecisionDeltas,
     DomainError,
     Hypothesis,
@@ -185,10 +194,10 @@ _HYP_COLUMNS = (
     "weak_accepts", "rejects", "no_progress", "last_delta", "recent", "created_at", "updated_at",
     "killed_reason",
 )  # fmt: skip
-_Q_READ = (
-    "UNWIND $ids AS eid MATCH (h:Hypothesis {entity_id: eid}) RETURN "
-    + ", ".join(f"h.{c}" for c in _HYP_COLUMNS)
-)
+_RETURN_COLUMNS = " RETURN " + ", ".join(f"h.{c}" for c in _HYP_COLUMNS) + f", h.{EXACT_FLOATS}"
+_Q_READ = "UNWIND $ids AS eid MATCH (h:Hypothesis {entity_id: eid})" + _RETURN_COLUMNS
+_Q_READ_BY_ID = "UNWIND $ids AS hid MATCH (h:Hypothesis {id: hid})" + _RETURN_COLUMNS
+_FLOAT_COLUMNS = (("prior", 4), ("confidence", 5), ("last_delta", 11), ("created_at", 13), ("updated_at", 14))
 _STATUS = {str(s): s for s in Status}
 _DECISION = {str(d): d for d in Decision}
 
@@ -205,48 +214,36 @@ def _hypothesis_from_row(r: Sequence[Any]) -> Hypothesis:
     """
     recent = r[12]
     try:
+        # the reply's doubles have 15 significant digits: put back the exact values from the
+        # sidecar exactly as GraphStore does (graph.hypothesis_from_props)
+        floats = _without_exact_floats(
+            {name: _num(r[i]) for name, i in _FLOAT_COLUMNS} | ({EXACT_FLOATS: r[16]} if r[16] else {})
+        )
         return Hypothesis(
-            r[0], r[1], r[2], r[3], float(r[4]), float(r[5]),
+            r[0], r[1], r[2], r[3], floats["prior"], floats["confidence"],
             _STATUS[r[6]] if r[6] is not None else Status.ACTIVE,
-            r[7] or 0, r[8] or 0, r[9] or 0, r[10] or 0, _num(r[11]),
+            r[7] or 0, r[8] or 0, r[9] or 0, r[10] or 0, floats["last_delta"],
             tuple(_DECISION[d] for d in recent[1:-1].split(", ")) if recent and len(recent) > 2 else (),
-            _num(r[13]), _num(r[14]), r[15] or "",
+            floats["created_at"], floats["updated_at"], r[15] or "",
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise DomainError(f"hypothesis {r[0]!r} has an unreadable stored value ({_one_line(exc)})") from None
 
-_Q_APPLY = """
+# compare-and-set: write only if the node still holds what the update was computed from
+# (the sidecar carries every float exactly; counters, window and status are compared as is)
+_Q_WRITE_IF_UNCHANGED = f"""
 UNWIND $rows AS row
-MATCH (h:Hypothesis {id: row.id})
-WITH h, reduce(s = {c: h.confidence, prev: h.confidence, a: h.accepts, w: h.weak_accepts,
-                    r: h.rejects, n: h.no_progress, recent: h.recent},
-               step IN row.steps |
-               {prev: s.c,
-                c: CASE WHEN s.c + step[1] < 0.0 THEN 0.0
-                        WHEN s.c + step[1] > 1.0 THEN 1.0
-                        ELSE s.c + step[1] END,
-                a: s.a + CASE WHEN step[0] = 'ACCEPT' THEN 1 ELSE 0 END,
-                w: s.w + CASE WHEN step[0] = 'WEAK_ACCEPT' THEN 1 ELSE 0 END,
-                r: s.r + CASE WHEN step[0] = 'REJECT' THEN 1 ELSE 0 END,
-                n: s.n + CASE WHEN step[0] = 'NO_PROGRESS' THEN 1 ELSE 0 END,
-                recent: (s.recent + [step[0]])[-$keep..]}) AS s
-WITH h, s, size([d IN s.recent[-$window..] WHERE d = 'NO_PROGRESS']) AS stalled
-SET h.confidence = s.c,
-    h.last_delta = s.c - s.prev,
-    h.accepts = s.a,
-    h.weak_accepts = s.w,
-    h.rejects = s.r,
-    h.no_progress = s.n,
-    h.recent = s.recent,
-    h.updated_at = $now,
-    h.status = CASE
-        WHEN h.status = 'KILLED' THEN 'KILLED'
-        WHEN s.c >= $promote_confidence AND s.a >= $promote_accepts THEN 'PROMOTED'
-        WHEN s.c < $degrade_confidence AND s.r >= $degrade_rejects THEN 'DEGRADED'
-        WHEN stalled >= $saturation_count THEN 'SATURATED'
-        ELSE 'ACTIVE' END
+MATCH (h:Hypothesis {{id: row.id}})
+WHERE coalesce(h.{EXACT_FLOATS}, '') = row.expect.{EXACT_FLOATS}
+  AND h.status = row.expect.status AND h.accepts = row.expect.accepts
+  AND h.weak_accepts = row.expect.weak_accepts AND h.rejects = row.expect.rejects
+  AND h.no_progress = row.expect.no_progress AND h.recent = row.expect.recent
+SET h = row.props
 RETURN h.id
 """
+
+#: how often a chunk re-reads and re-applies hypotheses another writer changed meanwhile
+CAS_RETRIES = 3
 
 _Q_CREATE = """
 UNWIND $rows AS row
@@ -402,40 +399,61 @@ class AsyncBatchGraph:
         concurrency: int | None = None,
         timeout_s: float | None = None,
     ) -> BatchResult[list[str]]:
-        """Apply decisions as model.apply_decision would, in UNWIND chunks. Values: the ids updated.
+        """Apply decisions exactly as model.apply_decision does, in UNWIND chunks. Values: the ids updated.
 
         Decisions for one hypothesis are applied in the order given. An id
-        that does not exist is reported as a failure of its chunk; the rest of
-        the chunk is written. A timed-out write is reported as failed but may
-        still be applied by the server (writes cannot be aborted mid-way).
+        that does not exist is reported as a failure of its chunk ("no such
+        hypothesis"); so is one that other writers kept changing through
+        ``CAS_RETRIES`` attempts; the rest of the chunk is written. A
+        timed-out write is reported as failed but may still be applied by the
+        server (writes cannot be aborted mid-way).
         """
-        steps: dict[str, list[list[Any]]] = defaultdict(list)
+        steps: dict[str, list[Decision]] = defaultdict(list)
         for u in updates:
             hid, decision = (u.hypothesis_id, u.decision) if isinstance(u, DecisionUpdate) else u
-            d = Decision(decision)
-            steps[hid].append([str(d), float(deltas.delta(d))])
-        rows = [{"id": hid, "steps": s} for hid, s in steps.items()]
-        base = {
-            "now": float(now),
-            "keep": max(rules.saturation_window, 1),
-            "window": rules.saturation_window,
-            "promote_confidence": float(rules.promote_confidence),
-            "promote_accepts": int(rules.promote_accepts),
-            "degrade_confidence": float(rules.degrade_confidence),
-            "degrade_rejects": int(rules.degrade_rejects),
-            "saturation_count": int(rules.saturation_count),
-        }
-        by_id = {r["id"]: r for r in rows}
+            try:
+                steps[hid].append(Decision(decision))
+            except ValueError:
+                raise DomainError(
+                    f"unknown decision {decision!r} for hypothesis {hid!r}: use one of "
+                    + ", ".join(str(d) for d in Decision)
+                ) from None
+        when = float(now)
         done: list[str] = []
 
-        async def run(chunk: Sequence[str], timeout: float) -> list[str]:
-            res = await self.graph.query(_Q_APPLY, {**base, "rows": [by_id[i] for i in chunk]})
-            hit = {r[0] for r in res.result_set}
-            done.extend(i for i in chunk if i in hit)
-            return [i for i in chunk if i not in hit]
+        async def run(chunk: Sequence[str], timeout: float) -> dict[str, str]:
+            pending = list(chunk)
+            problems: dict[str, str] = {}
+            for _attempt_no in range(CAS_RETRIES + 1):
+                rows = await self._ro_verbose(_Q_READ_BY_ID, {"ids": pending}, timeout)
+                current = {r[0]: (_hypothesis_from_row(r), r[16] or "") for r in rows}
+                for hid in pending:
+                    if hid not in current:
+                        problems[hid] = "no such hypothesis"
+                writes = []
+                for hid, (h, sidecar) in current.items():
+                    new = h
+                    for d in steps[hid]:
+                        new = apply_decision(new, d, when, deltas, rules)
+                    expect = {
+                        EXACT_FLOATS: sidecar, "status": str(h.status), "accepts": h.accepts,
+                        "weak_accepts": h.weak_accepts, "rejects": h.rejects, "no_progress": h.no_progress,
+                        "recent": [str(d) for d in h.recent],
+                    }  # fmt: skip
+                    writes.append({"id": hid, "expect": expect, "props": _with_exact_floats(hypothesis_props(new))})
+                if not writes:
+                    break
+                res = await self.graph.query(_Q_WRITE_IF_UNCHANGED, {"rows": writes})
+                written = {r[0] for r in res.result_set}
+                done.extend(w["id"] for w in writes if w["id"] in written)
+                pending = [w["id"] for w in writes if w["id"] not in written]  # changed since we read it
+                if not pending:
+                    break
+            for hid in pending:
+                problems.setdefault(hid, f"changed by another writer {CAS_RETRIES + 1} times while updating; retry it")
+            return problems
 
-        return await self._run("apply_decisions", list(by_id), run, chunk_size, concurrency, timeout_s, done,
-                               missing_error="no such hypothesis")  # fmt: skip
+        return await self._run("apply_decisions", list(steps), run, chunk_size, concurrency, timeout_s, done)
 
     async def create_hypotheses(
         self,
@@ -525,6 +543,11 @@ async def _attempt(
         return [BatchFailure(index, tuple(chunk), f"timed out after {timeout:g} s (cancelled)", True)]
     except (RedisError, OSError, DiscoveryError, ValueError, KeyError, TypeError) as exc:
         return [BatchFailure(index, tuple(chunk), _one_line(exc))]
+    if isinstance(missing, Mapping):  # key -> why, one failure per distinct reason
+        by_error: dict[str, list[str]] = defaultdict(list)
+        for key, why in missing.items():
+            by_error[why].append(key)
+        return [BatchFailure(index, tuple(keys), why) for why, keys in by_error.items()]
     if missing:
         return [BatchFailure(index, tuple(missing), missing_error or "not found")]
     return []

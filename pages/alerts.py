@@ -1,0 +1,160 @@
+"""Alerts: the current state of every rule, acknowledgement, periodic evaluation, history and thresholds."""
+
+import time
+
+import streamlit as st
+
+from console.alerts_view import (
+    METRIC_HELP,
+    STATE_ICONS,
+    acknowledgeable,
+    changed_rules,
+    history_frame,
+    rules_frame,
+    rules_from_editor,
+    state_counts,
+    states_frame,
+)
+from console.services import call, get_services
+from engine import alert_jobs, alerts
+from engine.alerts import OPS, SCOPES, Severity
+from engine.errors import ConfigError
+from engine.jobs import JobStore
+
+REFRESH_S = 10
+INTERVALS = ("30s", "1m", "5m", "15m")
+
+services = get_services()
+settings, ops = services.settings, services.ops
+
+st.title("Alerts")
+rules = call(alerts.load_rules, settings)
+
+flash = st.session_state.pop("alerts_flash", None)
+if flash:
+    st.success(flash, icon=":material/check_circle:")
+
+# ----------------------------------------------------------------- evaluation
+left, mid, right = st.columns([1, 1, 2], vertical_alignment="bottom")
+if left.button("Evaluate now", key="evaluate_now", type="primary", icon=":material/refresh:",
+               help="measure every rule over its window ending now and record the transitions"):
+    evaluations = call(alerts.evaluate_alerts, ops, rules, time.time())
+    changed = sum(1 for ev in evaluations if ev.changed)
+    st.session_state["alerts_flash"] = (f"evaluated {len(evaluations)} rules: {alert_jobs.round_summary(evaluations)}"
+                                        f" ({changed} changed state)")
+    st.rerun()
+evaluator = alert_jobs.active_evaluator(JobStore(ops))
+if evaluator is None:
+    interval = mid.selectbox("Every", INTERVALS, index=1, key="evaluator_interval")
+    if right.button("Start periodic evaluation", key="evaluator_start", icon=":material/play_arrow:",
+                    help="a worker process evaluates every rule at this interval until stopped"):
+        job, _ = call(alert_jobs.start_evaluator, settings, ops, interval=interval, actor="console")
+        st.session_state["alerts_flash"] = f"periodic evaluation started in a worker (job {job.id}, every {interval})"
+        st.rerun()
+else:
+    if right.button("Stop periodic evaluation", key="evaluator_stop", icon=":material/stop:"):
+        job = call(alert_jobs.stop_evaluator, ops, actor="console")
+        st.session_state["alerts_flash"] = f"stop requested for job {job.id}" if job else "it had already stopped"
+        st.rerun()
+
+
+@st.fragment(run_every=REFRESH_S)
+def current_states() -> None:
+    """States as the store holds them now (the worker may change them between two page runs)."""
+    now = time.time()
+    states = alerts.current_states(ops)
+    st.caption(alert_jobs.describe_evaluator(alert_jobs.latest_evaluator(JobStore(ops)), now))
+    counts = state_counts(rules, states)
+    for column, (state, n) in zip(st.columns(len(counts)), counts.items()):
+        column.metric(f"{STATE_ICONS[state]} {state.replace('_', ' ')}", n, border=True)
+    st.dataframe(
+        states_frame(rules, states), hide_index=True, width="stretch", key="alert_states",
+        column_config={
+            "since": st.column_config.DatetimeColumn("since (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "evaluated": st.column_config.DatetimeColumn("evaluated (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "sample": st.column_config.NumberColumn("sample (runs)", format="%d"),
+        },
+    )
+    if states:
+        last = max(r.evaluated_at for r in states.values())
+        st.caption(f"last evaluated {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(last))} UTC · "
+                   f"no data means too few runs in the window (below the rule's minimum sample), never ok")
+
+
+st.subheader("Current states")
+current_states()
+
+# ----------------------------------------------------------------- acknowledge
+states_now = alerts.current_states(ops)
+open_alerts = acknowledgeable(states_now)
+if open_alerts:
+    st.subheader("Acknowledge")
+    with st.form("ack_form", border=True):
+        rule_id = st.selectbox("Alert", open_alerts, key="ack_rule",
+                               format_func=lambda r: f"{r} ({states_now[r].state.value})")
+        who = st.text_input("Your name", key="ack_actor", placeholder="who takes it (recorded in the audit log)")
+        note = st.text_input("Note", key="ack_note", placeholder="optional: what you are doing about it")
+        if st.form_submit_button("Acknowledge", icon=":material/done:"):
+            try:
+                rec = alerts.acknowledge(ops, rule_id, actor=f"console:{who.strip()}" if who.strip() else "",
+                                         now=time.time(), note=note.strip())
+            except ConfigError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["alerts_flash"] = f"acknowledged {rec.rule_id} as {rec.acknowledged_by}"
+                st.rerun()
+
+# ----------------------------------------------------------------- history
+st.subheader("History")
+trail = alerts.history(ops, limit=500)
+if not trail:
+    st.info("No state transition recorded yet.")
+else:
+    chosen = st.multiselect("Rules", sorted({h["rule_id"] for h in trail}), key="history_rules",
+                            placeholder="all rules")
+    frame = history_frame([h for h in trail if not chosen or h["rule_id"] in chosen], rules)
+    st.dataframe(frame, hide_index=True, width="stretch", key="alert_history",
+                 column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss")})
+    st.caption(f"{len(frame)} transitions, newest first (last 500 kept on screen)")
+
+# ----------------------------------------------------------------- thresholds
+st.subheader("Rules and thresholds")
+source = alerts.rules_source(settings)
+st.caption(f"from `{source}`" + (" (shipped defaults)" if source == alerts.SHIPPED_RULES else " (saved edits)")
+           + " · fractions for rates (0.10 = 10%), USD, seconds or percent as the unit column says · "
+           "durations like 30s, 5m, 1h")
+edited = st.data_editor(
+    rules_frame(rules), hide_index=True, width="stretch", key="rules_editor", num_rows="fixed",
+    disabled=("id", "name", "metric", "unit"),
+    column_config={
+        "metric": st.column_config.TextColumn("metric", help="; ".join(f"{k}: {v}" for k, v in METRIC_HELP.items())),
+        "op": st.column_config.SelectboxColumn("op", options=list(OPS), required=True),
+        "threshold": st.column_config.NumberColumn("threshold", required=True, format="%.4g"),
+        "hold": st.column_config.TextColumn("hold", help="breach this long before firing (0s: at once)"),
+        "window": st.column_config.TextColumn("window", help="how far back the figure is measured"),
+        "min_sample": st.column_config.NumberColumn("min sample", min_value=1, step=1, format="%d",
+                                                    help="fewer runs than this in the window is no data"),
+        "severity": st.column_config.SelectboxColumn("severity", options=[s.value for s in Severity], required=True),
+        "system": st.column_config.SelectboxColumn("system", options=list(SCOPES), required=True),
+        "runbook": st.column_config.TextColumn("runbook", width="large"),
+    },
+)
+save_col, reset_col, _ = st.columns([1, 1, 3])
+if save_col.button("Save rules", key="rules_save", icon=":material/save:"):
+    try:
+        saved = alerts.save_rules(settings, rules_from_editor(edited), ops=ops, actor="console")
+    except ConfigError as exc:
+        st.error(f"Not saved, nothing changed. {exc}", icon=":material/error:")
+    else:
+        diff = changed_rules(rules, saved)
+        st.session_state["alerts_flash"] = (f"saved {len(saved)} rules to {alerts.rules_path(settings)}"
+                                            + (f" (changed: {', '.join(diff)})" if diff else " (no change)")
+                                            + "; they apply at the next evaluation")
+        st.session_state.pop("rules_editor", None)
+        st.rerun()
+if source != alerts.SHIPPED_RULES and reset_col.button("Reset to defaults", key="rules_reset",
+                                                       icon=":material/restart_alt:"):
+    alerts.reset_rules(settings, ops=ops, actor="console")
+    st.session_state["alerts_flash"] = "rules reset to the shipped defaults"
+    st.session_state.pop("rules_editor", None)
+    st.rerun()

@@ -11,6 +11,7 @@ PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("pages/hypotheses.py", title="Hypotheses", icon=":material/lightbulb:"),
     st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
+    st.Page("pages/reports.py", title="Reports", icon=":material/summarize:"),
 ]
 
 st.navigation(PAGES).run()

@@ -36,21 +36,8 @@ from engine.verdict import Phase, Verdict
 
 # --------------------------------------------------------------------------- states and colours
 
-#: Stage states the timeline knows, in the order a stage goes through them.
-STAGE_STATES: tuple[str, ...] = (
-    "pending",
-    "queued",
-    "running",
-    "paused",
-    "passed",
-    "inconclusive",
-    "promoted",
-    "failed",
-    "rolling_back",
-    "rolled_back",
-    "cancelled",
-    "dead",
-)
+#: a stage of the stage table that the shown rollout run does not go through (it ran one stage only)
+NOT_IN_RUN = "not_in_run"
 
 #: (icon, colour name understood by st.badge / markdown) per state; unknown states get a neutral grey.
 STATE_STYLE: dict[str, tuple[str, str]] = {
@@ -58,14 +45,18 @@ STATE_STYLE: dict[str, tuple[str, str]] = {
     "queued": (":material/hourglass_empty:", "gray"),
     "running": (":material/play_circle:", "blue"),
     "paused": (":material/pause_circle:", "orange"),
+    "soaking": (":material/hourglass_top:", "green"),
     "passed": (":material/check_circle:", "green"),
     "inconclusive": (":material/help:", "orange"),
     "promoted": (":material/verified:", "green"),
+    "completed": (":material/verified:", "green"),
     "failed": (":material/cancel:", "red"),
     "rolling_back": (":material/undo:", "red"),
     "rolled_back": (":material/undo:", "violet"),
     "cancelled": (":material/block:", "gray"),
     "dead": (":material/heart_broken:", "red"),
+    "skipped": (":material/skip_next:", "gray"),
+    NOT_IN_RUN: (":material/remove:", "gray"),
 }
 
 PHASE_STYLE: dict[str, tuple[str, str]] = {
@@ -451,53 +442,60 @@ def jobs_frame(jobs: Iterable[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(JOB_COLUMNS))
 
 
-RECORD_COLUMNS = ("id", "at", "run_id", "stage", "gate", "phase", "action", "actor", "n", "config_hash", "reason")
-
-#: field of a record -> column, in order of preference (the first key present wins)
-_RECORD_KEYS: dict[str, tuple[str, ...]] = {
-    "id": ("id", "record_id"),
-    "at": ("at", "created_at", "decided_at"),
-    "run_id": ("run_id", "rollout_id"),
-    "stage": ("stage", "stage_name", "stage_id"),
-    "gate": ("gate", "kind", "decision"),
-    "phase": ("phase", "verdict"),
-    "action": ("action", "outcome"),
-    "actor": ("actor",),
-    "n": ("n",),
-    "config_hash": ("config_hash", "new_config_hash", "candidate_hash"),
-    "reason": ("reason",),
-}
-
-
-def _pick(record: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
-    for k in keys:
-        if k in record and record[k] is not None:
-            v = record[k]
-            if isinstance(v, Mapping) and "phase" in v:  # a nested verdict
-                return v["phase"]
-            return v
-    return None
+RECORD_COLUMNS = ("id", "at", "stage", "gate", "action", "phase", "actor", "forced", "n", "candidate_hash", "reason")
 
 
 def decision_records_frame(records: Iterable[Mapping[str, Any] | Any]) -> pd.DataFrame:
-    """Decision records (dicts or objects with ``to_dict``) as a table, newest first."""
+    """Decision records (engine.rollout.DecisionRecord or its dict) as a table, newest first.
+
+    ``n`` (entities behind the verdict) and the candidate config hash come from
+    the record's inputs; a rollback asked by an operator has neither a sample
+    nor a verdict, so its ``n`` is empty.
+    """
     rows = []
     for rec in records:
         d = rec.to_dict() if hasattr(rec, "to_dict") else dict(rec)
-        row = {col: _pick(d, keys) for col, keys in _RECORD_KEYS.items()}
-        if row["phase"] is None and isinstance(d.get("verdict"), Mapping):
-            row["phase"] = d["verdict"].get("phase")
-        if not row["reason"] and isinstance(d.get("verdict"), Mapping):
-            row["reason"] = d["verdict"].get("reason")
-        hashes = d.get("config_hashes")
-        if row["config_hash"] is None and isinstance(hashes, Mapping):
-            row["config_hash"] = hashes.get("new") or hashes.get("candidate")
-        row["at"] = _ts(row["at"]) if isinstance(row["at"], (int, float)) else row["at"]
-        rows.append(row)
+        inputs = d.get("record") or {}
+        config = inputs.get("config") or {}
+        n = inputs.get("n")
+        rows.append(
+            {
+                "id": d.get("id"),
+                "at": _ts(d.get("at")),
+                "stage": d.get("stage", ""),
+                "gate": d.get("gate", ""),
+                "action": d.get("action", ""),
+                "phase": str(d.get("phase", "")),
+                "actor": d.get("actor", ""),
+                "forced": bool(d.get("forced", False)),
+                "n": int(n) if isinstance(n, (int, float)) else None,
+                "candidate_hash": config.get("candidate_hash", ""),
+                "reason": d.get("reason", ""),
+            }
+        )
     frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
-    if not frame.empty and frame["at"].notna().any():
-        frame = frame.sort_values("at", ascending=False, kind="stable").reset_index(drop=True)
+    if not frame.empty:
+        frame = frame.sort_values("id", ascending=False, kind="stable").reset_index(drop=True)
     return frame
+
+
+def run_stage_states(names: Sequence[str], run_stages: Sequence[str] | None,
+                     states: Mapping[str, str]) -> dict[str, str]:
+    """State per stage of the stage table for one run: its own stages' states (``pending`` until reached),
+    ``not_in_run`` for stages the run does not go through (a run of one stage); all pending without a run."""
+    if run_stages is None:
+        return {n: "pending" for n in names}
+    return {n: (str(states.get(n, "pending")) if n in run_stages else NOT_IN_RUN) for n in names}
+
+
+def stage_detail(done: int, total: int, elapsed_days: float, min_days: float, state: str) -> str:
+    """'7/10 entities · 1.25 of 3 days' (just the entities while nothing ran yet)."""
+    if state in ("pending", NOT_IN_RUN):
+        return ""
+    text = f"{done:,}/{total:,} entities"
+    if state not in ("skipped",):
+        text += f" · {elapsed_days:.2f} of {min_days:g} days"
+    return text
 
 
 # --------------------------------------------------------------------------- downloads
@@ -522,3 +520,56 @@ def time_scale_help(time_scale: float) -> str:
     if seconds_per_day < 7200:
         return f"one stage day passes every {seconds_per_day / 60:.3g} min"
     return f"one stage day passes every {seconds_per_day / 3600:.3g} h"
+
+
+# --------------------------------------------------------------------------- which buttons make sense now
+
+
+@dataclass(frozen=True)
+class Action:
+    """One operator control: whether it can be used in the run's current state, and why not."""
+
+    name: str
+    enabled: bool
+    why: str
+
+
+#: effective states (engine.rollout.rollout_status().state) with a stage still in play
+ACTIVE_STATES = ("running", "soaking", "inconclusive", "queued", "paused", "dead", "failed")
+#: a stage in these states may be promoted by an operator
+PROMOTABLE_STAGE_STATES = ("soaking", "inconclusive")
+
+
+def available_actions(state: str | None, stage_state: str | None = None) -> dict[str, Action]:
+    """Pause / Resume / Promote / Rollback for a run in effective ``state`` whose current stage is ``stage_state``.
+
+    The engine checks again (and says why when it refuses); this only greys out
+    buttons that cannot work, with the reason as the button's help.
+    """
+    state = str(state or "none")
+    stage_state = str(stage_state or "pending")
+    if state == "none":
+        none = "no rollout has been started"
+        return {n: Action(n, False, none) for n in ("pause", "resume", "promote", "rollback")}
+    pause_ok = state in ("running", "soaking", "inconclusive", "queued")
+    resume_ok = state in ("paused", "dead", "failed")
+    promote_ok = state in ACTIVE_STATES and stage_state in PROMOTABLE_STAGE_STATES
+    rollback_ok = state not in ("rolled_back", "rolling_back")
+    return {
+        "pause": Action("pause", pause_ok, "pause between entities" if pause_ok else f"the rollout is {state}"),
+        "resume": Action(
+            "resume", resume_ok,
+            "continue from the last checkpoint" if resume_ok else f"the rollout is {state}: nothing to resume",
+        ),
+        "promote": Action(
+            "promote", promote_ok,
+            "promote the current stage" if promote_ok
+            else f"the current stage is {stage_state.replace('_', ' ')}: only a passed (soaking) or "
+                 "inconclusive stage can be promoted",
+        ),
+        "rollback": Action(
+            "rollback", rollback_ok,
+            "restore every exposed entity from its stage snapshot" if rollback_ok
+            else f"the rollout is {state.replace('_', ' ')}",
+        ),
+    }

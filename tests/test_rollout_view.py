@@ -197,18 +197,36 @@ def test_jobs_frame():
     assert str(row["created"]) == "2023-11-14 22:13:20+00:00"
 
 
-def test_decision_records_frame_newest_first_and_nested_verdict():
+def test_decision_records_frame_newest_first_with_inputs():
     records = [
-        {"id": 1, "at": 100.0, "run_id": "r", "stage": "pilot", "gate": "batch", "verdict": {"phase": "running",
-         "reason": "ok so far"}, "actor": "worker", "n": 5, "config_hashes": {"new": "abc", "old": "def"}},
-        {"id": 2, "at": 200.0, "run_id": "r", "stage": "pilot", "gate": "final", "phase": "passed",
-         "action": "promote", "actor": "console:ops", "n": 10, "config_hash": "abc", "reason": "all clear"},
+        {"id": 1, "run_id": 4, "stage": "pilot", "at": 100.0, "gate": "check", "action": "continue",
+         "phase": "running", "actor": "worker", "forced": False, "reason": "no trigger breached after 5 entities",
+         "record": {"n": 5, "config": {"candidate_hash": "abc", "baseline_hash": "def"}}},
+        {"id": 2, "run_id": 4, "stage": "pilot", "at": 200.0, "gate": "promote", "action": "complete",
+         "phase": "inconclusive", "actor": "console:ops", "forced": True, "reason": "forced by operator",
+         "record": {"n": 10, "config": {"candidate_hash": "abc"}}},
+        {"id": 3, "run_id": 4, "stage": "pilot", "at": 300.0, "gate": "rollback", "action": "rollback",
+         "phase": "operator", "actor": "console:ops", "forced": False, "reason": "cost up", "record": {}},
     ]
     frame = rv.decision_records_frame(records)
-    assert list(frame["id"]) == [2, 1]
-    assert list(frame["phase"]) == ["passed", "running"]
-    assert frame.iloc[1]["reason"] == "ok so far" and frame.iloc[1]["config_hash"] == "abc"
+    assert list(frame["id"]) == [3, 2, 1]
+    assert list(frame["gate"]) == ["rollback", "promote", "check"]
+    assert list(frame["forced"]) == [False, True, False]
+    assert frame.iloc[1]["n"] == 10 and frame.iloc[1]["candidate_hash"] == "abc"
+    assert frame.iloc[0]["n"] is None or math.isnan(frame.iloc[0]["n"])
+    assert str(frame.iloc[2]["at"]) == "1970-01-01 00:01:40+00:00"
     assert rv.decision_records_frame([]).empty
+
+
+def test_run_stage_states_and_details():
+    names = ["pilot", "limited", "production"]
+    assert rv.run_stage_states(names, None, {}) == dict.fromkeys(names, "pending")
+    assert rv.run_stage_states(names, ["pilot"], {"pilot": "rolled_back"}) == {
+        "pilot": "rolled_back", "limited": rv.NOT_IN_RUN, "production": rv.NOT_IN_RUN}
+    assert rv.run_stage_states(names, names, {"pilot": "promoted"})["limited"] == "pending"
+    assert rv.stage_detail(7, 10, 1.25, 3, "running") == "7/10 entities · 1.25 of 3 days"
+    assert rv.stage_detail(0, 0, 0, 3, "pending") == ""
+    assert rv.timeline_steps(load_stage_config(), {"limited": rv.NOT_IN_RUN})[1].badge == "not in run"
 
 
 def test_report_file_name():
@@ -220,3 +238,22 @@ def test_time_scale_help():
     assert rv.time_scale_help(86400) == "one stage day passes every 1 s"
     assert rv.time_scale_help(1) == "one stage day passes every 24 h"
     assert "positive" in rv.time_scale_help(0)
+
+
+# --------------------------------------------------------------------------- controls
+
+
+def test_available_actions_follow_the_state():
+    enabled = lambda state, stage=None: {n for n, a in rv.available_actions(state, stage).items() if a.enabled}  # noqa: E731
+    assert enabled("none") == set()
+    assert enabled("running", "running") == {"pause", "rollback"}
+    assert enabled("inconclusive", "inconclusive") == {"pause", "promote", "rollback"}
+    assert enabled("soaking", "soaking") == {"pause", "promote", "rollback"}
+    assert enabled("paused", "running") == {"resume", "rollback"}
+    assert enabled("dead", "running") == {"resume", "rollback"}
+    assert enabled("completed", "promoted") == {"rollback"}
+    assert enabled("rolled_back", "rolled_back") == set()
+    assert enabled("rolling_back") == set()
+    why = rv.available_actions("rolled_back", "rolled_back")["rollback"].why
+    assert why == "the rollout is rolled back"
+    assert "inconclusive" in rv.available_actions("running", "running")["promote"].why

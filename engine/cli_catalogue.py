@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from engine.catalogue import DEMO_ENTITIES, DEMO_SEED, seed_catalogue
+from engine.demo_metrics import seed_demo_metrics
 from engine.graph import GraphStore, GraphStats
 from engine.importer import import_file
 from engine.settings import Settings, load_settings
@@ -162,9 +163,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with demo_lock(settings), open_graph(settings) as graph:
         present = graph.count_entities()
         if args.ensure and present:
+            print(seed_demo_metrics(settings, graph, catalogue_only=True).summary())  # monitoring demo data
             print(f"the graph already holds {present:,} entities: demo catalogue not loaded again")
             return 0
         report = seed_catalogue(graph, DEMO_ENTITIES, DEMO_SEED, templates)
+        print(seed_demo_metrics(settings, graph).summary())  # monitoring: a day of real runs if none yet
     print(f"demo catalogue: {report.summary()}")
     audit(settings, "seed", f"catalogue:{DEMO_SEED}", {**asdict(report), "seed": DEMO_SEED, "demo": True})
     return 0

@@ -258,9 +258,15 @@ class RecordingSource:
     def __init__(self, inner: EvidenceSource):
         self.inner = inner
         self.rows: list[ReplayRow] = []
+        #: every quote the engine asked for, (hop type, depth) -> USD: a replay needs the quotes of the
+        #: channels that were considered but not bought too, or it would choose channels differently
+        self.quotes: dict[tuple[str, int], float] = {}
 
     def max_cost(self, hop_type: HopType, depth: Depth) -> float:
-        return self.inner.max_cost(hop_type, depth)
+        quote = self.inner.max_cost(hop_type, depth)
+        key = (HopType(hop_type).value, int(depth))
+        self.quotes[key] = max(self.quotes.get(key, 0.0), float(quote))
+        return quote
 
     def evaluate(self, entity, hypothesis, hop_type, depth, attempt) -> EvidenceResult:
         result = self.inner.evaluate(entity, hypothesis, hop_type, depth, attempt)
@@ -276,7 +282,8 @@ class RecordingSource:
         return result
 
     def save(self, path: str | Path, append: bool = False) -> Path:
-        return write_replay(self.rows, path, append=append)
+        """Write the hop rows, then one quote line per (hop type, depth) the engine asked about."""
+        return write_replay(self.rows, path, append=append, quotes=self.quotes)
 
 
 def rows_from_run(result: RunResult) -> list[ReplayRow]:
@@ -297,12 +304,21 @@ def rows_from_run(result: RunResult) -> list[ReplayRow]:
     return rows
 
 
-def write_replay(rows: Iterable[ReplayRow], path: str | Path, append: bool = False) -> Path:
+def write_replay(
+    rows: Iterable[ReplayRow],
+    path: str | Path,
+    append: bool = False,
+    quotes: Mapping[tuple[str, int], float] | None = None,
+) -> Path:
+    """JSONL: one line per hop (REPLAY_FIELDS), then ``{"kind": "quote", "hop_type", "depth", "quote_usd"}``
+    lines for the quotes the recorded source gave (so a replay makes the same budget and channel choices)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     with p.open("a" if append else "w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(asdict(row), sort_keys=True) + "\n")
+        for (hop, depth), usd in sorted((quotes or {}).items()):
+            fh.write(json.dumps({"kind": "quote", "hop_type": hop, "depth": depth, "quote_usd": usd}, sort_keys=True) + "\n")
     return p
 
 
@@ -313,11 +329,18 @@ class ReplaySource:
     ``replay_miss`` (counted, cost 0), or raises with ``strict=True``.
     """
 
-    def __init__(self, rows: Iterable[ReplayRow], *, strict: bool = False, default_quote_usd: float = 0.05):
+    def __init__(
+        self,
+        rows: Iterable[ReplayRow],
+        *,
+        strict: bool = False,
+        default_quote_usd: float = 0.05,
+        quotes: Mapping[tuple[str, int], float] | None = None,
+    ):
         self.strict = strict
         self._by_id: dict[tuple[str, str, str, int], ReplayRow] = {}
         self._by_pattern: dict[tuple[str, str, str, int], ReplayRow] = {}
-        self._quote: dict[tuple[str, int], float] = {}
+        self._quote: dict[tuple[str, int], float] = dict(quotes or {})
         self._dearest: dict[str, float] = {}
         for r in rows:
             if r.hypothesis:
@@ -335,22 +358,32 @@ class ReplaySource:
     def load(cls, path: str | Path, **kw: Any) -> "ReplaySource":
         p = Path(path)
         rows: list[ReplayRow] = []
+        quotes: dict[tuple[str, int], float] = {}
         try:
             lines = p.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             raise ConfigError(f"replay file {p} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"replay file {p} cannot be read: {exc}") from None
         for n, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 data = json.loads(line)
+                if isinstance(data, dict) and data.get("kind") == "quote":
+                    key = (HopType(data["hop_type"]).value, int(Depth(int(data["depth"]))))
+                    usd = float(data["quote_usd"])
+                    if not usd >= 0:
+                        raise ValueError(f"quote_usd {usd} must be >= 0")
+                    quotes[key] = max(quotes.get(key, 0.0), usd)
+                    continue
                 row = ReplayRow(**{k: data[k] for k in REPLAY_FIELDS if k in data})
                 Decision(row.decision)
                 HopType(row.hop_type)
             except (json.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
                 raise ConfigError(f"replay file {p} line {n}: not a replay record ({exc})") from None
             rows.append(row)
-        return cls(rows, **kw)
+        return cls(rows, quotes={**quotes, **kw.pop("quotes", {})}, **kw)
 
     def max_cost(self, hop_type: HopType, depth: Depth) -> float:
         hop = HopType(hop_type).value

@@ -436,6 +436,11 @@ class HypothesisCache:
             self._evictions = self._expirations = self._invalidations = 0
             self._loads = self._load_failures = self._coalesced = 0
 
+    def clear_access_log(self) -> None:
+        """Forget which keys were asked for (the warmer's signal); contents and counters stay."""
+        with self._lock:
+            self._access_log.clear()
+
     def most_accessed(self, n: int = 10) -> list[AccessCount]:
         """The n live entries with the most hits since they were inserted, most first."""
         with self._lock:

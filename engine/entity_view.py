@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from engine import runs
 from engine.eig import EIGBreakdown, rank_hypotheses
 from engine.model import Depth, Entity, Hypothesis, RunResult, Status
 from engine.params import DEFAULT_PARAMS, ParameterConfig
@@ -268,9 +269,7 @@ def load_entity_view(
     ranking shown is the one the next run starts from. Unknown entity ->
     ``UnknownEntity`` (a one-line DiscoveryError).
     """
-    from engine.runs import load_context
-
-    ctx = load_context(graph, entity_id)
+    ctx = runs.load_context(graph, entity_id)
     when = time.time() if now is None else now
     ranking = tuple(
         rank_for_view(ctx.hypotheses, params, now=when, confirmations=ctx.confirmations, cluster_size=ctx.cluster_size)
@@ -319,8 +318,6 @@ def run_entity(
     ``world_seed`` None: the default simulated world. Unknown entity -> one-line
     DiscoveryError and nothing written.
     """
-    from engine import runs
-
     ctx = runs.load_context(graph, entity_id)  # UnknownEntity before anything is run or written
     source = None
     if world_seed is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from console.format import HYPOTHESIS_COLUMNS
 from engine import falkor
 from engine.catalogue import seed_catalogue
 from engine.graph import GraphStore
@@ -59,10 +60,25 @@ def metric(at: AppTest, label: str) -> int:
     return int(values[0].replace(",", ""))
 
 
+def _tables_with_columns(at: AppTest, columns) -> list:
+    return [d.value for d in at.dataframe if list(d.value.columns) == list(columns)]
+
+
 def entity_table(at: AppTest):
-    """The selected entity's hypotheses (the first table; the last spans every match; the entity view's sit between)."""
-    assert len(at.dataframe) >= 2
-    return at.dataframe[0].value
+    """The selected entity's hypotheses: the one table with every hypothesis column but the entity's name.
+
+    Found by its columns, not its position, because the entity-view slot adds tables of its own.
+    """
+    found = _tables_with_columns(at, [c for c in HYPOTHESIS_COLUMNS if c != "entity"])
+    assert len(found) == 1, [list(d.value.columns) for d in at.dataframe]
+    return found[0]
+
+
+def matching_table(at: AppTest):
+    """The hypotheses of every matching entity (in the expander): the table with the entity column too."""
+    found = _tables_with_columns(at, HYPOTHESIS_COLUMNS)
+    assert len(found) == 1, [list(d.value.columns) for d in at.dataframe]
+    return found[0]
 
 
 def test_overview_tiles_show_the_stores_counts(seeded):
@@ -80,7 +96,7 @@ def test_overview_tiles_show_the_stores_counts(seeded):
 def test_overview_cluster_table_lists_every_cluster(seeded):
     stats = seeded.stats()
     at = run_app()
-    table = at.dataframe[0].value
+    (table,) = _tables_with_columns(at, ["cluster", "entities"])  # by columns: the live-charts slot may add tables
     assert dict(zip(table["cluster"], table["entities"])) == stats.by_cluster
     assert table["entities"].is_monotonic_decreasing
 
@@ -154,14 +170,14 @@ def test_table_across_matches_filters_by_status_and_category(seeded):
     category = sorted({h.category for h in every})[-1]
     at = run_app("pages/hypotheses.py")
     at.text_input(key="entity_query").input(needle).run()
-    assert len(at.dataframe[-1].value) == len(every)
+    assert len(matching_table(at)) == len(every)
     at.multiselect(key="all_category_filter").select(category).run()
-    table = at.dataframe[-1].value
+    table = matching_table(at)
     assert set(table["category"]) == {category}
     assert len(table) == sum(1 for h in every if h.category == category)
     assert set(table["entity"]) <= {e.name for e in matches}
     at.multiselect(key="all_status_filter").select(Status.ACTIVE.value).run()
-    assert len(at.dataframe[-1].value) == len(table)
+    assert len(matching_table(at)) == len(table)
 
 
 def test_unreachable_store_is_a_one_line_error_not_a_traceback(monkeypatch, tmp_path):

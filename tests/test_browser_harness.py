@@ -1,0 +1,30 @@
+"""The browser harness itself: without Chromium, CI fails the browser tests instead of skipping them."""
+
+from __future__ import annotations
+
+import pytest
+
+import browser_harness
+
+
+def test_missing_chromium_fails_under_ci(monkeypatch, tmp_path):
+    monkeypatch.setattr(browser_harness, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
+        browser_harness.require_chromium()
+
+
+def test_missing_chromium_skips_outside_ci(monkeypatch, tmp_path):
+    monkeypatch.setattr(browser_harness, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        browser_harness.require_chromium()
+
+
+def test_present_chromium_neither_fails_nor_skips(monkeypatch, tmp_path):
+    fake = tmp_path / "chromium"
+    fake.write_text("")
+    monkeypatch.setattr(browser_harness, "CHROMIUM", fake)
+    monkeypatch.setenv("CI", "true")
+    browser_harness.require_chromium()
+

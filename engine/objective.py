@@ -273,3 +273,71 @@ def catalogue_workload(n: int, catalogue_seed: int, world_seed: int) -> Workload
         generate_catalogue(n, catalogue_seed), world_seed,
         description=f"generated catalogue: {n} entities (seed {catalogue_seed}), simulated world seed {world_seed}",
     )
+
+
+@dataclass(frozen=True)
+class SensitivityRow:
+    """One parameter's one-at-a-time sweep: the score at each tried value, the others at base."""
+
+    name: str
+    base_value: float
+    values: tuple[float, ...]
+    scores: tuple[float | None, ...]  # None: the value makes an invalid config (cross-field rule)
+    base_score: float
+
+    @property
+    def spread(self) -> float:
+        """Best minus worst score over the sweep (how much this parameter alone can move the objective)."""
+        got = [s for s in self.scores if s is not None] + [self.base_score]
+        return max(got) - min(got)
+
+    @property
+    def best(self) -> tuple[float, float]:
+        """(value, score) of the best point of the sweep, base included."""
+        pairs = [(v, s) for v, s in zip(self.values, self.scores) if s is not None] + [(self.base_value, self.base_score)]
+        return max(pairs, key=lambda p: p[1])
+
+
+def sweep_values(name: str, base: ParameterConfig, points: int = 4) -> tuple[float, ...]:
+    """``points`` values evenly spread over the parameter's bounds (snapped onto its step), base left out."""
+    from engine.tuning import search_space
+
+    dim = search_space([name], base).dimensions[0]
+    raw = [dim.low + (dim.high - dim.low) * i / (points - 1) for i in range(points)] if points > 1 else [dim.low]
+    out = []
+    for v in raw:
+        s = dim.snap(v)
+        if s != getattr(base, name) and s not in out:
+            out.append(s)
+    return tuple(out)
+
+
+def sensitivity(
+    workload: Workload,
+    entity_ids: Sequence[str],
+    names: Sequence[str],
+    *,
+    base: ParameterConfig = ParameterConfig(),
+    rewards: Rewards = Rewards(),
+    points: int = 4,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> list[SensitivityRow]:
+    """One-at-a-time sweep: each parameter at ``points`` values across its bounds, the others at
+    ``base``; rows sorted by spread, largest first. This is how ``tuning.DEFAULT_TUNED`` was chosen."""
+    ids = list(entity_ids)
+    base_score = evaluate(base, workload, ids, rewards).score
+    rows = []
+    for i, name in enumerate(names):
+        values = sweep_values(name, base, points)
+        scores: list[float | None] = []
+        for v in values:
+            try:
+                cfg = base.with_changes(**{name: v})
+            except ConfigError:
+                scores.append(None)
+                continue
+            scores.append(evaluate(cfg, workload, ids, rewards).score)
+        rows.append(SensitivityRow(name, getattr(base, name), values, tuple(scores), base_score))
+        if progress is not None:
+            progress(i + 1, len(names), name)
+    return sorted(rows, key=lambda r: -r.spread)

@@ -827,3 +827,14 @@ def resume_study(ops, settings, study_id: int, *, actor: str, launch: bool = Tru
             how = f"worker started (pid {launch_worker(settings, job.id)})"
     ops.audit(actor, "tuning.resume", f"study:{study_id}", {"job": job.id})
     return job, how
+
+
+def start_study(ops, settings, spec: StudySpec, *, actor: str, launch: bool = True,
+                base_config: ParameterConfig | None = None):
+    """Create the study, queue its job and (``launch``) start a detached worker. Returns (study, job, pid)."""
+    from engine.jobs import launch_worker
+
+    study = create_study(ops, spec, actor=actor, base_config=base_config)
+    job = submit_study(ops, study, actor=actor)
+    pid = launch_worker(settings, job.id) if launch else None
+    return get_study(ops, study.id), job, pid

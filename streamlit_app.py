@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/hypotheses.py", title="Hypotheses", icon=":material/lightbulb:"),
     st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     st.Page("pages/reports.py", title="Reports", icon=":material/summarize:"),
+    st.Page("pages/tuning.py", title="Tuning", icon=":material/tune:"),
 ]
 
 st.navigation(PAGES).run()

@@ -14,14 +14,31 @@ from engine.alerts import AlertRecord, AlertRule, AlertStatus, Metric
 #: order of the state tiles and of the states table (worst first)
 STATE_ORDER = (AlertStatus.FIRING, AlertStatus.PENDING, AlertStatus.NO_DATA, AlertStatus.RESOLVED, AlertStatus.OK)
 NOT_EVALUATED = "not evaluated"
+#: Material icons of the state tiles (emoji need a font that headless browsers and some desktops lack)
 STATE_ICONS = {
-    AlertStatus.FIRING.value: "🔴",
-    AlertStatus.PENDING.value: "🟠",
-    AlertStatus.NO_DATA.value: "⚪",
-    AlertStatus.RESOLVED.value: "🔵",
-    AlertStatus.OK.value: "🟢",
-    NOT_EVALUATED: "·",
+    AlertStatus.FIRING.value: ":material/notifications_active:",
+    AlertStatus.PENDING.value: ":material/hourglass_top:",
+    AlertStatus.NO_DATA.value: ":material/help:",
+    AlertStatus.RESOLVED.value: ":material/task_alt:",
+    AlertStatus.OK.value: ":material/check_circle:",
+    NOT_EVALUATED: ":material/radio_button_unchecked:",
 }
+#: background of the state cell in the states table
+STATE_COLOURS = {
+    AlertStatus.FIRING.value: "#f8d0d0",
+    AlertStatus.PENDING.value: "#fde4c4",
+    AlertStatus.NO_DATA.value: "#e8e8e8",
+    AlertStatus.RESOLVED.value: "#d4e4f7",
+    AlertStatus.OK.value: "#d6efd6",
+}
+
+
+def state_style(state: str) -> str:
+    """CSS for a state cell (pandas Styler.map)."""
+    colour = STATE_COLOURS.get(state)
+    return f"background-color: {colour}" if colour else ""
+
+
 #: columns of the rule editor an operator may change
 EDITABLE = ("op", "threshold", "hold", "window", "min_sample", "severity", "system", "runbook")
 
@@ -46,7 +63,7 @@ def states_frame(rules: Sequence[AlertRule], states: Mapping[str, AlertRecord]) 
         rec = states.get(r.id)
         state = rec.state.value if rec else NOT_EVALUATED
         rows.append({
-            "state": f"{STATE_ICONS[state]} {state}",
+            "state": state,
             "rule": r.id,
             "name": r.name,
             "severity": r.severity.value,

@@ -21,7 +21,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine.monitor import SeriesPoint, WindowSummary, default_bucket, format_window, parse_window, summarize, time_series
+from engine.monitor import (
+    PERCENTILE_METHOD,
+    SeriesPoint,
+    WindowSummary,
+    default_bucket,
+    format_window,
+    parse_window,
+    summarize,
+    time_series,
+)
 from engine.reports import SYSTEM_COLOURS
 
 #: seconds between two refreshes of the live fragment
@@ -78,27 +87,53 @@ def runs_caption(summary: WindowSummary, window_label: str, bucket_s: float, now
     )
 
 
-def comparison_tiles(summary: WindowSummary) -> list[tuple[str, str, str]]:
-    """(label, value, help) tiles of old vs new over the window; 'n/a' with the reason when undefined."""
+@dataclass(frozen=True)
+class Tile:
+    label: str
+    value: str
+    delta: str | None  # the new system against the old one; None when it cannot be computed
+    delta_color: str  # "normal": up is good; "inverse": down is good
+    help: str
+
+
+def _fmt(x: float | None, kind: str) -> str:
+    if x is None:
+        return "n/a"
+    return {"usd": f"${x:.3f}", "rate": f"{x * 100:.1f}%", "s": f"{x:.1f} s"}[kind]
+
+
+def comparison_tiles(summary: WindowSummary) -> list[Tile]:
+    """One tile per chart: the new system's figure over the window, with its change against the old one.
+
+    Cost and actionable rate carry the monitor's old-vs-new figures (cost reduction %, actionable
+    increase in points and %); a missing side says why instead of showing a made-up delta.
+    """
     c = summary.comparison
+    new, old = summary.by_system["new"], summary.by_system["old"]
     sizes = f"old n={c.old_runs:,}, new n={c.new_runs:,}"
     why = f" — {c.reason}" if c.reason else ""
 
-    def usd(x):
-        return "n/a" if x is None else f"${x:.3f}"
+    def diff(a: float | None, b: float | None, kind: str) -> str | None:
+        if a is None or b is None:
+            return None
+        if kind == "rate":
+            return f"{(a - b) * 100:+.1f} pp vs old {_fmt(b, kind)}"
+        return f"{a - b:+.3f} vs old {_fmt(b, kind)}" if kind == "usd" else f"{a - b:+.1f} s vs old {_fmt(b, kind)}"
 
-    def pct(x):
-        return "n/a" if x is None else f"{x * 100:.1f}%"
-
+    cost_help = (f"cost per entity of the new system; cost reduction vs old "
+                 f"{'n/a' if c.cost_reduction_pct is None else f'{c.cost_reduction_pct:+.1f}%'}; {sizes}{why}")
+    act_help = (f"actionable runs / runs of the new system; actionable increase vs old "
+                f"{'n/a' if c.actionable_increase_pct is None else f'{c.actionable_increase_pct:+.1f}%'}; "
+                f"{sizes}{why}")
     return [
-        ("Cost / entity new vs old", f"{usd(c.new_cost_per_entity)} vs {usd(c.old_cost_per_entity)}", sizes),
-        ("Cost reduction", "n/a" if c.cost_reduction_pct is None else f"{c.cost_reduction_pct:+.1f}%",
-         f"(old - new) / old cost per entity; {sizes}{why}"),
-        ("Actionable new vs old", f"{pct(c.new_actionable_rate)} vs {pct(c.old_actionable_rate)}", sizes),
-        ("Actionable increase", "n/a" if c.actionable_increase_pct is None else f"{c.actionable_increase_pct:+.1f}%",
-         "(new - old) / old actionable rate"
-         + ("" if c.actionable_increase_pp is None else f", {c.actionable_increase_pp:+.1f} points")
-         + f"; {sizes}{why}"),
+        Tile("Cost / entity (new)", _fmt(c.new_cost_per_entity, "usd"),
+             diff(c.new_cost_per_entity, c.old_cost_per_entity, "usd"), "inverse", cost_help),
+        Tile("Actionable rate (new)", _fmt(c.new_actionable_rate, "rate"),
+             diff(c.new_actionable_rate, c.old_actionable_rate, "rate"), "normal", act_help),
+        Tile("p95 latency (new)", _fmt(new.latency_s.p95, "s"), diff(new.latency_s.p95, old.latency_s.p95, "s"),
+             "inverse", f"95th percentile of run latency (evidence + engine), {PERCENTILE_METHOD}; {sizes}"),
+        Tile("Error rate (new)", _fmt(new.error_rate, "rate"), diff(new.error_rate, old.error_rate, "rate"),
+             "inverse", f"errored hops / hops of the new system; {sizes}"),
     ]
 
 
@@ -151,8 +186,8 @@ def _live_fragment(services, window_label: str) -> None:
         return
     points = time_series(services.ops, window_s, now=now, bucket_s=bucket_s)
     frame = series_frame(points)
-    for column, (label, value, help_) in zip(st.columns(4), comparison_tiles(summary)):
-        column.metric(label, value, help=help_, border=True)
+    for column, tile in zip(st.columns(4), comparison_tiles(summary)):
+        column.metric(tile.label, tile.value, tile.delta, delta_color=tile.delta_color, help=tile.help, border=True)
     for row in (LIVE_METRICS[:2], LIVE_METRICS[2:]):
         for column, metric in zip(st.columns(2), row):
             with column:

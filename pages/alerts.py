@@ -13,6 +13,7 @@ from console.alerts_view import (
     rules_frame,
     rules_from_editor,
     state_counts,
+    state_style,
     states_frame,
 )
 from console.services import call, get_services
@@ -67,8 +68,9 @@ def current_states() -> None:
     counts = state_counts(rules, states)
     for column, (state, n) in zip(st.columns(len(counts)), counts.items()):
         column.metric(f"{STATE_ICONS[state]} {state.replace('_', ' ')}", n, border=True)
+    frame = states_frame(rules, states)
     st.dataframe(
-        states_frame(rules, states), hide_index=True, width="stretch", key="alert_states",
+        frame.style.map(state_style, subset=["state"]), hide_index=True, width="stretch", key="alert_states",
         column_config={
             "since": st.column_config.DatetimeColumn("since (UTC)", format="YYYY-MM-DD HH:mm:ss"),
             "evaluated": st.column_config.DatetimeColumn("evaluated (UTC)", format="YYYY-MM-DD HH:mm:ss"),

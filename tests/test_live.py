@@ -50,18 +50,23 @@ def test_empty_series_is_an_empty_frame_with_the_columns():
     assert frame.empty and list(frame.columns) == ["time", "system", "metric", "value", "runs"]
 
 
-def test_comparison_tiles_show_sizes_and_say_why_a_figure_is_missing():
+def test_comparison_tiles_show_new_against_old_with_sizes_and_say_why_a_figure_is_missing():
     both = summarize_events(
-        [make_event(T0, system="new", cost=0.5), make_event(T0, system="old", cost=1.0, actionable=True)],
+        [make_event(T0, system="new", cost=0.5, hops=4, errors=("timeout",)),
+         make_event(T0, system="old", cost=1.0, actionable=True, hops=4)],
         start=T0 - 60, end=T0 + 60, now=T0 + 60,
     )
-    tiles = {label: (value, help_) for label, value, help_ in comparison_tiles(both)}
-    assert tiles["Cost reduction"][0] == "+50.0%"
-    assert "old n=1, new n=1" in tiles["Cost reduction"][1]
-    assert tiles["Actionable new vs old"][0] == "0.0% vs 100.0%"
+    tiles = {t.label: t for t in comparison_tiles(both)}
+    cost = tiles["Cost / entity (new)"]
+    assert (cost.value, cost.delta, cost.delta_color) == ("$0.500", "-0.500 vs old $1.000", "inverse")
+    assert "cost reduction vs old +50.0%" in cost.help and "old n=1, new n=1" in cost.help
+    act = tiles["Actionable rate (new)"]
+    assert (act.value, act.delta) == ("0.0%", "-100.0 pp vs old 100.0%")
+    assert tiles["Error rate (new)"].delta == "+25.0 pp vs old 0.0%"
+    assert tiles["p95 latency (new)"].value == "3.0 s"
     only_new = summarize_events([make_event(T0, system="new")], start=T0 - 60, end=T0 + 60, now=T0 + 60)
-    tiles = {label: (value, help_) for label, value, help_ in comparison_tiles(only_new)}
-    assert tiles["Cost reduction"][0] == "n/a" and "no old runs" in tiles["Cost reduction"][1]
+    tiles = {t.label: t for t in comparison_tiles(only_new)}
+    assert tiles["Cost / entity (new)"].delta is None and "no old runs" in tiles["Cost / entity (new)"].help
     assert runs_caption(only_new, "1h", 120, T0).startswith("1 runs in the last 1h (new 1, old 0) · buckets of 2m")
 
 
@@ -103,12 +108,13 @@ def test_overview_draws_four_live_charts_from_recorded_events(console_env):
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception
     assert len(_charts(at)) == 3 + 4
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Cost reduction"] == "+50.0%"
-    assert metrics["Actionable new vs old"] == "50.0% vs 0.0%"
+    metrics = {m.label: m for m in at.metric}
+    assert metrics["Cost / entity (new)"].value == "$0.250"
+    assert metrics["Cost / entity (new)"].delta == "-0.250 vs old $0.500"
+    assert metrics["Actionable rate (new)"].value == "50.0%"
     assert any(c.value.startswith("7 runs in the last 24h (new 4, old 3)") for c in at.caption)
     # a shorter window leaves the older new-system runs out
     at.segmented_control(key="live_window").set_value("15m").run()
     assert not at.exception
     assert any(c.value.startswith("3 runs in the last 15m (new 0, old 3)") for c in at.caption)
-    assert {m.label: m.value for m in at.metric}["Cost reduction"] == "n/a"
+    assert {m.label: m.value for m in at.metric}["Cost / entity (new)"] == "n/a"

@@ -13,6 +13,7 @@ PAGES = [
     st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     st.Page("pages/reports.py", title="Reports", icon=":material/summarize:"),
     st.Page("pages/tuning.py", title="Tuning", icon=":material/tune:"),
+    st.Page("pages/cache.py", title="Cache", icon=":material/memory:"),
 ]
 
 st.navigation(PAGES).run()

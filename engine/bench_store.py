@@ -28,6 +28,7 @@ import resource
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -376,6 +377,7 @@ def format_report(results: list[SizeResult]) -> str:
 
 #: the job kind, spelled "module:function" so any worker resolves it without a registry entry
 JOB_KIND = "engine.bench_store:run_bench_job"
+HEARTBEAT_S = 10.0
 
 
 def run_bench_job(ctx: Any) -> dict[str, Any]:
@@ -390,8 +392,24 @@ def run_bench_job(ctx: Any) -> dict[str, Any]:
     def progress(done: int, total: int, message: str) -> None:
         ctx.checkpoint(done=done, total=total, message=message)  # honours pause and cancel
 
-    results = run_store_bench(entities, growth=growth, repeats=int(p.get("repeats", 3)),
-                              row_sample=int(p.get("row_sample", ROW_SAMPLE)), progress=progress)  # fmt: skip
+    # a step can take longer than the runner's staleness limit (seeding 34,000 entities): keep beating
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                ctx.heartbeat()
+            except Exception:  # noqa: BLE001 - the next checkpoint reports a lost lease properly
+                return
+
+    beater = threading.Thread(target=beat, name="bench-heartbeat", daemon=True)
+    if hasattr(ctx, "heartbeat"):
+        beater.start()
+    try:
+        results = run_store_bench(entities, growth=growth, repeats=int(p.get("repeats", 3)),
+                                  row_sample=int(p.get("row_sample", ROW_SAMPLE)), progress=progress)  # fmt: skip
+    finally:
+        stop.set()
     return {
         "results": [r.to_dict() for r in results],
         "chart": chart_rows(results),

@@ -1,0 +1,177 @@
+"""Cache: the console's hypothesis cache — hit rate, size, evictions, most accessed, warming — and the
+store benchmark, which runs as a job in a worker process while this page polls its progress.
+
+Thin: statistics come from this process's CacheService (console/cache_view.py),
+buttons call one engine function each, the benchmark is engine.bench_store.
+"""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from console import cache_view as cv
+from console.services import call, get_services
+from engine import bench_store, cache_service
+from engine.errors import DiscoveryError
+from engine.jobs import JobState, JobStore
+from engine.warmer import list_warm_runs
+
+REFRESH_S = 2.0
+ss = st.session_state
+
+services = get_services()
+settings, ops = services.settings, services.ops
+service = call(cv.get_cache_service, services)
+
+st.title("Cache")
+st.caption(
+    "Hypothesis reads of this console go through an LRU cache with a TTL and a memory limit; every write "
+    "through it updates or drops the entries it touches. A warmer loads recently read entities, the "
+    "clusters with recent discovery activity and popular templates. The CLI sees the same figures: "
+    "`python -m engine cache stats`."
+)
+
+
+def flash(kind: str, text: str) -> None:
+    ss["cache_flash"] = (kind, text)
+
+
+def warm_now() -> None:
+    try:
+        r = service.warmer.warm_once("console")
+    except DiscoveryError as exc:
+        flash("error", f"Warm now: {exc}")
+        return
+    except Exception as exc:  # noqa: BLE001 - a store error is shown, not a traceback
+        flash("error", f"Warm now: the store did not answer ({exc})")
+        return
+    ops.audit("console", "cache.warm", "cache", {"planned": r.planned, "loaded": r.loaded})
+    flash("success", f"Warm now: {r.planned:,} entities planned, {r.loaded:,} entries loaded "
+                     f"({r.already_cached:,} already cached) in {r.elapsed_s * 1000:,.0f} ms")
+
+
+def clear_cache() -> None:
+    n = service.cached.clear()
+    ops.audit("console", "cache.clear", "cache", {"entries": n})
+    flash("success", f"Clear cache: {n:,} entries dropped")
+
+
+def save_interval() -> None:
+    try:
+        s = cache_service.set_warm_interval(ops, float(ss["cache_interval"]), actor="console")
+    except DiscoveryError as exc:
+        flash("error", f"Interval: {exc}")
+        return
+    flash("success", "Periodic warming off" if s == 0 else f"Periodic warming every {s:g} s")
+
+
+def run_bench() -> None:
+    try:
+        job_id = bench_store.submit_bench_job(
+            settings, ops, entities=int(ss["cache_bench_entities"]), growth=10 if ss["cache_bench_growth"] else 1,
+            actor="console",
+        )
+    except DiscoveryError as exc:
+        flash("error", f"Benchmark: {exc}")
+        return
+    ss["cache_bench_job"] = job_id
+    flash("success", f"Benchmark: job {job_id} queued; a worker process is starting")
+
+
+if "cache_flash" in ss:
+    kind, text = ss.pop("cache_flash")
+    getattr(st, kind)(text)
+
+b1, b2, _ = st.columns([1, 1, 4])
+b1.button("Warm now", icon=":material/local_fire_department:", on_click=warm_now, key="cache_warm")
+b2.button("Clear cache", icon=":material/delete_sweep:", on_click=clear_cache, key="cache_clear")
+
+
+@st.fragment(run_every=REFRESH_S)
+def live_stats() -> None:
+    stats = service.cache.stats()
+    for column, (label, value, help_) in zip(st.columns(6), cv.stat_tiles(stats)):
+        column.metric(label, value, help=help_, border=True)
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Most accessed")
+        frame = cv.most_accessed_frame(service.cache.most_accessed(20))
+        if frame.empty:
+            st.caption("Nothing cached yet: open the Hypotheses page, or Warm now.")
+        else:
+            st.dataframe(frame, hide_index=True, width="stretch", key="cache_most_accessed")
+    with right:
+        st.subheader("Warming")
+        w = service.warmer.stats()
+        interval = cache_service.warm_interval(ops)
+        st.write(
+            f"{w.rounds:,} rounds ({w.failed_rounds:,} failed), {w.entries_loaded:,} entries loaded, "
+            f"{w.seconds:,.2f} s spent; " + (f"every {interval:g} s" if interval else "periodic warming off")
+        )
+        runs = cv.warm_runs_frame(list_warm_runs(ops, 20))
+        if not runs.empty:
+            st.dataframe(runs, hide_index=True, width="stretch", key="cache_warm_runs")
+    if service.last_error:
+        st.warning(f"Last cache service error: {service.last_error}")
+
+
+live_stats()
+
+with st.expander("Periodic warming"):
+    st.number_input("Warm every (seconds; 0 = off)", min_value=0.0, max_value=86_400.0, step=30.0,
+                    value=float(cache_service.warm_interval(ops)), key="cache_interval")  # fmt: skip
+    st.button("Save interval", on_click=save_interval, key="cache_save_interval")
+
+st.divider()
+st.subheader("Store benchmark")
+st.caption(
+    "Seeds a catalogue into a temporary data dir with its own FalkorDB (your data is not touched) and measures "
+    "batch reads, hot gets, batch vs row-by-row updates, a Zipf trace cold vs warmed and peak memory — the "
+    "same figures as `python -m engine bench store`. It runs in a worker process."
+)
+c1, c2, c3 = st.columns([1, 1, 2])
+c1.number_input("Entities", min_value=10, max_value=100_000, value=3400, step=100, key="cache_bench_entities")
+c2.checkbox("Also at 10× the entities", value=False, key="cache_bench_growth",
+            help="Adds a run at ten times the size and how each figure grew (takes several minutes).")
+c3.button("Run batch benchmark", icon=":material/speed:", on_click=run_bench, key="cache_bench_run")
+
+
+def latest_bench_job():
+    store = JobStore(ops)
+    wanted = ss.get("cache_bench_job")
+    if wanted is not None:
+        return store.get(int(wanted))
+    jobs = store.list(kind=bench_store.JOB_KIND, limit=1)
+    return jobs[0] if jobs else None
+
+
+@st.fragment(run_every=REFRESH_S)
+def bench_progress() -> None:
+    job = latest_bench_job()
+    if job is None:
+        st.caption("No benchmark has run yet.")
+        return
+    if job.state == JobState.DEAD:
+        st.error(f"Benchmark job {job.id}: its worker process stopped ({job.error or 'no heartbeat'}); run it again")
+        return
+    if not job.state.is_terminal():
+        st.progress(job.progress, text=f"Job {job.id} {job.state}: {job.message or 'starting'} "
+                                       f"({job.progress_done}/{job.progress_total or '?'})")  # fmt: skip
+        return
+    if job.state != JobState.SUCCEEDED or not job.result:
+        st.error(f"Benchmark job {job.id} {job.state}: {job.error or 'no result'}")
+        return
+    result = job.result
+    st.success(f"Benchmark job {job.id} finished")
+    st.altair_chart(cv.bench_chart(result["chart"]), width="stretch")
+    st.dataframe(cv.bench_figures_frame(result["results"]), hide_index=True, width="stretch", key="cache_bench_table")
+    with st.expander("Full report"):
+        st.code(result["report"], language=None)
+    st.download_button("Download the figures (JSON)", json.dumps(result["results"], indent=2).encode("utf-8"),
+                       file_name=cv.bench_file_name(job.finished_at), mime="application/json",
+                       key="cache_bench_download")  # fmt: skip
+
+
+bench_progress()

@@ -246,12 +246,31 @@ def browser_page(chromium):
 # --------------------------------------------------------------------------- screenshots
 
 
-def take_screenshots(url: str, out_dir: Path, pages: dict[str, str], search: str | None = None) -> list[Path]:
-    """Full-page PNG of each console page (name -> url path); returns the files written."""
+def console_pages(app: Path = REPO_ROOT / "streamlit_app.py") -> dict[str, str]:
+    """Page name -> url path of every page in streamlit_app.py's PAGES, in menu order (default page: "")."""
+    import re
+
+    pages: dict[str, str] = {}
+    for match in re.finditer(r'st\.Page\(\s*"pages/(\w+)\.py"(.*)', app.read_text()):
+        name, rest = match.group(1), match.group(2)
+        pages[name] = "" if "default=True" in rest else name
+    return pages
+
+
+def take_screenshots(
+    url: str, out_dir: Path, pages: dict[str, str], search: str | None = None, run_discovery: bool = False
+) -> list[Path]:
+    """Full-page PNG of each console page (name -> url path); returns the files written.
+
+    On the Hypotheses page, ``search`` is typed into the search box; with
+    ``run_discovery`` the entity view's "Run discovery" button is clicked too
+    (a live run: it writes to the data dir's graph).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     with launch_chromium(viewport=(1400, 1000)) as context:
         page = context.new_page()
+        page.set_default_timeout(120_000)
         for name, path in pages.items():
             open_console(page, url, path)
             if search and path.strip("/") == "hypotheses":
@@ -260,7 +279,12 @@ def take_screenshots(url: str, out_dir: Path, pages: dict[str, str], search: str
                 box.press("Enter")
                 page.locator('[data-testid="stDataFrame"]').first.wait_for()
                 wait_for_run(page)
-            page.wait_for_timeout(1500)  # let vega and glide-data-grid finish drawing before the picture
+                button = page.get_by_role("button", name="Run discovery")
+                if run_discovery and button.count():
+                    button.click()
+                    page.wait_for_timeout(500)
+                    wait_for_run(page)
+            page.wait_for_timeout(2500)  # let vega and glide-data-grid finish drawing before the picture
             target = out_dir / f"{name}.png"
             page.screenshot(path=str(target), full_page=True)
             written.append(target)
@@ -274,12 +298,20 @@ def _main(argv: list[str] | None = None) -> int:
     shots.add_argument("--data-dir", type=Path, default=REPO_ROOT / "data" / "run")
     shots.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "screenshots")
     shots.add_argument("--search", default="united", help="text typed into the Hypotheses page's search box")
+    shots.add_argument("--run-discovery", action="store_true",
+                       help="click 'Run discovery' on the Hypotheses page first (writes to DATA_DIR)")
+    shots.add_argument("--pages", default="", help="comma-separated page names (default: every page of the menu)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))
+    pages = console_pages()
+    if args.pages:
+        wanted = [p.strip() for p in args.pages.split(",") if p.strip()]
+        unknown = [p for p in wanted if p not in pages]
+        if unknown:
+            parser.error(f"unknown page(s) {', '.join(unknown)}: choose from {', '.join(pages)}")
+        pages = {p: pages[p] for p in wanted}
     with running_console(args.data_dir, stop_store=False) as server:
-        files = take_screenshots(
-            server.url, args.out, {"overview": "", "hypotheses": "hypotheses"}, search=args.search
-        )
+        files = take_screenshots(server.url, args.out, pages, search=args.search, run_discovery=args.run_discovery)
     for f in files:
         print(f)
     return 0

@@ -116,3 +116,66 @@ def score_runs(results: Iterable[RunResult], truth: Callable[[str], bool | None]
         engine_ms_p95=percentile(eng, 95),
         engine_ms_p99=percentile(eng, 99),
     )
+
+
+# --------------------------------------------------------------------------- side by side
+
+#: (label, Scorecard field, format) of the old-vs-new comparison table, in display order
+COMPARISON_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("entities", "n", "int"),
+    ("cost total (USD)", "cost_total_usd", "usd"),
+    ("cost per entity (USD)", "cost_per_entity_usd", "usd4"),
+    ("actionable calls", "actionable", "int"),
+    ("actionable rate", "actionable_rate", "pct"),
+    ("true positives", "true_positives", "int"),
+    ("false positives", "false_positives", "int"),
+    ("precision", "precision", "pct"),
+    ("recall", "recall", "pct"),
+    ("hops", "hops", "int"),
+    ("iterations per entity", "iterations_mean", "f2"),
+    ("errored hops", "errors", "int"),
+    ("error rate", "error_rate", "pct"),
+    ("hop latency p50 (s)", "hop_latency_p50_s", "f2"),
+    ("hop latency p95 (s)", "hop_latency_p95_s", "f2"),
+    ("entity latency p50 (s)", "entity_latency_p50_s", "f1"),
+    ("entity latency p95 (s)", "entity_latency_p95_s", "f1"),
+    ("engine ms p50", "engine_ms_p50", "f2"),
+    ("engine ms p95", "engine_ms_p95", "f2"),
+)
+
+
+def format_value(value: float | int | None, kind: str) -> str:
+    """A figure as the tables show it; None is 'n/a', never a made-up number."""
+    if value is None:
+        return "n/a"
+    if kind == "int":
+        return f"{int(value):,}"
+    if kind == "usd":
+        return f"${value:,.2f}"
+    if kind == "usd4":
+        return f"${value:.4f}"
+    if kind == "pct":
+        return f"{100.0 * value:.1f}%"
+    if kind == "f1":
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _change(old: float | int | None, new: float | int | None, kind: str) -> str:
+    if old is None or new is None:
+        return "n/a"
+    if kind == "pct":
+        return f"{100.0 * (new - old):+.1f} pts"
+    if old == 0:
+        return "n/a" if new == 0 else "new only"
+    return f"{(new - old) / abs(old) * 100.0:+.1f}%"
+
+
+def comparison_rows(old: Scorecard, new: Scorecard) -> list[dict[str, str]]:
+    """One row per COMPARISON_FIELDS entry: metric, old, new, change (new vs old)."""
+    rows = []
+    for label, name, kind in COMPARISON_FIELDS:
+        a, b = getattr(old, name), getattr(new, name)
+        rows.append({"metric": label, "old": format_value(a, kind), "new": format_value(b, kind),
+                     "change": _change(a, b, kind)})
+    return rows

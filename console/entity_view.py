@@ -31,6 +31,7 @@ from engine.entity_view import (
     RANKING_COLUMNS,
     EntityRun,
     confidence_chart_rows,
+    filter_evidence,
     live_params,
     load_entity_view,
     run_entity,
@@ -135,6 +136,21 @@ def confidence_chart(rows: list[dict]) -> alt.Chart:
     )
 
 
+def trajectory_chart(rows: list[dict]) -> alt.Chart:
+    """Confidence of each probed hypothesis over the run's hops (iteration 0 = before the run)."""
+    frame = pd.DataFrame(rows, columns=["iteration", "pattern", "confidence", "decision"])
+    return (
+        alt.Chart(frame)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("iteration:Q", title="hop", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("confidence:Q", title="confidence", scale=alt.Scale(zero=False)),
+            color=alt.Color("pattern:N", title="hypothesis"),
+            tooltip=["iteration:Q", "pattern:N", "decision:N", alt.Tooltip("confidence:Q", format=".2f")],
+        )
+    )
+
+
 def eig_chart(rows: list[dict]) -> alt.Chart:
     """EIG per hypothesis, coloured by status (the ranking at a glance)."""
     frame = pd.DataFrame(rows, columns=list(RANKING_COLUMNS))
@@ -180,6 +196,10 @@ def _render_run(run: EntityRun) -> None:
     left.altair_chart(confidence_chart(conf), width="stretch")
     right.dataframe(_frame(conf, CONFIDENCE_COLUMNS).drop(columns=["id"]), hide_index=True, width="stretch",
                     column_config=CONFIDENCE_COLUMN_CONFIG, key="entity_run_confidences")
+    trajectory = run.trajectory_rows()
+    if trajectory:
+        st.markdown("**Confidence hop by hop** (the hypotheses the run probed)")
+        st.altair_chart(trajectory_chart(trajectory), width="stretch")
 
 
 def render_entity_view(services: Services, entity_id: str) -> None:
@@ -222,9 +242,15 @@ def render_entity_view(services: Services, entity_id: str) -> None:
     if not view.evidence:
         st.info("No evidence yet: no live run has looked at this entity.")
         return
-    evidence = _evidence_frame(list(view.evidence))
-    rolled = int(evidence["rolled_back"].sum())
-    st.caption(f"{len(evidence)} hops, newest first" + (f"; {rolled} rolled back (kept, flagged)" if rolled else ""))
+    all_rows = list(view.evidence)
+    f1, f2, f3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+    run_ids = f1.multiselect("Run", list(dict.fromkeys(r["run_id"] for r in all_rows)), key="entity_evidence_runs")
+    patterns = f2.multiselect("Hypothesis", sorted({r["pattern"] for r in all_rows}), key="entity_evidence_patterns")
+    hide_rolled = f3.toggle("Hide rolled back", key="entity_evidence_hide_rolled_back")
+    evidence = _evidence_frame(filter_evidence(all_rows, run_ids, patterns, include_rolled_back=not hide_rolled))
+    rolled = sum(1 for r in all_rows if r["rolled_back"])
+    st.caption(f"{len(evidence)} of {len(all_rows)} hops, newest first"
+               + (f"; {rolled} rolled back (kept, flagged)" if rolled else ""))
     st.dataframe(evidence, hide_index=True, width="stretch", column_config=TRAIL_COLUMN_CONFIG,
                  key="entity_evidence")
     stamp = time.strftime("%Y%m%d-%H%M", time.gmtime())

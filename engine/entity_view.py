@@ -222,6 +222,41 @@ def confidence_chart_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     ]
 
 
+def trajectory_rows(before: Iterable[Hypothesis], result: RunResult) -> list[dict[str, Any]]:
+    """Confidence of each hypothesis the run probed, hop by hop: its start at iteration 0, then one
+    point per hop on it (iteration, confidence after). Long form, for a line chart."""
+    start = {h.id: h.confidence for h in before}
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for r in result.hops:
+        if r.hypothesis_id not in seen:
+            seen.add(r.hypothesis_id)
+            first = start.get(r.hypothesis_id, r.confidence_after - r.delta)
+            rows.append({"iteration": 0, "pattern": r.pattern, "confidence": float(first), "decision": "start"})
+        rows.append({
+            "iteration": r.iteration, "pattern": r.pattern, "confidence": float(r.confidence_after),
+            "decision": r.decision.value,
+        })
+    return rows
+
+
+def filter_evidence(
+    rows: Iterable[Mapping[str, Any]],
+    runs: Sequence[str] = (),
+    patterns: Sequence[str] = (),
+    *,
+    include_rolled_back: bool = True,
+) -> list[Mapping[str, Any]]:
+    """Evidence rows of the chosen runs and hypotheses (an empty choice keeps all)."""
+    wanted_runs, wanted_patterns = set(runs), set(patterns)
+    return [
+        r for r in rows
+        if (not wanted_runs or r["run_id"] in wanted_runs)
+        and (not wanted_patterns or r["pattern"] in wanted_patterns)
+        and (include_rolled_back or not r["rolled_back"])
+    ]
+
+
 # --------------------------------------------------------------------------- store edges
 
 
@@ -297,6 +332,9 @@ class EntityRun:
 
     def confidence_rows(self) -> list[dict[str, Any]]:
         return confidence_rows(self.before, self.result)
+
+    def trajectory_rows(self) -> list[dict[str, Any]]:
+        return trajectory_rows(self.before, self.result)
 
 
 def run_entity(

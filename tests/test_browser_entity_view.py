@@ -57,7 +57,7 @@ def test_search_run_discovery_and_see_the_hop_trail(console_server, browser_page
     page.get_by_role("button", name="Run discovery").click()
     page.get_by_role("heading", name="Last run").wait_for()
     page.get_by_role("heading", name="Hop by hop").or_(page.get_by_text("Hop by hop")).first.wait_for()
-    page.get_by_text(re.compile(r"\d+ hops, newest first")).wait_for()
+    page.get_by_text(re.compile(r"\d+ of \d+ hops, newest first")).wait_for()
     wait_for_run(page)
     assert page.locator('[data-testid="stException"]').count() == 0
 
@@ -69,7 +69,7 @@ def test_search_run_discovery_and_see_the_hop_trail(console_server, browser_page
     assert shown["Iterations"] == str(len(evidence))
     assert shown["Cost"] == f"${sum(e['cost_usd'] for e in evidence):.3f}"
     assert shown["Actionable"] in ("yes", "no")
-    assert page.get_by_text(f"{len(evidence)} hops, newest first").is_visible()
+    assert page.get_by_text(f"{len(evidence)} of {len(evidence)} hops, newest first").is_visible()
     assert page.get_by_text(run_id).first.is_visible()
     # ranking, hop trail, confidences, evidence trail, plus the page's two tables
     assert page.locator('[data-testid="stDataFrame"]').count() >= 5

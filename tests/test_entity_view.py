@@ -19,6 +19,7 @@ from engine.entity_view import (
     confidence_chart_rows,
     confidence_rows,
     evidence_rows,
+    filter_evidence,
     hop_rows,
     live_params,
     load_entity_view,
@@ -26,6 +27,7 @@ from engine.entity_view import (
     ranking_rows,
     run_entity,
     run_summary,
+    trajectory_rows,
 )
 from engine.graph import GraphStore
 from engine.metrics import query_events
@@ -158,6 +160,29 @@ def test_run_summary_hop_rows_and_confidences():
     assert len(long) == 6 and {r["when"] for r in long} == {"before", "after"}
 
 
+def test_trajectory_starts_each_probed_hypothesis_at_its_prior_state():
+    before, result = sample_run()
+    rows = trajectory_rows(before, result)
+    a = [(r["iteration"], r["confidence"]) for r in rows if r["pattern"] == "a"]
+    b = [(r["iteration"], r["confidence"]) for r in rows if r["pattern"] == "b"]
+    assert a == [(0, 0.5), (1, 0.56), (2, 0.62)]
+    assert b == [(0, 0.4), (3, 0.4)]
+    assert not [r for r in rows if r["pattern"] == "c"]  # never probed, not drawn
+
+
+def test_filter_evidence_by_run_hypothesis_and_rolled_back():
+    rows = [
+        {"run_id": "r1", "pattern": "a", "rolled_back": True},
+        {"run_id": "r1", "pattern": "b", "rolled_back": True},
+        {"run_id": "r2", "pattern": "a", "rolled_back": False},
+    ]
+    assert filter_evidence(rows) == rows
+    assert filter_evidence(rows, ["r1"]) == rows[:2]
+    assert filter_evidence(rows, [], ["a"]) == [rows[0], rows[2]]
+    assert filter_evidence(rows, ["r1"], ["a"]) == [rows[0]]
+    assert filter_evidence(rows, include_rolled_back=False) == [rows[2]]
+
+
 def test_evidence_rows_name_the_depth_and_blank_missing_errors():
     ev = {
         "id": "r:new:fc:1", "entity_id": "fc", "run_id": "r", "system": "new", "at": NOW, "rolled_back": True,
@@ -219,6 +244,19 @@ def test_live_run_writes_the_graph_records_a_metric_and_shows_in_the_view(seeded
     assert len(events) == 1
     assert events[0].entity_id == entity.id and events[0].shadow is False
     assert events[0].cost_usd == pytest.approx(result.cost_usd) and events[0].correct is not None
+
+
+def test_rolled_back_evidence_stays_in_the_trail_flagged(seeded_graph, ops):
+    entity = seeded_graph.list_entities(limit=4)[3]
+    first = run_entity(seeded_graph, ops, entity.id, clock=lambda: NOW)
+    second = run_entity(seeded_graph, ops, entity.id, clock=lambda: NOW + 3600)
+    assert seeded_graph.mark_evidence_rolled_back([entity.id], first.run_id) == first.result.iterations
+    rows = load_entity_view(seeded_graph, entity.id, DEFAULT_PARAMS, now=NOW + 7200).evidence
+    assert len(rows) == first.result.iterations + second.result.iterations
+    assert {r["run_id"] for r in rows if r["rolled_back"]} == {first.run_id}
+    assert {r["run_id"] for r in rows if not r["rolled_back"]} == {second.run_id}
+    assert rows[0]["run_id"] == second.run_id  # newest first
+    assert len(filter_evidence(rows, include_rolled_back=False)) == second.result.iterations
 
 
 def test_shadow_run_writes_nothing_to_the_graph_but_is_recorded(seeded_graph, ops):
@@ -349,6 +387,28 @@ def test_shadow_old_run_from_the_page_writes_no_evidence(console_graph):
     assert console_graph.get_evidence(entity.id) == []
     assert console_graph.get_hypotheses(entity.id) == before
     assert any("No evidence yet" in i.value for i in at.info)
+
+
+def test_evidence_trail_flags_and_filters_rolled_back_hops(console_graph):
+    from engine.opsdb import OpsDB
+
+    entity = console_graph.list_entities(limit=4)[3]
+    ops = OpsDB(console_graph.settings.ops_db_path)
+    first = run_entity(console_graph, ops, entity.id)
+    second = run_entity(console_graph, ops, entity.id)
+    console_graph.mark_evidence_rolled_back([entity.id], first.run_id)
+    total = first.result.iterations + second.result.iterations
+    at = open_entity(entity.id)
+    trail = table(at, "rolled_back", "run_id")
+    assert len(trail) == total
+    assert set(trail.loc[trail["rolled_back"], "run_id"]) == {first.run_id}
+    assert any(f"{first.result.iterations} rolled back" in c.value for c in at.caption)
+    at.toggle(key="entity_evidence_hide_rolled_back").set_value(True).run()
+    trail = table(at, "rolled_back", "run_id")
+    assert len(trail) == second.result.iterations and not trail["rolled_back"].any()
+    at.toggle(key="entity_evidence_hide_rolled_back").set_value(False).run()
+    at.multiselect(key="entity_evidence_runs").select(first.run_id).run()
+    assert set(table(at, "rolled_back", "run_id")["run_id"]) == {first.run_id}
 
 
 def test_store_down_while_viewing_is_a_one_line_error(console_graph, monkeypatch):

@@ -45,7 +45,8 @@ def _spec_from_args(args):
     if args.validation_data:
         entities = file_entity_spec(args.validation_data)
     else:
-        entities = EntitySpec(kind="catalogue", n=args.entities, catalogue_seed=args.catalogue_seed)
+        entities = EntitySpec(kind="catalogue", n=args.entities, catalogue_seed=args.catalogue_seed,
+                              offset=args.entity_offset)
     return StudySpec(
         method=args.method, params=parse_param_names(args.params), iterations=args.iterations,
         entities=entities, seed=args.seed, world_seed=args.world_seed,
@@ -167,12 +168,14 @@ def _validate(args, settings) -> int:
     config = ParameterConfig.load(args.config_file)
     ops = _ops(settings)
     study = get_study(ops, args.study) if args.study is not None else None
-    if study is None and not (args.validation_data or args.entities_given):
+    if study is None and not (args.validation_data or args.entities_given or args.entity_offset):
         study = latest_study(ops)
     if study is not None:
         v = validate_config(config, study=study)
     else:
-        v = validate_config(config, spec=_spec_from_args(args))
+        from engine.study import current_config
+
+        v = validate_config(config, spec=_spec_from_args(args), base=current_config(ops))
     out = {
         "holdout": v.description,
         "candidate": {"config_hash": v.candidate_hash, **v.candidate.components()},
@@ -382,6 +385,8 @@ def register(sub) -> None:
     p.add_argument("--params", help="comma-separated parameter names to tune (default: the documented subset)")
     p.add_argument("--entities", type=int, default=200, action=_EntitiesAction,
                    help="generated catalogue entities, training + hold-out (default 200)")
+    p.add_argument("--entity-offset", type=int, default=0,
+                   help="skip this many catalogue entities first (e.g. validate on entities no study used)")
     p.add_argument("--validation-data", metavar="FILE",
                    help="tune on the entities of this CSV/JSON file (import format) instead of the catalogue")
     p.add_argument("--top-k", type=int, default=3, help="best training trials re-scored on the hold-out set (default 3)")

@@ -265,13 +265,17 @@ def simulated_workload(
     )
 
 
-def catalogue_workload(n: int, catalogue_seed: int, world_seed: int) -> Workload:
-    """The first ``n`` entities of the generated catalogue of ``catalogue_seed`` in the simulated world."""
+def catalogue_workload(n: int, catalogue_seed: int, world_seed: int, offset: int = 0) -> Workload:
+    """Entities ``offset .. offset + n - 1`` of the generated catalogue of ``catalogue_seed`` in the
+    simulated world (the catalogue is prefix-stable, so an offset past a study's entities gives fresh ones)."""
     from engine.catalogue import generate_catalogue
 
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ConfigError(f"entity offset {offset!r} must be a whole number >= 0")
+    which = f"entities {offset}..{offset + n - 1}" if offset else f"{n} entities"
     return simulated_workload(
-        generate_catalogue(n, catalogue_seed), world_seed,
-        description=f"generated catalogue: {n} entities (seed {catalogue_seed}), simulated world seed {world_seed}",
+        generate_catalogue(offset + n, catalogue_seed)[offset:], world_seed,
+        description=f"generated catalogue: {which} (seed {catalogue_seed}), simulated world seed {world_seed}",
     )
 
 

@@ -101,10 +101,14 @@ class EntitySpec:
     catalogue_seed: int = DEFAULT_CATALOGUE_SEED
     path: str | None = None
     sha256: str | None = None
+    offset: int = 0  # catalogue: skip this many entities first (fresh entities for a validation)
 
     def describe(self) -> str:
         if self.kind == "file":
             return f"entity file {self.path} ({self.n} entities)"
+        if self.offset:
+            return (f"generated catalogue: entities {self.offset}..{self.offset + self.n - 1} "
+                    f"(seed {self.catalogue_seed})")
         return f"generated catalogue: first {self.n} entities (seed {self.catalogue_seed})"
 
 
@@ -129,7 +133,7 @@ def file_entity_spec(path: str | Path) -> EntitySpec:
 def build_workload(spec: EntitySpec, world_seed: int) -> Workload:
     """The entities of ``spec`` against the simulated world of ``world_seed``."""
     if spec.kind == "catalogue":
-        return catalogue_workload(spec.n, spec.catalogue_seed, world_seed)
+        return catalogue_workload(spec.n, spec.catalogue_seed, world_seed, spec.offset)
     if spec.kind == "file":
         from engine.importer import check_file
         from engine.templates import load_templates

@@ -291,3 +291,14 @@ def test_a_study_whose_worker_is_sigkilled_resumes_without_repeating_finished_tr
     assert get_study(ops, study.id).result["winner"]["holdout_score"] >= get_study(ops, study.id).result["base"]["holdout_score"]
     for t in trials:  # no trial's runs were recorded twice
         assert count_events(ops, run_id=f"tuning-{study.id}-t{t.number}") == len(study.train_ids)
+
+
+def test_an_entity_offset_gives_catalogue_entities_no_default_study_uses(ops):
+    from engine.study import build_workload
+
+    first = build_workload(EntitySpec(n=40), 11).entity_ids
+    fresh = build_workload(EntitySpec(n=40, offset=40), 11).entity_ids
+    assert len(fresh) == 40 and set(first).isdisjoint(fresh)
+    assert build_workload(EntitySpec(n=80), 11).entity_ids == first + fresh  # prefix-stable catalogue
+    with pytest.raises(ConfigError, match="offset"):
+        build_workload(EntitySpec(n=10, offset=-1), 11)

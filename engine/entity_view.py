@@ -368,3 +368,69 @@ def run_entity(
         clock=clock,
     )
     return EntityRun(result=results[0], run_id=run_id, before=tuple(ctx.hypotheses))
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def bench(entities: int = 200, runs_n: int = 50, seed: int = 7, print_fn: Callable[[str], None] = print) -> dict:
+    """Time what the console's entity view does, on a fresh temp data dir (embedded store).
+
+    Seeds ``entities`` catalogue entities, then for ``runs_n`` of them loads the
+    view and runs the new system live through ``run_entity``; prints and returns
+    p50/p95 of the wall time of each and of the engine's own time. Reproduce with
+    ``.venv/bin/python -c "from engine.entity_view import bench; bench()"``.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from engine import falkor
+    from engine.catalogue import seed_catalogue
+    from engine.graph import GraphStore
+    from engine.opsdb import open_ops_db
+    from engine.settings import load_settings
+    from engine.templates import load_templates
+
+    def pct(xs: list[float], q: float) -> float:
+        xs = sorted(xs)
+        return xs[round(q * (len(xs) - 1))]
+
+    data_dir = Path(tempfile.mkdtemp(prefix="entity-view-bench-"))
+    settings = load_settings({"DISCOVERY_DATA_DIR": str(data_dir)}).ensure_dirs()
+    graph = GraphStore.open(settings)
+    try:
+        ops = open_ops_db(settings)
+        seed_catalogue(graph, entities, seed=seed, templates=load_templates())
+        params = live_params(ops)
+        loads, walls, engine, hops = [], [], [], []
+        for entity_id in graph.list_entity_ids()[:runs_n]:
+            t0 = time.perf_counter()
+            load_entity_view(graph, entity_id, params)
+            loads.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            run = run_entity(graph, ops, entity_id, params=params)
+            walls.append(time.perf_counter() - t0)
+            engine.append(run.result.engine_time_s)
+            hops.append(run.result.iterations)
+    finally:
+        graph.close()
+        falkor.stop_embedded_server(settings)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    figures = {
+        "runs": len(walls),
+        "run_wall_ms_p50": pct(walls, 0.5) * 1000, "run_wall_ms_p95": pct(walls, 0.95) * 1000,
+        "engine_ms_p50": pct(engine, 0.5) * 1000, "engine_ms_p95": pct(engine, 0.95) * 1000,
+        "load_view_ms_p50": pct(loads, 0.5) * 1000, "load_view_ms_p95": pct(loads, 0.95) * 1000,
+        "hops_mean": sum(hops) / len(hops), "hops_max": max(hops),
+    }
+    print_fn(f"entity view: {figures['runs']} live new-system runs on a {entities}-entity graph "
+             "(simulated world, virtual time, embedded store)")
+    print_fn(f"  run_entity (run + graph write + metric event)  p50 {figures['run_wall_ms_p50']:.1f} ms  "
+             f"p95 {figures['run_wall_ms_p95']:.1f} ms")
+    print_fn(f"  of which engine time                           p50 {figures['engine_ms_p50']:.2f} ms  "
+             f"p95 {figures['engine_ms_p95']:.2f} ms")
+    print_fn(f"  load_entity_view (ranking + evidence trail)    p50 {figures['load_view_ms_p50']:.1f} ms  "
+             f"p95 {figures['load_view_ms_p95']:.1f} ms")
+    print_fn(f"  hops per run: mean {figures['hops_mean']:.1f}, max {figures['hops_max']}")
+    return figures

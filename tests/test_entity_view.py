@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from engine import falkor
 from engine.catalogue import seed_catalogue
 from engine.entity_view import (
+    bench,
     EVIDENCE_COLUMNS,
     HOP_COLUMNS,
     RANKING_COLUMNS,
@@ -425,3 +426,11 @@ def test_store_down_while_viewing_is_a_one_line_error(console_graph, monkeypatch
     at.button(key="entity_run_button").click().run()
     assert not at.exception
     assert len(at.error) == 1 and "unreachable" in at.error[0].value
+
+
+def test_bench_measures_real_runs_and_cleans_up():
+    lines: list[str] = []
+    figures = bench(entities=6, runs_n=3, seed=2, print_fn=lines.append)
+    assert figures["runs"] == 3 and figures["hops_max"] >= figures["hops_mean"] > 0
+    assert figures["run_wall_ms_p95"] >= figures["run_wall_ms_p50"] > 0
+    assert len(lines) == 5 and "3 live new-system runs" in lines[0]

@@ -2,12 +2,13 @@
 error rate over time, old against new, over a selectable window.
 
 The Overview calls ``render_live_charts(services)`` through console.slots. The
-charts live in an ``st.fragment(run_every=REFRESH_S)``: the browser re-runs
-only that fragment every few seconds, so new metric events (a rollout or a
+charts live in an ``st.fragment(run_every=...)`` (5 to 30 s by window, REFRESH_S):
+the browser re-runs only that fragment, so new metric events (a rollout or a
 tuning worker recording runs in another process) appear without a click.
-Every figure comes from the store through engine.monitor (``time_series`` and
-``summarize`` over the window ending now); this module only turns them into
-frames (pure, tested without Streamlit) and draws them.
+Every figure comes from the store: one read of the window's metric events
+(engine.metrics.query_events), aggregated by engine.monitor (``summarize_events``,
+``series_from_events``); this module only turns them into frames (pure, tested
+without Streamlit) and draws them.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ from engine.monitor import (
     default_bucket,
     format_window,
     parse_window,
-    summarize,
-    time_series,
+    series_from_events,
+    summarize_events,
 )
+from engine.metrics import query_events_light
 from engine.reports import SYSTEM_COLOURS
 
-#: seconds between two refreshes of the live fragment
-REFRESH_S = 5
+#: seconds between two refreshes of the live fragment, by window: a long window reads many
+#: events (about 1 s per 10,000 on a small machine), and its 30-odd buckets move slowly anyway
+REFRESH_S = {"15m": 5, "1h": 5, "6h": 10, "24h": 10, "7d": 30}
 WINDOWS = ("15m", "1h", "6h", "24h", "7d")
 DEFAULT_WINDOW = "24h"
 
@@ -77,13 +80,17 @@ def series_frame(points: Sequence[SeriesPoint]) -> pd.DataFrame:
     return frame
 
 
+def refresh_s(window_label: str) -> int:
+    return REFRESH_S.get(window_label, 10)
+
+
 def runs_caption(summary: WindowSummary, window_label: str, bucket_s: float, now: float) -> str:
     """One line under the charts: volume per system, bucket width and when it was read."""
     new, old = summary.by_system["new"].runs, summary.by_system["old"].runs
     stamp = time.strftime("%H:%M:%S", time.gmtime(now))
     return (
         f"{summary.overall.runs:,} runs in the last {window_label} (new {new:,}, old {old:,}) · "
-        f"buckets of {format_window(bucket_s)} · read {stamp} UTC · refreshes every {REFRESH_S}s"
+        f"buckets of {format_window(bucket_s)} · read {stamp} UTC · refreshes every {refresh_s(window_label)}s"
     )
 
 
@@ -168,15 +175,17 @@ def render_live_charts(services) -> None:
         "Window", WINDOWS, default=DEFAULT_WINDOW, key="live_window",
         help="how far back the charts go from now; they refresh on their own",
     ) or DEFAULT_WINDOW
-    _live_fragment(services, window_label)
+    _FRAGMENTS[refresh_s(window_label)](services, window_label)
 
 
-@st.fragment(run_every=REFRESH_S)
-def _live_fragment(services, window_label: str) -> None:
+def _live_body(services, window_label: str) -> None:
     window_s = parse_window(window_label)
     now = time.time()
     bucket_s = default_bucket(window_s)
-    summary = summarize(services.ops, window_s, now=now)
+    # one read of the window's events serves the tiles, the charts and the caption (the light read:
+    # no JSON lists, which neither the tiles nor the charts need)
+    events = query_events_light(services.ops, now - window_s, now)
+    summary = summarize_events(events, start=now - window_s, end=now, now=now)
     if summary.overall.runs == 0:
         st.info(
             f"No discovery runs recorded in the last {window_label}. Runs of `python -m engine discover`, "
@@ -184,8 +193,7 @@ def _live_fragment(services, window_label: str) -> None:
             "`python -m engine demo --ensure` records a day of demo runs on an empty store."
         )
         return
-    points = time_series(services.ops, window_s, now=now, bucket_s=bucket_s)
-    frame = series_frame(points)
+    frame = series_frame(series_from_events(events, bucket_s))
     for column, tile in zip(st.columns(4), comparison_tiles(summary)):
         column.metric(tile.label, tile.value, tile.delta, delta_color=tile.delta_color, help=tile.help, border=True)
     for row in (LIVE_METRICS[:2], LIVE_METRICS[2:]):
@@ -193,3 +201,7 @@ def _live_fragment(services, window_label: str) -> None:
             with column:
                 st.altair_chart(metric_chart(frame, metric, window_label), width="stretch")
     st.caption(runs_caption(summary, window_label, bucket_s, now))
+
+
+#: one auto-refreshing fragment per refresh period (the period is fixed when a fragment is made)
+_FRAGMENTS = {seconds: st.fragment(run_every=seconds)(_live_body) for seconds in set(REFRESH_S.values())}

@@ -262,6 +262,41 @@ def query_events(
         return [MetricEvent.from_row(row) for row in db.query(sql, params)]
 
 
+#: the columns ``query_events(..., light=True)`` reads: every figure but the two JSON lists
+_LIGHT_COLUMNS = (
+    "id", "at", "run_id", "stage_id", "system", "shadow", "config_hash", "entity_id", "cost_usd", "iterations",
+    "hops", "hypotheses_tested", "promotions", "actionable", "correct", "engine_latency_ms", "evidence_latency_s",
+    "error_count",
+)
+
+
+def query_events_light(
+    ops,
+    start: float | None = None,
+    end: float | None = None,
+    **filters,
+) -> list[MetricEvent]:
+    """Like ``query_events`` but without ``error_types``, ``confidences``, names and stop reasons (left empty).
+
+    About twice as fast on big windows (no JSON decoding, plain tuples); enough
+    for volume, cost, actionable, latency and error *rates* (``error_count``),
+    not for errors by type or the confidence histogram. The live charts use it.
+    """
+    where, params = _where(start, end, **filters)
+    sql = f"SELECT {', '.join(_LIGHT_COLUMNS)} FROM {TABLE}{where} ORDER BY at, id"
+    with ops.connect() as db:
+        rows = db.conn.execute(sql, params).fetchall()
+    return [
+        MetricEvent(
+            id=r[0], at=r[1], run_id=r[2], stage_id=r[3], system=r[4], shadow=bool(r[5]), config_hash=r[6],
+            entity_id=r[7], cost_usd=r[8], iterations=r[9], hops=r[10], hypotheses_tested=r[11], promotions=r[12],
+            actionable=bool(r[13]), correct=None if r[14] is None else bool(r[14]), engine_latency_ms=r[15],
+            evidence_latency_s=r[16], error_count=r[17],
+        )
+        for r in rows
+    ]
+
+
 def count_events(ops, start: float | None = None, end: float | None = None, **filters) -> int:
     where, params = _where(start, end, **filters)
     with ops.connect() as db:

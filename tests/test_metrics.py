@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -120,3 +121,18 @@ def test_last_event_at_of_an_empty_store_is_none(ops):
 
 def test_metrics_migration_is_recorded(ops):
     assert ops.schema_versions()["metrics"] == 1
+
+
+def test_light_query_has_every_figure_but_the_lists(ops, log):
+    from engine.metrics import query_events_light
+
+    record_runs(ops, [make_run("a", errors=("timeout",), actionable=True), make_run("b", system="old")],
+                run_id="r", stage_id="s", truth=lambda eid: eid == "a", clock=lambda: 100.0, log=log,
+                names={"a": "A"})
+    full, light = query_events(ops), query_events_light(ops)
+    assert len(full) == len(light) == 2
+    for f, l in zip(full, light):
+        assert l.error_types == () and l.confidences == () and l.entity_name == ""
+        assert replace(f, error_types=(), confidences=(), entity_name="", stop_reason="") == l
+        assert l.latency_s == f.latency_s
+    assert query_events_light(ops, 0, 200, system="old")[0].entity_id == "b"

@@ -258,7 +258,12 @@ def console_pages(app: Path = REPO_ROOT / "streamlit_app.py") -> dict[str, str]:
 
 
 def take_screenshots(
-    url: str, out_dir: Path, pages: dict[str, str], search: str | None = None, run_discovery: bool = False
+    url: str,
+    out_dir: Path,
+    pages: dict[str, str],
+    search: str | None = None,
+    run_discovery: bool = False,
+    viewport: tuple[int, int] = (1400, 1600),
 ) -> list[Path]:
     """Full-page PNG of each console page (name -> url path); returns the files written.
 
@@ -268,7 +273,7 @@ def take_screenshots(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    with launch_chromium(viewport=(1400, 1000)) as context:
+    with launch_chromium(viewport=viewport) as context:
         page = context.new_page()
         page.set_default_timeout(120_000)
         for name, path in pages.items():
@@ -285,6 +290,10 @@ def take_screenshots(
                     page.wait_for_timeout(500)
                     wait_for_run(page)
             page.wait_for_timeout(2500)  # let vega and glide-data-grid finish drawing before the picture
+            # Streamlit scrolls inside its main container (so full_page adds nothing): show its top
+            page.evaluate("document.querySelectorAll('[data-testid=\"stMain\"], section.main')"
+                          ".forEach(e => e.scrollTo(0, 0)); window.scrollTo(0, 0)")
+            page.wait_for_timeout(300)
             target = out_dir / f"{name}.png"
             page.screenshot(path=str(target), full_page=True)
             written.append(target)

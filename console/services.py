@@ -71,8 +71,26 @@ def _shared_services(data_dir: str, falkordb_url: str | None, graph_name: str) -
     return open_services(Settings(data_dir=Path(data_dir), falkordb_url=falkordb_url, graph_name=graph_name))
 
 
+def _route_through_navigation() -> None:
+    """Make sure a page runs inside streamlit_app.py's st.navigation, never on its own.
+
+    Streamlit decides once per server process, from the folder name alone, that an
+    app with a ``pages/`` directory is an old-style (v1) multipage app, and changes
+    its mind only when st.navigation is first called. So a browser whose first
+    request after a server start is a page URL (``/hypotheses``) got that page run
+    bare: file-name sidebar, no page config. Flip the flag and rerun, so the entry
+    script runs and routes the URL to the same page through st.navigation.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def get_services() -> Services:
     """The shared Services for the current environment; on a store error the page shows it and stops."""
+    _route_through_navigation()
     settings = load_settings()
     with stop_on_error():
         return _shared_services(str(settings.data_dir), settings.falkordb_url, settings.graph_name)

@@ -1,0 +1,48 @@
+"""The project frame a newcomer relies on: loopback by default, pinned requirements, the two make targets, CI."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tomllib
+
+from engine.settings import REPO_ROOT
+
+
+def test_console_listens_on_loopback_unless_told_otherwise():
+    config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+    assert config["browser"]["gatherUsageStats"] is False
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert re.search(r"^HOST \?= 127\.0\.0\.1$", makefile, re.M)
+    assert "--server.address $(HOST)" in makefile
+
+
+def test_requirements_are_pinned_and_python_is_3_12():
+    lines = [ln.strip() for ln in (REPO_ROOT / "requirements.txt").read_text().splitlines()]
+    packages = [ln for ln in lines if ln and not ln.startswith("#")]
+    assert packages and all(re.fullmatch(r"[A-Za-z0-9_.\-\[\],]+==[A-Za-z0-9_.+\-]+", p) for p in packages), [
+        p for p in packages if "==" not in p
+    ]
+    names = {p.split("==")[0].lower() for p in packages}
+    assert {"falkordblite", "falkordb", "sqlite-utils", "streamlit", "playwright", "pytest"} <= names
+    assert (REPO_ROOT / ".python-version").read_text().strip() == "3.12"
+
+
+def test_make_knows_run_and_test():
+    done = subprocess.run(["make", "-n", "run", "test"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "-m engine demo --ensure" in done.stdout  # first run loads the demo catalogue, later runs do not
+    assert "streamlit_app.py" in done.stdout and "-m pytest" in done.stdout
+
+
+def test_ci_entry_point_installs_chromium_and_runs_the_readme_test_command():
+    ci = REPO_ROOT / ".ci" / "run"
+    assert os.access(ci, os.X_OK)
+    text = ci.read_text()
+    assert "apt-get install -y -q chromium" in text
+    assert text.rstrip().endswith("make test")
+    assert 'export CI="${CI:-true}"' in text  # so the browser tests fail, not skip, without Chromium
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme

@@ -71,6 +71,9 @@ def _shared_services(data_dir: str, falkordb_url: str | None, graph_name: str) -
     return open_services(Settings(data_dir=Path(data_dir), falkordb_url=falkordb_url, graph_name=graph_name))
 
 
+_ROUTE_CHECKED = "_console_route_checked"
+
+
 def _route_through_navigation() -> None:
     """Make sure a page runs inside streamlit_app.py's st.navigation, never on its own.
 
@@ -80,9 +83,16 @@ def _route_through_navigation() -> None:
     request after a server start is a page URL (``/hypotheses``) got that page run
     bare: file-name sidebar, no page config. Flip the flag and rerun, so the entry
     script runs and routes the URL to the same page through st.navigation.
+
+    Checked on a session's first run only: that run never carries a click, so the
+    rerun loses nothing (AppTest resets the flag before each of its runs; checking
+    again there would swallow the clicks it simulates).
     """
     from streamlit.runtime.pages_manager import PagesManager
 
+    if st.session_state.get(_ROUTE_CHECKED):
+        return
+    st.session_state[_ROUTE_CHECKED] = True
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()

@@ -58,7 +58,207 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- rollout
+
+ACTIONS = ("start", "status", "pause", "resume", "promote", "rollback", "cancel", "runs", "report")
+#: states in which `--wait` stops waiting
+WAIT_UNTIL = ("completed", "rolled_back", "cancelled", "inconclusive", "paused", "dead", "failed")
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "cli"
+
+
+def _fmt(x) -> str:
+    import math
+
+    if x is None:
+        return "n/a"
+    if isinstance(x, float) and not math.isfinite(x):
+        return "+inf" if x > 0 else "-inf"
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def format_status(st) -> str:
+    """Human text of a RolloutStatus (what `rollout status` prints)."""
+    if st.run is None:
+        return "no rollout yet: start one with `python -m engine rollout --stage pilot`"
+    r = st.run
+    done, total = st.progress
+    lines = [
+        f"rollout {r.id}: {st.state}{' (dry run)' if r.dry_run else ''} — {st.message}",
+        f"  stages {' -> '.join(r.stages)}; current {st.current_stage}; entities {done}/{total}",
+        f"  candidate {r.candidate_hash} ({r.candidate_source}); baseline {r.baseline_hash}; "
+        f"time scale {r.time_scale:g}; worker: {st.worker_note}",
+    ]
+    for s in st.stages:
+        width = 20
+        fill = int(round(s.progress * width))
+        v = f" verdict {s.verdict.phase}" if s.verdict else ""
+        lines.append(f"  {s.name:<11} {s.state:<12} [{'#' * fill}{'.' * (width - fill)}] {s.done}/{s.total}"
+                     f"  {s.elapsed_days:.2f}/{s.min_duration_days:g} d{v}")
+    if st.paired:
+        p = st.paired
+        lines.append(f"  paired ({p.paired} entities): cost old ${p.old_cost_usd:.3f} new ${p.new_cost_usd:.3f}; "
+                     f"actionable old {p.old_actionable} new {p.new_actionable}; errors {p.new_errors}/{p.new_hops} hops; "
+                     f"engine p95 {_fmt(p.new_engine_ms_p95)} ms")
+    if st.criteria:
+        lines.append(f"  criteria ({st.verdict.phase}: {st.verdict.reason}):")
+        for c in st.criteria:
+            lines.append(f"    {c.kind:<8} {c.metric:<24} {c.op} {c.threshold:<6g} value {_fmt(c.value):>8} "
+                         f"[{_fmt(c.low)}, {_fmt(c.high)}] ({c.test})  {c.phase}")
+    if st.decisions:
+        lines.append("  decisions (newest first):")
+        for d in st.decisions[:8]:
+            when = time.strftime("%H:%M:%S", time.gmtime(d.at))
+            lines.append(f"    #{d.id} {when} {d.stage:<10} {d.gate:<9} {d.action:<14} {d.phase:<12} {d.actor}"
+                         f"{' FORCED' if d.forced else ''}: {d.reason[:90]}")
+    return "\n".join(lines)
+
+
+def _wait(ops, run_id: int, poll_s: float = 1.0) -> int:
+    from engine.rollout import rollout_status
+
+    last = None
+    while True:
+        st = rollout_status(ops, run_id, decisions=1)
+        done, total = st.progress
+        line = f"{st.state} {st.current_stage} {done}/{total}: {st.message}"
+        if line != last:
+            print(line, flush=True)
+            last = line
+        if st.state in WAIT_UNTIL:
+            return 0 if st.state == "completed" else 1
+        time.sleep(poll_s)
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from engine import rollout as ro
+    from engine.errors import DiscoveryError
+
+    settings = load_settings().ensure_dirs()
+    ops = _ops(settings)
+    actor = _actor()
+    action = args.action
+    if action == "start" and args.resume:
+        st = ro.resume(ops, args.run, actor, settings=settings)
+        print(f"rollout {st.run.id}: {st.state} ({st.worker_note})")
+        return _wait(ops, st.run.id) if args.wait else 0
+    if action == "start":
+        if not args.stage:
+            raise DiscoveryError("say which stage to run: --stage pilot|limited|production|all (or --resume)")
+        run_id = ro.start_rollout(
+            settings, ops, stage=args.stage, entities=args.entities, config_file=args.config_file,
+            stages_file=args.stages_file, dry_run=args.dry_run, time_scale=args.time_scale, seed=args.seed,
+            world_seed=args.world_seed, actor=actor,
+        )
+        st = ro.rollout_status(ops, run_id)
+        print(f"rollout {run_id} started: stages {' -> '.join(st.run.stages)}"
+              f"{' (dry run: nothing live is touched)' if args.dry_run else ''}; job {st.run.job_id}, worker log "
+              f"{settings.log_dir}/worker-job-{st.run.job_id}.log")
+        print("follow it with `python -m engine rollout status`")
+        return _wait(ops, run_id) if args.wait else 0
+    if action == "status":
+        st = ro.rollout_status(ops, args.run)
+        if args.json:
+            print(json.dumps(st.to_dict(), indent=2, default=str))
+        else:
+            print(format_status(st))
+        return 0
+    if action == "runs":
+        runs = ro.list_runs(ops, limit=args.limit)
+        if args.json:
+            print(json.dumps([r.to_dict() for r in runs], indent=2, default=str))
+            return 0
+        if not runs:
+            print("no rollout yet")
+        for r in runs:
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.created_at))
+            print(f"{r.id:>4}  {when}  {r.state:<13} {r.target:<10} {'dry ' if r.dry_run else ''}"
+                  f"candidate {r.candidate_hash} by {r.actor}: {r.message}")
+        return 0
+    if action == "report":
+        st = ro.rollout_status(ops, args.run)
+        if st.run is None:
+            raise ro.UnknownRollout(None)
+        stage = args.stage or st.current_stage
+        text = ro.stage_report(ops, st.run.id, stage)
+        if args.output:
+            from pathlib import Path
+
+            Path(args.output).write_text(text)
+            print(f"wrote {args.output}")
+        else:
+            print(text)
+        return 0
+    if action == "pause":
+        st = ro.pause(ops, args.run, actor)
+    elif action == "resume":
+        st = ro.resume(ops, args.run, actor, settings=settings)
+    elif action == "cancel":
+        st = ro.cancel(ops, args.run, actor)
+    elif action == "promote":
+        st = ro.promote(ops, args.run, actor, force=args.force)
+    elif action == "rollback":
+        st = ro.rollout_status(ops, args.run)
+        if st.run is None:
+            raise ro.UnknownRollout(None)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise DiscoveryError("rollback restores the graph of every exposed entity: confirm with --yes")
+            answer = input(f"roll back rollout {st.run.id} ({st.state}, {st.progress[0]} entities)? type yes: ")
+            if answer.strip().lower() != "yes":
+                print("not rolled back")
+                return 1
+        res = ro.rollback(settings, ops, st.run.id, actor, args.reason or "operator request")
+        print(res.message)
+        return 0
+    else:  # pragma: no cover - argparse restricts the choices
+        raise DiscoveryError(f"unknown rollout action {action!r}")
+    print(format_status(st))
+    return 0
+
+
 def register(subparsers) -> None:
+    r = subparsers.add_parser(
+        "rollout",
+        help="staged rollout of the new system: start, status, pause, resume, promote, rollback",
+        description="Roll the new discovery system (with a candidate config) out pilot -> limited -> production, "
+        "paired against the old system with the live config on the same entities. `rollout --stage S` starts a run "
+        "in a detached worker; `rollout status` shows progress, criteria and decisions; pause/resume/cancel act "
+        "between entities; promote moves a passed (or, by a person, an inconclusive) stage on; rollback restores "
+        "every exposed entity from its stage's snapshot.",
+    )
+    r.add_argument("action", nargs="?", default="start", choices=ACTIONS,
+                   help="start (default), status, pause, resume, promote, rollback, cancel, runs, report")
+    r.add_argument("--stage", help="start: pilot|limited|production|all (stage names of the stage table); "
+                   "report: which stage (default: the current one)")
+    r.add_argument("--entities", type=int, metavar="N",
+                   help="limit the population to a seeded stratified sample of N entities (stage sizes capped at N)")
+    r.add_argument("--dry-run", action="store_true", help="both systems in shadow: no graph writes, nothing live")
+    r.add_argument("--resume", action="store_true", help="resume the latest (or --run) rollout whose worker died or paused")
+    r.add_argument("--config-file", metavar="FILE",
+                   help="candidate ParameterConfig JSON (default: the handed-over candidate, else the live config)")
+    r.add_argument("--stages-file", metavar="FILE", help="stage table (default data/stages.json)")
+    r.add_argument("--time-scale", type=float, metavar="X",
+                   help="scaled seconds per real second for minimum durations (86400: one day per second)")
+    r.add_argument("--seed", type=int, help="cohort seed (default: the stage table's)")
+    r.add_argument("--world-seed", type=int, help="simulated world seed (default 1)")
+    r.add_argument("--wait", action="store_true", help="stay and print progress until the run completes or stops")
+    r.add_argument("--run", type=int, metavar="ID", help="which run (default: the latest)")
+    r.add_argument("--json", action="store_true", help="status/runs: print JSON")
+    r.add_argument("--force", action="store_true", help="promote before the stage's minimum duration (audited)")
+    r.add_argument("--yes", action="store_true", help="rollback: do not ask for confirmation")
+    r.add_argument("--reason", help="rollback: why (kept in the decision record and the audit log)")
+    r.add_argument("--output", metavar="FILE", help="report: write the Markdown here")
+    r.add_argument("--limit", type=int, default=20, help="runs: how many (default 20)")
+    r.set_defaults(func=cmd_rollout)
+
     w = subparsers.add_parser(
         "worker",
         help="run queued jobs (rollouts, rollbacks, tuning studies) in this process",

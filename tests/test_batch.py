@@ -475,3 +475,15 @@ def test_encoded_parameters_read_back_exactly(graph, settings, value):
     graph.graph.query("MERGE (:Probe)")  # the graph must exist
     assert graph.graph.query(header + "RETURN $v = $w, size($v)").result_set[0] == [True, len(value)]
     assert graph.graph.query(header + "RETURN $v[0] = $w[0]").result_set[0] == [True]
+
+
+def test_batch_read_follows_the_graphs_exact_float_rule(graph, settings):
+    """Exact sidecar values where the stored double still matches; a value changed by hand wins."""
+    seed(graph, 1)
+    hs = graph.get_hypotheses("club-000")
+    graph.save_hypotheses([replace(hs[0], confidence=0.1 + 0.2), replace(hs[1], confidence=1 / 3, last_delta=1e-17)])
+    graph.graph.query("MATCH (h:Hypothesis {id: $id}) SET h.confidence = 0.25", {"id": hs[2].id})  # by hand
+    got = batch_run(settings, lambda b: b.read_hypotheses(["club-000"])).values["club-000"]
+    assert got == graph.get_hypotheses("club-000")
+    assert got[0].confidence == 0.30000000000000004 and got[1].confidence == 1 / 3 and got[1].last_delta == 1e-17
+    assert got[2].confidence == 0.25

@@ -1,0 +1,356 @@
+"""Rollout: take a candidate system pilot -> limited -> production against the old one, watch it, decide.
+
+Thin: every figure comes from engine.rollout (status, decision records, stage
+report) and engine.metrics (the stage's metric events); every button calls one
+engine.rollout function. The rollout itself runs in a worker process that
+engine.rollout.start_rollout launches; this page only polls SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from console import rollout_view as rv
+from console.services import call, get_services
+from engine import rollout
+from engine.errors import DiscoveryError
+from engine.jobs import JobStore
+from engine.metrics import query_events
+from engine.stages import load_stage_config
+
+REFRESH_S = 2.0
+LATEST = 0  # run picker: follow the newest run
+CANDIDATE, LIVE, FILE = "candidate", "live", "file"
+
+services = get_services()
+settings, ops = services.settings, services.ops
+ss = st.session_state
+
+st.title("Rollout")
+st.caption(
+    "A candidate system goes out pilot → limited → production, paired against the old system on the same "
+    "entities. Every stage ends in a verdict: pass (promote after the minimum duration), fail (rolled back "
+    "automatically) or inconclusive (waits for you). The work runs in a worker process; this page polls it."
+)
+
+st.sidebar.text_input("Operator", value="operator", key="rollout_operator",
+                      help="Recorded as console:<name> in the audit log and the decision records.")
+
+
+def actor() -> str:
+    """Who acts, read when the button fires (callbacks run before the script, so never a stale global)."""
+    return f"console:{(ss.get('rollout_operator') or '').strip() or 'operator'}"
+
+
+stage_config = call(load_stage_config)
+
+
+# --------------------------------------------------------------------------- actions (callbacks: one engine call each)
+
+
+def flash(kind: str, text: str) -> None:
+    ss["rollout_flash"] = (kind, text)
+
+
+def act(label: str, fn, *args, **kwargs) -> None:
+    """Run one engine call from a button, as ``fn(*args, actor(), **kwargs)``; its one-line DiscoveryError
+    becomes the page's message, and so does a rollback's outcome."""
+    try:
+        result = fn(*args, actor(), **kwargs)
+    except DiscoveryError as exc:
+        flash("error", f"{label}: {exc}")
+        return
+    if isinstance(result, rollout.RollbackResult):
+        flash("success" if result.performed else "warning", f"{label}: {result.message}")
+    else:
+        flash("success", f"{label}: {DONE.get(label, 'done')}")
+
+
+DONE = {
+    "Pause": "requested; the worker pauses before its next entity",
+    "Resume": "requested; the worker continues from its last checkpoint",
+    "Promote": "done",
+}
+
+
+def start() -> None:
+    choice = ss["rollout_candidate"]
+    path = (ss.get("rollout_config_file") or "").strip()
+    if choice == FILE and not path:
+        flash("error", "Start: choose the candidate's ParameterConfig JSON file (a path on this machine)")
+        return
+    try:
+        run_id = rollout.start_rollout(
+            settings, ops,
+            stage=ss["rollout_stage"],
+            entities=int(ss["rollout_entities"]) or None,
+            config_file=path if choice == FILE else None,
+            dry_run=bool(ss["rollout_dry_run"]),
+            time_scale=float(ss["rollout_time_scale"]),
+            actor=actor(),
+            graph=services.graph,
+        )
+    except DiscoveryError as exc:
+        flash("error", f"Start: {exc}")
+        return
+    ss["rollout_run"] = LATEST
+    ss.pop("rollout_confirm", None)
+    flash("success", f"Start: rollout {run_id} queued; a worker process is starting")
+
+
+def promote(run_id: int) -> None:
+    act("Promote", rollout.promote, ops, run_id, force=bool(ss.get("rollout_force")))
+
+
+def ask_rollback(run_id: int) -> None:
+    ss["rollout_confirm"] = run_id
+
+
+def keep_rollout() -> None:
+    ss.pop("rollout_confirm", None)
+
+
+def confirm_rollback(run_id: int) -> None:
+    reason = (ss.get("rollout_rollback_reason") or "").strip()
+    ss.pop("rollout_confirm", None)
+    act("Rollback", rollout.rollback, settings, ops, run_id, reason=reason or "rolled back by an operator")
+
+
+# --------------------------------------------------------------------------- which run
+
+runs = call(rollout.list_runs, ops, 50)
+by_id = {r.id: r for r in runs}
+if ss.get("rollout_run") not in (LATEST, *by_id):
+    ss["rollout_run"] = LATEST
+
+
+def run_label(run_id: int) -> str:
+    if run_id == LATEST:
+        return f"Latest (rollout {runs[0].id})" if runs else "Latest"
+    r = by_id[run_id]
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.created_at))
+    return f"Rollout {r.id} · {r.target}{' · dry run' if r.dry_run else ''} · {r.state} · {when} UTC"
+
+
+st.selectbox("Rollout run", [LATEST, *by_id], format_func=run_label, key="rollout_run")
+
+
+# --------------------------------------------------------------------------- the live part
+
+
+def render_timeline(status) -> None:
+    run = status.run
+    states = rv.run_stage_states(stage_config.names(), run.stages if run else None,
+                                 {s.name: s.state for s in status.stages})
+    details = {s.name: rv.stage_detail(s.done, s.total, s.elapsed_days, s.min_duration_days, s.state)
+               for s in status.stages}
+    steps = rv.timeline_steps(stage_config, states, current=status.current_stage, details=details)
+    for column, step in zip(st.columns(len(steps)), steps):
+        with column.container(border=True):
+            st.markdown(f"**{step.index + 1}. {step.name}**" + ("  ← current" if step.current else ""))
+            st.badge(step.badge, icon=step.icon, color=step.colour)
+            st.caption(f"{step.entities} entities · minimum {step.min_duration}")
+            if step.detail:
+                st.caption(step.detail)
+
+
+def render_controls(status, stage) -> None:
+    run_id = status.run.id
+    actions = rv.available_actions(status.state, stage.state if stage else None)
+    c1, c2, c3, c4, c5 = st.columns([1, 1, 1.6, 1, 2])
+    c1.button("Pause", key="rollout_pause", icon=":material/pause:", disabled=not actions["pause"].enabled,
+              help=actions["pause"].why, on_click=act, args=("Pause", rollout.pause, ops, run_id),
+              width="stretch")
+    c2.button("Resume", key="rollout_resume", icon=":material/play_arrow:", disabled=not actions["resume"].enabled,
+              help=actions["resume"].why, on_click=act, args=("Resume", rollout.resume, ops, run_id),
+              kwargs={"settings": settings}, width="stretch")
+    c3.checkbox("Force (before the minimum duration)", key="rollout_force",
+                        disabled=not actions["promote"].enabled,
+                        help="Promote before the stage's minimum duration has passed; recorded as forced.")
+    c4.button("Promote", key="rollout_promote", icon=":material/upgrade:", disabled=not actions["promote"].enabled,
+              help=actions["promote"].why, on_click=promote, args=(run_id,), width="stretch")
+    c5.button("Roll back…", key="rollout_rollback", icon=":material/undo:", type="secondary",
+              disabled=not actions["rollback"].enabled or ss.get("rollout_confirm") == run_id,
+              help=actions["rollback"].why, on_click=ask_rollback, args=(run_id,), width="stretch")
+    if ss.get("rollout_confirm") == run_id and actions["rollback"].enabled:
+        with st.container(border=True):
+            exposed = sum(s.done for s in status.stages)
+            st.warning(
+                f"Roll back rollout {run_id}? The worker is stopped, the hypotheses of the "
+                f"{'entities of its stages' if not status.run.dry_run else 'entities (dry run: nothing live)'} "
+                f"({exposed} processed) are restored from the snapshots taken before each stage, the evidence "
+                "trail is kept but marked rolled back, and the entities go back to the old system.",
+                icon=":material/warning:",
+            )
+            st.text_input("Reason (kept in the decision record and the audit log)", key="rollout_rollback_reason",
+                          value="rolled back by an operator from the console")
+            k1, k2, _ = st.columns([1, 1, 3])
+            k1.button("Confirm rollback", key="rollout_confirm_rollback", type="primary",
+                      icon=":material/undo:", on_click=confirm_rollback, args=(run_id,), width="stretch")
+            k2.button("Keep the rollout", key="rollout_keep", on_click=keep_rollout, width="stretch")
+
+
+def render_criteria(stage, policy) -> None:
+    verdict = stage.verdict if stage else None
+    phase, reason, icon, colour = rv.verdict_summary(verdict)
+    n = f" after {verdict.n} entities" if verdict else ""
+    st.markdown(f"**Verdict{n}:** :{colour}-badge[{icon} {phase}] {reason}")
+    frame = rv.criteria_frame(verdict) if verdict else rv.policy_criteria_frame(policy)
+    st.dataframe(
+        frame.drop(columns=["metric", "op"]), hide_index=True, width="stretch", key="rollout_criteria",
+        column_config={
+            "threshold": st.column_config.NumberColumn("threshold", format="%g"),
+            "value": st.column_config.NumberColumn("measured", format="%.2f"),
+            "low": st.column_config.NumberColumn("interval low", format="%.2f"),
+            "high": st.column_config.NumberColumn("interval high", format="%.2f"),
+            "n": st.column_config.NumberColumn("n", format="%d", help="entities (hops for the error rate)"),
+        },
+    )
+    st.caption(
+        f"Intervals at {policy.confidence:.0%}: paired bootstrap over entities ({policy.bootstrap_resamples} "
+        "resamples) for cost and actionable changes and p95 latency, exact Clopper-Pearson for the error rate. "
+        f"Triggers fire only from {policy.min_sample} entities. Latency = the candidate's own engine time per "
+        "entity (evidence latency excluded)."
+    )
+
+
+def render_charts(stage) -> None:
+    events = call(query_events, ops, stage_id=stage.stage_id)
+    frame = rv.old_vs_new_frame(events)
+    if frame.empty:
+        st.info(f"No discovery runs recorded for stage id `{stage.stage_id}` yet.")
+        return
+    latest = rv.latest_figures(frame)
+    for column, (metric, (title, _, fmt)) in zip(st.columns(3), rv.SERIES_METRICS.items()):
+        fig = latest[metric]
+        show = (lambda v: "—" if v is None else (f"{v:.1%}" if fmt == ".1%" else
+                                                  f"${v:.3f}" if fmt.startswith("$") else f"{v:,.1f} ms"))
+        delta = None if fig.new is None or fig.old is None else (
+            f"{(fig.new - fig.old) * 100:+.1f} pp vs old" if fmt == ".1%" else
+            f"{fig.new - fig.old:+.3f} vs old" if fmt.startswith("$") else f"{fig.new - fig.old:+.1f} ms vs old")
+        column.metric(f"{title} · new", show(fig.new), delta, border=True,
+                      delta_color="normal" if metric == "actionable_rate" else "inverse",
+                      help=f"old: {show(fig.old)} over {fig.old_runs} runs; new over {fig.new_runs} runs")
+    for column, metric in zip(st.columns(3), rv.SERIES_METRICS):
+        column.altair_chart(rv.old_vs_new_chart(frame, metric), width="stretch")
+    st.caption(f"Running figures over the {len(events)} metric events of stage id `{stage.stage_id}`, "
+               "in the order the runs finished (old = baseline in shadow, new = candidate).")
+
+
+@st.fragment(run_every=REFRESH_S)
+def live() -> None:
+    if "rollout_flash" in ss:
+        kind, text = ss["rollout_flash"]
+        {"error": st.error, "warning": st.warning}.get(kind, st.success)(text)
+    run_id = ss.get("rollout_run") or None
+    status = call(rollout.rollout_status, ops, run_id)
+    if status.run is None:
+        st.info("No rollout has been started yet. Start one below: a pilot of "
+                f"{rv.entities_label(stage_config.stages[0].entities)} entities first.")
+        render_timeline(status)
+        return
+    run = status.run
+    icon, colour = rv.state_style(status.state)
+    st.markdown(f"### Rollout {run.id} :{colour}-badge[{icon} {status.state.replace('_', ' ')}]"
+                + (" :gray-badge[dry run]" if run.dry_run else ""))
+    st.caption(f"{status.message} · worker: {status.worker_note} · candidate `{run.candidate_hash}` "
+               f"({run.candidate_source}) vs old `{run.baseline_hash}` · time scale {run.time_scale:g} "
+               f"({rv.time_scale_help(run.time_scale)}) · started by {run.actor}")
+    render_timeline(status)
+
+    current = status.stage(status.current_stage) if status.current_stage else None
+    if current is not None:
+        message = status.job.message if status.job else ""
+        st.progress(current.progress, text=rv.progress_text(current.name, current.done, current.total,
+                                                            status.state.replace("_", " "), message))
+    done, total = status.progress
+    st.caption(f"Whole run: {done:,} of {total:,} entities of the stages reached so far.")
+
+    render_controls(status, current)
+
+    reached = [s.name for s in status.stages if s.state != "pending"]
+    if not reached:
+        st.info("The worker has not started the first stage yet.")
+        return
+    choice = "current"
+    if reached != [status.current_stage]:
+        choice = st.segmented_control(
+            "Stage shown", ["current", *reached], default="current", key=f"rollout_stage_shown_{run.id}",
+            format_func=lambda o: f"current ({status.current_stage})" if o == "current" else o)
+    shown = status.stage(status.current_stage if choice in (None, "current") else choice) or current
+    policy = stage_config.stage(shown.name) if shown.name in stage_config.names() else None
+
+    st.subheader(f"Criteria · {shown.name}")
+    if policy is not None:
+        render_criteria(shown, policy)
+    st.subheader(f"Old vs new · {shown.name}")
+    render_charts(shown)
+
+    st.subheader("Decision records")
+    records = call(rollout.decision_records, ops, run.id)
+    st.dataframe(rv.decision_records_frame(records), hide_index=True, width="stretch", key="rollout_decisions",
+                 column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss")})
+    now = time.time()
+    d1, d2 = st.columns(2)
+    d1.download_button(
+        f"Stage report · {shown.name} (Markdown)", data=call(rollout.stage_report, ops, run.id, shown.name),
+        file_name=rv.report_file_name(f"rollout-{run.id}-{shown.name}", now), mime="text/markdown",
+        icon=":material/download:", key="rollout_report_download", width="stretch", on_click="ignore",
+    )
+    d2.download_button(
+        "Decision records with their inputs (JSON)",
+        data=json.dumps([r.to_dict() for r in records], indent=2, default=str),
+        file_name=rv.report_file_name(f"rollout-{run.id}-decisions", now, "json"), mime="application/json",
+        icon=":material/download:", key="rollout_records_download", width="stretch", on_click="ignore",
+    )
+
+
+live()
+
+
+# --------------------------------------------------------------------------- start
+
+
+with st.expander("Start a rollout", icon=":material/rocket_launch:", expanded=not runs):
+    candidate = call(rollout.candidate_info, ops)
+    choices = [CANDIDATE, FILE] if candidate else [LIVE, FILE]
+    labels = {
+        CANDIDATE: f"Handed-over candidate `{candidate['hash']}` ({candidate.get('source', '')})" if candidate else "",
+        LIVE: "Live config (new system, same parameters as the old)",
+        FILE: "ParameterConfig file",
+    }
+    configs_dir = settings.data_dir / "configs"
+    known = sorted(str(p) for p in configs_dir.glob("*.json")) if configs_dir.is_dir() else []
+    with st.form("rollout_start_form", border=False):
+        f1, f2, f3 = st.columns(3)
+        f1.selectbox("Stage", rv.stage_choices(stage_config), key="rollout_stage",
+                     help="One stage, or 'all' to go through every stage in order.")
+        f2.number_input("Entities (0 = every entity in the graph)", min_value=0, value=0, step=10,
+                        key="rollout_entities",
+                        help="Limit the population to a seeded stratified sample of N entities; stage sizes are capped at N.")
+        f3.number_input("Time scale", min_value=0.001, value=float(stage_config.time_scale), format="%g",
+                        key="rollout_time_scale",
+                        help="Stage seconds per real second for minimum durations: 1 = real time, "
+                             "86400 = a stage day passes every second.")
+        st.radio("Candidate (new system)", choices, format_func=labels.get, key="rollout_candidate", horizontal=True)
+        st.text_input("Config file (when 'ParameterConfig file' is chosen)", key="rollout_config_file",
+                      placeholder=known[0] if known else str(configs_dir / "candidate.json"))
+        if known:
+            st.caption("Configs in the data dir: " + ", ".join(f"`{Path(k).name}`" for k in known))
+        st.checkbox("Dry run (both systems in shadow: nothing live is written)", key="rollout_dry_run")
+        st.form_submit_button("Start", type="primary", icon=":material/rocket_launch:", on_click=start, key="rollout_start")
+    st.caption("Stage table: " + (stage_config.source or "data/stages.json"))
+    st.dataframe(rv.stage_table_frame(stage_config), hide_index=True, width="stretch", key="rollout_stage_table")
+
+with st.expander("Rollout jobs", icon=":material/work_history:"):
+    jobs = call(JobStore(ops).list, kind=rollout.JOB_KIND, limit=20)
+    st.dataframe(rv.jobs_frame(jobs), hide_index=True, width="stretch", key="rollout_jobs",
+                 column_config={
+                     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+                     "created": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+                     "heartbeat": st.column_config.DatetimeColumn("heartbeat (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+                 })

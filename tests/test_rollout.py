@@ -16,7 +16,7 @@ from engine import rollout as ro
 from engine.catalogue import seed_catalogue
 from engine.errors import ConfigError, DiscoveryError
 from engine.jobs import JobState, JobStore, run_claimed
-from engine.metrics import query_events
+from engine.metrics import count_events, query_events
 from engine.params import ParameterConfig
 from engine.templates import load_templates
 
@@ -352,7 +352,10 @@ def test_sigkilled_worker_resumed_processes_every_entity_exactly_once(settings, 
     end = time.time() + 120
     while time.time() < end:
         job = store.get(job_id)
-        if job.pid and ro.rollout_status(ops, run_id).progress[0] >= 8:
+        done = ro.rollout_status(ops, run_id).progress[0]
+        live = count_events(ops, stage_id=ro.stage_key(run_id, "pilot"), system="new")
+        # mid-batch: live runs written to the graph whose checkpoint has not landed yet
+        if job.pid and done >= 8 and live > done:
             break
         time.sleep(0.05)
     else:

@@ -78,6 +78,11 @@ def run_alert_evaluation_job(ctx: JobContext) -> dict:
 # --------------------------------------------------------------------------- control
 
 
+def reap_evaluators(ops, *, clock: Callable[[], float] = time.time) -> list[Job]:
+    """Mark evaluator jobs whose worker is gone or silent DEAD (so pages do not show a dead one as running)."""
+    return JobStore(ops, clock=clock).reap(kind=KIND)
+
+
 def active_evaluator(store: JobStore) -> Job | None:
     """The queued, running or paused evaluator job, if any (newest first)."""
     jobs = store.list(kind=KIND, states=ACTIVE_STATES, limit=1)

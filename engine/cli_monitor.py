@@ -173,6 +173,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     last = max((r.evaluated_at for r in states.values()), default=None)
     print(f"alert states, last evaluated {iso(last)}" if states else
           "no alert evaluated yet: run `python -m engine alerts --evaluate`")
+    alert_jobs.reap_evaluators(ops)
     print(alert_jobs.describe_evaluator(alert_jobs.latest_evaluator(JobStore(ops)), time.time()))
     _print_table(("rule", "state", "since", "value", "condition", "severity", "ack", "reason"), rows)
     if trail:

@@ -19,7 +19,7 @@ from console.alerts_view import (
 from console.services import call, get_services
 from engine import alert_jobs, alerts
 from engine.alerts import OPS, SCOPES, Severity
-from engine.errors import ConfigError
+from engine.errors import ConfigError, DiscoveryError
 from engine.jobs import JobStore
 
 REFRESH_S = 10
@@ -31,32 +31,62 @@ settings, ops = services.settings, services.ops
 st.title("Alerts")
 rules = call(alerts.load_rules, settings)
 
+# Actions run as widget callbacks: they finish before the page is drawn, so what follows shows their effect.
+def _flash(text: str, kind: str = "success") -> None:
+    st.session_state["alerts_flash"] = (kind, text)
+
+
+def on_evaluate() -> None:
+    try:
+        evaluations = alerts.evaluate_alerts(ops, alerts.load_rules(settings), time.time())
+    except DiscoveryError as exc:
+        return _flash(str(exc), "error")
+    changed = sum(1 for ev in evaluations if ev.changed)
+    _flash(f"evaluated {len(evaluations)} rules: {alert_jobs.round_summary(evaluations)} ({changed} changed state)")
+
+
+def on_start() -> None:
+    interval = st.session_state.get("evaluator_interval", "1m")
+    try:
+        job, started = alert_jobs.start_evaluator(settings, ops, interval=interval, actor="console")
+    except DiscoveryError as exc:
+        return _flash(str(exc), "error")
+    _flash(f"periodic evaluation {'started in a worker' if started else 'was already running'} "
+           f"(job {job.id}, every {interval})")
+
+
+def on_stop() -> None:
+    job = alert_jobs.stop_evaluator(ops, actor="console")
+    _flash(f"stop requested for job {job.id}" if job else "periodic evaluation had already stopped")
+
+
+def on_acknowledge() -> None:
+    who = (st.session_state.get("ack_actor") or "").strip()
+    try:
+        rec = alerts.acknowledge(ops, st.session_state["ack_rule"], actor=f"console:{who}" if who else "",
+                                 now=time.time(), note=(st.session_state.get("ack_note") or "").strip())
+    except DiscoveryError as exc:
+        return _flash(str(exc), "error")
+    _flash(f"acknowledged {rec.rule_id} as {rec.acknowledged_by}")
+
+
 flash = st.session_state.pop("alerts_flash", None)
 if flash:
-    st.success(flash, icon=":material/check_circle:")
+    kind, text = flash
+    (st.error if kind == "error" else st.success)(
+        text, icon=":material/error:" if kind == "error" else ":material/check_circle:")
 
 # ----------------------------------------------------------------- evaluation
 left, mid, right = st.columns([1, 1, 2], vertical_alignment="bottom")
-if left.button("Evaluate now", key="evaluate_now", type="primary", icon=":material/refresh:",
-               help="measure every rule over its window ending now and record the transitions"):
-    evaluations = call(alerts.evaluate_alerts, ops, rules, time.time())
-    changed = sum(1 for ev in evaluations if ev.changed)
-    st.session_state["alerts_flash"] = (f"evaluated {len(evaluations)} rules: {alert_jobs.round_summary(evaluations)}"
-                                        f" ({changed} changed state)")
-    st.rerun()
-evaluator = alert_jobs.active_evaluator(JobStore(ops))
-if evaluator is None:
-    interval = mid.selectbox("Every", INTERVALS, index=1, key="evaluator_interval")
-    if right.button("Start periodic evaluation", key="evaluator_start", icon=":material/play_arrow:",
-                    help="a worker process evaluates every rule at this interval until stopped"):
-        job, _ = call(alert_jobs.start_evaluator, settings, ops, interval=interval, actor="console")
-        st.session_state["alerts_flash"] = f"periodic evaluation started in a worker (job {job.id}, every {interval})"
-        st.rerun()
+left.button("Evaluate now", key="evaluate_now", type="primary", icon=":material/refresh:", on_click=on_evaluate,
+            help="measure every rule over its window ending now and record the transitions")
+alert_jobs.reap_evaluators(ops)  # a worker that died shows as off, with a Start button
+if alert_jobs.active_evaluator(JobStore(ops)) is None:
+    mid.selectbox("Every", INTERVALS, index=1, key="evaluator_interval")
+    right.button("Start periodic evaluation", key="evaluator_start", icon=":material/play_arrow:", on_click=on_start,
+                 help="a worker process evaluates every rule at this interval until stopped")
 else:
-    if right.button("Stop periodic evaluation", key="evaluator_stop", icon=":material/stop:"):
-        job = call(alert_jobs.stop_evaluator, ops, actor="console")
-        st.session_state["alerts_flash"] = f"stop requested for job {job.id}" if job else "it had already stopped"
-        st.rerun()
+    right.button("Stop periodic evaluation", key="evaluator_stop", icon=":material/stop:", on_click=on_stop)
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -92,19 +122,10 @@ open_alerts = acknowledgeable(states_now)
 if open_alerts:
     st.subheader("Acknowledge")
     with st.form("ack_form", border=True):
-        rule_id = st.selectbox("Alert", open_alerts, key="ack_rule",
-                               format_func=lambda r: f"{r} ({states_now[r].state.value})")
-        who = st.text_input("Your name", key="ack_actor", placeholder="who takes it (recorded in the audit log)")
-        note = st.text_input("Note", key="ack_note", placeholder="optional: what you are doing about it")
-        if st.form_submit_button("Acknowledge", icon=":material/done:"):
-            try:
-                rec = alerts.acknowledge(ops, rule_id, actor=f"console:{who.strip()}" if who.strip() else "",
-                                         now=time.time(), note=note.strip())
-            except ConfigError as exc:
-                st.error(str(exc))
-            else:
-                st.session_state["alerts_flash"] = f"acknowledged {rec.rule_id} as {rec.acknowledged_by}"
-                st.rerun()
+        st.selectbox("Alert", open_alerts, key="ack_rule", format_func=lambda r: f"{r} ({states_now[r].state.value})")
+        st.text_input("Your name", key="ack_actor", placeholder="who takes it (recorded in the audit log)")
+        st.text_input("Note", key="ack_note", placeholder="optional: what you are doing about it")
+        st.form_submit_button("Acknowledge", icon=":material/done:", on_click=on_acknowledge)
 
 # ----------------------------------------------------------------- history
 st.subheader("History")
@@ -149,14 +170,13 @@ if save_col.button("Save rules", key="rules_save", icon=":material/save:"):
         st.error(f"Not saved, nothing changed. {exc}", icon=":material/error:")
     else:
         diff = changed_rules(rules, saved)
-        st.session_state["alerts_flash"] = (f"saved {len(saved)} rules to {alerts.rules_path(settings)}"
-                                            + (f" (changed: {', '.join(diff)})" if diff else " (no change)")
-                                            + "; they apply at the next evaluation")
+        _flash(f"saved {len(saved)} rules to {alerts.rules_path(settings)}"
+               + (f" (changed: {', '.join(diff)})" if diff else " (no change)") + "; they apply at the next evaluation")
         st.session_state.pop("rules_editor", None)
         st.rerun()
 if source != alerts.SHIPPED_RULES and reset_col.button("Reset to defaults", key="rules_reset",
                                                        icon=":material/restart_alt:"):
     alerts.reset_rules(settings, ops=ops, actor="console")
-    st.session_state["alerts_flash"] = "rules reset to the shipped defaults"
+    _flash("rules reset to the shipped defaults")
     st.session_state.pop("rules_editor", None)
     st.rerun()

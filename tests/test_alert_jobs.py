@@ -115,3 +115,21 @@ def test_a_real_worker_evaluates_periodically_until_stopped(settings, ops, monke
     assert f"stop requested for periodic alert evaluation, job {job.id}" in capsys.readouterr().out
     final = wait_for(store, job.id, until=lambda j: j.state.is_terminal(), timeout_s=30)
     assert final.state is JobState.CANCELLED
+
+
+def test_an_evaluator_whose_worker_died_shows_as_off_and_can_be_started_again(settings, ops):
+    store = JobStore(ops)
+    job = store.submit(alert_jobs.KIND, {"interval_s": 60}, actor="test")
+    # claimed by a process that no longer exists (what a killed worker leaves behind)
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert store.claim(job.id, pid=gone.pid) is not None
+    assert alert_jobs.active_evaluator(store).id == job.id
+    assert [j.id for j in alert_jobs.reap_evaluators(ops)] == [job.id]
+    assert alert_jobs.active_evaluator(store) is None
+    assert "dead" in alert_jobs.describe_evaluator(alert_jobs.latest_evaluator(store), time.time())
+    new, started = alert_jobs.start_evaluator(settings, ops, interval="1m", actor="op", launch=lambda s, j: 1)
+    assert started and new.id != job.id

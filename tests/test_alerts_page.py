@@ -118,7 +118,7 @@ def test_evaluate_now_then_acknowledge_is_audited(console_env):
     at = open_page()
     at.button(key="evaluate_now").click().run()
     assert not at.exception
-    assert any("evaluated 5 rules" in s.value and "1 firing" in s.value for s in at.success)
+    assert any("evaluated 5 rules" in s.value and "1 firing" in s.value for s in at.success), [s.value for s in at.success] + [e.value for e in at.error]
     table = _states_table(at).set_index("rule")
     assert table.loc["error-rate", "state"] == "firing"
     assert table.loc["actionable-rate", "state"] == "no_data"  # 3 runs < minimum 50: not ok

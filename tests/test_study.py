@@ -302,3 +302,15 @@ def test_an_entity_offset_gives_catalogue_entities_no_default_study_uses(ops):
     assert build_workload(EntitySpec(n=80), 11).entity_ids == first + fresh  # prefix-stable catalogue
     with pytest.raises(ConfigError, match="offset"):
         build_workload(EntitySpec(n=10, offset=-1), 11)
+
+
+def test_sensitivity_sweep_separates_parameters_that_move_the_objective_from_ones_that_cannot():
+    from engine.objective import catalogue_workload, sensitivity, sweep_values
+
+    w = catalogue_workload(25, 7, 11)
+    rows = {r.name: r for r in sensitivity(w, w.entity_ids, ["max_iterations", "cache_ttl_s"], points=3)}
+    assert rows["cache_ttl_s"].spread == 0.0  # lives in the store: the objective cannot see it
+    assert rows["max_iterations"].spread > 0.0
+    assert rows["max_iterations"].values == sweep_values("max_iterations", ParameterConfig(), 3)
+    assert ParameterConfig().max_iterations not in rows["max_iterations"].values
+    assert list(rows) == ["max_iterations", "cache_ttl_s"]  # largest spread first

@@ -110,5 +110,6 @@ def test_bench_monitor_prints_measured_figures(capsys):
     out = capsys.readouterr().out
     assert re.search(r"recorded 200 events in [\d.]+s", out)
     assert re.search(r"summarize  7d:\s+200 events", out)
+    assert re.search(r"live charts refresh 7d: [\d.]+ ms for 200 events \(summarize \+ time_series: [\d.]+ ms; [\d.]+x\)", out)
     for fmt in ("md", "json", "html"):
         assert re.search(rf"render\s+{fmt}: .* bytes", out)

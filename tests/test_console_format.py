@@ -113,3 +113,14 @@ def test_match_caption_tells_when_the_search_was_cut():
     assert match_caption(1, 50) == "1 entity matches"
     assert match_caption(50, 50) == "50 entities match"
     assert match_caption(51, 50).startswith("More than 50 entities match; showing the first 50")
+
+
+def test_status_chart_labels_each_bar_with_its_count_so_small_statuses_stay_readable():
+    from console import charts
+
+    spec = charts.status_bars(status_frame({"ACTIVE": 28_000, "DEGRADED": 11})).to_dict()
+    bars, labels = spec["layer"]
+    assert bars["mark"]["type"] == "bar" and labels["mark"]["type"] == "text"
+    assert labels["encoding"]["text"] == {"field": "hypotheses", "format": ",", "type": "quantitative"}
+    rows = next(iter(spec["datasets"].values()))
+    assert {r["status"]: r["hypotheses"] for r in rows}["DEGRADED"] == 11

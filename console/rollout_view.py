@@ -21,6 +21,7 @@ What the page draws, and where each figure comes from:
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,7 +31,6 @@ import altair as alt
 import pandas as pd
 
 from engine.metrics import MetricEvent
-from engine.monitor import percentile
 from engine.stages import StageConfig, StagePolicy
 from engine.verdict import Phase, Verdict
 
@@ -312,34 +312,58 @@ SERIES_METRICS: dict[str, tuple[str, str, str]] = {
 SERIES_COLUMNS = ("system", "entities", "at", "metric", "value")
 
 
-def old_vs_new_frame(events: Iterable[MetricEvent], systems: Sequence[str] = ("old", "new")) -> pd.DataFrame:
+#: at most this many points per system and metric on a chart (a production stage has thousands of runs)
+MAX_POINTS = 400
+
+
+def sampled_ranks(n: int, max_points: int = MAX_POINTS) -> set[int]:
+    """Which of the ranks 1..n a chart shows: all when few, else about ``max_points`` evenly spread,
+    always with the first and the last (so the latest figure is on the chart)."""
+    if n <= max_points:
+        return set(range(1, n + 1))
+    step = n / (max_points - 1)
+    return {1, n} | {min(n, 1 + round(i * step)) for i in range(max_points - 1)}
+
+
+def _p95_sorted(xs: Sequence[float]) -> float:
+    """engine.monitor.percentile(xs, 95) for an already sorted, non-empty list (no re-sort per point)."""
+    h = (len(xs) - 1) * 0.95
+    lo = math.floor(h)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (h - lo) * (xs[hi] - xs[lo])
+
+
+def old_vs_new_frame(events: Iterable[MetricEvent], systems: Sequence[str] = ("old", "new"),
+                     max_points: int = MAX_POINTS) -> pd.DataFrame:
     """Running old-vs-new figures over a stage's metric events, in the order they arrived.
 
     For each system, after its k-th run (x = ``entities``, 1..n): cost per entity
     = Σ cost / k, actionable rate = actionable runs / k, p95 engine latency =
-    95th percentile (engine.monitor.percentile, linear interpolation) of the
-    first k runs' engine time in ms. Long format: one row per (system, k, metric).
+    95th percentile (linear interpolation, as engine.monitor.percentile) of the
+    first k runs' engine time in ms. Long format: one row per (system, k, metric),
+    for at most ``max_points`` values of k per system (evenly spread, always the
+    last): every figure still covers all runs up to its k.
     A system without runs has no rows (a gap, never a zero).
     """
     ordered = sorted(events, key=lambda e: (e.at, e.id if e.id is not None else 0))
     rows: list[dict[str, Any]] = []
     for system in systems:
+        mine = [e for e in ordered if e.system == system]
+        keep = sampled_ranks(len(mine), max_points)
         cost = 0.0
         actionable = 0
-        latencies: list[float] = []
-        k = 0
-        for e in ordered:
-            if e.system != system:
-                continue
-            k += 1
+        latencies: list[float] = []  # kept sorted
+        for k, e in enumerate(mine, 1):
             cost += e.cost_usd
             actionable += 1 if e.actionable else 0
-            latencies.append(e.engine_latency_ms)
+            insort(latencies, e.engine_latency_ms)
+            if k not in keep:
+                continue
             at = pd.Timestamp(e.at, unit="s", tz="UTC")
             for metric, value in (
                 ("cost_per_entity", cost / k),
                 ("actionable_rate", actionable / k),
-                ("p95_engine_latency_ms", percentile(latencies, 95)),
+                ("p95_engine_latency_ms", _p95_sorted(latencies)),
             ):
                 rows.append({"system": system, "entities": k, "at": at, "metric": metric, "value": value})
     return pd.DataFrame(rows, columns=list(SERIES_COLUMNS))

@@ -297,13 +297,16 @@ def live() -> None:
     now = time.time()
     d1, d2 = st.columns(2)
     d1.download_button(
-        f"Stage report · {shown.name} (Markdown)", data=call(rollout.stage_report, ops, run.id, shown.name),
+        f"Stage report · {shown.name} (Markdown)",
+        # made when clicked (on Streamlit's download thread), not at every poll
+        data=lambda run_id=run.id, stage=shown.name: rollout.stage_report(ops, run_id, stage),
         file_name=rv.report_file_name(f"rollout-{run.id}-{shown.name}", now), mime="text/markdown",
         icon=":material/download:", key="rollout_report_download", width="stretch", on_click="ignore",
     )
     d2.download_button(
         "Decision records with their inputs (JSON)",
-        data=json.dumps([r.to_dict() for r in records], indent=2, default=str),
+        data=lambda run_id=run.id: json.dumps([r.to_dict() for r in rollout.decision_records(ops, run_id)],
+                                              indent=2, default=str),
         file_name=rv.report_file_name(f"rollout-{run.id}-decisions", now, "json"), mime="application/json",
         icon=":material/download:", key="rollout_records_download", width="stretch", on_click="ignore",
     )

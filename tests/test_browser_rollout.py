@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 from browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
@@ -106,6 +107,14 @@ def test_start_a_pilot_watch_it_advance_then_roll_it_back_with_confirmation(cons
     # the verdict's criteria and the decision records are on the page
     page.get_by_role("heading", name="Criteria · pilot").wait_for()
     page.get_by_role("heading", name="Decision records").wait_for()
+
+    # the stage report downloads as Markdown under the console's file-name scheme, made from the store
+    with page.expect_download() as download:
+        button(page, "rollout_report_download").click()
+    assert re.fullmatch(rf"discovery-rollout-{run_id}-pilot-\d{{8}}-\d{{4}}\.md", download.value.suggested_filename)
+    report = Path(download.value.path()).read_text()
+    assert report.startswith(f"# Rollout {run_id} — stage pilot")
+    assert "| success | cost_reduction_pct |" in report and "## Decision records" in report
 
     # Rollback asks first: nothing happens on the first click
     button(page, "rollout_rollback").click()

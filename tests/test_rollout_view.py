@@ -10,6 +10,7 @@ import pytest
 from console import rollout_view as rv
 from engine.jobs import Control, Job, JobState
 from engine.metrics import MetricEvent
+from engine.monitor import percentile
 from engine.stages import load_stage_config
 from engine.stats import Measurement
 from engine.verdict import Phase, assess
@@ -155,6 +156,26 @@ def test_old_vs_new_running_figures_by_hand():
     latest = rv.latest_figures(frame)
     assert latest["cost_per_entity"].new == pytest.approx(2.0) and latest["cost_per_entity"].old == pytest.approx(3.0)
     assert (latest["cost_per_entity"].new_runs, latest["cost_per_entity"].old_runs) == (3, 2)
+
+
+def test_running_p95_equals_the_monitor_percentile_and_long_stages_are_thinned_not_truncated():
+    rng = np.random.default_rng(3)
+    lat = rng.lognormal(2.0, 1.0, 1000)
+    cost = rng.uniform(0.1, 0.5, 1000)
+    evs = [event("new", float(i), float(cost[i]), bool(i % 3 == 0), float(lat[i]), i) for i in range(1000)]
+    full = rv.old_vs_new_frame(evs, max_points=10_000)
+    p95 = full[full.metric == "p95_engine_latency_ms"]["value"].to_numpy()
+    for k in (1, 2, 17, 500, 1000):
+        assert p95[k - 1] == pytest.approx(percentile(list(lat[:k]), 95))
+    thin = rv.old_vs_new_frame(evs, max_points=50)
+    ranks = sorted(set(thin["entities"]))
+    assert len(ranks) <= 50 and ranks[0] == 1 and ranks[-1] == 1000
+    # a thinned point is the same running figure as in the full frame
+    merged = thin.merge(full, on=["system", "entities", "metric"], suffixes=("_thin", "_full"))
+    assert len(merged) == len(thin)
+    assert np.allclose(merged["value_thin"], merged["value_full"])
+    assert rv.latest_figures(thin)["cost_per_entity"].new == pytest.approx(float(cost.mean()))
+    assert rv.sampled_ranks(5, 400) == {1, 2, 3, 4, 5}
 
 
 def test_old_vs_new_without_a_side_is_a_gap_not_zero():

@@ -118,7 +118,8 @@ def running_console(
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log_path = data_dir / f"console-{port}.log"
+    log_path = data_dir / "logs" / f"console-{port}.log"  # beside the data dir's other logs
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     child_env = {k: v for k, v in os.environ.items() if k != "FALKORDB_URL"}
     child_env.update(env or {})
     child_env["DISCOVERY_DATA_DIR"] = str(data_dir)

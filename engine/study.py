@@ -65,7 +65,7 @@ from engine.objective import (
     simulated_workload,
 )
 from engine.params import ParameterConfig
-from engine.tuning import DEFAULT_TUNED, HOLDOUT_TOP_K, METHODS, make_sampler, search_space
+from engine.tuning import DEFAULT_TUNED, HOLDOUT_TOP_K, METHODS, GridSampler, make_sampler, search_space
 
 Clock = Callable[[], float]
 
@@ -491,6 +491,9 @@ class StudyRunner:
         # every finished trial, trial 0 included (it tells the model where the current config stands)
         sampler.replay((t.point, -t.score if t.complete else None) for t in trials)
         number = max(t.number for t in trials) + 1
+        if isinstance(sampler, GridSampler):  # a grid smaller than the budget ends early: say so in the total
+            left = sampler.remaining()
+            total = len(trials) + min(spec.iterations - number + 1, left) + spec.top_k + 1
         exhausted = False
         while number <= spec.iterations:
             point = sampler.ask()
@@ -530,13 +533,13 @@ class StudyRunner:
             raise ConfigError(f"study {study.id}: trial 0 (the current config) failed: {trials[0].error}")
         ranked = sorted((t for t in complete if t.number > 0), key=lambda t: (-t.score, t.number))
         chosen = [t for t in complete if t.number == 0] + ranked[: study.spec.top_k]
-        total = self._total_evaluations()
         base_done = len(trials)
+        total = base_done + len(chosen)
         for i, t in enumerate(chosen):
             if t.holdout_score is None:
                 res = self.evaluate(t.config, study.holdout_ids, f"tuning-{study.id}-t{t.number}-holdout")
                 _set_holdout(self.ops, study, t.number, res, self.fence)
-            self.checkpoint(Progress(min(total, base_done + i + 1), total,
+            self.checkpoint(Progress(base_done + i + 1, total,
                                      f"hold-out re-scoring {i + 1}/{len(chosen)} (trial {t.number})"))
         summary = summarize(study, list_trials(self.ops, study.id), grid_exhausted=grid_exhausted)
         write_outputs(self.ops, study, summary, self.settings)

@@ -264,6 +264,10 @@ class GridSampler(BaseSampler):
         super().tell(point, loss)
         self._done.add(self.space.key(point))
 
+    def remaining(self) -> int:
+        """Plan points not told yet (how many more trials the grid can give)."""
+        return sum(1 for p in self.plan.points if self.space.key(p) not in self._done)
+
     def ask(self) -> Point | None:
         for p in self.plan.points:
             if self.space.key(p) not in self._done:

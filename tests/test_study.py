@@ -314,3 +314,15 @@ def test_sensitivity_sweep_separates_parameters_that_move_the_objective_from_one
     assert rows["max_iterations"].values == sweep_values("max_iterations", ParameterConfig(), 3)
     assert ParameterConfig().max_iterations not in rows["max_iterations"].values
     assert list(rows) == ["max_iterations", "cache_ttl_s"]  # largest spread first
+
+
+def test_a_grid_smaller_than_the_budget_ends_early_and_its_progress_reaches_the_end(ops, settings):
+    # actionable_min_categories has 5 grid values; the default (2) is trial 0, so 4 search trials remain
+    study = create_study(ops, _spec(method="grid", params=("actionable_min_categories",), iterations=20),
+                         actor="t")
+    seen = []
+    summary = _run(ops, settings, study, checkpoint=seen.append)
+    trials = list_trials(ops, study.id)
+    assert sorted(t.point["actionable_min_categories"] for t in trials) == [1, 2, 3, 4, 5]
+    assert summary["grid_exhausted"]
+    assert seen[-1].done == seen[-1].total and all(p.done <= p.total for p in seen[2:])

@@ -597,3 +597,39 @@ def available_actions(state: str | None, stage_state: str | None = None) -> dict
             else f"the rollout is {state.replace('_', ' ')}",
         ),
     }
+
+
+def duration_text(seconds: float) -> str:
+    """A short real-time duration: '45 s', '12 min', '3.5 h', '2.1 days'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def state_hint(state: str | None, stage_name: str | None, elapsed_days: float = 0.0, min_days: float = 0.0,
+               time_scale: float = 1.0, note: str = "") -> tuple[str, str] | None:
+    """What the operator should know or do now, as (kind, text) with kind info|warning|error; None if nothing."""
+    stage = stage_name or "the stage"
+    if state == "soaking":
+        left = max(0.0, min_days - elapsed_days) * 86400.0 / time_scale
+        return ("info", f"{stage} passed every success criterion. It is promoted automatically once its minimum "
+                        f"duration of {min_days:g} days has passed (about {duration_text(left)} from now at time "
+                        f"scale {time_scale:g}); Promote with Force to go now.")
+    if state == "inconclusive":
+        return ("warning", f"{stage} ended inconclusive: no rollback trigger fired, but not every success criterion "
+                           "was shown. A person decides: Promote (with Force before the minimum duration) or Roll back.")
+    if state == "dead":
+        return ("error", f"The worker stopped ({note or 'no heartbeat'}). Resume starts a new worker that continues "
+                         "from the last checkpoint: no entity twice, none skipped.")
+    if state == "failed":
+        return ("error", f"The rollout job failed: {note or 'see the worker log'}. Resume retries from the last "
+                         "checkpoint, or Roll back.")
+    if state == "paused":
+        return ("info", "Paused between entities; the worker keeps its place. Resume continues.")
+    if state == "queued":
+        return ("info", "Queued: a worker process is starting.")
+    return None

@@ -269,6 +269,11 @@ def live() -> None:
                                                             status.state.replace("_", " "), message))
     done, total = status.progress
     st.caption(f"Whole run: {done:,} of {total:,} entities of the stages reached so far.")
+    hint = rv.state_hint(status.state, status.current_stage, current.elapsed_days if current else 0.0,
+                         current.min_duration_days if current else 0.0, run.time_scale,
+                         note=status.job.error if status.job and status.job.error else status.worker_note)
+    if hint:
+        {"error": st.error, "warning": st.warning}.get(hint[0], st.info)(hint[1])
 
     render_controls(status, current)
 

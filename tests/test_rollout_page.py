@@ -272,6 +272,8 @@ def test_pause_resume_and_a_forced_promotion_before_the_minimum_duration(console
     assert status.state in ("soaking", "inconclusive")
     job_id = status.run.job_id
     at.run()
+    hint = {"inconclusive": ("warning", "A person decides"), "soaking": ("info", "promoted automatically")}[status.state]
+    assert any(hint[1] in e.value for e in getattr(at, hint[0]))
     assert {k for k, on in buttons(at).items() if on} >= {"rollout_pause", "rollout_promote", "rollout_rollback"}
     assert not buttons(at)["rollout_resume"]
 
@@ -280,6 +282,7 @@ def test_pause_resume_and_a_forced_promotion_before_the_minimum_duration(console
     wait_for(JobStore(ops), job_id, until=lambda j: j.state.value == "paused", timeout_s=WORKER_TIMEOUT_S)
     at.run()
     assert buttons(at)["rollout_resume"] and not buttons(at)["rollout_pause"]
+    assert any(i.value.startswith("Paused between entities") for i in at.info)
     at.button(key="rollout_resume").click().run()
     assert flashes(at)[0] == ["Resume: requested; the worker continues from its last checkpoint"]
     wait_for(JobStore(ops), job_id, until=lambda j: j.state.value == "running", timeout_s=WORKER_TIMEOUT_S)

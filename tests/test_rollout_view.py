@@ -278,3 +278,15 @@ def test_available_actions_follow_the_state():
     why = rv.available_actions("rolled_back", "rolled_back")["rollback"].why
     assert why == "the rollout is rolled back"
     assert "inconclusive" in rv.available_actions("running", "running")["promote"].why
+
+
+def test_state_hints():
+    kind, text = rv.state_hint("soaking", "pilot", elapsed_days=1.0, min_days=3.0, time_scale=86400.0)
+    assert kind == "info" and "about 2 s from now" in text
+    kind, text = rv.state_hint("soaking", "pilot", elapsed_days=1.0, min_days=3.0, time_scale=1.0)
+    assert "about 2.0 days from now" in text
+    assert rv.state_hint("inconclusive", "limited")[0] == "warning"
+    kind, text = rv.state_hint("dead", "pilot", note="worker pid 12 is gone")
+    assert kind == "error" and "worker pid 12 is gone" in text
+    assert rv.state_hint("running", "pilot") is None and rv.state_hint("rolled_back", "pilot") is None
+    assert [rv.duration_text(s) for s in (5, 600, 7200, 259200)] == ["5 s", "10 min", "2.0 h", "3.0 days"]

@@ -43,6 +43,7 @@ from engine.model import (
     Status,
     Template,
     UnknownEntity,
+    slugify,
 )
 from engine.settings import Settings
 
@@ -627,19 +628,25 @@ class GraphStore:
         return [r[0] for r in self._rows("MATCH (e:Entity) RETURN e.id ORDER BY e.id")]
 
     def search_entities(self, text: str, limit: int = 50) -> list[Entity]:
-        """Entities whose name or id contains ``text`` (case-insensitive); exact id, then prefix matches first."""
+        """Entities whose name or id contains ``text`` (case-insensitive); exact, then prefix matches first.
+
+        The text's slug is matched against ids too, so "bbc dusseldorf" finds
+        "BBC Düsseldorf" (id ``bbc-dusseldorf``) without typing the accent.
+        """
         needle = text.strip().lower()
+        slug = slugify(text) or needle
         q = """
         MATCH (e:Entity)
-        WHERE toLower(e.name) CONTAINS $q OR e.id CONTAINS $q
+        WHERE toLower(e.name) CONTAINS $q OR e.id CONTAINS $q OR e.id CONTAINS $slug
         RETURN properties(e),
-               CASE WHEN e.id = $q OR toLower(e.name) = $q THEN 0
-                    WHEN e.id STARTS WITH $q OR toLower(e.name) STARTS WITH $q THEN 1
+               CASE WHEN e.id = $q OR e.id = $slug OR toLower(e.name) = $q THEN 0
+                    WHEN e.id STARTS WITH $q OR e.id STARTS WITH $slug OR toLower(e.name) STARTS WITH $q THEN 1
                     ELSE 2 END AS rank
         ORDER BY rank, e.name, e.id
         LIMIT $limit
         """
-        return [entity_from_props(r[0]) for r in self._rows(q, {"q": needle, "limit": int(limit)})]
+        rows = self._rows(q, {"q": needle, "slug": slug, "limit": int(limit)})
+        return [entity_from_props(r[0]) for r in rows]
 
     # ------------------------------------------------------------------ hypotheses
 

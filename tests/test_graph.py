@@ -86,3 +86,21 @@ def test_unknown_ids_and_unstorable_values_write_nothing(graph):
     with pytest.raises(DomainError):
         graph.apply_run("good", "r", "new", [stray], [])
     assert graph.stats().hypotheses == 1
+
+
+def test_search_finds_names_by_substring_and_accented_names_without_the_accent(graph):
+    t = Template(id="tpl", name="T", patterns=(Pattern("CRM", "CRM Implementation", 0.4),), channels=(Channel(HopType.OFFICIAL_SITE, 1),))
+    graph.upsert_templates([t])
+
+    def ent(eid, name):
+        return Entity(id=eid, name=name, sport="basketball", country="DE", type="club", tier=1, cluster="de", template_id="tpl")
+
+    graph.upsert_entities([ent("bbc-dusseldorf", "BBC Düsseldorf"), ent("dusseldorf-giants", "Düsseldorf Giants"),
+                           ent("koln-99ers", "Köln 99ers")])  # fmt: skip
+    assert [e.id for e in graph.search_entities("bbc dusseldorf")] == ["bbc-dusseldorf"]
+    assert [e.id for e in graph.search_entities("DÜSSELDORF")] == ["dusseldorf-giants", "bbc-dusseldorf"]
+    # prefix matches rank before inner matches; an exact id first of all
+    assert [e.id for e in graph.search_entities("dusseldorf")] == ["dusseldorf-giants", "bbc-dusseldorf"]
+    assert [e.id for e in graph.search_entities("koln-99ers")] == ["koln-99ers"]
+    assert graph.search_entities("zz-nothing") == []
+    assert len(graph.search_entities("e", limit=2)) == 2

@@ -42,7 +42,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
-from engine.eig import rank_hypotheses, score_hypothesis
+from engine.eig import best_hypothesis, score_hypothesis
 from engine.evidence import EvidenceSource
 from engine.model import (
     Channel,
@@ -272,12 +272,10 @@ def _run_new(run: _Run) -> str:
                 f"cross the ${p.cost_cap_usd:.3f} cap (max ${p.max_cost_usd:.2f} less "
                 f"{p.cost_safety_margin:.0%} margin)"
             )
-        ranked = rank_hypotheses(
+        h, eig = best_hypothesis(  # == rank_hypotheses(...)[0], without building every breakdown
             active, p, now=run.clock(), confirmations=run.confirmations,
             cluster_size=run.cluster_size, tries=run.tries,
         )
-        top = ranked[0]
-        h = run.hyps[top.hypothesis_id]
         scores = channel_scores(
             affordable,
             depth,
@@ -286,7 +284,7 @@ def _run_new(run: _Run) -> str:
             run.observed,
             p,
         )
-        record = run.hop(h, scores[0].hop_type, depth, top.eig)
+        record = run.hop(h, scores[0].hop_type, depth, eig)
         if record.decision in (Decision.ACCEPT, Decision.WEAK_ACCEPT):
             streak = 0
         else:

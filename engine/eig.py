@@ -144,3 +144,42 @@ def rank_hypotheses(
     ]
     scored.sort(key=lambda b: (-b.score, -b.eig, b.hypothesis_id))
     return scored
+
+
+def best_hypothesis(
+    hyps: Iterable[Hypothesis],
+    params: ParameterConfig,
+    *,
+    now: float,
+    confirmations: Mapping[str, int] | None = None,
+    cluster_size: int | None = None,
+    tries: Mapping[str, int] | None = None,
+) -> tuple[Hypothesis, float] | None:
+    """The first of :func:`rank_hypotheses` and its EIG, without building every breakdown.
+
+    Same numbers (the same expressions in the same order) and the same tie-breaks; the
+    discovery loop calls this once per hop, so it is the engine's hot path. None for no hypotheses.
+    """
+    confirmations = confirmations or {}
+    tries = tries or {}
+    decay, lam = params.novelty_decay, params.temporal_decay
+    explore_w, exploit_w = params.exploration_bonus, params.exploitation_bonus
+    values: dict[str, float] = {}
+    best: tuple[float, float, str] | None = None
+    best_h: Hypothesis | None = None
+    best_eig = 0.0
+    for h in hyps:
+        n = counted_confirmations(int(confirmations.get(h.pattern, 0)), cluster_size, params)
+        nov = novelty(n, decay)
+        value = values.get(h.category)
+        if value is None:
+            value = values[h.category] = params.category_value(h.category)
+        age_days = max(0.0, (now - (h.updated_at or h.created_at)) / SECONDS_PER_DAY)
+        rec = recency(age_days, lam)
+        eig = (1.0 - h.confidence) * nov * value * rec
+        explore = explore_w / math.sqrt(1.0 + tries.get(h.id, 0))
+        exploit = exploit_w if (h.accepts > 0 and h.status is not Status.PROMOTED) else 0.0
+        key = (-(eig + explore + exploit), -eig, h.id)
+        if best is None or key < best:
+            best, best_h, best_eig = key, h, eig
+    return None if best_h is None else (best_h, best_eig)

@@ -263,9 +263,16 @@ class ParameterConfig:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
 
     def hash(self) -> str:
-        """Stable short id of the values: sha256 of sorted compact JSON, first 12 hex digits."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+        """Stable short id of the values: sha256 of sorted compact JSON, first 12 hex digits.
+
+        Computed once per (immutable) config: every run result carries it, so it is on the hot path.
+        """
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+            cached = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+            self.__dict__["_hash"] = cached  # not a field: equality, asdict and replace ignore it
+        return cached
 
     def with_changes(self, **changes: Any) -> "ParameterConfig":
         unknown = sorted(set(changes) - set(SPEC_BY_NAME))

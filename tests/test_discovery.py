@@ -277,3 +277,30 @@ def test_custom_template_patterns_work_end_to_end():
     world = SimulatedWorld(2, {"mini": t}, [e])
     r = run_discovery(e, t, build_hypotheses(e, t, NOW), world, clock=lambda: NOW)
     assert r.iterations > 0 and {h.pattern for h in r.hops} <= {"A", "B"}
+
+
+def test_the_hot_path_picks_exactly_what_rank_hypotheses_ranks_first():
+    import random
+    from dataclasses import replace as dc_replace
+
+    from engine.eig import best_hypothesis, rank_hypotheses
+
+    rng = random.Random(5)
+    for trial in range(300):
+        e = ENTITIES[trial % len(ENTITIES)]
+        hyps = [
+            dc_replace(h, confidence=rng.choice([h.confidence, rng.random()]), accepts=rng.choice([0, 0, 1, 2]),
+                       status=rng.choice([Status.ACTIVE, Status.ACTIVE, Status.PROMOTED]),
+                       updated_at=NOW - rng.choice([0.0, 3 * 86400.0, 90 * 86400.0]))
+            for h in fresh(e)
+        ]
+        if trial % 7 == 0:  # exact ties
+            hyps = [dc_replace(h, confidence=0.5, category="Ticketing") for h in hyps]
+        p = ParameterConfig(exploration_bonus=rng.choice([0.0, 0.5, 1.0]), novelty_decay=rng.choice([0.0, 1.0]),
+                            cluster_min_size=1)
+        conf = {h.pattern: rng.choice([0, 1, 3]) for h in hyps}
+        tries = {h.id: rng.choice([0, 1, 4]) for h in hyps}
+        top = rank_hypotheses(hyps, p, now=NOW, confirmations=conf, cluster_size=10, tries=tries)[0]
+        h, eig = best_hypothesis(hyps, p, now=NOW, confirmations=conf, cluster_size=10, tries=tries)
+        assert (h.id, eig) == (top.hypothesis_id, top.eig)
+    assert best_hypothesis([], ParameterConfig(), now=NOW) is None

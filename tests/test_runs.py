@@ -209,3 +209,22 @@ def test_context_ranks_hypotheses_by_eig(seeded):
     assert scores == sorted(scores, reverse=True)
     assert ctx.cluster_size and ctx.cluster_size >= 1
 
+
+
+def test_evaluator_lost_mid_batch_keeps_earlier_entities_and_their_metrics(seeded, ops):
+    from engine.evidence import EvidenceUnavailable
+
+    ids = seeded.list_entity_ids()[:3]
+
+    class DiesOnThird(AlwaysAccept):
+        def evaluate(self, entity, hypothesis, hop_type, depth, attempt):
+            if entity.id == ids[2]:
+                raise EvidenceUnavailable("evidence evaluator at http://x is unreachable: start it")
+            return super().evaluate(entity, hypothesis, hop_type, depth, attempt)
+
+    before = _snapshot(seeded, [ids[2]])
+    with pytest.raises(EvidenceUnavailable):
+        run_entities(seeded, ops, ids, run_id="lost", clock=clock, source=DiesOnThird())
+    assert [e.entity_id for e in query_events(ops, run_id="lost")] == ids[:2]
+    assert all(seeded.get_evidence(eid) for eid in ids[:2])
+    assert _snapshot(seeded, [ids[2]]) == before

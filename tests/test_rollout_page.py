@@ -10,10 +10,13 @@ compares what it shows with what engine.rollout says.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -327,3 +330,39 @@ def test_a_breached_trigger_rolls_back_by_itself_and_the_page_says_which(failing
     assert (top["gate"], top["action"], top["actor"]) == ("rollback", "rollback", "worker")
     assert not buttons(at)["rollout_rollback"] and not buttons(at)["rollout_promote"]
     assert all_hypotheses(graph) == before  # the automatic rollback restored the pilot's snapshot
+
+
+# --------------------------------------------------------------------------- a dead worker, resumed from the page
+
+
+def test_a_killed_worker_shows_as_dead_and_resume_starts_a_new_one_from_the_checkpoint(console):
+    _, _, ops = console
+    at = open_page()
+    start(at, dry_run=True, time_scale=1.0)
+    status = settle(ops)
+    waiting = status.state
+    assert waiting in ("soaking", "inconclusive")
+    job = JobStore(ops).get(status.run.job_id)
+    os.kill(job.pid, signal.SIGKILL)  # the worker this test started through the page
+    try:
+        psutil.Process(job.pid).wait(timeout=30)
+    except psutil.NoSuchProcess:
+        pass
+
+    at.run()
+    assert rollout.rollout_status(ops).state == "dead"
+    assert any(m.startswith("### Rollout 1 ") and "dead" in m for m in markdown(at))
+    assert any("Resume starts a new worker" in e.value for e in at.error)
+    assert buttons(at)["rollout_resume"] and not buttons(at)["rollout_pause"]
+
+    at.button(key="rollout_resume").click().run()
+    assert flashes(at) == (["Resume: requested; the worker continues from its last checkpoint"], [])
+    resumed = wait_for(JobStore(ops), job.id, until=lambda j: j.state.value == "running" and j.attempts == 2,
+                       timeout_s=WORKER_TIMEOUT_S)
+    assert resumed.pid != job.pid
+    status = settle(ops, leave=("queued", "running", "dead"))
+    assert status.state == waiting and status.worker_alive
+    pilot = status.stage("pilot")
+    assert (pilot.done, pilot.total) == (10, 10)
+    seen = [o["entity_id"] for o in rollout.paired_outcomes(ops, 1, "pilot")]
+    assert len(seen) == len(set(seen)) == 10  # every pilot entity exactly once

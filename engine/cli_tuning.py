@@ -39,7 +39,7 @@ def _f(x, digits: int = 4) -> str:
 
 def _spec_from_args(args):
     from engine.objective import Rewards
-    from engine.study import EntitySpec, StudySpec, file_entity_spec
+    from engine.study import EntitySpec, StudySpec, evidence_ref, file_entity_spec, labels_ref
     from engine.tuning import parse_param_names
 
     if args.validation_data:
@@ -52,6 +52,9 @@ def _spec_from_args(args):
         entities=entities, seed=args.seed, world_seed=args.world_seed,
         rewards=Rewards.parse(args.rewards) if args.rewards else Rewards(),
         train_fraction=args.validation_split, top_k=args.top_k, name=args.name or "",
+        evidence=evidence_ref(args.evidence, replay=args.replay, url=args.evaluator_url,
+                              timeout_s=args.evaluator_timeout),
+        labels=labels_ref(args.labels) if args.labels else None,
     )
 
 
@@ -389,6 +392,15 @@ def register(sub) -> None:
                    help="skip this many catalogue entities first (e.g. validate on entities no study used)")
     p.add_argument("--validation-data", metavar="FILE",
                    help="tune on the entities of this CSV/JSON file (import format) instead of the catalogue")
+    p.add_argument("--evidence", choices=("world", "replay", "http"), default="world",
+                   help="what trials run against: the simulated world (default), a replay file or your HTTP "
+                        "evaluator; replay and http need --labels")
+    p.add_argument("--replay", metavar="FILE", help="with --evidence replay: recorded evidence (JSONL)")
+    p.add_argument("--evaluator-url", metavar="URL", help="with --evidence http: your evaluator service")
+    p.add_argument("--evaluator-timeout", type=float, default=30.0, help="seconds per evaluator call (default 30)")
+    p.add_argument("--labels", metavar="FILE",
+                   help="known outcomes (CSV entity_id,actionable or JSON) to score trials by instead of the "
+                        "simulated world's truth")
     p.add_argument("--top-k", type=int, default=3, help="best training trials re-scored on the hold-out set (default 3)")
     p.add_argument("--name", help="a label for the study")
     p.add_argument("--output-file", metavar="FILE", help="write the best config JSON here when the study finishes")

@@ -151,6 +151,151 @@ def build_workload(spec: EntitySpec, world_seed: int) -> Workload:
     raise ConfigError(f"unknown entity source {spec.kind!r}: use catalogue or file")
 
 
+def _unchanged(path: str, sha256: str | None, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"the study's {what} {p} is gone: restore it to resume or validate")
+    if sha256 and _sha256(p) != sha256:
+        raise ConfigError(f"the study's {what} {p} changed since the study was created (sha256 differs): "
+                          "restore it or create a new study")
+    return p
+
+
+def workload_for(spec: "StudySpec") -> Workload:
+    """The study's entities against its evidence source, scored by its truth (the world's, or the labels)."""
+    from dataclasses import replace as _replace
+
+    workload = build_workload(spec.entities, spec.world_seed)
+    truth = workload.truth
+    source = workload.source
+    if spec.labels is not None:
+        labels = read_labels(_unchanged(spec.labels.path, spec.labels.sha256, "labels file"))
+        if not any(e in labels for e in workload.entity_ids):
+            raise ConfigError(f"labels file {spec.labels.path} labels none of the study's entities: "
+                              "its entity_id values must be the entities' ids")
+        truth = labels.get
+    if spec.evidence.kind == "replay":
+        from engine.evidence import ReplaySource
+
+        source = ReplaySource.load(_unchanged(spec.evidence.path or "", spec.evidence.sha256, "replay file"))
+    elif spec.evidence.kind == "http":
+        from engine.evidence import HTTPEvidenceSource
+
+        source = HTTPEvidenceSource(spec.evidence.url or "", timeout_s=spec.evidence.timeout_s)
+    if source is workload.source and truth is workload.truth:
+        return workload
+    desc = f"{spec.entities.describe()}, {spec.evidence.describe(spec.world_seed)}" + (
+        f", truth from {spec.labels.path}" if spec.labels else "")
+    return _replace(workload, source=source, truth=truth, description=desc)
+
+
+@dataclass(frozen=True)
+class EvidenceRef:
+    """Which evidence source trials run against: the simulated world (default, seed = the study's
+    world seed), a replay file of recorded evidence (sha256 stored), or the user's HTTP evaluator."""
+
+    kind: str = "world"
+    path: str | None = None
+    sha256: str | None = None
+    url: str | None = None
+    timeout_s: float = 30.0
+
+    def describe(self, world_seed: int) -> str:
+        if self.kind == "replay":
+            return f"replay of {self.path}"
+        if self.kind == "http":
+            return f"HTTP evaluator {self.url}"
+        return f"simulated world seed {world_seed}"
+
+
+@dataclass(frozen=True)
+class LabelsRef:
+    """A file of known outcomes (entity id -> truly actionable), the truth a replay or HTTP study is scored by."""
+
+    path: str
+    sha256: str
+
+
+def evidence_ref(kind: str = "world", *, replay: str | Path | None = None, url: str | None = None,
+                 timeout_s: float = 30.0) -> EvidenceRef:
+    """Validate the evidence options now (one-line ConfigError)."""
+    from engine.runs import EvidenceSpec
+
+    EvidenceSpec(kind=kind, url=url, replay_path=replay, timeout_s=timeout_s)  # checks kind, url, file given
+    if kind == "replay":
+        p = Path(replay).expanduser().resolve()
+        if not p.is_file():
+            raise ConfigError(f"replay file {p} does not exist: record one with `python -m engine discover --record FILE`")
+        return EvidenceRef(kind="replay", path=str(p), sha256=_sha256(p))
+    if kind == "http":
+        return EvidenceRef(kind="http", url=url, timeout_s=timeout_s)
+    return EvidenceRef()
+
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+def _label_value(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{where}: actionable = {value!r} is not true/false (use true, false, 1, 0, yes or no)")
+
+
+def read_labels(path: str | Path) -> dict[str, bool]:
+    """Known outcomes: CSV with columns ``entity_id,actionable``, or JSON (an object id -> bool, or a
+    list of objects with ``entity_id`` (or ``id``) and ``actionable``). Every problem names its line/row."""
+    import csv
+    import io
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"labels file {p} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"labels file {p} cannot be read: {exc}") from None
+    out: dict[str, bool] = {}
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"labels file {p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if isinstance(data, dict):
+            for k, v in data.items():
+                out[str(k)] = _label_value(v, f"labels file {p}, id {k!r}")
+        elif isinstance(data, list):
+            for i, row in enumerate(data, start=1):
+                if not isinstance(row, dict) or not (row.get("entity_id") or row.get("id")) or "actionable" not in row:
+                    raise ConfigError(f"labels file {p}, row {i}: give entity_id (or id) and actionable")
+                out[str(row.get("entity_id") or row.get("id"))] = _label_value(row["actionable"], f"labels file {p}, row {i}")
+        else:
+            raise ConfigError(f"labels file {p}: expected an object or a list of objects")
+    else:
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames or not {"entity_id", "actionable"} <= set(reader.fieldnames):
+            raise ConfigError(f"labels file {p}: the CSV header must have entity_id and actionable")
+        for row in reader:
+            where = f"labels file {p}, line {reader.line_num}"
+            if not (row.get("entity_id") or "").strip():
+                raise ConfigError(f"{where}: entity_id is empty")
+            out[row["entity_id"].strip()] = _label_value(row.get("actionable"), where)
+    if not out:
+        raise ConfigError(f"labels file {p} holds no labels")
+    return out
+
+
+def labels_ref(path: str | Path) -> LabelsRef:
+    p = Path(path).expanduser().resolve()
+    read_labels(p)
+    return LabelsRef(path=str(p), sha256=_sha256(p))
+
+
 @dataclass(frozen=True)
 class StudySpec:
     """Everything a study fixes at creation."""
@@ -165,6 +310,8 @@ class StudySpec:
     train_fraction: float = 0.8
     top_k: int = HOLDOUT_TOP_K
     name: str = ""
+    evidence: EvidenceRef = field(default_factory=EvidenceRef)
+    labels: LabelsRef | None = None
 
     @property
     def salt(self) -> str:
@@ -181,6 +328,11 @@ class StudySpec:
         if not isinstance(self.top_k, int) or self.top_k < 1:
             raise ConfigError(f"top_k {self.top_k!r} must be at least 1 (best trials re-scored on the hold-out set)")
         search_space(self.params)  # unknown names -> ConfigError
+        if self.evidence.kind != "world" and self.labels is None:
+            raise ConfigError(
+                f"{self.evidence.kind} evidence carries no ground truth to score trials by: give --labels FILE "
+                "(entity_id,actionable) with the known outcomes of the entities"
+            )
 
 
 # --------------------------------------------------------------------------- rows
@@ -229,6 +381,8 @@ class Study:
             train_fraction=spec_d["train_fraction"],
             top_k=spec_d["top_k"],
             name=spec_d.get("name", ""),
+            evidence=EvidenceRef(**spec_d.get("evidence", {})),
+            labels=LabelsRef(**spec_d["labels"]) if spec_d.get("labels") else None,
         )
         return cls(
             id=row["id"], name=row["name"], created_at=row["created_at"], actor=row["actor"], spec=spec,
@@ -321,7 +475,7 @@ def create_study(ops, spec: StudySpec, *, actor: str, base_config: ParameterConf
     """Validate ``spec``, fix the split and the base config, store the study (audited). Nothing is
     written when anything is wrong."""
     spec.check()
-    workload = build_workload(spec.entities, spec.world_seed)
+    workload = workload_for(spec)
     split = split_entities(workload.entity_ids, spec.train_fraction, spec.salt)
     base = base_config if base_config is not None else current_config(ops)
     space = search_space(spec.params, base)
@@ -434,7 +588,7 @@ class StudyRunner:
     @property
     def workload(self) -> Workload:
         if self._workload is None:
-            w = build_workload(self.study.spec.entities, self.study.spec.world_seed)
+            w = workload_for(self.study.spec)
             missing = [e for e in (*self.study.train_ids, *self.study.holdout_ids) if e not in w.entities]
             if missing:
                 raise ConfigError(
@@ -616,7 +770,8 @@ def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, A
         f"- Method: {study.sampler}",
         f"- Search trials: {spec.iterations} (plus trial 0 = the config current at creation, hash {study.base_config.hash()})",
         f"- Tuned parameters: {', '.join(spec.params)}",
-        f"- Entities: {spec.entities.describe()}; simulated world seed {spec.world_seed}",
+        f"- Entities: {spec.entities.describe()}; evidence: {spec.evidence.describe(spec.world_seed)}"
+        + (f"; truth from {spec.labels.path}" if spec.labels else "; truth: the simulated world's"),
         f"- Split: {len(study.train_ids)} training / {len(study.holdout_ids)} hold-out "
         f"(hash split, training fraction {spec.train_fraction}, salt {spec.salt!r})",
         f"- Sampler seed: {spec.seed}",
@@ -748,14 +903,14 @@ def validate_config(config: ParameterConfig, *, study: Study | None = None, spec
         desc = f"hold-out set of study {study.id} ({len(holdout)} entities; {spec.entities.describe()})"
     elif spec is not None:
         spec.check()
-        w = build_workload(spec.entities, spec.world_seed)
+        w = workload_for(spec)
         holdout = split_entities(w.entity_ids, spec.train_fraction, spec.salt).holdout
         base = base if base is not None else ParameterConfig()
         desc = (f"hold-out set of {spec.entities.describe()}, split {spec.train_fraction}, salt {spec.salt!r} "
                 f"({len(holdout)} entities)")
     else:
         raise ConfigError("validate needs a study or an entity specification")
-    workload = build_workload(spec.entities, spec.world_seed)
+    workload = workload_for(spec)
     from engine.objective import evaluate
 
     return Validation(

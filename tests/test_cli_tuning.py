@@ -108,6 +108,9 @@ def test_validate_without_a_study_uses_the_split_the_flags_define(env, tmp_path,
         (["tune", "--iterations", "2", "--rewards", "per_usd=-1"], "invalid rewards"),
         (["tune", "--iterations", "2", "--output-file", "/nonexistent-dir/best.json"], "directory does not exist"),
         (["tune", "status", "9"], "no tuning study with id 9"),
+        (["tune", "--iterations", "2", "--evidence", "replay"], "needs a file"),
+        (["tune", "--iterations", "2", "--evidence", "http"], "needs a URL"),
+        (["tune", "--iterations", "2", "--labels", "/nonexistent/labels.csv"], "does not exist"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(env, capsys, no_launch, argv, message):

@@ -326,3 +326,66 @@ def test_a_grid_smaller_than_the_budget_ends_early_and_its_progress_reaches_the_
     assert sorted(t.point["actionable_min_categories"] for t in trials) == [1, 2, 3, 4, 5]
     assert summary["grid_exhausted"]
     assert seen[-1].done == seen[-1].total and all(p.done <= p.total for p in seen[2:])
+
+
+# --------------------------------------------------------------------------- replay evidence and labels
+
+
+def _record_replay_and_labels(tmp_path, spec: StudySpec):
+    """Record the current config's evidence over the study's entities, and the world's truth as labels."""
+    from dataclasses import replace
+
+    from engine.evidence import RecordingSource
+    from engine.objective import run_entities
+    from engine.study import build_workload
+
+    world = build_workload(spec.entities, spec.world_seed)
+    rec = RecordingSource(world.source)
+    run_entities(ParameterConfig(), replace(world, source=rec), world.entity_ids)
+    replay = rec.save(tmp_path / "evidence.jsonl")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("entity_id,actionable\n" + "".join(f"{e},{str(world.truth(e)).lower()}\n" for e in world.entity_ids))
+    return replay, labels
+
+
+def test_a_study_on_replayed_evidence_scored_by_labels_reproduces_the_world_score_of_the_recorded_config(
+        ops, settings, tmp_path):
+    from engine.study import evidence_ref, labels_ref
+
+    world_study = create_study(ops, _spec(iterations=1), actor="t")
+    _run(ops, settings, world_study)
+    replay, labels = _record_replay_and_labels(tmp_path, world_study.spec)
+    spec = _spec(iterations=1, evidence=evidence_ref("replay", replay=replay), labels=labels_ref(labels))
+    study = create_study(ops, spec, actor="t")
+    assert study.holdout_ids == world_study.holdout_ids
+    _run(ops, settings, study)
+    a, b = list_trials(ops, world_study.id)[0], list_trials(ops, study.id)[0]
+    assert b.score == pytest.approx(a.score) and b.holdout_score == pytest.approx(a.holdout_score)
+    assert b.result.errors == a.result.errors  # every hop of the recorded config was found in the replay
+    again = get_study(ops, study.id)
+    assert again.spec.evidence.kind == "replay" and again.spec.labels.path == str(labels.resolve())
+
+
+def test_replay_without_labels_and_bad_labels_are_one_line_errors(ops, tmp_path):
+    from engine.study import evidence_ref, labels_ref, read_labels
+
+    replay, labels = _record_replay_and_labels(tmp_path, _spec())
+    with pytest.raises(ConfigError, match="no ground truth"):
+        create_study(ops, _spec(evidence=evidence_ref("replay", replay=replay)), actor="t")
+    with pytest.raises(ConfigError, match="needs a URL"):
+        evidence_ref("http")
+    with pytest.raises(ConfigError, match="does not exist"):
+        evidence_ref("replay", replay=tmp_path / "missing.jsonl")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("entity_id,actionable\na,true\nb,maybe\n")
+    with pytest.raises(ConfigError, match=r"line 3: actionable = 'maybe'"):
+        labels_ref(bad)
+    js = tmp_path / "labels.json"
+    js.write_text(json.dumps([{"id": "a", "actionable": True}, {"entity_id": "b", "actionable": "no"}]))
+    assert read_labels(js) == {"a": True, "b": False}
+    other = tmp_path / "other.csv"
+    other.write_text("entity_id,actionable\nnobody,true\n")
+    with pytest.raises(ConfigError, match="labels none of the study's entities"):
+        create_study(ops, _spec(evidence=evidence_ref("replay", replay=replay), labels=labels_ref(other)), actor="t")
+    with ops.connect() as db:
+        assert next(db.query("SELECT COUNT(*) AS n FROM tuning_studies"))["n"] == 0

@@ -7,6 +7,13 @@ trials (``iterations``), the entity set and the world seed, the sampler seed,
 the rewards, the base config (the current live config) and the training /
 hold-out split (entity ids chosen by hash, ``engine.holdout``).
 
+**Evidence and truth.** Trials run against the simulated world by default and
+are scored by its ground truth. A replay file of recorded evidence or the
+user's HTTP evaluator can be used instead; those know no truth, so such a
+study needs a labels file (entity id -> truly actionable). Files a study
+depends on (entity file, replay, labels) are fingerprinted (sha256) at
+creation and a resume refuses a file that changed.
+
 **Trials.** Trial 0 is the base config (the current config). Trials 1..N are
 proposed by the sampler, one at a time; each is evaluated with
 ``engine.objective`` on the training entities and persisted the moment it

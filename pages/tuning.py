@@ -142,7 +142,8 @@ def live() -> None:
     spec = study.spec
 
     st.subheader(f"Study {study.id}: {study.name}")
-    st.caption(f"{study.sampler} · {spec.entities.describe()} · {len(study.train_ids)} training / "
+    st.caption(f"{study.sampler} · {spec.entities.describe()} · {spec.evidence.describe(spec.world_seed)}"
+               + (f" scored by {spec.labels.path}" if spec.labels else "") + f" · {len(study.train_ids)} training / "
                f"{len(study.holdout_ids)} hold-out entities · tuned: {', '.join(spec.params)}"
                + (f" · full grid {study.grid_full_size:,} points" if study.grid_full_size else ""))
     done = job.progress_done if job else len(trials)

@@ -43,7 +43,10 @@ pick among at most ``top_k + 1``), which is why the **optimism gap**
 **Every run is recorded.** Each trial's runs (shadow runs of the new system)
 go through ``engine.metrics.record_runs`` with ``stage_id = "tuning-<study>"``
 and ``run_id = "tuning-<study>-t<trial>[-holdout]"`` (skipped when that run id
-is already recorded, so a resumed trial is not counted twice).
+is already recorded, so a resumed trial is not counted twice). The events go to
+the metric_events table like every run's; their JSONL lines go to
+``logs/tuning-metrics.jsonl``, so a study's tens of thousands of lines do not
+rotate the live system's ``metrics.jsonl`` away.
 
 **Outputs** (``<data_dir>/tuning/study-<id>/``): ``best-config.json``,
 ``report.md``; ``handoff`` copies the winner to ``<data_dir>/configs/<name>.json``
@@ -77,6 +80,9 @@ from engine.tuning import DEFAULT_TUNED, HOLDOUT_TOP_K, METHODS, GridSampler, ma
 Clock = Callable[[], float]
 
 JOB_KIND = "tuning"
+#: a study writes one metric event per entity per trial (tens of thousands): its JSONL lines go to their
+#: own rotating log so they never rotate the live system's metrics.jsonl away (SQLite keeps all events)
+METRICS_LOG_NAME = "tuning-metrics.jsonl"
 STAGE_PREFIX = "tuning-"
 #: catalogue seed used when the operator does not give one
 DEFAULT_CATALOGUE_SEED = 7
@@ -609,7 +615,7 @@ class StudyRunner:
         if self._log is None and self.settings is not None:
             from engine.jsonlog import JsonlLog
 
-            self._log = JsonlLog.for_settings(self.settings)
+            self._log = JsonlLog.for_settings(self.settings, name=METRICS_LOG_NAME)
         return self._log
 
     def _record(self, results, run_id: str) -> None:

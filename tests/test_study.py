@@ -175,7 +175,8 @@ def test_every_trial_run_is_recorded_once_as_shadow_metric_events(ops, settings)
     assert all(e.shadow and e.system == "new" for e in events)
     rescored = [t for t in list_trials(ops, study.id) if t.holdout_score is not None]
     assert len(events) == 3 * n_train + len(rescored) * n_hold
-    assert (settings.log_dir / "metrics.jsonl").exists()
+    assert (settings.log_dir / "tuning-metrics.jsonl").exists()  # its own log: the live one is not rotated away
+    assert not (settings.log_dir / "metrics.jsonl").exists()
 
 
 # --------------------------------------------------------------------------- hold-out and winner

@@ -23,6 +23,7 @@ from engine.metrics import query_events
 from engine.stages import load_stage_config
 
 REFRESH_S = 2.0
+IDLE_REFRESH_S = 10.0
 LATEST = 0  # run picker: follow the newest run
 CANDIDATE, LIVE, FILE = "candidate", "live", "file"
 
@@ -241,7 +242,6 @@ def render_charts(stage) -> None:
                "in the order the runs finished (old = baseline in shadow, new = candidate).")
 
 
-@st.fragment(run_every=REFRESH_S)
 def live() -> None:
     if "rollout_flash" in ss:
         kind, text = ss["rollout_flash"]
@@ -317,7 +317,11 @@ def live() -> None:
     )
 
 
-live()
+# Poll every REFRESH_S while the shown run can still change by itself; slowly once it is over (a rollout started
+# from the CLI still appears under "Latest" within IDLE_REFRESH_S).
+shown_run = by_id.get(ss.get("rollout_run")) if ss.get("rollout_run") else (runs[0] if runs else None)
+settled = shown_run is not None and shown_run.state in rollout.RunState.TERMINAL
+st.fragment(live, run_every=IDLE_REFRESH_S if settled else REFRESH_S)()
 
 
 # --------------------------------------------------------------------------- start

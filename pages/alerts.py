@@ -139,6 +139,11 @@ else:
     st.dataframe(frame, hide_index=True, width="stretch", key="alert_history",
                  column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss")})
     st.caption(f"{len(frame)} transitions, newest first (last 500 kept on screen)")
+    st.download_button(
+        "Download history (CSV)", frame.to_csv(index=False).encode("utf-8"), mime="text/csv", key="history_csv",
+        file_name=f"discovery-alert-history-{time.strftime('%Y%m%d-%H%M', time.gmtime())}.csv",
+        icon=":material/download:", on_click="ignore",
+    )
 
 # ----------------------------------------------------------------- thresholds
 st.subheader("Rules and thresholds")

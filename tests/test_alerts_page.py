@@ -124,6 +124,7 @@ def test_evaluate_now_then_acknowledge_is_audited(console_env):
     assert table.loc["actionable-rate", "state"] == "no_data"  # 3 runs < minimum 50: not ok
     history = next(d.value for d in at.dataframe if "to" in d.value.columns)
     assert ("error-rate", "firing") in set(zip(history["rule"], history["to"]))
+    assert [b.proto.label for b in at.get("download_button")] == ["Download history (CSV)"]
     # acknowledge: an empty name is refused with one line, then accepted with a name
     assert at.selectbox(key="ack_rule").value == "error-rate"
     at.text_input(key="ack_actor").input("").run()

@@ -32,6 +32,7 @@ from engine.monitor import (
     series_from_events,
     summarize_events,
 )
+from engine.alerts import AlertStatus, current_states
 from engine.metrics import query_events_light
 from engine.reports import SYSTEM_COLOURS
 
@@ -178,7 +179,21 @@ def render_live_charts(services) -> None:
     _FRAGMENTS[refresh_s(window_label)](services, window_label)
 
 
+def alert_banner(states) -> str | None:
+    """One line when alerts need attention (firing or pending), naming them; None when none does."""
+    firing = sorted(r.rule_id for r in states.values() if r.state is AlertStatus.FIRING)
+    pending = sorted(r.rule_id for r in states.values() if r.state is AlertStatus.PENDING)
+    if not firing and not pending:
+        return None
+    groups = (("firing", firing), ("pending", pending))
+    parts = [f"{len(ids)} {label} ({', '.join(ids)})" for label, ids in groups if ids]
+    return "Alerts: " + "; ".join(parts) + " — see the Alerts page."
+
+
 def _live_body(services, window_label: str) -> None:
+    banner = alert_banner(current_states(services.ops))
+    if banner:
+        st.warning(banner, icon=":material/notifications_active:")
     window_s = parse_window(window_label)
     now = time.time()
     bucket_s = default_bucket(window_s)

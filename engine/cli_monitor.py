@@ -134,7 +134,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if args.start_evaluator:
         job, started = alert_jobs.start_evaluator(settings, ops, interval=args.interval, actor=args.actor)
         print(f"{'started' if started else 'already running:'} periodic alert evaluation, job {job.id} "
-              f"(every {format_window(job.params['interval_s'])}); stop it with `python -m engine alerts --stop-evaluator`")
+              f"(every {format_window(job.params['interval_s'])}); "
+              "stop it with `python -m engine alerts --stop-evaluator`")
     if args.stop_evaluator:
         job = alert_jobs.stop_evaluator(ops, actor=args.actor)
         print(f"stop requested for periodic alert evaluation, job {job.id}" if job else

@@ -19,7 +19,16 @@ from console.alerts_view import (
     states_frame,
 )
 from engine import falkor
-from engine.alerts import SHIPPED_RULES, AlertRecord, AlertStatus, current_states, load_rules, parse_rules, rules_path, save_rules
+from engine.alerts import (
+    SHIPPED_RULES,
+    AlertRecord,
+    AlertStatus,
+    current_states,
+    load_rules,
+    parse_rules,
+    rules_path,
+    save_rules,
+)
 from engine.jsonlog import JsonlLog
 from engine.metrics import record_runs
 from engine.opsdb import open_ops_db
@@ -118,7 +127,8 @@ def test_evaluate_now_then_acknowledge_is_audited(console_env):
     at = open_page()
     at.button(key="evaluate_now").click().run()
     assert not at.exception
-    assert any("evaluated 5 rules" in s.value and "1 firing" in s.value for s in at.success), [s.value for s in at.success] + [e.value for e in at.error]
+    shown = [s.value for s in at.success] + [e.value for e in at.error]
+    assert any("evaluated 5 rules" in text and "1 firing" in text for text in shown), shown
     table = _states_table(at).set_index("rule")
     assert table.loc["error-rate", "state"] == "firing"
     assert table.loc["actionable-rate", "state"] == "no_data"  # 3 runs < minimum 50: not ok

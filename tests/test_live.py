@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from console.live import LIVE_METRICS, comparison_tiles, runs_caption, series_frame
+from console.live import LIVE_METRICS, alert_banner, comparison_tiles, runs_caption, series_frame
 from engine import falkor
 from engine.jsonlog import JsonlLog
 from engine.metrics import record_runs
@@ -118,3 +118,28 @@ def test_overview_draws_four_live_charts_from_recorded_events(console_env):
     assert not at.exception
     assert any(c.value.startswith("3 runs in the last 15m (new 0, old 3)") for c in at.caption)
     assert {m.label: m.value for m in at.metric}["Cost / entity (new)"] == "n/a"
+
+
+def test_alert_banner_names_firing_and_pending_rules():
+    from engine.alerts import AlertRecord, AlertStatus
+
+    def rec(rid, state):
+        return AlertRecord(rid, AlertStatus(state), 0.0, "", None, 0, 0.0)
+
+    assert alert_banner({"a": rec("a", "ok"), "b": rec("b", "no_data")}) is None
+    states = {r: rec(r, s) for r, s in (("x", "firing"), ("y", "pending"), ("z", "firing"), ("w", "resolved"))}
+    assert alert_banner(states) == "Alerts: 2 firing (x, z); 1 pending (y) — see the Alerts page."
+
+
+def test_overview_warns_while_an_alert_fires(console_env):
+    from engine.alerts import evaluate_alerts, load_rules, save_rules
+
+    save_rules(console_env, [r.to_json() | ({"hold": "0s", "min_sample": 1} if r.id == "error-rate" else {})
+                             for r in load_rules(console_env)])
+    ops = open_ops_db(console_env)
+    record_runs(ops, [make_run("e", hops=2, errors=("timeout", "timeout"))], run_id="t",
+                clock=lambda: time.time() - 60, log=JsonlLog.for_settings(console_env))
+    evaluate_alerts(ops, load_rules(console_env), time.time())
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert [w.value for w in at.warning] == ["Alerts: 1 firing (error-rate) — see the Alerts page."]

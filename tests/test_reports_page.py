@@ -37,8 +37,8 @@ def console_env(settings, monkeypatch):
 
 def _record(settings):
     ops, log, now = open_ops_db(settings), JsonlLog.for_settings(settings), time.time()
-    record_runs(ops, [make_run("a", cost=0.25, actionable=True), make_run("b", cost=0.25)], run_id="r", stage_id="pilot",
-                clock=lambda: now - 600, log=log, names={"a": EVIL})
+    record_runs(ops, [make_run("a", cost=0.25, actionable=True), make_run("b", cost=0.25)], run_id="r",
+                stage_id="pilot", clock=lambda: now - 600, log=log, names={"a": EVIL})
     record_runs(ops, [make_run("a", system="old", cost=0.5)], run_id="r", stage_id="pilot",
                 clock=lambda: now - 600, log=log)
     record_runs(ops, [make_run("c", cost=1.0)], run_id="r2", clock=lambda: now - 3 * 3600, log=log)

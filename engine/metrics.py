@@ -28,6 +28,9 @@ from engine.opsdb import Migration
 
 TABLE = "metric_events"
 
+#: stage ids of experiments (tuning trials); left out of window reads unless asked for
+EXPERIMENT_STAGE_PREFIX = "tuning-"
+
 MIGRATIONS: list[Migration] = [
     Migration(
         component="metrics",
@@ -251,9 +254,16 @@ def query_events(
     system: str | None = None,
     shadow: bool | None = None,
     limit: int | None = None,
+    experiments: bool = False,
 ) -> list[MetricEvent]:
-    """Events with ``start <= at < end`` matching the filters, oldest first."""
-    where, params = _where(start, end, stage_id=stage_id, run_id=run_id, system=system, shadow=shadow)
+    """Events with ``start <= at < end`` matching the filters, oldest first.
+
+    Tuning trials (stage ids ``tuning-*``) are left out unless ``experiments=True``
+    or their stage or run is named.
+    """
+    where, params = _where(
+        start, end, stage_id=stage_id, run_id=run_id, system=system, shadow=shadow, experiments=experiments
+    )
     sql = f"SELECT * FROM {TABLE}{where} ORDER BY at, id"
     if limit is not None:
         sql += " LIMIT ?"
@@ -324,9 +334,15 @@ def _where(
     run_id: str | None = None,
     system: str | None = None,
     shadow: bool | None = None,
+    experiments: bool = False,
 ) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
+    if stage_id is None and run_id is None and not experiments:
+        # tuning trials are experiments, not operations: a 40-trial study records ~40,000
+        # shadow runs that would otherwise swamp the Overview, the alerts and the reports.
+        # They stay in the table (read by naming their stage or run, or experiments=True).
+        clauses.append(f"(stage_id IS NULL OR stage_id NOT LIKE '{EXPERIMENT_STAGE_PREFIX}%')")
     for clause, value in (
         ("at >= ?", start),
         ("at < ?", end),

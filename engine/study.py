@@ -65,6 +65,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from engine.errors import ConfigError, DiscoveryError
 from engine.holdout import split_entities
+from engine.metrics import EXPERIMENT_STAGE_PREFIX
 from engine.objective import (
     ObjectiveResult,
     Rewards,
@@ -83,7 +84,7 @@ JOB_KIND = "tuning"
 #: a study writes one metric event per entity per trial (tens of thousands): its JSONL lines go to their
 #: own rotating log so they never rotate the live system's metrics.jsonl away (SQLite keeps all events)
 METRICS_LOG_NAME = "tuning-metrics.jsonl"
-STAGE_PREFIX = "tuning-"
+STAGE_PREFIX = EXPERIMENT_STAGE_PREFIX  # "tuning-": monitoring leaves these stages out of its windows
 #: catalogue seed used when the operator does not give one
 DEFAULT_CATALOGUE_SEED = 7
 DEFAULT_WORLD_SEED = 11

@@ -62,7 +62,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 ACTIONS = ("start", "status", "pause", "resume", "promote", "rollback", "cancel", "runs", "report")
 #: states in which `--wait` stops waiting
-WAIT_UNTIL = ("completed", "rolled_back", "cancelled", "inconclusive", "paused", "dead", "failed")
+WAIT_UNTIL = ("completed", "rolled_back", "cancelled", "inconclusive", "paused", "dead", "failed", "stopped")
 
 
 def _actor() -> str:

@@ -822,6 +822,8 @@ def _effective_state(run: Mapping[str, Any], job: Job | None, alive: bool) -> st
         return "failed"
     if job.state is JobState.CANCELLED:
         return "cancelled"
+    if job.state is JobState.SUCCEEDED:
+        return "stopped"  # the worker ended but the run is still active: resume it
     return state
 
 
@@ -1297,11 +1299,26 @@ class _Runner:
                     else:
                         raise _Stop()
                     row = self.stage_row(name)
+            self._complete_after_skip()
         except _Stop:
             pass
         final = rollout_status(self.ops, self.run_id, decisions=0)
         return {"run_id": self.run_id, "state": final.run.state if final.run else "?",
                 "stages": {s.name: s.state for s in final.stages}, "entities": final.progress[0]}
+
+    def _complete_after_skip(self) -> None:
+        """Every stage is done; when the last one was skipped (nothing left to expose) nobody promoted it:
+        the run is complete (the live config changes only when the last stage of the table is promoted)."""
+        now = time.time()
+        with self.ops.transaction() as db:
+            self.ctx.assert_lease(db)
+            cur = db.execute(
+                "UPDATE rollout_runs SET state = ?, finished_at = ?, updated_at = ?, message = ? WHERE id = ? AND state = ?",
+                [RunState.COMPLETED, now, now, f"rollout complete ({self.stages[-1]} skipped: no entity left to expose)",
+                 self.run_id, RunState.RUNNING],
+            )
+            if cur.rowcount == 1:
+                self.ops.audit("worker", "rollout.complete", f"run {self.run_id}", {"last_stage": "skipped"}, db=db)
 
     def _population(self) -> list[CohortMember]:
         members = [CohortMember(e.id, e.tier, e.template_id) for e in self.graph.list_entities()]

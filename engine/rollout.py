@@ -964,7 +964,11 @@ def pause(ops, run_id: int | None, actor: str) -> RolloutStatus:
 
 
 def resume(ops, run_id: int | None, actor: str, *, settings: Settings | None = None) -> RolloutStatus:
-    """Un-pause a live worker, or (with ``settings``) requeue a dead or failed run and start a worker; audited.
+    """Un-pause a live worker, or requeue a dead or failed run and start a worker; audited.
+
+    A new worker is launched with ``settings``, or with the environment's
+    settings when they point at this OpsDB (the console and the CLI); else the
+    job is only requeued for a `python -m engine worker` loop.
 
     The resumed worker continues from the last checkpoint: no entity twice, none skipped.
     """
@@ -977,6 +981,12 @@ def resume(ops, run_id: int | None, actor: str, *, settings: Settings | None = N
     job = _job_of(ops, run)
     if job is None:
         raise RolloutError(f"rollout {run['id']} has no job: start a new rollout")
+    if settings is None:  # the console's and the CLI's settings come from the environment: use them if they match
+        from engine.settings import load_settings
+
+        env = load_settings()
+        if Path(env.ops_db_path).resolve() == Path(ops.path).resolve():
+            settings = env
     store = JobStore(ops)
     store.reap()
     job = store.get(job.id)

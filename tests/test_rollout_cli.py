@@ -64,3 +64,10 @@ def test_start_wait_status_report_and_confirmed_rollback(cli_env, tmp_path, caps
     assert "already rolled back" in capsys.readouterr().out
     assert main(["rollout", "runs"]) == 0
     assert "rolled_back" in capsys.readouterr().out
+
+
+def test_bench_rollout_runs_and_checks_the_restore(capsys):
+    assert main(["bench", "rollout", "--entities", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "rollout 1: completed (succeeded)" in out
+    assert "paired entities/s" in out and "graph equals the snapshots: True" in out

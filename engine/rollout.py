@@ -1195,20 +1195,25 @@ def rollback(
     exposed: list[str] = []
     if not run["dry_run"] and stage_rows:
         own = graph is None
-        if own:
-            from engine.graph import GraphStore
-
-            graph = GraphStore.open(settings)
         try:
+            if own:
+                from engine.graph import GraphStore
+
+                graph = GraphStore.open(settings)
             for r in stage_rows:
                 cohort = json.loads(r["cohort"])
                 exposed += cohort
                 if r["snapshot"]:
-                    graph.restore(json.loads(r["snapshot"]))
+                    graph.restore(json.loads(r["snapshot"]))  # idempotent: a retried rollback restores again
                     restored += len(cohort)
                 marked += graph.mark_evidence_rolled_back(cohort, discovery_run_id(run["id"], r["stage"], "new"))
+        except BaseException:
+            with ops.transaction() as db:  # the store failed part way: let the next request retry at once
+                db.execute("UPDATE rollout_runs SET rollback_at = 0, message = ? WHERE id = ? AND rollback_token = ?",
+                           ["rollback interrupted (store error): run the rollback again", run["id"], token])
+            raise
         finally:
-            if own:
+            if own and graph is not None:
                 graph.close()
     done_at = time.time()
     with ops.transaction() as db:

@@ -388,3 +388,29 @@ def test_sigkilled_worker_resumed_processes_every_entity_exactly_once(settings, 
         outcome = next(r for r in rows if r["entity_id"] == eid)
         assert grown == outcome["new_hops"], eid
     assert store.get(job_id).attempts == 2
+
+
+def test_a_rollback_interrupted_by_the_store_can_be_retried_at_once(settings, ops, seeded, tmp_path):
+    from engine.errors import StoreUnavailable
+
+    ids = seeded.list_entity_ids()
+    before = state_of(seeded, ids)
+    run_id = ro.start_rollout(settings, ops, stage="pilot", stages_file=stage_table(tmp_path, loose_triggers=True),
+                              time_scale=86400 * 4, launch=False, graph=seeded)
+    assert run_job_here(settings, ops, run_id).state is JobState.SUCCEEDED
+    assert ro.rollout_status(ops, run_id).state == "completed"
+
+    class StoreGoesAway:
+        def __getattr__(self, name):
+            return getattr(seeded, name)
+
+        def restore(self, snapshot):
+            raise StoreUnavailable("FalkorDB went away (test)")
+
+    with pytest.raises(StoreUnavailable):
+        ro.rollback(settings, ops, run_id, "test", "first try", graph=StoreGoesAway())
+    assert ro.rollout_status(ops, run_id).state == "rolling_back"
+    res = ro.rollback(settings, ops, run_id, "test", "second try", graph=seeded)
+    assert res.performed and res.entities_restored == 10
+    assert state_of(seeded, ids) == before
+    assert ro.rollout_status(ops, run_id).state == "rolled_back"

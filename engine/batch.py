@@ -54,7 +54,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from engine import falkor
 from engine.errors import DiscoveryError
-from engine.graph import EXACT_FLOATS, hypothesis_props
+from engine.graph import BUMP_WRITE_SEQ, EXACT_FLOATS, hypothesis_props, write_epoch
 from engine.model import (
     Decision,
     apply_decision,
@@ -257,7 +257,9 @@ def _hypothesis_from_row(r: Sequence[Any]) -> Hypothesis:
 # (the sidecar carries every float exactly; counters, window and status are compared as is).
 # Columnar parameters (one list per field, indexed by i): far cheaper to encode than a list
 # of maps, which is where a batch update spends most of its time.
-_Q_WRITE_IF_UNCHANGED = f"""
+# Both writes bump the graph's write feed and stamp the entities they touch (graph.BUMP_WRITE_SEQ), so
+# another process's cache (CachedGraph.sync) sees them.
+_Q_WRITE_IF_UNCHANGED = BUMP_WRITE_SEQ + f"""
 UNWIND range(0, size($ids) - 1) AS i
 MATCH (h:Hypothesis {{id: $ids[i]}})
 WHERE coalesce(h.{EXACT_FLOATS}, '') = $x_exact[i] AND h.status = $x_status[i]
@@ -266,20 +268,24 @@ WHERE coalesce(h.{EXACT_FLOATS}, '') = $x_exact[i] AND h.status = $x_status[i]
 SET h.confidence = $confidence[i], h.last_delta = $last_delta[i], h.updated_at = $updated_at[i],
     h.accepts = $a[i], h.weak_accepts = $w[i], h.rejects = $r[i], h.no_progress = $n[i],
     h.recent = $recent[i], h.status = $status[i], h.{EXACT_FLOATS} = $exact[i]
+WITH h, write_seq
+OPTIONAL MATCH (e:Entity {{id: h.entity_id}})
+SET e.changed_seq = write_seq
 RETURN h.id
 """
 
 #: how often a chunk re-reads and re-applies hypotheses another writer changed meanwhile
 CAS_RETRIES = 3
 
-_Q_CREATE = """
+_Q_CREATE = BUMP_WRITE_SEQ + """
 UNWIND $rows AS row
 MATCH (e:Entity {id: row.entity_id})
 OPTIONAL MATCH (old:Hypothesis {id: row.id})
-WITH e, row, old IS NULL AS fresh
+WITH e, row, old IS NULL AS fresh, write_seq
 MERGE (h:Hypothesis {id: row.id})
 ON CREATE SET h = row
 MERGE (e)-[:HAS_HYPOTHESIS]->(h)
+SET e.changed_seq = write_seq
 RETURN row.id, fresh
 """
 
@@ -552,7 +558,7 @@ class AsyncBatchGraph:
                         cols[k].append(v)
                 if not cols["ids"]:
                     break
-                written = set(await self._write_verbose(_Q_WRITE_IF_UNCHANGED, cols))
+                written = set(await self._write_verbose(_Q_WRITE_IF_UNCHANGED, {**cols, "write_epoch": write_epoch()}))
                 done.extend(i for i in cols["ids"] if i in written)
                 pending = [i for i in cols["ids"] if i not in written]  # changed since we read it
                 if not pending:
@@ -587,7 +593,7 @@ class AsyncBatchGraph:
         created: dict[str, bool] = {}
 
         async def run(chunk: Sequence[str], timeout: float) -> list[str]:
-            res = await self.graph.query(_Q_CREATE, {"rows": [by_id[i] for i in chunk]})
+            res = await self.graph.query(_Q_CREATE, {"rows": [by_id[i] for i in chunk], "write_epoch": write_epoch()})
             for hid, fresh in res.result_set:
                 created[hid] = bool(fresh)
             return [i for i in chunk if i not in created]

@@ -8,6 +8,11 @@ Graph shape::
         -[:USES_TEMPLATE]->(:Template {id, name, description, patterns: JSON, channels: JSON})
     (:Hypothesis)-[:HAS_EVIDENCE]->(:Evidence {id, entity_id, run_id, system, at, rolled_back,
                                               every field of model.HopRecord})
+    (:Meta {id: 'writes', seq, epoch})   the write feed; Entity and Template also carry changed_seq
+
+Every write of entities, templates or hypotheses bumps ``Meta.seq`` and stamps
+what it touched with ``changed_seq`` in the same query (BUMP_WRITE_SEQ), so a
+cache in another process can tell cheaply what changed (CachedGraph.sync).
 
 Every value goes in as a query parameter; Cypher text is constant. Writes are
 batched with ``UNWIND $rows`` and a multi-part write is one query, so FalkorDB
@@ -22,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -62,6 +68,8 @@ INDEXES: tuple[tuple[str, str], ...] = (
     ("Evidence", "id"),
     ("Evidence", "run_id"),
     ("Evidence", "entity_id"),
+    ("Entity", "changed_seq"),
+    ("Template", "changed_seq"),
 )
 
 # FalkorDB reports a failed guard as this runtime error
@@ -343,10 +351,46 @@ def _no_duplicates(ids: Iterable[str], what: str) -> None:
 # --------------------------------------------------------------------------- queries
 # Constant Cypher text; every value arrives through $parameters.
 
-_Q_UPSERT_TEMPLATES = """
+# The write feed (read by other processes' caches, engine/cached_graph.py CachedGraph.sync):
+# every write of entities, templates or hypotheses starts with this clause, which bumps the
+# one (:Meta {id: 'writes'}) node's sequence, and stamps what it touches with
+# ``changed_seq = write_seq`` in the SAME query, so the bump and the change commit together
+# (or not at all). ``epoch`` is set once, when the node is created: a graph that was deleted
+# and rebuilt has a new epoch, so a reader's "seen" sequence from before is not trusted.
+WRITE_FEED_ID = "writes"
+BUMP_WRITE_SEQ = """
+MERGE (meta:Meta {id: 'writes'})
+ON CREATE SET meta.seq = 0, meta.epoch = $write_epoch
+SET meta.seq = meta.seq + 1
+WITH meta.seq AS write_seq
+"""
+
+_Q_WRITE_POSITION = "MATCH (meta:Meta {id: 'writes'}) RETURN meta.epoch, meta.seq"
+
+_Q_CHANGED_SINCE = """
+MATCH (e:Entity) WHERE e.changed_seq > $seen RETURN 'entity' AS kind, e.id AS id
+UNION ALL
+MATCH (t:Template) WHERE t.changed_seq > $seen RETURN 'template' AS kind, t.id AS id
+"""
+
+
+def write_epoch() -> str:
+    """A fresh epoch token for a write-feed node this write may create."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class WritePosition:
+    """Where the graph's write feed stands: ``epoch`` changes when the graph is rebuilt."""
+
+    epoch: str | None
+    seq: int
+
+_Q_UPSERT_TEMPLATES = BUMP_WRITE_SEQ + """
 UNWIND $rows AS row
 MERGE (t:Template {id: row.id})
 SET t = row
+SET t.changed_seq = write_seq
 RETURN count(t)
 """
 
@@ -356,10 +400,11 @@ MATCH (t:Template {id: tid})
 RETURN t.id
 """
 
-_Q_UPSERT_ENTITIES = """
+_Q_UPSERT_ENTITIES = BUMP_WRITE_SEQ + """
 UNWIND $rows AS row
 MERGE (e:Entity {id: row.id})
 SET e = row
+SET e.changed_seq = write_seq
 WITH e, row
 OPTIONAL MATCH (e)-[old_c:IN_CLUSTER]->(oc:Cluster) WHERE oc.id <> row.cluster
 DELETE old_c
@@ -382,30 +427,36 @@ RETURN e.id
 """
 
 # create-if-missing: an existing hypothesis keeps its state
-_Q_ADD_HYPOTHESES = """
+_Q_ADD_HYPOTHESES = BUMP_WRITE_SEQ + """
 CALL {
+  WITH write_seq
   UNWIND $rows AS row
   MATCH (e:Entity {id: row.entity_id})
   MERGE (h:Hypothesis {id: row.id})
   ON CREATE SET h = row
   MERGE (e)-[:HAS_HYPOTHESIS]->(h)
+  SET e.changed_seq = write_seq
   RETURN count(h) AS written
 }
 RETURN written, 1 / (CASE WHEN written = $n THEN 1 ELSE 0 END) AS guard
 """
 
-_Q_SAVE_HYPOTHESES = """
+_Q_SAVE_HYPOTHESES = BUMP_WRITE_SEQ + """
 CALL {
+  WITH write_seq
   UNWIND $rows AS row
   MATCH (e:Entity {id: row.entity_id})-[:HAS_HYPOTHESIS]->(h:Hypothesis {id: row.id})
   SET h = row
+  SET e.changed_seq = write_seq
   RETURN count(h) AS saved
 }
 RETURN saved, 1 / (CASE WHEN saved = $n THEN 1 ELSE 0 END) AS guard
 """
 
-_Q_APPLY_RUN = """
+_Q_APPLY_RUN = BUMP_WRITE_SEQ + """
 MATCH (e:Entity {id: $entity_id})
+SET e.changed_seq = write_seq
+WITH e
 CALL {
   WITH e
   UNWIND $hyps AS row
@@ -439,10 +490,12 @@ RETURN properties(h)
 ORDER BY h.entity_id, h.id
 """
 
-_Q_RESTORE = """
+_Q_RESTORE = BUMP_WRITE_SEQ + """
 CALL {
+  WITH write_seq
   UNWIND $entities AS ent
   MATCH (e:Entity {id: ent.id})
+  SET e.changed_seq = write_seq
   RETURN count(e) AS found
 }
 CALL {
@@ -508,6 +561,8 @@ class GraphStore:
     # ------------------------------------------------------------------ plumbing
 
     def _query(self, cypher: str, params: dict[str, Any] | None = None, *, read_only: bool = False):
+        if not read_only and "$write_epoch" in cypher:
+            params = {**(params or {}), "write_epoch": write_epoch()}
         try:
             if read_only:
                 return self.graph.ro_query(cypher, params)
@@ -539,6 +594,25 @@ class GraphStore:
             except ResponseError as exc:
                 if "already indexed" not in str(exc):  # another process won the race
                     raise
+
+    # ------------------------------------------------------------------ write feed
+
+    def write_position(self) -> WritePosition:
+        """The write feed's epoch and sequence: one point read of the single Meta node
+        (``WritePosition(None, 0)`` before the first write)."""
+        rows = self._rows(_Q_WRITE_POSITION)
+        if not rows:
+            return WritePosition(None, 0)
+        epoch, seq = rows[0]
+        return WritePosition(None if epoch is None else str(epoch), int(seq or 0))
+
+    def changed_since(self, seen: int) -> tuple[list[str], list[str]]:
+        """(entity ids, template ids) written by writes after sequence ``seen`` (indexed range reads)."""
+        entities: list[str] = []
+        templates: list[str] = []
+        for kind, ident in self._rows(_Q_CHANGED_SINCE, {"seen": int(seen)}):
+            (entities if kind == "entity" else templates).append(ident)
+        return entities, templates
 
     # ------------------------------------------------------------------ templates
 
@@ -881,6 +955,10 @@ class GraphStore:
 
 
 __all__ = [
+    "BUMP_WRITE_SEQ",
+    "WRITE_FEED_ID",
+    "WritePosition",
+    "write_epoch",
     "GraphStats",
     "GraphStore",
     "UnknownHypothesis",

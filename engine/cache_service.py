@@ -5,6 +5,9 @@ A hypothesis cache lives in the memory of the process that reads through it
 HypothesisCache and CacheWarmer, and runs one daemon thread that, every
 ``poll_s`` seconds:
 
+* syncs the cache with the graph's write feed (``CachedGraph.sync``): what
+  other processes wrote since the last sync is invalidated — pages that read
+  through the cache also sync at every run (``CacheService.reader()``);
 * publishes the cache's statistics (and the warmer's, and the most accessed
   entries) to the OpsDB setting ``cache.stats`` — what `cache stats` prints;
 * carries out requests other processes left in the setting ``cache.request``
@@ -107,11 +110,21 @@ class CacheService:
         if isinstance(current, dict):
             self._handled = current.get("id")  # a request older than this process is not ours to replay
 
+    # ------------------------------------------------------------------ reads
+
+    def reader(self) -> CachedGraph:
+        """The CachedGraph, synced with the graph's write feed first (one point read when nothing
+        changed): what a page run reads through it is never older than the writes committed
+        before this call, whichever process made them. Store errors propagate (DiscoveryError)."""
+        self.cached.sync()
+        return self.cached
+
     # ------------------------------------------------------------------ one tick (also called by tests)
 
     def tick(self) -> None:
-        """Handle a pending request, warm if the interval has passed, publish the statistics."""
+        """Sync with other writers, handle a pending request, warm if the interval has passed, publish."""
         try:
+            self.cached.sync()  # before warming: a warm round must not keep what others changed
             req = self.ops.get_setting(REQUEST_KEY)
             if isinstance(req, dict) and req.get("id") != self._handled:
                 self._handled = req.get("id")
@@ -151,6 +164,7 @@ class CacheService:
                 "last": None if w.last is None else {**w.last.__dict__},
                 "interval_s": warm_interval(self.ops),
             },  # fmt: skip
+            "sync": self.cached.sync_stats.to_dict(),
             "handled_request": self._handled,
             "error": self.last_error,
         }

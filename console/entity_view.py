@@ -14,6 +14,11 @@ Rollout stages and tuning studies, which run thousands, do use workers. The
 run goes through engine.runs (live: graph written in one call; metric event
 recorded either way); the result is kept in session state and the page is
 rerun, so the page's own hypotheses table above shows the state after the run.
+
+Reads and the run's graph write go through the console's CachedGraph
+(``console.services.cached_graph``, synced with other processes' writes at
+every page run), so the cache is patched by the run and never serves a value
+another process changed.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import pandas as pd
 import streamlit as st
 
 from console.format import STATUS_COLOURS
-from console.services import Services, call
+from console.services import Services, cached_graph, call
 from engine.entity_view import (
     CONFIDENCE_COLUMNS,
     EVIDENCE_COLUMNS,
@@ -207,7 +212,8 @@ def _render_run(run: EntityRun) -> None:
 def render_entity_view(services: Services, entity_id: str) -> None:
     """The entity view of ``entity_id``; DiscoveryErrors (store down, unknown id) show as one st.error."""
     params = call(live_params, services.ops)
-    view = call(load_entity_view, services.graph, entity_id, params)
+    graph = cached_graph(services)  # reads and the run's write go through the console's cache
+    view = call(load_entity_view, graph, entity_id, params)
 
     st.subheader("Ranked by expected information gain")
     size = "unknown" if view.cluster_size is None else f"{view.cluster_size} entities"
@@ -231,7 +237,7 @@ def render_entity_view(services: Services, entity_id: str) -> None:
     if c3.button("Run discovery", type="primary", key="entity_run_button"):
         # inline on purpose: one entity is well under a second in virtual time (see the module docstring)
         with st.spinner(f"Running the {system} system on {view.entity.name}…"):
-            run = call(run_entity, services.graph, services.ops, entity_id, system=system, shadow=shadow,
+            run = call(run_entity, graph, services.ops, entity_id, system=system, shadow=shadow,
                        params=params)
         st.session_state[LAST_RUN_KEY] = (entity_id, run)
         st.rerun()  # redraw the whole page (its hypotheses table too) from the state after the run

@@ -106,6 +106,17 @@ def get_services() -> Services:
         return _shared_services(str(settings.data_dir), settings.falkordb_url, settings.graph_name)
 
 
+def cached_graph(services: Services):
+    """The console's CachedGraph (console.cache_view), synced first with what other processes wrote
+    (rollout worker, CLI, batch updates): one point read of the graph's write feed when nothing
+    changed. Read hypotheses through it, and write through it, so the cache stays right."""
+    from console.cache_view import get_cache_service  # imports Streamlit-side caching; pages only
+
+    with stop_on_error():
+        return get_cache_service(services).reader()
+    raise AssertionError("unreachable: st.stop() raises")  # pragma: no cover
+
+
 @contextmanager
 def stop_on_error() -> Iterator[None]:
     """Turn a DiscoveryError raised inside the block into st.error + st.stop."""

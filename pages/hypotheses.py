@@ -11,13 +11,14 @@ from console.format import (
     match_caption,
     statuses_of,
 )
-from console.services import call, get_services
+from console.services import cached_graph, call, get_services
 from console.slots import optional
 from console.tables import HYPOTHESIS_COLUMN_CONFIG
 
 SEARCH_LIMIT = 50
 
 services = get_services()
+graph = cached_graph(services)  # hypotheses through the console's cache, synced with other writers
 
 st.title("Hypotheses")
 query = st.text_input("Find an entity", placeholder="name or id, e.g. arsenal", key="entity_query").strip()
@@ -35,7 +36,7 @@ matches = found[:SEARCH_LIMIT]
 by_id = {e.id: e for e in matches}
 entity_id = st.selectbox("Entity", list(by_id), format_func=lambda i: entity_label(by_id[i]), key="entity_id")
 entity = by_id[entity_id]
-hyps = call(services.graph.get_hypotheses, entity.id)
+hyps = call(graph.get_hypotheses, entity.id)
 
 st.header(entity.name)
 st.caption(f"`{entity.id}`")
@@ -57,7 +58,7 @@ if render_entity_view is not None:
     render_entity_view(services, entity.id)
 
 with st.expander(f"All hypotheses of the {len(matches)} matching entities"):
-    everything = call(services.graph.get_hypotheses_many, list(by_id))
+    everything = call(graph.get_hypotheses_many, list(by_id))
     all_hyps = [h for hs in everything.values() for h in hs]
     g1, g2 = st.columns(2)
     all_statuses = g1.multiselect("Status", statuses_of(all_hyps), key="all_status_filter")

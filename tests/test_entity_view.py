@@ -307,8 +307,10 @@ def console_graph(tmp_path_factory):
             seed_catalogue(store, 20, seed=11, templates=load_templates())
             yield store
         finally:
+            from console.cache_view import _shared_service
             from console.services import _shared_services
 
+            _shared_service.clear()  # stops the console's cache service thread
             _shared_services.clear()
             store.close()
             falkor.stop_embedded_server(settings)
@@ -373,6 +375,33 @@ def test_run_discovery_shows_the_result_and_the_updated_state(console_graph):
     confidences = table(at, "before", "after")
     assert (confidences["after"] != confidences["before"]).any() or all(r == 0 for r in hops["delta"])
     assert count_events(ops, run_id=run_id) == 1 and count_events(ops) == events_before + 1
+
+
+def test_page_reads_through_the_cache_and_shows_another_processs_write(console_graph):
+    """The hypotheses table is served by the console's cache; a write by another store (as a
+    rollout worker or the CLI makes) shows at the next page run, not after the cache's TTL."""
+    from console.cache_view import get_cache_service
+    from console.services import _shared_services
+    from engine.cached_graph import hyps_key
+    from engine.model import Decision, apply_decision
+
+    entity = console_graph.list_entities(limit=4)[3]
+    at = open_entity(entity.id)
+    s = console_graph.settings
+    svc = get_cache_service(_shared_services(str(s.data_dir), s.falkordb_url, s.graph_name))  # the page's own
+    hits = svc.cache.stats().hits
+    at.run()
+    assert hyps_key(entity.id) in svc.cache and svc.cache.stats().hits > hits  # served by the cache
+    hits_page = at.dataframe[0].value
+    target = console_graph.get_hypotheses(entity.id)[0]
+    console_graph.save_hypotheses([apply_decision(target, Decision.ACCEPT, target.updated_at + 60)])
+    fresh = console_graph.get_hypothesis(target.id)
+    at.run()
+    assert not at.exception and not at.error
+    shown = at.dataframe[0].value
+    row = shown[shown["id"] == target.id].iloc[0]
+    assert row["confidence"] == pytest.approx(fresh.confidence) != pytest.approx(target.confidence)
+    assert sorted(hits_page["id"]) == sorted(shown["id"])
 
 
 def test_shadow_old_run_from_the_page_writes_no_evidence(console_graph):

@@ -39,8 +39,10 @@ def seeded(tmp_path_factory):
             seed_catalogue(store, N_ENTITIES, seed=7, templates=load_templates())
             yield store
         finally:
+            from console.cache_view import _shared_service
             from console.services import _shared_services
 
+            _shared_service.clear()  # stops the console's cache service thread
             _shared_services.clear()  # releases (closes) the console's own connection
             store.close()
             falkor.stop_embedded_server(settings)

@@ -342,7 +342,8 @@ def bench_sync(entities: int = 3400, rounds: int = 2000, seed: int = 7, print_fn
         other = GraphStore.open(settings)
         cached = CachedGraph(graph, HypothesisCache(max_bytes=1 << 30, ttl_s=3600))
         ids = graph.list_entity_ids()
-        cached.warm(ids[:200])
+        hot = ids[:200]
+        cached.warm(hot)
         idle, moved, bump, hit = [], [], [], []
         for _ in range(rounds):
             t0 = time.perf_counter()
@@ -350,7 +351,7 @@ def bench_sync(entities: int = 3400, rounds: int = 2000, seed: int = 7, print_fn
             idle.append(time.perf_counter() - t0)
         n_moved = max(1, rounds // 10)
         for i in range(n_moved):
-            eid = ids[i % 200]
+            eid = hot[i % len(hot)]
             h = other.get_hypotheses(eid)[0]
             other.save_hypotheses([apply_decision(h, Decision.NO_PROGRESS, h.updated_at + 1)])
             t0 = time.perf_counter()
@@ -362,7 +363,7 @@ def bench_sync(entities: int = 3400, rounds: int = 2000, seed: int = 7, print_fn
             bump.append(time.perf_counter() - t0)
         for i in range(rounds):
             t0 = time.perf_counter()
-            cached.get_hypotheses(ids[i % 200])
+            cached.get_hypotheses(hot[i % len(hot)])
             hit.append(time.perf_counter() - t0)
     finally:
         if other is not None:

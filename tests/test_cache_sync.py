@@ -248,3 +248,13 @@ def test_template_key_dropped_by_sync_only_when_changed(graph, other, cached):
     other.save_hypotheses([apply_decision(graph.get_hypotheses("club-000")[0], A, NOW)])
     cached.sync()
     assert template_key(TEMPLATE.id) in cached.cache
+
+
+def test_bench_sync_measures_every_figure():
+    from engine.cached_graph import bench_sync
+
+    lines: list[str] = []
+    figures = bench_sync(entities=30, rounds=40, print_fn=lines.append)
+    assert figures["entities"] == 30 and len(lines) == 5
+    assert all(figures[k] > 0 for k in ("idle_us_p50", "moved_us_p50", "bump_us_p50", "hit_us_p50"))
+    assert figures["idle_us_p50"] <= figures["idle_us_p99"]

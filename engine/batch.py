@@ -289,13 +289,15 @@ SET e.changed_seq = write_seq
 RETURN row.id, fresh
 """
 
-_Q_ACTIVITY = """
+#: evidence of live runs since a time, per entity (the warmer's hotspot signal reads it too)
+Q_ACTIVITY = """
 MATCH (ev:Evidence)
 WHERE ev.at >= $since AND ev.rolled_back = false
 RETURN ev.entity_id, count(ev)
 """
 
-_Q_ENTITY_INDEX = """
+#: every entity's cluster and template (the warmer reads it too)
+Q_ENTITY_INDEX = """
 MATCH (e:Entity)
 RETURN e.id, e.cluster, e.template_id
 """
@@ -487,14 +489,14 @@ class AsyncBatchGraph:
         """Evidence records per entity at or after ``since`` (unix s), rolled-back ones excluded."""
         timeout = self.timeout_s if timeout_s is None else self._timeout(timeout_s)
         async with asyncio.timeout(timeout):
-            res = await self.graph.ro_query(_Q_ACTIVITY, {"since": float(since)}, timeout=_server_ms(timeout))
+            res = await self.graph.ro_query(Q_ACTIVITY, {"since": float(since)}, timeout=_server_ms(timeout))
         return {eid: int(n) for eid, n in res.result_set}
 
     async def entity_index(self, *, timeout_s: float | None = None) -> dict[str, tuple[str, str]]:
         """entity id -> (cluster, template id) for every entity."""
         timeout = self.timeout_s if timeout_s is None else self._timeout(timeout_s)
         async with asyncio.timeout(timeout):
-            res = await self.graph.ro_query(_Q_ENTITY_INDEX, timeout=_server_ms(timeout))
+            res = await self.graph.ro_query(Q_ENTITY_INDEX, timeout=_server_ms(timeout))
         return {eid: (cluster, template) for eid, cluster, template in res.result_set}
 
     # ------------------------------------------------------------------ writes

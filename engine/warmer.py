@@ -43,6 +43,7 @@ from typing import Any, Callable, Hashable, Iterable, Sequence
 
 from redis.exceptions import RedisError
 
+from engine.batch import Q_ACTIVITY, Q_ENTITY_INDEX
 from engine.cache import HypothesisCache
 from engine.cached_graph import CachedGraph, hyps_key
 from engine.errors import ConfigError, DiscoveryError
@@ -51,17 +52,6 @@ RUNS_TABLE = "cache_warm_runs"
 
 
 SIGNALS = ("recent", "hotspot", "template")
-
-_Q_ACTIVITY = """
-MATCH (ev:Evidence)
-WHERE ev.at >= $since AND ev.rolled_back = false
-RETURN ev.entity_id, count(ev)
-"""
-
-_Q_ENTITY_INDEX = """
-MATCH (e:Entity)
-RETURN e.id, e.cluster, e.template_id
-"""
 
 
 @dataclass(frozen=True)
@@ -233,14 +223,14 @@ class CacheWarmer:
     # ------------------------------------------------------------------ signals from the stores
 
     def entity_index(self) -> dict[str, tuple[str, str]]:
-        rows = self.cached.store.graph.ro_query(_Q_ENTITY_INDEX).result_set
+        rows = self.cached.store.graph.ro_query(Q_ENTITY_INDEX).result_set
         return {eid: (cluster, template) for eid, cluster, template in rows}
 
     def recent_activity(self, since: float) -> dict[str, int]:
         """Evidence per entity since ``since`` plus, with an OpsDB, metric events (discovery runs) since then."""
         activity: Counter = Counter()
         try:
-            rows = self.cached.store.graph.ro_query(_Q_ACTIVITY, {"since": float(since)}).result_set
+            rows = self.cached.store.graph.ro_query(Q_ACTIVITY, {"since": float(since)}).result_set
         except RedisError as exc:
             if "does not exist" in str(exc).lower() or "empty key" in str(exc).lower():
                 rows = []  # no graph yet

@@ -6,15 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from console_env import seeded_console_env
 from streamlit.testing.v1 import AppTest
 
-from engine import bench_store, cache_service, falkor
-from engine.catalogue import seed_catalogue
-from engine.graph import GraphStore
+from engine import bench_store, cache_service
 from engine.jobs import JobState, JobStore, wait_for
 from engine.opsdb import open_ops_db
-from engine.settings import load_settings
-from engine.templates import load_templates
 
 PAGE = Path(__file__).resolve().parent.parent / "pages" / "cache.py"
 TIMEOUT = 60
@@ -22,24 +19,8 @@ TIMEOUT = 60
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("cache-page")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DISCOVERY_DATA_DIR", str(data_dir))
-        mp.delenv("FALKORDB_URL", raising=False)
-        mp.delenv("DISCOVERY_GRAPH", raising=False)
-        settings = load_settings().ensure_dirs()
-        store = GraphStore.open(settings)
-        try:
-            seed_catalogue(store, 30, seed=7, templates=load_templates())
-            yield settings, store
-        finally:
-            from console.cache_view import _shared_service
-            from console.services import _shared_services
-
-            _shared_service.clear()  # stops the cache service thread
-            _shared_services.clear()
-            store.close()
-            falkor.stop_embedded_server(settings)
+    with seeded_console_env(tmp_path_factory, "cache-page", 30, 7) as (settings, store):
+        yield settings, store
 
 
 def run_page() -> AppTest:

@@ -8,9 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from console_env import seeded_console_env
 from streamlit.testing.v1 import AppTest
 
-from engine import falkor
 from engine.catalogue import seed_catalogue
 from engine.entity_view import (
     bench,
@@ -30,7 +30,6 @@ from engine.entity_view import (
     run_summary,
     trajectory_rows,
 )
-from engine.graph import GraphStore
 from engine.metrics import query_events
 from engine.model import (
     Decision,
@@ -44,7 +43,6 @@ from engine.model import (
     UnknownEntity,
 )
 from engine.params import DEFAULT_PARAMS
-from engine.settings import load_settings
 from engine.templates import load_templates
 
 NOW = 1_800_000_000.0
@@ -296,24 +294,8 @@ TIMEOUT = 60
 
 @pytest.fixture(scope="module")
 def console_graph(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("entity-view")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DISCOVERY_DATA_DIR", str(data_dir))
-        mp.delenv("FALKORDB_URL", raising=False)
-        mp.delenv("DISCOVERY_GRAPH", raising=False)
-        settings = load_settings().ensure_dirs()
-        store = GraphStore.open(settings)
-        try:
-            seed_catalogue(store, 20, seed=11, templates=load_templates())
-            yield store
-        finally:
-            from console.cache_view import _shared_service
-            from console.services import _shared_services
-
-            _shared_service.clear()  # stops the console's cache service thread
-            _shared_services.clear()
-            store.close()
-            falkor.stop_embedded_server(settings)
+    with seeded_console_env(tmp_path_factory, "entity-view", 20, 11) as (settings, store):
+        yield store
 
 
 def table(at: AppTest, *columns: str):

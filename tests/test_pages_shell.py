@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from console_env import seeded_console_env
 from streamlit.testing.v1 import AppTest
 
 from console.format import HYPOTHESIS_COLUMNS
@@ -28,24 +29,8 @@ TIMEOUT = 60  # seconds per script run: the first one imports altair/pandas and 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory):
     """Env pointing at a data dir holding 60 seeded entities; yields that dir's GraphStore."""
-    data_dir = tmp_path_factory.mktemp("pages-shell")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DISCOVERY_DATA_DIR", str(data_dir))
-        mp.delenv("FALKORDB_URL", raising=False)
-        mp.delenv("DISCOVERY_GRAPH", raising=False)
-        settings = load_settings().ensure_dirs()
-        store = GraphStore.open(settings)
-        try:
-            seed_catalogue(store, N_ENTITIES, seed=7, templates=load_templates())
-            yield store
-        finally:
-            from console.cache_view import _shared_service
-            from console.services import _shared_services
-
-            _shared_service.clear()  # stops the console's cache service thread
-            _shared_services.clear()  # releases (closes) the console's own connection
-            store.close()
-            falkor.stop_embedded_server(settings)
+    with seeded_console_env(tmp_path_factory, "pages-shell", N_ENTITIES, 7) as (settings, store):
+        yield store
 
 
 def run_app(page: str | None = None) -> AppTest:

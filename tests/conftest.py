@@ -20,7 +20,7 @@ import pytest
 from engine import falkor
 from engine.graph import GraphStore
 from engine.opsdb import OpsDB
-from engine.settings import Settings
+from engine.settings import Settings, load_settings
 
 #: graph name used by the fixtures (one embedded server per test's data dir anyway)
 TEST_GRAPH = "discovery_test"
@@ -52,6 +52,23 @@ def graph(settings: Settings):
 @pytest.fixture
 def ops(settings: Settings) -> OpsDB:
     return OpsDB(settings.ops_db_path)
+
+
+@pytest.fixture
+def console_env(settings: Settings, monkeypatch):
+    """The environment an AppTest console reads, pointed at ``settings``' data dir; yields the console's Settings.
+
+    At teardown the console's shared Services are released and the embedded server stopped.
+    """
+    monkeypatch.setenv("DISCOVERY_DATA_DIR", str(settings.data_dir))
+    monkeypatch.delenv("FALKORDB_URL", raising=False)
+    monkeypatch.delenv("DISCOVERY_GRAPH", raising=False)
+    env_settings = load_settings()
+    yield env_settings
+    from console.services import _shared_services
+
+    _shared_services.clear()
+    falkor.stop_embedded_server(env_settings)
 
 
 def stop_servers_under(root: Path) -> list[int]:

@@ -18,7 +18,6 @@ from console.alerts_view import (
     state_counts,
     states_frame,
 )
-from engine import falkor
 from engine.alerts import (
     SHIPPED_RULES,
     AlertRecord,
@@ -32,7 +31,6 @@ from engine.alerts import (
 from engine.jsonlog import JsonlLog
 from engine.metrics import record_runs
 from engine.opsdb import open_ops_db
-from engine.settings import load_settings
 from monitoring_data import make_run
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
@@ -79,19 +77,6 @@ def test_history_frame_formats_values_in_the_rules_unit():
 
 
 # --------------------------------------------------------------------------- the page
-
-
-@pytest.fixture
-def console_env(settings, monkeypatch):
-    monkeypatch.setenv("DISCOVERY_DATA_DIR", str(settings.data_dir))
-    monkeypatch.delenv("FALKORDB_URL", raising=False)
-    monkeypatch.delenv("DISCOVERY_GRAPH", raising=False)
-    env_settings = load_settings()
-    yield env_settings
-    from console.services import _shared_services
-
-    _shared_services.clear()
-    falkor.stop_embedded_server(env_settings)
 
 
 def open_page() -> AppTest:

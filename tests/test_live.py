@@ -9,12 +9,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from console.live import LIVE_METRICS, alert_banner, comparison_tiles, runs_caption, series_frame
-from engine import falkor
 from engine.jsonlog import JsonlLog
 from engine.metrics import record_runs
 from engine.monitor import series_from_events, summarize_events
 from engine.opsdb import open_ops_db
-from engine.settings import load_settings
 from monitoring_data import make_event, make_run
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
@@ -71,19 +69,6 @@ def test_comparison_tiles_show_new_against_old_with_sizes_and_say_why_a_figure_i
 
 
 # --------------------------------------------------------------------------- the Overview page
-
-
-@pytest.fixture
-def console_env(settings, monkeypatch):
-    monkeypatch.setenv("DISCOVERY_DATA_DIR", str(settings.data_dir))
-    monkeypatch.delenv("FALKORDB_URL", raising=False)
-    monkeypatch.delenv("DISCOVERY_GRAPH", raising=False)
-    env_settings = load_settings()
-    yield env_settings
-    from console.services import _shared_services
-
-    _shared_services.clear()
-    falkor.stop_embedded_server(env_settings)
 
 
 def _charts(at: AppTest) -> list:

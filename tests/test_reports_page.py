@@ -10,29 +10,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import falkor
 from engine.jsonlog import JsonlLog
 from engine.metrics import record_runs
 from engine.opsdb import open_ops_db
-from engine.settings import load_settings
 from monitoring_data import make_run
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 PAGE = "pages/reports.py"
 EVIL = "<script>alert(1)</script>"
-
-
-@pytest.fixture
-def console_env(settings, monkeypatch):
-    monkeypatch.setenv("DISCOVERY_DATA_DIR", str(settings.data_dir))
-    monkeypatch.delenv("FALKORDB_URL", raising=False)
-    monkeypatch.delenv("DISCOVERY_GRAPH", raising=False)
-    env_settings = load_settings()
-    yield env_settings
-    from console.services import _shared_services
-
-    _shared_services.clear()
-    falkor.stop_embedded_server(env_settings)
 
 
 def _record(settings):

@@ -15,7 +15,7 @@ from pathlib import Path
 import streamlit as st
 
 from console import rollout_view as rv
-from console.services import call, get_services
+from console.services import call, get_services, operator_field
 from engine import rollout
 from engine.errors import DiscoveryError
 from engine.jobs import JobStore
@@ -38,13 +38,7 @@ st.caption(
     "automatically) or inconclusive (waits for you). The work runs in a worker process; this page polls it."
 )
 
-st.sidebar.text_input("Operator", value="operator", key="rollout_operator",
-                      help="Recorded as console:<name> in the audit log and the decision records.")
-
-
-def actor() -> str:
-    """Who acts, read when the button fires (callbacks run before the script, so never a stale global)."""
-    return f"console:{(ss.get('rollout_operator') or '').strip() or 'operator'}"
+actor = operator_field("rollout_operator", "Recorded as console:<name> in the audit log and the decision records.")
 
 
 stage_config = call(load_stage_config)

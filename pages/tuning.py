@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from console import tuning_view as tv
-from console.services import call, get_services
+from console.services import call, get_services, operator_field
 from engine import study as studies
 from engine.errors import DiscoveryError
 from engine.jobs import JobStore
@@ -32,12 +32,7 @@ st.caption(
     "is the current config. The best trials are re-scored on hold-out entities chosen by hash when the study is "
     "created; the winner must beat the current config on training and never loses to it on hold-out."
 )
-st.sidebar.text_input("Operator", value="operator", key="tuning_operator",
-                      help="Recorded as console:<name> in the audit log.")
-
-
-def actor() -> str:
-    return f"console:{(ss.get('tuning_operator') or '').strip() or 'operator'}"
+actor = operator_field("tuning_operator")
 
 
 def flash(kind: str, text: str) -> None:

@@ -31,6 +31,7 @@ import streamlit as st
 
 from console.format import STATUS_COLOURS
 from console.services import Services, cached_graph, call
+from console.tables import HYPOTHESIS_COLUMN_CONFIG
 from engine.entity_view import (
     CONFIDENCE_COLUMNS,
     EVIDENCE_COLUMNS,
@@ -70,12 +71,8 @@ RANKING_COLUMN_CONFIG = {
     "value": st.column_config.NumberColumn("Category value", format="%.2f"),
     "recency": st.column_config.NumberColumn("Recency", format="%.3f", help="exp(−λ · days since it last moved)"),
     "age_days": st.column_config.NumberColumn("Age (days)", format="%.1f"),
-    "accepts": st.column_config.NumberColumn("Accepts", format="%d"),
-    "weak_accepts": st.column_config.NumberColumn("Weak", format="%d"),
-    "rejects": st.column_config.NumberColumn("Rejects", format="%d"),
-    "no_progress": st.column_config.NumberColumn("No progress", format="%d"),
-    "last_delta": st.column_config.NumberColumn("Last Δ", format="%+.2f"),
-    "id": st.column_config.TextColumn("Hypothesis id"),
+    # counters, last delta and id as in the Hypotheses page's table
+    **{k: HYPOTHESIS_COLUMN_CONFIG[k] for k in ("accepts", "weak_accepts", "rejects", "no_progress", "last_delta", "id")},
 }
 
 TRAIL_COLUMN_CONFIG = {

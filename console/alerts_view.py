@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from engine.alerts import AlertRecord, AlertRule, AlertStatus, Metric
+from engine.monitoring.alerts import AlertRecord, AlertRule, AlertStatus, Metric
 
 #: order of the state tiles and of the states table (worst first)
 STATE_ORDER = (AlertStatus.FIRING, AlertStatus.PENDING, AlertStatus.NO_DATA, AlertStatus.RESOLVED, AlertStatus.OK)
@@ -134,7 +134,7 @@ def _plain(value: Any) -> Any:
 
 
 def rules_from_editor(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rule documents from the edited frame, for engine.alerts.save_rules (which validates them)."""
+    """Rule documents from the edited frame, for engine.monitoring.alerts.save_rules (which validates them)."""
     docs = []
     for row in frame.to_dict("records"):
         doc = {k: _plain(row.get(k)) for k in ("id", "name", "metric", *EDITABLE)}

@@ -1,6 +1,6 @@
 """The console process's hypothesis cache, and pure helpers for the Cache page.
 
-``get_cache_service(services)`` opens one engine.cache_service.CacheService
+``get_cache_service(services)`` opens one engine.cache.service.CacheService
 per console process and store (``st.cache_resource``), started: its daemon
 thread publishes the statistics, carries out CLI requests and warms
 periodically. Pages that read hypotheses can read through
@@ -17,8 +17,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine.cache import CacheStats
-from engine.cache_service import CacheService
+from engine.cache.lru import CacheStats
+from engine.cache.service import CacheService
 
 
 def _release(service: CacheService) -> None:

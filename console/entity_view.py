@@ -2,16 +2,16 @@
 
 The page calls ``render_entity_view(services, entity_id)`` through the
 optional slot ``console.entity_view.render_entity_view``. Everything computed
-here comes from engine.entity_view (tested without Streamlit); this file only
+here comes from engine.discovery.entity_view (tested without Streamlit); this file only
 draws it.
 
 "Run discovery" runs inline, in the script thread: one entity is about a dozen
 hops (at most a few dozen) against the simulated world in virtual time, well
 under a second in all (measured: p95 ~130 ms for run + graph write + metric
-event, engine time p95 ~15 ms; `engine.entity_view.bench()`), so it needs no
+event, engine time p95 ~15 ms; `engine.discovery.entity_view.bench()`), so it needs no
 worker process.
 Rollout stages and tuning studies, which run thousands, do use workers. The
-run goes through engine.runs (live: graph written in one call; metric event
+run goes through engine.discovery.runs (live: graph written in one call; metric event
 recorded either way); the result is kept in session state and the page is
 rerun, so the page's own hypotheses table above shows the state after the run.
 
@@ -32,7 +32,7 @@ import streamlit as st
 from console.format import STATUS_COLOURS
 from console.services import Services, cached_graph, call
 from console.tables import HYPOTHESIS_COLUMN_CONFIG
-from engine.entity_view import (
+from engine.discovery.entity_view import (
     CONFIDENCE_COLUMNS,
     EVIDENCE_COLUMNS,
     HOP_COLUMNS,

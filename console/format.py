@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from engine.model import Entity, Hypothesis, Status
+from engine.core.model import Entity, Hypothesis, Status
 
 #: Order in which statuses are shown (lifecycle order, KILLED last).
 STATUS_ORDER: tuple[str, ...] = tuple(s.value for s in Status)

@@ -6,7 +6,7 @@ charts live in an ``st.fragment(run_every=...)`` (5 to 30 s by window, REFRESH_S
 the browser re-runs only that fragment, so new metric events (a rollout or a
 tuning worker recording runs in another process) appear without a click.
 Every figure comes from the store: one read of the window's metric events
-(engine.metrics.query_events), aggregated by engine.monitor (``summarize_events``,
+(engine.monitoring.events.query_events), aggregated by engine.monitoring.windows (``summarize_events``,
 ``series_from_events``); this module only turns them into frames (pure, tested
 without Streamlit) and draws them.
 """
@@ -22,7 +22,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine.monitor import (
+from engine.monitoring.windows import (
     PERCENTILE_METHOD,
     SeriesPoint,
     WindowSummary,
@@ -32,9 +32,9 @@ from engine.monitor import (
     series_from_events,
     summarize_events,
 )
-from engine.alerts import AlertStatus, current_states
-from engine.metrics import query_events_light
-from engine.reports import SYSTEM_COLOURS
+from engine.monitoring.alerts import AlertStatus, current_states
+from engine.monitoring.events import query_events_light
+from engine.monitoring.reports import SYSTEM_COLOURS
 
 #: seconds between two refreshes of the live fragment, by window: a long window reads many
 #: events (about 1 s per 10,000 on a small machine), and its 30-odd buckets move slowly anyway

@@ -15,7 +15,7 @@ What the page draws, and where each figure comes from:
 * **old vs new** running (cumulative) figures over the stage's metric events
   as they arrive, per system: cost per entity, actionable rate and p95 engine
   latency -- the latency the stage criteria measure (the candidate's own
-  decision time, evidence latency excluded; see engine.stats).
+  decision time, evidence latency excluded; see engine.rollout.stats).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-from engine.metrics import MetricEvent
-from engine.stages import StageConfig, StagePolicy
-from engine.verdict import Phase, Verdict
+from engine.core.percentiles import percentile_sorted
+from engine.monitoring.events import MetricEvent
+from engine.rollout.stages import StageConfig, StagePolicy
+from engine.rollout.verdict import Phase, Verdict
 
 # --------------------------------------------------------------------------- states and colours
 
@@ -325,21 +326,13 @@ def sampled_ranks(n: int, max_points: int = MAX_POINTS) -> set[int]:
     return {1, n} | {min(n, 1 + round(i * step)) for i in range(max_points - 1)}
 
 
-def _p95_sorted(xs: Sequence[float]) -> float:
-    """engine.monitor.percentile(xs, 95) for an already sorted, non-empty list (no re-sort per point)."""
-    h = (len(xs) - 1) * 0.95
-    lo = math.floor(h)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (h - lo) * (xs[hi] - xs[lo])
-
-
 def old_vs_new_frame(events: Iterable[MetricEvent], systems: Sequence[str] = ("old", "new"),
                      max_points: int = MAX_POINTS) -> pd.DataFrame:
     """Running old-vs-new figures over a stage's metric events, in the order they arrived.
 
     For each system, after its k-th run (x = ``entities``, 1..n): cost per entity
     = Σ cost / k, actionable rate = actionable runs / k, p95 engine latency =
-    95th percentile (linear interpolation, as engine.monitor.percentile) of the
+    95th percentile (nearest rank, engine.core.percentiles — what the criteria use) of the
     first k runs' engine time in ms. Long format: one row per (system, k, metric),
     for at most ``max_points`` values of k per system (evenly spread, always the
     last): every figure still covers all runs up to its k.
@@ -363,7 +356,7 @@ def old_vs_new_frame(events: Iterable[MetricEvent], systems: Sequence[str] = ("o
             for metric, value in (
                 ("cost_per_entity", cost / k),
                 ("actionable_rate", actionable / k),
-                ("p95_engine_latency_ms", _p95_sorted(latencies)),
+                ("p95_engine_latency_ms", percentile_sorted(latencies, 95)),
             ):
                 rows.append({"system": system, "entities": k, "at": at, "metric": metric, "value": value})
     return pd.DataFrame(rows, columns=list(SERIES_COLUMNS))
@@ -446,7 +439,7 @@ JOB_COLUMNS = ("id", "kind", "state", "progress", "done", "total", "attempts", "
 
 
 def jobs_frame(jobs: Iterable[Any]) -> pd.DataFrame:
-    """engine.jobs.Job rows (newest first as given) for the jobs table."""
+    """engine.jobs.queue.Job rows (newest first as given) for the jobs table."""
     rows = [
         {
             "id": j.id,
@@ -470,7 +463,7 @@ RECORD_COLUMNS = ("id", "at", "stage", "gate", "action", "phase", "actor", "forc
 
 
 def decision_records_frame(records: Iterable[Mapping[str, Any] | Any]) -> pd.DataFrame:
-    """Decision records (engine.rollout.DecisionRecord or its dict) as a table, newest first.
+    """Decision records (engine.rollout.runner.DecisionRecord or its dict) as a table, newest first.
 
     ``n`` (entities behind the verdict) and the candidate config hash come from
     the record's inputs; a rollback asked by an operator has neither a sample
@@ -558,7 +551,7 @@ class Action:
     why: str
 
 
-#: effective states (engine.rollout.rollout_status().state) with a stage still in play
+#: effective states (engine.rollout.runner.rollout_status().state) with a stage still in play
 ACTIVE_STATES = ("running", "soaking", "inconclusive", "queued", "paused", "dead", "failed")
 #: a stage in these states may be promoted by an operator
 PROMOTABLE_STAGE_STATES = ("soaking", "inconclusive")

@@ -22,10 +22,10 @@ from typing import TypeVar
 import streamlit as st
 from redis.exceptions import RedisError
 
-from engine.errors import DiscoveryError
-from engine.graph import GraphStore
-from engine.opsdb import OpsDB, open_ops_db
-from engine.settings import Settings, load_settings
+from engine.core.errors import DiscoveryError
+from engine.store.graph import GraphStore
+from engine.store.opsdb import OpsDB, open_ops_db
+from engine.core.settings import Settings, load_settings
 
 T = TypeVar("T")
 

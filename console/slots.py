@@ -1,7 +1,7 @@
 """Optional page sections that other parts of the console plug in.
 
 A page names a slot as (module, function). While that module does not exist
-yet the slot is empty and the page simply skips it, the same way engine.cli
+yet the slot is empty and the page simply skips it, the same way engine.cli.main
 skips command modules not built yet. Any other import error is a bug and is
 raised.
 """

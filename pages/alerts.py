@@ -17,10 +17,11 @@ from console.alerts_view import (
     states_frame,
 )
 from console.services import call, get_services
-from engine import alert_jobs, alerts
-from engine.alerts import OPS, SCOPES, Severity
-from engine.errors import ConfigError, DiscoveryError
-from engine.jobs import JobStore
+from engine.monitoring import alert_jobs
+from engine.monitoring import alerts
+from engine.monitoring.alerts import OPS, SCOPES, Severity
+from engine.core.errors import ConfigError, DiscoveryError
+from engine.jobs.queue import JobStore
 
 REFRESH_S = 10
 INTERVALS = ("30s", "1m", "5m", "15m")

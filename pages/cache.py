@@ -2,7 +2,7 @@
 store benchmark, which runs as a job in a worker process while this page polls its progress.
 
 Thin: statistics come from this process's CacheService (console/cache_view.py),
-buttons call one engine function each, the benchmark is engine.bench_store.
+buttons call one engine function each, the benchmark is engine.bench.store.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import streamlit as st
 
 from console import cache_view as cv
 from console.services import call, get_services
-from engine import bench_store, cache_service
-from engine.errors import DiscoveryError
-from engine.jobs import JobState, JobStore
-from engine.warmer import list_warm_runs
+from engine.bench import store as bench_store
+from engine.cache import service as cache_service
+from engine.core.errors import DiscoveryError
+from engine.jobs.queue import JobState, JobStore
+from engine.cache.warmer import list_warm_runs
 
 REFRESH_S = 2.0
 ss = st.session_state

@@ -7,10 +7,10 @@ import time
 import streamlit as st
 
 from console.services import call, get_services
-from engine import alerts
-from engine.metrics import stage_ids
-from engine.monitor import parse_window
-from engine.reports import FORMATS, MEDIA_TYPES, build_report, render, report_filename
+from engine.monitoring import alerts
+from engine.monitoring.events import stage_ids
+from engine.monitoring.windows import parse_window
+from engine.monitoring.reports import FORMATS, MEDIA_TYPES, build_report, render, report_filename
 
 WINDOWS = ("15m", "1h", "6h", "24h", "7d", "30d")
 FORMAT_LABELS = {"md": "Markdown", "json": "JSON", "html": "HTML"}

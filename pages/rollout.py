@@ -1,9 +1,9 @@
 """Rollout: take a candidate system pilot -> limited -> production against the old one, watch it, decide.
 
-Thin: every figure comes from engine.rollout (status, decision records, stage
-report) and engine.metrics (the stage's metric events); every button calls one
-engine.rollout function. The rollout itself runs in a worker process that
-engine.rollout.start_rollout launches; this page only polls SQLite.
+Thin: every figure comes from engine.rollout.runner (status, decision records, stage
+report) and engine.monitoring.events (the stage's metric events); every button calls one
+engine.rollout.runner function. The rollout itself runs in a worker process that
+engine.rollout.runner.start_rollout launches; this page only polls SQLite.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import streamlit as st
 
 from console import rollout_view as rv
 from console.services import call, get_services, operator_field
-from engine import rollout
-from engine.errors import DiscoveryError
-from engine.jobs import JobStore
-from engine.metrics import query_events
-from engine.stages import load_stage_config
+from engine.rollout import runner as rollout
+from engine.core.errors import DiscoveryError
+from engine.jobs.queue import JobStore
+from engine.monitoring.events import query_events
+from engine.rollout.stages import load_stage_config
 
 REFRESH_S = 2.0
 IDLE_REFRESH_S = 10.0

@@ -1,6 +1,6 @@
 """Tuning: search the discovery parameters, confirm the winner on hold-out entities, hand it to a rollout.
 
-Thin: studies, trials and outputs come from engine.study; the study runs in a
+Thin: studies, trials and outputs come from engine.tuning.study; the study runs in a
 worker process (a job of kind ``tuning``); this page only starts, polls and
 controls it.
 """
@@ -11,12 +11,12 @@ import streamlit as st
 
 from console import tuning_view as tv
 from console.services import call, get_services, operator_field
-from engine import study as studies
-from engine.errors import DiscoveryError
-from engine.jobs import JobStore
-from engine.objective import Rewards
-from engine.params import PARAMETER_SPECS, SPEC_BY_NAME
-from engine.tuning import DEFAULT_TUNED, METHODS
+from engine.tuning import study as studies
+from engine.core.errors import DiscoveryError
+from engine.jobs.queue import JobStore
+from engine.tuning.objective import Rewards
+from engine.core.params import PARAMETER_SPECS, SPEC_BY_NAME
+from engine.tuning.space import DEFAULT_TUNED, METHODS
 
 REFRESH_S = 2.0
 LATEST = 0
@@ -83,7 +83,7 @@ with st.expander("Start a study", expanded=not studies.list_studies(ops, limit=1
         c3.number_input("Entities (training + hold-out)", 10, 20000, 200, step=50, key="tune_entities")
         c4.number_input("Seed", 0, 10**6, 0, key="tune_seed", help="sampler seed; also fixes the hold-out set")
         st.multiselect("Parameters to tune", [s.name for s in PARAMETER_SPECS], default=list(DEFAULT_TUNED),
-                       key="tune_params", help="default: the documented subset (engine.tuning.DEFAULT_TUNED)")
+                       key="tune_params", help="default: the documented subset (engine.tuning.space.DEFAULT_TUNED)")
         c1, c2, c3, c4 = st.columns(4)
         c1.slider("Training fraction", 0.5, 0.95, 0.8, 0.05, key="tune_split")
         c2.number_input("Top trials re-scored on hold-out", 1, 20, 3, key="tune_top_k")

@@ -91,8 +91,8 @@ def _healthy(url: str) -> bool:
 
 def _stop_embedded_store(data_dir: Path) -> None:
     """Stop the embedded FalkorDB of ``data_dir`` (whoever started it); quiet if there is none."""
-    from engine.falkor import stop_embedded_server
-    from engine.settings import load_settings
+    from engine.store.falkor import stop_embedded_server
+    from engine.core.settings import load_settings
 
     settings = load_settings({"DISCOVERY_DATA_DIR": str(data_dir)})
     if settings.graph_dir.exists():

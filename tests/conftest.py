@@ -17,10 +17,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine import falkor
-from engine.graph import GraphStore
-from engine.opsdb import OpsDB
-from engine.settings import Settings, load_settings
+from engine.store import falkor
+from engine.store.graph import GraphStore
+from engine.store.opsdb import OpsDB
+from engine.core.settings import Settings, load_settings
 
 #: graph name used by the fixtures (one embedded server per test's data dir anyway)
 TEST_GRAPH = "discovery_test"

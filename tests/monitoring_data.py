@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.metrics import MetricEvent
-from engine.model import Decision, Depth, HopRecord, HopType, HypothesisOutcome, RunResult, Status
+from engine.monitoring.events import MetricEvent
+from engine.core.model import Decision, Depth, HopRecord, HopType, HypothesisOutcome, RunResult, Status
 
 
 @dataclass

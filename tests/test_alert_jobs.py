@@ -6,13 +6,13 @@ import time
 
 import pytest
 
-from engine import alert_jobs
-from engine.alerts import AlertStatus, current_states, history, load_rules, save_rules
-from engine.cli import main
-from engine.errors import ConfigError
-from engine.jobs import JobState, JobStore, execute, wait_for
-from engine.jsonlog import JsonlLog
-from engine.metrics import record_runs
+from engine.monitoring import alert_jobs
+from engine.monitoring.alerts import AlertStatus, current_states, history, load_rules, save_rules
+from engine.cli.main import main
+from engine.core.errors import ConfigError
+from engine.jobs.queue import JobState, JobStore, execute, wait_for
+from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring.events import record_runs
 from monitoring_data import FakeClock, make_run
 
 

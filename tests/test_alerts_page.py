@@ -18,7 +18,7 @@ from console.alerts_view import (
     state_counts,
     states_frame,
 )
-from engine.alerts import (
+from engine.monitoring.alerts import (
     SHIPPED_RULES,
     AlertRecord,
     AlertStatus,
@@ -28,9 +28,9 @@ from engine.alerts import (
     rules_path,
     save_rules,
 )
-from engine.jsonlog import JsonlLog
-from engine.metrics import record_runs
-from engine.opsdb import open_ops_db
+from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring.events import record_runs
+from engine.store.opsdb import open_ops_db
 from monitoring_data import make_run
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from engine.batch import (
+from engine.store.batch import (
     AsyncBatchGraph,
     BatchFailed,
     BatchFailure,
@@ -18,7 +18,7 @@ from engine.batch import (
     assess_entity,
     run_batch,
 )
-from engine.model import (
+from engine.core.model import (
     Channel,
     Decision,
     DecisionDeltas,
@@ -35,7 +35,7 @@ from engine.model import (
     apply_decision,
     kill,
 )
-from engine.params import ParameterConfig
+from engine.core.params import ParameterConfig
 
 NOW = 1_700_000_000.0
 A, W, R, N = Decision.ACCEPT, Decision.WEAK_ACCEPT, Decision.REJECT, Decision.NO_PROGRESS
@@ -466,7 +466,7 @@ def test_encoded_parameters_read_back_exactly(graph, settings, value):
     """Our fast JSON header means to the server exactly what the client's own encoder means."""
     from falkordb.helpers import stringify_param_value
 
-    from engine.batch import encode_params
+    from engine.store.batch import encode_params
 
     if value == [float("inf")]:
         assert encode_params({"v": value}) == "CYPHER v=[inf] "  # not JSON: the client's own spelling

@@ -12,12 +12,12 @@ import re
 import pytest
 from browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 
-from engine.catalogue import seed_catalogue
-from engine.graph import GraphStore
-from engine.metrics import query_events
-from engine.opsdb import OpsDB
-from engine.settings import load_settings
-from engine.templates import load_templates
+from engine.catalogue.generator import seed_catalogue
+from engine.store.graph import GraphStore
+from engine.monitoring.events import query_events
+from engine.store.opsdb import OpsDB
+from engine.core.settings import load_settings
+from engine.catalogue.templates import load_templates
 
 pytestmark = pytest.mark.browser
 

@@ -14,10 +14,10 @@ import time
 import pytest
 from browser_harness import browser_page, chromium, console_data_dir, console_server, open_console  # noqa: F401
 
-from engine.jsonlog import JsonlLog
-from engine.metrics import count_events, record_runs
-from engine.opsdb import open_ops_db
-from engine.settings import load_settings
+from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring.events import count_events, record_runs
+from engine.store.opsdb import open_ops_db
+from engine.core.settings import load_settings
 from monitoring_data import make_run
 
 pytestmark = pytest.mark.browser
@@ -102,9 +102,9 @@ def test_reports_page_downloads_files_with_the_expected_content(console_server, 
 
 
 def test_alerts_page_evaluates_and_runs_the_periodic_evaluator(console_server, browser_page):
-    from engine import alert_jobs
-    from engine.alerts import current_states, load_rules
-    from engine.jobs import JobStore, wait_for
+    from engine.monitoring import alert_jobs
+    from engine.monitoring.alerts import current_states, load_rules
+    from engine.jobs.queue import JobStore, wait_for
 
     ops = open_ops_db(_settings(console_server))
     page = open_console(browser_page, console_server.url, "alerts")

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 
-from engine import rollout
-from engine.catalogue import seed_catalogue
-from engine.graph import GraphStore
-from engine.jobs import JobStore
-from engine.opsdb import open_ops_db
-from engine.settings import load_settings
-from engine.templates import load_templates
+from engine.rollout import runner as rollout
+from engine.catalogue.generator import seed_catalogue
+from engine.store.graph import GraphStore
+from engine.jobs.queue import JobStore
+from engine.store.opsdb import open_ops_db
+from engine.core.settings import load_settings
+from engine.catalogue.templates import load_templates
 
 pytestmark = pytest.mark.browser
 

@@ -9,10 +9,10 @@ import re
 import pytest
 from browser_harness import browser_page, chromium, console_data_dir, console_server, open_console  # noqa: F401
 
-from engine.opsdb import open_ops_db
-from engine.params import ParameterConfig
-from engine.settings import load_settings
-from engine.study import EntitySpec, StudySpec, get_study, start_study
+from engine.store.opsdb import open_ops_db
+from engine.core.params import ParameterConfig
+from engine.core.settings import load_settings
+from engine.tuning.study import EntitySpec, StudySpec, get_study, start_study
 
 pytestmark = pytest.mark.browser
 

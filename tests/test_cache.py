@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import cachetools
 import pytest
 
-from engine.cache import ENTRY_OVERHEAD, HypothesisCache, cached, estimate_size
-from engine.errors import ConfigError
-from engine.model import Hypothesis
+from engine.cache.lru import ENTRY_OVERHEAD, HypothesisCache, cached, estimate_size
+from engine.core.errors import ConfigError
+from engine.core.model import Hypothesis
 
 WAIT_S = 10.0  # upper bound when waiting for other threads; never reached when the code is right
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 from browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 
-from engine.catalogue import seed_catalogue
-from engine.cli import main
-from engine.graph import GraphStore
-from engine.model import Decision, Depth, HopRecord, HopType
-from engine.settings import load_settings
-from engine.templates import load_templates
+from engine.catalogue.generator import seed_catalogue
+from engine.cli.main import main
+from engine.store.graph import GraphStore
+from engine.core.model import Decision, Depth, HopRecord, HopType
+from engine.core.settings import load_settings
+from engine.catalogue.templates import load_templates
 
 pytestmark = pytest.mark.browser
 

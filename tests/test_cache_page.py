@@ -9,9 +9,11 @@ import pytest
 from console_env import seeded_console_env
 from streamlit.testing.v1 import AppTest
 
-from engine import bench_store, cache_service
-from engine.jobs import JobState, JobStore, wait_for
-from engine.opsdb import open_ops_db
+from engine.bench import store as bench_store
+
+from engine.cache import service as cache_service
+from engine.jobs.queue import JobState, JobStore, wait_for
+from engine.store.opsdb import open_ops_db
 
 PAGE = Path(__file__).resolve().parent.parent / "pages" / "cache.py"
 TIMEOUT = 60

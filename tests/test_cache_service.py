@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from engine import cache_service
-from engine.bench_store import bench_size, chart_rows, format_report, run_bench_job, run_store_bench
-from engine.cache_service import CacheService, published_stats, request, set_warm_interval, warm_interval
-from engine.cached_graph import hyps_key
-from engine.cli import main
-from engine.errors import ConfigError
-from engine.warmer import list_warm_runs
+from engine.cache import service as cache_service
+from engine.bench.store import bench_size, chart_rows, format_report, run_bench_job, run_store_bench
+from engine.cache.service import CacheService, published_stats, request, set_warm_interval, warm_interval
+from engine.cache.cached_graph import hyps_key
+from engine.cli.main import main
+from engine.core.errors import ConfigError
+from engine.cache.warmer import list_warm_runs
 from tests.test_batch import seed
 
 
@@ -167,7 +167,7 @@ def test_bench_measures_every_figure_on_a_small_graph(tmp_path):
 
 
 def test_bench_job_reports_progress_and_growth(tmp_path, monkeypatch):
-    import engine.bench_store as bs
+    import engine.bench.store as bs
 
     monkeypatch.setattr(bs, "HOT_GETS", 1000)
     monkeypatch.setattr(bs, "POINT_READS", 20)

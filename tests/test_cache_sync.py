@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.cache import HypothesisCache
-from engine.cache_service import CacheService
-from engine.cached_graph import CachedGraph, entity_key, hyp_key, hyps_key, template_key
-from engine.graph import GraphStore, WritePosition
-from engine.model import Decision, HopRecord, HopType, Depth, apply_decision
+from engine.cache.lru import HypothesisCache
+from engine.cache.service import CacheService
+from engine.cache.cached_graph import CachedGraph, entity_key, hyp_key, hyps_key, template_key
+from engine.store.graph import GraphStore, WritePosition
+from engine.core.model import Decision, HopRecord, HopType, Depth, apply_decision
 from tests.test_batch import NOW, TEMPLATE, batch_run, seed
 
 A, R = Decision.ACCEPT, Decision.REJECT
@@ -218,9 +218,9 @@ def test_a_write_from_another_process_and_the_service(graph, ops, settings):
     before = svc.reader().get_hypotheses("club-001")
     code = (
         "import sys, json\n"
-        "from engine.settings import Settings\n"
-        "from engine.graph import GraphStore\n"
-        "from engine.model import Decision, apply_decision\n"
+        "from engine.core.settings import Settings\n"
+        "from engine.store.graph import GraphStore\n"
+        "from engine.core.model import Decision, apply_decision\n"
         "s = Settings(data_dir=__import__('pathlib').Path(sys.argv[1]), falkordb_url=None, graph_name=sys.argv[2])\n"
         "g = GraphStore.open(s)\n"
         "h = g.get_hypotheses('club-001')[1]\n"
@@ -235,7 +235,7 @@ def test_a_write_from_another_process_and_the_service(graph, ops, settings):
     assert after == graph.get_hypotheses("club-001") != before
     assert next(h for h in after if h.id == hid).accepts == 1
     svc.tick()  # the service loop syncs too, and publishes what it did
-    from engine.cache_service import published_stats
+    from engine.cache.service import published_stats
 
     sync = published_stats(ops)["sync"]
     assert sync["moved"] == 1 and sync["seq"] == graph.write_position().seq
@@ -251,7 +251,7 @@ def test_template_key_dropped_by_sync_only_when_changed(graph, other, cached):
 
 
 def test_bench_sync_measures_every_figure():
-    from engine.cached_graph import bench_sync
+    from engine.cache.cached_graph import bench_sync
 
     lines: list[str] = []
     figures = bench_sync(entities=30, rounds=40, print_fn=lines.append)

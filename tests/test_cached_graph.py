@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from engine.cache import HypothesisCache
-from engine.cached_graph import CachedGraph, entity_key, hyp_key, hyps_key
-from engine.model import Decision, HopRecord, HopType, Depth, Hypothesis, Pattern, UnknownEntity, apply_decision
+from engine.cache.lru import HypothesisCache
+from engine.cache.cached_graph import CachedGraph, entity_key, hyp_key, hyps_key
+from engine.core.model import Decision, HopRecord, HopType, Depth, Hypothesis, Pattern, UnknownEntity, apply_decision
 from tests.test_batch import NOW, PATTERNS, TEMPLATE, entity, seed
 
 A, R = Decision.ACCEPT, Decision.REJECT

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from engine.catalogue import (
+from engine.catalogue.generator import (
     BLOCK_SIZE,
     COUNTRIES,
     DEMO_ENTITIES,
@@ -23,9 +23,9 @@ from engine.catalogue import (
     iter_catalogue,
     seed_catalogue,
 )
-from engine.errors import ConfigError
-from engine.model import ENTITY_TYPES, DomainError, Status, slugify
-from engine.templates import load_templates
+from engine.core.errors import ConfigError
+from engine.core.model import ENTITY_TYPES, DomainError, Status, slugify
+from engine.catalogue.templates import load_templates
 
 TEMPLATES = load_templates()
 

@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from engine import falkor
-from engine.catalogue import DEMO_ENTITIES, generate_catalogue
-from engine.graph import GraphStore
-from engine.opsdb import open_ops_db
-from engine.settings import REPO_ROOT, Settings
+from engine.store import falkor
+from engine.catalogue.generator import DEMO_ENTITIES, generate_catalogue
+from engine.store.graph import GraphStore
+from engine.store.opsdb import open_ops_db
+from engine.core.settings import REPO_ROOT, Settings
 
 PY = sys.executable
 
@@ -51,7 +51,7 @@ def one_line_error(done: subprocess.CompletedProcess) -> str:
 @pytest.mark.parametrize("command", [["seed"], ["import"], ["stats"], ["demo"], ["store"], ["store", "start"],
                                      ["store", "stop"], ["store", "status"]])
 def test_every_catalogue_command_has_help(command, capsys):
-    from engine.cli import main
+    from engine.cli.main import main
 
     with pytest.raises(SystemExit) as exited:
         main([*command, "--help"])
@@ -115,7 +115,7 @@ def test_import_then_stats_then_replace(cli, tmp_path):
 
 _SEEDER = """
 import sys
-from engine.cli import main
+from engine.cli.main import main
 print("ready", flush=True)
 sys.stdin.readline()
 sys.exit(main(sys.argv[1:]))

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from engine import falkor
-from engine.catalogue import generate_catalogue, seed_catalogue
-from engine.graph import GraphStore
-from engine.metrics import query_events
-from engine.opsdb import open_ops_db
-from engine.settings import REPO_ROOT, Settings
-from engine.templates import load_templates
+from engine.store import falkor
+from engine.catalogue.generator import generate_catalogue, seed_catalogue
+from engine.store.graph import GraphStore
+from engine.monitoring.events import query_events
+from engine.store.opsdb import open_ops_db
+from engine.core.settings import REPO_ROOT, Settings
+from engine.catalogue.templates import load_templates
 
 PY = sys.executable
 ENTITY = generate_catalogue(1, 7)[0].id
@@ -34,7 +34,7 @@ class Done:
 def cli(tmp_path, monkeypatch, capsys):
     """Run the CLI in this process against a fresh data dir seeded with 30 entities (``cli.process`` runs
     it as a real subprocess); the embedded server is stopped at teardown."""
-    from engine.cli import main
+    from engine.cli.main import main
 
     settings = Settings(data_dir=tmp_path / "data")
     monkeypatch.delenv("FALKORDB_URL", raising=False)
@@ -81,7 +81,7 @@ def graph_state(settings, ids):
 
 @pytest.mark.parametrize("command", [["discover"], ["compare"], ["bench", "discovery"]])
 def test_every_discovery_command_has_help(command, capsys):
-    from engine.cli import main
+    from engine.cli.main import main
 
     with pytest.raises(SystemExit) as exited:
         main([*command, "--help"])
@@ -178,7 +178,7 @@ def Counter_of(events):
 
 
 def test_compare_catalogue_json_is_deterministic_and_touches_no_store(tmp_path, monkeypatch, capsys):
-    from engine.cli import main
+    from engine.cli.main import main
 
     monkeypatch.setenv("DISCOVERY_DATA_DIR", str(tmp_path / "untouched"))
     outs = []
@@ -195,7 +195,7 @@ def test_compare_catalogue_json_is_deterministic_and_touches_no_store(tmp_path, 
 
 
 def test_bench_discovery_prints_figures_and_ratios(tmp_path, monkeypatch, capsys):
-    from engine.cli import main
+    from engine.cli.main import main
 
     monkeypatch.setenv("DISCOVERY_DATA_DIR", str(tmp_path / "untouched"))
     assert main(["bench", "discovery", "--entities", "60"]) == 0

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHILD = textwrap.dedent(
     """
     import argparse, sys
-    from engine import cli
+    from engine.cli import main as cli
 
     def chatty(args):
         for i in range(int(sys.argv[1])):

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from engine.alerts import rules_path, save_rules, load_rules
-from engine.cli import build_parser, main
-from engine.jsonlog import JsonlLog
-from engine.metrics import record_runs
-from engine.opsdb import open_ops_db
+from engine.monitoring.alerts import rules_path, save_rules, load_rules
+from engine.cli.main import build_parser, main
+from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring.events import record_runs
+from engine.store.opsdb import open_ops_db
 from monitoring_data import make_run
 
 

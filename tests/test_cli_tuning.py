@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from engine.cli import main
-from engine.jobs import JobState, JobStore, run_claimed
-from engine.opsdb import open_ops_db
-from engine.params import ParameterConfig
-from engine.settings import load_settings
-from engine.study import get_study, list_studies, list_trials
+from engine.cli.main import main
+from engine.jobs.queue import JobState, JobStore, run_claimed
+from engine.store.opsdb import open_ops_db
+from engine.core.params import ParameterConfig
+from engine.core.settings import load_settings
+from engine.tuning.study import get_study, list_studies, list_trials
 
 SMALL = ["--entities", "30", "--params", "max_iterations,delta_accept", "--validation-split", "0.7"]
 
@@ -28,7 +28,7 @@ def env(tmp_path, monkeypatch):
 def no_launch(monkeypatch):
     """Workers are not started; the test runs the job in-process with run_claimed when it wants."""
     launched = []
-    monkeypatch.setattr("engine.jobs.launch_worker", lambda settings, job_id, **kw: launched.append(job_id) or 0)
+    monkeypatch.setattr("engine.jobs.queue.launch_worker", lambda settings, job_id, **kw: launched.append(job_id) or 0)
     return launched
 
 

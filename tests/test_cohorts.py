@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from engine.cohorts import CohortMember, allocate, derive_seed, next_cohort, shadow_subset, stratified_sample
+from engine.rollout.cohorts import CohortMember, allocate, derive_seed, next_cohort, shadow_subset, stratified_sample
 
 
 def _population(n=400):

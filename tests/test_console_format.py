@@ -18,7 +18,7 @@ from console.format import (
     status_frame,
     statuses_of,
 )
-from engine.model import Entity, Hypothesis, Status
+from engine.core.model import Entity, Hypothesis, Status
 
 
 def hyp(entity, pattern, category, confidence=0.5, status=Status.ACTIVE, updated_at=0.0):

@@ -6,12 +6,12 @@ from collections import Counter
 
 import pytest
 
-from engine.catalogue import seed_catalogue
-from engine.cli import main
-from engine.demo_metrics import pick_entities, seed_demo_metrics
-from engine.metrics import count_events, query_events
-from engine.opsdb import OpsDB
-from engine.templates import load_templates
+from engine.catalogue.generator import seed_catalogue
+from engine.cli.main import main
+from engine.discovery.demo import pick_entities, seed_demo_metrics
+from engine.monitoring.events import count_events, query_events
+from engine.store.opsdb import OpsDB
+from engine.catalogue.templates import load_templates
 
 NOW = 1_800_000_000.0
 DAY = 86400.0

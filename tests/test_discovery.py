@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from engine.catalogue import build_hypotheses, generate_catalogue, templates_for
-from engine.discovery import STOP_CODES, channel_scores, run_batch, run_discovery, stop_code
-from engine.model import (
+from engine.catalogue.generator import build_hypotheses, generate_catalogue, templates_for
+from engine.discovery.systems import STOP_CODES, channel_scores, run_batch, run_discovery, stop_code
+from engine.core.model import (
     Channel,
     Decision,
     Depth,
@@ -19,9 +19,9 @@ from engine.model import (
     Status,
     Template,
 )
-from engine.params import ParameterConfig
-from engine.templates import load_templates
-from engine.world import SimulatedWorld
+from engine.core.params import ParameterConfig
+from engine.catalogue.templates import load_templates
+from engine.discovery.world import SimulatedWorld
 
 NOW = 1_700_000_000.0
 ENTITIES = generate_catalogue(200, 7)
@@ -283,7 +283,7 @@ def test_the_hot_path_picks_exactly_what_rank_hypotheses_ranks_first():
     import random
     from dataclasses import replace as dc_replace
 
-    from engine.eig import best_hypothesis, rank_hypotheses
+    from engine.discovery.eig import best_hypothesis, rank_hypotheses
 
     rng = random.Random(5)
     for trial in range(300):

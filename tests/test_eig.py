@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from engine.eig import (
+from engine.discovery.eig import (
     SECONDS_PER_DAY,
     counted_confirmations,
     expected_information_gain,
@@ -15,8 +15,8 @@ from engine.eig import (
     recency,
     score_hypothesis,
 )
-from engine.model import Hypothesis, Pattern, Status
-from engine.params import ParameterConfig
+from engine.core.model import Hypothesis, Pattern, Status
+from engine.core.params import ParameterConfig
 
 P = ParameterConfig()
 NOW = 1_700_000_000.0

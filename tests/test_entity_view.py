@@ -11,8 +11,8 @@ import pytest
 from console_env import seeded_console_env
 from streamlit.testing.v1 import AppTest
 
-from engine.catalogue import seed_catalogue
-from engine.entity_view import (
+from engine.catalogue.generator import seed_catalogue
+from engine.discovery.entity_view import (
     bench,
     EVIDENCE_COLUMNS,
     HOP_COLUMNS,
@@ -30,8 +30,8 @@ from engine.entity_view import (
     run_summary,
     trajectory_rows,
 )
-from engine.metrics import query_events
-from engine.model import (
+from engine.monitoring.events import query_events
+from engine.core.model import (
     Decision,
     Depth,
     HopRecord,
@@ -42,8 +42,8 @@ from engine.model import (
     Status,
     UnknownEntity,
 )
-from engine.params import DEFAULT_PARAMS
-from engine.templates import load_templates
+from engine.core.params import DEFAULT_PARAMS
+from engine.catalogue.templates import load_templates
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -326,8 +326,8 @@ def test_page_shows_the_eig_ranking_of_the_selected_entity(console_graph):
 
 
 def test_run_discovery_shows_the_result_and_the_updated_state(console_graph):
-    from engine.metrics import count_events
-    from engine.opsdb import OpsDB
+    from engine.monitoring.events import count_events
+    from engine.store.opsdb import OpsDB
 
     entity = console_graph.list_entities(limit=2)[1]
     ops = OpsDB(console_graph.settings.ops_db_path)
@@ -364,8 +364,8 @@ def test_page_reads_through_the_cache_and_shows_another_processs_write(console_g
     rollout worker or the CLI makes) shows at the next page run, not after the cache's TTL."""
     from console.cache_view import get_cache_service
     from console.services import _shared_services
-    from engine.cached_graph import hyps_key
-    from engine.model import Decision, apply_decision
+    from engine.cache.cached_graph import hyps_key
+    from engine.core.model import Decision, apply_decision
 
     entity = console_graph.list_entities(limit=4)[3]
     at = open_entity(entity.id)
@@ -402,7 +402,7 @@ def test_shadow_old_run_from_the_page_writes_no_evidence(console_graph):
 
 
 def test_evidence_trail_flags_and_filters_rolled_back_hops(console_graph):
-    from engine.opsdb import OpsDB
+    from engine.store.opsdb import OpsDB
 
     entity = console_graph.list_entities(limit=4)[3]
     ops = OpsDB(console_graph.settings.ops_db_path)
@@ -426,14 +426,14 @@ def test_evidence_trail_flags_and_filters_rolled_back_hops(console_graph):
 def test_store_down_while_viewing_is_a_one_line_error(console_graph, monkeypatch):
     entity = console_graph.list_entities(limit=1)[0]
     at = open_entity(entity.id)
-    import engine.runs
+    import engine.discovery.runs
 
     def down(*_a, **_k):
-        from engine.errors import StoreUnavailable
+        from engine.core.errors import StoreUnavailable
 
         raise StoreUnavailable("graph store unreachable at embedded FalkorDB: start it with `python -m engine store start`")
 
-    monkeypatch.setattr(engine.runs, "run_entities", down)
+    monkeypatch.setattr(engine.discovery.runs, "run_entities", down)
     at.button(key="entity_run_button").click().run()
     assert not at.exception
     assert len(at.error) == 1 and "unreachable" in at.error[0].value

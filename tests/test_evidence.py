@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from engine.catalogue import build_hypotheses, generate_catalogue, templates_for
-from engine.discovery import run_discovery
-from engine.errors import ConfigError
-from engine.evidence import (
+from engine.catalogue.generator import build_hypotheses, generate_catalogue, templates_for
+from engine.discovery.systems import run_discovery
+from engine.core.errors import ConfigError
+from engine.discovery.evidence import (
     EvidenceUnavailable,
     HTTPEvidenceSource,
     RecordingSource,
@@ -22,9 +22,9 @@ from engine.evidence import (
     rows_from_run,
     write_replay,
 )
-from engine.model import Decision, Depth, HopType
-from engine.templates import load_templates
-from engine.world import SimulatedWorld
+from engine.core.model import Decision, Depth, HopType
+from engine.catalogue.templates import load_templates
+from engine.discovery.world import SimulatedWorld
 
 NOW = 1_700_000_000.0
 ENTITIES = generate_catalogue(12, 7)

@@ -1,4 +1,4 @@
-"""The embedded FalkorDB server and the clients (engine.falkor), against real servers in tmp dirs."""
+"""The embedded FalkorDB server and the clients (engine.store.falkor), against real servers in tmp dirs."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import psutil
 import pytest
 import redis
 
-from engine import falkor
-from engine.errors import StoreUnavailable
-from engine.graph import GraphStore
-from engine.settings import REPO_ROOT, Settings
+from engine.store import falkor
+from engine.core.errors import StoreUnavailable
+from engine.store.graph import GraphStore
+from engine.core.settings import REPO_ROOT, Settings
 
 PY = sys.executable
 
@@ -243,8 +243,8 @@ _RACER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from engine import falkor
-    from engine.settings import Settings
+    from engine.store import falkor
+    from engine.core.settings import Settings
 
     data_dir, worker, n = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     settings = Settings(data_dir=data_dir, graph_name="race")

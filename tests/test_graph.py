@@ -1,6 +1,6 @@
 """GraphStore against a real embedded FalkorDB in a temp dir."""
 
-from engine.model import Channel, Entity, HopType, Hypothesis, Pattern, Template
+from engine.core.model import Channel, Entity, HopType, Hypothesis, Pattern, Template
 
 
 def test_fixture_graph_round_trips_an_entity(graph, ops):
@@ -16,11 +16,11 @@ def test_fixture_graph_round_trips_an_entity(graph, ops):
 
 import pytest  # noqa: E402
 
-from engine import falkor  # noqa: E402
-from engine.catalogue import seed_catalogue  # noqa: E402
-from engine.graph import GraphStore  # noqa: E402
-from engine.model import Decision, Depth, DomainError, HopRecord, UnknownEntity, apply_decision  # noqa: E402
-from engine.templates import load_templates  # noqa: E402
+from engine.store import falkor  # noqa: E402
+from engine.catalogue.generator import seed_catalogue  # noqa: E402
+from engine.store.graph import GraphStore  # noqa: E402
+from engine.core.model import Decision, Depth, DomainError, HopRecord, UnknownEntity, apply_decision  # noqa: E402
+from engine.catalogue.templates import load_templates  # noqa: E402
 
 
 def test_close_and_reopen_keeps_entities_hypotheses_and_evidence(settings):

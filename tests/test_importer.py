@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from engine.catalogue import seed_catalogue
-from engine.errors import DiscoveryError
-from engine.importer import (
+from engine.catalogue.generator import seed_catalogue
+from engine.core.errors import DiscoveryError
+from engine.catalogue.importer import (
     ImportProblem,
     ImportRejected,
     check_file,
@@ -16,8 +16,8 @@ from engine.importer import (
     parse_csv,
     parse_json,
 )
-from engine.model import Entity
-from engine.templates import load_templates
+from engine.core.model import Entity
+from engine.catalogue.templates import load_templates
 
 TEMPLATES = load_templates()
 HEADER = "name,id,sport,country,type,tier,cluster,template\n"

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from engine.errors import DiscoveryError
-from engine.jobs import (
+from engine.core.errors import DiscoveryError
+from engine.jobs.queue import (
     Control,
     JobCancelled,
     JobError,

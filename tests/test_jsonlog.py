@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import ConfigError
-from engine.jsonlog import JsonlLog
+from engine.core.errors import ConfigError
+from engine.monitoring.jsonlog import JsonlLog
 
 WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from engine.jsonlog import JsonlLog
+    from engine.monitoring.jsonlog import JsonlLog
     path, writer, count, max_bytes, backups = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     log = JsonlLog(Path(path), max_bytes=max_bytes, backups=backups)
     print("ready", flush=True)

@@ -9,10 +9,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from console.live import LIVE_METRICS, alert_banner, comparison_tiles, runs_caption, series_frame
-from engine.jsonlog import JsonlLog
-from engine.metrics import record_runs
-from engine.monitor import series_from_events, summarize_events
-from engine.opsdb import open_ops_db
+from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring.events import record_runs
+from engine.monitoring.windows import series_from_events, summarize_events
+from engine.store.opsdb import open_ops_db
 from monitoring_data import make_event, make_run
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
@@ -106,7 +106,7 @@ def test_overview_draws_four_live_charts_from_recorded_events(console_env):
 
 
 def test_alert_banner_names_firing_and_pending_rules():
-    from engine.alerts import AlertRecord, AlertStatus
+    from engine.monitoring.alerts import AlertRecord, AlertStatus
 
     def rec(rid, state):
         return AlertRecord(rid, AlertStatus(state), 0.0, "", None, 0, 0.0)
@@ -117,7 +117,7 @@ def test_alert_banner_names_firing_and_pending_rules():
 
 
 def test_overview_warns_while_an_alert_fires(console_env):
-    from engine.alerts import evaluate_alerts, load_rules, save_rules
+    from engine.monitoring.alerts import evaluate_alerts, load_rules, save_rules
 
     save_rules(console_env, [r.to_json() | ({"hold": "0s", "min_sample": 1} if r.id == "error-rate" else {})
                              for r in load_rules(console_env)])

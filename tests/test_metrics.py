@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from engine.jsonlog import JsonlLog
-from engine.metrics import (
+from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring.events import (
     MetricEvent,
     count_events,
     last_event_at,
@@ -124,7 +124,7 @@ def test_metrics_migration_is_recorded(ops):
 
 
 def test_light_query_has_every_figure_but_the_lists(ops, log):
-    from engine.metrics import query_events_light
+    from engine.monitoring.events import query_events_light
 
     record_runs(ops, [make_run("a", errors=("timeout",), actionable=True), make_run("b", system="old")],
                 run_id="r", stage_id="s", truth=lambda eid: eid == "a", clock=lambda: 100.0, log=log,

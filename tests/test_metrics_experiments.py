@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.metrics import EXPERIMENT_STAGE_PREFIX, MetricEvent, count_events, query_events, query_events_light, record_events
-from engine.jsonlog import JsonlLog
+from engine.monitoring.events import EXPERIMENT_STAGE_PREFIX, MetricEvent, count_events, query_events, query_events_light, record_events
+from engine.monitoring.jsonlog import JsonlLog
 
 
 def _event(i: int, stage_id: str | None, run_id: str) -> MetricEvent:

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from engine.model import (
+from engine.core.model import (
     CATEGORY_GROUP,
     Channel,
     Decision,

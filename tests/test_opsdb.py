@@ -9,10 +9,10 @@ import textwrap
 
 import pytest
 
-from engine.errors import ConfigError, StoreUnavailable
-from engine.model import DomainError
-from engine.opsdb import MIGRATIONS, Migration, OpsDB, collect_migrations, open_ops_db
-from engine.settings import REPO_ROOT, Settings
+from engine.core.errors import ConfigError, StoreUnavailable
+from engine.core.model import DomainError
+from engine.store.opsdb import MIGRATIONS, Migration, OpsDB, collect_migrations, open_ops_db
+from engine.core.settings import REPO_ROOT, Settings
 
 PY = sys.executable
 
@@ -97,7 +97,7 @@ def collect_migrations_from(migrations):
 
 
 def test_component_modules_that_do_not_exist_yet_are_skipped():
-    found = collect_migrations(["engine.opsdb", "engine.no_such_component_yet"])
+    found = collect_migrations(["engine.store.opsdb", "engine.no_such_component_yet"])
     assert [m.component for m in found] == ["core"] * len(MIGRATIONS)
 
 
@@ -117,7 +117,7 @@ def test_malformed_migration_is_a_config_error(kwargs, message):
 _OPENER = textwrap.dedent(
     """
     import sys
-    from engine.opsdb import MIGRATIONS, Migration, OpsDB
+    from engine.store.opsdb import MIGRATIONS, Migration, OpsDB
     print("ready", flush=True)
     sys.stdin.readline()
     extra = [Migration("widgets", v, f"v{v}", (f"ALTER TABLE widgets ADD COLUMN c{v} TEXT",) if v > 1 else

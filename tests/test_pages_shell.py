@@ -14,12 +14,12 @@ from console_env import seeded_console_env
 from streamlit.testing.v1 import AppTest
 
 from console.format import HYPOTHESIS_COLUMNS
-from engine import falkor
-from engine.catalogue import seed_catalogue
-from engine.graph import GraphStore
-from engine.model import Status
-from engine.settings import load_settings
-from engine.templates import load_templates
+from engine.store import falkor
+from engine.catalogue.generator import seed_catalogue
+from engine.store.graph import GraphStore
+from engine.core.model import Status
+from engine.core.settings import load_settings
+from engine.catalogue.templates import load_templates
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 N_ENTITIES = 60

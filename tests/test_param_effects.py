@@ -14,13 +14,13 @@ from dataclasses import replace
 
 import pytest
 
-from engine.cache import HypothesisCache
-from engine.catalogue import build_hypotheses, generate_catalogue, templates_for
-from engine.discovery import run_discovery
-from engine.model import Channel, Entity, HopType, Pattern, Template
-from engine.params import GROUPS, PARAMETER_SPECS, ParameterConfig
-from engine.templates import load_templates
-from engine.world import SimulatedWorld
+from engine.cache.lru import HypothesisCache
+from engine.catalogue.generator import build_hypotheses, generate_catalogue, templates_for
+from engine.discovery.systems import run_discovery
+from engine.core.model import Channel, Entity, HopType, Pattern, Template
+from engine.core.params import GROUPS, PARAMETER_SPECS, ParameterConfig
+from engine.catalogue.templates import load_templates
+from engine.discovery.world import SimulatedWorld
 
 NOW = 1_700_000_000.0
 DAY = 86400.0

@@ -7,9 +7,9 @@ from dataclasses import fields
 
 import pytest
 
-from engine.errors import ConfigError
-from engine.model import CATEGORY_GROUP, GROUP_VALUE_DEFAULTS, DecisionDeltas, LifecycleRules
-from engine.params import (
+from engine.core.errors import ConfigError
+from engine.core.model import CATEGORY_GROUP, GROUP_VALUE_DEFAULTS, DecisionDeltas, LifecycleRules
+from engine.core.params import (
     DEFAULT_PARAMS,
     GROUPS,
     PARAMETER_SPECS,

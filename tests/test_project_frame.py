@@ -7,7 +7,7 @@ import re
 import subprocess
 import tomllib
 
-from engine.settings import REPO_ROOT
+from engine.core.settings import REPO_ROOT
 
 
 def test_console_listens_on_loopback_unless_told_otherwise():

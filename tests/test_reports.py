@@ -8,11 +8,11 @@ from html.parser import HTMLParser
 
 import pytest
 
-from engine.alerts import evaluate_alerts, load_rules_file, SHIPPED_RULES
-from engine.errors import ConfigError
-from engine.jsonlog import JsonlLog
-from engine.metrics import record_runs
-from engine.reports import build_report, md_cell, render, report_filename, to_dict
+from engine.monitoring.alerts import evaluate_alerts, load_rules_file, SHIPPED_RULES
+from engine.core.errors import ConfigError
+from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring.events import record_runs
+from engine.monitoring.reports import build_report, md_cell, render, report_filename, to_dict
 from monitoring_data import FakeClock, make_run
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00:00Z
@@ -79,7 +79,7 @@ def test_every_format_states_window_hashes_generation_time_and_method(report, fm
     assert "2027-01-15 09:02:00Z" in text  # generated at == window end
     assert "2027-01-14 09:02:00Z" in text  # window start (24 h earlier)
     assert "hash-new-1" in text and "hash-old-9" in text
-    assert "linear interpolation between closest ranks" in text
+    assert "nearest rank: the value at 1-based rank ceil(q/100 * n)" in text
 
 
 def test_markdown_escapes_table_breakers(report):

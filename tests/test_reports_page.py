@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.jsonlog import JsonlLog
-from engine.metrics import record_runs
-from engine.opsdb import open_ops_db
+from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring.events import record_runs
+from engine.store.opsdb import open_ops_db
 from monitoring_data import make_run
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from engine import rollout as ro
-from engine.catalogue import seed_catalogue
-from engine.errors import ConfigError, DiscoveryError
-from engine.jobs import JobState, JobStore, run_claimed
-from engine.metrics import count_events, query_events
-from engine.params import ParameterConfig
-from engine.templates import load_templates
+from engine.rollout import runner as ro
+from engine.catalogue.generator import seed_catalogue
+from engine.core.errors import ConfigError, DiscoveryError
+from engine.jobs.queue import JobState, JobStore, run_claimed
+from engine.monitoring.events import count_events, query_events
+from engine.core.params import ParameterConfig
+from engine.catalogue.templates import load_templates
 
 SHIPPED_STAGES = json.loads((Path(__file__).resolve().parent.parent / "data" / "stages.json").read_text())
 
@@ -391,7 +391,7 @@ def test_sigkilled_worker_resumed_processes_every_entity_exactly_once(settings, 
 
 
 def test_a_rollback_interrupted_by_the_store_can_be_retried_at_once(settings, ops, seeded, tmp_path):
-    from engine.errors import StoreUnavailable
+    from engine.core.errors import StoreUnavailable
 
     ids = seeded.list_entity_ids()
     before = state_of(seeded, ids)

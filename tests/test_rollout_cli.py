@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from engine.catalogue import seed_catalogue
-from engine.cli import main
-from engine.templates import load_templates
+from engine.catalogue.generator import seed_catalogue
+from engine.cli.main import main
+from engine.catalogue.templates import load_templates
 
 from tests.test_rollout import stage_table
 

@@ -3,9 +3,9 @@
 Each test seeds 60 demo entities in its own data dir, opens the console's
 Rollout page in-process (AppTest runs the polling fragment inline, once per
 run) and drives it with its widgets. Start launches a real
-`python -m engine worker --job ID` through engine.rollout.start_rollout; the
+`python -m engine worker --job ID` through engine.rollout.runner.start_rollout; the
 test waits for the worker by polling SQLite, then runs the page again and
-compares what it shows with what engine.rollout says.
+compares what it shows with what engine.rollout.runner says.
 """
 
 from __future__ import annotations
@@ -20,14 +20,16 @@ import psutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import falkor, rollout
-from engine.catalogue import seed_catalogue
-from engine.graph import GraphStore
-from engine.jobs import JobStore, wait_for
-from engine.opsdb import open_ops_db
-from engine.settings import load_settings
-from engine.stages import load_stage_config
-from engine.templates import load_templates
+from engine.store import falkor
+
+from engine.rollout import runner as rollout
+from engine.catalogue.generator import seed_catalogue
+from engine.store.graph import GraphStore
+from engine.jobs.queue import JobStore, wait_for
+from engine.store.opsdb import open_ops_db
+from engine.core.settings import load_settings
+from engine.rollout.stages import load_stage_config
+from engine.catalogue.templates import load_templates
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 PAGE = "pages/rollout.py"

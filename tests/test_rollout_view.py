@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from console import rollout_view as rv
-from engine.jobs import Control, Job, JobState
-from engine.metrics import MetricEvent
-from engine.monitor import percentile
-from engine.stages import load_stage_config
-from engine.stats import Measurement
-from engine.verdict import Phase, assess
+from engine.jobs.queue import Control, Job, JobState
+from engine.monitoring.events import MetricEvent
+from engine.monitoring.windows import percentile
+from engine.rollout.stages import load_stage_config
+from engine.rollout.stats import Measurement
+from engine.rollout.verdict import Phase, assess
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_old_vs_new_running_figures_by_hand():
     assert list(old_rate["value"]) == pytest.approx([0.0, 0.5])
     new_p95 = frame[(frame.system == "new") & (frame.metric == "p95_engine_latency_ms")]
     assert list(new_p95["value"]) == pytest.approx(
-        [10.0, np.percentile([10, 20], 95), np.percentile([10, 20, 40], 95)]
+        [10.0, np.percentile([10, 20], 95, method="inverted_cdf"), np.percentile([10, 20, 40], 95, method="inverted_cdf")]
     )
     latest = rv.latest_figures(frame)
     assert latest["cost_per_entity"].new == pytest.approx(2.0) and latest["cost_per_entity"].old == pytest.approx(3.0)

@@ -1,17 +1,17 @@
-"""engine.runs against the real stores: live writes, shadow writes nothing, metrics, unknown ids."""
+"""engine.discovery.runs against the real stores: live writes, shadow writes nothing, metrics, unknown ids."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.catalogue import seed_catalogue
-from engine.errors import ConfigError
-from engine.evidence import HTTPEvidenceSource, ReplaySource
-from engine.jsonlog import JsonlLog
-from engine.metrics import query_events
-from engine.model import Decision, EvidenceResult, RunResult, UnknownEntity
-from engine.params import ParameterConfig
-from engine.runs import (
+from engine.catalogue.generator import seed_catalogue
+from engine.core.errors import ConfigError
+from engine.discovery.evidence import HTTPEvidenceSource, ReplaySource
+from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring.events import query_events
+from engine.core.model import Decision, EvidenceResult, RunResult, UnknownEntity
+from engine.core.params import ParameterConfig
+from engine.discovery.runs import (
     EvidenceSpec,
     compare_entities,
     load_context,
@@ -19,8 +19,8 @@ from engine.runs import (
     run_entities,
     truth_of,
 )
-from engine.templates import load_templates
-from engine.world import SimulatedWorld
+from engine.catalogue.templates import load_templates
+from engine.discovery.world import SimulatedWorld
 
 NOW = 1_700_000_000.0
 clock = lambda: NOW  # noqa: E731
@@ -143,7 +143,7 @@ def test_cluster_confirmations_of_earlier_entities_dampen_later_ones(seeded, ops
 def test_promotions_stored_in_the_graph_dampen_novelty(seeded, ops):
     from dataclasses import replace
 
-    from engine.model import Status
+    from engine.core.model import Status
 
     ids = _biggest_cluster(seeded)
     first, other = ids[0], ids[1]
@@ -212,7 +212,7 @@ def test_context_ranks_hypotheses_by_eig(seeded):
 
 
 def test_evaluator_lost_mid_batch_keeps_earlier_entities_and_their_metrics(seeded, ops):
-    from engine.evidence import EvidenceUnavailable
+    from engine.discovery.evidence import EvidenceUnavailable
 
     ids = seeded.list_entity_ids()[:3]
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from engine.errors import ConfigError
-from engine.stages import DEFAULT_STAGES_FILE, Metric, StagePolicy, Check, load_stage_config, parse_stage_config
+from engine.core.errors import ConfigError
+from engine.rollout.stages import DEFAULT_STAGES_FILE, Metric, StagePolicy, Check, load_stage_config, parse_stage_config
 
 
 def _raw() -> dict:

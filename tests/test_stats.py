@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from engine.stats import PairedOutcome, bootstrap_interval, clopper_pearson, measure, p95, quantile, relative_change_pct
+from engine.rollout.stats import PairedOutcome, bootstrap_interval, clopper_pearson, measure, p95, quantile, relative_change_pct
 
 
 def _o(i, new_cost, old_cost, new_act=False, old_act=False, hops=10, errors=0, ms=5.0, crashed=False):

@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from engine.errors import ConfigError
-from engine.jobs import Control, JobState, JobStore, launch_worker, resume_job, wait_for, worker_liveness
-from engine.metrics import count_events, query_events
-from engine.objective import ObjectiveResult, Rewards
-from engine.params import ParameterConfig
-from engine.study import (
+from engine.core.errors import ConfigError
+from engine.jobs.queue import Control, JobState, JobStore, launch_worker, resume_job, wait_for, worker_liveness
+from engine.monitoring.events import count_events, query_events
+from engine.tuning.objective import ObjectiveResult, Rewards
+from engine.core.params import ParameterConfig
+from engine.tuning.study import (
     EntitySpec,
     StudyRunner,
     StudySpec,
@@ -295,7 +295,7 @@ def test_a_study_whose_worker_is_sigkilled_resumes_without_repeating_finished_tr
 
 
 def test_an_entity_offset_gives_catalogue_entities_no_default_study_uses(ops):
-    from engine.study import build_workload
+    from engine.tuning.study import build_workload
 
     first = build_workload(EntitySpec(n=40), 11).entity_ids
     fresh = build_workload(EntitySpec(n=40, offset=40), 11).entity_ids
@@ -306,7 +306,7 @@ def test_an_entity_offset_gives_catalogue_entities_no_default_study_uses(ops):
 
 
 def test_sensitivity_sweep_separates_parameters_that_move_the_objective_from_ones_that_cannot():
-    from engine.objective import catalogue_workload, sensitivity, sweep_values
+    from engine.tuning.objective import catalogue_workload, sensitivity, sweep_values
 
     w = catalogue_workload(25, 7, 11)
     rows = {r.name: r for r in sensitivity(w, w.entity_ids, ["max_iterations", "cache_ttl_s"], points=3)}
@@ -336,9 +336,9 @@ def _record_replay_and_labels(tmp_path, spec: StudySpec):
     """Record the current config's evidence over the study's entities, and the world's truth as labels."""
     from dataclasses import replace
 
-    from engine.evidence import RecordingSource
-    from engine.objective import run_entities
-    from engine.study import build_workload
+    from engine.discovery.evidence import RecordingSource
+    from engine.tuning.objective import run_entities
+    from engine.tuning.study import build_workload
 
     world = build_workload(spec.entities, spec.world_seed)
     rec = RecordingSource(world.source)
@@ -351,7 +351,7 @@ def _record_replay_and_labels(tmp_path, spec: StudySpec):
 
 def test_a_study_on_replayed_evidence_scored_by_labels_reproduces_the_world_score_of_the_recorded_config(
         ops, settings, tmp_path):
-    from engine.study import evidence_ref, labels_ref
+    from engine.tuning.study import evidence_ref, labels_ref
 
     world_study = create_study(ops, _spec(iterations=1), actor="t")
     _run(ops, settings, world_study)
@@ -368,7 +368,7 @@ def test_a_study_on_replayed_evidence_scored_by_labels_reproduces_the_world_scor
 
 
 def test_replay_without_labels_and_bad_labels_are_one_line_errors(ops, tmp_path):
-    from engine.study import evidence_ref, labels_ref, read_labels
+    from engine.tuning.study import evidence_ref, labels_ref, read_labels
 
     replay, labels = _record_replay_and_labels(tmp_path, _spec())
     with pytest.raises(ConfigError, match="no ground truth"):

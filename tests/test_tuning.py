@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from engine.errors import ConfigError
-from engine.holdout import hash_unit, split_entities
-from engine.tuning import (
+from engine.core.errors import ConfigError
+from engine.tuning.holdout import hash_unit, split_entities
+from engine.tuning.space import (
     BayesianSampler,
     Dimension,
     GridSampler,

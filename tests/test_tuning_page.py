@@ -9,11 +9,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from console import tuning_view as tv
-from engine import falkor
-from engine.jobs import JobState, JobStore, run_claimed
-from engine.opsdb import open_ops_db
-from engine.settings import load_settings
-from engine.study import EntitySpec, StudyRunner, StudySpec, create_study, get_study, list_trials
+from engine.store import falkor
+from engine.jobs.queue import JobState, JobStore, run_claimed
+from engine.store.opsdb import open_ops_db
+from engine.core.settings import load_settings
+from engine.tuning.study import EntitySpec, StudyRunner, StudySpec, create_study, get_study, list_trials
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 TIMEOUT = 90
@@ -53,7 +53,7 @@ def test_page_without_studies_says_how_to_start_one(env):
 
 def test_launch_form_creates_a_study_and_queues_its_worker_job(env, monkeypatch):
     launched = []
-    monkeypatch.setattr("engine.jobs.launch_worker", lambda settings, job_id, **kw: launched.append(job_id) or 4242)
+    monkeypatch.setattr("engine.jobs.queue.launch_worker", lambda settings, job_id, **kw: launched.append(job_id) or 4242)
     at = tuning_page()
     at.selectbox(key="tune_method").set_value("grid")
     at.number_input(key="tune_iterations").set_value(2)
@@ -78,7 +78,7 @@ def test_launch_form_creates_a_study_and_queues_its_worker_job(env, monkeypatch)
 def test_a_finished_study_shows_trials_holdout_result_and_hands_off(env):
     ops = open_ops_db(env)
     study = create_study(ops, SPEC, actor="test")
-    from engine.study import submit_study
+    from engine.tuning.study import submit_study
 
     job = submit_study(ops, study, actor="test")
     final = run_claimed(JobStore(ops), job.id, env)  # the worker's code path, in this process
@@ -107,7 +107,7 @@ def test_a_finished_study_shows_trials_holdout_result_and_hands_off(env):
 
 
 def test_best_so_far_is_monotone_and_skips_failed_trials(env):
-    from engine.study import Trial
+    from engine.tuning.study import Trial
 
     def t(n, score):
         return Trial(1, n, "complete" if score is not None else "failed", {"x": n}, None, "", score, None,

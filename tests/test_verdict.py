@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from engine.stages import Criterion, Metric, StagePolicy, Check
-from engine.stats import Measurement, PairedOutcome, measure
-from engine.verdict import Phase, assess, elapsed_days, promotion_gate, recompute_from_record, worst
+from engine.rollout.stages import Criterion, Metric, StagePolicy, Check
+from engine.rollout.stats import Measurement, PairedOutcome, measure
+from engine.rollout.verdict import Phase, assess, elapsed_days, promotion_gate, recompute_from_record, worst
 
 
 def _policy(test=Check.POINT, min_sample=5):

@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 
-from engine.cache import HypothesisCache
-from engine.cached_graph import CachedGraph, entity_key, hyps_key
-from engine.errors import ConfigError
-from engine.model import Decision, Depth, HopRecord, HopType
-from engine.warmer import (
+from engine.cache.lru import HypothesisCache
+from engine.cache.cached_graph import CachedGraph, entity_key, hyps_key
+from engine.core.errors import ConfigError
+from engine.core.model import Decision, Depth, HopRecord, HopType
+from engine.cache.warmer import (
     CacheWarmer,
     WarmerConfig,
     entity_of_key,

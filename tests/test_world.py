@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalogue import build_hypotheses, generate_catalogue, templates_for
-from engine.errors import ConfigError
-from engine.model import Decision, Depth, HopType
-from engine.settings import REPO_ROOT
-from engine.templates import load_templates
-from engine.world import DEFAULT_PROFILE_PATH, SimulatedWorld, WorldProfile, unit
+from engine.catalogue.generator import build_hypotheses, generate_catalogue, templates_for
+from engine.core.errors import ConfigError
+from engine.core.model import Decision, Depth, HopType
+from engine.core.settings import REPO_ROOT
+from engine.catalogue.templates import load_templates
+from engine.discovery.world import DEFAULT_PROFILE_PATH, SimulatedWorld, WorldProfile, unit
 
 NOW = 1_700_000_000.0
 CATALOGUE = generate_catalogue(3400, 7)

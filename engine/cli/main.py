@@ -1,0 +1,74 @@
+"""`python -m engine ...`: a thin adapter over the library.
+
+Each area of the product contributes its subcommands from its own module
+(listed in COMMAND_MODULES), each exposing ``register(subparsers)``; a
+registered parser sets ``func=handler`` where ``handler(args) -> int``.
+A module may also expose ``register_bench(bench_subparsers)`` to add a
+benchmark under ``python -m engine bench NAME``.
+Errors an operator can fix (``DiscoveryError``) become one line on stderr
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from engine.core.errors import DiscoveryError
+
+COMMAND_MODULES = (
+    "engine.cli.catalogue",  # seed, import, stats, demo
+    "engine.cli.store",  # store start|stop|status
+    "engine.cli.discovery",  # discover, compare, bench discovery
+    "engine.cli.monitoring",  # report, alerts
+    "engine.cli.cache",  # cache stats|warm|clear, bench store
+    "engine.cli.rollout",  # rollout ..., worker
+    "engine.cli.tuning",  # tune ...
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine",
+        description="Discovery Ops: run, measure and change the hypothesis-driven discovery system.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    bench = sub.add_parser(
+        "bench", help="benchmarks that print measured figures and ratios from one run"
+    ).add_subparsers(dest="bench", metavar="BENCHMARK")
+    bench.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # an area not built yet
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+        if hasattr(module, "register_bench"):
+            module.register_bench(bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try, so a reader that went away is handled below
+        return code
+    except DiscoveryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (`python -m engine stats | head`): not an error worth a traceback.
+        # Point stdout at /dev/null so the interpreter's final flush cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # what a shell reports for a process ended by SIGPIPE

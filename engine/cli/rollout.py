@@ -1,0 +1,369 @@
+"""`python -m engine rollout ...` and `python -m engine worker ...`: thin adapters over engine.rollout.runner and engine.jobs.queue."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from engine.jobs.queue import (
+    DEFAULT_STALE_AFTER_S,
+    JobState,
+    JobStore,
+    run_claimed,
+    worker_liveness,
+    worker_loop,
+)
+from engine.core.settings import load_settings
+
+
+def _ops(settings):
+    from engine.store.opsdb import open_ops_db
+
+    return open_ops_db(settings.ensure_dirs())
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = JobStore(_ops(settings))
+    if args.list:
+        store.reap(stale_after_s=args.stale_after)
+        now = time.time()
+        jobs = store.list(kind=args.kind, limit=args.limit)
+        if args.json:
+            print(json.dumps([j.to_dict() for j in jobs], indent=2, default=str))
+            return 0
+        if not jobs:
+            print("no jobs")
+        for j in jobs:
+            live = worker_liveness(j, now, args.stale_after)[1] if j.state.has_worker() else ""
+            print(f"{j.id:>5}  {j.kind:<10} {j.state:<10} {j.progress_done}/{j.progress_total}  "
+                  f"attempts {j.attempts}  {j.message or j.error or ''}  {live}".rstrip())
+        return 0
+    if args.reap:
+        dead = store.reap(stale_after_s=args.stale_after)
+        print(f"{len(dead)} dead job(s) found" + "".join(f"\n  job {j.id} ({j.kind})" for j in dead))
+        return 0
+    if args.job is not None:
+        job = run_claimed(store, args.job, settings)
+        print(f"job {job.id} ({job.kind}) {job.state}" + (f": {job.error}" if job.error else ""))
+        return 0 if job.state is JobState.SUCCEEDED else 1
+    kinds = args.kind.split(",") if args.kind else None
+    ran = worker_loop(store, settings, kinds=kinds, idle_exit_s=args.idle_exit)
+    print(f"worker ran {ran} job(s)")
+    return 0
+
+
+# --------------------------------------------------------------------------- rollout
+
+ACTIONS = ("start", "status", "pause", "resume", "promote", "rollback", "cancel", "runs", "report")
+#: states in which `--wait` stops waiting
+WAIT_UNTIL = ("completed", "rolled_back", "cancelled", "inconclusive", "paused", "dead", "failed", "stopped")
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "cli"
+
+
+def _fmt(x) -> str:
+    import math
+
+    if x is None:
+        return "n/a"
+    if isinstance(x, float) and not math.isfinite(x):
+        return "+inf" if x > 0 else "-inf"
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def format_status(st) -> str:
+    """Human text of a RolloutStatus (what `rollout status` prints)."""
+    if st.run is None:
+        return "no rollout yet: start one with `python -m engine rollout --stage pilot`"
+    r = st.run
+    done, total = st.progress
+    lines = [
+        f"rollout {r.id}: {st.state}{' (dry run)' if r.dry_run else ''} — {st.message}",
+        f"  stages {' -> '.join(r.stages)}; current {st.current_stage}; entities {done}/{total}",
+        f"  candidate {r.candidate_hash} ({r.candidate_source}); baseline {r.baseline_hash}; "
+        f"time scale {r.time_scale:g}; worker: {st.worker_note}",
+    ]
+    for s in st.stages:
+        width = 20
+        fill = int(round(s.progress * width))
+        v = f" verdict {s.verdict.phase}" if s.verdict else ""
+        lines.append(f"  {s.name:<11} {s.state:<12} [{'#' * fill}{'.' * (width - fill)}] {s.done}/{s.total}"
+                     f"  {s.elapsed_days:.2f}/{s.min_duration_days:g} d{v}")
+    if st.paired:
+        p = st.paired
+        lines.append(f"  paired ({p.paired} entities): cost old ${p.old_cost_usd:.3f} new ${p.new_cost_usd:.3f}; "
+                     f"actionable old {p.old_actionable} new {p.new_actionable}; errors {p.new_errors}/{p.new_hops} hops; "
+                     f"engine p95 {_fmt(p.new_engine_ms_p95)} ms")
+    if st.criteria:
+        lines.append(f"  criteria ({st.verdict.phase}: {st.verdict.reason}):")
+        for c in st.criteria:
+            lines.append(f"    {c.kind:<8} {c.metric:<24} {c.op} {c.threshold:<6g} value {_fmt(c.value):>8} "
+                         f"[{_fmt(c.low)}, {_fmt(c.high)}] ({c.test})  {c.phase}")
+    if st.decisions:
+        lines.append("  decisions (newest first):")
+        for d in st.decisions[:8]:
+            when = time.strftime("%H:%M:%S", time.gmtime(d.at))
+            lines.append(f"    #{d.id} {when} {d.stage:<10} {d.gate:<9} {d.action:<14} {d.phase:<12} {d.actor}"
+                         f"{' FORCED' if d.forced else ''}: {d.reason[:90]}")
+    return "\n".join(lines)
+
+
+def _wait(ops, run_id: int, poll_s: float = 1.0) -> int:
+    from engine.rollout.runner import rollout_status
+
+    last = None
+    while True:
+        st = rollout_status(ops, run_id, decisions=1)
+        done, total = st.progress
+        line = f"{st.state} {st.current_stage} {done}/{total}: {st.message}"
+        if line != last:
+            print(line, flush=True)
+            last = line
+        if st.state in WAIT_UNTIL:
+            return 0 if st.state == "completed" else 1
+        time.sleep(poll_s)
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from engine.rollout import runner as ro
+    from engine.core.errors import DiscoveryError
+
+    settings = load_settings().ensure_dirs()
+    ops = _ops(settings)
+    actor = _actor()
+    action = args.action
+    if action == "start" and args.resume:
+        st = ro.resume(ops, args.run, actor, settings=settings)
+        print(f"rollout {st.run.id}: {st.state} ({st.worker_note})")
+        return _wait(ops, st.run.id) if args.wait else 0
+    if action == "start":
+        if not args.stage:
+            raise DiscoveryError("say which stage to run: --stage pilot|limited|production|all (or --resume)")
+        run_id = ro.start_rollout(
+            settings, ops, stage=args.stage, entities=args.entities, config_file=args.config_file,
+            stages_file=args.stages_file, dry_run=args.dry_run, time_scale=args.time_scale, seed=args.seed,
+            world_seed=args.world_seed, actor=actor,
+        )
+        st = ro.rollout_status(ops, run_id)
+        print(f"rollout {run_id} started: stages {' -> '.join(st.run.stages)}"
+              f"{' (dry run: nothing live is touched)' if args.dry_run else ''}; job {st.run.job_id}, worker log "
+              f"{settings.log_dir}/worker-job-{st.run.job_id}.log")
+        print("follow it with `python -m engine rollout status`")
+        return _wait(ops, run_id) if args.wait else 0
+    if action == "status":
+        st = ro.rollout_status(ops, args.run)
+        if args.json:
+            print(json.dumps(st.to_dict(), indent=2, default=str))
+        else:
+            print(format_status(st))
+        return 0
+    if action == "runs":
+        runs = ro.list_runs(ops, limit=args.limit)
+        if args.json:
+            print(json.dumps([r.to_dict() for r in runs], indent=2, default=str))
+            return 0
+        if not runs:
+            print("no rollout yet")
+        for r in runs:
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.created_at))
+            print(f"{r.id:>4}  {when}  {r.state:<13} {r.target:<10} {'dry ' if r.dry_run else ''}"
+                  f"candidate {r.candidate_hash} by {r.actor}: {r.message}")
+        return 0
+    if action == "report":
+        st = ro.rollout_status(ops, args.run)
+        if st.run is None:
+            raise ro.UnknownRollout(None)
+        stage = args.stage or st.current_stage
+        text = ro.stage_report(ops, st.run.id, stage)
+        if args.output:
+            from pathlib import Path
+
+            Path(args.output).write_text(text)
+            print(f"wrote {args.output}")
+        else:
+            print(text)
+        return 0
+    if action == "pause":
+        st = ro.pause(ops, args.run, actor)
+    elif action == "resume":
+        st = ro.resume(ops, args.run, actor, settings=settings)
+    elif action == "cancel":
+        st = ro.cancel(ops, args.run, actor)
+    elif action == "promote":
+        st = ro.promote(ops, args.run, actor, force=args.force)
+    elif action == "rollback":
+        st = ro.rollout_status(ops, args.run)
+        if st.run is None:
+            raise ro.UnknownRollout(None)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise DiscoveryError("rollback restores the graph of every exposed entity: confirm with --yes")
+            answer = input(f"roll back rollout {st.run.id} ({st.state}, {st.progress[0]} entities)? type yes: ")
+            if answer.strip().lower() != "yes":
+                print("not rolled back")
+                return 1
+        res = ro.rollback(settings, ops, st.run.id, actor, args.reason or "operator request")
+        print(res.message)
+        return 0
+    else:  # pragma: no cover - argparse restricts the choices
+        raise DiscoveryError(f"unknown rollout action {action!r}")
+    print(format_status(st))
+    return 0
+
+
+def register(subparsers) -> None:
+    r = subparsers.add_parser(
+        "rollout",
+        help="staged rollout of the new system: start, status, pause, resume, promote, rollback",
+        description="Roll the new discovery system (with a candidate config) out pilot -> limited -> production, "
+        "paired against the old system with the live config on the same entities. `rollout --stage S` starts a run "
+        "in a detached worker; `rollout status` shows progress, criteria and decisions; pause/resume/cancel act "
+        "between entities; promote moves a passed (or, by a person, an inconclusive) stage on; rollback restores "
+        "every exposed entity from its stage's snapshot.",
+    )
+    r.add_argument("action", nargs="?", default="start", choices=ACTIONS,
+                   help="start (default), status, pause, resume, promote, rollback, cancel, runs, report")
+    r.add_argument("--stage", help="start: pilot|limited|production|all (stage names of the stage table); "
+                   "report: which stage (default: the current one)")
+    r.add_argument("--entities", type=int, metavar="N",
+                   help="limit the population to a seeded stratified sample of N entities (stage sizes capped at N)")
+    r.add_argument("--dry-run", action="store_true", help="both systems in shadow: no graph writes, nothing live")
+    r.add_argument("--resume", action="store_true", help="resume the latest (or --run) rollout whose worker died or paused")
+    r.add_argument("--config-file", metavar="FILE",
+                   help="candidate ParameterConfig JSON (default: the handed-over candidate, else the live config)")
+    r.add_argument("--stages-file", metavar="FILE", help="stage table (default data/stages.json)")
+    r.add_argument("--time-scale", type=float, metavar="X",
+                   help="scaled seconds per real second for minimum durations (86400: one day per second)")
+    r.add_argument("--seed", type=int, help="cohort seed (default: the stage table's)")
+    r.add_argument("--world-seed", type=int, help="simulated world seed (default 1)")
+    r.add_argument("--wait", action="store_true", help="stay and print progress until the run completes or stops")
+    r.add_argument("--run", type=int, metavar="ID", help="which run (default: the latest)")
+    r.add_argument("--json", action="store_true", help="status/runs: print JSON")
+    r.add_argument("--force", action="store_true", help="promote before the stage's minimum duration (audited)")
+    r.add_argument("--yes", action="store_true", help="rollback: do not ask for confirmation")
+    r.add_argument("--reason", help="rollback: why (kept in the decision record and the audit log)")
+    r.add_argument("--output", metavar="FILE", help="report: write the Markdown here")
+    r.add_argument("--limit", type=int, default=20, help="runs: how many (default 20)")
+    r.set_defaults(func=cmd_rollout)
+
+    w = subparsers.add_parser(
+        "worker",
+        help="run queued jobs (rollouts, rollbacks, tuning studies) in this process",
+        description="Run long jobs outside the console: `--job ID` runs one queued job (this is what the console "
+        "and `rollout` start, detached); without it, loop over queued jobs. Heartbeats go to SQLite; a worker "
+        "that dies is detected (stale heartbeat or pid gone) and its job can be resumed from its checkpoint.",
+    )
+    w.add_argument("--job", type=int, help="run this queued job and exit")
+    w.add_argument("--kind", help="loop: only jobs of these kinds (comma separated); --list: only this kind")
+    w.add_argument("--idle-exit", type=float, default=None, metavar="S",
+                   help="loop: exit after S seconds without queued jobs (default: run forever)")
+    w.add_argument("--list", action="store_true", help="list recent jobs with state, progress and liveness")
+    w.add_argument("--reap", action="store_true", help="mark jobs whose worker died as dead (resumable)")
+    w.add_argument("--stale-after", type=float, default=DEFAULT_STALE_AFTER_S, metavar="S",
+                   help=f"a worker silent for S seconds is dead (default {DEFAULT_STALE_AFTER_S:g})")
+    w.add_argument("--limit", type=int, default=20, help="--list: how many jobs (default 20)")
+    w.add_argument("--json", action="store_true", help="--list: print JSON")
+    w.set_defaults(func=cmd_worker)
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def mechanics_stage_table(shipped: dict) -> dict:
+    """The shipped stage table (sizes, batches, min samples, intervals) with durations 0, no rollback trigger
+    and one success criterion every run clears: it measures the runner, not the candidate."""
+    data = json.loads(json.dumps(shipped))
+    for s in data["stages"]:
+        s["min_duration_days"] = 0
+        s["test"] = "point"
+        s["success"] = [{"metric": "error_rate_pct", "op": "<=", "threshold": 100}]
+        s["rollback"] = []
+    return data
+
+
+def cmd_bench_rollout(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from engine.store import falkor
+    from engine.rollout import runner as ro
+    from engine.catalogue.generator import seed_catalogue
+    from engine.store.graph import GraphStore
+    from engine.store.opsdb import OpsDB
+    from engine.core.settings import Settings
+    from engine.rollout.stages import DEFAULT_STAGES_FILE
+    from engine.catalogue.templates import load_templates
+
+    tmp = Path(tempfile.mkdtemp(prefix="discovery-bench-rollout-"))
+    settings = Settings(data_dir=tmp / "data", graph_name="bench").ensure_dirs()
+    graph = GraphStore.open(settings)
+    try:
+        ops = OpsDB(settings.ops_db_path)
+        t0 = time.perf_counter()
+        seed_catalogue(graph, args.entities, args.seed, load_templates())
+        print(f"seeded {args.entities} entities in {time.perf_counter() - t0:.1f} s (throwaway data dir {tmp})")
+        ids = graph.list_entity_ids()
+        before = graph.snapshot(ids)["entities"]
+        stages = tmp / "stages.json"
+        stages.write_text(json.dumps(mechanics_stage_table(json.loads(DEFAULT_STAGES_FILE.read_text()))))
+        run_id = ro.start_rollout(settings, ops, stage="all", stages_file=stages, launch=False, actor="bench",
+                                  graph=graph)
+        job_id = ro.rollout_status(ops, run_id).run.job_id
+        t0 = time.perf_counter()
+        job = run_claimed(JobStore(ops), job_id, settings, poll_s=0.05)
+        wall = time.perf_counter() - t0
+        st = ro.rollout_status(ops, run_id, decisions=10000)
+        print(f"rollout {run_id}: {st.state} ({job.state}) in {wall:.1f} s; stages of the shipped table, "
+              "criteria replaced so every stage passes (this measures the runner, not the candidate)")
+        rows = ro.paired_outcomes(ops, run_id)
+        for s in st.stages:
+            mine = [r for r in rows if r["stage"] == s.name]
+            if not mine or s.started_at is None or s.completed_at is None:
+                print(f"  {s.name:<11} {s.state}")
+                continue
+            secs = max(1e-9, s.completed_at - s.started_at)
+            checks = [d for d in st.decisions if d.stage == s.name and d.gate == "check"]
+            print(f"  {s.name:<11} {len(mine):>5} entities in {secs:7.1f} s = {len(mine) / secs:6.1f} paired entities/s "
+                  f"({2 * len(mine) / secs:6.1f} discovery runs/s); {len(checks)} trigger checks; "
+                  f"engine p95 {s.paired.new_engine_ms_p95:.2f} ms")
+        t0 = time.perf_counter()
+        res = ro.rollback(settings, ops, run_id, "bench", "bench: measure the rollback", graph=graph)
+        rb = time.perf_counter() - t0
+        exact = graph.snapshot(ids)["entities"] == before
+        print(f"rollback of {res.entities_restored} entities ({res.evidence_marked} evidence records marked) in "
+              f"{rb:.2f} s = {res.entities_restored / max(rb, 1e-9):.0f} entities/s; graph equals the snapshots: {exact}")
+        return 0 if exact and job.state is JobState.SUCCEEDED else 1
+    finally:
+        graph.close()
+        falkor.stop_embedded_server(settings)
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def register_bench(bench_subparsers) -> None:
+    p = bench_subparsers.add_parser(
+        "rollout",
+        help="a full pilot -> limited -> production rollout and its rollback in a throwaway data dir, timed",
+        description="Seeds N entities in a temporary data dir (yours is not touched), runs every stage of the shipped "
+        "stage table in this process (durations 0; criteria replaced so every stage passes: it measures the runner), "
+        "then rolls everything back and checks the graph equals the snapshots. Prints per-stage throughput and the "
+        "rollback time measured in this one run.",
+    )
+    p.add_argument("--entities", type=int, default=3400, help="entities to seed (default 3400)")
+    p.add_argument("--seed", type=int, default=7, help="catalogue seed (default 7)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    p.set_defaults(func=cmd_bench_rollout)

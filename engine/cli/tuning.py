@@ -1,0 +1,455 @@
+"""`python -m engine tune ...`: a thin adapter over engine.tuning.study (studies) and engine.tuning.space (samplers).
+
+    tune --method grid|bayesian|random --iterations N [--params a,b,c] [--entities N] [--seed S]
+         [--validation-data FILE] [--validation-split 0.8] [--rewards k=v,...] [--top-k K]
+         [--output-file FILE] [--report-file FILE] [--detach]
+    tune --config-file FILE --validate [--study ID]
+    tune status [ID] | list | cancel ID | resume ID | export ID | handoff ID | sensitivity
+    bench tuning      Bayesian vs random search on the Branin function (evaluations to near-optimum)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from engine.core.errors import ConfigError
+from engine.core.settings import load_settings
+
+ACTOR = "cli"
+
+
+def _ops(settings):
+    from engine.store.opsdb import open_ops_db
+
+    return open_ops_db(settings.ensure_dirs())
+
+
+def _f(x, digits: int = 4) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+# --------------------------------------------------------------------------- tune (run / validate)
+
+
+def _spec_from_args(args):
+    from engine.tuning.objective import Rewards
+    from engine.tuning.study import EntitySpec, StudySpec, evidence_ref, file_entity_spec, labels_ref
+    from engine.tuning.space import parse_param_names
+
+    if args.validation_data:
+        entities = file_entity_spec(args.validation_data)
+    else:
+        entities = EntitySpec(kind="catalogue", n=args.entities, catalogue_seed=args.catalogue_seed,
+                              offset=args.entity_offset)
+    return StudySpec(
+        method=args.method, params=parse_param_names(args.params), iterations=args.iterations,
+        entities=entities, seed=args.seed, world_seed=args.world_seed,
+        rewards=Rewards.parse(args.rewards) if args.rewards else Rewards(),
+        train_fraction=args.validation_split, top_k=args.top_k, name=args.name or "",
+        evidence=evidence_ref(args.evidence, replay=args.replay, url=args.evaluator_url,
+                              timeout_s=args.evaluator_timeout),
+        labels=labels_ref(args.labels) if args.labels else None,
+    )
+
+
+def _check_output_paths(args) -> None:
+    for flag, value in (("--output-file", args.output_file), ("--report-file", args.report_file)):
+        if value and not Path(value).expanduser().resolve().parent.is_dir():
+            raise ConfigError(f"{flag} {value}: its directory does not exist; create it first")
+
+
+def _export(ops, settings, study, output_file, report_file) -> None:
+    from engine.tuning.study import study_dir, write_outputs
+
+    if not study.result:
+        raise ConfigError(f"study {study.id} has not finished: nothing to export yet")
+    out = study_dir(settings, study)
+    if not (out / "best-config.json").exists():
+        write_outputs(ops, study, study.result, settings)
+    if output_file:
+        shutil.copyfile(out / "best-config.json", output_file)
+        print(f"best config written to {output_file}")
+    if report_file:
+        shutil.copyfile(out / "report.md", report_file)
+        print(f"report written to {report_file}")
+
+
+def _print_summary(study, settings) -> None:
+    from engine.tuning.study import study_dir
+
+    r = study.result
+    base, win = r["base"], r["winner"]
+    print(f"study {study.id} finished: {r['trials']} trials ({r['failed']} failed)")
+    print(f"  current config (trial 0): training {_f(base['score'])}  hold-out {_f(base['holdout_score'])}")
+    print(f"  winner (trial {win['trial']}):        training {_f(win['score'])}  hold-out {_f(win['holdout_score'])}  "
+          f"optimism gap {_f(win['gap'])}")
+    print(f"  hold-out improvement: {_f(r['improvement_holdout'])} per entity"
+          + ("  (the current config won: nothing to roll out)" if r["winner_is_base"] else ""))
+    for name, ch in r["changes"].items():
+        print(f"    {name}: {ch['from']} -> {ch['to']}")
+    out = study_dir(settings, study)
+    print(f"  best config: {out / 'best-config.json'}\n  report:      {out / 'report.md'}")
+
+
+def _follow(ops, settings, study_id: int, job_id: int, poll_s: float = 0.5) -> int:
+    from engine.jobs.queue import JobStore
+    from engine.tuning.study import get_study
+
+    store = JobStore(ops)
+    last = None
+    try:
+        while True:
+            job = store.get(job_id)
+            line = f"[{job.progress_done}/{job.progress_total}] {job.message}" if job.progress_total else str(job.state)
+            if line != last:
+                print(line, flush=True)
+                last = line
+            if job.state.is_terminal():
+                break
+            if job.state.value == "dead" or (job.state.has_worker() and not _alive(job)):
+                print(f"the worker died; resume with `python -m engine tune resume {study_id}`", file=sys.stderr)
+                return 1
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        print(f"\nstudy {study_id} continues in its worker; follow it with `python -m engine tune status {study_id}`, "
+              f"stop it with `python -m engine tune cancel {study_id}`", file=sys.stderr)
+        return 130
+    if job.error:
+        print(f"study {study_id} {job.state}: {job.error}", file=sys.stderr)
+        return 1
+    study = get_study(ops, study_id)
+    _print_summary(study, settings)
+    return 0
+
+
+def _alive(job) -> bool:
+    from engine.jobs.queue import worker_liveness
+
+    return worker_liveness(job, time.time())[0]
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from engine.tuning.study import get_study, start_study
+
+    settings = load_settings()
+    if args.validate or args.config_file:
+        return _validate(args, settings)
+    _check_output_paths(args)
+    if args.detach and (args.output_file or args.report_file):
+        raise ConfigError("--output-file/--report-file need the study to finish: drop --detach, or export later "
+                          "with `python -m engine tune export ID --output-file FILE`")
+    spec = _spec_from_args(args)
+    ops = _ops(settings)
+    study, job, pid = start_study(ops, settings, spec, actor=ACTOR)
+    print(f"study {study.id}: {study.name}")
+    print(f"  {study.sampler}")
+    if study.grid_full_size is not None:
+        print(f"  full grid size: {study.grid_full_size:,} points")
+    print(f"  {len(study.train_ids)} training / {len(study.holdout_ids)} hold-out entities; "
+          f"job {job.id}, worker pid {pid}")
+    if args.detach:
+        print(f"detached: follow with `python -m engine tune status {study.id}`")
+        return 0
+    rc = _follow(ops, settings, study.id, job.id)
+    if rc == 0:
+        _export(ops, settings, get_study(ops, study.id), args.output_file, args.report_file)
+    return rc
+
+
+def _validate(args, settings) -> int:
+    from engine.core.params import ParameterConfig
+    from engine.tuning.study import get_study, latest_study, validate_config
+
+    if not (args.validate and args.config_file):
+        raise ConfigError("validate mode needs both --config-file FILE and --validate")
+    config = ParameterConfig.load(args.config_file)
+    ops = _ops(settings)
+    study = get_study(ops, args.study) if args.study is not None else None
+    if study is None and not (args.validation_data or args.entities_given or args.entity_offset):
+        study = latest_study(ops)
+    if study is not None:
+        v = validate_config(config, study=study)
+    else:
+        from engine.tuning.study import current_config
+
+        v = validate_config(config, spec=_spec_from_args(args), base=current_config(ops))
+    out = {
+        "holdout": v.description,
+        "candidate": {"config_hash": v.candidate_hash, **v.candidate.components()},
+        "base": {"config_hash": v.base_hash, **v.base.components()},
+        "difference": v.difference,
+    }
+    ops.audit(ACTOR, "tuning.validate", str(Path(args.config_file).resolve()),
+              {"candidate_hash": v.candidate_hash, "score": v.candidate.score, "base_score": v.base.score,
+               "holdout": v.description})
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    print(f"validated {args.config_file} (hash {v.candidate_hash}) on the {v.description}")
+    for label, r, h in (("candidate", v.candidate, v.candidate_hash), ("base", v.base, v.base_hash)):
+        print(f"  {label:<9} {h}  score {_f(r.score)}  precision {_f(r.precision, 3)}  recall {_f(r.recall, 3)}  "
+              f"USD/entity {_f(r.cost_per_entity)}  actionable {r.called_actionable} ({r.true_actionable} true)")
+    print(f"  difference (candidate - base): {v.difference:+.4f} per entity")
+    return 0
+
+
+# --------------------------------------------------------------------------- sub-commands
+
+
+def cmd_status(args) -> int:
+    from engine.jobs.queue import JobStore
+    from engine.tuning.study import get_study, latest_study, list_trials, study_state
+
+    settings = load_settings()
+    ops = _ops(settings)
+    JobStore(ops).reap()
+    study = get_study(ops, args.id) if args.id is not None else latest_study(ops)
+    if study is None:
+        print("no tuning studies yet: start one with `python -m engine tune --method bayesian --iterations 30`")
+        return 0
+    trials = list_trials(ops, study.id)
+    state = study_state(ops, study)
+    job = JobStore(ops).get(study.job_id) if study.job_id else None
+    if args.json:
+        print(json.dumps({"study": study.id, "name": study.name, "state": state,
+                          "trials": [t.row_summary() for t in trials], "result": study.result,
+                          "job": job.to_dict() if job else None}, indent=2, default=str))
+        return 0
+    done = [t for t in trials if t.complete]
+    best = max(done, key=lambda t: t.score) if done else None
+    print(f"study {study.id}: {study.name}  [{state}]")
+    print(f"  {study.sampler}")
+    print(f"  trials {len(trials)}/{study.total_trials} ({len(trials) - len(done)} failed)"
+          + (f"; best training score {_f(best.score)} (trial {best.number})" if best else ""))
+    if job:
+        print(f"  job {job.id}: {job.state}  {job.progress_done}/{job.progress_total}  {job.message or job.error or ''}")
+    if study.result:
+        _print_summary(study, settings)
+    return 0
+
+
+def cmd_list(args) -> int:
+    from engine.tuning.study import list_studies, list_trials, study_state
+
+    ops = _ops(load_settings())
+    studies = list_studies(ops, limit=args.limit)
+    if not studies:
+        print("no tuning studies yet")
+    for s in studies:
+        n = len(list_trials(ops, s.id))
+        r = s.result
+        tail = (f"winner trial {r['winner']['trial']} hold-out {_f(r['winner']['holdout_score'])} "
+                f"(base {_f(r['base']['holdout_score'])})") if r else ""
+        print(f"{s.id:>4}  {study_state(ops, s):<9} {s.spec.method:<8} {n:>4}/{s.total_trials:<4} {s.name}  {tail}".rstrip())
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    from engine.tuning.study import cancel_study
+
+    job = cancel_study(_ops(load_settings()), args.id, actor=ACTOR)
+    print(f"study {args.id}: cancel requested (job {job.id} is {job.state}); finished trials are kept")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from engine.tuning.study import resume_study
+
+    settings = load_settings()
+    job, how = resume_study(_ops(settings), settings, args.id, actor=ACTOR)
+    print(f"study {args.id}: job {job.id} {how}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from engine.tuning.study import get_study
+
+    settings = load_settings()
+    ops = _ops(settings)
+    _check_output_paths(args)
+    if not (args.output_file or args.report_file):
+        raise ConfigError("give --output-file FILE and/or --report-file FILE")
+    _export(ops, settings, get_study(ops, args.id), args.output_file, args.report_file)
+    return 0
+
+
+def cmd_handoff(args) -> int:
+    from engine.tuning.study import handoff
+
+    settings = load_settings()
+    path = handoff(_ops(settings), settings, args.id, actor=ACTOR, name=args.name)
+    print(f"study {args.id}: winner written to {path} and set as the rollout candidate")
+    return 0
+
+
+def cmd_sensitivity(args) -> int:
+    from engine.tuning.holdout import split_entities
+    from engine.tuning.objective import Rewards, catalogue_workload, sensitivity
+    from engine.core.params import PARAMETER_SPECS
+    from engine.tuning.space import parse_param_names
+
+    names = parse_param_names(args.params) if args.params else tuple(s.name for s in PARAMETER_SPECS)
+    workload = catalogue_workload(args.entities, args.catalogue_seed, args.world_seed)
+    train = split_entities(workload.entity_ids, args.validation_split, f"holdout-{args.seed}").train
+    rewards = Rewards.parse(args.rewards) if args.rewards else Rewards()
+    print(f"one-at-a-time sweep of {len(names)} parameter(s), {args.points} values each, over "
+          f"{len(train)} training entities ({workload.description})", flush=True)
+    rows = sensitivity(workload, train, names, rewards=rewards, points=args.points,
+                       progress=lambda i, n, name: print(f"  [{i}/{n}] {name}", file=sys.stderr, flush=True))
+    print(f"base score {_f(rows[0].base_score)}\n{'parameter':<28} {'spread':>8}  best value (score)   sweep")
+    for r in rows:
+        v, s = r.best
+        sweep = ", ".join(f"{x}:{_f(y, 3)}" for x, y in zip(r.values, r.scores))
+        print(f"{r.name:<28} {r.spread:>8.4f}  {v} ({s:.4f})   {sweep}")
+    return 0
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def cmd_bench_tuning(args) -> int:
+    """Bayesian vs random search on Branin: evaluations until within ``--tolerance`` of the optimum."""
+    from engine.tuning.space import BayesianSampler, Dimension, RandomSampler, SearchSpace
+
+    optimum = 0.397887
+    space = SearchSpace((Dimension("x1", -5.0, 10.0, 2.5), Dimension("x2", 0.0, 15.0, 7.5)))
+
+    def branin(p) -> float:
+        x1, x2 = p["x1"], p["x2"]
+        a, b, c, r, s, t = 1.0, 5.1 / (4 * math.pi**2), 5 / math.pi, 6.0, 10.0, 1 / (8 * math.pi)
+        return a * (x2 - b * x1**2 + c * x1 - r) ** 2 + s * (1 - t) * math.cos(x1) + s
+
+    def evals_to_reach(sampler, budget) -> tuple[int | None, float]:
+        best = math.inf
+        for i in range(budget):
+            p = sampler.ask()
+            y = branin(p)
+            sampler.tell(p, y)
+            best = min(best, y)
+            if best <= optimum + args.tolerance:
+                return i + 1, best
+        return None, best
+
+    rows = []
+    for seed in range(args.seeds):
+        t0 = time.perf_counter()
+        b_n, b_best = evals_to_reach(BayesianSampler(space, seed=seed, n_initial_points=8), args.budget)
+        t1 = time.perf_counter()
+        r_n, r_best = evals_to_reach(RandomSampler(space, seed=seed), args.random_budget)
+        rows.append((seed, b_n, b_best, r_n, r_best, t1 - t0))
+        print(f"seed {seed}: bayesian {b_n or f'>{args.budget}'} evaluations (best {b_best:.4f}, {t1 - t0:.1f} s); "
+              f"random {r_n or f'>{args.random_budget}'} evaluations (best {r_best:.4f})", flush=True)
+    b_mean = sum((r[1] or args.budget + 1) for r in rows) / len(rows)
+    r_mean = sum((r[3] or args.random_budget + 1) for r in rows) / len(rows)
+    print(f"mean evaluations to reach optimum + {args.tolerance}: bayesian {b_mean:.1f}, random {r_mean:.1f}, "
+          f"ratio random/bayesian {r_mean / b_mean:.1f}x (a failed run counts as budget + 1)")
+    return 0
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def _add_entity_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--catalogue-seed", type=int, default=7, help="catalogue generator seed (default 7)")
+    p.add_argument("--world-seed", type=int, default=11, help="simulated world seed (default 11)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed; also fixes the hold-out salt (default 0)")
+    p.add_argument("--validation-split", type=float, default=0.8,
+                   help="fraction of entities used for training; the rest is the hold-out set (default 0.8)")
+    p.add_argument("--rewards", help="e.g. true_actionable=10,false_actionable=5,per_usd=1 (engine/objective.py)")
+
+
+class _EntitiesAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.entities_given = True
+
+
+def register(sub) -> None:
+    from engine.tuning.space import DEFAULT_TUNED, METHODS
+
+    p = sub.add_parser(
+        "tune",
+        help="tune the discovery parameters (grid, random, Bayesian) with hold-out validation",
+        description=(
+            "Create a tuning study and run it in a worker process: trial 0 is the current config, "
+            "each trial runs the new system in shadow over the training entities against the simulated world; "
+            "the best trials are re-scored on the hold-out set. Default tuned parameters: "
+            + ", ".join(DEFAULT_TUNED)
+        ),
+    )
+    p.add_argument("--method", choices=METHODS, default="bayesian")
+    p.add_argument("--iterations", type=int, default=30, help="search trials besides trial 0 (default 30)")
+    p.add_argument("--params", help="comma-separated parameter names to tune (default: the documented subset)")
+    p.add_argument("--entities", type=int, default=200, action=_EntitiesAction,
+                   help="generated catalogue entities, training + hold-out (default 200)")
+    p.add_argument("--entity-offset", type=int, default=0,
+                   help="skip this many catalogue entities first (e.g. validate on entities no study used)")
+    p.add_argument("--validation-data", metavar="FILE",
+                   help="tune on the entities of this CSV/JSON file (import format) instead of the catalogue")
+    p.add_argument("--evidence", choices=("world", "replay", "http"), default="world",
+                   help="what trials run against: the simulated world (default), a replay file or your HTTP "
+                        "evaluator; replay and http need --labels")
+    p.add_argument("--replay", metavar="FILE", help="with --evidence replay: recorded evidence (JSONL)")
+    p.add_argument("--evaluator-url", metavar="URL", help="with --evidence http: your evaluator service")
+    p.add_argument("--evaluator-timeout", type=float, default=30.0, help="seconds per evaluator call (default 30)")
+    p.add_argument("--labels", metavar="FILE",
+                   help="known outcomes (CSV entity_id,actionable or JSON) to score trials by instead of the "
+                        "simulated world's truth")
+    p.add_argument("--top-k", type=int, default=3, help="best training trials re-scored on the hold-out set (default 3)")
+    p.add_argument("--name", help="a label for the study")
+    p.add_argument("--output-file", metavar="FILE", help="write the best config JSON here when the study finishes")
+    p.add_argument("--report-file", metavar="FILE", help="write the Markdown report here when the study finishes")
+    p.add_argument("--detach", action="store_true", help="start the worker and return at once")
+    p.add_argument("--config-file", metavar="FILE", help="with --validate: the config to score on the hold-out set")
+    p.add_argument("--validate", action="store_true",
+                   help="score --config-file (and the base config) on a hold-out set: --study ID's, else the "
+                        "latest study's, else the one the entity flags define")
+    p.add_argument("--study", type=int, help="with --validate: whose hold-out set")
+    p.add_argument("--json", action="store_true", help="with --validate: print JSON")
+    _add_entity_flags(p)
+    p.set_defaults(func=cmd_tune, entities_given=False)
+
+    tsub = p.add_subparsers(dest="tune_command", metavar="SUBCOMMAND")
+    s = tsub.add_parser("status", help="a study's state, progress, best trial and result (default: the latest)")
+    s.add_argument("id", type=int, nargs="?")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+    s = tsub.add_parser("list", help="tuning studies, newest first")
+    s.add_argument("--limit", type=int, default=20)
+    s.set_defaults(func=cmd_list)
+    s = tsub.add_parser("cancel", help="stop a running study at its next checkpoint (finished trials are kept)")
+    s.add_argument("id", type=int)
+    s.set_defaults(func=cmd_cancel)
+    s = tsub.add_parser("resume", help="continue a dead, failed or cancelled study from its finished trials")
+    s.add_argument("id", type=int)
+    s.set_defaults(func=cmd_resume)
+    s = tsub.add_parser("export", help="write a finished study's best config and/or report")
+    s.add_argument("id", type=int)
+    s.add_argument("--output-file", metavar="FILE")
+    s.add_argument("--report-file", metavar="FILE")
+    s.set_defaults(func=cmd_export)
+    s = tsub.add_parser("handoff", help="make a finished study's winner the candidate config of the next rollout")
+    s.add_argument("id", type=int)
+    s.add_argument("--name", help="config name under <data_dir>/configs/ (default tuning-study-ID-HASH)")
+    s.set_defaults(func=cmd_handoff)
+    s = tsub.add_parser("sensitivity", help="one-at-a-time sweep: how much each parameter alone moves the objective")
+    s.add_argument("--params", help="comma-separated names (default: all 39)")
+    s.add_argument("--entities", type=int, default=250)
+    s.add_argument("--points", type=int, default=4, help="values per parameter across its bounds (default 4)")
+    _add_entity_flags(s)
+    s.set_defaults(func=cmd_sensitivity)
+
+
+def register_bench(bench) -> None:
+    p = bench.add_parser("tuning", help="Bayesian vs random search on Branin: evaluations to near the optimum")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--budget", type=int, default=40, help="Bayesian evaluations at most (default 40)")
+    p.add_argument("--random-budget", type=int, default=1000, help="random evaluations at most (default 1000)")
+    p.add_argument("--tolerance", type=float, default=0.1, help="distance to the optimum 0.397887 that counts")
+    p.set_defaults(func=cmd_bench_tuning)

@@ -1,0 +1,339 @@
+"""Running discovery for entities of the graph: the ONE place that does it.
+
+Used by the CLI (`discover`, `compare`), the console entity view, rollout
+stages and monitoring. Everything else (run_discovery, the sources) is a
+library; this module wires them to the stores.
+
+Contract (keep stable; other areas build on it)::
+
+    EvidenceSpec(kind="world"|"http"|"replay", world_seed=1, url=None, replay_path=None,
+                 timeout_s=30.0, sleep=False, time_scale=1.0, profile_path=None, strict=False)
+    make_source(spec_or_settings=None, *, templates=None, entities=()) -> EvidenceSource
+        Settings or None -> the simulated world of DEFAULT_WORLD_SEED (the default source).
+        Bad spec (unknown kind, http without url, missing replay file, bad profile)
+        -> one-line ConfigError.
+    truth_of(source) -> Callable[[str], bool | None] | None
+        the world's ground truth (scoring only); None for sources that do not know it.
+
+    run_entities(graph, ops, entity_ids, *, system="new", params=None, source=None,
+                 shadow=False, run_id=None, stage_id=None, clock=time.time, log=None,
+                 truth=None, on_result=None, rng=None) -> list[RunResult]
+
+What ``run_entities`` does, per entity, in the order given (duplicates once):
+
+1. loads everything first: entities (an unknown id -> ``UnknownEntity`` naming
+   it, one line, before anything runs or is written), their templates and
+   hypotheses, cluster sizes and the cluster confirmations (PROMOTED
+   patterns per cluster, engine.store.graph.cluster_confirmations);
+2. runs the new or the old system (engine.discovery.systems.run_discovery) against
+   ``source`` (default: the simulated world, seed DEFAULT_WORLD_SEED, with the
+   graph's templates) with ``params`` (default ParameterConfig());
+3. live (``shadow=False``): writes the hypotheses' new state and the evidence
+   trail through ``graph.apply_run`` (one atomic call per entity, evidence ids
+   keyed by ``run_id``); shadow: writes nothing to the graph;
+4. records one MetricEvent per run through engine.monitoring.events.record_runs (with
+   truth when the source knows it, ``run_id``, ``stage_id``, system, config
+   hash, entity name). Events are flushed every ``METRIC_CHUNK`` runs and on
+   any exit, so every run written to the graph has its metric event, even
+   when a later entity fails (e.g. the HTTP evaluator goes away:
+   EvidenceUnavailable propagates after the flush).
+
+Within one call, cluster dampening sees the confirmations that the earlier
+entities of the same call produced (as it would in the graph after their live
+runs); shadow runs do the same in memory so a paired shadow comparison sees
+what a live run in that order would have seen.
+
+``on_result(result)`` is called after each entity (after its write); a rollout
+job uses it for heartbeats and checkpoints. If it raises, the run stops there
+(what was done is kept and recorded) and the exception propagates.
+``clock`` stamps hypothesis updates, EIG recency and metric events; pass a
+fixed clock for virtual, reproducible time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from engine.discovery.systems import SYSTEMS, run_discovery
+from engine.discovery.eig import EIGBreakdown, rank_hypotheses
+from engine.core.errors import ConfigError, DiscoveryError
+from engine.discovery.evidence import EvidenceSource, HTTPEvidenceSource, ReplaySource
+from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring.events import record_runs
+from engine.core.model import Entity, Hypothesis, RunResult, Status, Template, UnknownEntity
+from engine.core.params import DEFAULT_PARAMS, ParameterConfig
+from engine.core.settings import Settings
+
+DEFAULT_WORLD_SEED = 1
+SOURCE_KINDS = ("world", "http", "replay")
+#: metric events are written in batches of this many runs (and on every exit)
+METRIC_CHUNK = 200
+METRICS_LOG_NAME = "metrics.jsonl"
+
+Truth = Callable[[str], "bool | None"]
+
+
+# --------------------------------------------------------------------------- evidence sources
+
+
+@dataclass(frozen=True)
+class EvidenceSpec:
+    """Which evidence source to build. ``kind``: world (default), http or replay."""
+
+    kind: str = "world"
+    world_seed: int = DEFAULT_WORLD_SEED
+    url: str | None = None
+    replay_path: Path | str | None = None
+    timeout_s: float = 30.0
+    sleep: bool = False  # world: sleep each hop's latency for real (scaled by time_scale)
+    time_scale: float = 1.0
+    profile_path: Path | str | None = None  # world profile (default data/world_profile.json)
+    strict: bool = False  # replay: a hop never recorded raises instead of counting a replay_miss
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise ConfigError(f"unknown evidence source {self.kind!r}: use one of {', '.join(SOURCE_KINDS)}")
+        if self.kind == "http" and not self.url:
+            raise ConfigError("the http evidence source needs a URL: pass --evaluator-url http://host:port/path")
+        if self.kind == "replay" and not self.replay_path:
+            raise ConfigError("the replay evidence source needs a file: pass --replay FILE.jsonl")
+        if not (self.timeout_s > 0):
+            raise ConfigError(f"evaluator timeout must be > 0 seconds, got {self.timeout_s!r}")
+        if isinstance(self.world_seed, bool) or not isinstance(self.world_seed, int):
+            raise ConfigError(f"world seed must be a whole number, got {self.world_seed!r}")
+
+    def describe(self) -> str:
+        if self.kind == "world":
+            return f"simulated world (seed {self.world_seed}{', real sleeps' if self.sleep else ', virtual time'})"
+        if self.kind == "http":
+            return f"HTTP evaluator {self.url}"
+        return f"replay of {self.replay_path}"
+
+
+def make_source(
+    spec_or_settings: EvidenceSpec | Settings | None = None,
+    *,
+    templates: Mapping[str, Template] | None = None,
+    entities: Iterable[Entity] = (),
+) -> EvidenceSource:
+    """Build the evidence source a spec describes (Settings/None: the default simulated world).
+
+    ``templates`` are what the world judges patterns by (default: the shipped
+    templates); ``entities`` are registered with the world so its truth knows them.
+    """
+    spec = spec_or_settings if isinstance(spec_or_settings, EvidenceSpec) else EvidenceSpec()
+    if spec.kind == "http":
+        return HTTPEvidenceSource(spec.url or "", timeout_s=spec.timeout_s)
+    if spec.kind == "replay":
+        return ReplaySource.load(spec.replay_path, strict=spec.strict)
+    from engine.discovery.world import SimulatedWorld, WorldProfile
+
+    if templates is None:
+        from engine.catalogue.templates import load_templates
+
+        templates = load_templates()
+    profile = WorldProfile.load(spec.profile_path) if spec.profile_path else None
+    return SimulatedWorld(
+        spec.world_seed, templates, entities, profile, sleep=spec.sleep, time_scale=spec.time_scale
+    )
+
+
+def truth_of(source: EvidenceSource) -> Truth | None:
+    """Ground truth of 'actionable' when the source knows it (the simulated world), else None."""
+    truth = getattr(source, "truth", None)
+    return truth if callable(truth) else None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class EntityContext:
+    """Everything a run of one entity needs, read from the graph."""
+
+    entity: Entity
+    template: Template
+    hypotheses: list[Hypothesis]
+    confirmations: dict[str, int]
+    cluster_size: int | None
+
+    def ranked(self, params: ParameterConfig = DEFAULT_PARAMS, *, now: float | None = None) -> list[EIGBreakdown]:
+        """Hypotheses by the new system's selection score (all statuses; only ACTIVE are chosen)."""
+        return rank_hypotheses(
+            self.hypotheses, params, now=time.time() if now is None else now,
+            confirmations=self.confirmations, cluster_size=self.cluster_size,
+        )
+
+
+def _dedupe(entity_ids: Iterable[str]) -> list[str]:
+    if isinstance(entity_ids, str):
+        raise DiscoveryError("entity ids must be a list of ids, not one string")
+    return list(dict.fromkeys(str(e) for e in entity_ids))
+
+
+def cluster_sizes(graph: Any, clusters: Iterable[str]) -> dict[str, int]:
+    """Entities per cluster for the clusters asked (missing -> 0)."""
+    wanted = list(dict.fromkeys(clusters))
+    if not wanted:
+        return {}
+    rows = graph._rows(
+        "UNWIND $ids AS cid MATCH (:Cluster {id: cid})<-[:IN_CLUSTER]-(e:Entity) RETURN cid, count(e)",
+        {"ids": wanted},
+    )
+    found = {c: int(n) for c, n in rows}
+    return {c: found.get(c, 0) for c in wanted}
+
+
+def load_contexts(graph: Any, entity_ids: Iterable[str]) -> list[EntityContext]:
+    """Contexts of the entities in the order given; UnknownEntity (first unknown id) before anything else."""
+    ids = _dedupe(entity_ids)
+    entities = graph.get_entities(ids)
+    missing = [eid for eid in ids if eid not in entities]
+    if missing:
+        err = UnknownEntity(missing[0])
+        if len(missing) > 1:
+            err.args = (f"{err.args[0]} (and {len(missing) - 1} more unknown id(s))",)
+        raise err
+    templates: dict[str, Template] = {}
+    for e in entities.values():
+        if e.template_id not in templates:
+            templates[e.template_id] = graph.get_template(e.template_id)
+    hyps = graph.get_hypotheses_many(ids)
+    clusters = list(dict.fromkeys(entities[eid].cluster for eid in ids))
+    sizes = cluster_sizes(graph, clusters)
+    confirmations = {c: dict(graph.cluster_confirmations(c)) for c in clusters}
+    return [
+        EntityContext(
+            entity=entities[eid],
+            template=templates[entities[eid].template_id],
+            hypotheses=hyps.get(eid, []),
+            confirmations=confirmations[entities[eid].cluster],
+            cluster_size=sizes.get(entities[eid].cluster) or None,
+        )
+        for eid in ids
+    ]
+
+
+def load_context(graph: Any, entity_id: str) -> EntityContext:
+    """One entity's context (for the console entity view); UnknownEntity if no such id."""
+    return load_contexts(graph, [entity_id])[0]
+
+
+def new_run_id(system: str, shadow: bool, clock: Callable[[], float] = time.time) -> str:
+    """A fresh run id such as ``new-live-20261130-1322-3fa2b1``."""
+    now = clock()
+    stamp = time.strftime("%Y%m%d-%H%M", time.gmtime(now))
+    digest = hashlib.blake2b(f"{system}|{shadow}|{now!r}|{time.perf_counter_ns()}".encode(), digest_size=3)
+    return f"{system}-{'shadow' if shadow else 'live'}-{stamp}-{digest.hexdigest()}"
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_entities(
+    graph: Any,
+    ops: Any,
+    entity_ids: Iterable[str],
+    *,
+    system: str = "new",
+    params: ParameterConfig | None = None,
+    source: EvidenceSource | None = None,
+    shadow: bool = False,
+    run_id: str | None = None,
+    stage_id: str | None = None,
+    clock: Callable[[], float] = time.time,
+    log: JsonlLog | None = None,
+    truth: Truth | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
+    rng: random.Random | None = None,
+) -> list[RunResult]:
+    """Run ``system`` over the entities; see the module docstring for the contract."""
+    if system not in SYSTEMS:
+        raise DiscoveryError(f"unknown system {system!r}: use one of {', '.join(SYSTEMS)}")
+    params = params or DEFAULT_PARAMS
+    contexts = load_contexts(graph, entity_ids)
+    if source is None:
+        source = make_source(
+            EvidenceSpec(), templates={c.template.id: c.template for c in contexts},
+            entities=[c.entity for c in contexts],
+        )
+    elif hasattr(source, "register"):
+        source.register(c.entity for c in contexts)
+    if truth is None:
+        truth = truth_of(source)
+    if log is None:
+        log = JsonlLog.for_settings(graph.settings, METRICS_LOG_NAME)
+    run_id = run_id or new_run_id(system, shadow, clock)
+    names = {c.entity.id: c.entity.name for c in contexts}
+    # confirmations each cluster has seen so far in this call (graph state + this call's promotions)
+    seen: dict[str, Counter[str]] = {}
+    results: list[RunResult] = []
+    pending: list[RunResult] = []
+
+    def flush() -> None:
+        if pending:
+            record_runs(
+                ops, list(pending), run_id=run_id, stage_id=stage_id, truth=truth, clock=clock, log=log, names=names
+            )
+            pending.clear()
+
+    try:
+        for ctx in contexts:
+            confirmed = seen.setdefault(ctx.entity.cluster, Counter(ctx.confirmations))
+            before = {h.id for h in ctx.hypotheses if h.status is Status.PROMOTED}
+            result = run_discovery(
+                ctx.entity, ctx.template, ctx.hypotheses, source, params, system,
+                store=None if shadow else graph, shadow=shadow, clock=clock,
+                cluster_confirmations=dict(confirmed), cluster_size=ctx.cluster_size,
+                run_id=run_id, rng=rng,
+            )
+            confirmed.update(
+                o.pattern for o in result.outcomes if o.status is Status.PROMOTED and o.id not in before
+            )
+            results.append(result)
+            pending.append(result)
+            if len(pending) >= METRIC_CHUNK:
+                flush()
+            if on_result is not None:
+                on_result(result)
+    finally:
+        flush()
+    return results
+
+
+@dataclass
+class CompareResult:
+    """Both systems, shadow, on the same entities (paired)."""
+
+    entity_ids: list[str]
+    new: list[RunResult] = field(default_factory=list)
+    old: list[RunResult] = field(default_factory=list)
+    run_id: str = ""
+
+
+def compare_entities(
+    graph: Any,
+    ops: Any,
+    entity_ids: Sequence[str],
+    *,
+    params_new: ParameterConfig | None = None,
+    params_old: ParameterConfig | None = None,
+    source: EvidenceSource | None = None,
+    run_id: str | None = None,
+    stage_id: str | None = None,
+    clock: Callable[[], float] = time.time,
+    log: JsonlLog | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> CompareResult:
+    """Shadow-run the new and the old system on the same entities; nothing is written to the graph."""
+    run_id = run_id or new_run_id("compare", True, clock)
+    common = dict(source=source, shadow=True, stage_id=stage_id, clock=clock, log=log, on_result=on_result)
+    new = run_entities(graph, ops, entity_ids, system="new", params=params_new, run_id=f"{run_id}-new", **common)
+    old = run_entities(graph, ops, entity_ids, system="old", params=params_old, run_id=f"{run_id}-old", **common)
+    return CompareResult(entity_ids=_dedupe(entity_ids), new=new, old=old, run_id=run_id)

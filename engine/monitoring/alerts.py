@@ -1,0 +1,590 @@
+"""Alert rules, their state machine, evaluation against the metric store, history and acknowledgement.
+
+A rule compares one measured figure of a window (error rate, cost per entity,
+actionable rate, p95 latency, cost increase vs old) with a threshold. The
+state transition is a pure function, ``step(rule, previous, measurement, now)``:
+
+- too few runs (below ``min_sample``) or no figure -> ``no_data`` (neither ok nor firing)
+- breaching: ok/no_data/resolved -> ``pending`` (or straight to ``firing`` when hold is 0);
+  pending -> ``firing`` once it has breached for ``hold_s`` without a break; firing stays firing
+- clear: pending -> ``ok`` (it never fired); firing -> ``resolved``;
+  resolved -> ``ok`` once clear for ``hold_s`` (so a flapping figure does not re-fire at once:
+  a new breach from resolved starts a fresh hold)
+
+``evaluate_alerts(ops, rules, now)`` measures every rule from SQLite, steps it,
+and persists the current states and every transition (history) in one
+transaction. Acknowledging a firing alert is recorded on its state and audited.
+
+Rules ship in ``data/alert_rules.json``; edits from the console or CLI are
+validated and saved to ``<data dir>/alert_rules.json``, which then overrides
+the shipped file (left untouched).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from engine.core.errors import ConfigError
+from engine.monitoring.windows import WindowSummary, format_window, parse_window, summarize
+from engine.store.opsdb import Migration
+from engine.core.settings import SHIPPED_DATA_DIR
+
+RULES_FILE = "alert_rules.json"
+SHIPPED_RULES = SHIPPED_DATA_DIR / RULES_FILE
+
+STATES_TABLE = "alert_states"
+HISTORY_TABLE = "alert_history"
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        component="alerts",
+        version=1,
+        name="alert states and history",
+        statements=(
+            f"""
+            CREATE TABLE IF NOT EXISTS {STATES_TABLE} (
+                rule_id TEXT PRIMARY KEY,
+                state TEXT NOT NULL,
+                since REAL NOT NULL,
+                reason TEXT NOT NULL,
+                value REAL,
+                sample INTEGER NOT NULL DEFAULT 0,
+                evaluated_at REAL NOT NULL,
+                acknowledged_by TEXT,
+                acknowledged_at REAL,
+                ack_note TEXT
+            )
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
+                id INTEGER PRIMARY KEY,
+                rule_id TEXT NOT NULL,
+                at REAL NOT NULL,
+                from_state TEXT,
+                to_state TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                value REAL,
+                sample INTEGER NOT NULL DEFAULT 0
+            )
+            """,
+            f"CREATE INDEX IF NOT EXISTS idx_{HISTORY_TABLE}_rule_at ON {HISTORY_TABLE} (rule_id, at)",
+            f"CREATE INDEX IF NOT EXISTS idx_{HISTORY_TABLE}_at ON {HISTORY_TABLE} (at)",
+        ),
+    ),
+]
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+
+class AlertStatus(StrEnum):
+    OK = "ok"
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+    NO_DATA = "no_data"
+
+    def is_firing(self) -> bool:
+        return self is AlertStatus.FIRING
+
+    def needs_attention(self) -> bool:
+        return self in (AlertStatus.PENDING, AlertStatus.FIRING)
+
+
+class Metric(StrEnum):
+    """The figures a rule can watch, each read from a WindowSummary."""
+
+    ERROR_RATE = "error_rate"  # errored hops / hops, a fraction
+    COST_PER_ENTITY = "cost_per_entity"  # USD per run
+    ACTIONABLE_RATE = "actionable_rate"  # actionable runs / runs, a fraction
+    LATENCY_P95_S = "latency_p95_s"  # seconds
+    COST_INCREASE_PCT = "cost_increase_pct"  # new cost/entity vs old, percent
+
+    @property
+    def unit(self) -> str:
+        return {
+            Metric.ERROR_RATE: "fraction",
+            Metric.COST_PER_ENTITY: "USD",
+            Metric.ACTIONABLE_RATE: "fraction",
+            Metric.LATENCY_P95_S: "s",
+            Metric.COST_INCREASE_PCT: "%",
+        }[self]
+
+    def format(self, value: float | None) -> str:
+        if value is None:
+            return "n/a"
+        if self.unit == "fraction":
+            return f"{value * 100:.1f}%"
+        if self.unit == "USD":
+            return f"${value:.3f}"
+        if self.unit == "s":
+            return f"{value:.2f}s"
+        return f"{value:+.1f}%"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+OPS = (">", ">=", "<", "<=")
+SCOPES = ("all", "new", "old")
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    id: str
+    name: str
+    metric: Metric
+    op: str
+    threshold: float
+    hold_s: float
+    min_sample: int
+    severity: Severity
+    window_s: float
+    runbook: str
+    system: str = "all"  # which runs the figure is computed on; cost_increase_pct always compares both
+
+    def breached(self, value: float) -> bool:
+        return {
+            ">": value > self.threshold,
+            ">=": value >= self.threshold,
+            "<": value < self.threshold,
+            "<=": value <= self.threshold,
+        }[self.op]
+
+    def condition(self) -> str:
+        return f"{self.metric.value} {self.op} {self.metric.format(self.threshold)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "metric": self.metric.value,
+            "op": self.op,
+            "threshold": self.threshold,
+            "hold": format_window(self.hold_s) if self.hold_s else "0s",
+            "min_sample": self.min_sample,
+            "severity": self.severity.value,
+            "window": format_window(self.window_s),
+            "system": self.system,
+            "runbook": self.runbook,
+        }
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The figure a rule watches, over its window; ``value`` None when it cannot be computed."""
+
+    value: float | None
+    sample: int
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class AlertState:
+    state: AlertStatus
+    since: float  # when the rule entered this state
+    reason: str
+    value: float | None = None
+    sample: int = 0
+
+
+# --------------------------------------------------------------------------- the pure transition
+
+
+def step(rule: AlertRule, previous: AlertState | None, m: Measurement, now: float) -> AlertState:
+    """The next state of ``rule`` given its previous state and a new measurement."""
+    prev = previous.state if previous else None
+
+    def stay_or(state: AlertStatus, reason: str) -> AlertState:
+        since = previous.since if previous is not None and prev is state else now
+        return AlertState(state, since, reason, m.value, m.sample)
+
+    if m.value is None:
+        return stay_or(AlertStatus.NO_DATA, f"no data: {m.detail or 'no figure'} (n={m.sample})")
+    if m.sample < rule.min_sample:
+        return stay_or(AlertStatus.NO_DATA, f"no data: sample {m.sample} < minimum {rule.min_sample}")
+
+    shown = f"{rule.metric.value} {rule.metric.format(m.value)}"
+    if rule.breached(m.value):
+        cond = f"{shown} {rule.op} {rule.metric.format(rule.threshold)} (n={m.sample})"
+        if prev is AlertStatus.FIRING:
+            return stay_or(AlertStatus.FIRING, f"firing: {cond}")
+        if prev is AlertStatus.PENDING:
+            held = now - previous.since
+            if held >= rule.hold_s:
+                return AlertState(
+                    AlertStatus.FIRING, now, f"firing: {cond} for {held:.0f}s >= hold {rule.hold_s:.0f}s",
+                    m.value, m.sample,
+                )
+            return stay_or(AlertStatus.PENDING, f"pending: {cond} for {held:.0f}s < hold {rule.hold_s:.0f}s")
+        if rule.hold_s <= 0:
+            return AlertState(AlertStatus.FIRING, now, f"firing: {cond} (no hold time)", m.value, m.sample)
+        return AlertState(
+            AlertStatus.PENDING, now, f"pending: {cond}; fires after {rule.hold_s:.0f}s", m.value, m.sample
+        )
+
+    clear = f"{shown} not {rule.op} {rule.metric.format(rule.threshold)} (n={m.sample})"
+    if prev is AlertStatus.FIRING:
+        return AlertState(AlertStatus.RESOLVED, now, f"resolved: {clear}", m.value, m.sample)
+    if prev is AlertStatus.RESOLVED:
+        clear_for = now - previous.since
+        if clear_for >= rule.hold_s:
+            return AlertState(
+                AlertStatus.OK, now, f"ok: {clear} for {clear_for:.0f}s >= hold {rule.hold_s:.0f}s",
+                m.value, m.sample,
+            )
+        return stay_or(AlertStatus.RESOLVED, f"resolved: {clear} for {clear_for:.0f}s < hold {rule.hold_s:.0f}s")
+    return stay_or(AlertStatus.OK, f"ok: {clear}")
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def measure(rule: AlertRule, summary: WindowSummary) -> Measurement:
+    """Read the rule's figure from a summary of the rule's window."""
+    if rule.metric is Metric.COST_INCREASE_PCT:
+        c = summary.comparison
+        return Measurement(
+            c.cost_increase_pct, c.sample, c.reason or f"old n={c.old_runs}, new n={c.new_runs}"
+        )
+    g = summary.overall if rule.system == "all" else summary.by_system.get(rule.system)
+    if g is None or g.runs == 0:
+        return Measurement(None, 0, f"no {'' if rule.system == 'all' else rule.system + ' '}runs in the window")
+    value = {
+        Metric.ERROR_RATE: g.error_rate,
+        Metric.COST_PER_ENTITY: g.cost_per_entity,
+        Metric.ACTIONABLE_RATE: g.actionable_rate,
+        Metric.LATENCY_P95_S: g.latency_s.p95,
+    }[rule.metric]
+    detail = "no hops in the window" if value is None else ""
+    return Measurement(value, g.runs, detail)
+
+
+# --------------------------------------------------------------------------- rules: load, validate, save
+
+
+def rules_path(settings) -> Path:
+    """Where operator edits live (overrides the shipped defaults)."""
+    return Path(settings.data_dir) / RULES_FILE
+
+
+def parse_rules(raw: Any, source: str = "alert rules") -> list[AlertRule]:
+    """Validate a rules document; ConfigError lists one line per bad field."""
+    items = raw.get("rules") if isinstance(raw, Mapping) else raw
+    if not isinstance(items, list):
+        raise ConfigError(f"{source}: expected {{\"rules\": [...]}} or a list of rules")
+    problems: list[str] = []
+    rules: list[AlertRule] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        rule, errs = _parse_rule(item, f"rule {i + 1}")
+        problems.extend(errs)
+        if rule is not None:
+            if rule.id in seen:
+                problems.append(f"rule {i + 1} ({rule.id}): id: duplicate id {rule.id!r}; ids must be unique")
+            seen.add(rule.id)
+            rules.append(rule)
+    if problems:
+        raise ConfigError(f"{source}: {len(problems)} invalid field(s)\n" + "\n".join(problems))
+    return rules
+
+
+def _parse_rule(item: Any, where: str) -> tuple[AlertRule | None, list[str]]:
+    if not isinstance(item, Mapping):
+        return None, [f"{where}: expected an object with id, metric, op, threshold, ..."]
+    rid = item.get("id")
+    label = f"{where} ({rid})" if isinstance(rid, str) and rid else where
+    errs: list[str] = []
+
+    def bad(fieldname: str, msg: str) -> None:
+        errs.append(f"{label}: {fieldname}: {msg}")
+
+    known = {"id", "name", "metric", "op", "threshold", "hold", "min_sample", "severity", "window", "system", "runbook"}
+    for extra in sorted(set(item) - known):
+        bad(extra, f"unknown field; allowed: {', '.join(sorted(known))}")
+    if not isinstance(rid, str) or not rid.strip():
+        bad("id", "required, a non-empty text")
+    name = item.get("name", rid)
+    if not isinstance(name, str) or not name.strip():
+        bad("name", "must be a non-empty text")
+    try:
+        metric = Metric(item.get("metric"))
+    except ValueError:
+        metric = None
+        bad("metric", f"{item.get('metric')!r} is not one of {', '.join(m.value for m in Metric)}")
+    op = item.get("op")
+    if op not in OPS:
+        bad("op", f"{op!r} is not one of {' '.join(OPS)}")
+    threshold = item.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        bad("threshold", f"{threshold!r} is not a number")
+    elif metric in (Metric.ERROR_RATE, Metric.ACTIONABLE_RATE) and not 0 <= threshold <= 1:
+        bad("threshold", f"{threshold} must be a fraction in [0, 1] for {metric.value} (e.g. 0.10 for 10%)")
+    elif metric in (Metric.COST_PER_ENTITY, Metric.LATENCY_P95_S) and threshold < 0:
+        bad("threshold", f"{threshold} must be >= 0 for {metric.value}")
+    hold_s = _duration(item.get("hold", "0s"), "hold", bad, allow_zero=True)
+    window_s = _duration(item.get("window"), "window", bad, allow_zero=False)
+    min_sample = item.get("min_sample", 1)
+    if isinstance(min_sample, bool) or not isinstance(min_sample, int) or min_sample < 1:
+        bad("min_sample", f"{min_sample!r} must be a whole number >= 1")
+    try:
+        severity = Severity(item.get("severity", "warning"))
+    except ValueError:
+        severity = None
+        bad("severity", f"{item.get('severity')!r} is not one of {', '.join(s.value for s in Severity)}")
+    system = item.get("system", "all")
+    if system not in SCOPES:
+        bad("system", f"{system!r} is not one of {', '.join(SCOPES)}")
+    runbook = item.get("runbook", "")
+    if not isinstance(runbook, str) or not runbook.strip():
+        bad("runbook", "required: one line telling the operator what to check first")
+    elif "\n" in runbook.strip():
+        bad("runbook", "must be one line")
+    if errs:
+        return None, errs
+    return (
+        AlertRule(
+            id=rid.strip(),
+            name=name.strip(),
+            metric=metric,
+            op=op,
+            threshold=float(threshold),
+            hold_s=hold_s,
+            min_sample=min_sample,
+            severity=severity,
+            window_s=window_s,
+            runbook=runbook.strip(),
+            system=system,
+        ),
+        [],
+    )
+
+
+def _duration(value: Any, fieldname: str, bad, *, allow_zero: bool) -> float:
+    if value is None:
+        bad(fieldname, "required, a duration like 5m, 1h or 24h")
+        return 0.0
+    if allow_zero and value in (0, "0", "0s"):
+        return 0.0
+    try:
+        return parse_window(value)
+    except ConfigError:
+        bad(fieldname, f"{value!r} is not a duration like 5m, 1h or 24h" + (" (or 0s)" if allow_zero else ""))
+        return 0.0
+
+
+def load_rules_file(path: Path) -> list[AlertRule]:
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"alert rules file {path} is missing: restore it from git or save rules from the Alerts page")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}): fix or delete the file")
+    return parse_rules(raw, str(path))
+
+
+def load_rules(settings) -> list[AlertRule]:
+    """The operator's saved rules if any, else the shipped defaults."""
+    own = rules_path(settings)
+    return load_rules_file(own if own.exists() else SHIPPED_RULES)
+
+
+def rules_source(settings) -> Path:
+    own = rules_path(settings)
+    return own if own.exists() else SHIPPED_RULES
+
+
+def save_rules(settings, rules: Sequence[AlertRule] | list[dict], *, ops=None, actor: str = "operator") -> list[AlertRule]:
+    """Validate and save rules to the data dir (atomic replace); audited when ``ops`` is given."""
+    raw = [r.to_json() if isinstance(r, AlertRule) else r for r in rules]
+    parsed = parse_rules(raw, "alert rules")
+    path = rules_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"version": 1, "rules": [r.to_json() for r in parsed]}
+    fd, tmp = tempfile.mkstemp(prefix=".alert_rules-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if ops is not None:
+        ops.audit(actor, "alert_rules.save", str(path), {"rules": doc["rules"]})
+    return parsed
+
+
+def reset_rules(settings, *, ops=None, actor: str = "operator") -> bool:
+    """Drop the operator's rules so the shipped defaults apply again. True if there were any."""
+    path = rules_path(settings)
+    existed = path.exists()
+    path.unlink(missing_ok=True)
+    if existed and ops is not None:
+        ops.audit(actor, "alert_rules.reset", str(path))
+    return existed
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """A rule's stored current state, as pages and the CLI show it."""
+
+    rule_id: str
+    state: AlertStatus
+    since: float
+    reason: str
+    value: float | None
+    sample: int
+    evaluated_at: float
+    acknowledged_by: str | None = None
+    acknowledged_at: float | None = None
+    ack_note: str | None = None
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.acknowledged_by is not None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    rule: AlertRule
+    previous: AlertState | None
+    current: AlertState
+    measurement: Measurement
+
+    @property
+    def changed(self) -> bool:
+        return self.previous is None or self.previous.state is not self.current.state
+
+
+def _record(row: Mapping[str, Any]) -> AlertRecord:
+    return AlertRecord(
+        rule_id=row["rule_id"],
+        state=AlertStatus(row["state"]),
+        since=row["since"],
+        reason=row["reason"],
+        value=row["value"],
+        sample=row["sample"],
+        evaluated_at=row["evaluated_at"],
+        acknowledged_by=row["acknowledged_by"],
+        acknowledged_at=row["acknowledged_at"],
+        ack_note=row["ack_note"],
+    )
+
+
+def current_states(ops) -> dict[str, AlertRecord]:
+    with ops.connect() as db:
+        return {r["rule_id"]: _record(r) for r in db.query(f"SELECT * FROM {STATES_TABLE} ORDER BY rule_id")}
+
+
+def history(ops, *, rule_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """State transitions, newest first."""
+    sql = f"SELECT * FROM {HISTORY_TABLE}"
+    params: list[Any] = []
+    if rule_id is not None:
+        sql += " WHERE rule_id = ?"
+        params.append(rule_id)
+    sql += " ORDER BY at DESC, id DESC LIMIT ?"
+    params.append(int(limit))
+    with ops.connect() as db:
+        return list(db.query(sql, params))
+
+
+def evaluate_alerts(ops, rules: Iterable[AlertRule], now: float) -> list[Evaluation]:
+    """Measure each rule over its window ending ``now``, step it, persist states and transitions.
+
+    Summaries are read once per distinct window. The step and the writes
+    happen in one ``BEGIN IMMEDIATE`` transaction that re-reads the previous
+    states, so the worker and a console evaluating at the same moment cannot
+    lose a transition.
+    """
+    rules = list(rules)
+    summaries: dict[float, WindowSummary] = {}
+    measurements = {}
+    for rule in rules:
+        if rule.window_s not in summaries:
+            summaries[rule.window_s] = summarize(ops, rule.window_s, now=now)
+        measurements[rule.id] = measure(rule, summaries[rule.window_s])
+    results: list[Evaluation] = []
+    with ops.transaction() as db:
+        prev_rows = {r["rule_id"]: r for r in db.query(f"SELECT * FROM {STATES_TABLE}")}
+        for rule in rules:
+            row = prev_rows.get(rule.id)
+            previous = (
+                AlertState(AlertStatus(row["state"]), row["since"], row["reason"], row["value"], row["sample"])
+                if row
+                else None
+            )
+            m = measurements[rule.id]
+            current = step(rule, previous, m, now)
+            ev = Evaluation(rule, previous, current, m)
+            keep_ack = row is not None and not ev.changed
+            db[STATES_TABLE].upsert(
+                {
+                    "rule_id": rule.id,
+                    "state": current.state.value,
+                    "since": current.since,
+                    "reason": current.reason,
+                    "value": current.value,
+                    "sample": current.sample,
+                    "evaluated_at": now,
+                    # an acknowledgement covers one episode: a new state needs a new one
+                    "acknowledged_by": row["acknowledged_by"] if keep_ack else None,
+                    "acknowledged_at": row["acknowledged_at"] if keep_ack else None,
+                    "ack_note": row["ack_note"] if keep_ack else None,
+                },
+                pk="rule_id",
+            )
+            if ev.changed:
+                db[HISTORY_TABLE].insert(
+                    {
+                        "rule_id": rule.id,
+                        "at": now,
+                        "from_state": previous.state.value if previous else None,
+                        "to_state": current.state.value,
+                        "reason": current.reason,
+                        "value": current.value,
+                        "sample": current.sample,
+                    }
+                )
+            results.append(ev)
+    return results
+
+
+def acknowledge(ops, rule_id: str, *, actor: str, now: float, note: str = "") -> AlertRecord:
+    """Mark the rule's current episode acknowledged and audit it. Only pending or firing alerts."""
+    if not actor.strip():
+        raise ConfigError("acknowledge: say who you are (actor must not be empty)")
+    with ops.transaction() as db:
+        rows = list(db.query(f"SELECT * FROM {STATES_TABLE} WHERE rule_id = ?", [rule_id]))
+        if not rows:
+            raise ConfigError(
+                f"alert {rule_id!r} has no state yet: evaluate first (`python -m engine alerts --evaluate`)"
+            )
+        record = _record(rows[0])
+        if not record.state.needs_attention():
+            raise ConfigError(f"alert {rule_id!r} is {record.state.value}: only pending or firing alerts are acknowledged")
+        db.execute(
+            f"UPDATE {STATES_TABLE} SET acknowledged_by = ?, acknowledged_at = ?, ack_note = ? WHERE rule_id = ?",
+            [actor, now, note, rule_id],
+        )
+        ops.audit(
+            actor, "alert.acknowledge", rule_id,
+            {"state": record.state.value, "since": record.since, "reason": record.reason, "note": note},
+            db=db,
+        )
+    return replace(record, acknowledged_by=actor, acknowledged_at=now, ack_note=note)
+

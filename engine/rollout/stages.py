@@ -1,0 +1,297 @@
+"""Stage config: the rollout's stage table (``data/stages.json``), loaded and validated.
+
+A stage says how many entities are exposed by its end (cumulative: 10, then
+100, then ``"all"``), how long it must run before it may be promoted, how
+entities are processed (batch size, paired shadow fraction) and the policy
+its verdict is assessed against: success criteria (every one must hold to
+pass) and rollback triggers (any one breached fails the stage), each on a
+named metric with an operator, a threshold and a test ("point": the
+measured value; "bound": the whole confidence interval must be on that side).
+
+Validation reports every bad field, one line each, in one ConfigError.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Mapping
+
+from engine.core.errors import ConfigError
+from engine.core.settings import SHIPPED_DATA_DIR
+
+DEFAULT_STAGES_FILE = SHIPPED_DATA_DIR / "stages.json"
+SECONDS_PER_DAY = 86400.0
+
+
+class Metric(StrEnum):
+    """What a criterion measures (see engine.rollout.stats.measure for the definitions)."""
+
+    COST_REDUCTION_PCT = "cost_reduction_pct"  # (old cost - new cost) / old cost, paired entities
+    COST_INCREASE_PCT = "cost_increase_pct"  # minus the above
+    ACTIONABLE_INCREASE_PCT = "actionable_increase_pct"  # (new actionable - old) / old, paired
+    ERROR_RATE_PCT = "error_rate_pct"  # errored hops (+ crashed runs) of the candidate
+    P95_LATENCY_MS = "p95_latency_ms"  # candidate's own per-entity decision time, p95
+
+    def higher_is_better(self) -> bool:
+        return self in (Metric.COST_REDUCTION_PCT, Metric.ACTIONABLE_INCREASE_PCT)
+
+
+class Check(StrEnum):
+    POINT = "point"  # compare the measured value
+    BOUND = "bound"  # the interval's bound on the far side must clear the threshold
+
+    def uses_interval(self) -> bool:
+        return self is Check.BOUND
+
+
+OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
+@dataclass(frozen=True)
+class Criterion:
+    metric: Metric
+    op: str
+    threshold: float
+    test: Check = Check.POINT
+
+    def holds(self, value: float) -> bool:
+        return bool(OPS[self.op](value, self.threshold))
+
+    def label(self) -> str:
+        return f"{self.metric} {self.op} {self.threshold:g}"
+
+    def to_dict(self) -> dict:
+        return {"metric": str(self.metric), "op": self.op, "threshold": self.threshold, "test": str(self.test)}
+
+
+@dataclass(frozen=True)
+class StagePolicy:
+    name: str
+    entities: int | None  # cumulative exposure at the end of the stage; None = all
+    min_duration_days: float
+    batch_size: int
+    min_sample: int
+    shadow_fraction: float
+    confidence: float
+    bootstrap_resamples: int
+    success: tuple[Criterion, ...]
+    rollback: tuple[Criterion, ...]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["entities"] = "all" if self.entities is None else self.entities
+        d["success"] = [c.to_dict() for c in self.success]
+        d["rollback"] = [c.to_dict() for c in self.rollback]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "StagePolicy":
+        """Inverse of to_dict (used to recompute a verdict from a decision record)."""
+        crit = lambda items: tuple(  # noqa: E731
+            Criterion(Metric(c["metric"]), c["op"], float(c["threshold"]), Check(c.get("test", "point"))) for c in items
+        )
+        return cls(
+            name=d["name"],
+            entities=None if d["entities"] == "all" else int(d["entities"]),
+            min_duration_days=float(d["min_duration_days"]),
+            batch_size=int(d["batch_size"]),
+            min_sample=int(d["min_sample"]),
+            shadow_fraction=float(d["shadow_fraction"]),
+            confidence=float(d["confidence"]),
+            bootstrap_resamples=int(d["bootstrap_resamples"]),
+            success=crit(d["success"]),
+            rollback=crit(d["rollback"]),
+        )
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    stages: tuple[StagePolicy, ...]
+    seed: int = 0
+    #: simulated seconds per real second: 86400 makes a day pass every second
+    time_scale: float = 1.0
+    source: str = ""  # file it came from, for messages and records
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def stage(self, name: str) -> StagePolicy:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise ConfigError(f"no stage named {name!r} in {self.source or 'the stage config'}: use one of {self.names()}")
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def index(self, name: str) -> int:
+        return self.names().index(self.stage(name).name)
+
+    def with_time_scale(self, time_scale: float) -> "StageConfig":
+        if not time_scale > 0:
+            raise ConfigError(f"time scale must be > 0 (got {time_scale}); 86400 makes a day pass per second")
+        return replace(self, time_scale=float(time_scale))
+
+    def to_dict(self) -> dict:
+        return {
+            "seed": self.seed,
+            "time_scale": self.time_scale,
+            "stages": [s.to_dict() for s in self.stages],
+        }
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _num(errors: list[str], where: str, value: Any, *, lo: float | None = None, hi: float | None = None,
+         integer: bool = False, lo_open: bool = False) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        errors.append(f"{where}: expected a number, got {value!r}")
+        return None
+    if integer and int(value) != value:
+        errors.append(f"{where}: expected a whole number, got {value!r}")
+        return None
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        errors.append(f"{where}: must be {'>' if lo_open else '>='} {lo:g}, got {value!r}")
+        return None
+    if hi is not None and value > hi:
+        errors.append(f"{where}: must be <= {hi:g}, got {value!r}")
+        return None
+    return value
+
+
+def _criteria(errors: list[str], where: str, items: Any, default_test: str) -> tuple[Criterion, ...]:
+    if not isinstance(items, list):
+        errors.append(f"{where}: expected a list of criteria, got {type(items).__name__}")
+        return ()
+    out = []
+    for i, c in enumerate(items):
+        w = f"{where}[{i}]"
+        if not isinstance(c, dict):
+            errors.append(f"{w}: expected an object with metric, op, threshold")
+            continue
+        unknown = set(c) - {"metric", "op", "threshold", "test"}
+        if unknown:
+            errors.append(f"{w}: unknown field(s) {sorted(unknown)}; allowed: metric, op, threshold, test")
+        ok = True
+        if c.get("metric") not in set(Metric):
+            errors.append(f"{w}.metric: {c.get('metric')!r} is not one of {[str(m) for m in Metric]}")
+            ok = False
+        if c.get("op") not in OPS:
+            errors.append(f"{w}.op: {c.get('op')!r} is not one of {list(OPS)}")
+            ok = False
+        test = c.get("test", default_test)
+        if test not in set(Check):
+            errors.append(f"{w}.test: {test!r} is not one of {[str(t) for t in Check]}")
+            ok = False
+        thr = _num(errors, f"{w}.threshold", c.get("threshold"))
+        if ok and thr is not None:
+            out.append(Criterion(Metric(c["metric"]), c["op"], float(thr), Check(test)))
+    return tuple(out)
+
+
+STAGE_FIELDS = {"name", "entities", "min_duration_days", "batch_size", "min_sample", "shadow_fraction",
+                "test", "confidence", "bootstrap_resamples", "success", "rollback"}
+TOP_FIELDS = {"version", "seed", "time_scale", "confidence", "bootstrap_resamples", "stages"}
+
+
+def parse_stage_config(data: Any, source: str = "") -> StageConfig:
+    """Validate a decoded stage config; raise one ConfigError listing every bad field, one per line."""
+    errors: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source or 'stage config'}: expected a JSON object with a 'stages' list")
+    unknown = set(data) - TOP_FIELDS
+    if unknown:
+        errors.append(f"unknown top-level field(s) {sorted(unknown)}; allowed: {sorted(TOP_FIELDS)}")
+    seed = _num(errors, "seed", data.get("seed", 0), lo=0, integer=True)
+    time_scale = _num(errors, "time_scale", data.get("time_scale", 1), lo=0, lo_open=True)
+    confidence = _num(errors, "confidence", data.get("confidence", 0.9), lo=0.5, hi=0.999)
+    resamples = _num(errors, "bootstrap_resamples", data.get("bootstrap_resamples", 2000), lo=100, integer=True)
+    stages_raw = data.get("stages")
+    stages: list[StagePolicy] = []
+    if not isinstance(stages_raw, list) or not stages_raw:
+        errors.append("stages: expected a non-empty list of stages")
+        stages_raw = []
+    seen: set[str] = set()
+    last_count = 0
+    for i, s in enumerate(stages_raw):
+        w = f"stages[{i}]"
+        if not isinstance(s, dict):
+            errors.append(f"{w}: expected an object")
+            continue
+        name = s.get("name")
+        if not isinstance(name, str) or not name.strip():
+            errors.append(f"{w}.name: expected a non-empty name")
+            name = f"#{i}"
+        else:
+            w = f"stages[{i}] ({name})"
+            if name in seen:
+                errors.append(f"{w}.name: duplicate stage name {name!r}")
+            seen.add(name)
+        unknown = set(s) - STAGE_FIELDS
+        if unknown:
+            errors.append(f"{w}: unknown field(s) {sorted(unknown)}; allowed: {sorted(STAGE_FIELDS)}")
+        ents = s.get("entities")
+        count: int | None
+        if ents == "all":
+            count = None
+            if i != len(stages_raw) - 1:
+                errors.append(f"{w}.entities: only the last stage may expose 'all' entities")
+        else:
+            v = _num(errors, f"{w}.entities", ents, lo=1, integer=True)
+            count = int(v) if v is not None else 0
+            if v is not None and count <= last_count:
+                errors.append(
+                    f"{w}.entities: exposure is cumulative, so {count} must be more than the previous stage's {last_count}"
+                )
+            last_count = max(last_count, count)
+        min_days = _num(errors, f"{w}.min_duration_days", s.get("min_duration_days", 0), lo=0)
+        batch = _num(errors, f"{w}.batch_size", s.get("batch_size", 10), lo=1, integer=True)
+        min_sample = _num(errors, f"{w}.min_sample", s.get("min_sample", 1), lo=1, integer=True)
+        shadow = _num(errors, f"{w}.shadow_fraction", s.get("shadow_fraction", 1.0), lo=0, hi=1, lo_open=True)
+        conf = _num(errors, f"{w}.confidence", s.get("confidence", confidence or 0.9), lo=0.5, hi=0.999)
+        res = _num(errors, f"{w}.bootstrap_resamples", s.get("bootstrap_resamples", resamples or 2000), lo=100,
+                   integer=True)
+        test = s.get("test", "bound")
+        if test not in set(Check):
+            errors.append(f"{w}.test: {test!r} is not one of {[str(t) for t in Check]}")
+            test = "bound"
+        success = _criteria(errors, f"{w}.success", s.get("success", []), test)
+        rollback = _criteria(errors, f"{w}.rollback", s.get("rollback", []), "point")
+        if not s.get("success"):
+            errors.append(f"{w}.success: a stage needs at least one success criterion")
+        if None not in (min_days, batch, min_sample, shadow, conf, res):
+            stages.append(
+                StagePolicy(
+                    name=name,
+                    entities=count,
+                    min_duration_days=float(min_days),
+                    batch_size=int(batch),
+                    min_sample=int(min_sample),
+                    shadow_fraction=float(shadow),
+                    confidence=float(conf),
+                    bootstrap_resamples=int(res),
+                    success=success,
+                    rollback=rollback,
+                )
+            )
+    if errors:
+        where = f"{source}: " if source else ""
+        raise ConfigError(f"{where}invalid stage config ({len(errors)} problem(s)):\n" + "\n".join(errors))
+    return StageConfig(stages=tuple(stages), seed=int(seed), time_scale=float(time_scale), source=source, raw=data)
+
+
+def load_stage_config(path: Path | str | None = None) -> StageConfig:
+    """Load and validate a stage table; the shipped ``data/stages.json`` when no path is given."""
+    p = Path(path) if path else DEFAULT_STAGES_FILE
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"stage config {p} not found: pass --config-file with an existing file") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"stage config {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    return parse_stage_config(data, source=str(p))

@@ -1,0 +1,347 @@
+"""OpsDB: the operations state in SQLite (through sqlite-utils), with per-component migrations.
+
+One SQLite file per data dir (``settings.ops_db_path``), WAL mode, a busy
+timeout, and short-lived connections: every operation opens a connection,
+does its work and closes it, so the console, CLIs and workers can share the
+file. ``transaction()`` is the one helper for multi-statement writes
+(``BEGIN IMMEDIATE`` .. ``COMMIT``, ``ROLLBACK`` on error); sqlite-utils
+calls made inside it nest as savepoints.
+
+Migrations belong to the component that owns the tables: a module listed in
+COMPONENT_MODULES defines ``MIGRATIONS: list[Migration]``. Each migration is
+applied in its own transaction together with its row in
+``schema_migrations``, so it runs exactly once even when several processes
+open a fresh file at the same moment.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import sqlite_utils
+
+from engine.core.errors import ConfigError, StoreUnavailable
+from engine.core.model import DomainError
+from engine.core.settings import Settings
+
+#: modules that may own tables; one that does not exist (yet) is skipped
+COMPONENT_MODULES: tuple[str, ...] = (
+    "engine.store.opsdb",
+    "engine.monitoring.events",
+    "engine.monitoring.alerts",
+    "engine.jobs.queue",
+    "engine.rollout.runner",
+    "engine.tuning.space",
+    "engine.cache.stats",
+)
+
+BUSY_TIMEOUT_S = 10.0
+
+_SCHEMA_MIGRATIONS_DDL = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    component TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    applied_at REAL NOT NULL,
+    PRIMARY KEY (component, version)
+)
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step of one component; ``statements`` run in order inside one transaction."""
+
+    component: str
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.component or not isinstance(self.version, int) or self.version < 1:
+            raise ConfigError(
+                f"migration {self.component!r} v{self.version!r} is invalid: "
+                "give a component name and a version >= 1"
+            )
+        if isinstance(self.statements, str):
+            raise ConfigError(
+                f"migration {self.component} v{self.version}: statements must be a tuple of SQL strings, "
+                "not one string"
+            )
+
+
+#: the "core" component: the audit log and a small key/value store for config
+MIGRATIONS: list[Migration] = [
+    Migration(
+        "core",
+        1,
+        "audit log and settings_kv",
+        (
+            """
+            CREATE TABLE audit (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                at REAL NOT NULL,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                target TEXT NOT NULL DEFAULT '',
+                details TEXT NOT NULL DEFAULT '{}'
+            )
+            """,
+            "CREATE INDEX audit_at ON audit (at)",
+            "CREATE INDEX audit_action ON audit (action)",
+            """
+            CREATE TABLE settings_kv (
+                key TEXT PRIMARY KEY,
+                value TEXT NOT NULL,
+                updated_at REAL NOT NULL
+            )
+            """,
+        ),
+    ),
+]
+
+
+def collect_migrations(modules: Iterable[str] = COMPONENT_MODULES) -> list[Migration]:
+    """MIGRATIONS of every listed module that exists, checked and sorted by (component, version)."""
+    found: list[Migration] = []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the module exists but one of its imports is missing: a real error
+                raise
+            continue
+        found.extend(getattr(module, "MIGRATIONS", ()))
+    seen: dict[tuple[str, int], str] = {}
+    for m in found:
+        if not isinstance(m, Migration):
+            raise ConfigError(f"MIGRATIONS must hold engine.store.opsdb.Migration values, got {m!r}")
+        key = (m.component, m.version)
+        if key in seen:
+            raise ConfigError(
+                f"two migrations claim {m.component} v{m.version} ({seen[key]!r} and {m.name!r}): "
+                "give each a new version"
+            )
+        seen[key] = m.name
+    return sorted(found, key=lambda m: (m.component, m.version))
+
+
+class OpsDB:
+    """The operations database. Cheap to construct after the first time (migrations are recorded)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+        modules: Iterable[str] = COMPONENT_MODULES,
+        migrations: Iterable[Migration] | None = None,
+    ):
+        self.path = Path(path)
+        self._clock = clock
+        self._busy_timeout_s = busy_timeout_s
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create the directory of {self.path} ({exc}): check DISCOVERY_DATA_DIR") from exc
+        self._enable_wal()
+        self.migrate(collect_migrations(modules) if migrations is None else list(migrations))
+
+    # ------------------------------------------------------------------ connections
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            # isolation_level=None: no implicit BEGIN, we say when a transaction starts;
+            # sqlite-utils' atomic() issues its own BEGIN/SAVEPOINT
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode, much faster
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(
+                f"cannot open the operations database {self.path} ({exc}): check the path and its permissions"
+            ) from exc
+        return conn
+
+    def _enable_wal(self) -> None:
+        conn = self._open()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot switch {self.path} to WAL mode ({exc}): is the file on a local disk?") from exc
+        finally:
+            conn.close()
+        if str(mode).lower() != "wal":
+            raise StoreUnavailable(f"{self.path} refused WAL mode (got {mode!r}): put DISCOVERY_DATA_DIR on a local disk")
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite_utils.Database]:
+        """A short-lived connection (WAL, busy timeout). Each statement commits on its own
+        unless you open a transaction (use ``transaction()``; ``db.atomic()`` also works)."""
+        conn = self._open()
+        db = sqlite_utils.Database(conn)
+        try:
+            yield db
+        finally:
+            if conn.in_transaction:  # a transaction left open by the caller is abandoned, never half-kept
+                conn.rollback()
+            conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """``BEGIN IMMEDIATE`` .. ``COMMIT``; ``ROLLBACK`` when the block raises.
+
+        IMMEDIATE takes the write lock up front (waiting up to the busy
+        timeout), so two writers never deadlock upgrading read locks.
+        """
+        with self.connect() as db:
+            try:
+                db.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(
+                    f"operations database {self.path} stayed locked for {self._busy_timeout_s:g}s ({exc}): "
+                    "another process holds a long write; retry"
+                ) from exc
+            try:
+                yield db
+            except BaseException:
+                if db.conn.in_transaction:
+                    db.conn.execute("ROLLBACK")
+                raise
+            else:
+                db.conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ migrations
+
+    def migrate(self, migrations: Iterable[Migration]) -> list[Migration]:
+        """Apply the migrations not recorded yet, each in its own transaction with its record.
+
+        Returns the ones applied by this call (others may have been applied
+        concurrently by another process; they are skipped).
+        """
+        with self.connect() as db:
+            db.conn.execute(_SCHEMA_MIGRATIONS_DDL)
+        applied: list[Migration] = []
+        for m in sorted(migrations, key=lambda m: (m.component, m.version)):
+            with self.transaction() as db:
+                row = db.conn.execute(
+                    "SELECT 1 FROM schema_migrations WHERE component = ? AND version = ?", (m.component, m.version)
+                ).fetchone()
+                if row:
+                    continue
+                for statement in m.statements:
+                    try:
+                        db.conn.execute(statement)
+                    except sqlite3.Error as exc:
+                        raise ConfigError(
+                            f"migration {m.component} v{m.version} ({m.name}) failed: {exc}; "
+                            "nothing of it was applied, fix the statement"
+                        ) from exc
+                db.conn.execute(
+                    "INSERT INTO schema_migrations (component, version, name, applied_at) VALUES (?, ?, ?, ?)",
+                    (m.component, m.version, m.name, self._clock()),
+                )
+                applied.append(m)
+        return applied
+
+    def schema_versions(self) -> dict[str, int]:
+        """Highest applied migration version per component."""
+        with self.connect() as db:
+            rows = db.conn.execute(
+                "SELECT component, MAX(version) FROM schema_migrations GROUP BY component ORDER BY component"
+            ).fetchall()
+        return {component: version for component, version in rows}
+
+    # ------------------------------------------------------------------ audit
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        target: str = "",
+        details: dict | None = None,
+        *,
+        db: sqlite_utils.Database | None = None,
+    ) -> int:
+        """Record an operator or system action; returns its id.
+
+        Pass ``db`` (from your own ``transaction()``) to write the audit row
+        atomically with your change.
+        """
+        if not isinstance(actor, str) or not actor.strip():
+            raise DomainError("audit needs an actor (who acted, e.g. 'console:alice' or 'worker')")
+        if not isinstance(action, str) or not action.strip():
+            raise DomainError("audit needs an action (what was done, e.g. 'rollout.rollback')")
+        try:
+            details_json = json.dumps(details or {}, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise DomainError(f"audit details for {action!r} are not JSON-able ({exc})") from None
+        row = (self._clock(), actor, action, str(target), details_json)
+        sql = "INSERT INTO audit (at, actor, action, target, details) VALUES (?, ?, ?, ?, ?)"
+        if db is not None:
+            return int(db.conn.execute(sql, row).lastrowid)
+        with self.transaction() as tx:
+            return int(tx.conn.execute(sql, row).lastrowid)
+
+    def list_audit(
+        self, limit: int = 100, *, actor: str | None = None, action: str | None = None, target: str | None = None
+    ) -> list[dict]:
+        """Newest first; ``details`` decoded. Optional exact filters on actor, action, target."""
+        where, params = [], []
+        for column, value in (("actor", actor), ("action", action), ("target", target)):
+            if value is not None:
+                where.append(f"{column} = ?")  # column names come from this fixed tuple
+                params.append(value)
+        sql = "SELECT id, at, actor, action, target, details FROM audit"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(int(limit))
+        with self.connect() as db:
+            rows = db.conn.execute(sql, params).fetchall()
+        return [
+            {"id": i, "at": at, "actor": ac, "action": an, "target": t, "details": json.loads(d)}
+            for i, at, ac, an, t, d in rows
+        ]
+
+    # ------------------------------------------------------------------ small config
+
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        """A JSON value from settings_kv, or ``default``."""
+        with self.connect() as db:
+            row = db.conn.execute("SELECT value FROM settings_kv WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_setting(self, key: str, value: Any, *, db: sqlite_utils.Database | None = None) -> None:
+        """Store a JSON-able value under ``key`` (replacing any previous one)."""
+        try:
+            text = json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise DomainError(f"setting {key!r} is not JSON-able ({exc})") from None
+        sql = (
+            "INSERT INTO settings_kv (key, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+        )
+        if db is not None:
+            db.conn.execute(sql, (key, text, self._clock()))
+            return
+        with self.transaction() as tx:
+            tx.conn.execute(sql, (key, text, self._clock()))
+
+    def list_settings(self) -> dict[str, Any]:
+        with self.connect() as db:
+            rows = db.conn.execute("SELECT key, value FROM settings_kv ORDER BY key").fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+
+def open_ops_db(settings: Settings) -> OpsDB:
+    """The OpsDB of a data dir (creates and migrates it on first use)."""
+    return OpsDB(settings.ops_db_path)

@@ -96,9 +96,17 @@ def collect_migrations_from(migrations):
         del sys.modules[module.__name__]
 
 
-def test_component_modules_that_do_not_exist_yet_are_skipped():
-    found = collect_migrations(["engine.store.opsdb", "engine.no_such_component_yet"])
-    assert [m.component for m in found] == ["core"] * len(MIGRATIONS)
+def test_a_misspelt_component_module_fails_instead_of_being_skipped():
+    assert [m.component for m in collect_migrations(["engine.store.opsdb"])] == ["core"] * len(MIGRATIONS)
+    with pytest.raises(ModuleNotFoundError, match="engine.no_such_component"):
+        collect_migrations(["engine.store.opsdb", "engine.no_such_component"])
+
+
+def test_every_component_module_exists_and_holds_migrations():
+    from engine.store.opsdb import COMPONENT_MODULES
+
+    for name in COMPONENT_MODULES:
+        assert collect_migrations([name]), name
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 
 from engine.core.errors import ConfigError, StoreUnavailable
 from engine.core.model import DomainError
-from engine.store.opsdb import MIGRATIONS, Migration, OpsDB, collect_migrations, open_ops_db
+from engine.store.opsdb import COMPONENT_MODULES, MIGRATIONS, Migration, OpsDB, collect_migrations, open_ops_db
 from engine.core.settings import REPO_ROOT, Settings
 
 PY = sys.executable
@@ -103,8 +103,6 @@ def test_a_misspelt_component_module_fails_instead_of_being_skipped():
 
 
 def test_every_component_module_exists_and_holds_migrations():
-    from engine.store.opsdb import COMPONENT_MODULES
-
     for name in COMPONENT_MODULES:
         assert collect_migrations([name]), name
 

@@ -19,7 +19,7 @@ Python, one ``UNWIND`` write guarded by compare-and-set on what was read (a
 hypothesis changed meanwhile by another writer is re-read and re-applied, up
 to ``CAS_RETRIES`` times, else reported as a failure). Why not do the
 arithmetic in Cypher: FalkorDB stores doubles exactly but replies with 15
-significant digits, so GraphStore keeps an exact-repr sidecar
+significant digits, so every node keeps an exact-repr sidecar
 (``exact_floats``) on every node; values computed on the server would leave
 that sidecar stale, and no Cypher function prints a double exactly. Writing
 rows built here keeps the sidecar right. Several decisions for one

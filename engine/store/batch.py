@@ -19,15 +19,16 @@ Python, one ``UNWIND`` write guarded by compare-and-set on what was read (a
 hypothesis changed meanwhile by another writer is re-read and re-applied, up
 to ``CAS_RETRIES`` times, else reported as a failure). Why not do the
 arithmetic in Cypher: FalkorDB stores doubles exactly but replies with 15
-significant digits, so GraphStore keeps an exact-repr sidecar
+significant digits, so every node keeps an exact-repr sidecar
 (``exact_floats``) on every node; values computed on the server would leave
 that sidecar stale, and no Cypher function prints a double exactly. Writing
 rows built here keeps the sidecar right. Several decisions for one
 hypothesis are applied in the order given and travel in one row, so a
 hypothesis is never split across concurrent chunks.
 
-Property names and value encodings are GraphStore's (engine.store.graph): rows are
-built with ``hypothesis_props`` and read back with ``hypothesis_from_props``.
+Property names and value encodings are the row codec's (engine.store.rows), shared
+with GraphStore: rows are built with ``hypothesis_props`` and read back with
+``hypothesis_from_row``, which gives what GraphStore's ``hypothesis_from_props`` does.
 Every value is a query parameter; the Cypher text is constant.
 
 Use ``async with AsyncBatchGraph.open(settings) as batch: ...`` inside a
@@ -52,9 +53,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Generic, Iterable, M
 from falkordb.helpers import stringify_param_value
 from redis.exceptions import RedisError, ResponseError
 
-from engine.store import falkor
 from engine.core.errors import DiscoveryError
-from engine.store.graph import BUMP_WRITE_SEQ, EXACT_FLOATS, hypothesis_props, write_epoch
 from engine.core.model import (
     Decision,
     apply_decision,
@@ -66,6 +65,16 @@ from engine.core.model import (
     is_actionable,
 )
 from engine.core.settings import Settings
+from engine.store import falkor
+from engine.store.graph import BUMP_WRITE_SEQ, write_epoch
+from engine.store.rows import (
+    EXACT_FLOATS,
+    ROW_EXACT_FLOATS,
+    ROW_ID,
+    ROW_RETURN,
+    hypothesis_from_row,
+    hypothesis_props,
+)
 
 T = TypeVar("T")
 
@@ -187,71 +196,10 @@ def assess_entity(
 # --------------------------------------------------------------------------- queries
 # Constant Cypher text; every value arrives through $parameters.
 
-# Read in the server's verbose reply format (no --compact): strings and integers arrive as
-# native RESP values, doubles as their text, so hiredis does the parsing in C and we
-# skip the client's per-value type dispatch (measured ~3x faster end to end for 28k
-# hypotheses). Columns are in _HYP_COLUMNS order; _hypothesis_from_row decodes them.
-# (toJSON would be faster still but the server does not escape quotes in strings.)
-_HYP_COLUMNS = (
-    "id", "entity_id", "pattern", "category", "prior", "confidence", "status", "accepts",
-    "weak_accepts", "rejects", "no_progress", "last_delta", "recent", "created_at", "updated_at",
-    "killed_reason",
-)  # fmt: skip
-_RETURN_COLUMNS = " RETURN " + ", ".join(f"h.{c}" for c in _HYP_COLUMNS) + f", h.{EXACT_FLOATS}"
-_Q_READ = "UNWIND $ids AS eid MATCH (h:Hypothesis {entity_id: eid})" + _RETURN_COLUMNS
-_Q_READ_BY_ID = "UNWIND $ids AS hid MATCH (h:Hypothesis {id: hid})" + _RETURN_COLUMNS
-_FLOAT_COLUMNS = (("prior", 4), ("confidence", 5), ("last_delta", 11), ("created_at", 13), ("updated_at", 14))
-_STATUS = {str(s): s for s in Status}
-_DECISION = {str(d): d for d in Decision}
-
-
-def _exact_floats(r: Sequence[Any]) -> list[float]:
-    """prior, confidence, last_delta, created_at, updated_at of a _Q_READ row, exact.
-
-    The same rule as graph._without_exact_floats, inlined for speed (it is most of a batch
-    read's client time): a sidecar value replaces the 15-digit reply only if the stored
-    double still is that value to 15 digits (what someone wrote by hand wins).
-    """
-    raw = r[16]
-    exact: dict = {}
-    if raw:
-        try:
-            exact = json.loads(raw)
-        except ValueError:
-            exact = {}
-    vals = []
-    for name, i in _FLOAT_COLUMNS:
-        text, e = r[i], exact.get(name)
-        if type(e) is float and text is not None and f"{e:.15g}" == text:  # the common case, fast
-            vals.append(e)
-            continue
-        v = 0.0 if text is None else float(text)
-        if isinstance(e, (int, float)) and abs(e - v) <= max(1e-13 * max(abs(e), abs(v)), 1e-300):
-            v = float(e)
-        vals.append(v)
-    return vals
-
-
-def _hypothesis_from_row(r: Sequence[Any]) -> Hypothesis:
-    """A Hypothesis from one verbose-format row of _Q_READ (same result as graph.hypothesis_from_props).
-
-    The verbose format prints a list as ``[A, B]``; ``recent`` only ever holds
-    Decision names, which contain neither commas nor brackets.
-    """
-    recent = r[12]
-    try:
-        # the reply's doubles have 15 significant digits: put back the exact values from the
-        # sidecar exactly as GraphStore does (graph.hypothesis_from_props)
-        prior, confidence, last_delta, created_at, updated_at = _exact_floats(r)
-        return Hypothesis(
-            r[0], r[1], r[2], r[3], prior, confidence,
-            _STATUS[r[6]] if r[6] is not None else Status.ACTIVE,
-            r[7] or 0, r[8] or 0, r[9] or 0, r[10] or 0, last_delta,
-            tuple(_DECISION[d] for d in recent[1:-1].split(", ")) if recent and len(recent) > 2 else (),
-            created_at, updated_at, r[15] or "",
-        )  # fmt: skip
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DomainError(f"hypothesis {r[0]!r} has an unreadable stored value ({_one_line(exc)})") from None
+# Hypotheses are read as verbose-format rows of the codec's columns (engine.store.rows: why
+# verbose, and the fast decoder hypothesis_from_row).
+_Q_READ = "UNWIND $ids AS eid MATCH (h:Hypothesis {entity_id: eid})" + ROW_RETURN
+_Q_READ_BY_ID = "UNWIND $ids AS hid MATCH (h:Hypothesis {id: hid})" + ROW_RETURN
 
 # compare-and-set: write only if the node still holds what the update was computed from
 # (the sidecar carries every float exactly; counters, window and status are compared as is).
@@ -305,7 +253,7 @@ RETURN e.id, e.cluster, e.template_id
 
 def _update_row(h: Hypothesis) -> dict[str, Any]:
     """The fields apply_decision changes, as stored, with the exact-floats sidecar GraphStore writes
-    (same content as graph._with_exact_floats(hypothesis_props(h)): every float field, sorted)."""
+    (same content as rows.with_exact_floats(hypothesis_props(h)): every float field, sorted)."""
     floats = {"confidence": h.confidence, "created_at": h.created_at, "last_delta": h.last_delta,
               "prior": h.prior, "updated_at": h.updated_at}  # fmt: skip
     for name, value in floats.items():
@@ -438,7 +386,7 @@ class AsyncBatchGraph:
             rows = await self._ro_verbose(_Q_READ, {"ids": list(chunk)}, timeout)
             got: dict[str, list[Hypothesis]] = {eid: [] for eid in chunk}
             for row in rows:
-                h = _hypothesis_from_row(row)
+                h = hypothesis_from_row(row)
                 got[h.entity_id].append(h)
             for hyps in got.values():
                 hyps.sort(key=lambda h: h.id)
@@ -539,7 +487,7 @@ class AsyncBatchGraph:
             problems: dict[str, str] = {}
             for _attempt_no in range(CAS_RETRIES + 1):
                 rows = await self._ro_verbose(_Q_READ_BY_ID, {"ids": pending}, timeout)
-                current = {r[0]: (_hypothesis_from_row(r), r[16] or "") for r in rows}
+                current = {r[ROW_ID]: (hypothesis_from_row(r), r[ROW_EXACT_FLOATS] or "") for r in rows}
                 for hid in pending:
                     if hid not in current:
                         problems[hid] = "no such hypothesis"

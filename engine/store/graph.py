@@ -24,8 +24,6 @@ whole query, and we translate that into a one-line DomainError.
 
 from __future__ import annotations
 
-import json
-import math
 import time
 import uuid
 from collections import Counter
@@ -35,23 +33,21 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import falkordb
 from redis.exceptions import RedisError, ResponseError
 
-from engine.store import falkor
-from engine.core.model import (
-    Channel,
-    Decision,
-    Depth,
-    DomainError,
-    Entity,
-    HopRecord,
-    HopType,
-    Hypothesis,
-    Pattern,
-    Status,
-    Template,
-    UnknownEntity,
-    slugify,
-)
+from engine.core.model import DomainError, Entity, HopRecord, Hypothesis, Status, Template, UnknownEntity, slugify
 from engine.core.settings import Settings
+from engine.store import falkor
+from engine.store.rows import (
+    check_str,
+    entity_from_props,
+    entity_props,
+    evidence_from_props,
+    evidence_props,
+    hypothesis_from_props,
+    hypothesis_props,
+    template_from_props,
+    template_props,
+    with_exact_floats,
+)
 
 #: rows per UNWIND batch for bulk upserts
 CHUNK = 500
@@ -107,234 +103,13 @@ class GraphStats:
     by_category: dict[str, int] = field(default_factory=dict)  # hypotheses per pattern category
 
 
-# --------------------------------------------------------------------------- conversions
-
-
-def _finite(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DomainError(f"{what} must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise DomainError(f"{what} must be a finite number, got {value!r}")
-    return number
-
-
-def _int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DomainError(f"{what} must be an integer, got {value!r}")
-    return value
-
-
-def _str(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise DomainError(f"{what} must be a string, got {value!r}")
-    if "\x00" in value:
-        # FalkorDB's parameter parser stops at NUL: the value could not be stored faithfully
-        raise DomainError(f"{what} contains a NUL character, which the graph cannot store: strip it first")
-    return value
-
-
-#: property holding the exact repr of a node's float properties. FalkorDB stores
-#: doubles exactly but replies with 15 significant digits (0.1 + 0.2 reads back as
-#: 0.3), so without it a saved Hypothesis would not read back equal to itself.
-EXACT_FLOATS = "exact_floats"
-
-
-def _with_exact_floats(props: dict[str, Any]) -> dict[str, Any]:
-    floats = {k: v for k, v in props.items() if isinstance(v, float)}
-    return {**props, EXACT_FLOATS: json.dumps(floats, sort_keys=True)}
-
-
-def _without_exact_floats(props: Mapping[str, Any]) -> dict[str, Any]:
-    """Node properties with their floats put back to full precision (and the sidecar removed)."""
-    out = dict(props)
-    raw = out.pop(EXACT_FLOATS, None)
-    if not raw:
-        return out
-    try:
-        exact = json.loads(raw)
-    except ValueError:
-        return out
-    for key, value in exact.items():
-        stored = out.get(key)
-        # use the exact value only if the stored double still is that value (to the 15 digits
-        # we are shown): if someone changed the property by hand, what they wrote wins
-        if isinstance(stored, (int, float)) and isinstance(value, (int, float)) and math.isclose(
-            stored, value, rel_tol=1e-13, abs_tol=1e-300
-        ):
-            out[key] = float(value)
-    return out
-
-
-def entity_props(e: Entity) -> dict[str, Any]:
-    where = f"entity {e.id!r}"
-    return {
-        "id": _str(e.id, f"{where} id"),
-        "name": _str(e.name, f"{where} name"),
-        "sport": _str(e.sport, f"{where} sport"),
-        "country": _str(e.country, f"{where} country"),
-        "type": _str(e.type, f"{where} type"),
-        "tier": _int(e.tier, f"{where} tier"),
-        "cluster": _str(e.cluster, f"{where} cluster"),
-        "template_id": _str(e.template_id, f"{where} template_id"),
-    }
-
-
-def entity_from_props(p: Mapping[str, Any]) -> Entity:
-    return Entity(
-        id=p["id"],
-        name=p["name"],
-        sport=p.get("sport", ""),
-        country=p.get("country", ""),
-        type=p.get("type", ""),
-        tier=int(p.get("tier", 0)),
-        cluster=p.get("cluster", ""),
-        template_id=p.get("template_id", ""),
-    )
-
-
-def hypothesis_props(h: Hypothesis) -> dict[str, Any]:
-    """Every field of a Hypothesis as FalkorDB property values (JSON-able)."""
-    where = f"hypothesis {h.id!r}"
-    try:
-        status = Status(h.status)
-        recent = [str(Decision(d)) for d in h.recent]
-    except ValueError as exc:
-        raise DomainError(f"{where}: {exc}") from None
-    return {
-        "id": _str(h.id, f"{where} id"),
-        "entity_id": _str(h.entity_id, f"{where} entity_id"),
-        "pattern": _str(h.pattern, f"{where} pattern"),
-        "category": _str(h.category, f"{where} category"),
-        "prior": _finite(h.prior, f"{where} prior"),
-        "confidence": _finite(h.confidence, f"{where} confidence"),
-        "status": str(status),
-        "accepts": _int(h.accepts, f"{where} accepts"),
-        "weak_accepts": _int(h.weak_accepts, f"{where} weak_accepts"),
-        "rejects": _int(h.rejects, f"{where} rejects"),
-        "no_progress": _int(h.no_progress, f"{where} no_progress"),
-        "last_delta": _finite(h.last_delta, f"{where} last_delta"),
-        "recent": recent,
-        "created_at": _finite(h.created_at, f"{where} created_at"),
-        "updated_at": _finite(h.updated_at, f"{where} updated_at"),
-        "killed_reason": _str(h.killed_reason, f"{where} killed_reason"),
-    }
-
-
-def hypothesis_from_props(p: Mapping[str, Any]) -> Hypothesis:
-    p = _without_exact_floats(p)
-    return Hypothesis(
-        id=p["id"],
-        entity_id=p["entity_id"],
-        pattern=p["pattern"],
-        category=p["category"],
-        prior=float(p["prior"]),
-        confidence=float(p["confidence"]),
-        status=Status(p.get("status", Status.ACTIVE)),
-        accepts=int(p.get("accepts", 0)),
-        weak_accepts=int(p.get("weak_accepts", 0)),
-        rejects=int(p.get("rejects", 0)),
-        no_progress=int(p.get("no_progress", 0)),
-        last_delta=float(p.get("last_delta", 0.0)),
-        recent=tuple(Decision(d) for d in (p.get("recent") or ())),
-        created_at=float(p.get("created_at", 0.0)),
-        updated_at=float(p.get("updated_at", 0.0)),
-        killed_reason=p.get("killed_reason", "") or "",
-    )
-
-
-def template_props(t: Template) -> dict[str, Any]:
-    patterns = [
-        {
-            "name": p.name,
-            "category": p.category,
-            "weight": _finite(p.weight, f"template {t.id!r} pattern {p.name!r} weight"),
-            "keywords": list(p.keywords),
-        }
-        for p in t.patterns
-    ]
-    channels = [{"hop_type": str(HopType(c.hop_type)), "priority": int(c.priority)} for c in t.channels]
-    return {
-        "id": _str(t.id, "template id"),
-        "name": _str(t.name, f"template {t.id!r} name"),
-        "description": _str(t.description, f"template {t.id!r} description"),
-        "patterns": json.dumps(patterns, ensure_ascii=False),
-        "channels": json.dumps(channels, ensure_ascii=False),
-    }
-
-
-def template_from_props(p: Mapping[str, Any]) -> Template:
-    patterns = tuple(
-        Pattern(name=d["name"], category=d["category"], weight=float(d["weight"]), keywords=tuple(d.get("keywords", ())))
-        for d in json.loads(p.get("patterns") or "[]")
-    )
-    channels = tuple(
-        Channel(hop_type=HopType(d["hop_type"]), priority=int(d["priority"]))
-        for d in json.loads(p.get("channels") or "[]")
-    )
-    return Template(
-        id=p["id"], name=p.get("name", ""), patterns=patterns, channels=channels, description=p.get("description", "")
-    )
-
-
-def evidence_id(run_id: str, system: str, entity_id: str, iteration: int) -> str:
-    return f"{run_id}:{system}:{entity_id}:{iteration}"
-
-
-def evidence_props(entity_id: str, run_id: str, system: str, at: float, r: HopRecord) -> dict[str, Any]:
-    where = f"evidence of run {run_id!r} iteration {r.iteration!r}"
-    try:
-        hop_type = str(HopType(r.hop_type))
-        depth = int(Depth(r.depth))
-        decision = str(Decision(r.decision))
-    except ValueError as exc:
-        raise DomainError(f"{where}: {exc}") from None
-    if r.error is not None and not isinstance(r.error, str):
-        raise DomainError(f"{where} error must be a string or None, got {r.error!r}")
-    props: dict[str, Any] = {
-        "id": evidence_id(run_id, system, entity_id, _int(r.iteration, f"{where} iteration")),
-        "entity_id": entity_id,
-        "run_id": run_id,
-        "system": system,
-        "at": _finite(at, f"{where} at"),
-        "rolled_back": False,
-        "iteration": r.iteration,
-        "hypothesis_id": _str(r.hypothesis_id, f"{where} hypothesis_id"),
-        "pattern": _str(r.pattern, f"{where} pattern"),
-        "category": _str(r.category, f"{where} category"),
-        "eig": _finite(r.eig, f"{where} eig"),
-        "hop_type": hop_type,
-        "depth": depth,
-        "decision": decision,
-        "delta": _finite(r.delta, f"{where} delta"),
-        "confidence_after": _finite(r.confidence_after, f"{where} confidence_after"),
-        "cost_usd": _finite(r.cost_usd, f"{where} cost_usd"),
-        "latency_s": _finite(r.latency_s, f"{where} latency_s"),
-        "url": _str(r.url, f"{where} url"),
-        "excerpt": _str(r.excerpt, f"{where} excerpt"),
-    }
-    if r.error is not None:
-        props["error"] = r.error  # FalkorDB drops null properties; absent reads back as None
-    return props
-
-
-_EVIDENCE_FIELDS = (
-    "id", "entity_id", "run_id", "system", "at", "rolled_back", "iteration", "hypothesis_id", "pattern",
-    "category", "eig", "hop_type", "depth", "decision", "delta", "confidence_after", "cost_usd",
-    "latency_s", "url", "excerpt", "error",
-)  # fmt: skip
-
-
-def _evidence_row(p: Mapping[str, Any]) -> dict[str, Any]:
-    p = _without_exact_floats(p)
-    row = {k: p.get(k) for k in _EVIDENCE_FIELDS}
-    row["rolled_back"] = bool(row["rolled_back"])
-    return row
+# --------------------------------------------------------------------------- writing rows
+# How values are encoded as node properties is engine.store.rows' (the row codec).
 
 
 def _stored(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows as written to nodes: with the exact-floats sidecar."""
-    return [_with_exact_floats(r) for r in rows]
+    return [with_exact_floats(r) for r in rows]
 
 
 def _chunks(rows: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -820,8 +595,8 @@ class GraphStore:
     def _evidence_rows(
         self, entity_id: str, run_id: str, system: str, records: Sequence[HopRecord], at: float | None
     ) -> list[dict[str, Any]]:
-        _str(run_id, "run_id")
-        _str(system, "system")
+        check_str(run_id, "run_id")
+        check_str(system, "system")
         when = self._clock() if at is None else at
         rows = [evidence_props(entity_id, run_id, system, when, r) for r in records]
         _no_duplicates((r["id"] for r in rows), "evidence (run, system, entity, iteration)")
@@ -835,7 +610,7 @@ class GraphStore:
         ORDER BY ev.at DESC, ev.iteration DESC, ev.id DESC
         LIMIT $limit
         """
-        return [_evidence_row(r[0]) for r in self._rows(q, {"id": entity_id, "limit": int(limit)})]
+        return [evidence_from_props(r[0]) for r in self._rows(q, {"id": entity_id, "limit": int(limit)})]
 
     def mark_evidence_rolled_back(self, entity_ids: Iterable[str], run_id: str) -> int:
         """Flag the run's evidence of these entities as rolled back (kept, not deleted). Returns how many changed."""
@@ -973,10 +748,4 @@ __all__ = [
     "GraphStore",
     "UnknownHypothesis",
     "UnknownTemplate",
-    "entity_from_props",
-    "entity_props",
-    "hypothesis_from_props",
-    "hypothesis_props",
-    "template_from_props",
-    "template_props",
 ]

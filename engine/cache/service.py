@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 from engine.cache.lru import HypothesisCache
 from engine.cache.cached_graph import CachedGraph
-from engine.core.errors import ConfigError, DiscoveryError
+from engine.core.errors import ConfigError, DiscoveryError, first_line
 from engine.core.params import ParameterConfig
 from engine.cache.warmer import CacheWarmer, WarmerConfig
 
@@ -140,7 +140,7 @@ class CacheService:
                 self.warmer.warm_once("periodic")
             self.last_error = None
         except (DiscoveryError, OSError, ConnectionError) as exc:
-            self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.last_error = first_line(exc)
         except Exception as exc:  # noqa: BLE001 - a store error must not kill the service thread
             self.last_error = f"{type(exc).__name__}: {exc}"
         self.publish()

@@ -46,7 +46,7 @@ from redis.exceptions import RedisError
 from engine.store.batch import Q_ACTIVITY, Q_ENTITY_INDEX
 from engine.cache.lru import HypothesisCache
 from engine.cache.cached_graph import CachedGraph, hyps_key
-from engine.core.errors import ConfigError, DiscoveryError
+from engine.core.errors import ConfigError, DiscoveryError, first_line
 
 RUNS_TABLE = "cache_warm_runs"
 
@@ -276,7 +276,7 @@ class CacheWarmer:
                 report = WarmReport(at, trigger, len(plan.entity_ids), loaded, cached, self._timer() - started,
                                     plan.signal_counts)  # fmt: skip
             except (DiscoveryError, RedisError, OSError) as exc:
-                report = WarmReport(at, trigger, 0, 0, 0, self._timer() - started, {}, _one_line(exc))
+                report = WarmReport(at, trigger, 0, 0, 0, self._timer() - started, {}, first_line(exc))
                 self._record(report)
                 raise
             self._record(report)
@@ -330,11 +330,6 @@ class CacheWarmer:
         with self._lock:
             return WarmerStats(self._rounds, self._failed, self._planned, self._loaded, self._seconds, self._last,
                                self.running, self.config.interval_s)  # fmt: skip
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text
 
 
 # --------------------------------------------------------------------------- warm-run history (OpsDB)

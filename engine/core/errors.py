@@ -15,3 +15,15 @@ class ConfigError(DiscoveryError):
 
 class StoreUnavailable(DiscoveryError):
     """FalkorDB or SQLite cannot be reached; the message names where and what to try."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of ``exc``'s message, or its type name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line`` of an unexpected exception, for a one-line report of what failed."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

@@ -53,7 +53,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Generic, Iterable, M
 from falkordb.helpers import stringify_param_value
 from redis.exceptions import RedisError, ResponseError
 
-from engine.core.errors import DiscoveryError
+from engine.core.errors import DiscoveryError, describe
 from engine.core.model import (
     Decision,
     apply_decision,
@@ -323,11 +323,6 @@ def encode_params(params: Mapping[str, Any]) -> str:
 
 def _chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- the batch client
@@ -606,7 +601,7 @@ async def _attempt(
     except TimeoutError:
         return [BatchFailure(index, tuple(chunk), f"timed out after {timeout:g} s (cancelled)", True)]
     except (RedisError, OSError, DiscoveryError, ValueError, KeyError, TypeError) as exc:
-        return [BatchFailure(index, tuple(chunk), _one_line(exc))]
+        return [BatchFailure(index, tuple(chunk), describe(exc))]
     if isinstance(missing, Mapping):  # key -> why, one failure per distinct reason
         by_error: dict[str, list[str]] = defaultdict(list)
         for key, why in missing.items():

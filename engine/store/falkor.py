@@ -41,7 +41,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, RedisError
 from redis.retry import Retry
 
-from engine.core.errors import StoreUnavailable
+from engine.core.errors import StoreUnavailable, first_line
 from engine.core.settings import Settings
 
 CONF_NAME = "falkordb.conf"
@@ -395,7 +395,7 @@ def _url_for_redis(url: str) -> str:
 
 
 def _unreachable(settings: Settings, exc: BaseException) -> StoreUnavailable:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = first_line(exc)
     if settings.falkordb_url:
         return StoreUnavailable(
             f"cannot reach FalkorDB at {_redact(settings.falkordb_url)} ({reason}): "

@@ -22,6 +22,7 @@ import json
 import math
 from typing import Any, Mapping, Sequence
 
+from engine.core.errors import describe
 from engine.core.model import (
     Channel,
     Decision,
@@ -304,12 +305,7 @@ def hypothesis_from_row(r: Sequence[Any]) -> Hypothesis:
             created_at, updated_at, r[_KILLED] or "",
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
-        raise DomainError(f"hypothesis {r[ROW_ID]!r} has an unreadable stored value ({_one_line(exc)})") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        raise DomainError(f"hypothesis {r[ROW_ID]!r} has an unreadable stored value ({describe(exc)})") from None
 
 
 # --------------------------------------------------------------------------- evidence

@@ -36,6 +36,9 @@ JOB_KIND = "rollout"
 ALL = "all"
 
 
+# --------------------------------------------------------------------------- schema
+
+
 MIGRATIONS: list[Migration] = [
     Migration(
         component="rollout",

@@ -33,6 +33,7 @@ import pandas as pd
 from engine.core.percentiles import percentile_sorted
 from engine.monitoring.events import MetricEvent
 from engine.rollout.stages import StageConfig, StagePolicy
+from engine.rollout.states import EffectiveState, StageState
 from engine.rollout.verdict import Phase, Verdict
 
 # --------------------------------------------------------------------------- states and colours
@@ -40,23 +41,24 @@ from engine.rollout.verdict import Phase, Verdict
 #: a stage of the stage table that the shown rollout run does not go through (it ran one stage only)
 NOT_IN_RUN = "not_in_run"
 
-#: (icon, colour name understood by st.badge / markdown) per state; unknown states get a neutral grey.
+#: (icon, colour name understood by st.badge / markdown) per stage or effective run state (StrEnums, so a plain
+#: state string finds its style) and the verdict phase PASSED; unknown states get a neutral grey.
 STATE_STYLE: dict[str, tuple[str, str]] = {
-    "pending": (":material/schedule:", "gray"),
-    "queued": (":material/hourglass_empty:", "gray"),
-    "running": (":material/play_circle:", "blue"),
-    "paused": (":material/pause_circle:", "orange"),
-    "soaking": (":material/hourglass_top:", "green"),
-    "passed": (":material/check_circle:", "green"),
-    "inconclusive": (":material/help:", "orange"),
-    "promoted": (":material/verified:", "green"),
-    "completed": (":material/verified:", "green"),
-    "failed": (":material/cancel:", "red"),
-    "rolling_back": (":material/undo:", "red"),
-    "rolled_back": (":material/undo:", "violet"),
-    "cancelled": (":material/block:", "gray"),
-    "dead": (":material/heart_broken:", "red"),
-    "skipped": (":material/skip_next:", "gray"),
+    StageState.PENDING: (":material/schedule:", "gray"),
+    EffectiveState.QUEUED: (":material/hourglass_empty:", "gray"),
+    EffectiveState.RUNNING: (":material/play_circle:", "blue"),
+    EffectiveState.PAUSED: (":material/pause_circle:", "orange"),
+    EffectiveState.SOAKING: (":material/hourglass_top:", "green"),
+    Phase.PASSED: (":material/check_circle:", "green"),
+    EffectiveState.INCONCLUSIVE: (":material/help:", "orange"),
+    StageState.PROMOTED: (":material/verified:", "green"),
+    EffectiveState.COMPLETED: (":material/verified:", "green"),
+    EffectiveState.FAILED: (":material/cancel:", "red"),
+    EffectiveState.ROLLING_BACK: (":material/undo:", "red"),
+    EffectiveState.ROLLED_BACK: (":material/undo:", "violet"),
+    EffectiveState.CANCELLED: (":material/block:", "gray"),
+    EffectiveState.DEAD: (":material/heart_broken:", "red"),
+    StageState.SKIPPED: (":material/skip_next:", "gray"),
     NOT_IN_RUN: (":material/remove:", "gray"),
 }
 
@@ -74,7 +76,7 @@ SYSTEM_COLOURS: dict[str, str] = {"old": "#9d9d9d", "new": "#4c78a8"}
 
 def state_style(state: str | None) -> tuple[str, str]:
     """Icon and colour of a stage/run state (grey for anything unknown)."""
-    return STATE_STYLE.get(str(state or "pending").lower(), (":material/radio_button_unchecked:", "gray"))
+    return STATE_STYLE.get(str(state or StageState.PENDING).lower(), (":material/radio_button_unchecked:", "gray"))
 
 
 def phase_style(phase: str | Phase | None) -> tuple[str, str]:
@@ -127,7 +129,7 @@ def timeline_steps(
     details = details or {}
     steps = []
     for i, s in enumerate(config.stages):
-        state = states.get(s.name, "pending")
+        state = states.get(s.name, str(StageState.PENDING))
         icon, colour = state_style(state)
         steps.append(
             TimelineStep(
@@ -171,7 +173,7 @@ def stage_table_frame(config: StageConfig, states: Mapping[str, str] | None = No
             "shadow_fraction": float(s.shadow_fraction),
             "success": "; ".join(_criterion_text(c) for c in s.success),
             "rollback_triggers": "; ".join(_criterion_text(c) for c in s.rollback),
-            "state": str(states.get(s.name, "pending")),
+            "state": str(states.get(s.name, StageState.PENDING)),
         }
         for s in config.stages
     ]
@@ -463,7 +465,7 @@ RECORD_COLUMNS = ("id", "at", "stage", "gate", "action", "phase", "actor", "forc
 
 
 def decision_records_frame(records: Iterable[Mapping[str, Any] | Any]) -> pd.DataFrame:
-    """Decision records (engine.rollout.runner.DecisionRecord or its dict) as a table, newest first.
+    """Decision records (engine.rollout.DecisionRecord or its dict) as a table, newest first.
 
     ``n`` (entities behind the verdict) and the candidate config hash come from
     the record's inputs; a rollback asked by an operator has neither a sample
@@ -501,16 +503,16 @@ def run_stage_states(names: Sequence[str], run_stages: Sequence[str] | None,
     """State per stage of the stage table for one run: its own stages' states (``pending`` until reached),
     ``not_in_run`` for stages the run does not go through (a run of one stage); all pending without a run."""
     if run_stages is None:
-        return {n: "pending" for n in names}
-    return {n: (str(states.get(n, "pending")) if n in run_stages else NOT_IN_RUN) for n in names}
+        return {n: str(StageState.PENDING) for n in names}
+    return {n: (str(states.get(n, StageState.PENDING)) if n in run_stages else NOT_IN_RUN) for n in names}
 
 
 def stage_detail(done: int, total: int, elapsed_days: float, min_days: float, state: str) -> str:
     """'7/10 entities · 1.25 of 3 days' (just the entities while nothing ran yet)."""
-    if state in ("pending", NOT_IN_RUN):
+    if state in (StageState.PENDING, NOT_IN_RUN):
         return ""
     text = f"{done:,}/{total:,} entities"
-    if state not in ("skipped",):
+    if state != StageState.SKIPPED:
         text += f" · {elapsed_days:.2f} of {min_days:g} days"
     return text
 
@@ -551,27 +553,23 @@ class Action:
     why: str
 
 
-#: effective states (engine.rollout.runner.rollout_status().state) with a stage still in play
-ACTIVE_STATES = ("running", "soaking", "inconclusive", "queued", "paused", "dead", "failed")
-#: a stage in these states may be promoted by an operator
-PROMOTABLE_STAGE_STATES = ("soaking", "inconclusive")
-
-
 def available_actions(state: str | None, stage_state: str | None = None) -> dict[str, Action]:
     """Pause / Resume / Promote / Rollback for a run in effective ``state`` whose current stage is ``stage_state``.
 
-    The engine checks again (and says why when it refuses); this only greys out
-    buttons that cannot work, with the reason as the button's help.
+    ``state`` is an engine.rollout.states.EffectiveState (or its string) and
+    ``stage_state`` a StageState (or its string); the rules are their
+    predicates. The engine checks again (and says why when it refuses); this
+    only greys out buttons that cannot work, with the reason as the button's help.
     """
-    state = str(state or "none")
-    stage_state = str(stage_state or "pending")
-    if state == "none":
+    state = EffectiveState(state or EffectiveState.NONE)
+    stage_state = StageState(stage_state or StageState.PENDING)
+    if state is EffectiveState.NONE:
         none = "no rollout has been started"
         return {n: Action(n, False, none) for n in ("pause", "resume", "promote", "rollback")}
-    pause_ok = state in ("running", "soaking", "inconclusive", "queued")
-    resume_ok = state in ("paused", "dead", "failed")
-    promote_ok = state in ACTIVE_STATES and stage_state in PROMOTABLE_STAGE_STATES
-    rollback_ok = state not in ("rolled_back", "rolling_back")
+    pause_ok = state.can_pause()
+    resume_ok = state.can_resume()
+    promote_ok = state.can_promote(stage_state)
+    rollback_ok = state.can_rollback()
     return {
         "pause": Action("pause", pause_ok, "pause between entities" if pause_ok else f"the rollout is {state}"),
         "resume": Action(
@@ -607,22 +605,22 @@ def state_hint(state: str | None, stage_name: str | None, elapsed_days: float = 
                time_scale: float = 1.0, note: str = "") -> tuple[str, str] | None:
     """What the operator should know or do now, as (kind, text) with kind info|warning|error; None if nothing."""
     stage = stage_name or "the stage"
-    if state == "soaking":
+    if state == EffectiveState.SOAKING:
         left = max(0.0, min_days - elapsed_days) * 86400.0 / time_scale
         return ("info", f"{stage} passed every success criterion. It is promoted automatically once its minimum "
                         f"duration of {min_days:g} days has passed (about {duration_text(left)} from now at time "
                         f"scale {time_scale:g}); Promote with Force to go now.")
-    if state == "inconclusive":
+    if state == EffectiveState.INCONCLUSIVE:
         return ("warning", f"{stage} ended inconclusive: no rollback trigger fired, but not every success criterion "
                            "was shown. A person decides: Promote (with Force before the minimum duration) or Roll back.")
-    if state == "dead":
+    if state == EffectiveState.DEAD:
         return ("error", f"The worker stopped ({note or 'no heartbeat'}). Resume starts a new worker that continues "
                          "from the last checkpoint: no entity twice, none skipped.")
-    if state == "failed":
+    if state == EffectiveState.FAILED:
         return ("error", f"The rollout job failed: {note or 'see the worker log'}. Resume retries from the last "
                          "checkpoint, or Roll back.")
-    if state == "paused":
+    if state == EffectiveState.PAUSED:
         return ("info", "Paused between entities; the worker keeps its place. Resume continues.")
-    if state == "queued":
+    if state == EffectiveState.QUEUED:
         return ("info", "Queued: a worker process is starting.")
     return None

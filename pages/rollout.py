@@ -16,7 +16,7 @@ import streamlit as st
 
 from console import rollout_view as rv
 from console.services import call, get_services, operator_field
-from engine.rollout import runner as rollout
+from engine import rollout
 from engine.core.errors import DiscoveryError
 from engine.jobs.queue import JobStore
 from engine.monitoring.events import query_events
@@ -271,7 +271,7 @@ def live() -> None:
 
     render_controls(status, current)
 
-    reached = [s.name for s in status.stages if s.state != "pending"]
+    reached = [s.name for s in status.stages if s.state.is_reached()]
     if not reached:
         st.info("The worker has not started the first stage yet.")
         return
@@ -314,7 +314,7 @@ def live() -> None:
 # Poll every REFRESH_S while the shown run can still change by itself; slowly once it is over (a rollout started
 # from the CLI still appears under "Latest" within IDLE_REFRESH_S).
 shown_run = by_id.get(ss.get("rollout_run")) if ss.get("rollout_run") else (runs[0] if runs else None)
-settled = shown_run is not None and shown_run.state in rollout.RunState.TERMINAL
+settled = shown_run is not None and shown_run.state.is_terminal()
 st.fragment(live, run_every=IDLE_REFRESH_S if settled else REFRESH_S)()
 
 

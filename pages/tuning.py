@@ -13,7 +13,7 @@ from console import tuning_view as tv
 from console.services import call, get_services, operator_field
 from engine.tuning import study as studies
 from engine.core.errors import DiscoveryError
-from engine.jobs.queue import JobStore
+from engine.jobs.queue import JobState, JobStore
 from engine.tuning.objective import Rewards
 from engine.core.params import PARAMETER_SPECS, SPEC_BY_NAME
 from engine.tuning.space import DEFAULT_TUNED, METHODS
@@ -149,7 +149,7 @@ def live() -> None:
         st.error(f"job {job.id}: {job.error}")
 
     b1, b2, b3, _ = st.columns([1, 1, 1, 3])
-    running = state in ("queued", "running", "paused")
+    running = state in JobState and JobState(state).is_active()  # "created" and "finished" are study states
     b1.button("Cancel", disabled=not running, on_click=cancel, args=(study.id,), key=f"tune_cancel_{study.id}")
     b2.button("Resume", disabled=state not in ("dead", "failed", "cancelled", "created"), on_click=resume,
               args=(study.id,), key=f"tune_resume_{study.id}")

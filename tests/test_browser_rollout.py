@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 
-from engine.rollout import runner as rollout
+from engine import rollout
 from engine.catalogue.generator import seed_catalogue
 from engine.store.graph import GraphStore
 from engine.jobs.queue import JobStore
@@ -48,7 +48,7 @@ def stores(console_data_dir):
         yield settings, graph, ops
     finally:
         for run in rollout.list_runs(ops):  # never leave a worker running into the next module
-            if run.state in rollout.RunState.ACTIVE:
+            if run.state.is_active():
                 rollout.cancel(ops, run.id, "test-teardown")
         deadline = time.monotonic() + 60
         while any(j.state.has_worker() for j in JobStore(ops).list(limit=50)) and time.monotonic() < deadline:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.rollout import runner as ro
+from engine import rollout as ro
 from engine.catalogue.generator import seed_catalogue
 from engine.core.errors import ConfigError, DiscoveryError
 from engine.jobs.queue import JobState, JobStore, run_claimed

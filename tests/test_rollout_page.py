@@ -3,9 +3,9 @@
 Each test seeds 60 demo entities in its own data dir, opens the console's
 Rollout page in-process (AppTest runs the polling fragment inline, once per
 run) and drives it with its widgets. Start launches a real
-`python -m engine worker --job ID` through engine.rollout.runner.start_rollout; the
+`python -m engine worker --job ID` through engine.rollout.start_rollout; the
 test waits for the worker by polling SQLite, then runs the page again and
-compares what it shows with what engine.rollout.runner says.
+compares what it shows with what engine.rollout says.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine.store import falkor
 
-from engine.rollout import runner as rollout
+from engine import rollout
 from engine.catalogue.generator import seed_catalogue
 from engine.store.graph import GraphStore
 from engine.jobs.queue import JobStore, wait_for
@@ -81,7 +81,7 @@ def failing_console(tmp_path, monkeypatch):
 def stop_workers(ops) -> None:
     """Cancel whatever rollout is still active and wait until no worker holds a job."""
     for run in rollout.list_runs(ops):
-        if run.state in rollout.RunState.ACTIVE:
+        if run.state.is_active():
             rollout.cancel(ops, run.id, "test-teardown")
     store = JobStore(ops)
     for job in store.list(limit=100):

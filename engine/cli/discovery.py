@@ -6,7 +6,7 @@ engine.discovery.runs.run_entities, so it is recorded as a metric event.
 
 Configs: ``--config-file FILE`` is the new system's ParameterConfig; without it
 the new system uses the rollout candidate if one was handed over, else the
-live config; the old system always uses the live config (engine.rollout.runner).
+live config; the old system always uses the live config (engine.core.configs).
 
 Evidence: the simulated world by default (``--seed``/``--world-seed``), or
 ``--evaluator-url URL`` (your HTTP evaluator) or ``--replay FILE.jsonl``.

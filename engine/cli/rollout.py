@@ -1,11 +1,19 @@
-"""`python -m engine rollout ...` and `python -m engine worker ...`: thin adapters over engine.rollout.runner and engine.jobs.queue."""
+"""`python -m engine rollout ...` and `python -m engine worker ...`: thin adapters over engine.rollout and engine.jobs.queue.
+
+engine.rollout is imported inside the rollout handlers: it loads scipy.stats
+(about 0.8 s), which every other command (this module is imported to build the
+parser) would otherwise pay.
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import math
 import sys
 import time
+from pathlib import Path
 
 from engine.jobs.queue import (
     DEFAULT_STALE_AFTER_S,
@@ -15,12 +23,12 @@ from engine.jobs.queue import (
     worker_liveness,
     worker_loop,
 )
+from engine.core.errors import DiscoveryError
 from engine.core.settings import load_settings
+from engine.store.opsdb import open_ops_db
 
 
 def _ops(settings):
-    from engine.store.opsdb import open_ops_db
-
     return open_ops_db(settings.ensure_dirs())
 
 
@@ -61,13 +69,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- rollout
 
 ACTIONS = ("start", "status", "pause", "resume", "promote", "rollback", "cancel", "runs", "report")
-#: states in which `--wait` stops waiting
-WAIT_UNTIL = ("completed", "rolled_back", "cancelled", "inconclusive", "paused", "dead", "failed", "stopped")
 
 
 def _actor() -> str:
-    import getpass
-
     try:
         return f"cli:{getpass.getuser()}"
     except Exception:  # noqa: BLE001 - no user name in some containers
@@ -75,8 +79,6 @@ def _actor() -> str:
 
 
 def _fmt(x) -> str:
-    import math
-
     if x is None:
         return "n/a"
     if isinstance(x, float) and not math.isfinite(x):
@@ -122,24 +124,24 @@ def format_status(st) -> str:
 
 
 def _wait(ops, run_id: int, poll_s: float = 1.0) -> int:
-    from engine.rollout.runner import rollout_status
+    """Print the run's progress until it is over or waits for a person; 0 when it completed."""
+    from engine import rollout  # see the module docstring
 
     last = None
     while True:
-        st = rollout_status(ops, run_id, decisions=1)
+        st = rollout.rollout_status(ops, run_id, decisions=1)
         done, total = st.progress
         line = f"{st.state} {st.current_stage} {done}/{total}: {st.message}"
         if line != last:
             print(line, flush=True)
             last = line
-        if st.state in WAIT_UNTIL:
-            return 0 if st.state == "completed" else 1
+        if st.state.is_terminal() or st.state.awaits_operator():
+            return 0 if st.state is rollout.EffectiveState.COMPLETED else 1
         time.sleep(poll_s)
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from engine.rollout import runner as ro
-    from engine.core.errors import DiscoveryError
+    from engine import rollout as ro  # see the module docstring
 
     settings = load_settings().ensure_dirs()
     ops = _ops(settings)
@@ -189,8 +191,6 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         stage = args.stage or st.current_stage
         text = ro.stage_report(ops, st.run.id, stage)
         if args.output:
-            from pathlib import Path
-
             Path(args.output).write_text(text)
             print(f"wrote {args.output}")
         else:
@@ -282,76 +282,11 @@ def register(subparsers) -> None:
 # --------------------------------------------------------------------------- bench
 
 
-def mechanics_stage_table(shipped: dict) -> dict:
-    """The shipped stage table (sizes, batches, min samples, intervals) with durations 0, no rollback trigger
-    and one success criterion every run clears: it measures the runner, not the candidate."""
-    data = json.loads(json.dumps(shipped))
-    for s in data["stages"]:
-        s["min_duration_days"] = 0
-        s["test"] = "point"
-        s["success"] = [{"metric": "error_rate_pct", "op": "<=", "threshold": 100}]
-        s["rollback"] = []
-    return data
-
-
 def cmd_bench_rollout(args: argparse.Namespace) -> int:
-    import shutil
-    import tempfile
-    from pathlib import Path
+    # imported here: the benchmark loads the whole rollout package (scipy.stats), which other commands need not pay
+    from engine.bench.rollout import run_rollout_bench
 
-    from engine.store import falkor
-    from engine.rollout import runner as ro
-    from engine.catalogue.generator import seed_catalogue
-    from engine.store.graph import GraphStore
-    from engine.store.opsdb import OpsDB
-    from engine.core.settings import Settings
-    from engine.rollout.stages import DEFAULT_STAGES_FILE
-    from engine.catalogue.templates import load_templates
-
-    tmp = Path(tempfile.mkdtemp(prefix="discovery-bench-rollout-"))
-    settings = Settings(data_dir=tmp / "data", graph_name="bench").ensure_dirs()
-    graph = GraphStore.open(settings)
-    try:
-        ops = OpsDB(settings.ops_db_path)
-        t0 = time.perf_counter()
-        seed_catalogue(graph, args.entities, args.seed, load_templates())
-        print(f"seeded {args.entities} entities in {time.perf_counter() - t0:.1f} s (throwaway data dir {tmp})")
-        ids = graph.list_entity_ids()
-        before = graph.snapshot(ids)["entities"]
-        stages = tmp / "stages.json"
-        stages.write_text(json.dumps(mechanics_stage_table(json.loads(DEFAULT_STAGES_FILE.read_text()))))
-        run_id = ro.start_rollout(settings, ops, stage="all", stages_file=stages, launch=False, actor="bench",
-                                  graph=graph)
-        job_id = ro.rollout_status(ops, run_id).run.job_id
-        t0 = time.perf_counter()
-        job = run_claimed(JobStore(ops), job_id, settings, poll_s=0.05)
-        wall = time.perf_counter() - t0
-        st = ro.rollout_status(ops, run_id, decisions=10000)
-        print(f"rollout {run_id}: {st.state} ({job.state}) in {wall:.1f} s; stages of the shipped table, "
-              "criteria replaced so every stage passes (this measures the runner, not the candidate)")
-        rows = ro.paired_outcomes(ops, run_id)
-        for s in st.stages:
-            mine = [r for r in rows if r["stage"] == s.name]
-            if not mine or s.started_at is None or s.completed_at is None:
-                print(f"  {s.name:<11} {s.state}")
-                continue
-            secs = max(1e-9, s.completed_at - s.started_at)
-            checks = [d for d in st.decisions if d.stage == s.name and d.gate == "check"]
-            print(f"  {s.name:<11} {len(mine):>5} entities in {secs:7.1f} s = {len(mine) / secs:6.1f} paired entities/s "
-                  f"({2 * len(mine) / secs:6.1f} discovery runs/s); {len(checks)} trigger checks; "
-                  f"engine p95 {s.paired.new_engine_ms_p95:.2f} ms")
-        t0 = time.perf_counter()
-        res = ro.rollback(settings, ops, run_id, "bench", "bench: measure the rollback", graph=graph)
-        rb = time.perf_counter() - t0
-        exact = graph.snapshot(ids)["entities"] == before
-        print(f"rollback of {res.entities_restored} entities ({res.evidence_marked} evidence records marked) in "
-              f"{rb:.2f} s = {res.entities_restored / max(rb, 1e-9):.0f} entities/s; graph equals the snapshots: {exact}")
-        return 0 if exact and job.state is JobState.SUCCEEDED else 1
-    finally:
-        graph.close()
-        falkor.stop_embedded_server(settings)
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if run_rollout_bench(args.entities, args.seed, keep=args.keep) else 1
 
 
 def register_bench(bench_subparsers) -> None:

@@ -127,6 +127,10 @@ class JobState(StrEnum):
         """A worker process holds the job (and must heartbeat)."""
         return self in (JobState.RUNNING, JobState.PAUSED)
 
+    def is_active(self) -> bool:
+        """Queued or held by a worker: the job may still run (it can be cancelled)."""
+        return self in (JobState.QUEUED, JobState.RUNNING, JobState.PAUSED)
+
     def can_requeue(self) -> bool:
         return self in (JobState.DEAD, JobState.FAILED)
 
@@ -408,7 +412,7 @@ class JobStore:
 #: kind -> "module:function"; imported lazily so the worker loads only what it runs
 JOB_KINDS: dict[str, str] = {
     "rollout": "engine.rollout.runner:run_rollout_job",
-    "rollback": "engine.rollout.runner:run_rollback_job",
+    "rollback": "engine.rollout.rollback:run_rollback_job",
     "tuning": "engine.tuning.study:run_tuning_job",
     "alerts.evaluate": "engine.monitoring.alert_jobs:run_alert_evaluation_job",
     "bench.store": "engine.bench.store:run_bench_job",

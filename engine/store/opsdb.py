@@ -37,7 +37,7 @@ COMPONENT_MODULES: tuple[str, ...] = (
     "engine.monitoring.events",
     "engine.monitoring.alerts",
     "engine.jobs.queue",
-    "engine.rollout.runner",
+    "engine.rollout.records",
     "engine.tuning.space",
     "engine.cache.stats",
 )

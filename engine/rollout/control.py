@@ -1,0 +1,306 @@
+"""Operator actions on a rollout: start a run, pause, resume, cancel, promote.
+
+Each works from any process through SQLite and is audited. ``start_rollout``
+validates everything before writing a thing, records the run and submits its
+``rollout`` job (engine.rollout.runner runs it in a worker). Pause, resume and
+cancel act on the run's job; promotion is a compare-and-set on the stage's
+state (``promote_stage``), shared by the operator's ``promote`` and the
+worker's automatic promotion after a passed stage has soaked; promoting the
+last stage of the stage table makes the candidate the live config (not in a
+dry run). Rollback lives in engine.rollout.rollback.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from engine.core.configs import live_config, rollout_candidate, set_live_config
+from engine.core.params import ParameterConfig
+from engine.core.settings import Settings, load_settings
+from engine.discovery.runs import DEFAULT_WORLD_SEED
+from engine.jobs.queue import Control, Job, JobError, JobState, JobStore, launch_worker, resume_job
+from engine.rollout.records import (
+    ALL,
+    JOB_KIND,
+    RolloutError,
+    RolloutStatus,
+    dumps,
+    insert_decision,
+    read_run,
+    read_stages,
+    stage_config_from_dict,
+    verdict_from_dict,
+)
+from engine.rollout.stages import load_stage_config
+from engine.rollout.states import ACTIVE_RUN_STATES, OPEN_STAGE_STATES, RunState, StageState
+from engine.rollout.status import rollout_status
+from engine.rollout.verdict import Phase, elapsed_days, promotion_gate
+from engine.store.graph import GraphStore
+
+#: the stored run states that keep a new rollout from starting
+BUSY_RUN_STATES: tuple[RunState, ...] = tuple(s for s in RunState if s.blocks_new_rollout())
+#: the stored stage states an operator (or the worker, after soaking) may promote
+PROMOTABLE_STAGE_STATES: tuple[StageState, ...] = tuple(s for s in StageState if s.can_promote())
+
+
+def start_rollout(
+    settings: Settings,
+    ops,
+    *,
+    stage: str = ALL,
+    entities: int | None = None,
+    config_file: str | Path | None = None,
+    stages_file: str | Path | None = None,
+    dry_run: bool = False,
+    time_scale: float | None = None,
+    seed: int | None = None,
+    world_seed: int | None = None,
+    actor: str = "cli",
+    launch: bool = True,
+    graph=None,
+) -> int:
+    """Validate, record a new rollout run, submit its ``rollout`` job and (``launch``) start a worker.
+
+    ``stage``: one stage name (run only that stage) or ``"all"`` (every stage
+    in order). ``entities``: limit the population to a seeded stratified
+    sample of N entities. ``config_file``: the candidate ParameterConfig
+    (default: the handed-over candidate, else the live config). ``stages_file``:
+    another stage table (default ``data/stages.json``). ``time_scale``: scaled
+    seconds per real second for minimum durations (86400: a day per second).
+    Returns the run id. Every bad input is a one-line DiscoveryError and
+    nothing is written; only one rollout may be active at a time.
+    """
+    if not isinstance(actor, str) or not actor.strip():
+        raise RolloutError("a rollout needs an actor (who starts it, e.g. 'cli' or 'console')")
+    cfg = load_stage_config(stages_file)
+    if time_scale is not None:
+        cfg = cfg.with_time_scale(float(time_scale))
+    names = cfg.names()
+    if stage == ALL:
+        run_stages = names
+    elif stage in names:
+        run_stages = [stage]
+    else:
+        raise RolloutError(f"unknown stage {stage!r}: use one of {', '.join([*names, ALL])}")
+    if entities is not None and (isinstance(entities, bool) or not isinstance(entities, int) or entities < 1):
+        raise RolloutError(f"--entities must be a whole number >= 1, got {entities!r}")
+    resolved = rollout_candidate(ops, config_file)
+    candidate, candidate_source = resolved.config, resolved.label
+    baseline = live_config(ops)
+    seed = cfg.seed if seed is None else seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise RolloutError(f"seed must be a whole number >= 0, got {seed!r}")
+    if world_seed is None:
+        world_seed = DEFAULT_WORLD_SEED
+    if isinstance(world_seed, bool) or not isinstance(world_seed, int):
+        raise RolloutError(f"world seed must be a whole number, got {world_seed!r}")
+    own_graph = graph is None
+    if own_graph:
+        graph = GraphStore.open(settings)
+    try:
+        if graph.count_entities() == 0:
+            raise RolloutError("the graph holds no entities: seed it first (python -m engine seed --entities 3400)")
+    finally:
+        if own_graph:
+            graph.close()
+    now = time.time()
+    with ops.transaction() as db:
+        busy = list(db.query(
+            f"SELECT id, state FROM rollout_runs WHERE state IN ({','.join('?' * len(BUSY_RUN_STATES))}) "
+            "ORDER BY id DESC LIMIT 1",
+            list(BUSY_RUN_STATES),
+        ))
+        if busy:
+            raise RolloutError(
+                f"rollout {busy[0]['id']} is still {busy[0]['state']}: promote, roll back or cancel it first "
+                f"(python -m engine rollout status)"
+            )
+        cur = db.execute(
+            """INSERT INTO rollout_runs (state, target, stages, current_stage, stage_config, candidate,
+               candidate_hash, candidate_source, baseline, baseline_hash, dry_run, seed, world_seed, time_scale,
+               entity_limit, actor, created_at, updated_at, message)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [RunState.RUNNING, stage, dumps(run_stages), run_stages[0], dumps(cfg.to_dict()),
+             dumps(candidate.to_dict()), candidate.hash(), candidate_source, dumps(baseline.to_dict()),
+             baseline.hash(), int(bool(dry_run)), seed, world_seed, cfg.time_scale, entities, actor, now, now,
+             "queued for a worker"],
+        )
+        run_id = int(cur.lastrowid)
+        ops.audit(actor, "rollout.start", f"run {run_id}", {
+            "stage": stage, "entities": entities, "dry_run": bool(dry_run), "candidate_hash": candidate.hash(),
+            "baseline_hash": baseline.hash(), "time_scale": cfg.time_scale, "seed": seed,
+            "config_file": str(config_file) if config_file else None,
+        }, db=db)
+    job = JobStore(ops).submit(JOB_KIND, {"run_id": run_id}, actor=actor)
+    with ops.transaction() as db:
+        db.execute("UPDATE rollout_runs SET job_id = ? WHERE id = ?", [job.id, run_id])
+    if launch:
+        launch_worker(settings, job.id)
+    return run_id
+
+# --------------------------------------------------------------------------- operator controls
+
+
+def _job_of(ops, run: Mapping[str, Any]) -> Job | None:
+    """The run's job (None before it was submitted)."""
+    return JobStore(ops).get(run["job_id"]) if run["job_id"] is not None else None
+
+
+def pause(ops, run_id: int | None, actor: str) -> RolloutStatus:
+    """Ask the worker to pause between entities (it keeps heartbeating); audited."""
+    with ops.connect() as db:
+        run = read_run(db, run_id)
+    if not RunState(run["state"]).is_active():
+        raise RolloutError(f"rollout {run['id']} is {run['state']}: there is nothing to pause")
+    job = _job_of(ops, run)
+    if job is None or job.state.is_terminal() or job.state is JobState.DEAD:
+        raise RolloutError(f"rollout {run['id']} has no live worker to pause: resume it with `rollout resume`")
+    JobStore(ops).request(job.id, Control.PAUSE, actor=actor)
+    ops.audit(actor, "rollout.pause", f"run {run['id']}", {"job_id": job.id})
+    return rollout_status(ops, run["id"])
+
+
+def resume(ops, run_id: int | None, actor: str, *, settings: Settings | None = None) -> RolloutStatus:
+    """Un-pause a live worker, or requeue a dead or failed run and start a worker; audited.
+
+    A new worker is launched with ``settings``, or with the environment's
+    settings when they point at this OpsDB (the console and the CLI); else the
+    job is only requeued for a `python -m engine worker` loop.
+
+    The resumed worker continues from the last checkpoint: no entity twice, none skipped.
+    """
+    with ops.connect() as db:
+        run = read_run(db, run_id)
+    if not RunState(run["state"]).is_active():
+        raise RolloutError(f"rollout {run['id']} is {run['state']}: there is nothing to resume")
+    job = _job_of(ops, run)
+    if job is None:
+        raise RolloutError(f"rollout {run['id']} has no job: start a new rollout")
+    if settings is None:  # the console's and the CLI's settings come from the environment: use them if they match
+        env = load_settings()
+        if Path(env.ops_db_path).resolve() == Path(ops.path).resolve():
+            settings = env
+    store = JobStore(ops)
+    store.reap()
+    job = store.get(job.id)
+    if job.state.has_worker():
+        store.request(job.id, Control.RUN, actor=actor)
+        how = "resume requested from the live worker"
+    elif job.state.can_requeue() or job.state is JobState.QUEUED:
+        if settings is None:
+            if job.state.can_requeue():
+                store.requeue(job.id, actor=actor)
+            how = "queued; start a worker (python -m engine worker) to continue it"
+        else:
+            _, how = resume_job(store, settings, job.id, actor=actor)
+    else:
+        raise RolloutError(f"rollout {run['id']}'s job {job.id} is {job.state}; nothing to resume")
+    ops.audit(actor, "rollout.resume", f"run {run['id']}", {"job_id": job.id, "how": how})
+    return rollout_status(ops, run["id"])
+
+
+def cancel(ops, run_id: int | None, actor: str) -> RolloutStatus:
+    """Stop the rollout where it is (no rollback: exposed entities keep the candidate until rolled back); audited."""
+    now = time.time()
+    with ops.transaction() as db:
+        run = read_run(db, run_id)
+        cur = db.execute(
+            f"UPDATE rollout_runs SET state = ?, finished_at = ?, updated_at = ?, message = ? "
+            f"WHERE id = ? AND state IN ({','.join('?' * len(ACTIVE_RUN_STATES))})",
+            [RunState.CANCELLED, now, now, f"cancelled by {actor}", run["id"], *ACTIVE_RUN_STATES],
+        )
+        if cur.rowcount != 1:
+            raise RolloutError(f"rollout {run['id']} is {run['state']}: there is nothing to cancel")
+        db.execute(f"UPDATE rollout_stages SET state = ? WHERE run_id = ? "
+                   f"AND state IN ({','.join('?' * len(OPEN_STAGE_STATES))})",
+                   [StageState.CANCELLED, run["id"], *OPEN_STAGE_STATES])
+        ops.audit(actor, "rollout.cancel", f"run {run['id']}", {}, db=db)
+    job = _job_of(ops, run)
+    if job is not None and not job.state.is_terminal():
+        try:
+            JobStore(ops).request(job.id, Control.CANCEL, actor=actor)
+        except JobError:
+            pass
+    return rollout_status(ops, run["id"])
+
+
+def promote_stage(ops, run: Mapping[str, Any], stage: str, *, actor: str, operator: bool, force: bool,
+                   gate_reason: str, days: float, now: float) -> bool:
+    """CAS the stage soaking|inconclusive -> promoted and move the run on; one decision record. False if raced."""
+    cfg = stage_config_from_dict(json.loads(run["stage_config"]))
+    policy = cfg.stage(stage)
+    run_stages = json.loads(run["stages"])
+    nxt = run_stages[run_stages.index(stage) + 1] if run_stages.index(stage) + 1 < len(run_stages) else None
+    with ops.transaction() as db:
+        row = read_stages(db, run["id"]).get(stage)
+        if row is None:
+            return False
+        cur = db.execute(
+            f"UPDATE rollout_stages SET state = ?, promoted_at = ? WHERE run_id = ? AND stage = ? "
+            f"AND state IN ({','.join('?' * len(PROMOTABLE_STAGE_STATES))})",
+            [StageState.PROMOTED, now, run["id"], stage, *PROMOTABLE_STAGE_STATES],
+        )
+        if cur.rowcount != 1:
+            return False
+        last_stage_of_table = stage == cfg.names()[-1]
+        new_state = RunState.RUNNING if nxt else RunState.COMPLETED
+        message = (f"{stage} promoted; next: {nxt}" if nxt else
+                   f"{stage} promoted; rollout complete" + (" (dry run: live config unchanged)" if run["dry_run"] else ""))
+        cur = db.execute(
+            f"UPDATE rollout_runs SET state = ?, current_stage = ?, updated_at = ?, message = ?, finished_at = ? "
+            f"WHERE id = ? AND state IN ({','.join('?' * len(ACTIVE_RUN_STATES))})",
+            [new_state, nxt or stage, now, message, None if nxt else now, run["id"], *ACTIVE_RUN_STATES],
+        )
+        if cur.rowcount != 1:
+            raise RolloutError(f"rollout {run['id']} is no longer active (rolled back or cancelled): not promoted")
+        record = dict(json.loads(row["verdict"]) if row["verdict"] else {})
+        record.update({"gate": gate_reason, "elapsed_days": days, "min_duration_days": policy.min_duration_days,
+                       "time_scale": run["time_scale"], "force": force, "operator": operator, "next_stage": nxt,
+                       "makes_live": bool(not nxt and last_stage_of_table and not run["dry_run"])})
+        phase = record.get("verdict", {}).get("phase", "")
+        forced = force and days < policy.min_duration_days
+        insert_decision(db, run["id"], stage, at=now, gate="promote", action="promote" if nxt else "complete",
+                         phase=phase, actor=actor, reason=gate_reason, record=record, forced=forced)
+        if record["makes_live"]:
+            set_live_config(ops, db, ParameterConfig.from_dict(json.loads(run["candidate"])), run_id=run["id"],
+                             actor=actor, at=now)
+        ops.audit(actor, "rollout.promote", f"run {run['id']}",
+                  {"stage": stage, "forced": forced, "next": nxt, "reason": gate_reason}, db=db)
+    return True
+
+
+def promote(ops, run_id: int | None, actor: str, force: bool = False, *, now: float | None = None) -> RolloutStatus:
+    """Operator promotion of the current stage (PASSED or INCONCLUSIVE, after its minimum duration or ``force``).
+
+    A forced promotion before the minimum duration is marked in the decision
+    record and the audit log. A FAILED or still-running stage is never promoted.
+    """
+    now = time.time() if now is None else now
+    with ops.connect() as db:
+        run = read_run(db, run_id)
+        row = read_stages(db, run["id"]).get(run["current_stage"])
+    if not RunState(run["state"]).is_active():
+        raise RolloutError(f"rollout {run['id']} is {run['state']}: nothing to promote")
+    if row is None:
+        raise RolloutError(f"rollout {run['id']} has not started stage {run['current_stage']} yet: nothing to promote")
+    if row["state"] == StageState.RUNNING:
+        raise RolloutError(f"stage {row['stage']} is still running ({row['done']}/{row['total']} entities): "
+                           "wait for its verdict, or roll back")
+    if not StageState(row["state"]).can_promote():
+        raise RolloutError(f"stage {row['stage']} is {row['state']}: nothing to promote")
+    cfg = stage_config_from_dict(json.loads(run["stage_config"]))
+    policy = cfg.stage(row["stage"])
+    verdict = verdict_from_dict(json.loads(row["verdict"])["verdict"]) if row["verdict"] else None
+    phase = verdict.phase if verdict else Phase.PENDING
+    days = elapsed_days(row["started_at"], now, run["time_scale"])
+    gate = promotion_gate(phase, days, policy.min_duration_days, force=force, operator=True)
+    if not gate.allowed:
+        raise RolloutError(f"stage {row['stage']}: {gate.reason}")
+    if not promote_stage(ops, run, row["stage"], actor=actor, operator=True, force=force, gate_reason=gate.reason,
+                          days=days, now=now):
+        raise RolloutError(f"stage {row['stage']} was promoted or rolled back meanwhile: see `rollout status`")
+    return rollout_status(ops, run["id"])
+

@@ -9,15 +9,8 @@ import pytest
 
 from engine.core.errors import ConfigError
 from engine.tuning.holdout import hash_unit, split_entities
-from engine.tuning.space import (
-    BayesianSampler,
-    Dimension,
-    GridSampler,
-    RandomSampler,
-    SearchSpace,
-    grid_plan,
-    make_sampler,
-)
+from engine.tuning.samplers import BayesianSampler, GridSampler, RandomSampler, grid_plan, make_sampler
+from engine.tuning.space import Dimension, SearchSpace
 
 # --------------------------------------------------------------------------- search space
 

@@ -1,4 +1,4 @@
-"""`python -m engine tune ...` and `bench tuning`: a thin adapter over engine.tuning.
+"""`python -m engine tune ...` and `bench tuning`: a thin adapter over engine.tuning and engine.bench.tuning.
 
     tune --method grid|bayesian|random --iterations N [--params a,b,c] [--entities N] [--seed S]
          [--validation-data FILE] [--validation-split 0.8] [--rewards k=v,...] [--top-k K]
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import time
 from pathlib import Path
 
+from engine.bench.tuning import format_seed, format_summary, run_tuning_bench
 from engine.core.errors import ConfigError
 from engine.core.params import PARAMETER_SPECS, ParameterConfig
 from engine.core.settings import load_settings
@@ -49,8 +49,6 @@ from engine.tuning import (
 )
 from engine.tuning.holdout import split_entities
 from engine.tuning.objective import catalogue_workload, sensitivity
-from engine.tuning.samplers import BayesianSampler, RandomSampler
-from engine.tuning.space import Dimension, SearchSpace
 
 ACTOR = "cli"
 
@@ -306,38 +304,11 @@ def cmd_sensitivity(args) -> int:
 
 def cmd_bench_tuning(args) -> int:
     """Bayesian vs random search on Branin: evaluations until within ``--tolerance`` of the optimum."""
-    optimum = 0.397887
-    space = SearchSpace((Dimension("x1", -5.0, 10.0, 2.5), Dimension("x2", 0.0, 15.0, 7.5)))
-
-    def branin(p) -> float:
-        x1, x2 = p["x1"], p["x2"]
-        a, b, c, r, s, t = 1.0, 5.1 / (4 * math.pi**2), 5 / math.pi, 6.0, 10.0, 1 / (8 * math.pi)
-        return a * (x2 - b * x1**2 + c * x1 - r) ** 2 + s * (1 - t) * math.cos(x1) + s
-
-    def evals_to_reach(sampler, budget) -> tuple[int | None, float]:
-        best = math.inf
-        for i in range(budget):
-            p = sampler.ask()
-            y = branin(p)
-            sampler.tell(p, y)
-            best = min(best, y)
-            if best <= optimum + args.tolerance:
-                return i + 1, best
-        return None, best
-
-    rows = []
-    for seed in range(args.seeds):
-        t0 = time.perf_counter()
-        b_n, b_best = evals_to_reach(BayesianSampler(space, seed=seed, n_initial_points=8), args.budget)
-        t1 = time.perf_counter()
-        r_n, r_best = evals_to_reach(RandomSampler(space, seed=seed), args.random_budget)
-        rows.append((seed, b_n, b_best, r_n, r_best, t1 - t0))
-        print(f"seed {seed}: bayesian {b_n or f'>{args.budget}'} evaluations (best {b_best:.4f}, {t1 - t0:.1f} s); "
-              f"random {r_n or f'>{args.random_budget}'} evaluations (best {r_best:.4f})", flush=True)
-    b_mean = sum((r[1] or args.budget + 1) for r in rows) / len(rows)
-    r_mean = sum((r[3] or args.random_budget + 1) for r in rows) / len(rows)
-    print(f"mean evaluations to reach optimum + {args.tolerance}: bayesian {b_mean:.1f}, random {r_mean:.1f}, "
-          f"ratio random/bayesian {r_mean / b_mean:.1f}x (a failed run counts as budget + 1)")
+    rows = run_tuning_bench(
+        args.seeds, budget=args.budget, random_budget=args.random_budget, tolerance=args.tolerance,
+        on_seed=lambda row: print(format_seed(row, budget=args.budget, random_budget=args.random_budget), flush=True),
+    )
+    print(format_summary(rows, budget=args.budget, random_budget=args.random_budget, tolerance=args.tolerance))
     return 0
 
 

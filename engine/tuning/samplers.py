@@ -72,6 +72,8 @@ class BaseSampler(ABC):
 
 @dataclass(frozen=True)
 class GridPlan:
+    """The grid points a grid sampler visits, the full grid's size, and whether the points are a sample of it."""
+
     points: tuple[Point, ...]
     full_size: int
     sampled: bool

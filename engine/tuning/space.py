@@ -106,6 +106,8 @@ class Dimension:
 
 @dataclass(frozen=True)
 class SearchSpace:
+    """The tuned dimensions, in order; a point is a dict name -> value with one entry per dimension."""
+
     dimensions: tuple[Dimension, ...]
 
     def __post_init__(self) -> None:

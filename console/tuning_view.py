@@ -1,4 +1,4 @@
-"""Tuning page helpers: pure frames and altair charts over engine.tuning.study's trials (no Streamlit here)."""
+"""Tuning page helpers: pure frames and altair charts over a tuning study's trials (no Streamlit here)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import altair as alt
 import pandas as pd
 
-from engine.tuning.study import Study, Trial
+from engine.tuning import Study, Trial
 
 TRIAL_COLUMNS = ("trial", "state", "score", "holdout_score", "gap", "precision", "recall", "cost_per_entity",
                  "true_actionable", "false_actionable", "seconds", "config_hash", "error")

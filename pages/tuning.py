@@ -11,12 +11,12 @@ import streamlit as st
 
 from console import tuning_view as tv
 from console.services import call, get_services, operator_field
-from engine.tuning import study as studies
+from engine import tuning as studies
 from engine.core.errors import DiscoveryError
 from engine.jobs.queue import JobState, JobStore
 from engine.tuning.objective import Rewards
 from engine.core.params import PARAMETER_SPECS, SPEC_BY_NAME
-from engine.tuning.space import DEFAULT_TUNED, METHODS
+from engine.tuning import DEFAULT_TUNED, METHODS
 
 REFRESH_S = 2.0
 LATEST = 0

@@ -12,7 +12,9 @@ from browser_harness import browser_page, chromium, console_data_dir, console_se
 from engine.store.opsdb import open_ops_db
 from engine.core.params import ParameterConfig
 from engine.core.settings import load_settings
-from engine.tuning.study import EntitySpec, StudySpec, get_study, start_study
+from engine.tuning.runner import start_study
+from engine.tuning.spec import EntitySpec, StudySpec
+from engine.tuning.store import get_study
 
 pytestmark = pytest.mark.browser
 

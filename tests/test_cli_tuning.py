@@ -12,7 +12,7 @@ from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.store.opsdb import open_ops_db
 from engine.core.params import ParameterConfig
 from engine.core.settings import load_settings
-from engine.tuning.study import get_study, list_studies, list_trials
+from engine.tuning.store import get_study, list_studies, list_trials
 
 SMALL = ["--entities", "30", "--params", "max_iterations,delta_accept", "--validation-split", "0.7"]
 

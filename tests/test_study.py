@@ -15,21 +15,11 @@ from engine.jobs.queue import Control, JobState, JobStore, launch_worker, resume
 from engine.monitoring.events import count_events, query_events
 from engine.tuning.objective import ObjectiveResult, Rewards
 from engine.core.params import ParameterConfig
-from engine.tuning.study import (
-    EntitySpec,
-    StudyRunner,
-    StudySpec,
-    Trial,
-    create_study,
-    file_entity_spec,
-    get_study,
-    handoff,
-    list_trials,
-    submit_study,
-    summarize,
-    validate_config,
-    winner_config,
-)
+from engine.tuning.outputs import handoff, summarize, winner_config
+from engine.tuning.runner import StudyRunner, submit_study
+from engine.tuning.spec import EntitySpec, StudySpec, file_entity_spec
+from engine.tuning.store import Trial, create_study, get_study, list_trials
+from engine.tuning.validate import validate_config
 
 SMALL = EntitySpec(kind="catalogue", n=40, catalogue_seed=7)
 
@@ -295,7 +285,7 @@ def test_a_study_whose_worker_is_sigkilled_resumes_without_repeating_finished_tr
 
 
 def test_an_entity_offset_gives_catalogue_entities_no_default_study_uses(ops):
-    from engine.tuning.study import build_workload
+    from engine.tuning.spec import build_workload
 
     first = build_workload(EntitySpec(n=40), 11).entity_ids
     fresh = build_workload(EntitySpec(n=40, offset=40), 11).entity_ids
@@ -338,7 +328,7 @@ def _record_replay_and_labels(tmp_path, spec: StudySpec):
 
     from engine.discovery.evidence import RecordingSource
     from engine.tuning.objective import run_entities
-    from engine.tuning.study import build_workload
+    from engine.tuning.spec import build_workload
 
     world = build_workload(spec.entities, spec.world_seed)
     rec = RecordingSource(world.source)
@@ -351,7 +341,7 @@ def _record_replay_and_labels(tmp_path, spec: StudySpec):
 
 def test_a_study_on_replayed_evidence_scored_by_labels_reproduces_the_world_score_of_the_recorded_config(
         ops, settings, tmp_path):
-    from engine.tuning.study import evidence_ref, labels_ref
+    from engine.tuning.spec import evidence_ref, labels_ref
 
     world_study = create_study(ops, _spec(iterations=1), actor="t")
     _run(ops, settings, world_study)
@@ -368,7 +358,7 @@ def test_a_study_on_replayed_evidence_scored_by_labels_reproduces_the_world_scor
 
 
 def test_replay_without_labels_and_bad_labels_are_one_line_errors(ops, tmp_path):
-    from engine.tuning.study import evidence_ref, labels_ref, read_labels
+    from engine.tuning.spec import evidence_ref, labels_ref, read_labels
 
     replay, labels = _record_replay_and_labels(tmp_path, _spec())
     with pytest.raises(ConfigError, match="no ground truth"):

@@ -1,4 +1,4 @@
-"""Tuning: search space, samplers (grid with budget, random, Bayesian on Branin), hold-out split."""
+"""Tuning: search space, samplers (grid with budget, random, Bayesian on Branin), hold-out split, the sampler benchmark."""
 
 from __future__ import annotations
 
@@ -7,17 +7,11 @@ import random
 
 import pytest
 
+from engine.bench.tuning import OPTIMUM, SeedResult, branin, format_seed, format_summary
 from engine.core.errors import ConfigError
 from engine.tuning.holdout import hash_unit, split_entities
-from engine.tuning.space import (
-    BayesianSampler,
-    Dimension,
-    GridSampler,
-    RandomSampler,
-    SearchSpace,
-    grid_plan,
-    make_sampler,
-)
+from engine.tuning.samplers import BayesianSampler, GridSampler, RandomSampler, grid_plan, make_sampler
+from engine.tuning.space import Dimension, SearchSpace
 
 # --------------------------------------------------------------------------- search space
 
@@ -257,3 +251,15 @@ def test_split_fraction_outside_unit_interval_is_rejected(fraction):
 def test_split_with_an_empty_side_is_rejected():
     with pytest.raises(ConfigError, match="empty"):
         split_entities(["only-one"], 0.5, "s")
+
+
+# --------------------------------------------------------------------------- the sampler benchmark
+
+
+def test_bench_branin_has_its_documented_optimum_and_a_missed_run_counts_as_budget_plus_one():
+    for x1, x2 in ((-math.pi, 12.275), (math.pi, 2.275), (9.42478, 2.475)):
+        assert branin({"x1": x1, "x2": x2}) == pytest.approx(OPTIMUM, abs=1e-5)
+    rows = [SeedResult(0, 10, 0.4, None, 0.5, 1.0), SeedResult(1, None, 0.9, 30, 0.45, 1.0)]
+    summary = format_summary(rows, budget=20, random_budget=100, tolerance=0.1)
+    assert "bayesian 15.5, random 65.5" in summary and "ratio random/bayesian 4.2x" in summary
+    assert format_seed(rows[1], budget=20, random_budget=100).startswith("seed 1: bayesian >20 evaluations")

@@ -13,7 +13,9 @@ from engine.store import falkor
 from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.store.opsdb import open_ops_db
 from engine.core.settings import load_settings
-from engine.tuning.study import EntitySpec, StudyRunner, StudySpec, create_study, get_study, list_trials
+from engine.tuning.runner import StudyRunner
+from engine.tuning.spec import EntitySpec, StudySpec
+from engine.tuning.store import create_study, get_study, list_trials
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 TIMEOUT = 90
@@ -78,7 +80,7 @@ def test_launch_form_creates_a_study_and_queues_its_worker_job(env, monkeypatch)
 def test_a_finished_study_shows_trials_holdout_result_and_hands_off(env):
     ops = open_ops_db(env)
     study = create_study(ops, SPEC, actor="test")
-    from engine.tuning.study import submit_study
+    from engine.tuning.runner import submit_study
 
     job = submit_study(ops, study, actor="test")
     final = run_claimed(JobStore(ops), job.id, env)  # the worker's code path, in this process
@@ -107,7 +109,7 @@ def test_a_finished_study_shows_trials_holdout_result_and_hands_off(env):
 
 
 def test_best_so_far_is_monotone_and_skips_failed_trials(env):
-    from engine.tuning.study import Trial
+    from engine.tuning.store import Trial
 
     def t(n, score):
         return Trial(1, n, "complete" if score is not None else "failed", {"x": n}, None, "", score, None,

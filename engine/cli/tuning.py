@@ -1,4 +1,4 @@
-"""`python -m engine tune ...`: a thin adapter over engine.tuning.study (studies) and engine.tuning.space (samplers).
+"""`python -m engine tune ...` and `bench tuning`: a thin adapter over engine.tuning and engine.bench.tuning.
 
     tune --method grid|bayesian|random --iterations N [--params a,b,c] [--entities N] [--seed S]
          [--validation-data FILE] [--validation-split 0.8] [--rewards k=v,...] [--top-k K]
@@ -12,21 +12,48 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import time
 from pathlib import Path
 
+from engine.bench.tuning import format_seed, format_summary, run_tuning_bench
 from engine.core.errors import ConfigError
+from engine.core.params import PARAMETER_SPECS, ParameterConfig
 from engine.core.settings import load_settings
+from engine.jobs.queue import JobStore, worker_liveness
+from engine.store.opsdb import open_ops_db
+from engine.tuning import (
+    DEFAULT_TUNED,
+    METHODS,
+    EntitySpec,
+    Rewards,
+    StudySpec,
+    cancel_study,
+    current_config,
+    evidence_ref,
+    file_entity_spec,
+    get_study,
+    handoff,
+    labels_ref,
+    latest_study,
+    list_studies,
+    list_trials,
+    parse_param_names,
+    resume_study,
+    start_study,
+    study_dir,
+    study_state,
+    validate_config,
+    write_outputs,
+)
+from engine.tuning.holdout import split_entities
+from engine.tuning.objective import catalogue_workload, sensitivity
 
 ACTOR = "cli"
 
 
 def _ops(settings):
-    from engine.store.opsdb import open_ops_db
-
     return open_ops_db(settings.ensure_dirs())
 
 
@@ -38,10 +65,6 @@ def _f(x, digits: int = 4) -> str:
 
 
 def _spec_from_args(args):
-    from engine.tuning.objective import Rewards
-    from engine.tuning.study import EntitySpec, StudySpec, evidence_ref, file_entity_spec, labels_ref
-    from engine.tuning.space import parse_param_names
-
     if args.validation_data:
         entities = file_entity_spec(args.validation_data)
     else:
@@ -65,8 +88,6 @@ def _check_output_paths(args) -> None:
 
 
 def _export(ops, settings, study, output_file, report_file) -> None:
-    from engine.tuning.study import study_dir, write_outputs
-
     if not study.result:
         raise ConfigError(f"study {study.id} has not finished: nothing to export yet")
     out = study_dir(settings, study)
@@ -81,8 +102,6 @@ def _export(ops, settings, study, output_file, report_file) -> None:
 
 
 def _print_summary(study, settings) -> None:
-    from engine.tuning.study import study_dir
-
     r = study.result
     base, win = r["base"], r["winner"]
     print(f"study {study.id} finished: {r['trials']} trials ({r['failed']} failed)")
@@ -98,9 +117,6 @@ def _print_summary(study, settings) -> None:
 
 
 def _follow(ops, settings, study_id: int, job_id: int, poll_s: float = 0.5) -> int:
-    from engine.jobs.queue import JobStore
-    from engine.tuning.study import get_study
-
     store = JobStore(ops)
     last = None
     try:
@@ -129,14 +145,10 @@ def _follow(ops, settings, study_id: int, job_id: int, poll_s: float = 0.5) -> i
 
 
 def _alive(job) -> bool:
-    from engine.jobs.queue import worker_liveness
-
     return worker_liveness(job, time.time())[0]
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from engine.tuning.study import get_study, start_study
-
     settings = load_settings()
     if args.validate or args.config_file:
         return _validate(args, settings)
@@ -163,9 +175,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _validate(args, settings) -> int:
-    from engine.core.params import ParameterConfig
-    from engine.tuning.study import get_study, latest_study, validate_config
-
     if not (args.validate and args.config_file):
         raise ConfigError("validate mode needs both --config-file FILE and --validate")
     config = ParameterConfig.load(args.config_file)
@@ -176,8 +185,6 @@ def _validate(args, settings) -> int:
     if study is not None:
         v = validate_config(config, study=study)
     else:
-        from engine.tuning.study import current_config
-
         v = validate_config(config, spec=_spec_from_args(args), base=current_config(ops))
     out = {
         "holdout": v.description,
@@ -203,9 +210,6 @@ def _validate(args, settings) -> int:
 
 
 def cmd_status(args) -> int:
-    from engine.jobs.queue import JobStore
-    from engine.tuning.study import get_study, latest_study, list_trials, study_state
-
     settings = load_settings()
     ops = _ops(settings)
     JobStore(ops).reap()
@@ -235,8 +239,6 @@ def cmd_status(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from engine.tuning.study import list_studies, list_trials, study_state
-
     ops = _ops(load_settings())
     studies = list_studies(ops, limit=args.limit)
     if not studies:
@@ -251,16 +253,12 @@ def cmd_list(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from engine.tuning.study import cancel_study
-
     job = cancel_study(_ops(load_settings()), args.id, actor=ACTOR)
     print(f"study {args.id}: cancel requested (job {job.id} is {job.state}); finished trials are kept")
     return 0
 
 
 def cmd_resume(args) -> int:
-    from engine.tuning.study import resume_study
-
     settings = load_settings()
     job, how = resume_study(_ops(settings), settings, args.id, actor=ACTOR)
     print(f"study {args.id}: job {job.id} {how}")
@@ -268,8 +266,6 @@ def cmd_resume(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from engine.tuning.study import get_study
-
     settings = load_settings()
     ops = _ops(settings)
     _check_output_paths(args)
@@ -280,8 +276,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_handoff(args) -> int:
-    from engine.tuning.study import handoff
-
     settings = load_settings()
     path = handoff(_ops(settings), settings, args.id, actor=ACTOR, name=args.name)
     print(f"study {args.id}: winner written to {path} and set as the rollout candidate")
@@ -289,11 +283,6 @@ def cmd_handoff(args) -> int:
 
 
 def cmd_sensitivity(args) -> int:
-    from engine.tuning.holdout import split_entities
-    from engine.tuning.objective import Rewards, catalogue_workload, sensitivity
-    from engine.core.params import PARAMETER_SPECS
-    from engine.tuning.space import parse_param_names
-
     names = parse_param_names(args.params) if args.params else tuple(s.name for s in PARAMETER_SPECS)
     workload = catalogue_workload(args.entities, args.catalogue_seed, args.world_seed)
     train = split_entities(workload.entity_ids, args.validation_split, f"holdout-{args.seed}").train
@@ -315,40 +304,11 @@ def cmd_sensitivity(args) -> int:
 
 def cmd_bench_tuning(args) -> int:
     """Bayesian vs random search on Branin: evaluations until within ``--tolerance`` of the optimum."""
-    from engine.tuning.space import BayesianSampler, Dimension, RandomSampler, SearchSpace
-
-    optimum = 0.397887
-    space = SearchSpace((Dimension("x1", -5.0, 10.0, 2.5), Dimension("x2", 0.0, 15.0, 7.5)))
-
-    def branin(p) -> float:
-        x1, x2 = p["x1"], p["x2"]
-        a, b, c, r, s, t = 1.0, 5.1 / (4 * math.pi**2), 5 / math.pi, 6.0, 10.0, 1 / (8 * math.pi)
-        return a * (x2 - b * x1**2 + c * x1 - r) ** 2 + s * (1 - t) * math.cos(x1) + s
-
-    def evals_to_reach(sampler, budget) -> tuple[int | None, float]:
-        best = math.inf
-        for i in range(budget):
-            p = sampler.ask()
-            y = branin(p)
-            sampler.tell(p, y)
-            best = min(best, y)
-            if best <= optimum + args.tolerance:
-                return i + 1, best
-        return None, best
-
-    rows = []
-    for seed in range(args.seeds):
-        t0 = time.perf_counter()
-        b_n, b_best = evals_to_reach(BayesianSampler(space, seed=seed, n_initial_points=8), args.budget)
-        t1 = time.perf_counter()
-        r_n, r_best = evals_to_reach(RandomSampler(space, seed=seed), args.random_budget)
-        rows.append((seed, b_n, b_best, r_n, r_best, t1 - t0))
-        print(f"seed {seed}: bayesian {b_n or f'>{args.budget}'} evaluations (best {b_best:.4f}, {t1 - t0:.1f} s); "
-              f"random {r_n or f'>{args.random_budget}'} evaluations (best {r_best:.4f})", flush=True)
-    b_mean = sum((r[1] or args.budget + 1) for r in rows) / len(rows)
-    r_mean = sum((r[3] or args.random_budget + 1) for r in rows) / len(rows)
-    print(f"mean evaluations to reach optimum + {args.tolerance}: bayesian {b_mean:.1f}, random {r_mean:.1f}, "
-          f"ratio random/bayesian {r_mean / b_mean:.1f}x (a failed run counts as budget + 1)")
+    rows = run_tuning_bench(
+        args.seeds, budget=args.budget, random_budget=args.random_budget, tolerance=args.tolerance,
+        on_seed=lambda row: print(format_seed(row, budget=args.budget, random_budget=args.random_budget), flush=True),
+    )
+    print(format_summary(rows, budget=args.budget, random_budget=args.random_budget, tolerance=args.tolerance))
     return 0
 
 
@@ -371,8 +331,6 @@ class _EntitiesAction(argparse.Action):
 
 
 def register(sub) -> None:
-    from engine.tuning.space import DEFAULT_TUNED, METHODS
-
     p = sub.add_parser(
         "tune",
         help="tune the discovery parameters (grid, random, Bayesian) with hold-out validation",

@@ -413,7 +413,7 @@ class JobStore:
 JOB_KINDS: dict[str, str] = {
     "rollout": "engine.rollout.runner:run_rollout_job",
     "rollback": "engine.rollout.rollback:run_rollback_job",
-    "tuning": "engine.tuning.study:run_tuning_job",
+    "tuning": "engine.tuning.runner:run_tuning_job",
     "alerts.evaluate": "engine.monitoring.alert_jobs:run_alert_evaluation_job",
     "bench.store": "engine.bench.store:run_bench_job",
 }

@@ -38,7 +38,7 @@ COMPONENT_MODULES: tuple[str, ...] = (
     "engine.monitoring.alerts",
     "engine.jobs.queue",
     "engine.rollout.records",
-    "engine.tuning.space",
+    "engine.tuning.store",
     "engine.cache.stats",
 )
 

@@ -33,13 +33,16 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from engine.catalogue.generator import build_hypotheses
-from engine.discovery.systems import run_discovery
-from engine.discovery.scoring import confusion
+from engine.catalogue.generator import build_hypotheses, generate_catalogue, templates_for
+from engine.catalogue.templates import load_templates
 from engine.core.errors import ConfigError
-from engine.discovery.evidence import EvidenceSource
 from engine.core.model import Entity, RunResult, Template
 from engine.core.params import ParameterConfig
+from engine.discovery.evidence import EvidenceSource
+from engine.discovery.scoring import confusion
+from engine.discovery.systems import run_discovery
+from engine.discovery.world import SimulatedWorld
+from engine.tuning.space import search_space
 
 Truth = Callable[[str], "bool | None"]
 
@@ -240,10 +243,6 @@ def simulated_workload(
     description: str = "",
 ) -> Workload:
     """Entities against the simulated world of ``world_seed`` (truth from the same world)."""
-    from engine.catalogue.generator import templates_for
-    from engine.catalogue.templates import load_templates
-    from engine.discovery.world import SimulatedWorld
-
     used = templates_for(entities, templates if templates is not None else load_templates())
     world = SimulatedWorld(world_seed, used, entities)
     return Workload(
@@ -258,8 +257,6 @@ def simulated_workload(
 def catalogue_workload(n: int, catalogue_seed: int, world_seed: int, offset: int = 0) -> Workload:
     """Entities ``offset .. offset + n - 1`` of the generated catalogue of ``catalogue_seed`` in the
     simulated world (the catalogue is prefix-stable, so an offset past a study's entities gives fresh ones)."""
-    from engine.catalogue.generator import generate_catalogue
-
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise ConfigError(f"entity offset {offset!r} must be a whole number >= 0")
     which = f"entities {offset}..{offset + n - 1}" if offset else f"{n} entities"
@@ -294,8 +291,6 @@ class SensitivityRow:
 
 def sweep_values(name: str, base: ParameterConfig, points: int = 4) -> tuple[float, ...]:
     """``points`` values evenly spread over the parameter's bounds (snapped onto its step), base left out."""
-    from engine.tuning.space import search_space
-
     dim = search_space([name], base).dimensions[0]
     raw = [dim.low + (dim.high - dim.low) * i / (points - 1) for i in range(points)] if points > 1 else [dim.low]
     out = []
@@ -317,7 +312,7 @@ def sensitivity(
     progress: Callable[[int, int, str], None] | None = None,
 ) -> list[SensitivityRow]:
     """One-at-a-time sweep: each parameter at ``points`` values across its bounds, the others at
-    ``base``; rows sorted by spread, largest first. This is how ``tuning.DEFAULT_TUNED`` was chosen."""
+    ``base``; rows sorted by spread, largest first. This is how ``engine.tuning.space.DEFAULT_TUNED`` was chosen."""
     ids = list(entity_ids)
     base_score = evaluate(base, workload, ids, rewards).score
     rows = []

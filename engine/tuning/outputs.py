@@ -1,0 +1,184 @@
+"""What a finished tuning study gives: its winner, its report, its files and the handoff to rollout.
+
+**The winner** (``summarize``). After the search, trial 0 and the ``top_k``
+best search trials by training score are re-scored on the hold-out entities.
+The winner is, among trial 0 and the re-scored trials whose training score
+beats trial 0's, the one with the best hold-out score (ties go to the lower
+trial number, so the base config wins a tie). A trial must therefore beat the
+current config on training *and* hold up on entities it was not tuned on; a
+trial that is poor on training cannot win on hold-out noise. Because trial 0
+is always eligible, the winner's hold-out score is never below the base
+config's; the price is a small selection effect on the hold-out set (one pick
+among at most ``top_k + 1``), which is why the **optimism gap** (training
+minus hold-out score of the winner) is reported next to it.
+
+**Files** (``<data_dir>/tuning/study-<id>/``): ``best-config.json`` and
+``report.md`` (``write_outputs``). ``handoff`` copies the winner to
+``<data_dir>/configs/<name>.json`` and makes it the rollout candidate
+(``engine.core.configs.set_candidate``), audited.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from engine.core.configs import set_candidate
+from engine.core.errors import ConfigError
+from engine.core.params import ParameterConfig
+from engine.tuning.store import Study, Trial, get_study, list_trials
+
+
+def summarize(study: Study, trials: Sequence[Trial], *, grid_exhausted: bool = False) -> dict:
+    """The study's outcome, from its trials (pure)."""
+    complete = [t for t in trials if t.complete]
+    base = next(t for t in trials if t.number == 0)
+    rescored = [t for t in complete if t.holdout_score is not None]
+    # eligible: the base, and re-scored trials that beat it on training; of those the best hold-out wins
+    eligible = [t for t in rescored if t.number == 0 or t.score > base.score]
+    winner = sorted(eligible, key=lambda t: (-t.holdout_score, t.number))[0]
+    best_train = sorted(complete, key=lambda t: (-t.score, t.number))[0]
+
+    def brief(t: Trial) -> dict:
+        return {"trial": t.number, "score": t.score, "holdout_score": t.holdout_score, "gap": t.gap,
+                "config_hash": t.config_hash, "point": t.point}
+
+    changes = {
+        name: {"from": getattr(study.base_config, name), "to": getattr(winner.config, name)}
+        for name in study.spec.params
+        if getattr(study.base_config, name) != getattr(winner.config, name)
+    }
+    return {
+        "study": study.id,
+        "trials": len(trials),
+        "failed": sum(1 for t in trials if not t.complete),
+        "grid_exhausted": grid_exhausted,
+        "base": brief(base),
+        "best_training": brief(best_train),
+        "winner": brief(winner),
+        "winner_is_base": winner.number == 0,
+        "improvement_holdout": winner.holdout_score - base.holdout_score,
+        "rescored": [brief(t) for t in sorted(rescored, key=lambda t: t.number)],
+        "changes": changes,
+        "winner_config": winner.config.to_dict(),
+    }
+
+
+def study_dir(settings, study: Study) -> Path:
+    """Where the study's files go: ``<data_dir>/tuning/study-<id>/``."""
+    return Path(settings.data_dir) / "tuning" / study.out_dir_name
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, Any]) -> str:
+    """The study as Markdown (pure)."""
+    spec = study.spec
+    rw = spec.rewards
+    base, winner = summary["base"], summary["winner"]
+    lines = [
+        f"# Tuning study {study.id}: {study.name}",
+        "",
+        f"- Method: {study.sampler}",
+        f"- Search trials: {spec.iterations} (plus trial 0 = the config current at creation, hash {study.base_config.hash()})",
+        f"- Tuned parameters: {', '.join(spec.params)}",
+        f"- Entities: {spec.entities.describe()}; evidence: {spec.evidence.describe(spec.world_seed)}"
+        + (f"; truth from {spec.labels.path}" if spec.labels else "; truth: the simulated world's"),
+        f"- Split: {len(study.train_ids)} training / {len(study.holdout_ids)} hold-out "
+        f"(hash split, training fraction {spec.train_fraction}, salt {spec.salt!r})",
+        f"- Sampler seed: {spec.seed}",
+        f"- Rewards per entity: +{rw.true_actionable:g} per true actionable call, −{rw.false_actionable:g} per false one, "
+        f"−{rw.missed_actionable:g} per missed one, −{rw.per_usd:g} per USD spent, −{rw.per_error:g} per errored hop",
+        f"- Trials finished: {summary['trials']} ({summary['failed']} failed)",
+        "",
+        "## Result",
+        "",
+        "| | trial | training score | hold-out score | gap (training − hold-out) | config hash |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| current config | 0 | {_fmt(base['score'])} | {_fmt(base['holdout_score'])} | {_fmt(base['gap'])} | {base['config_hash']} |",
+        f"| **winner** | {winner['trial']} | {_fmt(winner['score'])} | {_fmt(winner['holdout_score'])} | {_fmt(winner['gap'])} | {winner['config_hash']} |",
+        "",
+        f"Hold-out improvement over the current config: {_fmt(summary['improvement_holdout'])} per entity.",
+        f"Optimism gap of the winner (training − hold-out): {_fmt(winner['gap'])} per entity.",
+        "",
+        ("The current config won on the hold-out set: no tuned trial held up better, so nothing should be rolled out."
+         if summary["winner_is_base"] else
+         "The winner is, among trial 0 and the re-scored trials that beat it on training, the one with the best "
+         "hold-out score; trial 0 is always a candidate, so the winner never scores below the current config on "
+         f"the hold-out set (a pick among at most {len(summary['rescored'])} re-scored trials, hence the gap is "
+         "worth reading)."),
+        "",
+        "## Parameter changes of the winner",
+        "",
+    ]
+    if summary["changes"]:
+        lines += ["| parameter | current | winner |", "|---|---:|---:|"]
+        lines += [f"| {k} | {v['from']} | {v['to']} |" for k, v in summary["changes"].items()]
+    else:
+        lines.append("None: the winner is the current config.")
+    lines += ["", "## Hold-out re-scoring", "",
+              "| trial | training | hold-out | gap | precision (hold-out) | recall (hold-out) | USD / entity (hold-out) |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    for t in trials:
+        if t.holdout_result is None:
+            continue
+        h = t.holdout_result
+        lines.append(f"| {t.number} | {_fmt(t.score)} | {_fmt(t.holdout_score)} | {_fmt(t.gap)} | "
+                     f"{_fmt(h.precision, 3)} | {_fmt(h.recall, 3)} | {_fmt(h.cost_per_entity, 4)} |")
+    lines += ["", "## Trials (best 15 by training score)", "",
+              "| trial | state | training score | precision | recall | USD / entity | " + " | ".join(spec.params) + " |",
+              "|---:|---|---:|---:|---:|---:|" + "---:|" * len(spec.params)]
+    ranked = sorted(trials, key=lambda t: (t.score is None, -(t.score or 0.0), t.number))[:15]
+    for t in ranked:
+        r = t.result
+        vals = " | ".join(_fmt(t.point.get(p)) for p in spec.params)
+        lines.append(f"| {t.number} | {t.state} | {_fmt(t.score)} | {_fmt(r.precision if r else None, 3)} | "
+                     f"{_fmt(r.recall if r else None, 3)} | {_fmt(r.cost_per_entity if r else None)} | {vals} |")
+    failed = [t for t in trials if not t.complete]
+    if failed:
+        lines += ["", "## Failed trials", ""] + [f"- trial {t.number}: {t.error}" for t in failed]
+    lines += ["", "## How the score is computed", "",
+              "Each trial runs the new discovery system in shadow over every training entity with fresh "
+              "hypotheses, against the simulated world, and scores the runs against the world's ground truth "
+              "(engine/objective.py): score per entity = (rewards for true actionable calls − penalties for "
+              "false and missed ones − dollars spent × per_usd − errored hops × per_error) / entities.", ""]
+    return "\n".join(lines)
+
+
+def write_outputs(ops, study: Study, summary: Mapping[str, Any], settings) -> dict[str, Path]:
+    """best-config.json and report.md under <data_dir>/tuning/study-<id>/ (when settings are given)."""
+    if settings is None:
+        return {}
+    out = study_dir(settings, study)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = ParameterConfig.from_dict(summary["winner_config"])
+    paths = {"config": cfg.save(out / "best-config.json"), "report": out / "report.md"}
+    paths["report"].write_text(render_report(study, list_trials(ops, study.id), summary), encoding="utf-8")
+    return paths
+
+
+def winner_config(study: Study) -> ParameterConfig:
+    """The finished study's winning config (ConfigError while it has not finished)."""
+    if not study.result:
+        raise ConfigError(f"study {study.id} has not finished: no best config yet (see `python -m engine tune status {study.id}`)")
+    return ParameterConfig.from_dict(study.result["winner_config"], source=f"study {study.id} winner")
+
+
+def handoff(ops, settings, study_id: int, *, actor: str, name: str | None = None) -> Path:
+    """Write the winner to <data_dir>/configs/<name>.json and make it the rollout candidate (audited)."""
+    study = get_study(ops, study_id)
+    cfg = winner_config(study)
+    name = name or f"tuning-study-{study.id}-{cfg.hash()}"
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"config name {name!r}: use letters, digits, '-' and '_' only")
+    path = cfg.save(Path(settings.data_dir) / "configs" / f"{name}.json")
+    source = f"tuning study {study.id} (trial {study.result['winner']['trial']})"
+    set_candidate(ops, path, actor, source=source)
+    ops.audit(actor, "tuning.handoff", f"study:{study.id}", {"path": str(path), "config_hash": cfg.hash()})
+    return path

@@ -1,0 +1,277 @@
+"""Running a tuning study: the trial loop, hold-out re-scoring, resume after a crash, and the study's job.
+
+**Trials.** Trial 0 is the base config (the config current at creation).
+Trials 1..N are proposed by the sampler, one at a time; each is evaluated with
+``engine.tuning.objective`` on the training entities and stored the moment it
+finishes (a failed trial is kept with its error; the sampler is told it
+failed). The runner checkpoints between trials (heartbeat, pause, cancel).
+When the search is done, trial 0 and the ``top_k`` best search trials are
+re-scored on the hold-out entities and the winner is picked
+(``engine.tuning.outputs.summarize``).
+
+**Resume.** A study is a job of kind ``tuning`` (``engine.jobs.queue``;
+handler ``run_tuning_job``). A worker that is killed loses at most the trial
+it was evaluating: on resume the runner reads the finished trials, rebuilds
+the sampler and *tells* it every finished trial (Bayesian: a fresh
+scikit-optimize Optimizer re-told all points; random: the i-th draw is a
+function of (seed, i); grid: told points are skipped), and continues with the
+next trial number. Trial numbers are unique per study in the table, so no
+finished trial is run twice.
+
+**Every run is recorded.** Each trial's runs (shadow runs of the new system)
+go through ``engine.monitoring.events.record_runs`` with ``stage_id =
+"tuning-<study>"`` and ``run_id = "tuning-<study>-t<trial>[-holdout]"``
+(skipped when that run id is already recorded, so a resumed trial is not
+counted twice). The events go to the metric_events table like every run's;
+their JSONL lines go to ``logs/tuning-metrics.jsonl``, so a study's tens of
+thousands of lines do not rotate the live system's ``metrics.jsonl`` away.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from engine.core.errors import ConfigError, DiscoveryError
+from engine.core.params import ParameterConfig
+# launch_worker is looked up on the module when called, as resume_job's own call to it is, so one
+# substitute (tests start no real worker) replaces both
+from engine.jobs import queue as job_queue
+from engine.jobs.queue import Control, JobState, JobStore, resume_job
+from engine.monitoring.events import count_events, record_runs
+from engine.monitoring.jsonlog import JsonlLog
+from engine.tuning.objective import ObjectiveResult, Workload, run_entities, score_results
+from engine.tuning.outputs import summarize, write_outputs
+from engine.tuning.samplers import GridSampler, make_sampler
+from engine.tuning.space import search_space
+from engine.tuning.spec import StudySpec, workload_for
+from engine.tuning.store import (
+    Clock,
+    Study,
+    attach_job,
+    create_study,
+    finish_study,
+    get_study,
+    insert_trial,
+    list_trials,
+    set_holdout,
+)
+
+JOB_KIND = "tuning"
+#: a study writes one metric event per entity per trial (tens of thousands): its JSONL lines go to their
+#: own rotating log so they never rotate the live system's metrics.jsonl away (SQLite keeps all events)
+METRICS_LOG_NAME = "tuning-metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the runner reports at each checkpoint (done/total counts every evaluation:
+    the trials, then the hold-out re-scorings)."""
+
+    done: int
+    total: int
+    message: str
+
+
+class StudyRunner:
+    """Runs (or resumes) one study to the end. ``checkpoint(Progress)`` is called between
+    evaluations (the job context's checkpoint: heartbeat, pause, cancel); ``fence(db)`` is
+    called inside every trial write (the job lease)."""
+
+    def __init__(self, ops, study: Study, *, settings=None, checkpoint: Callable[[Progress], None] | None = None,
+                 fence: Callable[[Any], None] | None = None, clock: Clock = time.time, log=None,
+                 record_metrics: bool = True, timer: Callable[[], float] = time.perf_counter):
+        self.ops = ops
+        self.study = study
+        self.settings = settings
+        self.checkpoint = checkpoint or (lambda p: None)
+        self.fence = fence
+        self.clock = clock
+        self.timer = timer
+        self.record_metrics = record_metrics
+        self._log = log
+        self._workload: Workload | None = None
+
+    # -- pieces
+    @property
+    def workload(self) -> Workload:
+        if self._workload is None:
+            w = workload_for(self.study.spec)
+            missing = [e for e in (*self.study.train_ids, *self.study.holdout_ids) if e not in w.entities]
+            if missing:
+                raise ConfigError(
+                    f"study {self.study.id}: {len(missing)} of its entities (e.g. {missing[0]!r}) are not in "
+                    f"{w.description}; the entity set changed since the study was created"
+                )
+            self._workload = w
+        return self._workload
+
+    def _metrics_log(self):
+        if self._log is None and self.settings is not None:
+            self._log = JsonlLog.for_settings(self.settings, name=METRICS_LOG_NAME)
+        return self._log
+
+    def _record(self, results, run_id: str) -> None:
+        if not self.record_metrics:
+            return
+        log = self._metrics_log()
+        if log is None or count_events(self.ops, run_id=run_id) > 0:
+            return
+        names = {e: self.workload.entities[e].name for e in (r.entity_id for r in results)}
+        record_runs(self.ops, results, run_id=run_id, stage_id=self.study.stage_id, truth=self.workload.truth,
+                    clock=self.clock, log=log, names=names)
+
+    def evaluate(self, config: ParameterConfig, entity_ids: Sequence[str], run_id: str) -> ObjectiveResult:
+        results = run_entities(config, self.workload, entity_ids)
+        self._record(results, run_id)
+        return score_results(results, self.workload.truth, self.study.spec.rewards)
+
+    def _total_evaluations(self) -> int:
+        return self.study.total_trials + self.study.spec.top_k + 1
+
+    # -- the run
+    def run(self) -> dict:
+        study = self.study
+        spec = study.spec
+        base = study.base_config
+        space = search_space(spec.params, base)
+        trials = list_trials(self.ops, study.id)
+        total = self._total_evaluations()
+        done = len(trials)
+        self.checkpoint(Progress(done, total, f"resuming after {done} finished trial(s)" if done else "starting"))
+
+        if not any(t.number == 0 for t in trials):
+            self._run_trial(0, {n: getattr(base, n) for n in spec.params}, base)
+            trials = list_trials(self.ops, study.id)
+            self.checkpoint(Progress(len(trials), total, "trial 0 (current config) done"))
+
+        sampler = make_sampler(spec.method, space, budget=spec.iterations, seed=spec.seed)
+        # every finished trial, trial 0 included (it tells the model where the current config stands)
+        sampler.replay((t.point, -t.score if t.complete else None) for t in trials)
+        number = max(t.number for t in trials) + 1
+        if isinstance(sampler, GridSampler):  # a grid smaller than the budget ends early: say so in the total
+            left = sampler.remaining()
+            total = len(trials) + min(spec.iterations - number + 1, left) + spec.top_k + 1
+        exhausted = False
+        while number <= spec.iterations:
+            point = sampler.ask()
+            if point is None:
+                exhausted = True
+                break
+            loss = self._run_trial(number, point, None)
+            sampler.tell(point, loss)
+            best = max((t.score for t in list_trials(self.ops, study.id) if t.complete), default=None)
+            self.checkpoint(Progress(number + 1, total,
+                                     f"trial {number}/{spec.iterations} done; best training score {best:.4f}"
+                                     if best is not None else f"trial {number}/{spec.iterations} done"))
+            number += 1
+        return self._finish(exhausted)
+
+    def _run_trial(self, number: int, point: Mapping[str, Any], config: ParameterConfig | None) -> float | None:
+        started = self.clock()
+        result = None
+        error = None
+        try:
+            if config is None:
+                config = self.study.base_config.with_changes(**point)
+            result = self.evaluate(config, self.study.train_ids, f"tuning-{self.study.id}-t{number}")
+        except ConfigError as exc:  # an invalid combination (cross-field rule): a failed trial, kept
+            error = str(exc)
+        except DiscoveryError as exc:  # the evidence source failed: kept with its error
+            error = f"{type(exc).__name__}: {exc}"
+        insert_trial(self.ops, self.study, number, point=point, config=config,
+                     result=result, error=error, started=started, finished=self.clock(), fence=self.fence)
+        return -result.score if result is not None else None
+
+    def _finish(self, grid_exhausted: bool) -> dict:
+        study = self.study
+        trials = list_trials(self.ops, study.id)
+        complete = [t for t in trials if t.complete]
+        if not any(t.number == 0 and t.complete for t in trials):
+            raise ConfigError(f"study {study.id}: trial 0 (the current config) failed: {trials[0].error}")
+        ranked = sorted((t for t in complete if t.number > 0), key=lambda t: (-t.score, t.number))
+        chosen = [t for t in complete if t.number == 0] + ranked[: study.spec.top_k]
+        base_done = len(trials)
+        total = base_done + len(chosen)
+        for i, t in enumerate(chosen):
+            if t.holdout_score is None:
+                res = self.evaluate(t.config, study.holdout_ids, f"tuning-{study.id}-t{t.number}-holdout")
+                set_holdout(self.ops, study, t.number, res, self.fence)
+            self.checkpoint(Progress(base_done + i + 1, total,
+                                     f"hold-out re-scoring {i + 1}/{len(chosen)} (trial {t.number})"))
+        summary = summarize(study, list_trials(self.ops, study.id), grid_exhausted=grid_exhausted)
+        write_outputs(self.ops, study, summary, self.settings)
+        finish_study(self.ops, study, summary, finished_at=self.clock(), fence=self.fence)
+        return summary
+
+
+# --------------------------------------------------------------------------- the study's job
+
+
+def submit_study(ops, study: Study, *, actor: str):
+    """Queue the study's job and link it to the study. Returns the Job."""
+    job = JobStore(ops).submit(JOB_KIND, {"study_id": study.id}, actor=actor)
+    attach_job(ops, study.id, job.id)
+    return job
+
+
+def run_tuning_job(ctx) -> dict:
+    """Job handler (kind ``tuning``): run or resume the study in ``ctx.params['study_id']``."""
+    study = get_study(ctx.ops, int(ctx.params["study_id"]))
+
+    def checkpoint(p: Progress) -> None:
+        ctx.checkpoint(done=p.done, total=p.total, message=p.message)
+
+    runner = StudyRunner(ctx.ops, study, settings=ctx.settings, checkpoint=checkpoint, fence=ctx.assert_lease,
+                         clock=ctx.clock)
+    summary = runner.run()
+    return {"study_id": study.id, "winner": summary["winner"], "base": summary["base"],
+            "improvement_holdout": summary["improvement_holdout"]}
+
+
+def study_state(ops, study: Study) -> str:
+    """finished, or the state of its job (queued, running, paused, failed, cancelled, dead), or 'created'."""
+    if study.finished_at is not None:
+        return "finished"
+    if study.job_id is None:
+        return "created"
+    return str(JobStore(ops).get(study.job_id).state)
+
+
+def cancel_study(ops, study_id: int, *, actor: str):
+    """Ask the study's worker to stop at its next checkpoint (a queued study is cancelled at once)."""
+    study = get_study(ops, study_id)
+    if study.job_id is None:
+        raise ConfigError(f"study {study_id} was never started: nothing to cancel")
+    if study.finished_at is not None:
+        raise ConfigError(f"study {study_id} already finished: nothing to cancel")
+    job = JobStore(ops).request(study.job_id, Control.CANCEL, actor=actor)
+    ops.audit(actor, "tuning.cancel", f"study:{study_id}", {"job": study.job_id})
+    return job
+
+
+def resume_study(ops, settings, study_id: int, *, actor: str, launch: bool = True):
+    """Resume a dead, failed, paused or cancelled study from its finished trials."""
+    study = get_study(ops, study_id)
+    if study.finished_at is not None:
+        raise ConfigError(f"study {study_id} already finished: nothing to resume")
+    store = JobStore(ops)
+    if study.job_id is not None and store.get(study.job_id).state is not JobState.CANCELLED:
+        job, how = resume_job(store, settings, study.job_id, actor=actor, launch=launch)
+    else:  # never started or cancelled: a new job continues from the finished trials
+        job = submit_study(ops, study, actor=actor)
+        how = "queued"
+        if launch:
+            how = f"worker started (pid {job_queue.launch_worker(settings, job.id)})"
+    ops.audit(actor, "tuning.resume", f"study:{study_id}", {"job": job.id})
+    return job, how
+
+
+def start_study(ops, settings, spec: StudySpec, *, actor: str, launch: bool = True,
+                base_config: ParameterConfig | None = None):
+    """Create the study, queue its job and (``launch``) start a detached worker. Returns (study, job, pid)."""
+    study = create_study(ops, spec, actor=actor, base_config=base_config)
+    job = submit_study(ops, study, actor=actor)
+    pid = job_queue.launch_worker(settings, job.id) if launch else None
+    return get_study(ops, study.id), job, pid

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli.main import main
-from engine.jobs.queue import LEGACY_KINDS, resolve_handler
+from engine.jobs.queue import JOB_KINDS, LEGACY_KINDS, resolve_handler
 
 FIXTURE = Path(__file__).parent / "fixtures" / "datadir-before-packages.tar.gz"
 
@@ -53,6 +53,12 @@ def _wait(capsys, until, timeout_s: float = 120.0) -> dict:
             return status
         assert time.monotonic() < deadline, status
         time.sleep(0.3)
+
+
+def test_every_registered_job_kind_resolves_to_a_handler():
+    assert {"rollout", "rollback", "tuning", "alerts.evaluate", "bench.store"} <= set(JOB_KINDS)
+    for kind in JOB_KINDS:
+        assert callable(resolve_handler(kind)), kind
 
 
 def test_old_job_kinds_still_resolve():

@@ -10,7 +10,6 @@ their traffic; the Cache page shows this cache's own statistics.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Iterable
 
 import altair as alt
@@ -18,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.cache.lru import CacheStats
+from console.naming import download_name
 from engine.cache.service import CacheService
 
 
@@ -105,4 +105,5 @@ def bench_figures_frame(results: list[dict]) -> pd.DataFrame:
 
 
 def bench_file_name(now: float | None = None, ext: str = "json") -> str:
-    return f"discovery-store-bench-{time.strftime('%Y%m%d-%H%M', time.gmtime(now or time.time()))}.{ext}"
+    """``discovery-store-bench-<YYYYmmdd-HHMM>.<ext>`` (UTC)."""
+    return download_name("store-bench", ext, now=now)

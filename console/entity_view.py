@@ -23,13 +23,13 @@ another process changed.
 
 from __future__ import annotations
 
-import time
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from console.format import STATUS_COLOURS
+from console.naming import download_name
 from console.services import Services, cached_graph, call
 from console.tables import HYPOTHESIS_COLUMN_CONFIG
 from engine.discovery.entity_view import (
@@ -258,7 +258,6 @@ def render_entity_view(services: Services, entity_id: str) -> None:
                + (f"; {rolled} rolled back (kept, flagged)" if rolled else ""))
     st.dataframe(evidence, hide_index=True, width="stretch", column_config=TRAIL_COLUMN_CONFIG,
                  key="entity_evidence")
-    stamp = time.strftime("%Y%m%d-%H%M", time.gmtime())
     st.download_button("Download the evidence trail (CSV)", evidence.to_csv(index=False).encode("utf-8"),
-                       file_name=f"discovery-evidence-{entity_id}-{stamp}.csv", mime="text/csv",
+                       file_name=download_name("evidence", "csv", entity_id), mime="text/csv",
                        key="entity_evidence_download")

@@ -16,6 +16,7 @@ from console.alerts_view import (
     state_style,
     states_frame,
 )
+from console.naming import download_name
 from console.services import call, get_services
 from engine.monitoring import alert_jobs
 from engine.monitoring import alerts
@@ -142,7 +143,7 @@ else:
     st.caption(f"{len(frame)} transitions, newest first (last 500 kept on screen)")
     st.download_button(
         "Download history (CSV)", frame.to_csv(index=False).encode("utf-8"), mime="text/csv", key="history_csv",
-        file_name=f"discovery-alert-history-{time.strftime('%Y%m%d-%H%M', time.gmtime())}.csv",
+        file_name=download_name("alert-history", "csv"),
         icon=":material/download:", on_click="ignore",
     )
 

@@ -1,7 +1,7 @@
 """Cache: the console's hypothesis cache — hit rate, size, evictions, most accessed, warming — and the
 store benchmark, which runs as a job in a worker process while this page polls its progress.
 
-Thin: statistics come from this process's CacheService (console/cache_view.py),
+Thin: statistics come from this process's CacheService (console.services.get_cache_service),
 buttons call one engine function each (console.feedback), the benchmark is engine.bench.store.
 """
 
@@ -13,7 +13,7 @@ import streamlit as st
 
 from console import cache_view as cv
 from console.feedback import Feedback
-from console.services import call, get_services, operator_field
+from console.services import call, get_cache_service, get_services, operator_field
 from engine.bench import store as bench_store
 from engine.cache import service as cache_service
 from engine.jobs.queue import JobState, get_job, latest_job
@@ -24,7 +24,7 @@ ss = st.session_state
 
 services = get_services()
 settings, ops = services.settings, services.ops
-service = call(cv.get_cache_service, services)
+service = call(get_cache_service, services)
 
 st.title("Cache")
 actor = operator_field("cache_operator")

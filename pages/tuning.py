@@ -16,7 +16,7 @@ from engine.tuning import study as studies
 from engine.core.errors import ConfigError
 from engine.jobs.queue import get_job, reap_dead_workers
 from engine.tuning.objective import Rewards
-from engine.core.params import PARAMETER_SPECS, SPEC_BY_NAME
+from engine.core.params import PARAMETER_SPECS
 from engine.tuning.space import DEFAULT_TUNED, METHODS
 
 REFRESH_S = 2.0

@@ -17,7 +17,7 @@ HypothesisCache and CacheWarmer, and runs one daemon thread that, every
   CLI and the page can change it; 0 turns periodic warming off).
 
 Nothing here touches Streamlit; the console keeps one service per process
-(console/cache_view.py).
+(console.services.get_cache_service).
 """
 
 from __future__ import annotations

@@ -1,5 +1,24 @@
-"""Streamlit-side helpers shared by the pages (services, formatting, charts).
+"""The console's helpers, between the pages and the engine: pages -> console -> engine.
 
-Dependencies point one way: pages -> console -> engine. Nothing here connects
-to a store at import time.
+Two kinds of module, never mixed (tests/test_console_purity.py checks the first kind):
+
+Pure — pandas, altair and plain Python over engine results, no Streamlit, tested without a page:
+    alerts_view    Alerts page frames (states, history, editable rules)
+    cache_view     Cache page tiles, frames and the benchmark chart
+    charts         Overview bar charts
+    entity_view    entity view frames and charts (EIG, confidence)
+    format         tiles, labels, filters and the hypotheses frame
+    live           live monitoring frames, tiles and charts
+    naming         download file names (discovery-<kind>-...-<UTC minute>.<ext>)
+    rollout_view   Rollout page timeline, criteria, charts, actions and hints
+    tuning_view    Tuning page frames, charts and tiles
+
+Streamlit — they draw, cache or keep session state:
+    services       the shared stores and cache service, the error edge, the Operator field
+    feedback       a button's outcome message and the one way a button calls the engine
+    tables         column configurations shared by tables
+    entity_panel   the entity view on the Hypotheses page
+    live_panel     the live monitoring section of the Overview
+
+Nothing here connects to a store at import time.
 """

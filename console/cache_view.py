@@ -1,41 +1,19 @@
-"""The console process's hypothesis cache, and pure helpers for the Cache page.
+"""Tiles, frames and charts of the Cache page: the cache's statistics, its most accessed entries,
+warm runs and the store benchmark's figures.
 
-``get_cache_service(services)`` opens one engine.cache.service.CacheService
-per console process and store (``st.cache_resource``), started: its daemon
-thread publishes the statistics, carries out CLI requests and warms
-periodically. Pages that read hypotheses can read through
-``get_cache_service(services).cached`` (a CachedGraph) so the cache sees
-their traffic; the Cache page shows this cache's own statistics.
+Pure pandas/altair, no Streamlit; the console's own CacheService comes from
+``console.services.get_cache_service``.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, Iterable
 
 import altair as alt
 import pandas as pd
-import streamlit as st
 
+from console.naming import download_name
 from engine.cache.lru import CacheStats
-from engine.cache.service import CacheService
-
-
-def _release(service: CacheService) -> None:
-    service.stop()
-
-
-@st.cache_resource(show_spinner=False, on_release=_release)
-def _shared_service(data_dir: str, graph_name: str, services_id: int, _services: Any) -> CacheService:
-    # keyed on the Services object too: when services reconnect, the cache starts over with them
-    return CacheService(_services.graph, _services.ops).start()
-
-
-def get_cache_service(services: Any) -> CacheService:
-    return _shared_service(str(services.settings.data_dir), services.settings.graph_name, id(services), services)
-
-
-# --------------------------------------------------------------------------- pure helpers
 
 
 def stat_tiles(st_: CacheStats) -> list[tuple[str, str, str]]:
@@ -105,4 +83,5 @@ def bench_figures_frame(results: list[dict]) -> pd.DataFrame:
 
 
 def bench_file_name(now: float | None = None, ext: str = "json") -> str:
-    return f"discovery-store-bench-{time.strftime('%Y%m%d-%H%M', time.gmtime(now or time.time()))}.{ext}"
+    """``discovery-store-bench-<YYYYmmdd-HHMM>.<ext>`` (UTC)."""
+    return download_name("store-bench", ext, now=now)

@@ -1,14 +1,8 @@
-"""Live monitoring charts on the Overview: cost per entity, actionable rate, p95 latency and
-error rate over time, old against new, over a selectable window.
+"""Frames, tiles and charts of the Overview's live monitoring: cost per entity, actionable rate,
+p95 latency and error rate over time, old against new, over a selectable window.
 
-The Overview calls ``render_live_charts(services)`` through console.slots. The
-charts live in an ``st.fragment(run_every=...)`` (5 to 30 s by window, REFRESH_S):
-the browser re-runs only that fragment, so new metric events (a rollout or a
-tuning worker recording runs in another process) appear without a click.
-Every figure comes from the store: one read of the window's metric events
-(engine.monitoring.events.query_events), aggregated by engine.monitoring.windows (``summarize_events``,
-``series_from_events``); this module only turns them into frames (pure, tested
-without Streamlit) and draws them.
+Pure pandas/altair over what engine.monitoring.windows aggregates (``summarize_events``,
+``series_from_events``), tested without Streamlit; console/live_panel.py draws them.
 """
 
 from __future__ import annotations
@@ -20,20 +14,14 @@ from typing import Sequence
 
 import altair as alt
 import pandas as pd
-import streamlit as st
 
 from engine.monitoring.windows import (
     PERCENTILE_METHOD,
     SeriesPoint,
     WindowSummary,
-    default_bucket,
     format_window,
-    parse_window,
-    series_from_events,
-    summarize_events,
 )
-from engine.monitoring.alerts import AlertStatus, current_states
-from engine.monitoring.events import query_events_light
+from engine.monitoring.alerts import AlertStatus
 from engine.monitoring.reports import SYSTEM_COLOURS
 
 #: seconds between two refreshes of the live fragment, by window: a long window reads many
@@ -166,19 +154,6 @@ def metric_chart(frame: pd.DataFrame, metric: LiveMetric, window_label: str) -> 
     return (base.mark_line() + base.mark_point(filled=True, size=30)).properties(height=220)
 
 
-# --------------------------------------------------------------------------- the slot
-
-
-def render_live_charts(services) -> None:
-    """Overview section: window choice, then the auto-refreshing charts."""
-    st.subheader("Live monitoring: old vs new")
-    window_label = st.segmented_control(
-        "Window", WINDOWS, default=DEFAULT_WINDOW, key="live_window",
-        help="how far back the charts go from now; they refresh on their own",
-    ) or DEFAULT_WINDOW
-    _FRAGMENTS[refresh_s(window_label)](services, window_label)
-
-
 def alert_banner(states) -> str | None:
     """One line when alerts need attention (firing or pending), naming them; None when none does."""
     firing = sorted(r.rule_id for r in states.values() if r.state is AlertStatus.FIRING)
@@ -188,35 +163,3 @@ def alert_banner(states) -> str | None:
     groups = (("firing", firing), ("pending", pending))
     parts = [f"{len(ids)} {label} ({', '.join(ids)})" for label, ids in groups if ids]
     return "Alerts: " + "; ".join(parts) + " — see the Alerts page."
-
-
-def _live_body(services, window_label: str) -> None:
-    banner = alert_banner(current_states(services.ops))
-    if banner:
-        st.warning(banner, icon=":material/notifications_active:")
-    window_s = parse_window(window_label)
-    now = time.time()
-    bucket_s = default_bucket(window_s)
-    # one read of the window's events serves the tiles, the charts and the caption (the light read:
-    # no JSON lists, which neither the tiles nor the charts need)
-    events = query_events_light(services.ops, now - window_s, now)
-    summary = summarize_events(events, start=now - window_s, end=now, now=now)
-    if summary.overall.runs == 0:
-        st.info(
-            f"No discovery runs recorded in the last {window_label}. Runs of `python -m engine discover`, "
-            "rollouts and tuning appear here as they are recorded (this section refreshes by itself); "
-            "`python -m engine demo --ensure` records a day of demo runs on an empty store."
-        )
-        return
-    frame = series_frame(series_from_events(events, bucket_s))
-    for column, tile in zip(st.columns(4), comparison_tiles(summary)):
-        column.metric(tile.label, tile.value, tile.delta, delta_color=tile.delta_color, help=tile.help, border=True)
-    for row in (LIVE_METRICS[:2], LIVE_METRICS[2:]):
-        for column, metric in zip(st.columns(2), row):
-            with column:
-                st.altair_chart(metric_chart(frame, metric, window_label), width="stretch")
-    st.caption(runs_caption(summary, window_label, bucket_s, now))
-
-
-#: one auto-refreshing fragment per refresh period (the period is fixed when a fragment is made)
-_FRAGMENTS = {seconds: st.fragment(run_every=seconds)(_live_body) for seconds in set(REFRESH_S.values())}

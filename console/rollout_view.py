@@ -24,12 +24,12 @@ import math
 from bisect import insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import altair as alt
 import pandas as pd
 
+from console.naming import download_name, slug
 from engine.core.percentiles import percentile_sorted
 from engine.monitoring.events import MetricEvent
 from engine.rollout.stages import StageConfig, StagePolicy
@@ -522,11 +522,7 @@ def stage_detail(done: int, total: int, elapsed_days: float, min_days: float, st
 
 def report_file_name(what: str, now: float, ext: str = "md") -> str:
     """``discovery-<what>-<YYYYmmdd-HHMM>.<ext>`` (UTC), ``what`` reduced to [a-z0-9-]."""
-    slug = "".join(ch if ch.isalnum() else "-" for ch in what.lower()).strip("-")
-    while "--" in slug:
-        slug = slug.replace("--", "-")
-    stamp = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y%m%d-%H%M")
-    return f"discovery-{slug or 'rollout'}-{stamp}.{ext}"
+    return download_name(slug(what) or "rollout", ext, now=now)
 
 
 def time_scale_help(time_scale: float) -> str:

@@ -6,6 +6,13 @@ environment, and opens the GraphStore and the OpsDB through
 browser tab of one console share one connection, while a test that points
 ``DISCOVERY_DATA_DIR`` somewhere else gets its own. Nothing connects at import.
 
+``get_cache_service(services)`` opens one engine.cache.service.CacheService
+per console process and store (``st.cache_resource``), started: its daemon
+thread publishes the statistics, carries out CLI requests and warms
+periodically. Pages read hypotheses through ``cached_graph(services)`` (its
+CachedGraph) so the cache sees their traffic; the Cache page shows this cache's
+own statistics.
+
 ``stop_on_error()`` is the console's error edge: a ``DiscoveryError`` (store
 unreachable, unknown entity, bad config) becomes ``st.error(message)`` and
 the page stops there; anything else is a bug and keeps its traceback.
@@ -22,6 +29,7 @@ from typing import TypeVar
 import streamlit as st
 from redis.exceptions import RedisError
 
+from engine.cache.service import CacheService
 from engine.core.errors import DiscoveryError
 from engine.store.graph import GraphStore
 from engine.store.opsdb import OpsDB, open_ops_db
@@ -71,6 +79,21 @@ def _shared_services(data_dir: str, falkordb_url: str | None, graph_name: str) -
     return open_services(Settings(data_dir=Path(data_dir), falkordb_url=falkordb_url, graph_name=graph_name))
 
 
+def _stop_cache(service: CacheService) -> None:
+    service.stop()
+
+
+@st.cache_resource(show_spinner=False, on_release=_stop_cache)
+def _shared_service(data_dir: str, graph_name: str, services_id: int, _services: Services) -> CacheService:
+    # keyed on the Services object too: when services reconnect, the cache starts over with them
+    return CacheService(_services.graph, _services.ops).start()
+
+
+def get_cache_service(services: Services) -> CacheService:
+    """This console process's CacheService for ``services``' store, started on first use."""
+    return _shared_service(str(services.settings.data_dir), services.settings.graph_name, id(services), services)
+
+
 _ROUTE_CHECKED = "_console_route_checked"
 
 
@@ -107,11 +130,9 @@ def get_services() -> Services:
 
 
 def cached_graph(services: Services):
-    """The console's CachedGraph (console.cache_view), synced first with what other processes wrote
+    """The console's CachedGraph (get_cache_service), synced first with what other processes wrote
     (rollout worker, CLI, batch updates): one point read of the graph's write feed when nothing
     changed. Read hypotheses through it, and write through it, so the cache stays right."""
-    from console.cache_view import get_cache_service  # imports Streamlit-side caching; pages only
-
     with stop_on_error():
         return get_cache_service(services).reader()
     raise AssertionError("unreachable: st.stop() raises")  # pragma: no cover

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Iterable, Mapping, Sequence
 
 import altair as alt
 import pandas as pd
 
+from console.naming import download_name
 from engine.tuning import Study, Trial
 
 TRIAL_COLUMNS = ("trial", "state", "score", "holdout_score", "gap", "precision", "recall", "cost_per_entity",
@@ -109,8 +109,7 @@ def result_tiles(result: Mapping[str, Any]) -> list[tuple[str, str, str]]:
 
 def file_name(what: str, study_id: int, ext: str, now: float | None = None) -> str:
     """``discovery-tuning-study-<id>-<what>-<YYYYmmdd-HHMM>.<ext>`` (UTC)."""
-    stamp = time.strftime("%Y%m%d-%H%M", time.gmtime(time.time() if now is None else now))
-    return f"discovery-tuning-study-{study_id}-{what}-{stamp}.{ext}"
+    return download_name("tuning-study", ext, study_id, what, now=now)
 
 
 def progress_of(done: int, total: int) -> float:

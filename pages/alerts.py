@@ -16,12 +16,13 @@ from console.alerts_view import (
     state_style,
     states_frame,
 )
+from console.feedback import Feedback
+from console.naming import download_name
 from console.services import call, get_services
 from engine.monitoring import alert_jobs
 from engine.monitoring import alerts
 from engine.monitoring.alerts import OPS, SCOPES, Severity
-from engine.core.errors import ConfigError, DiscoveryError
-from engine.jobs.queue import JobStore
+from engine.core.errors import ConfigError
 
 REFRESH_S = 10
 INTERVALS = ("30s", "1m", "5m", "15m")
@@ -33,56 +34,45 @@ st.title("Alerts")
 rules = call(alerts.load_rules, settings)
 
 # Actions run as widget callbacks: they finish before the page is drawn, so what follows shows their effect.
-def _flash(text: str, kind: str = "success") -> None:
-    st.session_state["alerts_flash"] = (kind, text)
+feedback = Feedback("alerts_flash")
+
+
+def evaluated(evaluations) -> str:
+    changed = sum(1 for ev in evaluations if ev.changed)
+    return f"evaluated {len(evaluations)} rules: {alert_jobs.round_summary(evaluations)} ({changed} changed state)"
 
 
 def on_evaluate() -> None:
-    try:
-        evaluations = alerts.evaluate_alerts(ops, alerts.load_rules(settings), time.time())
-    except DiscoveryError as exc:
-        return _flash(str(exc), "error")
-    changed = sum(1 for ev in evaluations if ev.changed)
-    _flash(f"evaluated {len(evaluations)} rules: {alert_jobs.round_summary(evaluations)} ({changed} changed state)")
+    feedback.act("", lambda: alerts.evaluate_alerts(ops, alerts.load_rules(settings), time.time()), done=evaluated)
 
 
 def on_start() -> None:
     interval = st.session_state.get("evaluator_interval", "1m")
-    try:
-        job, started = alert_jobs.start_evaluator(settings, ops, interval=interval, actor="console")
-    except DiscoveryError as exc:
-        return _flash(str(exc), "error")
-    _flash(f"periodic evaluation {'started in a worker' if started else 'was already running'} "
-           f"(job {job.id}, every {interval})")
+    feedback.act("", alert_jobs.start_evaluator, settings, ops, interval=interval, actor="console",
+                 done=lambda out: f"periodic evaluation {'started in a worker' if out[1] else 'was already running'} "
+                                  f"(job {out[0].id}, every {interval})")
 
 
 def on_stop() -> None:
-    job = alert_jobs.stop_evaluator(ops, actor="console")
-    _flash(f"stop requested for job {job.id}" if job else "periodic evaluation had already stopped")
+    feedback.act("", alert_jobs.stop_evaluator, ops, actor="console",
+                 done=lambda job: f"stop requested for job {job.id}" if job else
+                 "periodic evaluation had already stopped")
 
 
 def on_acknowledge() -> None:
     who = (st.session_state.get("ack_actor") or "").strip()
-    try:
-        rec = alerts.acknowledge(ops, st.session_state["ack_rule"], actor=f"console:{who}" if who else "",
-                                 now=time.time(), note=(st.session_state.get("ack_note") or "").strip())
-    except DiscoveryError as exc:
-        return _flash(str(exc), "error")
-    _flash(f"acknowledged {rec.rule_id} as {rec.acknowledged_by}")
+    feedback.act("", alerts.acknowledge, ops, st.session_state["ack_rule"], actor=f"console:{who}" if who else "",
+                 now=time.time(), note=(st.session_state.get("ack_note") or "").strip(),
+                 done=lambda rec: f"acknowledged {rec.rule_id} as {rec.acknowledged_by}")
 
 
-flash = st.session_state.pop("alerts_flash", None)
-if flash:
-    kind, text = flash
-    (st.error if kind == "error" else st.success)(
-        text, icon=":material/error:" if kind == "error" else ":material/check_circle:")
+feedback.show()
 
 # ----------------------------------------------------------------- evaluation
 left, mid, right = st.columns([1, 1, 2], vertical_alignment="bottom")
 left.button("Evaluate now", key="evaluate_now", type="primary", icon=":material/refresh:", on_click=on_evaluate,
             help="measure every rule over its window ending now and record the transitions")
-alert_jobs.reap_evaluators(ops)  # a worker that died shows as off, with a Start button
-if alert_jobs.active_evaluator(JobStore(ops)) is None:
+if alert_jobs.running_evaluator(ops) is None:  # a worker that died shows as off, with a Start button
     mid.selectbox("Every", INTERVALS, index=1, key="evaluator_interval")
     right.button("Start periodic evaluation", key="evaluator_start", icon=":material/play_arrow:", on_click=on_start,
                  help="a worker process evaluates every rule at this interval until stopped")
@@ -95,7 +85,7 @@ def current_states() -> None:
     """States as the store holds them now (the worker may change them between two page runs)."""
     now = time.time()
     states = alerts.current_states(ops)
-    st.caption(alert_jobs.describe_evaluator(alert_jobs.latest_evaluator(JobStore(ops)), now))
+    st.caption(alert_jobs.evaluator_status(ops, now))
     counts = state_counts(rules, states)
     for column, (state, n) in zip(st.columns(len(counts)), counts.items()):
         column.metric(f"{STATE_ICONS[state]} {state.replace('_', ' ')}", n, border=True)
@@ -142,7 +132,7 @@ else:
     st.caption(f"{len(frame)} transitions, newest first (last 500 kept on screen)")
     st.download_button(
         "Download history (CSV)", frame.to_csv(index=False).encode("utf-8"), mime="text/csv", key="history_csv",
-        file_name=f"discovery-alert-history-{time.strftime('%Y%m%d-%H%M', time.gmtime())}.csv",
+        file_name=download_name("alert-history", "csv"),
         icon=":material/download:", on_click="ignore",
     )
 
@@ -176,13 +166,13 @@ if save_col.button("Save rules", key="rules_save", icon=":material/save:"):
         st.error(f"Not saved, nothing changed. {exc}", icon=":material/error:")
     else:
         diff = changed_rules(rules, saved)
-        _flash(f"saved {len(saved)} rules to {alerts.rules_path(settings)}"
+        feedback.flash(f"saved {len(saved)} rules to {alerts.rules_path(settings)}"
                + (f" (changed: {', '.join(diff)})" if diff else " (no change)") + "; they apply at the next evaluation")
         st.session_state.pop("rules_editor", None)
         st.rerun()
 if source != alerts.SHIPPED_RULES and reset_col.button("Reset to defaults", key="rules_reset",
                                                        icon=":material/restart_alt:"):
     alerts.reset_rules(settings, ops=ops, actor="console")
-    _flash("rules reset to the shipped defaults")
+    feedback.flash("rules reset to the shipped defaults")
     st.session_state.pop("rules_editor", None)
     st.rerun()

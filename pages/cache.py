@@ -1,8 +1,8 @@
 """Cache: the console's hypothesis cache — hit rate, size, evictions, most accessed, warming — and the
 store benchmark, which runs as a job in a worker process while this page polls its progress.
 
-Thin: statistics come from this process's CacheService (console/cache_view.py),
-buttons call one engine function each, the benchmark is engine.bench.store.
+Thin: statistics come from this process's CacheService (console.services.get_cache_service),
+buttons call one engine function each (console.feedback), the benchmark is engine.bench.store.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import json
 import streamlit as st
 
 from console import cache_view as cv
-from console.services import call, get_services
+from console.feedback import Feedback
+from console.services import call, get_cache_service, get_services, operator_field
 from engine.bench import store as bench_store
 from engine.cache import service as cache_service
-from engine.core.errors import DiscoveryError
-from engine.jobs.queue import JobState, JobStore
+from engine.jobs.queue import JobState, get_job, latest_job
 from engine.cache.warmer import list_warm_runs
 
 REFRESH_S = 2.0
@@ -24,9 +24,10 @@ ss = st.session_state
 
 services = get_services()
 settings, ops = services.settings, services.ops
-service = call(cv.get_cache_service, services)
+service = call(get_cache_service, services)
 
 st.title("Cache")
+actor = operator_field("cache_operator")
 st.caption(
     "Hypothesis reads of this console go through an LRU cache with a TTL and a memory limit; every write "
     "through it updates or drops the entries it touches. A warmer loads recently read entities, the "
@@ -35,55 +36,36 @@ st.caption(
 )
 
 
-def flash(kind: str, text: str) -> None:
-    ss["cache_flash"] = (kind, text)
+feedback = Feedback("cache_flash")
 
 
 def warm_now() -> None:
-    try:
-        r = service.warmer.warm_once("console")
-    except DiscoveryError as exc:
-        flash("error", f"Warm now: {exc}")
-        return
-    except Exception as exc:  # noqa: BLE001 - a store error is shown, not a traceback
-        flash("error", f"Warm now: the store did not answer ({exc})")
-        return
-    ops.audit("console", "cache.warm", "cache", {"planned": r.planned, "loaded": r.loaded})
-    flash("success", f"Warm now: {r.planned:,} entities planned, {r.loaded:,} entries loaded "
-                     f"({r.already_cached:,} already cached) in {r.elapsed_s * 1000:,.0f} ms")
+    feedback.act("Warm now", cache_service.warm_now, service, ops, actor=actor(),
+                 done=lambda r: f"Warm now: {r.planned:,} entities planned, {r.loaded:,} entries loaded "
+                                f"({r.already_cached:,} already cached) in {r.elapsed_s * 1000:,.0f} ms")
 
 
 def clear_cache() -> None:
-    n = service.cached.clear()
-    ops.audit("console", "cache.clear", "cache", {"entries": n})
-    flash("success", f"Clear cache: {n:,} entries dropped")
+    feedback.act("Clear cache", cache_service.clear, service, ops, actor=actor(),
+                 done=lambda n: f"Clear cache: {n:,} entries dropped")
 
 
 def save_interval() -> None:
-    try:
-        s = cache_service.set_warm_interval(ops, float(ss["cache_interval"]), actor="console")
-    except DiscoveryError as exc:
-        flash("error", f"Interval: {exc}")
-        return
-    flash("success", "Periodic warming off" if s == 0 else f"Periodic warming every {s:g} s")
+    feedback.act("Interval", cache_service.set_warm_interval, ops, float(ss["cache_interval"]), actor=actor(),
+                 done=lambda s: "Periodic warming off" if s == 0 else f"Periodic warming every {s:g} s")
 
 
 def run_bench() -> None:
-    try:
-        job_id = bench_store.submit_bench_job(
-            settings, ops, entities=int(ss["cache_bench_entities"]), growth=10 if ss["cache_bench_growth"] else 1,
-            actor="console",
-        )
-    except DiscoveryError as exc:
-        flash("error", f"Benchmark: {exc}")
-        return
-    ss["cache_bench_job"] = job_id
-    flash("success", f"Benchmark: job {job_id} queued; a worker process is starting")
+    job_id = feedback.act(
+        "Benchmark", bench_store.submit_bench_job, settings, ops, entities=int(ss["cache_bench_entities"]),
+        growth=10 if ss["cache_bench_growth"] else 1, actor=actor(),
+        done=lambda job_id: f"Benchmark: job {job_id} queued; a worker process is starting",
+    )
+    if job_id is not None:
+        ss["cache_bench_job"] = job_id
 
 
-if "cache_flash" in ss:
-    kind, text = ss.pop("cache_flash")
-    getattr(st, kind)(text)
+feedback.show()
 
 b1, b2, _ = st.columns([1, 1, 4])
 b1.button("Warm now", icon=":material/local_fire_department:", on_click=warm_now, key="cache_warm")
@@ -140,12 +122,8 @@ c3.button("Run batch benchmark", icon=":material/speed:", on_click=run_bench, ke
 
 
 def latest_bench_job():
-    store = JobStore(ops)
     wanted = ss.get("cache_bench_job")
-    if wanted is not None:
-        return store.get(int(wanted))
-    jobs = store.list(kind=bench_store.JOB_KIND, limit=1)
-    return jobs[0] if jobs else None
+    return get_job(ops, int(wanted)) if wanted is not None else latest_job(ops, bench_store.JOB_KIND)
 
 
 @st.fragment(run_every=REFRESH_S)

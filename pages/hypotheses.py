@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from console.entity_panel import render_entity_view
 from console.format import (
     categories_of,
     entity_details,
@@ -12,7 +13,6 @@ from console.format import (
     statuses_of,
 )
 from console.services import cached_graph, call, get_services
-from console.slots import optional
 from console.tables import HYPOTHESIS_COLUMN_CONFIG
 
 SEARCH_LIMIT = 50
@@ -52,10 +52,8 @@ st.caption(f"{len(shown)} of {len(hyps)} hypotheses")
 st.dataframe(hypotheses_frame(shown).drop(columns=["entity"]), hide_index=True, width="stretch",
              column_config=HYPOTHESIS_COLUMN_CONFIG, key="entity_hypotheses")
 
-# Entity view (discovery engineer): EIG ranking, evidence trail, Run discovery button.
-render_entity_view = optional("console.entity_view", "render_entity_view")
-if render_entity_view is not None:
-    render_entity_view(services, entity.id)
+# Entity view: EIG ranking, Run discovery button, evidence trail.
+render_entity_view(services, entity.id)
 
 with st.expander(f"All hypotheses of the {len(matches)} matching entities"):
     everything = call(graph.get_hypotheses_many, list(by_id))

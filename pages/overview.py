@@ -4,8 +4,8 @@ import streamlit as st
 
 from console import charts
 from console.format import counts_frame, overview_tiles, status_frame
+from console.live_panel import render_live_charts
 from console.services import call, get_services
-from console.slots import optional
 
 TOP_CLUSTERS = 15
 
@@ -24,10 +24,7 @@ for row in (tiles[:5], tiles[5:]):
     for column, tile in zip(st.columns(5), row):
         column.metric(tile.label, f"{tile.value:,}", help=tile.help, border=True)
 
-# Live monitoring charts (monitoring engineer): console/live.py exposing render_live_charts(services).
-render_live_charts = optional("console.live", "render_live_charts")
-if render_live_charts is not None:
-    render_live_charts(services)
+render_live_charts(services)  # old vs new over a chosen window, refreshing by itself
 
 left, right = st.columns(2)
 with left:

@@ -15,10 +15,10 @@ from pathlib import Path
 import streamlit as st
 
 from console import rollout_view as rv
+from console.feedback import Feedback
 from console.services import call, get_services, operator_field
 from engine import rollout
-from engine.core.errors import DiscoveryError
-from engine.jobs.queue import JobStore
+from engine.jobs.queue import recent_jobs
 from engine.monitoring.events import query_events
 from engine.rollout.stages import load_stage_config
 
@@ -47,58 +47,39 @@ stage_config = call(load_stage_config)
 # --------------------------------------------------------------------------- actions (callbacks: one engine call each)
 
 
-def flash(kind: str, text: str) -> None:
-    ss["rollout_flash"] = (kind, text)
+feedback = Feedback("rollout_flash")
 
 
-def act(label: str, fn, *args, **kwargs) -> None:
-    """Run one engine call from a button, as ``fn(*args, actor(), **kwargs)``; its one-line DiscoveryError
-    becomes the page's message, and so does a rollback's outcome."""
-    try:
-        result = fn(*args, actor(), **kwargs)
-    except DiscoveryError as exc:
-        flash("error", f"{label}: {exc}")
-        return
-    if isinstance(result, rollout.RollbackResult):
-        flash("success" if result.performed else "warning", f"{label}: {result.message}")
-    else:
-        flash("success", f"{label}: {DONE.get(label, 'done')}")
-
-
-DONE = {
-    "Pause": "requested; the worker pauses before its next entity",
-    "Resume": "requested; the worker continues from its last checkpoint",
-    "Promote": "done",
-}
+def control(label: str, fn, run_id: int, done: str, **kwargs) -> None:
+    """Pause or Resume: ``fn(ops, run_id, <operator>, **kwargs)``, the operator read when the button fires."""
+    feedback.act(label, fn, ops, run_id, actor(), done=f"{label}: {done}", **kwargs)
 
 
 def start() -> None:
     choice = ss["rollout_candidate"]
     path = (ss.get("rollout_config_file") or "").strip()
     if choice == FILE and not path:
-        flash("error", "Start: choose the candidate's ParameterConfig JSON file (a path on this machine)")
+        feedback.flash("Start: choose the candidate's ParameterConfig JSON file (a path on this machine)", "error")
         return
-    try:
-        run_id = rollout.start_rollout(
-            settings, ops,
-            stage=ss["rollout_stage"],
-            entities=int(ss["rollout_entities"]) or None,
-            config_file=path if choice == FILE else None,
-            dry_run=bool(ss["rollout_dry_run"]),
-            time_scale=float(ss["rollout_time_scale"]),
-            actor=actor(),
-            graph=services.graph,
-        )
-    except DiscoveryError as exc:
-        flash("error", f"Start: {exc}")
-        return
-    ss["rollout_run"] = LATEST
-    ss.pop("rollout_confirm", None)
-    flash("success", f"Start: rollout {run_id} queued; a worker process is starting")
+    run_id = feedback.act(
+        "Start", rollout.start_rollout,
+        settings, ops,
+        stage=ss["rollout_stage"],
+        entities=int(ss["rollout_entities"]) or None,
+        config_file=path if choice == FILE else None,
+        dry_run=bool(ss["rollout_dry_run"]),
+        time_scale=float(ss["rollout_time_scale"]),
+        actor=actor(),
+        graph=services.graph,
+        done=lambda run_id: f"Start: rollout {run_id} queued; a worker process is starting",
+    )
+    if run_id is not None:
+        ss["rollout_run"] = LATEST
+        ss.pop("rollout_confirm", None)
 
 
 def promote(run_id: int) -> None:
-    act("Promote", rollout.promote, ops, run_id, force=bool(ss.get("rollout_force")))
+    feedback.act("Promote", rollout.promote, ops, run_id, actor(), force=bool(ss.get("rollout_force")))
 
 
 def ask_rollback(run_id: int) -> None:
@@ -112,7 +93,9 @@ def keep_rollout() -> None:
 def confirm_rollback(run_id: int) -> None:
     reason = (ss.get("rollout_rollback_reason") or "").strip()
     ss.pop("rollout_confirm", None)
-    act("Rollback", rollout.rollback, settings, ops, run_id, reason=reason or "rolled back by an operator")
+    feedback.act("Rollback", rollout.rollback, settings, ops, run_id, actor(),
+                 reason=reason or "rolled back by an operator",
+                 done=lambda r: ("success" if r.performed else "warning", f"Rollback: {r.message}"))
 
 
 # --------------------------------------------------------------------------- which run
@@ -158,10 +141,12 @@ def render_controls(status, stage) -> None:
     actions = rv.available_actions(status.state, stage.state if stage else None)
     c1, c2, c3, c4, c5 = st.columns([1, 1, 1.6, 1, 2])
     c1.button("Pause", key="rollout_pause", icon=":material/pause:", disabled=not actions["pause"].enabled,
-              help=actions["pause"].why, on_click=act, args=("Pause", rollout.pause, ops, run_id),
+              help=actions["pause"].why, on_click=control,
+              args=("Pause", rollout.pause, run_id, "requested; the worker pauses before its next entity"),
               width="stretch")
     c2.button("Resume", key="rollout_resume", icon=":material/play_arrow:", disabled=not actions["resume"].enabled,
-              help=actions["resume"].why, on_click=act, args=("Resume", rollout.resume, ops, run_id),
+              help=actions["resume"].why, on_click=control,
+              args=("Resume", rollout.resume, run_id, "requested; the worker continues from its last checkpoint"),
               kwargs={"settings": settings}, width="stretch")
     c3.checkbox("Force (before the minimum duration)", key="rollout_force",
                         disabled=not actions["promote"].enabled,
@@ -237,9 +222,7 @@ def render_charts(stage) -> None:
 
 
 def live() -> None:
-    if "rollout_flash" in ss:
-        kind, text = ss["rollout_flash"]
-        {"error": st.error, "warning": st.warning}.get(kind, st.success)(text)
+    feedback.show(keep=True)
     run_id = ss.get("rollout_run") or None
     status = call(rollout.rollout_status, ops, run_id)
     if status.run is None:
@@ -353,7 +336,7 @@ with st.expander("Start a rollout", icon=":material/rocket_launch:", expanded=no
     st.dataframe(rv.stage_table_frame(stage_config), hide_index=True, width="stretch", key="rollout_stage_table")
 
 with st.expander("Rollout jobs", icon=":material/work_history:"):
-    jobs = call(JobStore(ops).list, kind=rollout.JOB_KIND, limit=20)
+    jobs = call(recent_jobs, ops, rollout.JOB_KIND, 20)
     st.dataframe(rv.jobs_frame(jobs), hide_index=True, width="stretch", key="rollout_jobs",
                  column_config={
                      "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),

@@ -10,12 +10,13 @@ from __future__ import annotations
 import streamlit as st
 
 from console import tuning_view as tv
+from console.feedback import Feedback
 from console.services import call, get_services, operator_field
 from engine import tuning as studies
-from engine.core.errors import DiscoveryError
-from engine.jobs.queue import JobState, JobStore
+from engine.core.errors import ConfigError
+from engine.jobs.queue import JobState, get_job, reap_dead_workers
 from engine.tuning.objective import Rewards
-from engine.core.params import PARAMETER_SPECS, SPEC_BY_NAME
+from engine.core.params import PARAMETER_SPECS
 from engine.tuning import DEFAULT_TUNED, METHODS
 
 REFRESH_S = 2.0
@@ -35,24 +36,15 @@ st.caption(
 actor = operator_field("tuning_operator")
 
 
-def flash(kind: str, text: str) -> None:
-    ss["tuning_flash"] = (kind, text)
-
-
-def act(label: str, fn, *args, **kwargs):
-    try:
-        out = fn(*args, **kwargs)
-    except DiscoveryError as exc:
-        flash("error", f"{label}: {exc}")
-        return None
-    return out
+feedback = Feedback("tuning_flash")
 
 
 # --------------------------------------------------------------------------- launch
 
 
-def launch() -> None:
-    spec = act("Start study", lambda: studies.StudySpec(
+def form_spec() -> studies.StudySpec:
+    """The study the form describes; ConfigError when it is not a valid one."""
+    spec = studies.StudySpec(
         method=ss["tune_method"], params=tuple(ss["tune_params"]), iterations=int(ss["tune_iterations"]),
         entities=studies.EntitySpec(kind="catalogue", n=int(ss["tune_entities"]),
                                     catalogue_seed=int(ss["tune_catalogue_seed"])),
@@ -60,17 +52,17 @@ def launch() -> None:
         rewards=Rewards(true_actionable=float(ss["tune_r_true"]), false_actionable=float(ss["tune_r_false"]),
                         per_usd=float(ss["tune_r_usd"])),
         train_fraction=float(ss["tune_split"]), top_k=int(ss["tune_top_k"]),
-    ))
-    if spec is None:
-        return
+    )
     if not spec.params:
-        flash("error", "Start study: pick at least one parameter to tune")
-        return
-    out = act("Start study", studies.start_study, ops, settings, spec, actor=actor())
+        raise ConfigError("pick at least one parameter to tune")
+    return spec
+
+
+def launch() -> None:
+    out = feedback.act("Start study", lambda: studies.start_study(ops, settings, form_spec(), actor=actor()),
+                       done=lambda out: f"Study {out[0].id} started: job {out[1].id}, worker pid {out[2]}")
     if out is not None:
-        study, job, pid = out
         ss["tune_pick"] = LATEST
-        flash("success", f"Study {study.id} started: job {job.id}, worker pid {pid}")
 
 
 with st.expander("Start a study", expanded=not studies.list_studies(ops, limit=1)):
@@ -95,9 +87,7 @@ with st.expander("Start a study", expanded=not studies.list_studies(ops, limit=1
         c3.number_input("Penalty per USD spent", 0.0, 1000.0, Rewards().per_usd, key="tune_r_usd")
         st.form_submit_button("Start study", type="primary", on_click=launch)
 
-if "tuning_flash" in ss:
-    kind, text = ss.pop("tuning_flash")
-    getattr(st, kind)(text)
+feedback.show()
 
 all_studies = call(studies.list_studies, ops, 200)
 if not all_studies:
@@ -110,29 +100,28 @@ st.selectbox("Study", list(labels), format_func=labels.get, key="tune_pick")
 
 
 def cancel(study_id: int) -> None:
-    if act("Cancel", studies.cancel_study, ops, study_id, actor=actor()) is not None:
-        flash("success", f"Cancel requested for study {study_id}: it stops after the trial in progress")
+    feedback.act("Cancel", studies.cancel_study, ops, study_id, actor=actor(),
+                 done=f"Cancel requested for study {study_id}: it stops after the trial in progress")
 
 
 def resume(study_id: int) -> None:
-    out = act("Resume", studies.resume_study, ops, settings, study_id, actor=actor())
-    if out is not None:
-        flash("success", f"Study {study_id}: {out[1]}")
+    feedback.act("Resume", studies.resume_study, ops, settings, study_id, actor=actor(),
+                 done=lambda out: f"Study {study_id}: {out[1]}")
 
 
 def hand_off(study_id: int) -> None:
-    path = act("Hand to rollout", studies.handoff, ops, settings, study_id, actor=actor())
-    if path is not None:
-        flash("success", f"Winner written to {path} and set as the candidate of the next rollout (Rollout page)")
+    feedback.act("Hand to rollout", studies.handoff, ops, settings, study_id, actor=actor(),
+                 done=lambda path: f"Winner written to {path} and set as the candidate of the next rollout "
+                                   "(Rollout page)")
 
 
 @st.fragment(run_every=REFRESH_S)
 def live() -> None:
     pick = ss.get("tune_pick", LATEST)
     study = call(studies.get_study, ops, pick) if pick != LATEST else call(studies.latest_study, ops)
-    JobStore(ops).reap()
+    reap_dead_workers(ops)  # a study whose worker died shows as dead, with a Resume button
     state = studies.study_state(ops, study)
-    job = JobStore(ops).get(study.job_id) if study.job_id else None
+    job = get_job(ops, study.job_id) if study.job_id else None
     trials = studies.list_trials(ops, study.id)
     spec = study.spec
 

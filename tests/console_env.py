@@ -34,8 +34,7 @@ def seeded_console_env(tmp_path_factory, name: str, entities: int, seed: int) ->
             seed_catalogue(store, entities, seed=seed, templates=load_templates())
             yield settings, store
         finally:
-            from console.cache_view import _shared_service
-            from console.services import _shared_services
+            from console.services import _shared_service, _shared_services
 
             _shared_service.clear()  # stops the console's cache service thread
             _shared_services.clear()  # releases (closes) the console's own connection

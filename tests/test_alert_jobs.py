@@ -117,6 +117,17 @@ def test_a_real_worker_evaluates_periodically_until_stopped(settings, ops, monke
     assert final.state is JobState.CANCELLED
 
 
+def test_running_evaluator_reaps_a_dead_worker_first(settings, ops):
+    store = JobStore(ops)
+    assert alert_jobs.running_evaluator(ops) is None
+    assert "periodic evaluation is off" in alert_jobs.evaluator_status(ops, time.time())
+    job = store.submit(alert_jobs.KIND, {"interval_s": 60}, actor="test")
+    assert alert_jobs.running_evaluator(ops).id == job.id  # queued: active, no worker to reap yet
+    store.claim(job.id, pid=2**22 + 12345)  # no such process
+    assert alert_jobs.running_evaluator(ops) is None
+    assert store.get(job.id).state is JobState.DEAD
+
+
 def test_an_evaluator_whose_worker_died_shows_as_off_and_can_be_started_again(settings, ops):
     store = JobStore(ops)
     job = store.submit(alert_jobs.KIND, {"interval_s": 60}, actor="test")
@@ -131,5 +142,6 @@ def test_an_evaluator_whose_worker_died_shows_as_off_and_can_be_started_again(se
     assert [j.id for j in alert_jobs.reap_evaluators(ops)] == [job.id]
     assert alert_jobs.active_evaluator(store) is None
     assert "dead" in alert_jobs.describe_evaluator(alert_jobs.latest_evaluator(store), time.time())
+    assert "dead" in alert_jobs.evaluator_status(ops, time.time())
     new, started = alert_jobs.start_evaluator(settings, ops, interval="1m", actor="op", launch=lambda s, j: 1)
     assert started and new.id != job.id

@@ -43,7 +43,7 @@ def test_page_shows_the_console_cache_and_warm_now_fills_it(seeded):
     assert metric(at, "Entries") == "0" and metric(at, "Hit rate") == "0.0%"
     assert any("Nothing cached yet" in c.value for c in at.caption)
     # operators read some entities through the console's cache (as the Hypotheses page would)
-    from console.cache_view import get_cache_service
+    from console.services import get_cache_service
     from console.services import _shared_services
 
     services = _shared_services(str(settings.data_dir), None, settings.graph_name)
@@ -63,8 +63,11 @@ def test_page_shows_the_console_cache_and_warm_now_fills_it(seeded):
     at = run_page()
     assert "hyps/" + ids[0] in at.dataframe[0].value["key"].tolist()
     assert open_ops_db(settings).list_audit(1)[0]["action"] == "cache.warm"
+    assert open_ops_db(settings).list_audit(1)[0]["actor"] == "console:operator"  # the sidebar's Operator
+    at.text_input(key="cache_operator").input("ana").run()
     at.button(key="cache_clear").click().run()
     assert any("Clear cache:" in s.value for s in at.success)
+    assert open_ops_db(settings).list_audit(1, action="cache.clear")[0]["actor"] == "console:ana"
     assert metric(at, "Entries") == "0"
 
 

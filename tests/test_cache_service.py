@@ -12,7 +12,7 @@ from engine.bench.store import bench_size, chart_rows, format_report, run_bench_
 from engine.cache.service import CacheService, published_stats, request, set_warm_interval, warm_interval
 from engine.cache.cached_graph import hyps_key
 from engine.cli.main import main
-from engine.core.errors import ConfigError
+from engine.core.errors import ConfigError, StoreUnavailable
 from engine.cache.warmer import list_warm_runs
 from tests.test_batch import seed
 
@@ -97,6 +97,34 @@ def test_a_store_error_is_published_not_raised(graph, ops):
     request(ops, "warm", actor="test")
     svc.tick()
     assert published_stats(ops)["error"] == "store gone"
+
+
+def test_warm_now_and_clear_act_for_the_actor_and_are_audited(graph, ops):
+    seed(graph, 2)
+    svc = CacheService(graph, ops)
+    svc.cached.get_hypotheses("club-000")
+    svc.cached.clear()
+    report = cache_service.warm_now(svc, ops, actor="console:ana")
+    assert report.loaded >= 1 and hyps_key("club-000") in svc.cache
+    assert list_warm_runs(ops)[0]["trigger"] == "console:ana"
+    n = cache_service.clear(svc, ops, actor="console:ana")
+    assert n == report.loaded + report.already_cached and hyps_key("club-000") not in svc.cache
+    audit = ops.list_audit(2)
+    assert [(a["action"], a["actor"]) for a in audit] == [("cache.clear", "console:ana"), ("cache.warm", "console:ana")]
+    assert audit[0]["details"] == {"entries": n}
+    assert audit[1]["details"] == {"planned": report.planned, "loaded": report.loaded}
+
+
+def test_warm_now_names_a_store_that_does_not_answer(graph, ops):
+    svc = CacheService(graph, ops)
+
+    def broken(_trigger="x"):
+        raise ConnectionError("store gone")
+
+    svc.warmer.warm_once = broken
+    with pytest.raises(StoreUnavailable, match=r"the store did not answer \(store gone\)"):
+        cache_service.warm_now(svc, ops, actor="console:ana")
+    assert not ops.list_audit(5, action="cache.warm")
 
 
 # ------------------------------------------------------------------ CLI

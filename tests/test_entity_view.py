@@ -362,7 +362,7 @@ def test_run_discovery_shows_the_result_and_the_updated_state(console_graph):
 def test_page_reads_through_the_cache_and_shows_another_processs_write(console_graph):
     """The hypotheses table is served by the console's cache; a write by another store (as a
     rollout worker or the CLI makes) shows at the next page run, not after the cache's TTL."""
-    from console.cache_view import get_cache_service
+    from console.services import get_cache_service
     from console.services import _shared_services
     from engine.cache.cached_graph import hyps_key
     from engine.core.model import Decision, apply_decision

@@ -17,7 +17,11 @@ from engine.jobs.queue import (
     JobStore,
     LeaseLost,
     execute,
+    get_job,
+    latest_job,
     launch_worker,
+    reap_dead_workers,
+    recent_jobs,
     resume_job,
     run_claimed,
     wait_for,
@@ -180,6 +184,19 @@ def test_a_worker_whose_pid_is_gone_is_dead_at_once(store, clock):
     alive, why = worker_liveness(store.get(job.id), clock())
     assert not alive and "is gone" in why
     assert [j.id for j in store.reap()] == [job.id]
+
+
+def test_page_helpers_read_and_reap_on_the_ops_db(store, ops):
+    first, second = store.submit("count", {"n": 1}), store.submit("other", {"n": 1})
+    assert get_job(ops, first.id).kind == "count"
+    assert [j.id for j in recent_jobs(ops)] == [second.id, first.id]
+    assert [j.id for j in recent_jobs(ops, "count", 5)] == [first.id]
+    assert latest_job(ops, "other").id == second.id and latest_job(ops, "none") is None
+    store.claim(first.id, pid=2**22 + 12345)  # no such process
+    store.claim(second.id, pid=2**22 + 12345)
+    assert [j.id for j in reap_dead_workers(ops, kind="count")] == [first.id]
+    assert [j.id for j in reap_dead_workers(ops)] == [second.id]
+    assert get_job(ops, second.id).state is JobState.DEAD
 
 
 def test_a_worker_declared_dead_cannot_write_over_its_successor(store, settings, clock):

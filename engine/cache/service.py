@@ -17,7 +17,7 @@ HypothesisCache and CacheWarmer, and runs one daemon thread that, every
   CLI and the page can change it; 0 turns periodic warming off).
 
 Nothing here touches Streamlit; the console keeps one service per process
-(console/cache_view.py).
+(console.services.get_cache_service).
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ import uuid
 from dataclasses import replace
 from typing import Any, Callable
 
+from redis.exceptions import RedisError
+
 from engine.cache.lru import HypothesisCache
 from engine.cache.cached_graph import CachedGraph
-from engine.core.errors import ConfigError, DiscoveryError, first_line
+from engine.core.errors import ConfigError, DiscoveryError, StoreUnavailable, first_line
 from engine.core.params import ParameterConfig
-from engine.cache.warmer import CacheWarmer, WarmerConfig
+from engine.cache.warmer import CacheWarmer, WarmerConfig, WarmReport
 
 STATS_KEY = "cache.stats"
 REQUEST_KEY = "cache.request"
@@ -77,6 +79,26 @@ def published_stats(ops: Any) -> dict | None:
     """The last statistics a cache-owning process published (None if none ever did)."""
     value = ops.get_setting(STATS_KEY)
     return value if isinstance(value, dict) else None
+
+
+def warm_now(service: "CacheService", ops: Any, *, actor: str) -> WarmReport:
+    """Warm ``service``'s cache once now, on behalf of ``actor`` (the round's trigger); audited.
+    A store that does not answer is a StoreUnavailable naming the store's error."""
+    try:
+        report = service.warmer.warm_once(actor)
+    except DiscoveryError:
+        raise
+    except (RedisError, OSError) as exc:  # what a FalkorDB or socket failure raises through the warmer
+        raise StoreUnavailable(f"the store did not answer ({exc})") from exc
+    ops.audit(actor, "cache.warm", "cache", {"planned": report.planned, "loaded": report.loaded})
+    return report
+
+
+def clear(service: "CacheService", ops: Any, *, actor: str) -> int:
+    """Drop every entry of ``service``'s cache on behalf of ``actor``; returns how many; audited."""
+    n = service.cached.clear()
+    ops.audit(actor, "cache.clear", "cache", {"entries": n})
+    return n
 
 
 class CacheService:
@@ -203,8 +225,10 @@ class CacheService:
 
 __all__ = [
     "CacheService",
+    "clear",
     "published_stats",
     "request",
     "set_warm_interval",
     "warm_interval",
+    "warm_now",
 ]

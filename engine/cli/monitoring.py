@@ -17,7 +17,6 @@ from pathlib import Path
 from engine.monitoring import alert_jobs
 from engine.monitoring import alerts as alerts_mod
 from engine.core.errors import ConfigError
-from engine.jobs.queue import JobStore
 from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.events import query_events_light, record_runs
 from engine.core.model import Decision, Depth, HopRecord, HopType, HypothesisOutcome, RunResult, Status
@@ -183,7 +182,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     print(f"alert states, last evaluated {iso(last)}" if states else
           "no alert evaluated yet: run `python -m engine alerts --evaluate`")
     alert_jobs.reap_evaluators(ops)
-    print(alert_jobs.describe_evaluator(alert_jobs.latest_evaluator(JobStore(ops)), time.time()))
+    print(alert_jobs.evaluator_status(ops, time.time()))
     _print_table(("rule", "state", "since", "value", "condition", "severity", "ack", "reason"), rows)
     if trail:
         print()

@@ -406,6 +406,32 @@ class JobStore:
         return self.get(job_id)
 
 
+# --------------------------------------------------------------------------- reading from a page or a command
+# One call each, on the OpsDB, for callers that show jobs and never run them (the console pages).
+
+
+def get_job(ops, job_id: int) -> Job:
+    """The job ``job_id``; UnknownJob if there is none."""
+    return JobStore(ops).get(job_id)
+
+
+def recent_jobs(ops, kind: str | None = None, limit: int = 20) -> list[Job]:
+    """The newest ``limit`` jobs (of ``kind`` if given), newest first."""
+    return JobStore(ops).list(kind=kind, limit=limit)
+
+
+def latest_job(ops, kind: str) -> Job | None:
+    """The newest job of ``kind``, or None if none was ever submitted."""
+    jobs = JobStore(ops).list(kind=kind, limit=1)
+    return jobs[0] if jobs else None
+
+
+def reap_dead_workers(ops, *, kind: str | None = None, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> list[Job]:
+    """Mark DEAD every running or paused job (of ``kind`` if given) whose worker is gone or silent,
+    so a page polling its state shows it dead rather than running; returns those jobs."""
+    return JobStore(ops).reap(stale_after_s=stale_after_s, kind=kind)
+
+
 # --------------------------------------------------------------------------- handlers
 
 

@@ -94,6 +94,12 @@ def latest_evaluator(store: JobStore) -> Job | None:
     return jobs[0] if jobs else None
 
 
+def running_evaluator(ops) -> Job | None:
+    """The active evaluator after marking dead the ones whose worker is gone (a dead worker shows as off)."""
+    reap_evaluators(ops)
+    return active_evaluator(JobStore(ops))
+
+
 def start_evaluator(
     settings,
     ops,
@@ -137,3 +143,8 @@ def describe_evaluator(job: Job | None, now: float) -> str:
         return f"periodic evaluation {job.state} (job {job.id}, every {interval}{beat}): {job.message or 'starting'}"
     why = f": {job.error}" if job.error else ""
     return f"periodic evaluation is off (last job {job.id}, every {interval}, {job.state}{why})"
+
+
+def evaluator_status(ops, now: float) -> str:
+    """``describe_evaluator`` of the newest evaluator job: one line for the page and the CLI."""
+    return describe_evaluator(latest_evaluator(JobStore(ops)), now)

@@ -1,0 +1,74 @@
+"""Live monitoring on the Overview, drawn: the window choice and the auto-refreshing charts.
+
+The Overview calls ``render_live_charts(services)``. The charts live in an
+``st.fragment(run_every=...)`` (5 to 30 s by window, console.live.REFRESH_S): the
+browser re-runs only that fragment, so new metric events (a rollout or a tuning
+worker recording runs in another process) appear without a click. Every figure
+comes from the store: one read of the window's metric events
+(engine.monitoring.events.query_events_light), aggregated by engine.monitoring.windows;
+the frames and charts are console.live's.
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from console.live import (
+    DEFAULT_WINDOW,
+    LIVE_METRICS,
+    REFRESH_S,
+    WINDOWS,
+    alert_banner,
+    comparison_tiles,
+    metric_chart,
+    refresh_s,
+    runs_caption,
+    series_frame,
+)
+from engine.monitoring.alerts import current_states
+from engine.monitoring.events import query_events_light
+from engine.monitoring.windows import default_bucket, parse_window, series_from_events, summarize_events
+
+
+def render_live_charts(services) -> None:
+    """Overview section: window choice, then the auto-refreshing charts."""
+    st.subheader("Live monitoring: old vs new")
+    window_label = st.segmented_control(
+        "Window", WINDOWS, default=DEFAULT_WINDOW, key="live_window",
+        help="how far back the charts go from now; they refresh on their own",
+    ) or DEFAULT_WINDOW
+    _FRAGMENTS[refresh_s(window_label)](services, window_label)
+
+
+def _live_body(services, window_label: str) -> None:
+    banner = alert_banner(current_states(services.ops))
+    if banner:
+        st.warning(banner, icon=":material/notifications_active:")
+    window_s = parse_window(window_label)
+    now = time.time()
+    bucket_s = default_bucket(window_s)
+    # one read of the window's events serves the tiles, the charts and the caption (the light read:
+    # no JSON lists, which neither the tiles nor the charts need)
+    events = query_events_light(services.ops, now - window_s, now)
+    summary = summarize_events(events, start=now - window_s, end=now, now=now)
+    if summary.overall.runs == 0:
+        st.info(
+            f"No discovery runs recorded in the last {window_label}. Runs of `python -m engine discover`, "
+            "rollouts and tuning appear here as they are recorded (this section refreshes by itself); "
+            "`python -m engine demo --ensure` records a day of demo runs on an empty store."
+        )
+        return
+    frame = series_frame(series_from_events(events, bucket_s))
+    for column, tile in zip(st.columns(4), comparison_tiles(summary)):
+        column.metric(tile.label, tile.value, tile.delta, delta_color=tile.delta_color, help=tile.help, border=True)
+    for row in (LIVE_METRICS[:2], LIVE_METRICS[2:]):
+        for column, metric in zip(st.columns(2), row):
+            with column:
+                st.altair_chart(metric_chart(frame, metric, window_label), width="stretch")
+    st.caption(runs_caption(summary, window_label, bucket_s, now))
+
+
+#: one auto-refreshing fragment per refresh period (the period is fixed when a fragment is made)
+_FRAGMENTS = {seconds: st.fragment(run_every=seconds)(_live_body) for seconds in set(REFRESH_S.values())}

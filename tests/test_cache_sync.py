@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.bench.cache_sync import bench_sync
 from engine.cache.lru import HypothesisCache
 from engine.cache.service import CacheService
 from engine.cache.cached_graph import CachedGraph, entity_key, hyp_key, hyps_key, template_key
@@ -251,8 +252,6 @@ def test_template_key_dropped_by_sync_only_when_changed(graph, other, cached):
 
 
 def test_bench_sync_measures_every_figure():
-    from engine.cache.cached_graph import bench_sync
-
     lines: list[str] = []
     figures = bench_sync(entities=30, rounds=40, print_fn=lines.append)
     assert figures["entities"] == 30 and len(lines) == 5

@@ -10,7 +10,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
-from typing import Iterable
+from typing import Any, Iterable
 
 from engine.core.errors import DiscoveryError
 
@@ -315,7 +315,8 @@ def apply_decision(
     """Pure update: counters, clamped confidence, recent window, then lifecycle."""
     delta_wanted = deltas.delta(decision)
     confidence = clamp01(h.confidence + delta_wanted)
-    counts = {
+    # one counter field and its new value, spread into replace() below
+    counts: dict[str, Any] = {
         Decision.ACCEPT: dict(accepts=h.accepts + 1),
         Decision.WEAK_ACCEPT: dict(weak_accepts=h.weak_accepts + 1),
         Decision.REJECT: dict(rejects=h.rejects + 1),

@@ -29,7 +29,7 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, SupportsInt
 
 from engine.core.errors import ConfigError
 from engine.core.model import DecisionDeltas, LifecycleRules, category_group
@@ -56,7 +56,9 @@ class ParamSpec:
         return f"{kind} in [{self.low}, {self.high}]"
 
 
-def _s(name, default, low, high, step, group, help_):
+def _s(
+    name: str, default: float, low: float, high: float, step: float | None, group: str, help_: str
+) -> ParamSpec:
     return ParamSpec(name, default, low, high, step, group, help_)
 
 
@@ -182,7 +184,7 @@ class ParameterConfig:
             if isinstance(v, bool) or not isinstance(v, numbers.Real):
                 continue
             if spec.integer:
-                if float(v).is_integer():
+                if float(v).is_integer() and isinstance(v, SupportsInt):  # every Real in practice
                     object.__setattr__(self, spec.name, int(v))
             else:
                 object.__setattr__(self, spec.name, float(v))
@@ -201,7 +203,7 @@ class ParameterConfig:
                 out.append(f"{spec.name} = {v!r} is not a number: allowed {spec.allowed()}")
             elif spec.integer and not isinstance(v, int):
                 out.append(f"{spec.name} = {v!r} is not an integer: allowed {spec.allowed()}")
-            elif not math.isfinite(v) or not (spec.low <= v <= spec.high):
+            elif not math.isfinite(v) or not (spec.low <= float(v) <= spec.high):
                 out.append(f"{spec.name} = {v!r} is out of range: allowed {spec.allowed()}")
         if out:
             return out
@@ -247,7 +249,8 @@ class ParameterConfig:
 
     def category_value(self, category: str) -> float:
         """EIG value of a pattern category via the explicit model.CATEGORY_GROUP table."""
-        return getattr(self, VALUE_FIELD_BY_GROUP[category_group(category)])
+        value: float = getattr(self, VALUE_FIELD_BY_GROUP[category_group(category)])
+        return value
 
     @property
     def cost_cap_usd(self) -> float:

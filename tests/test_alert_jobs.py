@@ -117,6 +117,7 @@ def test_a_real_worker_evaluates_periodically_until_stopped(settings, ops, monke
     assert final.state is JobState.CANCELLED
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_an_evaluator_whose_worker_died_shows_as_off_and_can_be_started_again(settings, ops):
     store = JobStore(ops)
     job = store.submit(alert_jobs.KIND, {"interval_s": 60}, actor="test")

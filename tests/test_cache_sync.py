@@ -212,6 +212,7 @@ def test_a_load_racing_another_writer_is_not_kept(graph, other, cached):
     assert cached.get_hypotheses("club-000") == graph.get_hypotheses("club-000")
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_a_write_from_another_process_and_the_service(graph, ops, settings):
     """A real second process writes (apply_run); the console service's reader() syncs before reads."""
     seed(graph, 2)

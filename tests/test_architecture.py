@@ -31,9 +31,9 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
 
 import pytest
 
@@ -284,9 +284,7 @@ def check_sources(sources: Mapping[str, str]) -> list[Violation]:
             if not imp.function_level and not imp.type_checking and imp.target in known and imp.target != module:
                 import_time_edges.setdefault(module, {}).setdefault(imp.target, (path, imp.line))
     for cycle in _cycles(import_time_edges):
-        steps = ", ".join(
-            "{}:{}".format(*import_time_edges[a][b]) for a, b in zip(cycle, cycle[1:])
-        )
+        steps = ", ".join("{}:{}".format(*import_time_edges[a][b]) for a, b in zip(cycle, cycle[1:], strict=False))
         violations.append(Violation("cycle", f"import cycle: {' -> '.join(cycle)} ({steps})"))
     return violations
 

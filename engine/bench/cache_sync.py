@@ -14,8 +14,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from engine.cache.cached_graph import CachedGraph
 from engine.cache.lru import HypothesisCache
@@ -84,7 +84,8 @@ def bench_sync(
         "bump_us_p50": _us(bump, 50), "bump_us_p99": _us(bump, 99),
         "hit_us_p50": _us(hit, 50), "hit_us_p99": _us(hit, 99),
     }  # fmt: skip
-    print_fn(f"cache sync on a {entities}-entity graph (embedded FalkorDB, {rounds} idle checks, {n_moved} after a write)")
+    print_fn(f"cache sync on a {entities}-entity graph (embedded FalkorDB, {rounds} idle checks, "
+             f"{n_moved} after a write)")
     print_fn(f"  sync, nothing changed (1 point read)           p50 {figures['idle_us_p50']:8.1f} µs  "
              f"p99 {figures['idle_us_p99']:8.1f} µs")
     print_fn(f"  sync after another store's write (2 reads)     p50 {figures['moved_us_p50']:8.1f} µs  "

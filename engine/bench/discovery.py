@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from engine.catalogue.generator import generate_catalogue, templates_for
 from engine.catalogue.templates import load_templates

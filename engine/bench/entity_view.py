@@ -12,8 +12,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from engine.catalogue.generator import seed_catalogue
 from engine.catalogue.templates import load_templates

@@ -15,8 +15,8 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from engine.core.model import Decision, Depth, HopRecord, HopType, HypothesisOutcome, RunResult, Status
 from engine.monitoring import alerts as alerts_mod

@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8501
 PYTEST_ARGS ?=
 
-.PHONY: run test bench stop-store clean-venv
+.PHONY: run test lint bench stop-store clean-venv
 
 $(STAMP): requirements.txt
 	@PY312=$$(command -v python3.12 || (command -v pyenv >/dev/null && pyenv root >/dev/null && ls -d $$(pyenv root)/versions/3.12*/bin/python3.12 2>/dev/null | tail -n1)); \
@@ -29,6 +29,14 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# All three run even when one fails, so one pass shows every problem; the exit status is non-zero if any did.
+lint: $(STAMP)
+	@status=0; \
+	$(PY) -m ruff check . || status=1; \
+	$(PY) -m ruff format --check . || status=1; \
+	$(PY) -m mypy || status=1; \
+	exit $$status
 
 bench: $(STAMP)
 	$(PY) -m engine bench discovery

@@ -128,6 +128,7 @@ def test_running_evaluator_reaps_a_dead_worker_first(settings, ops):
     assert store.get(job.id).state is JobState.DEAD
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_an_evaluator_whose_worker_died_shows_as_off_and_can_be_started_again(settings, ops):
     store = JobStore(ops)
     job = store.submit(alert_jobs.KIND, {"interval_s": 60}, actor="test")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.bench.cache_sync import bench_sync
 from engine.cache.lru import HypothesisCache
 from engine.cache.service import CacheService
 from engine.cache.cached_graph import CachedGraph, entity_key, hyp_key, hyps_key, template_key
@@ -211,6 +212,7 @@ def test_a_load_racing_another_writer_is_not_kept(graph, other, cached):
     assert cached.get_hypotheses("club-000") == graph.get_hypotheses("club-000")
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_a_write_from_another_process_and_the_service(graph, ops, settings):
     """A real second process writes (apply_run); the console service's reader() syncs before reads."""
     seed(graph, 2)
@@ -251,8 +253,6 @@ def test_template_key_dropped_by_sync_only_when_changed(graph, other, cached):
 
 
 def test_bench_sync_measures_every_figure():
-    from engine.cache.cached_graph import bench_sync
-
     lines: list[str] = []
     figures = bench_sync(entities=30, rounds=40, print_fn=lines.append)
     assert figures["entities"] == 30 and len(lines) == 5

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import itertools
+import json
 from dataclasses import replace
 
 import pytest
 
 from engine.catalogue.generator import (
     BLOCK_SIZE,
-    COUNTRIES,
+    WORDS_FILE,
     DEMO_ENTITIES,
     DEMO_SEED,
     MAX_CLUSTER,
     MIN_CLUSTER,
-    NICKNAMES,
     SeedReport,
     build_hypotheses,
+    catalogue_words,
     default_template_id,
     generate_catalogue,
     iter_catalogue,
+    load_words,
     seed_catalogue,
 )
 from engine.core.errors import ConfigError
@@ -123,7 +126,7 @@ def test_default_template_id():
 
 
 def test_names_come_from_real_places_and_customs(demo):
-    countries = {c.name: c for c in COUNTRIES}
+    countries = {c.name: c for c in catalogue_words().countries}
     for e in demo:
         country = countries[e.country]
         if e.type == "club":
@@ -142,7 +145,65 @@ def test_names_known_examples_shape(demo):
     names = {e.name for e in demo}
     assert any(n.endswith(" Federation") or n.endswith(" Association") for n in names)
     assert any(n.endswith(" League") for n in names)
-    assert any(n.split(" ", 1)[-1] in NICKNAMES for n in names)  # "Denver Falcons"
+    assert any(n.split(" ", 1)[-1] in catalogue_words().nicknames for n in names)  # "Denver Falcons"
+
+
+def test_the_demo_catalogue_is_pinned(demo):
+    # the ids and names of the demo catalogue, fixed: a change to the word lists (data/catalogue_words.json, whose
+    # order matters) or to the draws shows up here, not as a silently different catalogue
+    lines = "\n".join(f"{e.id}\t{e.name}" for e in demo)
+    assert hashlib.sha256(lines.encode()).hexdigest() == (
+        "583049ae542771977f5683014831dddcc2b7b21b51597d1e01b441c5ee4807a3"
+    )
+    assert [e.id for e in demo[:3]] == ["niigata-basketball-club", "swindon-hockey-club", "tours-basket"]
+
+
+# --------------------------------------------------------------------------- word lists
+
+
+def test_the_shipped_word_lists_load_once():
+    words = catalogue_words()
+    assert words is catalogue_words()
+    assert load_words() == words
+    assert "England" in {c.name for c in words.countries} and ("Football", "*") in words.club_names
+
+
+def _write_words(tmp_path, change):
+    raw = json.loads(WORDS_FILE.read_text(encoding="utf-8"))
+    change(raw)
+    path = tmp_path / "words.json"
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda raw: raw.pop("nicknames"), "nicknames: expected a non-empty list of non-empty strings"),
+        (lambda raw: raw["agency_names"].append(3), "agency_names: expected a non-empty list"),
+        (lambda raw: raw["countries"][1].pop("cities"), "countries[1].cities: expected a non-empty list"),
+        (lambda raw: raw["countries"][0].update(weight=0), "countries[0].weight: expected a number > 0"),
+        (lambda raw: raw["countries"][0]["sports"].update(Curling=0.5), "'Curling' is not one of \"sports\""),
+        (lambda raw: raw["countries"][0].update(colour="red"), "countries[0]: unknown keys ['colour']"),
+        (lambda raw: raw["club_names"]["Rugby"].pop("*"), "club_names.Rugby: a country plays Rugby"),
+        (lambda raw: raw.update(countries=[]), "countries: expected a non-empty list"),
+    ],
+)
+def test_malformed_word_lists_fail_with_one_line_naming_the_file(tmp_path, change, problem):
+    path = _write_words(tmp_path, change)
+    with pytest.raises(ConfigError) as err:
+        load_words(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and problem in message and "\n" not in message
+
+
+def test_word_lists_that_are_not_json_or_missing_fail_naming_the_file(tmp_path):
+    bad = tmp_path / "words.json"
+    bad.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"words\.json: not valid JSON"):
+        load_words(bad)
+    with pytest.raises(ConfigError, match=r"missing\.json: cannot read the catalogue word lists"):
+        load_words(tmp_path / "missing.json")
 
 
 def test_mixed_prefix(demo):

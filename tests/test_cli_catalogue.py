@@ -59,6 +59,7 @@ def test_every_catalogue_command_has_help(command, capsys):
     assert capsys.readouterr().out.startswith("usage: python -m engine " + " ".join(command))
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_seed_prints_what_it_wrote_and_how_long_it_took_and_is_audited(cli):
     done = cli("seed", "--entities", "40", "--seed", "3")
     assert re.fullmatch(
@@ -73,6 +74,7 @@ def test_seed_prints_what_it_wrote_and_how_long_it_took_and_is_audited(cli):
     assert {a["actor"] for a in audit} == {"cli"} and {a["target"] for a in audit} == {"catalogue:3"}
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_stats_text_and_json_agree_with_the_store(cli):
     cli("seed", "--entities", "25", "--seed", "5")
     stats = json.loads(cli("stats", "--json").stdout)
@@ -86,6 +88,7 @@ def test_stats_text_and_json_agree_with_the_store(cli):
     assert f"entities by cluster (top 3 of {len(real.by_cluster)})" in text
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(cli, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("name,template\nGood Town FC,tier1_club\nA FC,nope\n,tier1_club\n")
@@ -99,6 +102,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(cli, tmp_path):
     assert open_ops_db(cli.settings).list_audit() == []
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_import_then_stats_then_replace(cli, tmp_path):
     good = tmp_path / "mine.json"
     good.write_text(json.dumps([

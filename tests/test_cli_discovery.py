@@ -89,6 +89,7 @@ def test_every_discovery_command_has_help(command, capsys):
     assert capsys.readouterr().out.startswith("usage: python -m engine " + " ".join(command))
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_discover_prints_the_trail_writes_the_graph_and_records_the_run(cli):
     done = cli.process("discover", "--entity", ENTITY, "--seed", "2")  # as a user runs it
     out = done.stdout

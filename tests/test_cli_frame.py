@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 CHILD = textwrap.dedent(
@@ -36,6 +38,7 @@ def run_and_close_after_one_line(lines: int) -> tuple[int, str]:
     return proc.wait(timeout=60), err
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_reader_gone_mid_output_ends_quietly_with_the_sigpipe_code():
     code, err = run_and_close_after_one_line(200_000)  # far more than a pipe buffer holds
     assert "Traceback" not in err and "Exception ignored" not in err, err

@@ -12,8 +12,8 @@ from console_env import seeded_console_env
 from streamlit.testing.v1 import AppTest
 
 from engine.catalogue.generator import seed_catalogue
+from engine.bench.entity_view import bench_entity_view
 from engine.discovery.entity_view import (
-    bench,
     EVIDENCE_COLUMNS,
     HOP_COLUMNS,
     RANKING_COLUMNS,
@@ -441,7 +441,7 @@ def test_store_down_while_viewing_is_a_one_line_error(console_graph, monkeypatch
 
 def test_bench_measures_real_runs_and_cleans_up():
     lines: list[str] = []
-    figures = bench(entities=6, runs_n=3, seed=2, print_fn=lines.append)
+    figures = bench_entity_view(entities=6, runs_n=3, seed=2, print_fn=lines.append)
     assert figures["runs"] == 3 and figures["hops_max"] >= figures["hops_mean"] > 0
     assert figures["run_wall_ms_p95"] >= figures["run_wall_ms_p50"] > 0
     assert len(lines) == 5 and "3 live new-system runs" in lines[0]

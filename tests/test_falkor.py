@@ -184,6 +184,7 @@ def test_close_and_reopen_after_a_server_restart_keeps_the_data(settings):
     assert second_pid != first_pid
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_sigkilled_server_loses_no_acknowledged_write(settings):
     """appendonly: every write acknowledged before SIGKILL is replayed from the AOF on restart."""
     store = GraphStore.open(settings)
@@ -206,6 +207,7 @@ def test_sigkilled_server_loses_no_acknowledged_write(settings):
     assert rows == [[20, sum(range(20))]]
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_stale_pidfile_of_a_dead_or_foreign_process_is_replaced(settings):
     graph_dir = settings.graph_dir
     dead = subprocess.Popen([PY, "-c", "pass"])
@@ -259,6 +261,7 @@ _RACER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_processes_starting_the_same_fresh_data_dir_at_once_share_one_server(tmp_path):
     data_dir = tmp_path / "data"
     workers, writes = 4, 25
@@ -300,6 +303,7 @@ def test_processes_starting_the_same_fresh_data_dir_at_once_share_one_server(tmp
         falkor.stop_embedded_server(settings)
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_server_outlives_the_cli_process_that_started_it(settings):
     env = _engine_env(settings)
     try:
@@ -319,6 +323,7 @@ def test_server_outlives_the_cli_process_that_started_it(settings):
         falkor.stop_embedded_server(settings)
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_store_status_with_an_unreachable_url_exits_non_zero_with_one_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DISCOVERY_DATA_DIR": str(tmp_path / "data"),
            "FALKORDB_URL": f"redis://127.0.0.1:{_closed_port()}"}  # fmt: skip

@@ -244,6 +244,7 @@ def test_context_wait_checkpoints_and_can_be_cancelled(store, settings, clock):
     assert final.state is JobState.CANCELLED and sum(calls) == 50
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_real_worker_killed_while_paused_is_detected_and_resumed_exactly_once(store, settings, ops):
     """A detached `python -m engine worker --job ID`, SIGKILLed mid-job, then resumed by a new worker."""
     real = JobStore(ops)  # real clock: the worker process uses one too

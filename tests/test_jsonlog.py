@@ -65,6 +65,7 @@ def _all_lines(log: JsonlLog) -> list[str]:
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_two_writers_lose_and_tear_no_line_across_rotations(tmp_path):
     path = tmp_path / "logs" / "metrics.jsonl"
     count, max_bytes, backups = 1500, 4096, 200  # enough backups to keep every line: nothing may be missing
@@ -87,6 +88,7 @@ def test_two_writers_lose_and_tear_no_line_across_rotations(tmp_path):
         assert p.stat().st_size <= max_bytes
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_two_writers_keep_exactly_n_backups_and_whole_lines(tmp_path):
     path = tmp_path / "metrics.jsonl"
     max_bytes, backups = 2048, 3

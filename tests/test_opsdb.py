@@ -136,6 +136,7 @@ _OPENER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_processes_opening_a_fresh_file_at_once_migrate_once_and_lose_no_write(tmp_path):
     path = tmp_path / "ops.sqlite"
     procs = [

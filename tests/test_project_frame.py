@@ -7,6 +7,8 @@ import re
 import subprocess
 import tomllib
 
+import pytest
+
 from engine.core.settings import REPO_ROOT
 
 
@@ -30,6 +32,7 @@ def test_requirements_are_pinned_and_python_is_3_12():
     assert (REPO_ROOT / ".python-version").read_text().strip() == "3.12"
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_make_knows_run_and_test():
     done = subprocess.run(["make", "-n", "run", "test"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -46,3 +49,16 @@ def test_ci_entry_point_installs_chromium_and_runs_the_readme_test_command():
     assert 'export CI="${CI:-true}"' in text  # so the browser tests fail, not skip, without Chromium
     readme = (REPO_ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
+
+
+def test_pyproject_takes_the_pins_from_requirements_and_names_the_console_script():
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    assert project["name"] == "discovery-ops" and project["requires-python"] == ">=3.12,<3.13"
+    # one list of pins: requirements.txt
+    assert "dependencies" in project["dynamic"] and "dependencies" not in project
+    assert pyproject["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
+    assert project["scripts"] == {"discovery-ops": "engine.cli.main:main"}  # what `python -m engine` runs
+    pins = (REPO_ROOT / "requirements.txt").read_text()
+    assert re.search(r"^ruff==", pins, re.M) and re.search(r"^mypy==", pins, re.M)
+    assert "lint:" in (REPO_ROOT / "Makefile").read_text()

@@ -340,6 +340,7 @@ def test_candidate_handoff_is_used_and_audited(settings, ops, seeded, tmp_path):
 # --------------------------------------------------------------------------- a real worker, killed
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_sigkilled_worker_resumed_processes_every_entity_exactly_once(settings, ops, seeded, tmp_path):
     ids = seeded.list_entity_ids()
     attempts_before = {h["id"]: sum(h[k] for k in ("accepts", "weak_accepts", "rejects", "no_progress"))

@@ -337,6 +337,7 @@ def test_a_breached_trigger_rolls_back_by_itself_and_the_page_says_which(failing
 # --------------------------------------------------------------------------- a dead worker, resumed from the page
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_a_killed_worker_shows_as_dead_and_resume_starts_a_new_one_from_the_checkpoint(console):
     _, _, ops = console
     at = open_page()

@@ -63,6 +63,7 @@ def test_answers_do_not_depend_on_call_order():
     assert sorted(forward) == sorted(backward)
 
 
+@pytest.mark.slow  # starts or kills real processes
 def test_deterministic_across_processes_with_different_hash_seeds():
     few = CATALOGUE[:10]
     here = _digest(_answers(_world(3, few), few))

@@ -12,7 +12,7 @@ endless stream built in blocks of ``BLOCK_SIZE`` (3,400, the demo size):
   clubs of tiers 1-3);
 * the block's members are shuffled, so any prefix mixes countries and sports;
 * names are drawn in stream order from word lists (cities, naming customs of
-  each country and sport, nicknames), and a name whose slug is taken draws
+  each country and sport, nicknames; data/catalogue_words.json), and a name whose slug is taken draws
   again, so de-duplication is deterministic and ids are unique.
 
 With ``n == BLOCK_SIZE`` cluster sizes are exactly the plan. A catalogue
@@ -22,13 +22,17 @@ larger than one block adds further clusters per country and sport
 
 from __future__ import annotations
 
+import functools
+import json
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
 from engine.core.errors import ConfigError
 from engine.core.model import DomainError, Entity, Hypothesis, Template, slugify
+from engine.core.settings import SHIPPED_DATA_DIR
 
 #: Entities per block of the stream; also the demo catalogue's size.
 BLOCK_SIZE = 3400
@@ -40,9 +44,15 @@ DEMO_SEED = 7
 
 # --------------------------------------------------------------------------- word lists
 
+#: The generator's word lists: countries (cities, naming custom, sports), club naming customs, nicknames,
+#: federation, league and agency name patterns. Their order is part of the output: entries are drawn by index.
+WORDS_FILE = SHIPPED_DATA_DIR / "catalogue_words.json"
+
 
 @dataclass(frozen=True)
 class Country:
+    """A country of the catalogue: its sports market and how its organisations are named."""
+
     name: str
     adjective: str  # "Norwegian Handball Federation"
     style: str  # naming custom of its clubs
@@ -57,269 +67,107 @@ class Country:
         return slugify(self.name)
 
 
-SPORTS = (
-    "Football",
-    "Basketball",
-    "Handball",
-    "Ice Hockey",
-    "Rugby",
-    "Cricket",
-    "Volleyball",
-    "Baseball",
-    "American Football",
-    "Field Hockey",
-)
+@dataclass(frozen=True)
+class CatalogueWords:
+    """The word lists names are drawn from (``WORDS_FILE``).
+
+    ``club_names`` maps (sport, style) to patterns, style "*" being any style: "{c}" is a city,
+    "{n}" a nickname, "{a}" an Arabic club word.
+    """
+
+    sports: tuple[str, ...]
+    countries: tuple[Country, ...]
+    nicknames: tuple[str, ...]
+    arab_club_words: tuple[str, ...]
+    club_names: Mapping[tuple[str, str], tuple[str, ...]]
+    federation_names: tuple[str, ...]
+    federation_names_en: tuple[str, ...]
+    league_names_top: tuple[str, ...]
+    league_names_second: tuple[str, ...]
+    agency_prefixes: tuple[str, ...]
+    agency_surnames: tuple[str, ...]
+    agency_names: tuple[str, ...]
 
 
-def _cities(text: str) -> tuple[str, ...]:
-    return tuple(c.strip() for c in text.split(",") if c.strip())
+_WORD_LISTS = (
+    "sports", "nicknames", "arab_club_words", "federation_names", "federation_names_en", "league_names_top",
+    "league_names_second", "agency_prefixes", "agency_surnames", "agency_names",
+)  # fmt: skip
 
 
-COUNTRIES: tuple[Country, ...] = (
-    Country("England", "English", "en", 10, {"Football": 1.0, "Rugby": 0.5, "Cricket": 0.5, "Basketball": 0.2,
-            "Field Hockey": 0.2, "Ice Hockey": 0.12}, _cities(
-        "London, Manchester, Liverpool, Leeds, Birmingham, Newcastle, Sheffield, Bristol, Nottingham, Leicester, "
-        "Southampton, Portsmouth, Brighton, Norwich, Ipswich, Derby, Coventry, Reading, Oxford, Cambridge, Bath, "
-        "Exeter, Plymouth, Hull, York, Bradford, Sunderland, Middlesbrough, Preston, Blackburn, Bolton, Wigan, "
-        "Stoke, Wolverhampton, Swindon, Luton, Northampton, Peterborough, Gloucester, Worcester, Carlisle, "
-        "Doncaster, Huddersfield, Burnley, Chester, Colchester, Milton Keynes, Cheltenham")),
-    Country("Scotland", "Scottish", "en", 2, {"Football": 1.0, "Rugby": 0.45}, _cities(
-        "Glasgow, Edinburgh, Aberdeen, Dundee, Inverness, Perth, Stirling, Kilmarnock, Motherwell, Paisley, Ayr, "
-        "Falkirk, Livingston, Dunfermline, Greenock, Hamilton, Arbroath, Montrose, Dumfries, Kirkcaldy")),
-    Country("Wales", "Welsh", "en", 1.2, {"Rugby": 1.0, "Football": 0.55}, _cities(
-        "Cardiff, Swansea, Newport, Wrexham, Llanelli, Bridgend, Neath, Aberystwyth, Bangor, Pontypridd, "
-        "Merthyr Tydfil, Carmarthen, Ebbw Vale, Caerphilly, Barry")),
-    Country("Ireland", "Irish", "en", 1.5, {"Rugby": 0.8, "Football": 0.65}, _cities(
-        "Dublin, Cork, Limerick, Galway, Waterford, Sligo, Drogheda, Dundalk, Kilkenny, Athlone, Wexford, Bray, "
-        "Tralee, Ennis, Navan, Longford")),
-    Country("Spain", "Spanish", "es", 7, {"Football": 1.0, "Basketball": 0.6, "Handball": 0.3,
-            "Volleyball": 0.15}, _cities(
-        "Madrid, Barcelona, Valencia, Sevilla, Bilbao, Málaga, Zaragoza, Valladolid, Vigo, Gijón, A Coruña, "
-        "Granada, Alicante, Murcia, Palma, Las Palmas, Santander, Pamplona, Córdoba, Almería, Cádiz, Huesca, "
-        "Oviedo, Salamanca, Tarragona, Girona, Elche, Burgos, León, Badajoz, Logroño, Castellón"), royal=True),
-    Country("Germany", "German", "de", 8, {"Football": 1.0, "Handball": 0.5, "Basketball": 0.35,
-            "Ice Hockey": 0.35, "Volleyball": 0.15}, _cities(
-        "Berlin, Hamburg, München, Köln, Frankfurt, Stuttgart, Düsseldorf, Dortmund, Essen, Leipzig, Bremen, "
-        "Dresden, Hannover, Nürnberg, Duisburg, Bochum, Wuppertal, Bielefeld, Bonn, Münster, Mannheim, "
-        "Karlsruhe, Augsburg, Wiesbaden, Mainz, Kiel, Freiburg, Rostock, Kassel, Magdeburg, Braunschweig, "
-        "Aachen, Chemnitz, Halle, Paderborn, Regensburg, Ulm, Heidenheim, Darmstadt, Oldenburg")),
-    Country("Italy", "Italian", "it", 6, {"Football": 1.0, "Volleyball": 0.5, "Basketball": 0.4,
-            "Rugby": 0.12}, _cities(
-        "Roma, Milano, Napoli, Torino, Palermo, Genova, Bologna, Firenze, Bari, Catania, Venezia, Verona, "
-        "Messina, Padova, Trieste, Brescia, Parma, Modena, Reggio Emilia, Perugia, Cagliari, Livorno, Salerno, "
-        "Bergamo, Lecce, Udine, Cremona, Como, Pisa, Ascoli, Pescara, Empoli, Monza, Treviso, Trento")),
-    Country("France", "French", "fr", 7, {"Football": 1.0, "Rugby": 0.6, "Handball": 0.4, "Basketball": 0.35,
-            "Volleyball": 0.15}, _cities(
-        "Paris, Marseille, Lyon, Toulouse, Nice, Nantes, Strasbourg, Montpellier, Bordeaux, Lille, Rennes, "
-        "Reims, Le Havre, Saint-Étienne, Toulon, Grenoble, Dijon, Angers, Nîmes, Brest, Le Mans, "
-        "Clermont-Ferrand, Amiens, Limoges, Tours, Metz, Besançon, Perpignan, Orléans, Rouen, Caen, Nancy, Pau, "
-        "Bayonne, Lorient, Auxerre, Brive, Castres")),
-    Country("Portugal", "Portuguese", "pt", 3, {"Football": 1.0, "Basketball": 0.2, "Handball": 0.22}, _cities(
-        "Lisboa, Porto, Braga, Coimbra, Guimarães, Funchal, Setúbal, Aveiro, Faro, Viseu, Leiria, Chaves, "
-        "Barcelos, Famalicão, Vizela, Estoril, Portimão, Arouca, Tondela, Paços de Ferreira")),
-    Country("Netherlands", "Dutch", "nl", 3, {"Football": 1.0, "Field Hockey": 0.45, "Volleyball": 0.15}, _cities(
-        "Amsterdam, Rotterdam, Den Haag, Utrecht, Eindhoven, Groningen, Tilburg, Almere, Breda, Nijmegen, "
-        "Enschede, Arnhem, Haarlem, Zwolle, Maastricht, Leeuwarden, Heerenveen, Alkmaar, Deventer, Venlo, "
-        "Sittard, Emmen"), royal=True),
-    Country("Belgium", "Belgian", "nl", 2, {"Football": 1.0, "Basketball": 0.22, "Volleyball": 0.22}, _cities(
-        "Brussels, Antwerp, Ghent, Charleroi, Liège, Bruges, Namur, Leuven, Mons, Mechelen, Kortrijk, Ostend, "
-        "Genk, Hasselt, Sint-Truiden, Waregem, Eupen, Aalst"), royal=True),
-    Country("Norway", "Norwegian", "nordic", 1.5, {"Football": 1.0, "Handball": 0.6, "Ice Hockey": 0.3}, _cities(
-        "Oslo, Bergen, Trondheim, Stavanger, Drammen, Fredrikstad, Kristiansand, Tromsø, Sandefjord, Ålesund, "
-        "Bodø, Molde, Haugesund, Lillestrøm, Sarpsborg, Tønsberg, Hamar, Skien, Larvik, Elverum")),
-    Country("Sweden", "Swedish", "nordic", 2, {"Football": 1.0, "Ice Hockey": 0.8, "Handball": 0.5}, _cities(
-        "Stockholm, Göteborg, Malmö, Uppsala, Västerås, Örebro, Linköping, Helsingborg, Jönköping, Norrköping, "
-        "Lund, Umeå, Gävle, Borås, Södertälje, Eskilstuna, Halmstad, Växjö, Karlstad, Sundsvall, Luleå, "
-        "Skellefteå, Kalmar, Östersund")),
-    Country("Denmark", "Danish", "nordic", 1.5, {"Football": 1.0, "Handball": 0.8}, _cities(
-        "København, Aarhus, Odense, Aalborg, Esbjerg, Randers, Kolding, Horsens, Vejle, Roskilde, Herning, "
-        "Silkeborg, Næstved, Fredericia, Viborg, Holstebro, Skjern, Helsingør")),
-    Country("Finland", "Finnish", "nordic", 1.2, {"Ice Hockey": 1.0, "Football": 0.5, "Basketball": 0.2}, _cities(
-        "Helsinki, Espoo, Tampere, Vantaa, Oulu, Turku, Jyväskylä, Lahti, Kuopio, Pori, Joensuu, "
-        "Lappeenranta, Hämeenlinna, Vaasa, Rauma, Seinäjoki, Mikkeli, Kouvola")),
-    Country("Poland", "Polish", "slavic", 3, {"Football": 1.0, "Volleyball": 0.6, "Handball": 0.3,
-            "Basketball": 0.2}, _cities(
-        "Warszawa, Kraków, Łódź, Wrocław, Poznań, Gdańsk, Szczecin, Bydgoszcz, Lublin, Białystok, Katowice, "
-        "Gdynia, Częstochowa, Radom, Toruń, Kielce, Rzeszów, Gliwice, Zabrze, Olsztyn, Bielsko-Biała, Płock, "
-        "Opole, Legnica, Lubin, Zielona Góra, Jastrzębie-Zdrój, Bełchatów")),
-    Country("Czech Republic", "Czech", "slavic", 1.5, {"Ice Hockey": 1.0, "Football": 0.8}, _cities(
-        "Praha, Brno, Ostrava, Plzeň, Liberec, Olomouc, České Budějovice, Hradec Králové, Pardubice, Zlín, "
-        "Kladno, Jihlava, Karlovy Vary, Mladá Boleslav, Třinec, Litvínov, Teplice, Jablonec")),
-    Country("Austria", "Austrian", "de", 1.2, {"Football": 1.0, "Ice Hockey": 0.4}, _cities(
-        "Wien, Graz, Linz, Salzburg, Innsbruck, Klagenfurt, Villach, Wels, St. Pölten, Dornbirn, "
-        "Wiener Neustadt, Steyr, Leoben, Bregenz, Wolfsberg, Hartberg, Ried, Altach")),
-    Country("Switzerland", "Swiss", "de", 1.5, {"Football": 1.0, "Ice Hockey": 0.9}, _cities(
-        "Zürich, Genève, Basel, Lausanne, Bern, Winterthur, Luzern, St. Gallen, Lugano, Biel, Thun, Fribourg, "
-        "Schaffhausen, Chur, Sion, Davos, Zug, Ambrì, Langnau, Kloten, Rapperswil, Aarau")),
-    Country("Greece", "Hellenic", "gr", 1.5, {"Football": 1.0, "Basketball": 0.8}, _cities(
-        "Athens, Thessaloniki, Patras, Heraklion, Larissa, Volos, Ioannina, Chania, Kalamata, Piraeus, "
-        "Tripoli, Xanthi, Kavala, Serres, Lamia, Agrinio")),
-    Country("Turkey", "Turkish", "tr", 3, {"Football": 1.0, "Basketball": 0.6, "Volleyball": 0.4}, _cities(
-        "İstanbul, Ankara, İzmir, Bursa, Antalya, Konya, Adana, Gaziantep, Kayseri, Trabzon, Samsun, "
-        "Eskişehir, Denizli, Sivas, Malatya, Rize, Manisa, Kocaeli, Sakarya, Erzurum, Hatay, Alanya")),
-    Country("Croatia", "Croatian", "slavic", 1, {"Football": 1.0, "Handball": 0.7, "Basketball": 0.4}, _cities(
-        "Zagreb, Split, Rijeka, Osijek, Zadar, Pula, Slavonski Brod, Karlovac, Varaždin, Šibenik, Dubrovnik, "
-        "Velika Gorica, Koprivnica, Vinkovci, Sisak")),
-    Country("Serbia", "Serbian", "slavic", 1, {"Football": 1.0, "Basketball": 0.8}, _cities(
-        "Beograd, Novi Sad, Niš, Kragujevac, Subotica, Zrenjanin, Pančevo, Čačak, Kraljevo, Novi Pazar, "
-        "Leskovac, Smederevo, Valjevo, Kruševac, Vršac, Šabac")),
-    Country("United States", "United States", "us", 12, {"Basketball": 1.0, "American Football": 1.0,
-            "Baseball": 0.9, "Ice Hockey": 0.6, "Football": 0.6}, _cities(
-        "New York, Los Angeles, Chicago, Houston, Phoenix, Philadelphia, San Antonio, San Diego, Dallas, Austin, "
-        "Jacksonville, Columbus, Charlotte, Indianapolis, Seattle, Denver, Boston, Nashville, Detroit, Portland, "
-        "Memphis, Louisville, Baltimore, Milwaukee, Albuquerque, Tucson, Fresno, Sacramento, Kansas City, "
-        "Atlanta, Omaha, Raleigh, Miami, Oakland, Minneapolis, Tulsa, Cleveland, Wichita, New Orleans, Tampa, "
-        "Pittsburgh, Cincinnati, St. Louis, Orlando, Salt Lake City, Buffalo, Richmond, Boise, Spokane, "
-        "Des Moines, Hartford, Providence, Rochester, Anchorage, Honolulu, El Paso, Las Vegas, San Jose"),
-        short="USA"),
-    Country("Canada", "Canadian", "us", 3, {"Ice Hockey": 1.0, "Football": 0.4, "Basketball": 0.4}, _cities(
-        "Toronto, Montréal, Vancouver, Calgary, Edmonton, Ottawa, Winnipeg, Québec, Halifax, Victoria, "
-        "Saskatoon, Regina, Kitchener, Windsor, Oshawa, Kingston, Sudbury, Moncton, Saint John, Kelowna, "
-        "Kamloops, Red Deer, Lethbridge, Thunder Bay, Sherbrooke, Gatineau, Barrie, Brandon")),
-    Country("Mexico", "Mexican", "es", 3, {"Football": 1.0, "Baseball": 0.3}, _cities(
-        "Ciudad de México, Guadalajara, Monterrey, Puebla, Tijuana, León, Querétaro, Toluca, Torreón, Pachuca, "
-        "Morelia, Mérida, Cancún, Chihuahua, Aguascalientes, San Luis Potosí, Veracruz, Culiacán, Mazatlán, "
-        "Hermosillo, Oaxaca, Tampico, Durango, Saltillo")),
-    Country("Brazil", "Brazilian", "pt", 5, {"Football": 1.0, "Volleyball": 0.5, "Basketball": 0.3}, _cities(
-        "São Paulo, Rio de Janeiro, Belo Horizonte, Porto Alegre, Salvador, Recife, Fortaleza, Curitiba, "
-        "Brasília, Manaus, Belém, Goiânia, Campinas, Santos, Florianópolis, Natal, Maceió, João Pessoa, "
-        "Cuiabá, Vitória, Juiz de Fora, Londrina, Ribeirão Preto, Chapecó, Criciúma, Sorocaba, Joinville, "
-        "Uberlândia, Campo Grande, Caxias do Sul")),
-    Country("Argentina", "Argentine", "es", 3, {"Football": 1.0, "Basketball": 0.3, "Rugby": 0.3}, _cities(
-        "Buenos Aires, Córdoba, Rosario, Mendoza, La Plata, Tucumán, Mar del Plata, Salta, Santa Fe, San Juan, "
-        "Resistencia, Neuquén, Bahía Blanca, Paraná, Corrientes, Posadas, Jujuy, Rafaela, Banfield, "
-        "Avellaneda, Lanús, Quilmes")),
-    Country("Japan", "Japanese", "asia", 4, {"Baseball": 1.0, "Football": 0.8, "Basketball": 0.4, "Rugby": 0.3,
-            "Volleyball": 0.3}, _cities(
-        "Tokyo, Osaka, Yokohama, Nagoya, Sapporo, Fukuoka, Kobe, Kyoto, Kawasaki, Saitama, Hiroshima, Sendai, "
-        "Chiba, Kitakyushu, Niigata, Hamamatsu, Kumamoto, Okayama, Shizuoka, Kagoshima, Nagasaki, Kanazawa, "
-        "Matsuyama, Kashima, Kofu, Oita, Mito, Utsunomiya")),
-    Country("South Korea", "Korean", "asia", 2, {"Baseball": 1.0, "Football": 0.7, "Basketball": 0.3}, _cities(
-        "Seoul, Busan, Incheon, Daegu, Daejeon, Gwangju, Suwon, Ulsan, Changwon, Goyang, Seongnam, Yongin, "
-        "Cheongju, Jeonju, Cheonan, Pohang, Gimhae, Jeju, Anyang, Bucheon")),
-    Country("Australia", "Australian", "anz", 3, {"Rugby": 0.9, "Cricket": 0.8, "Football": 0.6,
-            "Basketball": 0.4}, _cities(
-        "Sydney, Melbourne, Brisbane, Perth, Adelaide, Gold Coast, Newcastle, Canberra, Wollongong, Hobart, "
-        "Geelong, Townsville, Cairns, Darwin, Toowoomba, Ballarat, Bendigo, Launceston, Mackay, Parramatta, "
-        "Penrith, Cronulla")),
-    Country("New Zealand", "New Zealand", "anz", 1, {"Rugby": 1.0, "Cricket": 0.5}, _cities(
-        "Auckland, Wellington, Christchurch, Hamilton, Tauranga, Dunedin, Palmerston North, Napier, Nelson, "
-        "Rotorua, New Plymouth, Whangārei, Invercargill, Whanganui, Gisborne")),
-    Country("South Africa", "South African", "anz", 1.5, {"Rugby": 1.0, "Football": 0.8, "Cricket": 0.7}, _cities(
-        "Johannesburg, Cape Town, Durban, Pretoria, Gqeberha, Bloemfontein, East London, Polokwane, Mbombela, "
-        "Kimberley, Rustenburg, Pietermaritzburg, Soweto, Stellenbosch, George, Potchefstroom")),
-    Country("India", "Indian", "anz", 3, {"Cricket": 1.0, "Football": 0.4, "Field Hockey": 0.25}, _cities(
-        "Mumbai, Delhi, Bengaluru, Hyderabad, Ahmedabad, Chennai, Kolkata, Pune, Jaipur, Lucknow, Kanpur, "
-        "Nagpur, Indore, Bhopal, Patna, Vadodara, Ludhiana, Kochi, Guwahati, Chandigarh, Ranchi, Mohali, "
-        "Dharamshala, Rajkot, Visakhapatnam, Cuttack")),
-    Country("Saudi Arabia", "Saudi", "arab", 1.2, {"Football": 1.0}, _cities(
-        "Riyadh, Jeddah, Mecca, Medina, Dammam, Taif, Tabuk, Buraidah, Khobar, Abha, Hail, Najran, Jizan, "
-        "Al-Ahsa, Yanbu")),
-    Country("United Arab Emirates", "UAE", "arab", 0.8, {"Football": 1.0, "Cricket": 0.3}, _cities(
-        "Dubai, Abu Dhabi, Sharjah, Al Ain, Ajman, Ras Al Khaimah, Fujairah, Umm Al Quwain, Khor Fakkan, "
-        "Dibba, Kalba, Hatta"), short="UAE"),
-)
+def _strings(path: Path, where: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(s, str) and s.strip() for s in value):
+        raise ConfigError(f"{path}: {where}: expected a non-empty list of non-empty strings")
+    return tuple(value)
 
-NICKNAMES = (
-    "Hawks", "Wolves", "Stallions", "Falcons", "Bears", "Lions", "Titans", "Comets", "Rangers", "Pioneers",
-    "Mariners", "Thunder", "Storm", "Blaze", "Raptors", "Knights", "Vipers", "Spartans", "Coyotes", "Eagles",
-    "Bulls", "Sharks", "Panthers", "Warriors", "Rebels", "Bandits", "Outlaws", "Express", "Dragons", "Giants",
-    "Royals", "Rockets", "Admirals", "Cyclones", "Strikers", "Chargers", "Kings", "Wildcats", "Huskies",
-    "Phoenix", "Jaguars", "Foxes", "Owls", "Badgers", "Ravens", "Sabres", "Gladiators", "Monarchs", "Heat",
-    "Suns", "Stars", "Tigers", "Pumas", "Orcas", "Miners", "Steelers", "Blue Sox", "Red Wings", "Aces",
-)
 
-ARAB_CLUB_WORDS = (
-    "Ittihad", "Ahli", "Shabab", "Wahda", "Nasr", "Hilal", "Taawoun", "Fateh", "Raed", "Khaleej", "Ettifaq",
-    "Wasl", "Jazira", "Fayha", "Qadsiah", "Orobah", "Batin", "Faisaly",
-)
+def _country(path: Path, where: str, raw: object, sports: tuple[str, ...]) -> Country:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: {where}: expected an object")
+    for key in ("name", "adjective", "style"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise ConfigError(f"{path}: {where}.{key}: expected a non-empty string")
+    weight = raw.get("weight")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+        raise ConfigError(f"{path}: {where}.weight: expected a number > 0")
+    popularity = raw.get("sports")
+    if not isinstance(popularity, dict) or not popularity:
+        raise ConfigError(f"{path}: {where}.sports: expected an object of sport -> popularity")
+    for sport, p in popularity.items():
+        if sport not in sports:
+            raise ConfigError(f"{path}: {where}.sports: {sport!r} is not one of \"sports\"")
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+            raise ConfigError(f"{path}: {where}.sports.{sport}: expected a popularity in (0, 1]")
+    short, royal = raw.get("short", ""), raw.get("royal", False)
+    if not isinstance(short, str) or not isinstance(royal, bool):
+        raise ConfigError(f"{path}: {where}: short must be a string and royal true or false")
+    unknown = set(raw) - {"name", "adjective", "style", "weight", "sports", "cities", "short", "royal"}
+    if unknown:
+        raise ConfigError(f"{path}: {where}: unknown keys {sorted(unknown)}")
+    return Country(raw["name"], raw["adjective"], raw["style"], weight, dict(popularity),
+                   _strings(path, f"{where}.cities", raw.get("cities")), short=short, royal=royal)
 
-#: Club naming customs: (sport, style) -> patterns; "*" is any style. "{c}" city, "{n}" nickname, "{a}" Arabic word.
-CLUB_NAMES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("Football", "en"): ("{c} United", "{c} City", "{c} Town", "{c} Rovers", "{c} Athletic", "{c} Wanderers",
-                         "{c} Albion", "{c} FC", "{c} County", "{c} Rangers"),
-    ("Football", "es"): ("Real {c}", "{c} CF", "CD {c}", "UD {c}", "Atlético {c}", "SD {c}", "Racing {c}",
-                         "Deportivo {c}", "Club Atlético {c}"),
-    ("Football", "pt"): ("{c} FC", "Sporting {c}", "SC {c}", "Clube Atlético {c}", "EC {c}", "Esporte Clube {c}",
-                         "União {c}", "Associação Desportiva {c}"),
-    ("Football", "de"): ("FC {c}", "SV {c}", "VfB {c}", "VfL {c}", "1. FC {c}", "TSV {c}", "Borussia {c}",
-                         "Eintracht {c}", "SC {c}", "SpVgg {c}"),
-    ("Football", "it"): ("AC {c}", "US {c}", "{c} Calcio", "AS {c}", "SS {c}", "{c} FC", "Atletico {c}"),
-    ("Football", "fr"): ("Olympique {c}", "FC {c}", "Stade {c}", "AS {c}", "Racing Club {c}", "US {c}",
-                         "SC {c}", "AJ {c}"),
-    ("Football", "nl"): ("FC {c}", "{c} SC", "SC {c}", "VV {c}", "Sparta {c}", "Fortuna {c}", "KV {c}"),
-    ("Football", "nordic"): ("{c} IF", "{c} FK", "IK {c}", "{c} BK", "{c} IL", "FC {c}", "{c} FF"),
-    ("Football", "slavic"): ("FK {c}", "NK {c}", "Dinamo {c}", "Lokomotiva {c}", "Sparta {c}", "Slavia {c}",
-                             "{c} FC"),
-    ("Football", "tr"): ("{c}spor", "{c} Belediyespor", "{c} FK", "{c} Gençlik Spor"),
-    ("Football", "gr"): ("AE {c}", "{c} FC", "Aris {c}", "Iraklis {c}", "Athletic Club {c}"),
-    ("Football", "arab"): ("Al-{a} {c}", "{c} Club", "{c} FC"),
-    ("Football", "us"): ("{c} FC", "{c} SC", "{c} United", "{c} {n}", "Real {c}"),
-    ("Football", "asia"): ("{c} FC", "{c} {n}", "FC {c}", "{c} United"),
-    ("Football", "*"): ("{c} FC", "FC {c}", "{c} United", "{c} City FC", "{c} SC", "{c} Football Club"),
-    ("Basketball", "de"): ("{c} Baskets", "BG {c}", "{c} Basketball Club", "BBC {c}"),
-    ("Basketball", "slavic"): ("KK {c}", "BC {c}", "{c} Basketball Club"),
-    ("Basketball", "es"): ("CB {c}", "Baloncesto {c}", "Básquet {c}", "Club Baloncesto {c}"),
-    ("Basketball", "pt"): ("{c} Basquete", "Clube de Basquete {c}", "{c} Basketball Club"),
-    ("Basketball", "it"): ("Pallacanestro {c}", "{c} Basket", "Virtus {c}"),
-    ("Basketball", "fr"): ("{c} Basket", "JL {c}", "Élan {c}", "BCM {c}"),
-    ("Basketball", "tr"): ("{c} Basketbol", "{c}spor Basketbol", "{c} Belediye Basketbol"),
-    ("Basketball", "us"): ("{c} {n}",),
-    ("Basketball", "anz"): ("{c} {n}",),
-    ("Basketball", "asia"): ("{c} {n}", "{c} Basketball Club"),
-    ("Basketball", "*"): ("{c} Basketball Club", "BC {c}", "{c} Basket", "Basket {c}"),
-    ("Handball", "de"): ("HSG {c}", "SG {c}", "TV {c}", "{c} Handball", "THW {c}"),
-    ("Handball", "nordic"): ("{c} HK", "{c} Håndball", "{c} Handbollsklubb", "{c} Handball"),
-    ("Handball", "slavic"): ("RK {c}", "HC {c}", "KS {c} Handball"),
-    ("Handball", "fr"): ("{c} Handball", "HBC {c}", "US {c} Handball"),
-    ("Handball", "es"): ("BM {c}", "Balonmano {c}", "Club Balonmano {c}"),
-    ("Handball", "*"): ("HC {c}", "{c} Handball Club", "{c} Handball"),
-    ("Ice Hockey", "nordic"): ("{c} IK", "{c} HF", "{c} Hockey", "{c} Ishockeyklubb"),
-    ("Ice Hockey", "de"): ("EHC {c}", "ERC {c}", "EV {c}", "HC {c}"),
-    ("Ice Hockey", "slavic"): ("HC {c}", "HK {c}", "Dynamo {c}"),
-    ("Ice Hockey", "us"): ("{c} {n}",),
-    ("Ice Hockey", "*"): ("HC {c}", "{c} Hockey Club", "{c} Ice Hockey Club"),
-    ("Rugby", "fr"): ("Stade {c}", "RC {c}", "US {c}", "Union Sportive {c}", "{c} Olympique Rugby"),
-    ("Rugby", "en"): ("{c} RFC", "{c} Rugby", "{c} {n}", "{c} Rugby Club"),
-    ("Rugby", "anz"): ("{c} {n}", "{c} Rugby Club"),
-    ("Rugby", "asia"): ("{c} {n}",),
-    ("Rugby", "it"): ("Rugby {c}", "{c} Rugby"),
-    ("Rugby", "*"): ("{c} RFC", "{c} Rugby Club", "{c} Rugby"),
-    ("Cricket", "anz"): ("{c} {n}", "{c} Cricket Club"),
-    ("Cricket", "*"): ("{c} Cricket Club", "{c} CC"),
-    ("Volleyball", "it"): ("Pallavolo {c}", "Volley {c}", "{c} Volley"),
-    ("Volleyball", "pt"): ("Vôlei {c}", "{c} Vôlei"),
-    ("Volleyball", "tr"): ("{c} Voleybol", "{c}spor Voleybol"),
-    ("Volleyball", "slavic"): ("AZS {c}", "KS {c} Volleyball", "VC {c}"),
-    ("Volleyball", "asia"): ("{c} {n}",),
-    ("Volleyball", "*"): ("{c} Volley", "VC {c}", "{c} Volleyball Club"),
-    ("Baseball", "*"): ("{c} {n}", "{c} Baseball Club"),
-    ("American Football", "*"): ("{c} {n}",),
-    ("Field Hockey", "nl"): ("HC {c}", "Mixed Hockey Club {c}", "{c} Hockey"),
-    ("Field Hockey", "*"): ("{c} Hockey Club", "HC {c}", "{c} HC"),
-}
 
-FEDERATION_NAMES = ("{adj} {sport} Federation", "{adj} {sport} Association")
-FEDERATION_NAMES_EN = ("{adj} {sport} Association", "{sport} {short}", "{adj} {sport} Federation")
-LEAGUE_NAMES_TOP = ("{adj} {sport} Premier League", "{adj} {sport} Super League", "{adj} {sport} League",
-                    "{adj} Professional {sport} League")
-LEAGUE_NAMES_SECOND = ("{adj} {sport} Championship", "{adj} {sport} First Division",
-                       "{adj} Women's {sport} League", "{adj} {sport} Second Division")
-AGENCY_PREFIXES = (
-    "Elite", "Apex", "Summit", "Meridian", "Pinnacle", "Northstar", "Crown", "Atlas", "Vanguard", "Horizon",
-    "Catalyst", "Ironbridge", "Keystone", "Blue Harbour", "Redline", "Goldfield", "Silverline", "Cornerstone",
-    "Momentum", "Fulcrum", "Landmark", "Paragon", "Sterling", "Triumph", "Velocity", "Zenith", "First Touch",
-    "Playmaker", "Baseline", "Kickoff",
-)
-AGENCY_SURNAMES = (
-    "Walker", "Moreno", "Fischer", "Rossi", "Dubois", "Silva", "Jansen", "Larsen", "Kowalski", "Novak", "Tanaka",
-    "Kim", "Patel", "Murphy", "Campbell", "Hughes", "Schmidt", "Bauer", "Ferreira", "Costa", "García", "Nielsen",
-)
-AGENCY_NAMES = (
-    "{p} Sports Management Group", "{p} Sports Management", "{p} Athlete Representation", "{p} Sports Agency",
-    "{p} Sports & Entertainment", "{p} Talent Partners", "{p} Sports Group", "{c} Sports Partners",
-    "{p} {sport} Agency", "{s} & {s2} Sports", "{s} Sports Consultancy",
-)
+def load_words(path: Path = WORDS_FILE) -> CatalogueWords:
+    """Read and check the word lists; a malformed file raises a one-line ``ConfigError`` naming it."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the catalogue word lists ({exc.strerror or exc})") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected an object of word lists")
+    lists = {key: _strings(path, key, raw.get(key)) for key in _WORD_LISTS}
+    countries = raw.get("countries")
+    if not isinstance(countries, list) or not countries:
+        raise ConfigError(f"{path}: countries: expected a non-empty list of countries")
+    parsed = tuple(_country(path, f"countries[{i}]", c, lists["sports"]) for i, c in enumerate(countries))
+    club_raw = raw.get("club_names")
+    if not isinstance(club_raw, dict):
+        raise ConfigError(f"{path}: club_names: expected an object of sport -> style -> patterns")
+    club_names: dict[tuple[str, str], tuple[str, ...]] = {}
+    for sport, styles in club_raw.items():
+        if sport not in lists["sports"] or not isinstance(styles, dict):
+            raise ConfigError(f"{path}: club_names.{sport}: expected one of \"sports\" mapping style -> patterns")
+        for style, patterns in styles.items():
+            club_names[(sport, style)] = _strings(path, f"club_names.{sport}.{style}", patterns)
+    for sport in {s for c in parsed for s in c.sports}:
+        if (sport, "*") not in club_names:  # the fallback of every style
+            raise ConfigError(f"{path}: club_names.{sport}: a country plays {sport}, so it needs a \"*\" style")
+    return CatalogueWords(
+        sports=lists["sports"], countries=parsed, nicknames=lists["nicknames"],
+        arab_club_words=lists["arab_club_words"], club_names=club_names, federation_names=lists["federation_names"],
+        federation_names_en=lists["federation_names_en"], league_names_top=lists["league_names_top"],
+        league_names_second=lists["league_names_second"], agency_prefixes=lists["agency_prefixes"],
+        agency_surnames=lists["agency_surnames"], agency_names=lists["agency_names"],
+    )
+
+
+@functools.cache
+def catalogue_words() -> CatalogueWords:
+    """The shipped word lists, read once."""
+    return load_words()
 
 
 def _sport_label(sport: str, country: Country) -> str:
@@ -354,7 +202,7 @@ def default_template_id(entity_type: str, tier: int) -> str:
 def _cluster_sizes(rng: random.Random, total: int) -> list[tuple[Country, str, int]]:
     """Clusters (country, sport, size) with MIN..MAX members summing to ``total``."""
     pairs = []
-    for country in COUNTRIES:
+    for country in catalogue_words().countries:
         for sport, popularity in country.sports.items():
             # market size x popularity, with a seeded spread so seeds differ
             pairs.append((country, sport, country.weight * popularity * rng.lognormvariate(0.0, 0.25)))
@@ -416,21 +264,22 @@ def _block_plan(seed: int, block: int) -> list[_Slot]:
 
 
 def _candidate_name(slot: _Slot, rng: random.Random) -> str:
+    words = catalogue_words()
     c = slot.country
     label = _sport_label(slot.sport, c)
     adj = c.adjective
     if slot.type == "club":
-        patterns = CLUB_NAMES.get((slot.sport, c.style)) or CLUB_NAMES[(slot.sport, "*")]
+        patterns = words.club_names.get((slot.sport, c.style)) or words.club_names[(slot.sport, "*")]
         pattern = rng.choice(patterns)
         city = rng.choice(c.cities)
         if pattern.startswith("{c}spor"):
             city = city.replace(" ", "")
-        return pattern.format(c=city, n=rng.choice(NICKNAMES), a=rng.choice(ARAB_CLUB_WORDS))
+        return pattern.format(c=city, n=rng.choice(words.nicknames), a=rng.choice(words.arab_club_words))
     if slot.type == "federation":
         if c.style in ("en", "us", "anz"):
-            pattern = rng.choice(FEDERATION_NAMES_EN)
+            pattern = rng.choice(words.federation_names_en)
         else:
-            pattern = rng.choice(FEDERATION_NAMES)
+            pattern = rng.choice(words.federation_names)
             if c.royal and rng.random() < 0.6:
                 pattern = "Royal " + pattern
         if slot.sport == "Rugby" and c.style in ("en", "anz") and rng.random() < 0.6:
@@ -439,11 +288,11 @@ def _candidate_name(slot: _Slot, rng: random.Random) -> str:
             pattern = "{short} Cricket Board"
         return pattern.format(adj=adj, sport=label, short=c.short or c.name)
     if slot.type == "league":
-        pattern = rng.choice(LEAGUE_NAMES_TOP if slot.rank == 0 else LEAGUE_NAMES_SECOND)
+        pattern = rng.choice(words.league_names_top if slot.rank == 0 else words.league_names_second)
         return pattern.format(adj=adj, sport=label)
-    pattern = rng.choice(AGENCY_NAMES)
-    s, s2 = rng.sample(AGENCY_SURNAMES, 2)
-    return pattern.format(p=rng.choice(AGENCY_PREFIXES), c=rng.choice(c.cities), sport=label, s=s, s2=s2)
+    pattern = rng.choice(words.agency_names)
+    s, s2 = rng.sample(words.agency_surnames, 2)
+    return pattern.format(p=rng.choice(words.agency_prefixes), c=rng.choice(c.cities), sport=label, s=s, s2=s2)
 
 
 def _unique_name(slot: _Slot, rng: random.Random, taken: set[str]) -> str:

@@ -19,6 +19,7 @@ from typing import Iterator
 from engine.catalogue.generator import DEMO_ENTITIES, DEMO_SEED, seed_catalogue
 from engine.discovery.demo import seed_demo_metrics
 from engine.store.graph import GraphStore, GraphStats
+from engine.store.opsdb import open_ops_db
 from engine.catalogue.importer import import_file
 from engine.core.settings import Settings, load_settings
 from engine.catalogue.templates import load_templates
@@ -101,13 +102,7 @@ def open_graph(settings: Settings) -> Iterator[GraphStore]:
 
 
 def audit(settings: Settings, action: str, target: str, details: dict) -> None:
-    """Record the change in the OpsDB of the data dir (skipped while engine.store.opsdb does not exist)."""
-    try:
-        from engine.store.opsdb import open_ops_db
-    except ModuleNotFoundError as exc:
-        if exc.name != "engine.store.opsdb":
-            raise
-        return
+    """Record the change in the OpsDB of the data dir."""
     open_ops_db(settings).audit("cli", action, target, details)
 
 

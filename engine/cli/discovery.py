@@ -1,7 +1,7 @@
 """`python -m engine discover | compare` and `bench discovery`: the discovery engine from the command line.
 
 A thin adapter over engine.discovery.runs (graph entities), engine.discovery.systems (in-memory
-catalogue runs) and engine.discovery.scoring. Every run on graph entities goes through
+catalogue runs), engine.discovery.scoring and engine.bench.discovery. Every run on graph entities goes through
 engine.discovery.runs.run_entities, so it is recorded as a metric event.
 
 Configs: ``--config-file FILE`` is the new system's ParameterConfig; without it
@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from engine.bench.discovery import bench_discovery
 from engine.core.errors import ConfigError, DiscoveryError
 from engine.core.model import RunResult
 from engine.core.configs import config_for_system
@@ -371,52 +372,8 @@ def _paired(new: list[RunResult], old: list[RunResult], truth) -> dict | None:
 # --------------------------------------------------------------------------- bench
 
 
-def _loadavg() -> str:
-    try:
-        import os
-
-        return f"{os.getloadavg()[0]:.1f}"
-    except OSError:
-        return "unknown"
-
-
 def cmd_bench_discovery(args: argparse.Namespace) -> int:
-    from engine.catalogue.generator import generate_catalogue, templates_for
-    from engine.discovery.systems import run_batch
-    from engine.discovery.runs import EvidenceSpec, make_source
-    from engine.core.percentiles import percentile
-    from engine.catalogue.templates import load_templates
-
     _check_count(args.entities)
     params = ParameterConfig.load(args.config_file) if args.config_file else ParameterConfig()
-    entities = generate_catalogue(args.entities, args.seed)
-    templates = templates_for(entities, load_templates())
-    world = make_source(EvidenceSpec(world_seed=args.world_seed), templates=templates, entities=entities)
-    print(f"bench discovery: {len(entities):,} catalogue entities (seed {args.seed}), simulated world seed "
-          f"{args.world_seed}, virtual time, in memory; config {params.hash()}")
-    figures = {}
-    for system in ("new", "old"):
-        t0 = time.perf_counter()
-        results = run_batch(entities, templates, world, params, system, now=VIRTUAL_NOW)
-        wall = time.perf_counter() - t0
-        eng = [r.engine_time_s * 1000.0 for r in results]
-        hops = sum(r.iterations for r in results)
-        evidence = sum(r.evidence_latency_s for r in results)
-        figures[system] = (wall, percentile(eng, 95))
-        print(
-            f"  {system}: engine time per entity p50 {percentile(eng, 50):.2f} ms, p95 {percentile(eng, 95):.2f} ms, "
-            f"max {max(eng):.2f} ms (evidence calls excluded) · full run {wall:.2f} s wall for {hops:,} hops "
-            f"({wall / max(hops, 1) * 1e6:.0f} µs per hop incl. the simulated world) · the same evidence for "
-            f"real, sequentially: {evidence / 3600:.1f} h"
-        )
-    # The same new-system run timed in this thread's CPU time: what the engine itself costs, immune to
-    # other processes competing for the cores (wall-clock percentiles above include being preempted).
-    cpu = [r.engine_time_s * 1000.0 for r in
-           run_batch(entities, templates, world, params, "new", now=VIRTUAL_NOW, timer=time.thread_time)]
-    print(f"  new, CPU time: engine time per entity p50 {percentile(cpu, 50):.2f} ms, p95 {percentile(cpu, 95):.2f} ms, "
-          f"max {max(cpu):.2f} ms (thread CPU time; load average now {_loadavg()})")
-    new_wall, new_p95 = figures["new"]
-    print(f"  aim: p95 < 20 ms per entity -> {new_p95:.2f} ms ({new_p95 / 20.0:.1%} of the aim); full "
-          f"{len(entities):,}-entity new-system run < 60 s -> {new_wall:.2f} s ({new_wall / 60.0:.1%} of a minute); "
-          f"new/old wall ratio {new_wall / figures['old'][0]:.2f}")
+    bench_discovery(args.entities, args.seed, args.world_seed, params, now=VIRTUAL_NOW)
     return 0

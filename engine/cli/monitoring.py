@@ -1,6 +1,6 @@
 """`python -m engine report ...`, `python -m engine alerts ...` and `python -m engine bench monitor`.
 
-Thin adapters over engine.monitoring.reports and engine.monitoring.alerts: read arguments, call one
+Thin adapters over engine.monitoring.reports, engine.monitoring.alerts and engine.bench.monitor: read arguments, call one
 library function, print the result.
 """
 
@@ -8,28 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from engine.bench.monitor import bench_monitor
 from engine.monitoring import alert_jobs
 from engine.monitoring import alerts as alerts_mod
 from engine.core.errors import ConfigError
-from engine.monitoring.jsonlog import JsonlLog
-from engine.monitoring.events import query_events_light, record_runs
-from engine.core.model import Decision, Depth, HopRecord, HopType, HypothesisOutcome, RunResult, Status
-from engine.monitoring.windows import (
-    default_bucket,
-    format_window,
-    parse_window,
-    series_from_events,
-    summarize,
-    summarize_events,
-    time_series,
-)
-from engine.store.opsdb import OpsDB, open_ops_db
+from engine.monitoring.windows import format_window, parse_window
+from engine.store.opsdb import open_ops_db
 from engine.monitoring.reports import FORMATS, build_report, iso, render, report_filename
 from engine.core.settings import load_settings
 
@@ -201,96 +189,6 @@ def _print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 # --------------------------------------------------------------------------- bench
 
 
-def _synthetic_result(i: int, rng) -> RunResult:
-    """A run result with random but plausible figures (the benchmark times the plumbing, not the engine)."""
-    system = "new" if i % 2 else "old"
-    hops = rng.randint(2, 12)
-    errors = tuple(rng.choice(("timeout", "http_503")) for _ in range(hops) if rng.random() < 0.05)
-    patterns = rng.randint(3, 8)
-    records = tuple(
-        HopRecord(
-            iteration=h + 1, hypothesis_id=f"e{i}::p{h % patterns}", pattern=f"p{h % patterns}", category="Ticketing",
-            eig=0.1, hop_type=HopType.PRESS_RELEASE, depth=Depth.SURFACE,
-            decision=Decision.NO_PROGRESS if h < len(errors) else rng.choice(list(Decision)), delta=0.0,
-            confidence_after=0.5, cost_usd=0.05, latency_s=rng.uniform(0.2, 4.0),
-            error=errors[h] if h < len(errors) else None,
-        )
-        for h in range(hops)
-    )
-    outcomes = tuple(
-        HypothesisOutcome(f"e{i}::p{k}", f"p{k}", "Ticketing", rng.random(),
-                          Status.PROMOTED if rng.random() < 0.1 else Status.ACTIVE, 0)
-        for k in range(patterns)
-    )
-    return RunResult(
-        entity_id=f"e{i % 3400}", system=system, config_hash=f"cfg-{system}", iterations=hops,
-        cost_usd=sum(r.cost_usd for r in records), hops=records, outcomes=outcomes,
-        actionable=rng.random() < (0.4 if system == "new" else 0.2), stop_reason="bench",
-        engine_time_s=rng.uniform(0.0005, 0.01), evidence_latency_s=sum(r.latency_s for r in records),
-        errors=errors,
-    )
-
-
 def cmd_bench_monitor(args: argparse.Namespace) -> int:
-    import random
-
-    rng = random.Random(args.seed)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-monitor-"))
-    try:
-        ops = OpsDB(tmp / "ops.sqlite")
-        log = JsonlLog(tmp / "logs" / "metrics.jsonl", max_bytes=5 * 1024 * 1024, backups=3)
-        results = [_synthetic_result(i, rng) for i in range(args.events)]
-        end = 1_800_000_000.0
-        span = 7 * 86400.0
-        step = span / max(1, len(results) // args.batch)
-        t_clock = [end - span]
-
-        def clock() -> float:
-            t_clock[0] += step
-            return t_clock[0]
-
-        t = time.perf_counter()
-        for k in range(0, len(results), args.batch):
-            record_runs(ops, results[k:k + args.batch], run_id="bench", clock=clock, log=log)
-        record_s = time.perf_counter() - t
-        now = t_clock[0] + 1
-        print(f"recorded {len(results):,} events in {record_s:.2f}s "
-              f"({len(results) / record_s:,.0f} events/s, batches of {args.batch}; SQLite + JSONL, "
-              f"{sum(p.stat().st_size for p in log.files()) / 1e6:.1f} MB kept in {len(log.files())} log files)")
-        for label, window in (("1h", 3600.0), ("24h", 86400.0), ("7d", span + 1)):
-            t = time.perf_counter()
-            s = summarize(ops, window, now=now)
-            dt = time.perf_counter() - t
-            print(f"summarize {label:>3}: {s.overall.runs:>7,} events in {dt * 1000:8.1f} ms"
-                  f" ({s.overall.runs / dt if dt else 0:,.0f} events/s)")
-        t = time.perf_counter()
-        points = time_series(ops, span + 1, now=now)
-        print(f"time series 7d: {len(points)} points in {(time.perf_counter() - t) * 1000:.1f} ms")
-        # what one refresh of the Overview's live charts does (console.live): one light read, both aggregations;
-        # against the two full reads of summarize + time_series it replaced
-        t = time.perf_counter()
-        summarize(ops, span + 1, now=now)
-        time_series(ops, span + 1, now=now)
-        two_reads_s = time.perf_counter() - t
-        t = time.perf_counter()
-        light = query_events_light(ops, now - span - 1, now)
-        summarize_events(light, start=now - span - 1, end=now, now=now)
-        series_from_events(light, default_bucket(span + 1))
-        live_s = time.perf_counter() - t
-        print(f"live charts refresh 7d: {live_s * 1000:.1f} ms for {len(light):,} events "
-              f"(summarize + time_series: {two_reads_s * 1000:.1f} ms; {two_reads_s / live_s if live_s else 0:.2f}x)")
-        rules = alerts_mod.load_rules_file(alerts_mod.SHIPPED_RULES)
-        t = time.perf_counter()
-        alerts_mod.evaluate_alerts(ops, rules, now)
-        print(f"evaluate {len(rules)} alert rules: {(time.perf_counter() - t) * 1000:.1f} ms")
-        t = time.perf_counter()
-        report = build_report(ops, "7d", now=now, rules=rules)
-        build_s = time.perf_counter() - t
-        print(f"build 7d report: {build_s * 1000:.1f} ms")
-        for fmt in FORMATS:
-            t = time.perf_counter()
-            text = render(report, fmt)
-            print(f"render {fmt:>4}: {(time.perf_counter() - t) * 1000:7.1f} ms, {len(text.encode()):>9,} bytes")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    bench_monitor(args.events, args.batch, args.seed)
     return 0

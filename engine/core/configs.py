@@ -55,7 +55,7 @@ def live_config(ops: SettingsStore) -> ParameterConfig:
     return ParameterConfig.from_dict(data["params"], source="live config (settings_kv rollout.live_config)")
 
 
-def live_config_info(ops: SettingsStore) -> dict | None:
+def live_config_info(ops: SettingsStore) -> dict[str, Any] | None:
     """Where the live config came from (hash, run, actor, time), or None for the defaults."""
     data = ops.get_setting(LIVE_CONFIG_KEY)
     return {k: v for k, v in data.items() if k != "params"} if data else None
@@ -69,7 +69,7 @@ def set_live_config(ops: SettingsStore, db: Any, cfg: ParameterConfig, *, run_id
     ops.audit(actor, "rollout.live_config", cfg.hash(), {"run_id": run_id}, db=db)
 
 
-def set_candidate(ops: SettingsStore, path: str | Path, actor: str, source: str = "file") -> dict:
+def set_candidate(ops: SettingsStore, path: str | Path, actor: str, source: str = "file") -> dict[str, Any]:
     """Hand a candidate ParameterConfig file to the rollout (audited). Returns what was stored.
 
     The file is validated and its values are stored (a later edit or removal
@@ -85,9 +85,10 @@ def set_candidate(ops: SettingsStore, path: str | Path, actor: str, source: str 
     return info
 
 
-def candidate_info(ops: SettingsStore) -> dict | None:
+def candidate_info(ops: SettingsStore) -> dict[str, Any] | None:
     """The handed-over candidate (path, hash, source, actor, at, params) or None."""
-    return ops.get_setting(CANDIDATE_KEY)
+    info: dict[str, Any] | None = ops.get_setting(CANDIDATE_KEY)
+    return info
 
 
 def candidate_config(ops: SettingsStore) -> ParameterConfig | None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
-from typing import Iterable
+from typing import Any
 
 from engine.core.errors import DiscoveryError
 
@@ -234,7 +235,7 @@ class Hypothesis:
         return self.accepts + self.weak_accepts + self.rejects + self.no_progress
 
     @classmethod
-    def new(cls, entity_id: str, pattern: Pattern, now: float) -> "Hypothesis":
+    def new(cls, entity_id: str, pattern: Pattern, now: float) -> Hypothesis:
         return cls(
             id=hypothesis_id(entity_id, pattern.name),
             entity_id=entity_id,
@@ -315,7 +316,8 @@ def apply_decision(
     """Pure update: counters, clamped confidence, recent window, then lifecycle."""
     delta_wanted = deltas.delta(decision)
     confidence = clamp01(h.confidence + delta_wanted)
-    counts = {
+    # one counter field and its new value, spread into replace() below
+    counts: dict[str, Any] = {
         Decision.ACCEPT: dict(accepts=h.accepts + 1),
         Decision.WEAK_ACCEPT: dict(weak_accepts=h.weak_accepts + 1),
         Decision.REJECT: dict(rejects=h.rejects + 1),

@@ -27,9 +27,10 @@ import hashlib
 import json
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, SupportsInt
 
 from engine.core.errors import ConfigError
 from engine.core.model import DecisionDeltas, LifecycleRules, category_group
@@ -56,7 +57,9 @@ class ParamSpec:
         return f"{kind} in [{self.low}, {self.high}]"
 
 
-def _s(name, default, low, high, step, group, help_):
+def _s(
+    name: str, default: float, low: float, high: float, step: float | None, group: str, help_: str
+) -> ParamSpec:
     return ParamSpec(name, default, low, high, step, group, help_)
 
 
@@ -69,7 +72,8 @@ PARAMETER_SPECS: tuple[ParamSpec, ...] = (
     _s("value_digital", 1.3, 0.5, 3.0, 0.1, "value", "EIG value of Digital Transformation / AI Platform"),
     _s("value_data", 1.2, 0.5, 3.0, 0.1, "value", "EIG value of Data Analytics / CRM Implementation"),
     _s("value_commercial", 1.1, 0.5, 3.0, 0.1, "value", "EIG value of Fan Engagement / Ticketing / E-commerce"),
-    _s("value_default", 1.0, 0.5, 3.0, 0.1, "value", "EIG value of Operations / Infrastructure / IT Modernization / General"),
+    _s("value_default", 1.0, 0.5, 3.0, 0.1, "value",
+       "EIG value of Operations / Infrastructure / IT Modernization / General"),
     _s("value_other", 0.9, 0.5, 3.0, 0.1, "value", "EIG value of any category outside the table"),
     # decision deltas
     _s("delta_accept", 0.06, 0.01, 0.20, 0.01, "deltas", "confidence change on ACCEPT"),
@@ -81,9 +85,11 @@ PARAMETER_SPECS: tuple[ParamSpec, ...] = (
     # search and stop rules
     _s("max_iterations", 20, 1, 100, 1, "search", "hops per entity run at most"),
     _s("max_depth", 3, 1, 3, 1, "search", "deepest depth (1 SURFACE, 2 OPERATIONAL, 3 AUTHORITY)"),
-    _s("depth_patience", 3, 1, 10, 1, "search", "consecutive hops without an (weak) accept before going one depth deeper"),
+    _s("depth_patience", 3, 1, 10, 1, "search",
+       "consecutive hops without an (weak) accept before going one depth deeper"),
     _s("flat_window", 8, 2, 20, 1, "search", "hops over which confidence must move, else the run stops (flat)"),
-    _s("flat_epsilon", 0.02, 0.0, 0.20, 0.01, "search", "total |confidence change| over the window at or below which it is flat"),
+    _s("flat_epsilon", 0.02, 0.0, 0.20, 0.01, "search",
+       "total |confidence change| over the window at or below which it is flat"),
     _s("stop_confidence", 0.80, 0.50, 1.0, 0.01, "search", "stop when actionable and the best confidence exceeds this"),
     # lifecycle
     _s("promote_confidence", 0.70, 0.40, 0.95, 0.01, "lifecycle", "PROMOTED at or above this confidence ..."),
@@ -105,13 +111,16 @@ PARAMETER_SPECS: tuple[ParamSpec, ...] = (
     _s("actionable_min_accepts", 2, 1, 10, 1, "actionable", "actionable: at least this many ACCEPTs ..."),
     _s("actionable_min_categories", 2, 1, 5, 1, "actionable", "... across at least this many distinct categories"),
     # selection bonuses
-    _s("exploration_bonus", 0.5, 0.0, 1.0, 0.01, "bonus", "added to EIG / sqrt(1 + tries of the hypothesis in this run)"),
-    _s("exploitation_bonus", 0.10, 0.0, 1.0, 0.01, "bonus", "added to EIG of an unpromoted hypothesis that has an ACCEPT"),
+    _s("exploration_bonus", 0.5, 0.0, 1.0, 0.01, "bonus",
+       "added to EIG / sqrt(1 + tries of the hypothesis in this run)"),
+    _s("exploitation_bonus", 0.10, 0.0, 1.0, 0.01, "bonus",
+       "added to EIG of an unpromoted hypothesis that has an ACCEPT"),
     # channel score weights
     _s("channel_w_depth", 1.0, 0.0, 3.0, 0.1, "channel", "weight of a channel being native to the current depth"),
     _s("channel_w_yield", 1.0, 0.0, 3.0, 0.1, "channel", "weight of the channel's observed progress rate in this run"),
     _s("channel_w_cost", 0.5, 0.0, 3.0, 0.1, "channel", "weight of the channel's quoted cost (relative, subtracted)"),
-    _s("channel_w_repeat", 0.3, 0.0, 3.0, 0.1, "channel", "penalty per earlier use of the channel on the same hypothesis"),
+    _s("channel_w_repeat", 0.3, 0.0, 3.0, 0.1, "channel",
+       "penalty per earlier use of the channel on the same hypothesis"),
     _s("channel_w_priority", 0.2, 0.0, 3.0, 0.1, "channel", "weight of the template's channel priority (1/priority)"),
 )
 
@@ -182,7 +191,7 @@ class ParameterConfig:
             if isinstance(v, bool) or not isinstance(v, numbers.Real):
                 continue
             if spec.integer:
-                if float(v).is_integer():
+                if float(v).is_integer() and isinstance(v, SupportsInt):  # every Real in practice
                     object.__setattr__(self, spec.name, int(v))
             else:
                 object.__setattr__(self, spec.name, float(v))
@@ -201,7 +210,7 @@ class ParameterConfig:
                 out.append(f"{spec.name} = {v!r} is not a number: allowed {spec.allowed()}")
             elif spec.integer and not isinstance(v, int):
                 out.append(f"{spec.name} = {v!r} is not an integer: allowed {spec.allowed()}")
-            elif not math.isfinite(v) or not (spec.low <= v <= spec.high):
+            elif not math.isfinite(v) or not (spec.low <= float(v) <= spec.high):
                 out.append(f"{spec.name} = {v!r} is out of range: allowed {spec.allowed()}")
         if out:
             return out
@@ -217,7 +226,7 @@ class ParameterConfig:
             )
         return out
 
-    def validate(self) -> "ParameterConfig":
+    def validate(self) -> ParameterConfig:
         """Raise ConfigError listing every problem; return self when valid (always, once built)."""
         bad = self.problems()
         if bad:
@@ -247,7 +256,8 @@ class ParameterConfig:
 
     def category_value(self, category: str) -> float:
         """EIG value of a pattern category via the explicit model.CATEGORY_GROUP table."""
-        return getattr(self, VALUE_FIELD_BY_GROUP[category_group(category)])
+        value: float = getattr(self, VALUE_FIELD_BY_GROUP[category_group(category)])
+        return value
 
     @property
     def cost_cap_usd(self) -> float:
@@ -274,14 +284,14 @@ class ParameterConfig:
             self.__dict__["_hash"] = cached  # not a field: equality, asdict and replace ignore it
         return cached
 
-    def with_changes(self, **changes: Any) -> "ParameterConfig":
+    def with_changes(self, **changes: Any) -> ParameterConfig:
         unknown = sorted(set(changes) - set(SPEC_BY_NAME))
         if unknown:
             raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}: see PARAMETER_SPECS for the names")
         return replace(self, **changes)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "parameters") -> "ParameterConfig":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "parameters") -> ParameterConfig:
         """Build from a (partial) mapping; missing fields keep their defaults."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: expected a JSON object of parameter names to values")
@@ -296,7 +306,7 @@ class ParameterConfig:
             raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_json(cls, text: str, source: str = "parameters") -> "ParameterConfig":
+    def from_json(cls, text: str, source: str = "parameters") -> ParameterConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -304,7 +314,7 @@ class ParameterConfig:
         return cls.from_dict(data, source)
 
     @classmethod
-    def load(cls, path: str | Path) -> "ParameterConfig":
+    def load(cls, path: str | Path) -> ParameterConfig:
         """Read a parameter file; every error is a one-line ConfigError naming the file."""
         p = Path(path)
         try:
@@ -329,7 +339,7 @@ def _check_specs_match_fields() -> None:
     names = [f.name for f in fields(ParameterConfig)]
     if names != [s.name for s in PARAMETER_SPECS]:
         raise RuntimeError("ParameterConfig fields and PARAMETER_SPECS disagree")
-    for f, s in zip(fields(ParameterConfig), PARAMETER_SPECS):
+    for f, s in zip(fields(ParameterConfig), PARAMETER_SPECS, strict=True):  # lengths checked above
         if f.default != s.default or type(f.default) is not type(s.default):
             raise RuntimeError(f"default of {f.name} differs from PARAMETER_SPECS")
 

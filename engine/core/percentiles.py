@@ -10,7 +10,7 @@ exact with ±inf (a crashed run's latency), which interpolation does not.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 PERCENTILE_METHOD = "nearest rank: the value at 1-based rank ceil(q/100 * n) of the sorted values"
 

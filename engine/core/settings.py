@@ -46,10 +46,10 @@ class Settings:
         """Human description of where the graph lives, for messages."""
         return self.falkordb_url or f"embedded FalkorDB in {self.graph_dir}"
 
-    def with_data_dir(self, data_dir: Path | str) -> "Settings":
+    def with_data_dir(self, data_dir: Path | str) -> Settings:
         return replace(self, data_dir=Path(data_dir))
 
-    def ensure_dirs(self) -> "Settings":
+    def ensure_dirs(self) -> Settings:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if not self.falkordb_url:

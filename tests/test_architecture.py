@@ -2,8 +2,12 @@
 
 Layers, lowest first; a module may import from its own package and from lower layers only::
 
-    engine.core < engine.store < {jobs, catalogue, monitoring} < {cache, discovery} < {rollout, tuning}
+    engine.core < engine.store < engine.jobs < {catalogue, monitoring} < {cache, discovery} < {rollout, tuning}
         < engine.bench < engine.cli < engine (its __main__) < console < pages (+ streamlit_app.py)
+
+``engine.jobs`` sits under the areas that run work in workers (monitoring's periodic alert
+evaluation, rollout, tuning, the store benchmark); it imports none of them, it names their handlers
+as "module:function" strings.
 
 ``engine.bench`` sits just under ``engine.cli`` because the CLI is the adapter over the benchmarks
 (``python -m engine bench ...`` parses flags and calls ``engine.bench.*``).
@@ -43,7 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine.core",),
     ("engine.store",),
-    ("engine.jobs", "engine.catalogue", "engine.monitoring"),
+    ("engine.jobs",),
+    ("engine.catalogue", "engine.monitoring"),
     ("engine.cache", "engine.discovery"),
     ("engine.rollout", "engine.tuning"),
     ("engine.bench",),

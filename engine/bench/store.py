@@ -48,6 +48,7 @@ from engine.core.model import Decision, apply_decision
 from engine.core.settings import Settings
 from engine.catalogue.templates import load_templates
 from engine.cache.warmer import CacheWarmer, WarmerConfig, replay_trace, zipf_trace
+from engine.jobs.queue import JobStore, launch_worker
 
 Progress = Callable[[int, int, str], None]
 
@@ -419,8 +420,6 @@ def run_bench_job(ctx: Any) -> dict[str, Any]:
 
 def submit_bench_job(settings: Settings, ops: Any, *, entities: int, growth: int = 1, actor: str) -> int:
     """Queue the benchmark and start a worker process for it; returns the job id (audited)."""
-    from engine.jobs.queue import JobStore, launch_worker
-
     if not isinstance(entities, int) or entities < 10:
         raise ConfigError(f"benchmark entities must be a whole number >= 10 (got {entities!r})")
     if growth not in (1,) and growth < 2:

@@ -22,6 +22,11 @@ from engine.cache import service as cache_service
 from engine.core.errors import ConfigError
 from engine.store.opsdb import open_ops_db
 from engine.core.settings import load_settings
+from engine.bench.store import format_report, run_store_bench
+from engine.cache.cached_graph import CachedGraph
+from engine.cache.lru import HypothesisCache
+from engine.cache.warmer import CacheWarmer
+from engine.store.graph import GraphStore
 
 #: published statistics older than this are reported as from a process that is gone
 STALE_AFTER_S = 30.0
@@ -177,11 +182,6 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 
 def _print_plan(top: int) -> int:
-    from engine.cache.lru import HypothesisCache
-    from engine.cache.cached_graph import CachedGraph
-    from engine.store.graph import GraphStore
-    from engine.cache.warmer import CacheWarmer
-
     settings = load_settings().ensure_dirs()
     graph = GraphStore.open(settings)
     try:
@@ -198,8 +198,6 @@ def _print_plan(top: int) -> int:
 
 
 def cmd_bench_store(args: argparse.Namespace) -> int:
-    from engine.bench.store import format_report, run_store_bench
-
     if args.repeats < 1 or args.row_sample < 1:
         raise ConfigError("--repeats and --row-sample must be >= 1")
 

@@ -31,6 +31,14 @@ from engine.core.model import RunResult
 from engine.core.configs import config_for_system
 from engine.core.params import ParameterConfig
 from engine.core.settings import Settings, load_settings
+from engine.catalogue.generator import generate_catalogue, templates_for
+from engine.catalogue.templates import load_templates
+from engine.discovery import runs
+from engine.discovery.runs import EvidenceSpec, make_source, truth_of
+from engine.discovery.scoring import comparison_rows, score_runs
+from engine.discovery.systems import run_batch
+from engine.store.graph import GraphStore
+from engine.store.opsdb import open_ops_db
 
 DEFAULT_WORLD_SEED = 1
 DEFAULT_SAMPLE_SEED = 7
@@ -122,9 +130,6 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
 
 @contextmanager
 def _stores(settings: Settings) -> Iterator[tuple[Any, Any]]:
-    from engine.store.graph import GraphStore
-    from engine.store.opsdb import open_ops_db
-
     ops = open_ops_db(settings)
     graph = GraphStore.open(settings)
     try:
@@ -139,8 +144,6 @@ def _params_for(system: str, config_file: Path | None, ops) -> tuple[ParameterCo
 
 
 def _spec(args: argparse.Namespace):
-    from engine.discovery.runs import EvidenceSpec
-
     if args.evaluator_url and args.replay:
         raise ConfigError("choose one evidence source: --evaluator-url or --replay, not both")
     if args.evaluator_url:
@@ -197,8 +200,6 @@ def _json_default(value: Any) -> Any:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from engine.discovery import runs
-
     settings = load_settings().ensure_dirs()
     spec = _spec(args)
     with _stores(settings) as (graph, ops):
@@ -257,11 +258,6 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 
 def _catalogue_runs(n: int, seed: int, spec, params_new, params_old):
-    from engine.catalogue.generator import generate_catalogue, templates_for
-    from engine.discovery.systems import run_batch
-    from engine.discovery.runs import make_source, truth_of
-    from engine.catalogue.templates import load_templates
-
     entities = generate_catalogue(n, seed)
     templates = templates_for(entities, load_templates())
     source = make_source(spec, templates=templates, entities=entities)
@@ -271,8 +267,6 @@ def _catalogue_runs(n: int, seed: int, spec, params_new, params_old):
 
 
 def _graph_runs(args, spec, settings):
-    from engine.discovery import runs
-
     with _stores(settings) as (graph, ops):
         params_new, label_new = _params_for("new", args.config_file, ops)
         params_old, label_old = (ParameterConfig.load(args.old_config_file), str(args.old_config_file)) \
@@ -302,8 +296,6 @@ def _graph_runs(args, spec, settings):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from engine.discovery.scoring import comparison_rows, score_runs
-
     _check_count(args.entities)
     spec = _spec(args)
     if args.catalogue:
@@ -355,6 +347,7 @@ def _paired(new: list[RunResult], old: list[RunResult], truth) -> dict | None:
     """Paired differences over the same entities with a 90% percentile bootstrap of the mean cost difference."""
     import numpy as np
 
+    # lazy: engine.rollout loads scipy.stats (~1 s); every CLI command imports this module to build its parser
     from engine.rollout.stats import bootstrap_interval
 
     if not new or [r.entity_id for r in new] != [r.entity_id for r in old]:

@@ -125,7 +125,7 @@ def format_status(st) -> str:
 
 def _wait(ops, run_id: int, poll_s: float = 1.0) -> int:
     """Print the run's progress until it is over or waits for a person; 0 when it completed."""
-    from engine import rollout  # see the module docstring
+    from engine import rollout  # lazy: scipy.stats (~1 s); every CLI command imports this module for its parser
 
     last = None
     while True:
@@ -141,7 +141,7 @@ def _wait(ops, run_id: int, poll_s: float = 1.0) -> int:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from engine import rollout as ro  # see the module docstring
+    from engine import rollout as ro  # lazy: scipy.stats (~1 s); every CLI command imports this module
 
     settings = load_settings().ensure_dirs()
     ops = _ops(settings)
@@ -283,7 +283,7 @@ def register(subparsers) -> None:
 
 
 def cmd_bench_rollout(args: argparse.Namespace) -> int:
-    # imported here: the benchmark loads the whole rollout package (scipy.stats), which other commands need not pay
+    # lazy: the benchmark loads the whole rollout package (scipy.stats), which other commands need not pay
     from engine.bench.rollout import run_rollout_bench
 
     return 0 if run_rollout_bench(args.entities, args.seed, keep=args.keep) else 1

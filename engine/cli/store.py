@@ -20,6 +20,7 @@ from engine.store import falkor
 from engine.core.errors import StoreUnavailable
 from engine.core.model import Channel, Decision, Entity, HopType, Hypothesis, Pattern, Template, apply_decision
 from engine.core.settings import Settings, load_settings
+from engine.store.graph import GraphStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -155,8 +156,6 @@ def synthetic_catalogue(n: int, patterns: int, seed: int, now: float):
 
 
 def cmd_bench_graph(args: argparse.Namespace) -> int:
-    from engine.store.graph import GraphStore  # imported here so `store status` stays light
-
     if args.entities < 1 or args.patterns < 1:
         raise StoreUnavailable("bench graph needs --entities >= 1 and --patterns >= 1")
     tmp = Path(tempfile.mkdtemp(prefix="discovery-bench-store-"))

@@ -69,6 +69,8 @@ from engine.monitoring.events import record_runs
 from engine.core.model import Entity, Hypothesis, RunResult, Status, Template, UnknownEntity
 from engine.core.params import DEFAULT_PARAMS, ParameterConfig
 from engine.core.settings import Settings
+from engine.catalogue.templates import load_templates
+from engine.discovery.world import SimulatedWorld, WorldProfile
 
 DEFAULT_WORLD_SEED = 1
 SOURCE_KINDS = ("world", "http", "replay")
@@ -132,10 +134,8 @@ def make_source(
         return HTTPEvidenceSource(spec.url or "", timeout_s=spec.timeout_s)
     if spec.kind == "replay":
         return ReplaySource.load(spec.replay_path, strict=spec.strict)
-    from engine.discovery.world import SimulatedWorld, WorldProfile
 
     if templates is None:
-        from engine.catalogue.templates import load_templates
 
         templates = load_templates()
     profile = WorldProfile.load(spec.profile_path) if spec.profile_path else None

@@ -62,6 +62,7 @@ from engine.core.model import (
     is_actionable,
 )
 from engine.core.params import DEFAULT_PARAMS, ParameterConfig
+from engine.catalogue.generator import build_hypotheses
 
 SYSTEMS = ("new", "old")
 
@@ -417,7 +418,6 @@ def run_batch(
     cluster that run after it. ``cluster_sizes`` defaults to counting
     ``entities`` per cluster. Time is frozen at ``now`` (virtual).
     """
-    from engine.catalogue.generator import build_hypotheses  # the catalogue owns how fresh hypotheses look
 
     entities = list(entities)
     sizes = dict(cluster_sizes) if cluster_sizes is not None else dict(Counter(e.cluster for e in entities))

@@ -12,11 +12,14 @@ spawned), so CI never hangs on a stray daemon.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
+from engine.catalogue.generator import seed_catalogue
+from engine.catalogue.templates import load_templates
 from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import OpsDB
@@ -52,6 +55,18 @@ def graph(settings: Settings):
 @pytest.fixture
 def ops(settings: Settings) -> OpsDB:
     return OpsDB(settings.ops_db_path)
+
+
+@pytest.fixture
+def seed_graph(graph: GraphStore) -> Callable[..., GraphStore]:
+    """Factory: ``seed_graph(n, seed=7, clock=None)`` loads n catalogue entities (shipped templates) into
+    ``graph`` and returns it."""
+
+    def seed(n: int, seed: int = 7, *, clock: Callable[[], float] | None = None) -> GraphStore:
+        seed_catalogue(graph, n, seed, load_templates(), **({} if clock is None else {"clock": clock}))
+        return graph
+
+    return seed
 
 
 @pytest.fixture

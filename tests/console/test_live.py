@@ -1,0 +1,130 @@
+"""Overview live charts: the frames (pure) and the Overview page with metric events (AppTest)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from console.live import LIVE_METRICS, alert_banner, comparison_tiles, runs_caption, series_frame
+from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring.events import record_runs
+from engine.monitoring.windows import series_from_events, summarize_events
+from engine.store.opsdb import open_ops_db
+from tests.support.monitoring_data import make_event, make_run
+
+APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
+T0 = 1_800_000_000.0
+
+
+def test_series_frame_has_one_row_per_bucket_system_and_metric():
+    events = [
+        make_event(T0, system="new", cost=0.2, actionable=True, hops=4, errors=("timeout",)),
+        make_event(T0 + 10, system="new", cost=0.4, hops=4),
+        make_event(T0, system="old", cost=1.0, hops=5),
+    ]
+    frame = series_frame(series_from_events(events, 60))
+    assert len(frame) == 2 * len(LIVE_METRICS)
+    new = frame[frame["system"] == "new"].set_index("metric")["value"]
+    assert new["cost_per_entity"] == pytest.approx(0.3)
+    assert new["actionable_rate"] == pytest.approx(0.5)
+    assert new["error_rate"] == pytest.approx(1 / 8)
+    old = frame[frame["system"] == "old"].set_index("metric")["value"]
+    assert old["cost_per_entity"] == pytest.approx(1.0) and old["actionable_rate"] == 0.0
+    assert str(frame["time"].dt.tz) == "UTC"
+    assert frame["time"].iloc[0].timestamp() == (T0 // 60) * 60
+
+
+def test_a_bucket_without_hops_has_no_error_rate_rather_than_zero():
+    frame = series_frame(series_from_events([make_event(T0, hops=0)], 60))
+    assert "error_rate" not in set(frame["metric"])
+    assert "cost_per_entity" in set(frame["metric"])
+
+
+def test_empty_series_is_an_empty_frame_with_the_columns():
+    frame = series_frame([])
+    assert frame.empty and list(frame.columns) == ["time", "system", "metric", "value", "runs"]
+
+
+def test_comparison_tiles_show_new_against_old_with_sizes_and_say_why_a_figure_is_missing():
+    both = summarize_events(
+        [make_event(T0, system="new", cost=0.5, hops=4, errors=("timeout",)),
+         make_event(T0, system="old", cost=1.0, actionable=True, hops=4)],
+        start=T0 - 60, end=T0 + 60, now=T0 + 60,
+    )
+    tiles = {t.label: t for t in comparison_tiles(both)}
+    cost = tiles["Cost / entity (new)"]
+    assert (cost.value, cost.delta, cost.delta_color) == ("$0.500", "-0.500 vs old $1.000", "inverse")
+    assert "cost reduction vs old +50.0%" in cost.help and "old n=1, new n=1" in cost.help
+    act = tiles["Actionable rate (new)"]
+    assert (act.value, act.delta) == ("0.0%", "-100.0 pp vs old 100.0%")
+    assert tiles["Error rate (new)"].delta == "+25.0 pp vs old 0.0%"
+    assert tiles["p95 latency (new)"].value == "3.0 s"
+    only_new = summarize_events([make_event(T0, system="new")], start=T0 - 60, end=T0 + 60, now=T0 + 60)
+    tiles = {t.label: t for t in comparison_tiles(only_new)}
+    assert tiles["Cost / entity (new)"].delta is None and "no old runs" in tiles["Cost / entity (new)"].help
+    assert runs_caption(only_new, "1h", 120, T0).startswith("1 runs in the last 1h (new 1, old 0) · buckets of 2m")
+
+
+# --------------------------------------------------------------------------- the Overview page
+
+
+def _charts(at: AppTest) -> list:
+    return list(at.get("vega_lite_chart"))
+
+
+def test_overview_without_events_says_how_to_get_some(console_env):
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert any("No discovery runs recorded in the last 24h" in i.value for i in at.info)
+    assert len(_charts(at)) == 3  # only the graph's own charts
+
+
+def test_overview_draws_four_live_charts_from_recorded_events(console_env):
+    now = time.time()
+    ops = open_ops_db(console_env)
+    log = JsonlLog.for_settings(console_env)
+    record_runs(ops, [make_run(f"n{i}", cost=0.25, actionable=i % 2 == 0) for i in range(4)], run_id="t",
+                clock=lambda: now - 3600, log=log)
+    record_runs(ops, [make_run(f"o{i}", system="old", cost=0.5) for i in range(3)], run_id="t",
+                clock=lambda: now - 600, log=log)
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert len(_charts(at)) == 3 + 4
+    metrics = {m.label: m for m in at.metric}
+    assert metrics["Cost / entity (new)"].value == "$0.250"
+    assert metrics["Cost / entity (new)"].delta == "-0.250 vs old $0.500"
+    assert metrics["Actionable rate (new)"].value == "50.0%"
+    assert any(c.value.startswith("7 runs in the last 24h (new 4, old 3)") for c in at.caption)
+    # a shorter window leaves the older new-system runs out
+    at.segmented_control(key="live_window").set_value("15m").run()
+    assert not at.exception
+    assert any(c.value.startswith("3 runs in the last 15m (new 0, old 3)") for c in at.caption)
+    assert {m.label: m.value for m in at.metric}["Cost / entity (new)"] == "n/a"
+
+
+def test_alert_banner_names_firing_and_pending_rules():
+    from engine.monitoring.alerts import AlertRecord, AlertStatus
+
+    def rec(rid, state):
+        return AlertRecord(rid, AlertStatus(state), 0.0, "", None, 0, 0.0)
+
+    assert alert_banner({"a": rec("a", "ok"), "b": rec("b", "no_data")}) is None
+    states = {r: rec(r, s) for r, s in (("x", "firing"), ("y", "pending"), ("z", "firing"), ("w", "resolved"))}
+    assert alert_banner(states) == "Alerts: 2 firing (x, z); 1 pending (y) — see the Alerts page."
+
+
+def test_overview_warns_while_an_alert_fires(console_env):
+    from engine.monitoring.alerts import evaluate_alerts, load_rules, save_rules
+
+    save_rules(console_env, [r.to_json() | ({"hold": "0s", "min_sample": 1} if r.id == "error-rate" else {})
+                             for r in load_rules(console_env)])
+    ops = open_ops_db(console_env)
+    record_runs(ops, [make_run("e", hops=2, errors=("timeout", "timeout"))], run_id="t",
+                clock=lambda: time.time() - 60, log=JsonlLog.for_settings(console_env))
+    evaluate_alerts(ops, load_rules(console_env), time.time())
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert [w.value for w in at.warning] == ["Alerts: 1 firing (error-rate) — see the Alerts page."]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 
@@ -44,7 +45,7 @@ EDITABLE = ("op", "threshold", "hold", "window", "min_sample", "severity", "syst
 
 
 def _utc(ts: float | None):
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
 
 def state_counts(rules: Sequence[AlertRule], states: Mapping[str, AlertRecord]) -> dict[str, int]:
@@ -62,21 +63,23 @@ def states_frame(rules: Sequence[AlertRule], states: Mapping[str, AlertRecord]) 
     for r in rules:
         rec = states.get(r.id)
         state = rec.state.value if rec else NOT_EVALUATED
-        rows.append({
-            "state": state,
-            "rule": r.id,
-            "name": r.name,
-            "severity": r.severity.value,
-            "value": r.metric.format(rec.value) if rec else "",
-            "condition": r.condition(),
-            "sample": rec.sample if rec else None,
-            "since": _utc(rec.since) if rec else None,
-            "evaluated": _utc(rec.evaluated_at) if rec else None,
-            "acknowledged by": (rec.acknowledged_by or "") if rec else "",
-            "reason": rec.reason if rec else "never evaluated: press Evaluate now or start periodic evaluation",
-            "runbook": r.runbook,
-            "_rank": rank.get(state, len(rank)),
-        })
+        rows.append(
+            {
+                "state": state,
+                "rule": r.id,
+                "name": r.name,
+                "severity": r.severity.value,
+                "value": r.metric.format(rec.value) if rec else "",
+                "condition": r.condition(),
+                "sample": rec.sample if rec else None,
+                "since": _utc(rec.since) if rec else None,
+                "evaluated": _utc(rec.evaluated_at) if rec else None,
+                "acknowledged by": (rec.acknowledged_by or "") if rec else "",
+                "reason": rec.reason if rec else "never evaluated: press Evaluate now or start periodic evaluation",
+                "runbook": r.runbook,
+                "_rank": rank.get(state, len(rank)),
+            }
+        )
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
@@ -94,15 +97,17 @@ def history_frame(rows: Sequence[Mapping[str, Any]], rules: Sequence[AlertRule] 
     out = []
     for h in rows:
         m = metric.get(h["rule_id"])
-        out.append({
-            "at": _utc(h["at"]),
-            "rule": h["rule_id"],
-            "from": h["from_state"] or "",
-            "to": h["to_state"],
-            "value": m.format(h["value"]) if m else ("" if h["value"] is None else f"{h['value']:g}"),
-            "sample": h["sample"],
-            "reason": h["reason"],
-        })
+        out.append(
+            {
+                "at": _utc(h["at"]),
+                "rule": h["rule_id"],
+                "from": h["from_state"] or "",
+                "to": h["to_state"],
+                "value": m.format(h["value"]) if m else ("" if h["value"] is None else f"{h['value']:g}"),
+                "sample": h["sample"],
+                "reason": h["reason"],
+            }
+        )
     return pd.DataFrame(out, columns=["at", "rule", "from", "to", "value", "sample", "reason"])
 
 
@@ -111,13 +116,39 @@ def rules_frame(rules: Sequence[AlertRule]) -> pd.DataFrame:
     rows = []
     for r in rules:
         j = r.to_json()
-        rows.append({
-            "id": r.id, "name": r.name, "metric": r.metric.value, "op": r.op, "threshold": r.threshold,
-            "unit": r.metric.unit, "hold": j["hold"], "window": j["window"], "min_sample": r.min_sample,
-            "severity": r.severity.value, "system": r.system, "runbook": r.runbook,
-        })
-    return pd.DataFrame(rows, columns=["id", "name", "metric", "op", "threshold", "unit", "hold", "window",
-                                       "min_sample", "severity", "system", "runbook"])
+        rows.append(
+            {
+                "id": r.id,
+                "name": r.name,
+                "metric": r.metric.value,
+                "op": r.op,
+                "threshold": r.threshold,
+                "unit": r.metric.unit,
+                "hold": j["hold"],
+                "window": j["window"],
+                "min_sample": r.min_sample,
+                "severity": r.severity.value,
+                "system": r.system,
+                "runbook": r.runbook,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "id",
+            "name",
+            "metric",
+            "op",
+            "threshold",
+            "unit",
+            "hold",
+            "window",
+            "min_sample",
+            "severity",
+            "system",
+            "runbook",
+        ],
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -7,7 +7,8 @@ Pure pandas/altair, no Streamlit; the console's own CacheService comes from
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import altair as alt
 import pandas as pd

@@ -18,16 +18,13 @@ def status_bars(frame: pd.DataFrame) -> alt.LayerChart:
         x=alt.X("status:N", sort=list(STATUS_ORDER), title=None, axis=alt.Axis(labelAngle=0)),
         y=alt.Y("hypotheses:Q", title="hypotheses"),
     )
-    bars = (
-        base.mark_bar()
-        .encode(
-            color=alt.Color(
-                "status:N",
-                scale=alt.Scale(domain=list(STATUS_COLOURS), range=list(STATUS_COLOURS.values())),
-                legend=None,
-            ),
-            tooltip=["status:N", alt.Tooltip("hypotheses:Q", format=",")],
-        )
+    bars = base.mark_bar().encode(
+        color=alt.Color(
+            "status:N",
+            scale=alt.Scale(domain=list(STATUS_COLOURS), range=list(STATUS_COLOURS.values())),
+            legend=None,
+        ),
+        tooltip=["status:N", alt.Tooltip("hypotheses:Q", format=",")],
     )
     labels = base.mark_text(dy=-6, baseline="bottom").encode(text=alt.Text("hypotheses:Q", format=","))
     return bars + labels

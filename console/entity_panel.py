@@ -46,27 +46,35 @@ SYSTEM_OPTIONS = {
 }
 
 RANKING_COLUMN_CONFIG = {
-    "rank": st.column_config.NumberColumn("Next pick", format="%d",
-                                          help="order in which the new system would pick the ACTIVE hypotheses; "
-                                               "empty (None) for a hypothesis it never picks (not ACTIVE)"),
+    "rank": st.column_config.NumberColumn(
+        "Next pick",
+        format="%d",
+        help="order in which the new system would pick the ACTIVE hypotheses; "
+        "empty (None) for a hypothesis it never picks (not ACTIVE)",
+    ),
     "pattern": st.column_config.TextColumn("Pattern"),
     "category": st.column_config.TextColumn("Category"),
     "status": st.column_config.TextColumn("Status"),
-    "eig": st.column_config.NumberColumn("EIG", format="%.3f",
-                                         help="uncertainty × novelty × category value × recency"),
-    "score": st.column_config.NumberColumn("Score", format="%.3f",
-                                           help="EIG + exploration and exploitation bonuses (what picks)"),
-    "confidence": st.column_config.ProgressColumn("Confidence", min_value=0.0, max_value=1.0, format="%.2f",
-                                                  color="blue"),
+    "eig": st.column_config.NumberColumn("EIG", format="%.3f", help="uncertainty × novelty × category value × recency"),
+    "score": st.column_config.NumberColumn(
+        "Score", format="%.3f", help="EIG + exploration and exploitation bonuses (what picks)"
+    ),
+    "confidence": st.column_config.ProgressColumn(
+        "Confidence", min_value=0.0, max_value=1.0, format="%.2f", color="blue"
+    ),
     "uncertainty": st.column_config.NumberColumn("Uncertainty", format="%.2f", help="1 − confidence"),
-    "novelty": st.column_config.NumberColumn("Novelty", format="%.3f",
-                                             help="1 / (1 + decay × confirmations in the cluster)"),
+    "novelty": st.column_config.NumberColumn(
+        "Novelty", format="%.3f", help="1 / (1 + decay × confirmations in the cluster)"
+    ),
     "confirmations": st.column_config.NumberColumn("Cluster confirmations", format="%d"),
     "value": st.column_config.NumberColumn("Category value", format="%.2f"),
     "recency": st.column_config.NumberColumn("Recency", format="%.3f", help="exp(−λ · days since it last moved)"),
     "age_days": st.column_config.NumberColumn("Age (days)", format="%.1f"),
     # counters, last delta and id as in the Hypotheses page's table
-    **{k: HYPOTHESIS_COLUMN_CONFIG[k] for k in ("accepts", "weak_accepts", "rejects", "no_progress", "last_delta", "id")},
+    **{
+        k: HYPOTHESIS_COLUMN_CONFIG[k]
+        for k in ("accepts", "weak_accepts", "rejects", "no_progress", "last_delta", "id")
+    },
 }
 
 TRAIL_COLUMN_CONFIG = {
@@ -109,29 +117,43 @@ def _render_run(run: EntityRun) -> None:
     s = run.summary()
     mode = "shadow, nothing written to the graph" if s["shadow"] else "live, written to the graph"
     st.subheader("Last run")
-    st.caption(f"Run `{s['run_id']}` · {SYSTEM_OPTIONS.get(s['system'], s['system'])} · {mode} · "
-               f"config `{s['config_hash']}` · recorded as a metric event")
+    st.caption(
+        f"Run `{s['run_id']}` · {SYSTEM_OPTIONS.get(s['system'], s['system'])} · {mode} · "
+        f"config `{s['config_hash']}` · recorded as a metric event"
+    )
     c = st.columns([2, 1, 1, 1, 1])
     c[0].metric("Stop reason", s["stop"])
     c[1].metric("Iterations", s["iterations"])
     c[2].metric("Cost", f"${s['cost_usd']:.3f}")
     c[3].metric("Actionable", "yes" if s["actionable"] else "no")
     c[4].metric("Errored hops", s["errors"])
-    st.caption(f"Stopped because {s['stop_reason']}. Evidence latency {s['evidence_latency_s']:.1f} s (virtual), "
-               f"engine time {s['engine_time_ms']:.1f} ms.")
+    st.caption(
+        f"Stopped because {s['stop_reason']}. Evidence latency {s['evidence_latency_s']:.1f} s (virtual), "
+        f"engine time {s['engine_time_ms']:.1f} ms."
+    )
     hops = run.hop_rows()
     if hops:
         st.markdown("**Hop by hop**")
-        st.dataframe(rows_frame(hops, HOP_COLUMNS), hide_index=True, width="stretch",
-                     column_config=TRAIL_COLUMN_CONFIG, key="entity_run_hops")
+        st.dataframe(
+            rows_frame(hops, HOP_COLUMNS),
+            hide_index=True,
+            width="stretch",
+            column_config=TRAIL_COLUMN_CONFIG,
+            key="entity_run_hops",
+        )
     else:
         st.info("The run bought no hop (nothing to do, or the first hop would cross the cost cap).")
     conf = run.confidence_rows()
     st.markdown("**Confidence before and after**")
     left, right = st.columns([1, 1])
     left.altair_chart(confidence_chart(conf), width="stretch")
-    right.dataframe(rows_frame(conf, CONFIDENCE_COLUMNS).drop(columns=["id"]), hide_index=True, width="stretch",
-                    column_config=CONFIDENCE_COLUMN_CONFIG, key="entity_run_confidences")
+    right.dataframe(
+        rows_frame(conf, CONFIDENCE_COLUMNS).drop(columns=["id"]),
+        hide_index=True,
+        width="stretch",
+        column_config=CONFIDENCE_COLUMN_CONFIG,
+        key="entity_run_confidences",
+    )
     trajectory = run.trajectory_rows()
     if trajectory:
         st.markdown("**Confidence hop by hop** (the hypotheses the run probed)")
@@ -146,28 +168,34 @@ def render_entity_view(services: Services, entity_id: str) -> None:
 
     st.subheader("Ranked by expected information gain")
     size = "unknown" if view.cluster_size is None else f"{view.cluster_size} entities"
-    st.caption(f"Cluster `{view.entity.cluster}` ({size}); config `{view.config_hash}`. "
-               "Only ACTIVE hypotheses are picked; the new system takes the highest score first.")
+    st.caption(
+        f"Cluster `{view.entity.cluster}` ({size}); config `{view.config_hash}`. "
+        "Only ACTIVE hypotheses are picked; the new system takes the highest score first."
+    )
     rows = view.ranking_rows()
     ranking = rows_frame(rows, RANKING_COLUMNS)
     ranking["rank"] = ranking["rank"].astype("Int64")  # blank, not "None", for hypotheses never picked
-    st.dataframe(ranking, hide_index=True, width="stretch", column_config=RANKING_COLUMN_CONFIG,
-                 key="entity_eig_ranking")
+    st.dataframe(
+        ranking, hide_index=True, width="stretch", column_config=RANKING_COLUMN_CONFIG, key="entity_eig_ranking"
+    )
     if rows:
         with st.expander("EIG by hypothesis (chart)"):
             st.altair_chart(eig_chart(rows), width="stretch")
 
     st.subheader("Run discovery")
     c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
-    system = c1.selectbox("System", list(SYSTEM_OPTIONS), format_func=SYSTEM_OPTIONS.__getitem__,
-                          key="entity_run_system")
-    shadow = c2.toggle("Shadow run", key="entity_run_shadow",
-                       help="compute the run and record its metric event, but write nothing to the graph")
+    system = c1.selectbox(
+        "System", list(SYSTEM_OPTIONS), format_func=SYSTEM_OPTIONS.__getitem__, key="entity_run_system"
+    )
+    shadow = c2.toggle(
+        "Shadow run",
+        key="entity_run_shadow",
+        help="compute the run and record its metric event, but write nothing to the graph",
+    )
     if c3.button("Run discovery", type="primary", key="entity_run_button"):
         # inline on purpose: one entity is well under a second in virtual time (see the module docstring)
         with st.spinner(f"Running the {system} system on {view.entity.name}…"):
-            run = call(run_entity, graph, services.ops, entity_id, system=system, shadow=shadow,
-                       params=params)
+            run = call(run_entity, graph, services.ops, entity_id, system=system, shadow=shadow, params=params)
         st.session_state[LAST_RUN_KEY] = (entity_id, run)
         st.rerun()  # redraw the whole page (its hypotheses table too) from the state after the run
 
@@ -186,10 +214,15 @@ def render_entity_view(services: Services, entity_id: str) -> None:
     hide_rolled = f3.toggle("Hide rolled back", key="entity_evidence_hide_rolled_back")
     evidence = evidence_frame(filter_evidence(all_rows, run_ids, patterns, include_rolled_back=not hide_rolled))
     rolled = sum(1 for r in all_rows if r["rolled_back"])
-    st.caption(f"{len(evidence)} of {len(all_rows)} hops, newest first"
-               + (f"; {rolled} rolled back (kept, flagged)" if rolled else ""))
-    st.dataframe(evidence, hide_index=True, width="stretch", column_config=TRAIL_COLUMN_CONFIG,
-                 key="entity_evidence")
-    st.download_button("Download the evidence trail (CSV)", evidence.to_csv(index=False).encode("utf-8"),
-                       file_name=download_name("evidence", "csv", entity_id), mime="text/csv",
-                       key="entity_evidence_download")
+    st.caption(
+        f"{len(evidence)} of {len(all_rows)} hops, newest first"
+        + (f"; {rolled} rolled back (kept, flagged)" if rolled else "")
+    )
+    st.dataframe(evidence, hide_index=True, width="stretch", column_config=TRAIL_COLUMN_CONFIG, key="entity_evidence")
+    st.download_button(
+        "Download the evidence trail (CSV)",
+        evidence.to_csv(index=False).encode("utf-8"),
+        file_name=download_name("evidence", "csv", entity_id),
+        mime="text/csv",
+        key="entity_evidence_download",
+    )

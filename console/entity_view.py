@@ -36,9 +36,12 @@ def confidence_chart(rows: list[dict]) -> alt.Chart:
             y=alt.Y("pattern:N", sort=order, title=None),
             yOffset=alt.YOffset("when:N", sort=["before", "after"]),
             x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1]), title="confidence"),
-            color=alt.Color("when:N", sort=["before", "after"],
-                            scale=alt.Scale(domain=["before", "after"], range=["#bab0ac", "#4c78a8"]),
-                            title=None),
+            color=alt.Color(
+                "when:N",
+                sort=["before", "after"],
+                scale=alt.Scale(domain=["before", "after"], range=["#bab0ac", "#4c78a8"]),
+                title=None,
+            ),
             tooltip=["pattern:N", "when:N", alt.Tooltip("confidence:Q", format=".2f")],
         )
     )
@@ -68,10 +71,20 @@ def eig_chart(rows: list[dict]) -> alt.Chart:
         .encode(
             y=alt.Y("pattern:N", sort=list(frame["pattern"]), title=None),
             x=alt.X("eig:Q", title="expected information gain"),
-            color=alt.Color("status:N", scale=alt.Scale(domain=list(STATUS_COLOURS),
-                                                        range=list(STATUS_COLOURS.values())), title="status"),
-            tooltip=["pattern:N", "category:N", "status:N", alt.Tooltip("eig:Q", format=".3f"),
-                     alt.Tooltip("uncertainty:Q", format=".2f"), alt.Tooltip("novelty:Q", format=".3f"),
-                     alt.Tooltip("value:Q", format=".2f"), alt.Tooltip("recency:Q", format=".3f")],
+            color=alt.Color(
+                "status:N",
+                scale=alt.Scale(domain=list(STATUS_COLOURS), range=list(STATUS_COLOURS.values())),
+                title="status",
+            ),
+            tooltip=[
+                "pattern:N",
+                "category:N",
+                "status:N",
+                alt.Tooltip("eig:Q", format=".3f"),
+                alt.Tooltip("uncertainty:Q", format=".2f"),
+                alt.Tooltip("novelty:Q", format=".3f"),
+                alt.Tooltip("value:Q", format=".2f"),
+                alt.Tooltip("recency:Q", format=".3f"),
+            ],
         )
     )

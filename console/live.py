@@ -8,21 +8,21 @@ Pure pandas/altair over what engine.monitoring.windows aggregates (``summarize_e
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Sequence
+from datetime import UTC, datetime
 
 import altair as alt
 import pandas as pd
 
+from engine.monitoring.alerts import AlertStatus
+from engine.monitoring.reports import SYSTEM_COLOURS
 from engine.monitoring.windows import (
     PERCENTILE_METHOD,
     SeriesPoint,
     WindowSummary,
     format_window,
 )
-from engine.monitoring.alerts import AlertStatus
-from engine.monitoring.reports import SYSTEM_COLOURS
 
 #: seconds between two refreshes of the live fragment, by window: a long window reads many
 #: events (about 1 s per 10,000 on a small machine), and its 30-odd buckets move slowly anyway
@@ -58,7 +58,7 @@ def series_frame(points: Sequence[SeriesPoint]) -> pd.DataFrame:
     """
     rows = []
     for p in points:
-        at = datetime.fromtimestamp(p.bucket_start, tz=timezone.utc)
+        at = datetime.fromtimestamp(p.bucket_start, tz=UTC)
         for m in LIVE_METRICS:
             value = getattr(p, m.field)
             if value is None:
@@ -116,20 +116,44 @@ def comparison_tiles(summary: WindowSummary) -> list[Tile]:
             return f"{(a - b) * 100:+.1f} pp vs old {_fmt(b, kind)}"
         return f"{a - b:+.3f} vs old {_fmt(b, kind)}" if kind == "usd" else f"{a - b:+.1f} s vs old {_fmt(b, kind)}"
 
-    cost_help = (f"cost per entity of the new system; cost reduction vs old "
-                 f"{'n/a' if c.cost_reduction_pct is None else f'{c.cost_reduction_pct:+.1f}%'}; {sizes}{why}")
-    act_help = (f"actionable runs / runs of the new system; actionable increase vs old "
-                f"{'n/a' if c.actionable_increase_pct is None else f'{c.actionable_increase_pct:+.1f}%'}; "
-                f"{sizes}{why}")
+    cost_help = (
+        f"cost per entity of the new system; cost reduction vs old "
+        f"{'n/a' if c.cost_reduction_pct is None else f'{c.cost_reduction_pct:+.1f}%'}; {sizes}{why}"
+    )
+    act_help = (
+        f"actionable runs / runs of the new system; actionable increase vs old "
+        f"{'n/a' if c.actionable_increase_pct is None else f'{c.actionable_increase_pct:+.1f}%'}; "
+        f"{sizes}{why}"
+    )
     return [
-        Tile("Cost / entity (new)", _fmt(c.new_cost_per_entity, "usd"),
-             diff(c.new_cost_per_entity, c.old_cost_per_entity, "usd"), "inverse", cost_help),
-        Tile("Actionable rate (new)", _fmt(c.new_actionable_rate, "rate"),
-             diff(c.new_actionable_rate, c.old_actionable_rate, "rate"), "normal", act_help),
-        Tile("p95 latency (new)", _fmt(new.latency_s.p95, "s"), diff(new.latency_s.p95, old.latency_s.p95, "s"),
-             "inverse", f"95th percentile of run latency (evidence + engine), {PERCENTILE_METHOD}; {sizes}"),
-        Tile("Error rate (new)", _fmt(new.error_rate, "rate"), diff(new.error_rate, old.error_rate, "rate"),
-             "inverse", f"errored hops / hops of the new system; {sizes}"),
+        Tile(
+            "Cost / entity (new)",
+            _fmt(c.new_cost_per_entity, "usd"),
+            diff(c.new_cost_per_entity, c.old_cost_per_entity, "usd"),
+            "inverse",
+            cost_help,
+        ),
+        Tile(
+            "Actionable rate (new)",
+            _fmt(c.new_actionable_rate, "rate"),
+            diff(c.new_actionable_rate, c.old_actionable_rate, "rate"),
+            "normal",
+            act_help,
+        ),
+        Tile(
+            "p95 latency (new)",
+            _fmt(new.latency_s.p95, "s"),
+            diff(new.latency_s.p95, old.latency_s.p95, "s"),
+            "inverse",
+            f"95th percentile of run latency (evidence + engine), {PERCENTILE_METHOD}; {sizes}",
+        ),
+        Tile(
+            "Error rate (new)",
+            _fmt(new.error_rate, "rate"),
+            diff(new.error_rate, old.error_rate, "rate"),
+            "inverse",
+            f"errored hops / hops of the new system; {sizes}",
+        ),
     ]
 
 

@@ -35,10 +35,16 @@ from engine.monitoring.windows import default_bucket, parse_window, series_from_
 def render_live_charts(services) -> None:
     """Overview section: window choice, then the auto-refreshing charts."""
     st.subheader("Live monitoring: old vs new")
-    window_label = st.segmented_control(
-        "Window", WINDOWS, default=DEFAULT_WINDOW, key="live_window",
-        help="how far back the charts go from now; they refresh on their own",
-    ) or DEFAULT_WINDOW
+    window_label = (
+        st.segmented_control(
+            "Window",
+            WINDOWS,
+            default=DEFAULT_WINDOW,
+            key="live_window",
+            help="how far back the charts go from now; they refresh on their own",
+        )
+        or DEFAULT_WINDOW
+    )
     _FRAGMENTS[refresh_s(window_label)](services, window_label)
 
 

@@ -328,8 +328,9 @@ def sampled_ranks(n: int, max_points: int = MAX_POINTS) -> set[int]:
     return {1, n} | {min(n, 1 + round(i * step)) for i in range(max_points - 1)}
 
 
-def old_vs_new_frame(events: Iterable[MetricEvent], systems: Sequence[str] = ("old", "new"),
-                     max_points: int = MAX_POINTS) -> pd.DataFrame:
+def old_vs_new_frame(
+    events: Iterable[MetricEvent], systems: Sequence[str] = ("old", "new"), max_points: int = MAX_POINTS
+) -> pd.DataFrame:
     """Running old-vs-new figures over a stage's metric events, in the order they arrived.
 
     For each system, after its k-th run (x = ``entities``, 1..n): cost per entity
@@ -421,8 +422,9 @@ def progress_fraction(done: int | None, total: int | None) -> float:
     return max(0.0, min(1.0, (done or 0) / total))
 
 
-def progress_text(stage: str | None, done: int | None, total: int | None, state: str | None = None,
-                  message: str = "") -> str:
+def progress_text(
+    stage: str | None, done: int | None, total: int | None, state: str | None = None, message: str = ""
+) -> str:
     """'pilot: 4 of 10 entities (40%) · running · batch 1 done'."""
     parts = [f"{stage or 'stage'}: {done or 0:,} of {total or 0:,} entities ({progress_fraction(done, total):.0%})"]
     if state:
@@ -436,8 +438,19 @@ def _ts(t: float | None):
     return pd.Timestamp(t, unit="s", tz="UTC") if t else pd.NaT
 
 
-JOB_COLUMNS = ("id", "kind", "state", "progress", "done", "total", "attempts", "actor", "created", "heartbeat",
-               "message")
+JOB_COLUMNS = (
+    "id",
+    "kind",
+    "state",
+    "progress",
+    "done",
+    "total",
+    "attempts",
+    "actor",
+    "created",
+    "heartbeat",
+    "message",
+)
 
 
 def jobs_frame(jobs: Iterable[Any]) -> pd.DataFrame:
@@ -498,8 +511,9 @@ def decision_records_frame(records: Iterable[Mapping[str, Any] | Any]) -> pd.Dat
     return frame
 
 
-def run_stage_states(names: Sequence[str], run_stages: Sequence[str] | None,
-                     states: Mapping[str, str]) -> dict[str, str]:
+def run_stage_states(
+    names: Sequence[str], run_stages: Sequence[str] | None, states: Mapping[str, str]
+) -> dict[str, str]:
     """State per stage of the stage table for one run: its own stages' states (``pending`` until reached),
     ``not_in_run`` for stages the run does not go through (a run of one stage); all pending without a run."""
     if run_stages is None:
@@ -569,18 +583,23 @@ def available_actions(state: str | None, stage_state: str | None = None) -> dict
     return {
         "pause": Action("pause", pause_ok, "pause between entities" if pause_ok else f"the rollout is {state}"),
         "resume": Action(
-            "resume", resume_ok,
+            "resume",
+            resume_ok,
             "continue from the last checkpoint" if resume_ok else f"the rollout is {state}: nothing to resume",
         ),
         "promote": Action(
-            "promote", promote_ok,
-            "promote the current stage" if promote_ok
+            "promote",
+            promote_ok,
+            "promote the current stage"
+            if promote_ok
             else f"the current stage is {stage_state.replace('_', ' ')}: only a passed (soaking) or "
-                 "inconclusive stage can be promoted",
+            "inconclusive stage can be promoted",
         ),
         "rollback": Action(
-            "rollback", rollback_ok,
-            "restore every exposed entity from its stage snapshot" if rollback_ok
+            "rollback",
+            rollback_ok,
+            "restore every exposed entity from its stage snapshot"
+            if rollback_ok
             else f"the rollout is {state.replace('_', ' ')}",
         ),
     }
@@ -597,24 +616,42 @@ def duration_text(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def state_hint(state: str | None, stage_name: str | None, elapsed_days: float = 0.0, min_days: float = 0.0,
-               time_scale: float = 1.0, note: str = "") -> tuple[str, str] | None:
+def state_hint(
+    state: str | None,
+    stage_name: str | None,
+    elapsed_days: float = 0.0,
+    min_days: float = 0.0,
+    time_scale: float = 1.0,
+    note: str = "",
+) -> tuple[str, str] | None:
     """What the operator should know or do now, as (kind, text) with kind info|warning|error; None if nothing."""
     stage = stage_name or "the stage"
     if state == EffectiveState.SOAKING:
         left = max(0.0, min_days - elapsed_days) * 86400.0 / time_scale
-        return ("info", f"{stage} passed every success criterion. It is promoted automatically once its minimum "
-                        f"duration of {min_days:g} days has passed (about {duration_text(left)} from now at time "
-                        f"scale {time_scale:g}); Promote with Force to go now.")
+        return (
+            "info",
+            f"{stage} passed every success criterion. It is promoted automatically once its minimum "
+            f"duration of {min_days:g} days has passed (about {duration_text(left)} from now at time "
+            f"scale {time_scale:g}); Promote with Force to go now.",
+        )
     if state == EffectiveState.INCONCLUSIVE:
-        return ("warning", f"{stage} ended inconclusive: no rollback trigger fired, but not every success criterion "
-                           "was shown. A person decides: Promote (with Force before the minimum duration) or Roll back.")
+        return (
+            "warning",
+            f"{stage} ended inconclusive: no rollback trigger fired, but not every success criterion "
+            "was shown. A person decides: Promote (with Force before the minimum duration) or Roll back.",
+        )
     if state == EffectiveState.DEAD:
-        return ("error", f"The worker stopped ({note or 'no heartbeat'}). Resume starts a new worker that continues "
-                         "from the last checkpoint: no entity twice, none skipped.")
+        return (
+            "error",
+            f"The worker stopped ({note or 'no heartbeat'}). Resume starts a new worker that continues "
+            "from the last checkpoint: no entity twice, none skipped.",
+        )
     if state == EffectiveState.FAILED:
-        return ("error", f"The rollout job failed: {note or 'see the worker log'}. Resume retries from the last "
-                         "checkpoint, or Roll back.")
+        return (
+            "error",
+            f"The rollout job failed: {note or 'see the worker log'}. Resume retries from the last "
+            "checkpoint, or Roll back.",
+        )
     if state == EffectiveState.PAUSED:
         return ("info", "Paused between entities; the worker keeps its place. Resume continues.")
     if state == EffectiveState.QUEUED:

@@ -31,9 +31,9 @@ from redis.exceptions import RedisError
 
 from engine.cache.service import CacheService
 from engine.core.errors import DiscoveryError
+from engine.core.settings import Settings, load_settings
 from engine.store.graph import GraphStore
 from engine.store.opsdb import OpsDB, open_ops_db
-from engine.core.settings import Settings, load_settings
 
 T = TypeVar("T")
 
@@ -148,7 +148,7 @@ def stop_on_error() -> Iterator[None]:
         st.stop()
 
 
-def call(fn: Callable[..., T], *args, **kwargs) -> T:
+def call[T](fn: Callable[..., T], *args, **kwargs) -> T:
     """``fn(*args, **kwargs)``, with a DiscoveryError shown on the page instead of a traceback."""
     with stop_on_error():
         return fn(*args, **kwargs)
@@ -167,4 +167,3 @@ def operator_field(key: str, help: str = "Recorded as console:<name> in the audi
         return f"console:{(st.session_state.get(key) or '').strip() or 'operator'}"
 
     return actor
-

@@ -7,8 +7,9 @@ HYPOTHESIS_COLUMN_CONFIG = {
     "entity": st.column_config.TextColumn("Entity"),
     "pattern": st.column_config.TextColumn("Pattern"),
     "category": st.column_config.TextColumn("Category"),
-    "confidence": st.column_config.ProgressColumn("Confidence", min_value=0.0, max_value=1.0, format="%.2f",
-                                                  color="blue"),
+    "confidence": st.column_config.ProgressColumn(
+        "Confidence", min_value=0.0, max_value=1.0, format="%.2f", color="blue"
+    ),
     "status": st.column_config.TextColumn("Status"),
     "accepts": st.column_config.NumberColumn("Accepts", format="%d"),
     "weak_accepts": st.column_config.NumberColumn("Weak accepts", format="%d"),

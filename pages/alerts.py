@@ -19,10 +19,9 @@ from console.alerts_view import (
 from console.feedback import Feedback
 from console.naming import download_name
 from console.services import call, get_services
-from engine.monitoring import alert_jobs
-from engine.monitoring import alerts
-from engine.monitoring.alerts import OPS, SCOPES, Severity
 from engine.core.errors import ConfigError
+from engine.monitoring import alert_jobs, alerts
+from engine.monitoring.alerts import OPS, SCOPES, Severity
 
 REFRESH_S = 10
 INTERVALS = ("30s", "1m", "5m", "15m")
@@ -48,34 +47,65 @@ def on_evaluate() -> None:
 
 def on_start() -> None:
     interval = st.session_state.get("evaluator_interval", "1m")
-    feedback.act("", alert_jobs.start_evaluator, settings, ops, interval=interval, actor="console",
-                 done=lambda out: f"periodic evaluation {'started in a worker' if out[1] else 'was already running'} "
-                                  f"(job {out[0].id}, every {interval})")
+    feedback.act(
+        "",
+        alert_jobs.start_evaluator,
+        settings,
+        ops,
+        interval=interval,
+        actor="console",
+        done=lambda out: (
+            f"periodic evaluation {'started in a worker' if out[1] else 'was already running'} "
+            f"(job {out[0].id}, every {interval})"
+        ),
+    )
 
 
 def on_stop() -> None:
-    feedback.act("", alert_jobs.stop_evaluator, ops, actor="console",
-                 done=lambda job: f"stop requested for job {job.id}" if job else
-                 "periodic evaluation had already stopped")
+    feedback.act(
+        "",
+        alert_jobs.stop_evaluator,
+        ops,
+        actor="console",
+        done=lambda job: f"stop requested for job {job.id}" if job else "periodic evaluation had already stopped",
+    )
 
 
 def on_acknowledge() -> None:
     who = (st.session_state.get("ack_actor") or "").strip()
-    feedback.act("", alerts.acknowledge, ops, st.session_state["ack_rule"], actor=f"console:{who}" if who else "",
-                 now=time.time(), note=(st.session_state.get("ack_note") or "").strip(),
-                 done=lambda rec: f"acknowledged {rec.rule_id} as {rec.acknowledged_by}")
+    feedback.act(
+        "",
+        alerts.acknowledge,
+        ops,
+        st.session_state["ack_rule"],
+        actor=f"console:{who}" if who else "",
+        now=time.time(),
+        note=(st.session_state.get("ack_note") or "").strip(),
+        done=lambda rec: f"acknowledged {rec.rule_id} as {rec.acknowledged_by}",
+    )
 
 
 feedback.show()
 
 # ----------------------------------------------------------------- evaluation
 left, mid, right = st.columns([1, 1, 2], vertical_alignment="bottom")
-left.button("Evaluate now", key="evaluate_now", type="primary", icon=":material/refresh:", on_click=on_evaluate,
-            help="measure every rule over its window ending now and record the transitions")
+left.button(
+    "Evaluate now",
+    key="evaluate_now",
+    type="primary",
+    icon=":material/refresh:",
+    on_click=on_evaluate,
+    help="measure every rule over its window ending now and record the transitions",
+)
 if alert_jobs.running_evaluator(ops) is None:  # a worker that died shows as off, with a Start button
     mid.selectbox("Every", INTERVALS, index=1, key="evaluator_interval")
-    right.button("Start periodic evaluation", key="evaluator_start", icon=":material/play_arrow:", on_click=on_start,
-                 help="a worker process evaluates every rule at this interval until stopped")
+    right.button(
+        "Start periodic evaluation",
+        key="evaluator_start",
+        icon=":material/play_arrow:",
+        on_click=on_start,
+        help="a worker process evaluates every rule at this interval until stopped",
+    )
 else:
     right.button("Stop periodic evaluation", key="evaluator_stop", icon=":material/stop:", on_click=on_stop)
 
@@ -91,7 +121,10 @@ def current_states() -> None:
         column.metric(f"{STATE_ICONS[state]} {state.replace('_', ' ')}", n, border=True)
     frame = states_frame(rules, states)
     st.dataframe(
-        frame.style.map(state_style, subset=["state"]), hide_index=True, width="stretch", key="alert_states",
+        frame.style.map(state_style, subset=["state"]),
+        hide_index=True,
+        width="stretch",
+        key="alert_states",
         column_config={
             "since": st.column_config.DatetimeColumn("since (UTC)", format="YYYY-MM-DD HH:mm:ss"),
             "evaluated": st.column_config.DatetimeColumn("evaluated (UTC)", format="YYYY-MM-DD HH:mm:ss"),
@@ -100,8 +133,10 @@ def current_states() -> None:
     )
     if states:
         last = max(r.evaluated_at for r in states.values())
-        st.caption(f"last evaluated {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(last))} UTC · "
-                   f"no data means too few runs in the window (below the rule's minimum sample), never ok")
+        st.caption(
+            f"last evaluated {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(last))} UTC · "
+            f"no data means too few runs in the window (below the rule's minimum sample), never ok"
+        )
 
 
 st.subheader("Current states")
@@ -124,26 +159,43 @@ trail = alerts.history(ops, limit=500)
 if not trail:
     st.info("No state transition recorded yet.")
 else:
-    chosen = st.multiselect("Rules", sorted({h["rule_id"] for h in trail}), key="history_rules",
-                            placeholder="all rules")
+    chosen = st.multiselect(
+        "Rules", sorted({h["rule_id"] for h in trail}), key="history_rules", placeholder="all rules"
+    )
     frame = history_frame([h for h in trail if not chosen or h["rule_id"] in chosen], rules)
-    st.dataframe(frame, hide_index=True, width="stretch", key="alert_history",
-                 column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss")})
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        key="alert_history",
+        column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss")},
+    )
     st.caption(f"{len(frame)} transitions, newest first (last 500 kept on screen)")
     st.download_button(
-        "Download history (CSV)", frame.to_csv(index=False).encode("utf-8"), mime="text/csv", key="history_csv",
+        "Download history (CSV)",
+        frame.to_csv(index=False).encode("utf-8"),
+        mime="text/csv",
+        key="history_csv",
         file_name=download_name("alert-history", "csv"),
-        icon=":material/download:", on_click="ignore",
+        icon=":material/download:",
+        on_click="ignore",
     )
 
 # ----------------------------------------------------------------- thresholds
 st.subheader("Rules and thresholds")
 source = alerts.rules_source(settings)
-st.caption(f"from `{source}`" + (" (shipped defaults)" if source == alerts.SHIPPED_RULES else " (saved edits)")
-           + " · fractions for rates (0.10 = 10%), USD, seconds or percent as the unit column says · "
-           "durations like 30s, 5m, 1h")
+st.caption(
+    f"from `{source}`"
+    + (" (shipped defaults)" if source == alerts.SHIPPED_RULES else " (saved edits)")
+    + " · fractions for rates (0.10 = 10%), USD, seconds or percent as the unit column says · "
+    "durations like 30s, 5m, 1h"
+)
 edited = st.data_editor(
-    rules_frame(rules), hide_index=True, width="stretch", key="rules_editor", num_rows="fixed",
+    rules_frame(rules),
+    hide_index=True,
+    width="stretch",
+    key="rules_editor",
+    num_rows="fixed",
     disabled=("id", "name", "metric", "unit"),
     column_config={
         "metric": st.column_config.TextColumn("metric", help="; ".join(f"{k}: {v}" for k, v in METRIC_HELP.items())),
@@ -151,8 +203,9 @@ edited = st.data_editor(
         "threshold": st.column_config.NumberColumn("threshold", required=True, format="%.4g"),
         "hold": st.column_config.TextColumn("hold", help="breach this long before firing (0s: at once)"),
         "window": st.column_config.TextColumn("window", help="how far back the figure is measured"),
-        "min_sample": st.column_config.NumberColumn("min sample", min_value=1, step=1, format="%d",
-                                                    help="fewer runs than this in the window is no data"),
+        "min_sample": st.column_config.NumberColumn(
+            "min sample", min_value=1, step=1, format="%d", help="fewer runs than this in the window is no data"
+        ),
         "severity": st.column_config.SelectboxColumn("severity", options=[s.value for s in Severity], required=True),
         "system": st.column_config.SelectboxColumn("system", options=list(SCOPES), required=True),
         "runbook": st.column_config.TextColumn("runbook", width="large"),
@@ -166,12 +219,16 @@ if save_col.button("Save rules", key="rules_save", icon=":material/save:"):
         st.error(f"Not saved, nothing changed. {exc}", icon=":material/error:")
     else:
         diff = changed_rules(rules, saved)
-        feedback.flash(f"saved {len(saved)} rules to {alerts.rules_path(settings)}"
-               + (f" (changed: {', '.join(diff)})" if diff else " (no change)") + "; they apply at the next evaluation")
+        feedback.flash(
+            f"saved {len(saved)} rules to {alerts.rules_path(settings)}"
+            + (f" (changed: {', '.join(diff)})" if diff else " (no change)")
+            + "; they apply at the next evaluation"
+        )
         st.session_state.pop("rules_editor", None)
         st.rerun()
-if source != alerts.SHIPPED_RULES and reset_col.button("Reset to defaults", key="rules_reset",
-                                                       icon=":material/restart_alt:"):
+if source != alerts.SHIPPED_RULES and reset_col.button(
+    "Reset to defaults", key="rules_reset", icon=":material/restart_alt:"
+):
     alerts.reset_rules(settings, ops=ops, actor="console")
     feedback.flash("rules reset to the shipped defaults")
     st.session_state.pop("rules_editor", None)

@@ -16,8 +16,8 @@ from console.feedback import Feedback
 from console.services import call, get_cache_service, get_services, operator_field
 from engine.bench import store as bench_store
 from engine.cache import service as cache_service
-from engine.jobs.queue import JobState, get_job, latest_job
 from engine.cache.warmer import list_warm_runs
+from engine.jobs.queue import JobState, get_job, latest_job
 
 REFRESH_S = 2.0
 ss = st.session_state
@@ -40,25 +40,50 @@ feedback = Feedback("cache_flash")
 
 
 def warm_now() -> None:
-    feedback.act("Warm now", cache_service.warm_now, service, ops, actor=actor(),
-                 done=lambda r: f"Warm now: {r.planned:,} entities planned, {r.loaded:,} entries loaded "
-                                f"({r.already_cached:,} already cached) in {r.elapsed_s * 1000:,.0f} ms")
+    feedback.act(
+        "Warm now",
+        cache_service.warm_now,
+        service,
+        ops,
+        actor=actor(),
+        done=lambda r: (
+            f"Warm now: {r.planned:,} entities planned, {r.loaded:,} entries loaded "
+            f"({r.already_cached:,} already cached) in {r.elapsed_s * 1000:,.0f} ms"
+        ),
+    )
 
 
 def clear_cache() -> None:
-    feedback.act("Clear cache", cache_service.clear, service, ops, actor=actor(),
-                 done=lambda n: f"Clear cache: {n:,} entries dropped")
+    feedback.act(
+        "Clear cache",
+        cache_service.clear,
+        service,
+        ops,
+        actor=actor(),
+        done=lambda n: f"Clear cache: {n:,} entries dropped",
+    )
 
 
 def save_interval() -> None:
-    feedback.act("Interval", cache_service.set_warm_interval, ops, float(ss["cache_interval"]), actor=actor(),
-                 done=lambda s: "Periodic warming off" if s == 0 else f"Periodic warming every {s:g} s")
+    feedback.act(
+        "Interval",
+        cache_service.set_warm_interval,
+        ops,
+        float(ss["cache_interval"]),
+        actor=actor(),
+        done=lambda s: "Periodic warming off" if s == 0 else f"Periodic warming every {s:g} s",
+    )
 
 
 def run_bench() -> None:
     job_id = feedback.act(
-        "Benchmark", bench_store.submit_bench_job, settings, ops, entities=int(ss["cache_bench_entities"]),
-        growth=10 if ss["cache_bench_growth"] else 1, actor=actor(),
+        "Benchmark",
+        bench_store.submit_bench_job,
+        settings,
+        ops,
+        entities=int(ss["cache_bench_entities"]),
+        growth=10 if ss["cache_bench_growth"] else 1,
+        actor=actor(),
         done=lambda job_id: f"Benchmark: job {job_id} queued; a worker process is starting",
     )
     if job_id is not None:
@@ -116,8 +141,12 @@ st.caption(
 )
 c1, c2, c3 = st.columns([1, 1, 2])
 c1.number_input("Entities", min_value=10, max_value=100_000, value=3400, step=100, key="cache_bench_entities")
-c2.checkbox("Also at 10× the entities", value=False, key="cache_bench_growth",
-            help="Adds a run at ten times the size and how each figure grew (takes several minutes).")
+c2.checkbox(
+    "Also at 10× the entities",
+    value=False,
+    key="cache_bench_growth",
+    help="Adds a run at ten times the size and how each figure grew (takes several minutes).",
+)
 c3.button("Run batch benchmark", icon=":material/speed:", on_click=run_bench, key="cache_bench_run")
 
 

@@ -49,8 +49,13 @@ statuses = f1.multiselect("Status", statuses_of(hyps), key="status_filter")
 categories = f2.multiselect("Category", categories_of(hyps), key="category_filter")
 shown = filter_hypotheses(hyps, statuses, categories)
 st.caption(f"{len(shown)} of {len(hyps)} hypotheses")
-st.dataframe(hypotheses_frame(shown).drop(columns=["entity"]), hide_index=True, width="stretch",
-             column_config=HYPOTHESIS_COLUMN_CONFIG, key="entity_hypotheses")
+st.dataframe(
+    hypotheses_frame(shown).drop(columns=["entity"]),
+    hide_index=True,
+    width="stretch",
+    column_config=HYPOTHESIS_COLUMN_CONFIG,
+    key="entity_hypotheses",
+)
 
 # Entity view: EIG ranking, Run discovery button, evidence trail.
 render_entity_view(services, entity.id)
@@ -63,5 +68,10 @@ with st.expander(f"All hypotheses of the {len(matches)} matching entities"):
     all_categories = g2.multiselect("Category", categories_of(all_hyps), key="all_category_filter")
     all_shown = filter_hypotheses(all_hyps, all_statuses, all_categories)
     st.caption(f"{len(all_shown)} of {len(all_hyps)} hypotheses")
-    st.dataframe(hypotheses_frame(all_shown, {e.id: e.name for e in matches}), hide_index=True, width="stretch",
-                 column_config=HYPOTHESIS_COLUMN_CONFIG, key="matching_hypotheses")
+    st.dataframe(
+        hypotheses_frame(all_shown, {e.id: e.name for e in matches}),
+        hide_index=True,
+        width="stretch",
+        column_config=HYPOTHESIS_COLUMN_CONFIG,
+        key="matching_hypotheses",
+    )

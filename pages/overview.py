@@ -16,8 +16,10 @@ st.title("Overview")
 st.caption(f"Graph: {services.settings.store_label} · graph `{services.settings.graph_name}`")
 
 if stats.entities == 0:
-    st.info("The graph is empty. Load the demo catalogue with `python -m engine demo --ensure` "
-            "(what `make run` does) or import your own entities with `python -m engine import FILE`.")
+    st.info(
+        "The graph is empty. Load the demo catalogue with `python -m engine demo --ensure` "
+        "(what `make run` does) or import your own entities with `python -m engine import FILE`."
+    )
 
 tiles = overview_tiles(stats)
 for row in (tiles[:5], tiles[5:]):
@@ -32,16 +34,20 @@ with left:
     st.altair_chart(charts.status_bars(status_frame(stats.by_status)), width="stretch")
 with right:
     st.subheader("Entities by template")
-    st.altair_chart(charts.count_bars(counts_frame(stats.by_template, "template", "entities"), "template", "entities"),
-                    width="stretch")
+    st.altair_chart(
+        charts.count_bars(counts_frame(stats.by_template, "template", "entities"), "template", "entities"),
+        width="stretch",
+    )
 
 st.subheader(f"Top {TOP_CLUSTERS} clusters")
 st.altair_chart(
-    charts.count_bars(counts_frame(stats.by_cluster, "cluster", "entities", top=TOP_CLUSTERS), "cluster", "entities",
-                      colour="#72b7b2"),
+    charts.count_bars(
+        counts_frame(stats.by_cluster, "cluster", "entities", top=TOP_CLUSTERS), "cluster", "entities", colour="#72b7b2"
+    ),
     width="stretch",
 )
 
 st.subheader("All clusters")
-st.dataframe(counts_frame(stats.by_cluster, "cluster", "entities"), hide_index=True, width="stretch",
-             key="clusters_table")
+st.dataframe(
+    counts_frame(stats.by_cluster, "cluster", "entities"), hide_index=True, width="stretch", key="clusters_table"
+)

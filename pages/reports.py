@@ -9,8 +9,8 @@ import streamlit as st
 from console.services import call, get_services
 from engine.monitoring import alerts
 from engine.monitoring.events import stage_ids
-from engine.monitoring.windows import parse_window
 from engine.monitoring.reports import FORMATS, MEDIA_TYPES, build_report, render, report_filename
+from engine.monitoring.windows import parse_window
 
 WINDOWS = ("15m", "1h", "6h", "24h", "7d", "30d")
 FORMAT_LABELS = {"md": "Markdown", "json": "JSON", "html": "HTML"}
@@ -20,8 +20,10 @@ services = get_services()
 ops = services.ops
 
 st.title("Reports")
-st.caption("What the system cost, found and suffered over a window, old against new, with the alert states: "
-           "the same report as `python -m engine report --format md|json|html --window 24h -o FILE`.")
+st.caption(
+    "What the system cost, found and suffered over a window, old against new, with the alert states: "
+    "the same report as `python -m engine report --format md|json|html --window 24h -o FILE`."
+)
 
 left, mid, right = st.columns([2, 2, 2], vertical_alignment="bottom")
 preset = left.selectbox("Window", WINDOWS, index=WINDOWS.index("24h"), key="report_window")
@@ -44,14 +46,22 @@ st.markdown(
     + (f" · stage `{stage_id}`" if stage_id else "")
 )
 if s.overall.runs == 0:
-    st.info(f"No discovery runs recorded in the last {report.window_label}: the report is valid but empty. "
-            "Pick a longer window, or record runs (`python -m engine discover`, a rollout, tuning).")
+    st.info(
+        f"No discovery runs recorded in the last {report.window_label}: the report is valid but empty. "
+        "Pick a longer window, or record runs (`python -m engine discover`, a rollout, tuning)."
+    )
 
 for column, fmt in zip(st.columns(len(FORMATS)), FORMATS):
     name = report_filename(now, report.window_label, fmt)
     column.download_button(
-        f"Download {FORMAT_LABELS[fmt]}", texts[fmt].encode("utf-8"), file_name=name, mime=MEDIA_TYPES[fmt],
-        key=f"download_{fmt}", icon=":material/download:", on_click="ignore", width="stretch",
+        f"Download {FORMAT_LABELS[fmt]}",
+        texts[fmt].encode("utf-8"),
+        file_name=name,
+        mime=MEDIA_TYPES[fmt],
+        key=f"download_{fmt}",
+        icon=":material/download:",
+        on_click="ignore",
+        width="stretch",
         help=f"{name} · {len(texts[fmt].encode('utf-8')):,} bytes",
     )
 

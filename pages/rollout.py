@@ -62,8 +62,10 @@ def start() -> None:
         feedback.flash("Start: choose the candidate's ParameterConfig JSON file (a path on this machine)", "error")
         return
     run_id = feedback.act(
-        "Start", rollout.start_rollout,
-        settings, ops,
+        "Start",
+        rollout.start_rollout,
+        settings,
+        ops,
         stage=ss["rollout_stage"],
         entities=int(ss["rollout_entities"]) or None,
         config_file=path if choice == FILE else None,
@@ -93,9 +95,16 @@ def keep_rollout() -> None:
 def confirm_rollback(run_id: int) -> None:
     reason = (ss.get("rollout_rollback_reason") or "").strip()
     ss.pop("rollout_confirm", None)
-    feedback.act("Rollback", rollout.rollback, settings, ops, run_id, actor(),
-                 reason=reason or "rolled back by an operator",
-                 done=lambda r: ("success" if r.performed else "warning", f"Rollback: {r.message}"))
+    feedback.act(
+        "Rollback",
+        rollout.rollback,
+        settings,
+        ops,
+        run_id,
+        actor(),
+        reason=reason or "rolled back by an operator",
+        done=lambda r: ("success" if r.performed else "warning", f"Rollback: {r.message}"),
+    )
 
 
 # --------------------------------------------------------------------------- which run
@@ -122,10 +131,12 @@ st.selectbox("Rollout run", [LATEST, *by_id], format_func=run_label, key="rollou
 
 def render_timeline(status) -> None:
     run = status.run
-    states = rv.run_stage_states(stage_config.names(), run.stages if run else None,
-                                 {s.name: s.state for s in status.stages})
-    details = {s.name: rv.stage_detail(s.done, s.total, s.elapsed_days, s.min_duration_days, s.state)
-               for s in status.stages}
+    states = rv.run_stage_states(
+        stage_config.names(), run.stages if run else None, {s.name: s.state for s in status.stages}
+    )
+    details = {
+        s.name: rv.stage_detail(s.done, s.total, s.elapsed_days, s.min_duration_days, s.state) for s in status.stages
+    }
     steps = rv.timeline_steps(stage_config, states, current=status.current_stage, details=details)
     for column, step in zip(st.columns(len(steps)), steps):
         with column.container(border=True):
@@ -140,22 +151,54 @@ def render_controls(status, stage) -> None:
     run_id = status.run.id
     actions = rv.available_actions(status.state, stage.state if stage else None)
     c1, c2, c3, c4, c5 = st.columns([1, 1, 1.6, 1, 2])
-    c1.button("Pause", key="rollout_pause", icon=":material/pause:", disabled=not actions["pause"].enabled,
-              help=actions["pause"].why, on_click=control,
-              args=("Pause", rollout.pause, run_id, "requested; the worker pauses before its next entity"),
-              width="stretch")
-    c2.button("Resume", key="rollout_resume", icon=":material/play_arrow:", disabled=not actions["resume"].enabled,
-              help=actions["resume"].why, on_click=control,
-              args=("Resume", rollout.resume, run_id, "requested; the worker continues from its last checkpoint"),
-              kwargs={"settings": settings}, width="stretch")
-    c3.checkbox("Force (before the minimum duration)", key="rollout_force",
-                        disabled=not actions["promote"].enabled,
-                        help="Promote before the stage's minimum duration has passed; recorded as forced.")
-    c4.button("Promote", key="rollout_promote", icon=":material/upgrade:", disabled=not actions["promote"].enabled,
-              help=actions["promote"].why, on_click=promote, args=(run_id,), width="stretch")
-    c5.button("Roll back…", key="rollout_rollback", icon=":material/undo:", type="secondary",
-              disabled=not actions["rollback"].enabled or ss.get("rollout_confirm") == run_id,
-              help=actions["rollback"].why, on_click=ask_rollback, args=(run_id,), width="stretch")
+    c1.button(
+        "Pause",
+        key="rollout_pause",
+        icon=":material/pause:",
+        disabled=not actions["pause"].enabled,
+        help=actions["pause"].why,
+        on_click=control,
+        args=("Pause", rollout.pause, run_id, "requested; the worker pauses before its next entity"),
+        width="stretch",
+    )
+    c2.button(
+        "Resume",
+        key="rollout_resume",
+        icon=":material/play_arrow:",
+        disabled=not actions["resume"].enabled,
+        help=actions["resume"].why,
+        on_click=control,
+        args=("Resume", rollout.resume, run_id, "requested; the worker continues from its last checkpoint"),
+        kwargs={"settings": settings},
+        width="stretch",
+    )
+    c3.checkbox(
+        "Force (before the minimum duration)",
+        key="rollout_force",
+        disabled=not actions["promote"].enabled,
+        help="Promote before the stage's minimum duration has passed; recorded as forced.",
+    )
+    c4.button(
+        "Promote",
+        key="rollout_promote",
+        icon=":material/upgrade:",
+        disabled=not actions["promote"].enabled,
+        help=actions["promote"].why,
+        on_click=promote,
+        args=(run_id,),
+        width="stretch",
+    )
+    c5.button(
+        "Roll back…",
+        key="rollout_rollback",
+        icon=":material/undo:",
+        type="secondary",
+        disabled=not actions["rollback"].enabled or ss.get("rollout_confirm") == run_id,
+        help=actions["rollback"].why,
+        on_click=ask_rollback,
+        args=(run_id,),
+        width="stretch",
+    )
     if ss.get("rollout_confirm") == run_id and actions["rollback"].enabled:
         with st.container(border=True):
             exposed = sum(s.done for s in status.stages)
@@ -166,11 +209,21 @@ def render_controls(status, stage) -> None:
                 "trail is kept but marked rolled back, and the entities go back to the old system.",
                 icon=":material/warning:",
             )
-            st.text_input("Reason (kept in the decision record and the audit log)", key="rollout_rollback_reason",
-                          value="rolled back by an operator from the console")
+            st.text_input(
+                "Reason (kept in the decision record and the audit log)",
+                key="rollout_rollback_reason",
+                value="rolled back by an operator from the console",
+            )
             k1, k2, _ = st.columns([1, 1, 3])
-            k1.button("Confirm rollback", key="rollout_confirm_rollback", type="primary",
-                      icon=":material/undo:", on_click=confirm_rollback, args=(run_id,), width="stretch")
+            k1.button(
+                "Confirm rollback",
+                key="rollout_confirm_rollback",
+                type="primary",
+                icon=":material/undo:",
+                on_click=confirm_rollback,
+                args=(run_id,),
+                width="stretch",
+            )
             k2.button("Keep the rollout", key="rollout_keep", on_click=keep_rollout, width="stretch")
 
 
@@ -181,7 +234,10 @@ def render_criteria(stage, policy) -> None:
     st.markdown(f"**Verdict{n}:** :{colour}-badge[{icon} {phase}] {reason}")
     frame = rv.criteria_frame(verdict) if verdict else rv.policy_criteria_frame(policy)
     st.dataframe(
-        frame.drop(columns=["metric", "op"]), hide_index=True, width="stretch", key="rollout_criteria",
+        frame.drop(columns=["metric", "op"]),
+        hide_index=True,
+        width="stretch",
+        key="rollout_criteria",
         column_config={
             "threshold": st.column_config.NumberColumn("threshold", format="%g"),
             "value": st.column_config.NumberColumn("measured", format="%.2f"),
@@ -207,18 +263,37 @@ def render_charts(stage) -> None:
     latest = rv.latest_figures(frame)
     for column, (metric, (title, _, fmt)) in zip(st.columns(3), rv.SERIES_METRICS.items()):
         fig = latest[metric]
-        show = (lambda v: "—" if v is None else (f"{v:.1%}" if fmt == ".1%" else
-                                                  f"${v:.3f}" if fmt.startswith("$") else f"{v:,.1f} ms"))
-        delta = None if fig.new is None or fig.old is None else (
-            f"{(fig.new - fig.old) * 100:+.1f} pp vs old" if fmt == ".1%" else
-            f"{fig.new - fig.old:+.3f} vs old" if fmt.startswith("$") else f"{fig.new - fig.old:+.1f} ms vs old")
-        column.metric(f"{title} · new", show(fig.new), delta, border=True,
-                      delta_color="normal" if metric == "actionable_rate" else "inverse",
-                      help=f"old: {show(fig.old)} over {fig.old_runs} runs; new over {fig.new_runs} runs")
+        def show(v):
+            return (
+                    "—"
+                    if v is None
+                    else (f"{v:.1%}" if fmt == ".1%" else f"${v:.3f}" if fmt.startswith("$") else f"{v:,.1f} ms")
+                )
+        delta = (
+            None
+            if fig.new is None or fig.old is None
+            else (
+                f"{(fig.new - fig.old) * 100:+.1f} pp vs old"
+                if fmt == ".1%"
+                else f"{fig.new - fig.old:+.3f} vs old"
+                if fmt.startswith("$")
+                else f"{fig.new - fig.old:+.1f} ms vs old"
+            )
+        )
+        column.metric(
+            f"{title} · new",
+            show(fig.new),
+            delta,
+            border=True,
+            delta_color="normal" if metric == "actionable_rate" else "inverse",
+            help=f"old: {show(fig.old)} over {fig.old_runs} runs; new over {fig.new_runs} runs",
+        )
     for column, metric in zip(st.columns(3), rv.SERIES_METRICS):
         column.altair_chart(rv.old_vs_new_chart(frame, metric), width="stretch")
-    st.caption(f"Running figures over the {len(events)} metric events of stage id `{stage.stage_id}`, "
-               "in the order the runs finished (old = baseline in shadow, new = candidate).")
+    st.caption(
+        f"Running figures over the {len(events)} metric events of stage id `{stage.stage_id}`, "
+        "in the order the runs finished (old = baseline in shadow, new = candidate)."
+    )
 
 
 def live() -> None:
@@ -226,29 +301,42 @@ def live() -> None:
     run_id = ss.get("rollout_run") or None
     status = call(rollout.rollout_status, ops, run_id)
     if status.run is None:
-        st.info("No rollout has been started yet. Start one below: a pilot of "
-                f"{rv.entities_label(stage_config.stages[0].entities)} entities first.")
+        st.info(
+            "No rollout has been started yet. Start one below: a pilot of "
+            f"{rv.entities_label(stage_config.stages[0].entities)} entities first."
+        )
         render_timeline(status)
         return
     run = status.run
     icon, colour = rv.state_style(status.state)
-    st.markdown(f"### Rollout {run.id} :{colour}-badge[{icon} {status.state.replace('_', ' ')}]"
-                + (" :gray-badge[dry run]" if run.dry_run else ""))
-    st.caption(f"{status.message} · worker: {status.worker_note} · candidate `{run.candidate_hash}` "
-               f"({run.candidate_source}) vs old `{run.baseline_hash}` · time scale {run.time_scale:g} "
-               f"({rv.time_scale_help(run.time_scale)}) · started by {run.actor}")
+    st.markdown(
+        f"### Rollout {run.id} :{colour}-badge[{icon} {status.state.replace('_', ' ')}]"
+        + (" :gray-badge[dry run]" if run.dry_run else "")
+    )
+    st.caption(
+        f"{status.message} · worker: {status.worker_note} · candidate `{run.candidate_hash}` "
+        f"({run.candidate_source}) vs old `{run.baseline_hash}` · time scale {run.time_scale:g} "
+        f"({rv.time_scale_help(run.time_scale)}) · started by {run.actor}"
+    )
     render_timeline(status)
 
     current = status.stage(status.current_stage) if status.current_stage else None
     if current is not None:
         message = status.job.message if status.job else ""
-        st.progress(current.progress, text=rv.progress_text(current.name, current.done, current.total,
-                                                            status.state.replace("_", " "), message))
+        st.progress(
+            current.progress,
+            text=rv.progress_text(current.name, current.done, current.total, status.state.replace("_", " "), message),
+        )
     done, total = status.progress
     st.caption(f"Whole run: {done:,} of {total:,} entities of the stages reached so far.")
-    hint = rv.state_hint(status.state, status.current_stage, current.elapsed_days if current else 0.0,
-                         current.min_duration_days if current else 0.0, run.time_scale,
-                         note=status.job.error if status.job and status.job.error else status.worker_note)
+    hint = rv.state_hint(
+        status.state,
+        status.current_stage,
+        current.elapsed_days if current else 0.0,
+        current.min_duration_days if current else 0.0,
+        run.time_scale,
+        note=status.job.error if status.job and status.job.error else status.worker_note,
+    )
     if hint:
         {"error": st.error, "warning": st.warning}.get(hint[0], st.info)(hint[1])
 
@@ -261,8 +349,12 @@ def live() -> None:
     choice = "current"
     if reached != [status.current_stage]:
         choice = st.segmented_control(
-            "Stage shown", ["current", *reached], default="current", key=f"rollout_stage_shown_{run.id}",
-            format_func=lambda o: f"current ({status.current_stage})" if o == "current" else o)
+            "Stage shown",
+            ["current", *reached],
+            default="current",
+            key=f"rollout_stage_shown_{run.id}",
+            format_func=lambda o: f"current ({status.current_stage})" if o == "current" else o,
+        )
     shown = status.stage(status.current_stage if choice in (None, "current") else choice) or current
     policy = stage_config.stage(shown.name) if shown.name in stage_config.names() else None
 
@@ -274,23 +366,37 @@ def live() -> None:
 
     st.subheader("Decision records")
     records = call(rollout.decision_records, ops, run.id)
-    st.dataframe(rv.decision_records_frame(records), hide_index=True, width="stretch", key="rollout_decisions",
-                 column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss")})
+    st.dataframe(
+        rv.decision_records_frame(records),
+        hide_index=True,
+        width="stretch",
+        key="rollout_decisions",
+        column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss")},
+    )
     now = time.time()
     d1, d2 = st.columns(2)
     d1.download_button(
         f"Stage report · {shown.name} (Markdown)",
         # made when clicked (on Streamlit's download thread), not at every poll
         data=lambda run_id=run.id, stage=shown.name: rollout.stage_report(ops, run_id, stage),
-        file_name=rv.report_file_name(f"rollout-{run.id}-{shown.name}", now), mime="text/markdown",
-        icon=":material/download:", key="rollout_report_download", width="stretch", on_click="ignore",
+        file_name=rv.report_file_name(f"rollout-{run.id}-{shown.name}", now),
+        mime="text/markdown",
+        icon=":material/download:",
+        key="rollout_report_download",
+        width="stretch",
+        on_click="ignore",
     )
     d2.download_button(
         "Decision records with their inputs (JSON)",
-        data=lambda run_id=run.id: json.dumps([r.to_dict() for r in rollout.decision_records(ops, run_id)],
-                                              indent=2, default=str),
-        file_name=rv.report_file_name(f"rollout-{run.id}-decisions", now, "json"), mime="application/json",
-        icon=":material/download:", key="rollout_records_download", width="stretch", on_click="ignore",
+        data=lambda run_id=run.id: json.dumps(
+            [r.to_dict() for r in rollout.decision_records(ops, run_id)], indent=2, default=str
+        ),
+        file_name=rv.report_file_name(f"rollout-{run.id}-decisions", now, "json"),
+        mime="application/json",
+        icon=":material/download:",
+        key="rollout_records_download",
+        width="stretch",
+        on_click="ignore",
     )
 
 
@@ -316,30 +422,54 @@ with st.expander("Start a rollout", icon=":material/rocket_launch:", expanded=no
     known = sorted(str(p) for p in configs_dir.glob("*.json")) if configs_dir.is_dir() else []
     with st.form("rollout_start_form", border=False):
         f1, f2, f3 = st.columns(3)
-        f1.selectbox("Stage", rv.stage_choices(stage_config), key="rollout_stage",
-                     help="One stage, or 'all' to go through every stage in order.")
-        f2.number_input("Entities (0 = every entity in the graph)", min_value=0, value=0, step=10,
-                        key="rollout_entities",
-                        help="Limit the population to a seeded stratified sample of N entities; stage sizes are capped at N.")
-        f3.number_input("Time scale", min_value=0.001, value=float(stage_config.time_scale), format="%g",
-                        key="rollout_time_scale",
-                        help="Stage seconds per real second for minimum durations: 1 = real time, "
-                             "86400 = a stage day passes every second.")
+        f1.selectbox(
+            "Stage",
+            rv.stage_choices(stage_config),
+            key="rollout_stage",
+            help="One stage, or 'all' to go through every stage in order.",
+        )
+        f2.number_input(
+            "Entities (0 = every entity in the graph)",
+            min_value=0,
+            value=0,
+            step=10,
+            key="rollout_entities",
+            help="Limit the population to a seeded stratified sample of N entities; stage sizes are capped at N.",
+        )
+        f3.number_input(
+            "Time scale",
+            min_value=0.001,
+            value=float(stage_config.time_scale),
+            format="%g",
+            key="rollout_time_scale",
+            help="Stage seconds per real second for minimum durations: 1 = real time, "
+            "86400 = a stage day passes every second.",
+        )
         st.radio("Candidate (new system)", choices, format_func=labels.get, key="rollout_candidate", horizontal=True)
-        st.text_input("Config file (when 'ParameterConfig file' is chosen)", key="rollout_config_file",
-                      placeholder=known[0] if known else str(configs_dir / "candidate.json"))
+        st.text_input(
+            "Config file (when 'ParameterConfig file' is chosen)",
+            key="rollout_config_file",
+            placeholder=known[0] if known else str(configs_dir / "candidate.json"),
+        )
         if known:
             st.caption("Configs in the data dir: " + ", ".join(f"`{Path(k).name}`" for k in known))
         st.checkbox("Dry run (both systems in shadow: nothing live is written)", key="rollout_dry_run")
-        st.form_submit_button("Start", type="primary", icon=":material/rocket_launch:", on_click=start, key="rollout_start")
+        st.form_submit_button(
+            "Start", type="primary", icon=":material/rocket_launch:", on_click=start, key="rollout_start"
+        )
     st.caption("Stage table: " + (stage_config.source or "data/stages.json"))
     st.dataframe(rv.stage_table_frame(stage_config), hide_index=True, width="stretch", key="rollout_stage_table")
 
 with st.expander("Rollout jobs", icon=":material/work_history:"):
     jobs = call(recent_jobs, ops, rollout.JOB_KIND, 20)
-    st.dataframe(rv.jobs_frame(jobs), hide_index=True, width="stretch", key="rollout_jobs",
-                 column_config={
-                     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
-                     "created": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-                     "heartbeat": st.column_config.DatetimeColumn("heartbeat (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-                 })
+    st.dataframe(
+        rv.jobs_frame(jobs),
+        hide_index=True,
+        width="stretch",
+        key="rollout_jobs",
+        column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+            "created": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "heartbeat": st.column_config.DatetimeColumn("heartbeat (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+        },
+    )

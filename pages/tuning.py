@@ -14,10 +14,10 @@ from console.feedback import Feedback
 from console.services import call, get_services, operator_field
 from engine import tuning as studies
 from engine.core.errors import ConfigError
-from engine.jobs.queue import JobState, get_job, reap_dead_workers
-from engine.tuning.objective import Rewards
 from engine.core.params import PARAMETER_SPECS
+from engine.jobs.queue import JobState, get_job, reap_dead_workers
 from engine.tuning import DEFAULT_TUNED, METHODS
+from engine.tuning.objective import Rewards
 
 REFRESH_S = 2.0
 LATEST = 0
@@ -45,13 +45,21 @@ feedback = Feedback("tuning_flash")
 def form_spec() -> studies.StudySpec:
     """The study the form describes; ConfigError when it is not a valid one."""
     spec = studies.StudySpec(
-        method=ss["tune_method"], params=tuple(ss["tune_params"]), iterations=int(ss["tune_iterations"]),
-        entities=studies.EntitySpec(kind="catalogue", n=int(ss["tune_entities"]),
-                                    catalogue_seed=int(ss["tune_catalogue_seed"])),
-        seed=int(ss["tune_seed"]), world_seed=int(ss["tune_world_seed"]),
-        rewards=Rewards(true_actionable=float(ss["tune_r_true"]), false_actionable=float(ss["tune_r_false"]),
-                        per_usd=float(ss["tune_r_usd"])),
-        train_fraction=float(ss["tune_split"]), top_k=int(ss["tune_top_k"]),
+        method=ss["tune_method"],
+        params=tuple(ss["tune_params"]),
+        iterations=int(ss["tune_iterations"]),
+        entities=studies.EntitySpec(
+            kind="catalogue", n=int(ss["tune_entities"]), catalogue_seed=int(ss["tune_catalogue_seed"])
+        ),
+        seed=int(ss["tune_seed"]),
+        world_seed=int(ss["tune_world_seed"]),
+        rewards=Rewards(
+            true_actionable=float(ss["tune_r_true"]),
+            false_actionable=float(ss["tune_r_false"]),
+            per_usd=float(ss["tune_r_usd"]),
+        ),
+        train_fraction=float(ss["tune_split"]),
+        top_k=int(ss["tune_top_k"]),
     )
     if not spec.params:
         raise ConfigError("pick at least one parameter to tune")
@@ -59,40 +67,54 @@ def form_spec() -> studies.StudySpec:
 
 
 def launch() -> None:
-    out = feedback.act("Start study", lambda: studies.start_study(ops, settings, form_spec(), actor=actor()),
-                       done=lambda out: f"Study {out[0].id} started: job {out[1].id}, worker pid {out[2]}")
+    out = feedback.act(
+        "Start study",
+        lambda: studies.start_study(ops, settings, form_spec(), actor=actor()),
+        done=lambda out: f"Study {out[0].id} started: job {out[1].id}, worker pid {out[2]}",
+    )
     if out is not None:
         ss["tune_pick"] = LATEST
 
 
-with st.expander("Start a study", expanded=not studies.list_studies(ops, limit=1)):
-    with st.form("tune_form"):
-        c1, c2, c3, c4 = st.columns(4)
-        c1.selectbox("Method", METHODS, index=METHODS.index("bayesian"), key="tune_method",
-                     help="grid: every grid point (a seeded sample when larger than the budget); random: uniform "
-                          "draws; bayesian: Gaussian-process model with expected improvement")
-        c2.number_input("Iterations (search trials)", 1, 2000, 30, key="tune_iterations")
-        c3.number_input("Entities (training + hold-out)", 10, 20000, 200, step=50, key="tune_entities")
-        c4.number_input("Seed", 0, 10**6, 0, key="tune_seed", help="sampler seed; also fixes the hold-out set")
-        st.multiselect("Parameters to tune", [s.name for s in PARAMETER_SPECS], default=list(DEFAULT_TUNED),
-                       key="tune_params", help="default: the documented subset (engine.tuning.space.DEFAULT_TUNED)")
-        c1, c2, c3, c4 = st.columns(4)
-        c1.slider("Training fraction", 0.5, 0.95, 0.8, 0.05, key="tune_split")
-        c2.number_input("Top trials re-scored on hold-out", 1, 20, 3, key="tune_top_k")
-        c3.number_input("Catalogue seed", 0, 10**6, studies.DEFAULT_CATALOGUE_SEED, key="tune_catalogue_seed")
-        c4.number_input("World seed", 0, 10**6, studies.DEFAULT_WORLD_SEED, key="tune_world_seed")
-        c1, c2, c3, _ = st.columns(4)
-        c1.number_input("Reward per true actionable call", 0.0, 1000.0, Rewards().true_actionable, key="tune_r_true")
-        c2.number_input("Penalty per false actionable call", 0.0, 1000.0, Rewards().false_actionable, key="tune_r_false")
-        c3.number_input("Penalty per USD spent", 0.0, 1000.0, Rewards().per_usd, key="tune_r_usd")
-        st.form_submit_button("Start study", type="primary", on_click=launch)
+with st.expander("Start a study", expanded=not studies.list_studies(ops, limit=1)), st.form("tune_form"):
+    c1, c2, c3, c4 = st.columns(4)
+    c1.selectbox(
+        "Method",
+        METHODS,
+        index=METHODS.index("bayesian"),
+        key="tune_method",
+        help="grid: every grid point (a seeded sample when larger than the budget); random: uniform "
+        "draws; bayesian: Gaussian-process model with expected improvement",
+    )
+    c2.number_input("Iterations (search trials)", 1, 2000, 30, key="tune_iterations")
+    c3.number_input("Entities (training + hold-out)", 10, 20000, 200, step=50, key="tune_entities")
+    c4.number_input("Seed", 0, 10**6, 0, key="tune_seed", help="sampler seed; also fixes the hold-out set")
+    st.multiselect(
+        "Parameters to tune",
+        [s.name for s in PARAMETER_SPECS],
+        default=list(DEFAULT_TUNED),
+        key="tune_params",
+        help="default: the documented subset (engine.tuning.space.DEFAULT_TUNED)",
+    )
+    c1, c2, c3, c4 = st.columns(4)
+    c1.slider("Training fraction", 0.5, 0.95, 0.8, 0.05, key="tune_split")
+    c2.number_input("Top trials re-scored on hold-out", 1, 20, 3, key="tune_top_k")
+    c3.number_input("Catalogue seed", 0, 10**6, studies.DEFAULT_CATALOGUE_SEED, key="tune_catalogue_seed")
+    c4.number_input("World seed", 0, 10**6, studies.DEFAULT_WORLD_SEED, key="tune_world_seed")
+    c1, c2, c3, _ = st.columns(4)
+    c1.number_input("Reward per true actionable call", 0.0, 1000.0, Rewards().true_actionable, key="tune_r_true")
+    c2.number_input("Penalty per false actionable call", 0.0, 1000.0, Rewards().false_actionable, key="tune_r_false")
+    c3.number_input("Penalty per USD spent", 0.0, 1000.0, Rewards().per_usd, key="tune_r_usd")
+    st.form_submit_button("Start study", type="primary", on_click=launch)
 
 feedback.show()
 
 all_studies = call(studies.list_studies, ops, 200)
 if not all_studies:
-    st.info("No tuning study yet: start one above, or from the command line with "
-            "`python -m engine tune --method bayesian --iterations 30`.")
+    st.info(
+        "No tuning study yet: start one above, or from the command line with "
+        "`python -m engine tune --method bayesian --iterations 30`."
+    )
     st.stop()
 
 labels = {LATEST: "latest study"} | {s.id: tv.study_label(s, studies.study_state(ops, s)) for s in all_studies}
@@ -100,19 +122,38 @@ st.selectbox("Study", list(labels), format_func=labels.get, key="tune_pick")
 
 
 def cancel(study_id: int) -> None:
-    feedback.act("Cancel", studies.cancel_study, ops, study_id, actor=actor(),
-                 done=f"Cancel requested for study {study_id}: it stops after the trial in progress")
+    feedback.act(
+        "Cancel",
+        studies.cancel_study,
+        ops,
+        study_id,
+        actor=actor(),
+        done=f"Cancel requested for study {study_id}: it stops after the trial in progress",
+    )
 
 
 def resume(study_id: int) -> None:
-    feedback.act("Resume", studies.resume_study, ops, settings, study_id, actor=actor(),
-                 done=lambda out: f"Study {study_id}: {out[1]}")
+    feedback.act(
+        "Resume",
+        studies.resume_study,
+        ops,
+        settings,
+        study_id,
+        actor=actor(),
+        done=lambda out: f"Study {study_id}: {out[1]}",
+    )
 
 
 def hand_off(study_id: int) -> None:
-    feedback.act("Hand to rollout", studies.handoff, ops, settings, study_id, actor=actor(),
-                 done=lambda path: f"Winner written to {path} and set as the candidate of the next rollout "
-                                   "(Rollout page)")
+    feedback.act(
+        "Hand to rollout",
+        studies.handoff,
+        ops,
+        settings,
+        study_id,
+        actor=actor(),
+        done=lambda path: f"Winner written to {path} and set as the candidate of the next rollout (Rollout page)",
+    )
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -126,35 +167,55 @@ def live() -> None:
     spec = study.spec
 
     st.subheader(f"Study {study.id}: {study.name}")
-    st.caption(f"{study.sampler} · {spec.entities.describe()} · {spec.evidence.describe(spec.world_seed)}"
-               + (f" scored by {spec.labels.path}" if spec.labels else "") + f" · {len(study.train_ids)} training / "
-               f"{len(study.holdout_ids)} hold-out entities · tuned: {', '.join(spec.params)}"
-               + (f" · full grid {study.grid_full_size:,} points" if study.grid_full_size else ""))
+    st.caption(
+        f"{study.sampler} · {spec.entities.describe()} · {spec.evidence.describe(spec.world_seed)}"
+        + (f" scored by {spec.labels.path}" if spec.labels else "")
+        + f" · {len(study.train_ids)} training / "
+        f"{len(study.holdout_ids)} hold-out entities · tuned: {', '.join(spec.params)}"
+        + (f" · full grid {study.grid_full_size:,} points" if study.grid_full_size else "")
+    )
     done = job.progress_done if job else len(trials)
     total = job.progress_total if job and job.progress_total else study.total_trials
-    st.progress(tv.progress_of(done, total),
-                text=f"{state} · {len(trials)}/{study.total_trials} trials · {job.message if job else ''}")
+    st.progress(
+        tv.progress_of(done, total),
+        text=f"{state} · {len(trials)}/{study.total_trials} trials · {job.message if job else ''}",
+    )
     if job and job.error:
         st.error(f"job {job.id}: {job.error}")
 
     b1, b2, b3, _ = st.columns([1, 1, 1, 3])
     running = state in JobState and JobState(state).is_active()  # "created" and "finished" are study states
     b1.button("Cancel", disabled=not running, on_click=cancel, args=(study.id,), key=f"tune_cancel_{study.id}")
-    b2.button("Resume", disabled=state not in ("dead", "failed", "cancelled", "created"), on_click=resume,
-              args=(study.id,), key=f"tune_resume_{study.id}")
-    b3.button("Hand to rollout", disabled=study.result is None or study.result.get("winner_is_base", True),
-              on_click=hand_off, args=(study.id,), key=f"tune_handoff_{study.id}", type="primary",
-              help="write the winner to <data dir>/configs/ and make it the candidate config of the next rollout")
+    b2.button(
+        "Resume",
+        disabled=state not in ("dead", "failed", "cancelled", "created"),
+        on_click=resume,
+        args=(study.id,),
+        key=f"tune_resume_{study.id}",
+    )
+    b3.button(
+        "Hand to rollout",
+        disabled=study.result is None or study.result.get("winner_is_base", True),
+        on_click=hand_off,
+        args=(study.id,),
+        key=f"tune_handoff_{study.id}",
+        type="primary",
+        help="write the winner to <data dir>/configs/ and make it the candidate config of the next rollout",
+    )
 
     if study.result:
         for col, (label, value, help_) in zip(st.columns(4), tv.result_tiles(study.result)):
             col.metric(label, value, help=help_, border=True)
         if study.result["winner_is_base"]:
-            st.info("The current config won on the hold-out set: no tuned trial beat it on training and held up "
-                    "on hold-out, so there is nothing to roll out.")
+            st.info(
+                "The current config won on the hold-out set: no tuned trial beat it on training and held up "
+                "on hold-out, so there is nothing to roll out."
+            )
         else:
-            st.write("Winner's changes: " + ", ".join(
-                f"`{k}` {v['from']} → {v['to']}" for k, v in study.result["changes"].items()))
+            st.write(
+                "Winner's changes: "
+                + ", ".join(f"`{k}` {v['from']} → {v['to']}" for k, v in study.result["changes"].items())
+            )
 
     frame = tv.trials_frame(trials, spec.params)
     if not trials:
@@ -183,12 +244,21 @@ def live() -> None:
     if study.result:
         cfg = studies.winner_config(study)
         d1, d2, _ = st.columns([1, 1, 2])
-        d1.download_button("Download best config", cfg.to_json() + "\n",
-                           file_name=tv.file_name("best-config", study.id, "json"), mime="application/json",
-                           key=f"tune_dl_cfg_{study.id}")
+        d1.download_button(
+            "Download best config",
+            cfg.to_json() + "\n",
+            file_name=tv.file_name("best-config", study.id, "json"),
+            mime="application/json",
+            key=f"tune_dl_cfg_{study.id}",
+        )
         report = studies.render_report(study, trials, study.result)
-        d2.download_button("Download report", report, file_name=tv.file_name("report", study.id, "md"),
-                           mime="text/markdown", key=f"tune_dl_report_{study.id}")
+        d2.download_button(
+            "Download report",
+            report,
+            file_name=tv.file_name("report", study.id, "md"),
+            mime="text/markdown",
+            key=f"tune_dl_report_{study.id}",
+        )
 
 
 live()

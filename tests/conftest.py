@@ -20,10 +20,10 @@ import pytest
 
 from engine.catalogue.generator import seed_catalogue
 from engine.catalogue.templates import load_templates
+from engine.core.settings import Settings, load_settings
 from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import OpsDB
-from engine.core.settings import Settings, load_settings
 
 #: graph name used by the fixtures (one embedded server per test's data dir anyway)
 TEST_GRAPH = "discovery_test"

@@ -84,14 +84,23 @@ def bench_sync(
         "bump_us_p50": _us(bump, 50), "bump_us_p99": _us(bump, 99),
         "hit_us_p50": _us(hit, 50), "hit_us_p99": _us(hit, 99),
     }  # fmt: skip
-    print_fn(f"cache sync on a {entities}-entity graph (embedded FalkorDB, {rounds} idle checks, "
-             f"{n_moved} after a write)")
-    print_fn(f"  sync, nothing changed (1 point read)           p50 {figures['idle_us_p50']:8.1f} µs  "
-             f"p99 {figures['idle_us_p99']:8.1f} µs")
-    print_fn(f"  sync after another store's write (2 reads)     p50 {figures['moved_us_p50']:8.1f} µs  "
-             f"p99 {figures['moved_us_p99']:8.1f} µs")
-    print_fn(f"  the bump clause alone (added to every write)   p50 {figures['bump_us_p50']:8.1f} µs  "
-             f"p99 {figures['bump_us_p99']:8.1f} µs")
-    print_fn(f"  for scale: a cached get_hypotheses hit         p50 {figures['hit_us_p50']:8.1f} µs  "
-             f"p99 {figures['hit_us_p99']:8.1f} µs")
+    print_fn(
+        f"cache sync on a {entities}-entity graph (embedded FalkorDB, {rounds} idle checks, {n_moved} after a write)"
+    )
+    print_fn(
+        f"  sync, nothing changed (1 point read)           p50 {figures['idle_us_p50']:8.1f} µs  "
+        f"p99 {figures['idle_us_p99']:8.1f} µs"
+    )
+    print_fn(
+        f"  sync after another store's write (2 reads)     p50 {figures['moved_us_p50']:8.1f} µs  "
+        f"p99 {figures['moved_us_p99']:8.1f} µs"
+    )
+    print_fn(
+        f"  the bump clause alone (added to every write)   p50 {figures['bump_us_p50']:8.1f} µs  "
+        f"p99 {figures['bump_us_p99']:8.1f} µs"
+    )
+    print_fn(
+        f"  for scale: a cached get_hypotheses hit         p50 {figures['hit_us_p50']:8.1f} µs  "
+        f"p99 {figures['hit_us_p99']:8.1f} µs"
+    )
     return figures

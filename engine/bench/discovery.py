@@ -50,8 +50,10 @@ def bench_discovery(
     catalogue = generate_catalogue(entities, seed)
     templates = templates_for(catalogue, load_templates())
     world = make_source(EvidenceSpec(world_seed=world_seed), templates=templates, entities=catalogue)
-    print_fn(f"bench discovery: {len(catalogue):,} catalogue entities (seed {seed}), simulated world seed "
-             f"{world_seed}, virtual time, in memory; config {params.hash()}")
+    print_fn(
+        f"bench discovery: {len(catalogue):,} catalogue entities (seed {seed}), simulated world seed "
+        f"{world_seed}, virtual time, in memory; config {params.hash()}"
+    )
     figures: dict[str, tuple[float, float]] = {}
     for system in ("new", "old"):
         t0 = time.perf_counter()
@@ -69,13 +71,23 @@ def bench_discovery(
         )
     # The same new-system run timed in this thread's CPU time: what the engine itself costs, immune to
     # other processes competing for the cores (wall-clock percentiles above include being preempted).
-    cpu = [r.engine_time_s * 1000.0 for r in
-           run_batch(catalogue, templates, world, params, "new", now=now, timer=time.thread_time)]
-    print_fn(f"  new, CPU time: engine time per entity p50 {_ms(cpu, 50):.2f} ms, p95 {_ms(cpu, 95):.2f} ms, "
-             f"max {max(cpu):.2f} ms (thread CPU time; load average now {_loadavg()})")
+    cpu = [
+        r.engine_time_s * 1000.0
+        for r in run_batch(catalogue, templates, world, params, "new", now=now, timer=time.thread_time)
+    ]
+    print_fn(
+        f"  new, CPU time: engine time per entity p50 {_ms(cpu, 50):.2f} ms, p95 {_ms(cpu, 95):.2f} ms, "
+        f"max {max(cpu):.2f} ms (thread CPU time; load average now {_loadavg()})"
+    )
     new_wall, new_p95 = figures["new"]
-    print_fn(f"  aim: p95 < 20 ms per entity -> {new_p95:.2f} ms ({new_p95 / 20.0:.1%} of the aim); full "
-             f"{len(catalogue):,}-entity new-system run < 60 s -> {new_wall:.2f} s ({new_wall / 60.0:.1%} of a "
-             f"minute); new/old wall ratio {new_wall / figures['old'][0]:.2f}")
-    return {"new_wall_s": new_wall, "new_p95_ms": new_p95, "new_cpu_p95_ms": _ms(cpu, 95),
-            "old_wall_s": figures["old"][0]}
+    print_fn(
+        f"  aim: p95 < 20 ms per entity -> {new_p95:.2f} ms ({new_p95 / 20.0:.1%} of the aim); full "
+        f"{len(catalogue):,}-entity new-system run < 60 s -> {new_wall:.2f} s ({new_wall / 60.0:.1%} of a "
+        f"minute); new/old wall ratio {new_wall / figures['old'][0]:.2f}"
+    )
+    return {
+        "new_wall_s": new_wall,
+        "new_p95_ms": new_p95,
+        "new_cpu_p95_ms": _ms(cpu, 95),
+        "old_wall_s": figures["old"][0],
+    }

@@ -64,13 +64,21 @@ def bench_entity_view(
         "load_view_ms_p50": _ms(loads, 50), "load_view_ms_p95": _ms(loads, 95),
         "hops_mean": sum(hops) / len(hops), "hops_max": max(hops),
     }  # fmt: skip
-    print_fn(f"entity view: {figures['runs']} live new-system runs on a {entities}-entity graph "
-             "(simulated world, virtual time, embedded store)")
-    print_fn(f"  run_entity (run + graph write + metric event)  p50 {figures['run_wall_ms_p50']:.1f} ms  "
-             f"p95 {figures['run_wall_ms_p95']:.1f} ms")
-    print_fn(f"  of which engine time                           p50 {figures['engine_ms_p50']:.2f} ms  "
-             f"p95 {figures['engine_ms_p95']:.2f} ms")
-    print_fn(f"  load_entity_view (ranking + evidence trail)    p50 {figures['load_view_ms_p50']:.1f} ms  "
-             f"p95 {figures['load_view_ms_p95']:.1f} ms")
+    print_fn(
+        f"entity view: {figures['runs']} live new-system runs on a {entities}-entity graph "
+        "(simulated world, virtual time, embedded store)"
+    )
+    print_fn(
+        f"  run_entity (run + graph write + metric event)  p50 {figures['run_wall_ms_p50']:.1f} ms  "
+        f"p95 {figures['run_wall_ms_p95']:.1f} ms"
+    )
+    print_fn(
+        f"  of which engine time                           p50 {figures['engine_ms_p50']:.2f} ms  "
+        f"p95 {figures['engine_ms_p95']:.2f} ms"
+    )
+    print_fn(
+        f"  load_entity_view (ranking + evidence trail)    p50 {figures['load_view_ms_p50']:.1f} ms  "
+        f"p95 {figures['load_view_ms_p95']:.1f} ms"
+    )
     print_fn(f"  hops per run: mean {figures['hops_mean']:.1f}, max {figures['hops_max']}")
     return figures

@@ -35,24 +35,45 @@ def synthetic_result(i: int, rng: random.Random) -> RunResult:
     patterns = rng.randint(3, 8)
     records = tuple(
         HopRecord(
-            iteration=h + 1, hypothesis_id=f"e{i}::p{h % patterns}", pattern=f"p{h % patterns}", category="Ticketing",
-            eig=0.1, hop_type=HopType.PRESS_RELEASE, depth=Depth.SURFACE,
-            decision=Decision.NO_PROGRESS if h < len(errors) else rng.choice(list(Decision)), delta=0.0,
-            confidence_after=0.5, cost_usd=0.05, latency_s=rng.uniform(0.2, 4.0),
+            iteration=h + 1,
+            hypothesis_id=f"e{i}::p{h % patterns}",
+            pattern=f"p{h % patterns}",
+            category="Ticketing",
+            eig=0.1,
+            hop_type=HopType.PRESS_RELEASE,
+            depth=Depth.SURFACE,
+            decision=Decision.NO_PROGRESS if h < len(errors) else rng.choice(list(Decision)),
+            delta=0.0,
+            confidence_after=0.5,
+            cost_usd=0.05,
+            latency_s=rng.uniform(0.2, 4.0),
             error=errors[h] if h < len(errors) else None,
         )
         for h in range(hops)
     )
     outcomes = tuple(
-        HypothesisOutcome(f"e{i}::p{k}", f"p{k}", "Ticketing", rng.random(),
-                          Status.PROMOTED if rng.random() < 0.1 else Status.ACTIVE, 0)
+        HypothesisOutcome(
+            f"e{i}::p{k}",
+            f"p{k}",
+            "Ticketing",
+            rng.random(),
+            Status.PROMOTED if rng.random() < 0.1 else Status.ACTIVE,
+            0,
+        )
         for k in range(patterns)
     )
     return RunResult(
-        entity_id=f"e{i % 3400}", system=system, config_hash=f"cfg-{system}", iterations=hops,
-        cost_usd=sum(r.cost_usd for r in records), hops=records, outcomes=outcomes,
-        actionable=rng.random() < (0.4 if system == "new" else 0.2), stop_reason="bench",
-        engine_time_s=rng.uniform(0.0005, 0.01), evidence_latency_s=sum(r.latency_s for r in records),
+        entity_id=f"e{i % 3400}",
+        system=system,
+        config_hash=f"cfg-{system}",
+        iterations=hops,
+        cost_usd=sum(r.cost_usd for r in records),
+        hops=records,
+        outcomes=outcomes,
+        actionable=rng.random() < (0.4 if system == "new" else 0.2),
+        stop_reason="bench",
+        engine_time_s=rng.uniform(0.0005, 0.01),
+        evidence_latency_s=sum(r.latency_s for r in records),
         errors=errors,
     )
 
@@ -76,18 +97,22 @@ def bench_monitor(events: int, batch: int, seed: int, *, print_fn: Callable[[str
 
         t = time.perf_counter()
         for k in range(0, len(results), batch):
-            record_runs(ops, results[k:k + batch], run_id="bench", clock=clock, log=log)
+            record_runs(ops, results[k : k + batch], run_id="bench", clock=clock, log=log)
         record_s = time.perf_counter() - t
         now = t_clock[0] + 1
-        print_fn(f"recorded {len(results):,} events in {record_s:.2f}s "
-                 f"({len(results) / record_s:,.0f} events/s, batches of {batch}; SQLite + JSONL, "
-                 f"{sum(p.stat().st_size for p in log.files()) / 1e6:.1f} MB kept in {len(log.files())} log files)")
+        print_fn(
+            f"recorded {len(results):,} events in {record_s:.2f}s "
+            f"({len(results) / record_s:,.0f} events/s, batches of {batch}; SQLite + JSONL, "
+            f"{sum(p.stat().st_size for p in log.files()) / 1e6:.1f} MB kept in {len(log.files())} log files)"
+        )
         for label, window in (("1h", 3600.0), ("24h", 86400.0), ("7d", span + 1)):
             t = time.perf_counter()
             s = summarize(ops, window, now=now)
             dt = time.perf_counter() - t
-            print_fn(f"summarize {label:>3}: {s.overall.runs:>7,} events in {dt * 1000:8.1f} ms"
-                     f" ({s.overall.runs / dt if dt else 0:,.0f} events/s)")
+            print_fn(
+                f"summarize {label:>3}: {s.overall.runs:>7,} events in {dt * 1000:8.1f} ms"
+                f" ({s.overall.runs / dt if dt else 0:,.0f} events/s)"
+            )
         t = time.perf_counter()
         points = time_series(ops, span + 1, now=now)
         print_fn(f"time series 7d: {len(points)} points in {(time.perf_counter() - t) * 1000:.1f} ms")
@@ -102,9 +127,11 @@ def bench_monitor(events: int, batch: int, seed: int, *, print_fn: Callable[[str
         summarize_events(light, start=now - span - 1, end=now, now=now)
         series_from_events(light, default_bucket(span + 1))
         live_s = time.perf_counter() - t
-        print_fn(f"live charts refresh 7d: {live_s * 1000:.1f} ms for {len(light):,} events "
-                 f"(summarize + time_series: {two_reads_s * 1000:.1f} ms; "
-                 f"{two_reads_s / live_s if live_s else 0:.2f}x)")
+        print_fn(
+            f"live charts refresh 7d: {live_s * 1000:.1f} ms for {len(light):,} events "
+            f"(summarize + time_series: {two_reads_s * 1000:.1f} ms; "
+            f"{two_reads_s / live_s if live_s else 0:.2f}x)"
+        )
         rules = alerts_mod.load_rules_file(alerts_mod.SHIPPED_RULES)
         t = time.perf_counter()
         alerts_mod.evaluate_alerts(ops, rules, now)

@@ -15,8 +15,8 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from engine import rollout
 from engine.catalogue.generator import seed_catalogue
@@ -41,8 +41,7 @@ def mechanics_stage_table(shipped: dict) -> dict:
     return data
 
 
-def run_rollout_bench(entities: int, seed: int, *, keep: bool = False,
-                      echo: Callable[[str], None] = print) -> bool:
+def run_rollout_bench(entities: int, seed: int, *, keep: bool = False, echo: Callable[[str], None] = print) -> bool:
     """Run the benchmark, printing its figures through ``echo``; True when the run succeeded and the rollback
     restored the graph exactly. ``keep``: leave the throwaway data dir in place."""
     tmp = Path(tempfile.mkdtemp(prefix="discovery-bench-rollout-"))
@@ -57,15 +56,18 @@ def run_rollout_bench(entities: int, seed: int, *, keep: bool = False,
         before = graph.snapshot(ids)["entities"]
         stages = tmp / "stages.json"
         stages.write_text(json.dumps(mechanics_stage_table(json.loads(DEFAULT_STAGES_FILE.read_text()))))
-        run_id = rollout.start_rollout(settings, ops, stage="all", stages_file=stages, launch=False, actor="bench",
-                                       graph=graph)
+        run_id = rollout.start_rollout(
+            settings, ops, stage="all", stages_file=stages, launch=False, actor="bench", graph=graph
+        )
         job_id = rollout.rollout_status(ops, run_id).run.job_id
         t0 = time.perf_counter()
         job = run_claimed(JobStore(ops), job_id, settings, poll_s=0.05)
         wall = time.perf_counter() - t0
         st = rollout.rollout_status(ops, run_id, decisions=10000)
-        echo(f"rollout {run_id}: {st.state} ({job.state}) in {wall:.1f} s; stages of the shipped table, "
-             "criteria replaced so every stage passes (this measures the runner, not the candidate)")
+        echo(
+            f"rollout {run_id}: {st.state} ({job.state}) in {wall:.1f} s; stages of the shipped table, "
+            "criteria replaced so every stage passes (this measures the runner, not the candidate)"
+        )
         rows = rollout.paired_outcomes(ops, run_id)
         for s in st.stages:
             mine = [r for r in rows if r["stage"] == s.name]
@@ -74,15 +76,19 @@ def run_rollout_bench(entities: int, seed: int, *, keep: bool = False,
                 continue
             secs = max(1e-9, s.completed_at - s.started_at)
             checks = [d for d in st.decisions if d.stage == s.name and d.gate == "check"]
-            echo(f"  {s.name:<11} {len(mine):>5} entities in {secs:7.1f} s = {len(mine) / secs:6.1f} paired entities/s "
-                 f"({2 * len(mine) / secs:6.1f} discovery runs/s); {len(checks)} trigger checks; "
-                 f"engine p95 {s.paired.new_engine_ms_p95:.2f} ms")
+            echo(
+                f"  {s.name:<11} {len(mine):>5} entities in {secs:7.1f} s = {len(mine) / secs:6.1f} paired entities/s "
+                f"({2 * len(mine) / secs:6.1f} discovery runs/s); {len(checks)} trigger checks; "
+                f"engine p95 {s.paired.new_engine_ms_p95:.2f} ms"
+            )
         t0 = time.perf_counter()
         res = rollout.rollback(settings, ops, run_id, "bench", "bench: measure the rollback", graph=graph)
         rb = time.perf_counter() - t0
         exact = graph.snapshot(ids)["entities"] == before
-        echo(f"rollback of {res.entities_restored} entities ({res.evidence_marked} evidence records marked) in "
-             f"{rb:.2f} s = {res.entities_restored / max(rb, 1e-9):.0f} entities/s; graph equals the snapshots: {exact}")
+        echo(
+            f"rollback of {res.entities_restored} entities ({res.evidence_marked} evidence records marked) in "
+            f"{rb:.2f} s = {res.entities_restored / max(rb, 1e-9):.0f} entities/s; graph equals the snapshots: {exact}"
+        )
         return exact and job.state is JobState.SUCCEEDED
     finally:
         graph.close()

@@ -30,25 +30,26 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cachetools
 
+from engine.cache.cached_graph import CachedGraph, hyps_key
+from engine.cache.lru import HypothesisCache
+from engine.cache.warmer import CacheWarmer, WarmerConfig, replay_trace, zipf_trace
+from engine.catalogue.generator import DEMO_SEED, seed_catalogue
+from engine.catalogue.templates import load_templates
+from engine.core.errors import ConfigError
+from engine.core.model import Decision, apply_decision
+from engine.core.percentiles import percentile_sorted
+from engine.core.settings import Settings
+from engine.jobs.queue import JobStore, launch_worker
 from engine.store import falkor
 from engine.store.batch import AsyncBatchGraph, DecisionUpdate, run_batch
-from engine.cache.lru import HypothesisCache
-from engine.cache.cached_graph import CachedGraph, hyps_key
-from engine.catalogue.generator import DEMO_SEED, seed_catalogue
-from engine.core.errors import ConfigError
-from engine.core.percentiles import percentile_sorted
 from engine.store.graph import GraphStore
-from engine.core.model import Decision, apply_decision
-from engine.core.settings import Settings
-from engine.catalogue.templates import load_templates
-from engine.cache.warmer import CacheWarmer, WarmerConfig, replay_trace, zipf_trace
-from engine.jobs.queue import JobStore, launch_worker
 
 Progress = Callable[[int, int, str], None]
 
@@ -227,7 +228,9 @@ def bench_size(
         hyp_ids = [h.id for hs in last.values.values() for h in hs]
         now = time.time()
         t0 = time.perf_counter()
-        upd = run_batch(settings, lambda b: b.apply_decisions([DecisionUpdate(h, Decision.ACCEPT) for h in hyp_ids], now=now))
+        upd = run_batch(
+            settings, lambda b: b.apply_decisions([DecisionUpdate(h, Decision.ACCEPT) for h in hyp_ids], now=now)
+        )
         res.update_batch_s = time.perf_counter() - t0
         res.update_batch_rows, res.update_batch_success_rate = len(hyp_ids), upd.success_rate
         sample = hyp_ids[: min(row_sample, len(hyp_ids))]
@@ -241,11 +244,12 @@ def bench_size(
         # ---- Zipf trace: cold vs warmed
         say(step0 + 4, total, f"{n:,} entities: Zipf trace cold vs warmed")
         accesses = zipf_trace(ids, 3 * n, s=ZIPF_S, seed=seed + 1)
-        history, trace = accesses[: 2 * n], accesses[2 * n:]
+        history, trace = accesses[: 2 * n], accesses[2 * n :]
         replay_cache = CachedGraph(graph, HypothesisCache(max_bytes=1 << 30, ttl_s=3600, access_log=2 * n + 10))
         cold = replay_trace(replay_cache, trace, history=history)
-        warmer = CacheWarmer(replay_cache, config=WarmerConfig(max_entities=max(1, n * WARM_SHARE // 100),
-                                                               recent_limit=n))
+        warmer = CacheWarmer(
+            replay_cache, config=WarmerConfig(max_entities=max(1, n * WARM_SHARE // 100), recent_limit=n)
+        )
         warm = replay_trace(replay_cache, trace, history=history, warmer=warmer)
         res.zipf_accesses, res.zipf_history = len(trace), len(history)
         res.zipf_cold_hit_rate, res.zipf_warm_hit_rate = cold.hit_rate, warm.hit_rate
@@ -355,7 +359,9 @@ def format_report(results: list[SizeResult]) -> str:
     if len(results) == 2:
         a, b = results
         k = b.entities / a.entities
-        lines.append(f"== growth {a.entities:,} -> {b.entities:,} entities ({k:g}x the entities; aim <= {1.2 * k:g}x the time) ==")
+        lines.append(
+            f"== growth {a.entities:,} -> {b.entities:,} entities ({k:g}x the entities; aim <= {1.2 * k:g}x the time) =="
+        )
         for label, x, y in (
             ("batch read, chunked parallel", a.read_chunked_s, b.read_chunked_s),
             ("batch read, one query", a.read_one_query_s, b.read_one_query_s),
@@ -365,13 +371,13 @@ def format_report(results: list[SizeResult]) -> str:
             ("FalkorDB point read p50", a.point_read_p50_us, b.point_read_p50_us),
             ("FalkorDB server peak RSS", a.server_peak_rss_mb, b.server_peak_rss_mb),
         ):
-            verdict = "" if "RSS" in label or "p99" in label or "p50" in label else (
-                "   [met]" if y <= 1.2 * k * x else "   [NOT met]"
+            verdict = (
+                ""
+                if "RSS" in label or "p99" in label or "p50" in label
+                else ("   [met]" if y <= 1.2 * k * x else "   [NOT met]")
             )
             lines.append(f"  {label:<34} {_ratio(y, x)}{verdict}")
     return "\n".join(lines)
-
-
 
 
 # --------------------------------------------------------------------------- as a job (the Cache page)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from engine.tuning.samplers import BaseSampler, BayesianSampler, RandomSampler
 from engine.tuning.space import Dimension, Point, SearchSpace
@@ -64,8 +64,14 @@ def run_seed(seed: int, *, budget: int, random_budget: int, tolerance: float) ->
     return SeedResult(seed, b_n, b_best, r_n, r_best, t1 - t0)
 
 
-def run_tuning_bench(seeds: int, *, budget: int, random_budget: int, tolerance: float,
-                     on_seed: Callable[[SeedResult], None] | None = None) -> list[SeedResult]:
+def run_tuning_bench(
+    seeds: int,
+    *,
+    budget: int,
+    random_budget: int,
+    tolerance: float,
+    on_seed: Callable[[SeedResult], None] | None = None,
+) -> list[SeedResult]:
     """Seeds 0 .. ``seeds - 1``; ``on_seed`` is called as each finishes (the Bayesian runs take seconds)."""
     rows = []
     for seed in range(seeds):
@@ -78,14 +84,18 @@ def run_tuning_bench(seeds: int, *, budget: int, random_budget: int, tolerance: 
 
 def format_seed(row: SeedResult, *, budget: int, random_budget: int) -> str:
     """One line per seed."""
-    return (f"seed {row.seed}: bayesian {row.bayesian_evals or f'>{budget}'} evaluations "
-            f"(best {row.bayesian_best:.4f}, {row.bayesian_seconds:.1f} s); "
-            f"random {row.random_evals or f'>{random_budget}'} evaluations (best {row.random_best:.4f})")
+    return (
+        f"seed {row.seed}: bayesian {row.bayesian_evals or f'>{budget}'} evaluations "
+        f"(best {row.bayesian_best:.4f}, {row.bayesian_seconds:.1f} s); "
+        f"random {row.random_evals or f'>{random_budget}'} evaluations (best {row.random_best:.4f})"
+    )
 
 
 def format_summary(rows: Sequence[SeedResult], *, budget: int, random_budget: int, tolerance: float) -> str:
     """The mean evaluations of each sampler and their ratio (a run that failed counts as budget + 1)."""
     b_mean = sum((r.bayesian_evals or budget + 1) for r in rows) / len(rows)
     r_mean = sum((r.random_evals or random_budget + 1) for r in rows) / len(rows)
-    return (f"mean evaluations to reach optimum + {tolerance}: bayesian {b_mean:.1f}, random {r_mean:.1f}, "
-            f"ratio random/bayesian {r_mean / b_mean:.1f}x (a failed run counts as budget + 1)")
+    return (
+        f"mean evaluations to reach optimum + {tolerance}: bayesian {b_mean:.1f}, random {r_mean:.1f}, "
+        f"ratio random/bayesian {r_mean / b_mean:.1f}x (a failed run counts as budget + 1)"
+    )

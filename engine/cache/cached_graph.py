@@ -46,12 +46,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from engine.cache.lru import HypothesisCache
-from engine.store.graph import GraphStore, WritePosition
 from engine.core.model import Entity, HopRecord, Hypothesis, Template
+from engine.store.graph import GraphStore, WritePosition
 
 
 def entity_key(entity_id: str) -> tuple[str, str]:
@@ -127,7 +128,9 @@ class CachedGraph:
     # ------------------------------------------------------------------ reads (through the cache)
 
     def get_entity(self, entity_id: str) -> Entity:
-        return self.cache.get_or_load(entity_key(entity_id), lambda: self.store.get_entity(entity_id), entity_id=entity_id)
+        return self.cache.get_or_load(
+            entity_key(entity_id), lambda: self.store.get_entity(entity_id), entity_id=entity_id
+        )
 
     def get_entities(self, ids: Iterable[str]) -> dict[str, Entity]:
         """Entities by id from the cache, the missing ones in one graph read; unknown ids are absent."""

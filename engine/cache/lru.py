@@ -34,9 +34,10 @@ import heapq
 import sys
 import threading
 import time
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Iterable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import cachetools
 from cachetools import keys as cachetools_keys
@@ -162,7 +163,7 @@ def _entry_size(entry: _Entry) -> int:
 class _TTLStore(cachetools.TTLCache):
     """TTLCache that reports what it drops (so the owner counts it and keeps its entity index right)."""
 
-    def __init__(self, maxsize: int, ttl: float, timer: Callable[[], float], owner: "HypothesisCache"):
+    def __init__(self, maxsize: int, ttl: float, timer: Callable[[], float], owner: HypothesisCache):
         super().__init__(maxsize, ttl, timer=timer, getsizeof=_entry_size)
         self._owner = owner
 
@@ -230,9 +231,11 @@ class HypothesisCache:
         self._inval_all = 0
 
     @classmethod
-    def from_params(cls, params: Any, *, max_bytes: int = DEFAULT_MAX_BYTES, **kwargs: Any) -> "HypothesisCache":
+    def from_params(cls, params: Any, *, max_bytes: int = DEFAULT_MAX_BYTES, **kwargs: Any) -> HypothesisCache:
         """A cache sized by a ParameterConfig (``cache_ttl_s``, ``cache_max_items``)."""
-        return cls(max_bytes=max_bytes, max_items=int(params.cache_max_items), ttl_s=float(params.cache_ttl_s), **kwargs)
+        return cls(
+            max_bytes=max_bytes, max_items=int(params.cache_max_items), ttl_s=float(params.cache_ttl_s), **kwargs
+        )
 
     # ------------------------------------------------------------------ reads
 
@@ -401,7 +404,7 @@ class HypothesisCache:
         future.set_result(value)
         return value
 
-    def load_guard(self) -> "LoadGuard":
+    def load_guard(self) -> LoadGuard:
         """For bulk loaders (warming, get_many): take a token before reading the store,
         then ``guard.put_many(...)`` caches only what no write invalidated meanwhile."""
         with self._lock:
@@ -537,7 +540,9 @@ class HypothesisCache:
             self._inval_key.clear()
             self._inval_entity.clear()
 
-    def _mark_invalidated(self, *, key: Hashable = _MISSING, entity_id: str | None = None, everything: bool = False) -> None:
+    def _mark_invalidated(
+        self, *, key: Hashable = _MISSING, entity_id: str | None = None, everything: bool = False
+    ) -> None:
         if not self._loads_running:
             return
         self._seq += 1
@@ -582,7 +587,7 @@ class LoadGuard:
             with self._cache._lock:
                 self._cache._end_load()
 
-    def __enter__(self) -> "LoadGuard":
+    def __enter__(self) -> LoadGuard:
         return self
 
     def __exit__(self, *exc: Any) -> None:

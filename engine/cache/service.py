@@ -26,16 +26,17 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from redis.exceptions import RedisError
 
-from engine.cache.lru import HypothesisCache
 from engine.cache.cached_graph import CachedGraph
+from engine.cache.lru import HypothesisCache
+from engine.cache.warmer import CacheWarmer, WarmerConfig, WarmReport
 from engine.core.errors import ConfigError, DiscoveryError, StoreUnavailable, first_line
 from engine.core.params import ParameterConfig
-from engine.cache.warmer import CacheWarmer, WarmerConfig, WarmReport
 
 STATS_KEY = "cache.stats"
 REQUEST_KEY = "cache.request"
@@ -56,8 +57,10 @@ def warm_interval(ops: Any) -> float:
 
 def set_warm_interval(ops: Any, seconds: float, *, actor: str) -> float:
     """Set the periodic warming interval (0 turns it off; otherwise 5 s .. 1 day); audited."""
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not (
-        seconds == 0 or 5 <= seconds <= 86_400
+    if (
+        not isinstance(seconds, (int, float))
+        or isinstance(seconds, bool)
+        or not (seconds == 0 or 5 <= seconds <= 86_400)
     ):
         raise ConfigError(f"warm interval must be 0 (off) or 5..86400 seconds (got {seconds!r})")
     ops.set_setting(INTERVAL_KEY, float(seconds))
@@ -81,7 +84,7 @@ def published_stats(ops: Any) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def warm_now(service: "CacheService", ops: Any, *, actor: str) -> WarmReport:
+def warm_now(service: CacheService, ops: Any, *, actor: str) -> WarmReport:
     """Warm ``service``'s cache once now, on behalf of ``actor`` (the round's trigger); audited.
     A store that does not answer is a StoreUnavailable naming the store's error."""
     try:
@@ -94,7 +97,7 @@ def warm_now(service: "CacheService", ops: Any, *, actor: str) -> WarmReport:
     return report
 
 
-def clear(service: "CacheService", ops: Any, *, actor: str) -> int:
+def clear(service: CacheService, ops: Any, *, actor: str) -> int:
     """Drop every entry of ``service``'s cache on behalf of ``actor``; returns how many; audited."""
     n = service.cached.clear()
     ops.audit(actor, "cache.clear", "cache", {"entries": n})
@@ -176,13 +179,20 @@ class CacheService:
             "started_at": self.started_at,
             "cache": st.to_dict(),
             "most_accessed": [
-                {"key": "/".join(map(str, a.key)) if isinstance(a.key, tuple) else str(a.key),
-                 "entity_id": a.entity_id, "hits": a.hits, "bytes": a.bytes}
+                {
+                    "key": "/".join(map(str, a.key)) if isinstance(a.key, tuple) else str(a.key),
+                    "entity_id": a.entity_id,
+                    "hits": a.hits,
+                    "bytes": a.bytes,
+                }
                 for a in self.cache.most_accessed(top)
             ],  # fmt: skip
             "warmer": {
-                "rounds": w.rounds, "failed_rounds": w.failed_rounds, "entities_planned": w.entities_planned,
-                "entries_loaded": w.entries_loaded, "seconds": w.seconds,
+                "rounds": w.rounds,
+                "failed_rounds": w.failed_rounds,
+                "entities_planned": w.entities_planned,
+                "entries_loaded": w.entries_loaded,
+                "seconds": w.seconds,
                 "last": None if w.last is None else {**w.last.__dict__},
                 "interval_s": warm_interval(self.ops),
             },  # fmt: skip
@@ -199,7 +209,7 @@ class CacheService:
 
     # ------------------------------------------------------------------ thread
 
-    def start(self) -> "CacheService":
+    def start(self) -> CacheService:
         if self._thread is not None and self._thread.is_alive():
             return self
         self._stop = stop = threading.Event()

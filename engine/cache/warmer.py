@@ -37,16 +37,17 @@ import threading
 import time
 from bisect import bisect_left
 from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import accumulate
-from typing import Any, Callable, Hashable, Iterable, Sequence
+from typing import Any
 
 from redis.exceptions import RedisError
 
-from engine.store.batch import Q_ACTIVITY, Q_ENTITY_INDEX
-from engine.cache.lru import HypothesisCache
 from engine.cache.cached_graph import CachedGraph, hyps_key
+from engine.cache.lru import HypothesisCache
 from engine.core.errors import ConfigError, DiscoveryError, first_line
+from engine.store.batch import Q_ACTIVITY, Q_ENTITY_INDEX
 
 RUNS_TABLE = "cache_warm_runs"
 
@@ -365,7 +366,7 @@ def zipf_trace(keys: Sequence[str], n: int, *, s: float = 1.1, seed: int = 0) ->
     rng = random.Random(seed)
     ranked = list(keys)
     rng.shuffle(ranked)
-    cdf = list(accumulate(1.0 / (k ** s) for k in range(1, len(ranked) + 1)))
+    cdf = list(accumulate(1.0 / (k**s) for k in range(1, len(ranked) + 1)))
     total = cdf[-1]
     return [ranked[min(bisect_left(cdf, rng.random() * total), len(ranked) - 1)] for _ in range(n)]
 
@@ -408,7 +409,7 @@ def replay_trace(
     if warmer is not None:
         report = warmer.warm_once("replay")
         warm_s = report.elapsed_s
-        warmed = tuple(e for e in dict.fromkeys(entity_of_key(k) for k in cache.keys()) if e is not None)
+        warmed = tuple(e for e in dict.fromkeys(entity_of_key(k) for k in cache.keys()) if e is not None)  # noqa: SIM118 - HypothesisCache has keys() but is not iterable
     cache.reset_stats()
     for eid in trace:
         cached.get_hypotheses(eid)

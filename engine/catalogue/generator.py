@@ -26,9 +26,10 @@ import functools
 import json
 import random
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Protocol
 
 from engine.core.errors import ConfigError
 from engine.core.model import DomainError, Entity, Hypothesis, Template, slugify
@@ -115,7 +116,7 @@ def _country(path: Path, where: str, raw: object, sports: tuple[str, ...]) -> Co
         raise ConfigError(f"{path}: {where}.sports: expected an object of sport -> popularity")
     for sport, p in popularity.items():
         if sport not in sports:
-            raise ConfigError(f"{path}: {where}.sports: {sport!r} is not one of \"sports\"")
+            raise ConfigError(f'{path}: {where}.sports: {sport!r} is not one of "sports"')
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
             raise ConfigError(f"{path}: {where}.sports.{sport}: expected a popularity in (0, 1]")
     short, royal = raw.get("short", ""), raw.get("royal", False)
@@ -124,8 +125,16 @@ def _country(path: Path, where: str, raw: object, sports: tuple[str, ...]) -> Co
     unknown = set(raw) - {"name", "adjective", "style", "weight", "sports", "cities", "short", "royal"}
     if unknown:
         raise ConfigError(f"{path}: {where}: unknown keys {sorted(unknown)}")
-    return Country(raw["name"], raw["adjective"], raw["style"], weight, dict(popularity),
-                   _strings(path, f"{where}.cities", raw.get("cities")), short=short, royal=royal)
+    return Country(
+        raw["name"],
+        raw["adjective"],
+        raw["style"],
+        weight,
+        dict(popularity),
+        _strings(path, f"{where}.cities", raw.get("cities")),
+        short=short,
+        royal=royal,
+    )
 
 
 def load_words(path: Path = WORDS_FILE) -> CatalogueWords:
@@ -149,18 +158,25 @@ def load_words(path: Path = WORDS_FILE) -> CatalogueWords:
     club_names: dict[tuple[str, str], tuple[str, ...]] = {}
     for sport, styles in club_raw.items():
         if sport not in lists["sports"] or not isinstance(styles, dict):
-            raise ConfigError(f"{path}: club_names.{sport}: expected one of \"sports\" mapping style -> patterns")
+            raise ConfigError(f'{path}: club_names.{sport}: expected one of "sports" mapping style -> patterns')
         for style, patterns in styles.items():
             club_names[(sport, style)] = _strings(path, f"club_names.{sport}.{style}", patterns)
     for sport in {s for c in parsed for s in c.sports}:
         if (sport, "*") not in club_names:  # the fallback of every style
-            raise ConfigError(f"{path}: club_names.{sport}: a country plays {sport}, so it needs a \"*\" style")
+            raise ConfigError(f'{path}: club_names.{sport}: a country plays {sport}, so it needs a "*" style')
     return CatalogueWords(
-        sports=lists["sports"], countries=parsed, nicknames=lists["nicknames"],
-        arab_club_words=lists["arab_club_words"], club_names=club_names, federation_names=lists["federation_names"],
-        federation_names_en=lists["federation_names_en"], league_names_top=lists["league_names_top"],
-        league_names_second=lists["league_names_second"], agency_prefixes=lists["agency_prefixes"],
-        agency_surnames=lists["agency_surnames"], agency_names=lists["agency_names"],
+        sports=lists["sports"],
+        countries=parsed,
+        nicknames=lists["nicknames"],
+        arab_club_words=lists["arab_club_words"],
+        club_names=club_names,
+        federation_names=lists["federation_names"],
+        federation_names_en=lists["federation_names_en"],
+        league_names_top=lists["league_names_top"],
+        league_names_second=lists["league_names_second"],
+        agency_prefixes=lists["agency_prefixes"],
+        agency_surnames=lists["agency_surnames"],
+        agency_names=lists["agency_names"],
     )
 
 
@@ -344,9 +360,7 @@ def generate_catalogue(n: int, seed: int) -> list[Entity]:
 def build_hypotheses(entity: Entity, template: Template, now: float) -> list[Hypothesis]:
     """One fresh hypothesis per pattern of the entity's template; prior = pattern weight."""
     if template.id != entity.template_id:
-        raise DomainError(
-            f"entity {entity.id!r} uses template {entity.template_id!r}, not {template.id!r}"
-        )
+        raise DomainError(f"entity {entity.id!r} uses template {entity.template_id!r}, not {template.id!r}")
     return [Hypothesis.new(entity.id, pattern, now) for pattern in template.patterns]
 
 

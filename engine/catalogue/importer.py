@@ -24,9 +24,10 @@ import csv
 import io
 import json
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from engine.catalogue.generator import CatalogueStore, default_template_id, write_entities
 from engine.core.errors import DiscoveryError

@@ -237,4 +237,6 @@ def _kind(value: Any) -> str:
         return f"a boolean ({value!r})"
     if isinstance(value, (int, float)):
         return f"a number ({value!r})"
-    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(type(value), type(value).__name__)
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )

@@ -18,15 +18,15 @@ import json
 import sys
 import time
 
-from engine.cache import service as cache_service
-from engine.core.errors import ConfigError
-from engine.store.opsdb import open_ops_db
-from engine.core.settings import load_settings
 from engine.bench.store import format_report, run_store_bench
+from engine.cache import service as cache_service
 from engine.cache.cached_graph import CachedGraph
 from engine.cache.lru import HypothesisCache
 from engine.cache.warmer import CacheWarmer
+from engine.core.errors import ConfigError
+from engine.core.settings import load_settings
 from engine.store.graph import GraphStore
+from engine.store.opsdb import open_ops_db
 
 #: published statistics older than this are reported as from a process that is gone
 STALE_AFTER_S = 30.0
@@ -49,17 +49,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_stats)
 
     w = sub.add_parser("warm", help="ask the console to warm its cache now (or set the interval, or show the plan)")
-    w.add_argument("--interval", type=float, default=None, metavar="S",
-                   help="set periodic warming to every S seconds (0 = off; 5..86400) instead of warming now")
+    w.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        metavar="S",
+        help="set periodic warming to every S seconds (0 = off; 5..86400) instead of warming now",
+    )
     w.add_argument("--plan", action="store_true", help="only print which entities a round would warm, and why")
     w.add_argument("--top", type=int, default=20, metavar="K", help="entities to list with --plan (default 20)")
-    w.add_argument("--wait", type=float, default=0.0, metavar="S",
-                   help="wait up to S seconds for the console to confirm it handled the request")
+    w.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S seconds for the console to confirm it handled the request",
+    )
     w.set_defaults(func=cmd_warm)
 
     c = sub.add_parser("clear", help="ask the console to drop every cached entry")
-    c.add_argument("--wait", type=float, default=0.0, metavar="S",
-                   help="wait up to S seconds for the console to confirm it handled the request")
+    c.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S seconds for the console to confirm it handled the request",
+    )
     c.set_defaults(func=cmd_clear)
 
 
@@ -74,11 +89,17 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         ),
     )
     b.add_argument("--entities", type=int, default=3400, metavar="N", help="entities (default 3400)")
-    b.add_argument("--growth", type=int, default=10, metavar="K",
-                   help="also run at K x N entities and print the growth (default 10; 1 = off)")
+    b.add_argument(
+        "--growth",
+        type=int,
+        default=10,
+        metavar="K",
+        help="also run at K x N entities and print the growth (default 10; 1 = off)",
+    )
     b.add_argument("--repeats", type=int, default=3, metavar="R", help="repeats of each batch read (median; default 3)")
-    b.add_argument("--row-sample", type=int, default=1000, metavar="M",
-                   help="rows timed for the row-by-row update (default 1000)")
+    b.add_argument(
+        "--row-sample", type=int, default=1000, metavar="M", help="rows timed for the row-by-row update (default 1000)"
+    )
     b.add_argument("--json", action="store_true", help="print the figures as JSON instead of the report")
     b.set_defaults(func=cmd_bench_store)
 
@@ -104,20 +125,26 @@ def format_stats(snap: dict | None) -> str:
     stale = time.time() - snap["at"] > STALE_AFTER_S
     lines = [
         f"cache of console process {snap['pid']} (published {_age(snap['at'])}"
-        + ("; the process looks gone" if stale else "") + ")",
+        + ("; the process looks gone" if stale else "")
+        + ")",
         f"  hit rate   {c['hit_rate']:.1%}  ({c['hits']:,} hits / {c['requests']:,} requests)",
         f"  size       {c['items']:,} entries, {c['bytes'] / 1048576:,.1f} MiB of {c['max_bytes'] / 1048576:,.0f} MiB"
-        + (f", at most {c['max_items']:,} entries" if c.get("max_items") else "") + f", TTL {c['ttl_s']:g} s",
+        + (f", at most {c['max_items']:,} entries" if c.get("max_items") else "")
+        + f", TTL {c['ttl_s']:g} s",
         f"  removed    {c['evictions']:,} evictions, {c['expirations']:,} expirations, "
         f"{c['invalidations']:,} invalidations",
         f"  loads      {c['loads']:,} ({c['load_failures']:,} failed, {c['coalesced']:,} coalesced misses)",
         f"  warming    {w['rounds']:,} rounds ({w['failed_rounds']:,} failed), {w['entries_loaded']:,} entries loaded, "
-        f"every {w['interval_s']:g} s" if w["interval_s"] else f"  warming    {w['rounds']:,} rounds, periodic warming off",
+        f"every {w['interval_s']:g} s"
+        if w["interval_s"]
+        else f"  warming    {w['rounds']:,} rounds, periodic warming off",
     ]
     if w.get("last"):
         last = w["last"]
-        lines.append(f"  last warm  {_age(last['at'])} ({last['trigger']}): {last['planned']:,} planned, "
-                     f"{last['loaded']:,} entries loaded" + (f", error: {last['error']}" if last.get("error") else ""))
+        lines.append(
+            f"  last warm  {_age(last['at'])} ({last['trigger']}): {last['planned']:,} planned, "
+            f"{last['loaded']:,} entries loaded" + (f", error: {last['error']}" if last.get("error") else "")
+        )
     if snap.get("error"):
         lines.append(f"  last error {snap['error']}")
     if snap.get("most_accessed"):

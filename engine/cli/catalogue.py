@@ -11,18 +11,18 @@ import argparse
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
 
 from engine.catalogue.generator import DEMO_ENTITIES, DEMO_SEED, seed_catalogue
-from engine.discovery.demo import seed_demo_metrics
-from engine.store.graph import GraphStore, GraphStats
-from engine.store.opsdb import open_ops_db
 from engine.catalogue.importer import import_file
-from engine.core.settings import Settings, load_settings
 from engine.catalogue.templates import load_templates
+from engine.core.settings import Settings, load_settings
+from engine.discovery.demo import seed_demo_metrics
+from engine.store.graph import GraphStats, GraphStore
+from engine.store.opsdb import open_ops_db
 
 #: held while `demo --ensure` checks and seeds, so two simultaneous starts seed once
 DEMO_LOCK_NAME = "demo-seed.lock"
@@ -39,8 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Prints how many were written and how long it took."
         ),
     )
-    p.add_argument("--entities", type=int, default=DEMO_ENTITIES, metavar="N",
-                   help=f"how many entities (default {DEMO_ENTITIES})")
+    p.add_argument(
+        "--entities", type=int, default=DEMO_ENTITIES, metavar="N", help=f"how many entities (default {DEMO_ENTITIES})"
+    )
     p.add_argument("--seed", type=int, default=DEMO_SEED, metavar="S", help=f"catalogue seed (default {DEMO_SEED})")
     _templates_option(p)
     p.set_defaults(func=cmd_seed)
@@ -56,8 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("file", type=Path, metavar="FILE", help="a .csv or .json file")
-    p.add_argument("--replace", action="store_true",
-                   help="overwrite entities whose id is already in the graph (their hypotheses keep their state)")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite entities whose id is already in the graph (their hypotheses keep their state)",
+    )
     _templates_option(p)
     p.set_defaults(func=cmd_import)
 
@@ -85,8 +89,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _templates_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--templates", type=Path, default=None, metavar="DIR",
-                   help="directory of template JSON files (default: the shipped data/templates)")
+    p.add_argument(
+        "--templates",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="directory of template JSON files (default: the shipped data/templates)",
+    )
 
 
 # --------------------------------------------------------------------------- helpers

@@ -20,19 +20,20 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from engine.bench.discovery import bench_discovery
-from engine.core.errors import ConfigError, DiscoveryError
-from engine.core.model import RunResult
-from engine.core.configs import config_for_system
-from engine.core.params import ParameterConfig
-from engine.core.settings import Settings, load_settings
 from engine.catalogue.generator import generate_catalogue, templates_for
 from engine.catalogue.templates import load_templates
+from engine.core.configs import config_for_system
+from engine.core.errors import ConfigError
+from engine.core.model import RunResult
+from engine.core.params import ParameterConfig
+from engine.core.settings import Settings, load_settings
 from engine.discovery import runs
 from engine.discovery.runs import EvidenceSpec, make_source, truth_of
 from engine.discovery.scoring import comparison_rows, score_runs
@@ -49,16 +50,39 @@ VIRTUAL_NOW = 1_700_000_000.0  # the frozen clock of in-memory catalogue runs
 
 
 def _source_options(p: argparse.ArgumentParser, seed_flags: Sequence[str]) -> None:
-    p.add_argument(*seed_flags, dest="world_seed", type=int, default=DEFAULT_WORLD_SEED, metavar="W",
-                   help=f"simulated world seed (default {DEFAULT_WORLD_SEED})")
-    p.add_argument("--evaluator-url", default=None, metavar="URL",
-                   help="use your HTTP evaluator instead of the simulated world (see README, evidence contract)")
-    p.add_argument("--evaluator-timeout", type=float, default=30.0, metavar="S",
-                   help="seconds to wait for the evaluator's answer (default 30)")
-    p.add_argument("--replay", type=Path, default=None, metavar="FILE",
-                   help="answer hops from recorded evidence (JSONL) instead of the simulated world")
-    p.add_argument("--sleep", action="store_true",
-                   help="simulated world: sleep each hop's latency for real (default: virtual time)")
+    p.add_argument(
+        *seed_flags,
+        dest="world_seed",
+        type=int,
+        default=DEFAULT_WORLD_SEED,
+        metavar="W",
+        help=f"simulated world seed (default {DEFAULT_WORLD_SEED})",
+    )
+    p.add_argument(
+        "--evaluator-url",
+        default=None,
+        metavar="URL",
+        help="use your HTTP evaluator instead of the simulated world (see README, evidence contract)",
+    )
+    p.add_argument(
+        "--evaluator-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for the evaluator's answer (default 30)",
+    )
+    p.add_argument(
+        "--replay",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="answer hops from recorded evidence (JSONL) instead of the simulated world",
+    )
+    p.add_argument(
+        "--sleep",
+        action="store_true",
+        help="simulated world: sleep each hop's latency for real (default: virtual time)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,8 +99,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--entity", required=True, metavar="ID", help="entity id (see `stats` or the Hypotheses page)")
     p.add_argument("--system", choices=("new", "old"), default="new", help="which system (default new)")
     p.add_argument("--shadow", action="store_true", help="compute without writing the graph")
-    p.add_argument("--config-file", type=Path, default=None, metavar="FILE",
-                   help="ParameterConfig JSON (default: live config; the new system uses the candidate if set)")
+    p.add_argument(
+        "--config-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="ParameterConfig JSON (default: live config; the new system uses the candidate if set)",
+    )
     _source_options(p, ("--seed", "--world-seed"))
     p.add_argument("--json", action="store_true", help="print the run result as JSON")
     p.set_defaults(func=cmd_discover)
@@ -94,14 +123,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--entities", type=int, default=100, metavar="N", help="how many entities (default 100)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SAMPLE_SEED, metavar="S",
-                   help=f"sample seed (graph) or catalogue seed (--catalogue) (default {DEFAULT_SAMPLE_SEED})")
-    p.add_argument("--catalogue", action="store_true",
-                   help="use N generated catalogue entities in memory instead of the graph")
-    p.add_argument("--config-file", type=Path, default=None, metavar="FILE",
-                   help="the new system's ParameterConfig JSON (default: candidate, else live config)")
-    p.add_argument("--old-config-file", type=Path, default=None, metavar="FILE",
-                   help="the old system's ParameterConfig JSON (default: live config)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SAMPLE_SEED,
+        metavar="S",
+        help=f"sample seed (graph) or catalogue seed (--catalogue) (default {DEFAULT_SAMPLE_SEED})",
+    )
+    p.add_argument(
+        "--catalogue", action="store_true", help="use N generated catalogue entities in memory instead of the graph"
+    )
+    p.add_argument(
+        "--config-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the new system's ParameterConfig JSON (default: candidate, else live config)",
+    )
+    p.add_argument(
+        "--old-config-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the old system's ParameterConfig JSON (default: live config)",
+    )
     _source_options(p, ("--world-seed",))
     p.add_argument("--json", action="store_true", help="print both scorecards as JSON")
     p.set_defaults(func=cmd_compare)
@@ -167,16 +212,28 @@ def format_trail(result: RunResult) -> list[str]:
     header = ("#", "hypothesis", "EIG", "hop", "depth", "decision", "Δconf", "conf", "cost", "latency", "error")
     rows = [header]
     for h in result.hops:
-        rows.append((
-            str(h.iteration), h.pattern[:40], f"{h.eig:.3f}", h.hop_type.value, h.depth.name, h.decision.value,
-            f"{h.delta:+.2f}", f"{h.confidence_after:.2f}", _fmt_usd(h.cost_usd), f"{h.latency_s:.1f}s",
-            h.error or "",
-        ))
+        rows.append(
+            (
+                str(h.iteration),
+                h.pattern[:40],
+                f"{h.eig:.3f}",
+                h.hop_type.value,
+                h.depth.name,
+                h.decision.value,
+                f"{h.delta:+.2f}",
+                f"{h.confidence_after:.2f}",
+                _fmt_usd(h.cost_usd),
+                f"{h.latency_s:.1f}s",
+                h.error or "",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     right = {0, 2, 6, 7, 8, 9}
     out = []
     for r in rows:
-        out.append("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        out.append(
+            "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+        )
     return out
 
 
@@ -185,8 +242,9 @@ def _table(rows: list[dict[str, str]], columns: Sequence[str]) -> list[str]:
     lines = ["  ".join(c.ljust(widths[c]) if i == 0 else c.rjust(widths[c]) for i, c in enumerate(columns))]
     lines.append("  ".join("-" * widths[c] for c in columns))
     for r in rows:
-        lines.append("  ".join(r[c].ljust(widths[c]) if i == 0 else r[c].rjust(widths[c])
-                               for i, c in enumerate(columns)))
+        lines.append(
+            "  ".join(r[c].ljust(widths[c]) if i == 0 else r[c].rjust(widths[c]) for i, c in enumerate(columns))
+        )
     return lines
 
 
@@ -208,13 +266,29 @@ def cmd_discover(args: argparse.Namespace) -> int:
         source = runs.make_source(spec, templates={ctx.template.id: ctx.template}, entities=[ctx.entity])
         run_id = runs.new_run_id(args.system, args.shadow)
         (result,) = runs.run_entities(
-            graph, ops, [args.entity], system=args.system, params=params, source=source,
-            shadow=args.shadow, run_id=run_id,
+            graph,
+            ops,
+            [args.entity],
+            system=args.system,
+            params=params,
+            source=source,
+            shadow=args.shadow,
+            run_id=run_id,
         )
         if not args.shadow and result.iterations:
-            ops.audit("cli", "discover", args.entity,
-                      {"run_id": run_id, "system": args.system, "config_hash": params.hash(),
-                       "source": spec.describe(), "hops": result.iterations, "cost_usd": result.cost_usd})
+            ops.audit(
+                "cli",
+                "discover",
+                args.entity,
+                {
+                    "run_id": run_id,
+                    "system": args.system,
+                    "config_hash": params.hash(),
+                    "source": spec.describe(),
+                    "hops": result.iterations,
+                    "cost_usd": result.cost_usd,
+                },
+            )
         truth = runs.truth_of(source)
         truly = truth(args.entity) if truth else None
     if args.json:
@@ -224,11 +298,15 @@ def cmd_discover(args: argparse.Namespace) -> int:
         return 0
     e = ctx.entity
     mode = "shadow (nothing written)" if args.shadow else "live (hypotheses and evidence written to the graph)"
-    print(f"entity   {e.id}  ({e.name}; template {e.template_id}; cluster {e.cluster}"
-          f"{f' of {ctx.cluster_size}' if ctx.cluster_size else ''})")
+    print(
+        f"entity   {e.id}  ({e.name}; template {e.template_id}; cluster {e.cluster}"
+        f"{f' of {ctx.cluster_size}' if ctx.cluster_size else ''})"
+    )
     print(f"system   {args.system} · {mode} · run {run_id}")
-    print(f"config   {params.hash()} ({params_label}) · budget ${params.cost_cap_usd:.3f} "
-          f"(max ${params.max_cost_usd:.2f} less {params.cost_safety_margin:.0%})")
+    print(
+        f"config   {params.hash()} ({params_label}) · budget ${params.cost_cap_usd:.3f} "
+        f"(max ${params.max_cost_usd:.2f} less {params.cost_safety_margin:.0%})"
+    )
     print(f"evidence {spec.describe()}")
     print()
     if result.hops:
@@ -237,20 +315,28 @@ def cmd_discover(args: argparse.Namespace) -> int:
         print("(no hop made)")
     print()
     errors = Counter(result.errors)
-    print(f"result   {result.iterations} hops · ${result.cost_usd:.3f} spent · actionable: "
-          f"{'YES' if result.actionable else 'no'}"
-          + ("" if truly is None else f" (truly actionable in the simulated world: {'yes' if truly else 'no'})"))
+    print(
+        f"result   {result.iterations} hops · ${result.cost_usd:.3f} spent · actionable: "
+        f"{'YES' if result.actionable else 'no'}"
+        + ("" if truly is None else f" (truly actionable in the simulated world: {'yes' if truly else 'no'})")
+    )
     print(f"stop     {result.stop_reason}")
-    print(f"errors   {sum(errors.values())}" + (f" ({', '.join(f'{k} {v}' for k, v in errors.most_common())})"
-                                                  if errors else ""))
-    print(f"latency  evidence {result.evidence_latency_s:.1f}s ({'slept' if spec.sleep else 'virtual'}) · "
-          f"engine {result.engine_time_s * 1000:.2f} ms")
+    print(
+        f"errors   {sum(errors.values())}"
+        + (f" ({', '.join(f'{k} {v}' for k, v in errors.most_common())})" if errors else "")
+    )
+    print(
+        f"latency  evidence {result.evidence_latency_s:.1f}s ({'slept' if spec.sleep else 'virtual'}) · "
+        f"engine {result.engine_time_s * 1000:.2f} ms"
+    )
     print()
     print("hypotheses after the run (tested ones marked *):")
     tested = {h.hypothesis_id for h in result.hops}
     for o in sorted(result.outcomes, key=lambda o: -o.confidence):
-        print(f"  {'*' if o.id in tested else ' '} {o.pattern[:44]:<44} {o.category[:24]:<24} "
-              f"{o.status.value:<10} {o.confidence:.2f}  accepts {o.accepts}")
+        print(
+            f"  {'*' if o.id in tested else ' '} {o.pattern[:44]:<44} {o.category[:24]:<24} "
+            f"{o.status.value:<10} {o.confidence:.2f}  accepts {o.accepts}"
+        )
     return 0
 
 
@@ -269,8 +355,11 @@ def _catalogue_runs(n: int, seed: int, spec, params_new, params_old):
 def _graph_runs(args, spec, settings):
     with _stores(settings) as (graph, ops):
         params_new, label_new = _params_for("new", args.config_file, ops)
-        params_old, label_old = (ParameterConfig.load(args.old_config_file), str(args.old_config_file)) \
-            if args.old_config_file else _params_for("old", None, ops)
+        params_old, label_old = (
+            (ParameterConfig.load(args.old_config_file), str(args.old_config_file))
+            if args.old_config_file
+            else _params_for("old", None, ops)
+        )
         ids = graph.list_entity_ids()
         if len(ids) < args.entities:
             raise ConfigError(
@@ -288,10 +377,13 @@ def _graph_runs(args, spec, settings):
             if sys.stderr.isatty() and (done[0] % 100 == 0 or done[0] == total):
                 print(f"\r{done[0]:,}/{total:,} runs", end="" if done[0] < total else "\n", file=sys.stderr)
 
-        cmp = runs.compare_entities(graph, ops, chosen, params_new=params_new, params_old=params_old,
-                                    source=source, on_result=progress)
-        where = (f"{len(chosen):,} of the graph's {len(ids):,} entities (sample seed {args.seed}), stored state; "
-                 f"runs recorded as metric events {cmp.run_id}-new / {cmp.run_id}-old")
+        cmp = runs.compare_entities(
+            graph, ops, chosen, params_new=params_new, params_old=params_old, source=source, on_result=progress
+        )
+        where = (
+            f"{len(chosen):,} of the graph's {len(ids):,} entities (sample seed {args.seed}), stored state; "
+            f"runs recorded as metric events {cmp.run_id}-new / {cmp.run_id}-old"
+        )
         return cmp.new, cmp.old, runs.truth_of(source), where, (params_new, label_new), (params_old, label_old)
 
 
@@ -301,8 +393,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.catalogue:
         params_new = ParameterConfig.load(args.config_file) if args.config_file else ParameterConfig()
         params_old = ParameterConfig.load(args.old_config_file) if args.old_config_file else ParameterConfig()
-        labels = (str(args.config_file) if args.config_file else "defaults",
-                  str(args.old_config_file) if args.old_config_file else "defaults")
+        labels = (
+            str(args.config_file) if args.config_file else "defaults",
+            str(args.old_config_file) if args.old_config_file else "defaults",
+        )
         t0 = time.perf_counter()
         new, old, truth, where = _catalogue_runs(args.entities, args.seed, spec, params_new, params_old)
     else:
@@ -316,17 +410,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
     stops = {s: Counter(r.stop_reason.split(":", 1)[0] for r in rs) for s, rs in (("new", new), ("old", old))}
     paired = _paired(new, old, truth)
     if args.json:
-        print(json.dumps({
-            "entities": where, "evidence": spec.describe(), "truly_actionable": truly,
-            "config": {"new": {"hash": params_new.hash(), "from": labels[0]},
-                       "old": {"hash": params_old.hash(), "from": labels[1]}},
-            "new": sc_new.to_dict(), "old": sc_old.to_dict(), "stop_reasons": stops, "paired": paired,
-            "seconds": wall,
-        }, indent=2, default=_json_default))
+        print(
+            json.dumps(
+                {
+                    "entities": where,
+                    "evidence": spec.describe(),
+                    "truly_actionable": truly,
+                    "config": {
+                        "new": {"hash": params_new.hash(), "from": labels[0]},
+                        "old": {"hash": params_old.hash(), "from": labels[1]},
+                    },
+                    "new": sc_new.to_dict(),
+                    "old": sc_old.to_dict(),
+                    "stop_reasons": stops,
+                    "paired": paired,
+                    "seconds": wall,
+                },
+                indent=2,
+                default=_json_default,
+            )
+        )
         return 0
     print(f"entities  {where}")
-    print(f"evidence  {spec.describe()}"
-          + (f" · truly actionable: {truly:,} of {len(new):,} ({truly / len(new):.1%})" if truly is not None else ""))
+    print(
+        f"evidence  {spec.describe()}"
+        + (f" · truly actionable: {truly:,} of {len(new):,} ({truly / len(new):.1%})" if truly is not None else "")
+    )
     print(f"config    new {params_new.hash()} ({labels[0]}) · old {params_old.hash()} ({labels[1]})")
     print()
     print("\n".join(_table(comparison_rows(sc_old, sc_new), ("metric", "old", "new", "change"))))

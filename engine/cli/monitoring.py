@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 from engine.bench.monitor import bench_monitor
+from engine.core.errors import ConfigError
+from engine.core.settings import load_settings
 from engine.monitoring import alert_jobs
 from engine.monitoring import alerts as alerts_mod
-from engine.core.errors import ConfigError
+from engine.monitoring.reports import FORMATS, build_report, iso, render, report_filename
 from engine.monitoring.windows import format_window, parse_window
 from engine.store.opsdb import open_ops_db
-from engine.monitoring.reports import FORMATS, build_report, iso, render, report_filename
-from engine.core.settings import load_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--window", default="24h", help="how far back from now: 15m, 24h, 7d, ... (default 24h)")
     p.add_argument("--stage", default=None, help="only the runs of this rollout stage id")
     p.add_argument(
-        "-o", "--output", default="-",
+        "-o",
+        "--output",
+        default="-",
         help="file to write; '-' (default) prints to stdout; a directory gets a dated file name",
     )
     p.set_defaults(func=cmd_report)
@@ -59,8 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--actor", default="cli", help="who acknowledges (recorded in the audit log; default 'cli')")
     p.add_argument("--note", default="", help="a note kept with the acknowledgement")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--start-evaluator", action="store_true",
-                   help="start periodic evaluation in a detached worker (one per data dir; see --interval)")
+    p.add_argument(
+        "--start-evaluator",
+        action="store_true",
+        help="start periodic evaluation in a detached worker (one per data dir; see --interval)",
+    )
     p.add_argument("--interval", default="1m", help="time between two periodic evaluations (default 1m, minimum 5s)")
     p.add_argument("--stop-evaluator", action="store_true", help="stop the periodic evaluation worker")
     p.set_defaults(func=cmd_alerts)
@@ -120,13 +125,18 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         raise ConfigError("--start-evaluator and --stop-evaluator contradict each other: pass one of them")
     if args.start_evaluator:
         job, started = alert_jobs.start_evaluator(settings, ops, interval=args.interval, actor=args.actor)
-        print(f"{'started' if started else 'already running:'} periodic alert evaluation, job {job.id} "
-              f"(every {format_window(job.params['interval_s'])}); "
-              "stop it with `python -m engine alerts --stop-evaluator`")
+        print(
+            f"{'started' if started else 'already running:'} periodic alert evaluation, job {job.id} "
+            f"(every {format_window(job.params['interval_s'])}); "
+            "stop it with `python -m engine alerts --stop-evaluator`"
+        )
     if args.stop_evaluator:
         job = alert_jobs.stop_evaluator(ops, actor=args.actor)
-        print(f"stop requested for periodic alert evaluation, job {job.id}" if job else
-              "periodic alert evaluation was not running")
+        print(
+            f"stop requested for periodic alert evaluation, job {job.id}"
+            if job
+            else "periodic alert evaluation was not running"
+        )
     if args.evaluate:
         alerts_mod.evaluate_alerts(ops, rules, time.time())
     if args.ack:
@@ -137,19 +147,35 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     # Exit status 1 while any alert fires, in every output mode (scripts and cron check it).
     status = 1 if any(r.state.is_firing() for r in states.values()) else 0
     if args.json:
-        print(json.dumps({
-            "rules_file": str(alerts_mod.rules_source(settings)),
-            "rules": [r.to_json() for r in rules] if args.rules else None,
-            "states": {k: {**v.__dict__, "state": v.state.value} for k, v in states.items()},
-            "history": trail,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "rules_file": str(alerts_mod.rules_source(settings)),
+                    "rules": [r.to_json() for r in rules] if args.rules else None,
+                    "states": {k: {**v.__dict__, "state": v.state.value} for k, v in states.items()},
+                    "history": trail,
+                },
+                indent=2,
+            )
+        )
         return status
     if args.rules:
         print(f"rules from {alerts_mod.rules_source(settings)}")
         _print_table(
             ("rule", "condition", "hold", "window", "min sample", "severity", "system", "runbook"),
-            [(r.id, r.condition(), r.to_json()["hold"], r.to_json()["window"], str(r.min_sample), r.severity.value,
-              r.system, r.runbook) for r in rules],
+            [
+                (
+                    r.id,
+                    r.condition(),
+                    r.to_json()["hold"],
+                    r.to_json()["window"],
+                    str(r.min_sample),
+                    r.severity.value,
+                    r.system,
+                    r.runbook,
+                )
+                for r in rules
+            ],
         )
         print()
     by_id = {r.id: r for r in rules}
@@ -159,23 +185,36 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         if rec is None:
             rows.append((rule.id, "not evaluated", "", "", rule.condition(), rule.severity.value, "", ""))
             continue
-        rows.append((
-            rule.id, rec.state.value, iso(rec.since), rule.metric.format(rec.value), rule.condition(),
-            rule.severity.value, rec.acknowledged_by or "", rec.reason,
-        ))
+        rows.append(
+            (
+                rule.id,
+                rec.state.value,
+                iso(rec.since),
+                rule.metric.format(rec.value),
+                rule.condition(),
+                rule.severity.value,
+                rec.acknowledged_by or "",
+                rec.reason,
+            )
+        )
     for rid, rec in states.items():  # states of rules since removed from the file
         if rid not in by_id:
             rows.append((rid, rec.state.value, iso(rec.since), str(rec.value), "(rule removed)", "", "", rec.reason))
     last = max((r.evaluated_at for r in states.values()), default=None)
-    print(f"alert states, last evaluated {iso(last)}" if states else
-          "no alert evaluated yet: run `python -m engine alerts --evaluate`")
+    print(
+        f"alert states, last evaluated {iso(last)}"
+        if states
+        else "no alert evaluated yet: run `python -m engine alerts --evaluate`"
+    )
     alert_jobs.reap_evaluators(ops)
     print(alert_jobs.evaluator_status(ops, time.time()))
     _print_table(("rule", "state", "since", "value", "condition", "severity", "ack", "reason"), rows)
     if trail:
         print()
-        _print_table(("at", "rule", "from", "to", "reason"),
-                     [(iso(h["at"]), h["rule_id"], h["from_state"] or "", h["to_state"], h["reason"]) for h in trail])
+        _print_table(
+            ("at", "rule", "from", "to", "reason"),
+            [(iso(h["at"]), h["rule_id"], h["from_state"] or "", h["to_state"], h["reason"]) for h in trail],
+        )
     return status
 
 

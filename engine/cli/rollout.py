@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from engine.core.errors import DiscoveryError
+from engine.core.settings import load_settings
 from engine.jobs.queue import (
     DEFAULT_STALE_AFTER_S,
     JobState,
@@ -23,8 +25,6 @@ from engine.jobs.queue import (
     worker_liveness,
     worker_loop,
 )
-from engine.core.errors import DiscoveryError
-from engine.core.settings import load_settings
 from engine.store.opsdb import open_ops_db
 
 
@@ -49,8 +49,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
             print("no jobs")
         for j in jobs:
             live = worker_liveness(j, now, args.stale_after)[1] if j.state.has_worker() else ""
-            print(f"{j.id:>5}  {j.kind:<10} {j.state:<10} {j.progress_done}/{j.progress_total}  "
-                  f"attempts {j.attempts}  {j.message or j.error or ''}  {live}".rstrip())
+            print(
+                f"{j.id:>5}  {j.kind:<10} {j.state:<10} {j.progress_done}/{j.progress_total}  "
+                f"attempts {j.attempts}  {j.message or j.error or ''}  {live}".rstrip()
+            )
         return 0
     if args.reap:
         dead = store.reap(stale_after_s=args.stale_after)
@@ -102,24 +104,32 @@ def format_status(st) -> str:
         width = 20
         fill = int(round(s.progress * width))
         v = f" verdict {s.verdict.phase}" if s.verdict else ""
-        lines.append(f"  {s.name:<11} {s.state:<12} [{'#' * fill}{'.' * (width - fill)}] {s.done}/{s.total}"
-                     f"  {s.elapsed_days:.2f}/{s.min_duration_days:g} d{v}")
+        lines.append(
+            f"  {s.name:<11} {s.state:<12} [{'#' * fill}{'.' * (width - fill)}] {s.done}/{s.total}"
+            f"  {s.elapsed_days:.2f}/{s.min_duration_days:g} d{v}"
+        )
     if st.paired:
         p = st.paired
-        lines.append(f"  paired ({p.paired} entities): cost old ${p.old_cost_usd:.3f} new ${p.new_cost_usd:.3f}; "
-                     f"actionable old {p.old_actionable} new {p.new_actionable}; errors {p.new_errors}/{p.new_hops} hops; "
-                     f"engine p95 {_fmt(p.new_engine_ms_p95)} ms")
+        lines.append(
+            f"  paired ({p.paired} entities): cost old ${p.old_cost_usd:.3f} new ${p.new_cost_usd:.3f}; "
+            f"actionable old {p.old_actionable} new {p.new_actionable}; errors {p.new_errors}/{p.new_hops} hops; "
+            f"engine p95 {_fmt(p.new_engine_ms_p95)} ms"
+        )
     if st.criteria:
         lines.append(f"  criteria ({st.verdict.phase}: {st.verdict.reason}):")
         for c in st.criteria:
-            lines.append(f"    {c.kind:<8} {c.metric:<24} {c.op} {c.threshold:<6g} value {_fmt(c.value):>8} "
-                         f"[{_fmt(c.low)}, {_fmt(c.high)}] ({c.test})  {c.phase}")
+            lines.append(
+                f"    {c.kind:<8} {c.metric:<24} {c.op} {c.threshold:<6g} value {_fmt(c.value):>8} "
+                f"[{_fmt(c.low)}, {_fmt(c.high)}] ({c.test})  {c.phase}"
+            )
     if st.decisions:
         lines.append("  decisions (newest first):")
         for d in st.decisions[:8]:
             when = time.strftime("%H:%M:%S", time.gmtime(d.at))
-            lines.append(f"    #{d.id} {when} {d.stage:<10} {d.gate:<9} {d.action:<14} {d.phase:<12} {d.actor}"
-                         f"{' FORCED' if d.forced else ''}: {d.reason[:90]}")
+            lines.append(
+                f"    #{d.id} {when} {d.stage:<10} {d.gate:<9} {d.action:<14} {d.phase:<12} {d.actor}"
+                f"{' FORCED' if d.forced else ''}: {d.reason[:90]}"
+            )
     return "\n".join(lines)
 
 
@@ -155,14 +165,24 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         if not args.stage:
             raise DiscoveryError("say which stage to run: --stage pilot|limited|production|all (or --resume)")
         run_id = ro.start_rollout(
-            settings, ops, stage=args.stage, entities=args.entities, config_file=args.config_file,
-            stages_file=args.stages_file, dry_run=args.dry_run, time_scale=args.time_scale, seed=args.seed,
-            world_seed=args.world_seed, actor=actor,
+            settings,
+            ops,
+            stage=args.stage,
+            entities=args.entities,
+            config_file=args.config_file,
+            stages_file=args.stages_file,
+            dry_run=args.dry_run,
+            time_scale=args.time_scale,
+            seed=args.seed,
+            world_seed=args.world_seed,
+            actor=actor,
         )
         st = ro.rollout_status(ops, run_id)
-        print(f"rollout {run_id} started: stages {' -> '.join(st.run.stages)}"
-              f"{' (dry run: nothing live is touched)' if args.dry_run else ''}; job {st.run.job_id}, worker log "
-              f"{settings.log_dir}/worker-job-{st.run.job_id}.log")
+        print(
+            f"rollout {run_id} started: stages {' -> '.join(st.run.stages)}"
+            f"{' (dry run: nothing live is touched)' if args.dry_run else ''}; job {st.run.job_id}, worker log "
+            f"{settings.log_dir}/worker-job-{st.run.job_id}.log"
+        )
         print("follow it with `python -m engine rollout status`")
         return _wait(ops, run_id) if args.wait else 0
     if action == "status":
@@ -181,8 +201,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             print("no rollout yet")
         for r in runs:
             when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.created_at))
-            print(f"{r.id:>4}  {when}  {r.state:<13} {r.target:<10} {'dry ' if r.dry_run else ''}"
-                  f"candidate {r.candidate_hash} by {r.actor}: {r.message}")
+            print(
+                f"{r.id:>4}  {when}  {r.state:<13} {r.target:<10} {'dry ' if r.dry_run else ''}"
+                f"candidate {r.candidate_hash} by {r.actor}: {r.message}"
+            )
         return 0
     if action == "report":
         st = ro.rollout_status(ops, args.run)
@@ -234,19 +256,40 @@ def register(subparsers) -> None:
         "between entities; promote moves a passed (or, by a person, an inconclusive) stage on; rollback restores "
         "every exposed entity from its stage's snapshot.",
     )
-    r.add_argument("action", nargs="?", default="start", choices=ACTIONS,
-                   help="start (default), status, pause, resume, promote, rollback, cancel, runs, report")
-    r.add_argument("--stage", help="start: pilot|limited|production|all (stage names of the stage table); "
-                   "report: which stage (default: the current one)")
-    r.add_argument("--entities", type=int, metavar="N",
-                   help="limit the population to a seeded stratified sample of N entities (stage sizes capped at N)")
+    r.add_argument(
+        "action",
+        nargs="?",
+        default="start",
+        choices=ACTIONS,
+        help="start (default), status, pause, resume, promote, rollback, cancel, runs, report",
+    )
+    r.add_argument(
+        "--stage",
+        help="start: pilot|limited|production|all (stage names of the stage table); "
+        "report: which stage (default: the current one)",
+    )
+    r.add_argument(
+        "--entities",
+        type=int,
+        metavar="N",
+        help="limit the population to a seeded stratified sample of N entities (stage sizes capped at N)",
+    )
     r.add_argument("--dry-run", action="store_true", help="both systems in shadow: no graph writes, nothing live")
-    r.add_argument("--resume", action="store_true", help="resume the latest (or --run) rollout whose worker died or paused")
-    r.add_argument("--config-file", metavar="FILE",
-                   help="candidate ParameterConfig JSON (default: the handed-over candidate, else the live config)")
+    r.add_argument(
+        "--resume", action="store_true", help="resume the latest (or --run) rollout whose worker died or paused"
+    )
+    r.add_argument(
+        "--config-file",
+        metavar="FILE",
+        help="candidate ParameterConfig JSON (default: the handed-over candidate, else the live config)",
+    )
     r.add_argument("--stages-file", metavar="FILE", help="stage table (default data/stages.json)")
-    r.add_argument("--time-scale", type=float, metavar="X",
-                   help="scaled seconds per real second for minimum durations (86400: one day per second)")
+    r.add_argument(
+        "--time-scale",
+        type=float,
+        metavar="X",
+        help="scaled seconds per real second for minimum durations (86400: one day per second)",
+    )
     r.add_argument("--seed", type=int, help="cohort seed (default: the stage table's)")
     r.add_argument("--world-seed", type=int, help="simulated world seed (default 1)")
     r.add_argument("--wait", action="store_true", help="stay and print progress until the run completes or stops")
@@ -268,12 +311,22 @@ def register(subparsers) -> None:
     )
     w.add_argument("--job", type=int, help="run this queued job and exit")
     w.add_argument("--kind", help="loop: only jobs of these kinds (comma separated); --list: only this kind")
-    w.add_argument("--idle-exit", type=float, default=None, metavar="S",
-                   help="loop: exit after S seconds without queued jobs (default: run forever)")
+    w.add_argument(
+        "--idle-exit",
+        type=float,
+        default=None,
+        metavar="S",
+        help="loop: exit after S seconds without queued jobs (default: run forever)",
+    )
     w.add_argument("--list", action="store_true", help="list recent jobs with state, progress and liveness")
     w.add_argument("--reap", action="store_true", help="mark jobs whose worker died as dead (resumable)")
-    w.add_argument("--stale-after", type=float, default=DEFAULT_STALE_AFTER_S, metavar="S",
-                   help=f"a worker silent for S seconds is dead (default {DEFAULT_STALE_AFTER_S:g})")
+    w.add_argument(
+        "--stale-after",
+        type=float,
+        default=DEFAULT_STALE_AFTER_S,
+        metavar="S",
+        help=f"a worker silent for S seconds is dead (default {DEFAULT_STALE_AFTER_S:g})",
+    )
     w.add_argument("--limit", type=int, default=20, help="--list: how many jobs (default 20)")
     w.add_argument("--json", action="store_true", help="--list: print JSON")
     w.set_defaults(func=cmd_worker)

@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.store import falkor
 from engine.core.errors import StoreUnavailable
 from engine.core.model import Channel, Decision, Entity, HopType, Hypothesis, Pattern, Template, apply_decision
 from engine.core.settings import Settings, load_settings
+from engine.store import falkor
 from engine.store.graph import GraphStore
 
 
@@ -129,8 +129,12 @@ def synthetic_catalogue(n: int, patterns: int, seed: int, now: float):
         id="bench-template",
         name="Bench template",
         patterns=tuple(
-            Pattern(f"Pattern {i} \"{categories[i % len(categories)]}\"", categories[i % len(categories)],
-                    round(0.2 + 0.05 * (i % 6), 2), (f"kw{i}",))
+            Pattern(
+                f'Pattern {i} "{categories[i % len(categories)]}"',
+                categories[i % len(categories)],
+                round(0.2 + 0.05 * (i % 6), 2),
+                (f"kw{i}",),
+            )
             for i in range(patterns)
         ),  # fmt: skip
         channels=tuple(Channel(h, i + 1) for i, h in enumerate(HopType)),
@@ -175,7 +179,10 @@ def cmd_bench_graph(args: argparse.Namespace) -> int:
         store = timed("start embedded server + schema", lambda: GraphStore.open(settings))
         try:
             store.upsert_templates([template])
-            timed(f"upsert {len(entities)} entities + {len(hyps)} hypotheses", lambda: store.upsert_entities(entities, hyps))
+            timed(
+                f"upsert {len(entities)} entities + {len(hyps)} hypotheses",
+                lambda: store.upsert_entities(entities, hyps),
+            )
             label, seconds, _ = figures[-1]
             figures[-1] = (label, seconds, f"{(len(entities) + len(hyps)) / seconds:,.0f} nodes/s")
             timed("re-upsert (idempotent)", lambda: store.upsert_entities(entities, hyps))

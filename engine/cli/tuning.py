@@ -1,11 +1,11 @@
 """`python -m engine tune ...` and `bench tuning`: a thin adapter over engine.tuning and engine.bench.tuning.
 
-    tune --method grid|bayesian|random --iterations N [--params a,b,c] [--entities N] [--seed S]
-         [--validation-data FILE] [--validation-split 0.8] [--rewards k=v,...] [--top-k K]
-         [--output-file FILE] [--report-file FILE] [--detach]
-    tune --config-file FILE --validate [--study ID]
-    tune status [ID] | list | cancel ID | resume ID | export ID | handoff ID | sensitivity
-    bench tuning      Bayesian vs random search on the Branin function (evaluations to near-optimum)
+tune --method grid|bayesian|random --iterations N [--params a,b,c] [--entities N] [--seed S]
+     [--validation-data FILE] [--validation-split 0.8] [--rewards k=v,...] [--top-k K]
+     [--output-file FILE] [--report-file FILE] [--detach]
+tune --config-file FILE --validate [--study ID]
+tune status [ID] | list | cancel ID | resume ID | export ID | handoff ID | sensitivity
+bench tuning      Bayesian vs random search on the Branin function (evaluations to near-optimum)
 """
 
 from __future__ import annotations
@@ -68,15 +68,23 @@ def _spec_from_args(args):
     if args.validation_data:
         entities = file_entity_spec(args.validation_data)
     else:
-        entities = EntitySpec(kind="catalogue", n=args.entities, catalogue_seed=args.catalogue_seed,
-                              offset=args.entity_offset)
+        entities = EntitySpec(
+            kind="catalogue", n=args.entities, catalogue_seed=args.catalogue_seed, offset=args.entity_offset
+        )
     return StudySpec(
-        method=args.method, params=parse_param_names(args.params), iterations=args.iterations,
-        entities=entities, seed=args.seed, world_seed=args.world_seed,
+        method=args.method,
+        params=parse_param_names(args.params),
+        iterations=args.iterations,
+        entities=entities,
+        seed=args.seed,
+        world_seed=args.world_seed,
         rewards=Rewards.parse(args.rewards) if args.rewards else Rewards(),
-        train_fraction=args.validation_split, top_k=args.top_k, name=args.name or "",
-        evidence=evidence_ref(args.evidence, replay=args.replay, url=args.evaluator_url,
-                              timeout_s=args.evaluator_timeout),
+        train_fraction=args.validation_split,
+        top_k=args.top_k,
+        name=args.name or "",
+        evidence=evidence_ref(
+            args.evidence, replay=args.replay, url=args.evaluator_url, timeout_s=args.evaluator_timeout
+        ),
         labels=labels_ref(args.labels) if args.labels else None,
     )
 
@@ -106,10 +114,14 @@ def _print_summary(study, settings) -> None:
     base, win = r["base"], r["winner"]
     print(f"study {study.id} finished: {r['trials']} trials ({r['failed']} failed)")
     print(f"  current config (trial 0): training {_f(base['score'])}  hold-out {_f(base['holdout_score'])}")
-    print(f"  winner (trial {win['trial']}):        training {_f(win['score'])}  hold-out {_f(win['holdout_score'])}  "
-          f"optimism gap {_f(win['gap'])}")
-    print(f"  hold-out improvement: {_f(r['improvement_holdout'])} per entity"
-          + ("  (the current config won: nothing to roll out)" if r["winner_is_base"] else ""))
+    print(
+        f"  winner (trial {win['trial']}):        training {_f(win['score'])}  hold-out {_f(win['holdout_score'])}  "
+        f"optimism gap {_f(win['gap'])}"
+    )
+    print(
+        f"  hold-out improvement: {_f(r['improvement_holdout'])} per entity"
+        + ("  (the current config won: nothing to roll out)" if r["winner_is_base"] else "")
+    )
     for name, ch in r["changes"].items():
         print(f"    {name}: {ch['from']} -> {ch['to']}")
     out = study_dir(settings, study)
@@ -133,8 +145,11 @@ def _follow(ops, settings, study_id: int, job_id: int, poll_s: float = 0.5) -> i
                 return 1
             time.sleep(poll_s)
     except KeyboardInterrupt:
-        print(f"\nstudy {study_id} continues in its worker; follow it with `python -m engine tune status {study_id}`, "
-              f"stop it with `python -m engine tune cancel {study_id}`", file=sys.stderr)
+        print(
+            f"\nstudy {study_id} continues in its worker; follow it with `python -m engine tune status {study_id}`, "
+            f"stop it with `python -m engine tune cancel {study_id}`",
+            file=sys.stderr,
+        )
         return 130
     if job.error:
         print(f"study {study_id} {job.state}: {job.error}", file=sys.stderr)
@@ -154,8 +169,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return _validate(args, settings)
     _check_output_paths(args)
     if args.detach and (args.output_file or args.report_file):
-        raise ConfigError("--output-file/--report-file need the study to finish: drop --detach, or export later "
-                          "with `python -m engine tune export ID --output-file FILE`")
+        raise ConfigError(
+            "--output-file/--report-file need the study to finish: drop --detach, or export later "
+            "with `python -m engine tune export ID --output-file FILE`"
+        )
     spec = _spec_from_args(args)
     ops = _ops(settings)
     study, job, pid = start_study(ops, settings, spec, actor=ACTOR)
@@ -163,8 +180,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"  {study.sampler}")
     if study.grid_full_size is not None:
         print(f"  full grid size: {study.grid_full_size:,} points")
-    print(f"  {len(study.train_ids)} training / {len(study.holdout_ids)} hold-out entities; "
-          f"job {job.id}, worker pid {pid}")
+    print(
+        f"  {len(study.train_ids)} training / {len(study.holdout_ids)} hold-out entities; "
+        f"job {job.id}, worker pid {pid}"
+    )
     if args.detach:
         print(f"detached: follow with `python -m engine tune status {study.id}`")
         return 0
@@ -192,16 +211,26 @@ def _validate(args, settings) -> int:
         "base": {"config_hash": v.base_hash, **v.base.components()},
         "difference": v.difference,
     }
-    ops.audit(ACTOR, "tuning.validate", str(Path(args.config_file).resolve()),
-              {"candidate_hash": v.candidate_hash, "score": v.candidate.score, "base_score": v.base.score,
-               "holdout": v.description})
+    ops.audit(
+        ACTOR,
+        "tuning.validate",
+        str(Path(args.config_file).resolve()),
+        {
+            "candidate_hash": v.candidate_hash,
+            "score": v.candidate.score,
+            "base_score": v.base.score,
+            "holdout": v.description,
+        },
+    )
     if args.json:
         print(json.dumps(out, indent=2, default=str))
         return 0
     print(f"validated {args.config_file} (hash {v.candidate_hash}) on the {v.description}")
     for label, r, h in (("candidate", v.candidate, v.candidate_hash), ("base", v.base, v.base_hash)):
-        print(f"  {label:<9} {h}  score {_f(r.score)}  precision {_f(r.precision, 3)}  recall {_f(r.recall, 3)}  "
-              f"USD/entity {_f(r.cost_per_entity)}  actionable {r.called_actionable} ({r.true_actionable} true)")
+        print(
+            f"  {label:<9} {h}  score {_f(r.score)}  precision {_f(r.precision, 3)}  recall {_f(r.recall, 3)}  "
+            f"USD/entity {_f(r.cost_per_entity)}  actionable {r.called_actionable} ({r.true_actionable} true)"
+        )
     print(f"  difference (candidate - base): {v.difference:+.4f} per entity")
     return 0
 
@@ -221,18 +250,33 @@ def cmd_status(args) -> int:
     state = study_state(ops, study)
     job = JobStore(ops).get(study.job_id) if study.job_id else None
     if args.json:
-        print(json.dumps({"study": study.id, "name": study.name, "state": state,
-                          "trials": [t.row_summary() for t in trials], "result": study.result,
-                          "job": job.to_dict() if job else None}, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "study": study.id,
+                    "name": study.name,
+                    "state": state,
+                    "trials": [t.row_summary() for t in trials],
+                    "result": study.result,
+                    "job": job.to_dict() if job else None,
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     done = [t for t in trials if t.complete]
     best = max(done, key=lambda t: t.score) if done else None
     print(f"study {study.id}: {study.name}  [{state}]")
     print(f"  {study.sampler}")
-    print(f"  trials {len(trials)}/{study.total_trials} ({len(trials) - len(done)} failed)"
-          + (f"; best training score {_f(best.score)} (trial {best.number})" if best else ""))
+    print(
+        f"  trials {len(trials)}/{study.total_trials} ({len(trials) - len(done)} failed)"
+        + (f"; best training score {_f(best.score)} (trial {best.number})" if best else "")
+    )
     if job:
-        print(f"  job {job.id}: {job.state}  {job.progress_done}/{job.progress_total}  {job.message or job.error or ''}")
+        print(
+            f"  job {job.id}: {job.state}  {job.progress_done}/{job.progress_total}  {job.message or job.error or ''}"
+        )
     if study.result:
         _print_summary(study, settings)
     return 0
@@ -246,9 +290,17 @@ def cmd_list(args) -> int:
     for s in studies:
         n = len(list_trials(ops, s.id))
         r = s.result
-        tail = (f"winner trial {r['winner']['trial']} hold-out {_f(r['winner']['holdout_score'])} "
-                f"(base {_f(r['base']['holdout_score'])})") if r else ""
-        print(f"{s.id:>4}  {study_state(ops, s):<9} {s.spec.method:<8} {n:>4}/{s.total_trials:<4} {s.name}  {tail}".rstrip())
+        tail = (
+            (
+                f"winner trial {r['winner']['trial']} hold-out {_f(r['winner']['holdout_score'])} "
+                f"(base {_f(r['base']['holdout_score'])})"
+            )
+            if r
+            else ""
+        )
+        print(
+            f"{s.id:>4}  {study_state(ops, s):<9} {s.spec.method:<8} {n:>4}/{s.total_trials:<4} {s.name}  {tail}".rstrip()
+        )
     return 0
 
 
@@ -287,10 +339,19 @@ def cmd_sensitivity(args) -> int:
     workload = catalogue_workload(args.entities, args.catalogue_seed, args.world_seed)
     train = split_entities(workload.entity_ids, args.validation_split, f"holdout-{args.seed}").train
     rewards = Rewards.parse(args.rewards) if args.rewards else Rewards()
-    print(f"one-at-a-time sweep of {len(names)} parameter(s), {args.points} values each, over "
-          f"{len(train)} training entities ({workload.description})", flush=True)
-    rows = sensitivity(workload, train, names, rewards=rewards, points=args.points,
-                       progress=lambda i, n, name: print(f"  [{i}/{n}] {name}", file=sys.stderr, flush=True))
+    print(
+        f"one-at-a-time sweep of {len(names)} parameter(s), {args.points} values each, over "
+        f"{len(train)} training entities ({workload.description})",
+        flush=True,
+    )
+    rows = sensitivity(
+        workload,
+        train,
+        names,
+        rewards=rewards,
+        points=args.points,
+        progress=lambda i, n, name: print(f"  [{i}/{n}] {name}", file=sys.stderr, flush=True),
+    )
     print(f"base score {_f(rows[0].base_score)}\n{'parameter':<28} {'spread':>8}  best value (score)   sweep")
     for r in rows:
         v, s = r.best
@@ -305,7 +366,10 @@ def cmd_sensitivity(args) -> int:
 def cmd_bench_tuning(args) -> int:
     """Bayesian vs random search on Branin: evaluations until within ``--tolerance`` of the optimum."""
     rows = run_tuning_bench(
-        args.seeds, budget=args.budget, random_budget=args.random_budget, tolerance=args.tolerance,
+        args.seeds,
+        budget=args.budget,
+        random_budget=args.random_budget,
+        tolerance=args.tolerance,
         on_seed=lambda row: print(format_seed(row, budget=args.budget, random_budget=args.random_budget), flush=True),
     )
     print(format_summary(rows, budget=args.budget, random_budget=args.random_budget, tolerance=args.tolerance))
@@ -319,8 +383,12 @@ def _add_entity_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catalogue-seed", type=int, default=7, help="catalogue generator seed (default 7)")
     p.add_argument("--world-seed", type=int, default=11, help="simulated world seed (default 11)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed; also fixes the hold-out salt (default 0)")
-    p.add_argument("--validation-split", type=float, default=0.8,
-                   help="fraction of entities used for training; the rest is the hold-out set (default 0.8)")
+    p.add_argument(
+        "--validation-split",
+        type=float,
+        default=0.8,
+        help="fraction of entities used for training; the rest is the hold-out set (default 0.8)",
+    )
     p.add_argument("--rewards", help="e.g. true_actionable=10,false_actionable=5,per_usd=1 (engine/objective.py)")
 
 
@@ -337,37 +405,60 @@ def register(sub) -> None:
         description=(
             "Create a tuning study and run it in a worker process: trial 0 is the current config, "
             "each trial runs the new system in shadow over the training entities against the simulated world; "
-            "the best trials are re-scored on the hold-out set. Default tuned parameters: "
-            + ", ".join(DEFAULT_TUNED)
+            "the best trials are re-scored on the hold-out set. Default tuned parameters: " + ", ".join(DEFAULT_TUNED)
         ),
     )
     p.add_argument("--method", choices=METHODS, default="bayesian")
     p.add_argument("--iterations", type=int, default=30, help="search trials besides trial 0 (default 30)")
     p.add_argument("--params", help="comma-separated parameter names to tune (default: the documented subset)")
-    p.add_argument("--entities", type=int, default=200, action=_EntitiesAction,
-                   help="generated catalogue entities, training + hold-out (default 200)")
-    p.add_argument("--entity-offset", type=int, default=0,
-                   help="skip this many catalogue entities first (e.g. validate on entities no study used)")
-    p.add_argument("--validation-data", metavar="FILE",
-                   help="tune on the entities of this CSV/JSON file (import format) instead of the catalogue")
-    p.add_argument("--evidence", choices=("world", "replay", "http"), default="world",
-                   help="what trials run against: the simulated world (default), a replay file or your HTTP "
-                        "evaluator; replay and http need --labels")
+    p.add_argument(
+        "--entities",
+        type=int,
+        default=200,
+        action=_EntitiesAction,
+        help="generated catalogue entities, training + hold-out (default 200)",
+    )
+    p.add_argument(
+        "--entity-offset",
+        type=int,
+        default=0,
+        help="skip this many catalogue entities first (e.g. validate on entities no study used)",
+    )
+    p.add_argument(
+        "--validation-data",
+        metavar="FILE",
+        help="tune on the entities of this CSV/JSON file (import format) instead of the catalogue",
+    )
+    p.add_argument(
+        "--evidence",
+        choices=("world", "replay", "http"),
+        default="world",
+        help="what trials run against: the simulated world (default), a replay file or your HTTP "
+        "evaluator; replay and http need --labels",
+    )
     p.add_argument("--replay", metavar="FILE", help="with --evidence replay: recorded evidence (JSONL)")
     p.add_argument("--evaluator-url", metavar="URL", help="with --evidence http: your evaluator service")
     p.add_argument("--evaluator-timeout", type=float, default=30.0, help="seconds per evaluator call (default 30)")
-    p.add_argument("--labels", metavar="FILE",
-                   help="known outcomes (CSV entity_id,actionable or JSON) to score trials by instead of the "
-                        "simulated world's truth")
-    p.add_argument("--top-k", type=int, default=3, help="best training trials re-scored on the hold-out set (default 3)")
+    p.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="known outcomes (CSV entity_id,actionable or JSON) to score trials by instead of the "
+        "simulated world's truth",
+    )
+    p.add_argument(
+        "--top-k", type=int, default=3, help="best training trials re-scored on the hold-out set (default 3)"
+    )
     p.add_argument("--name", help="a label for the study")
     p.add_argument("--output-file", metavar="FILE", help="write the best config JSON here when the study finishes")
     p.add_argument("--report-file", metavar="FILE", help="write the Markdown report here when the study finishes")
     p.add_argument("--detach", action="store_true", help="start the worker and return at once")
     p.add_argument("--config-file", metavar="FILE", help="with --validate: the config to score on the hold-out set")
-    p.add_argument("--validate", action="store_true",
-                   help="score --config-file (and the base config) on a hold-out set: --study ID's, else the "
-                        "latest study's, else the one the entity flags define")
+    p.add_argument(
+        "--validate",
+        action="store_true",
+        help="score --config-file (and the base config) on a hold-out set: --study ID's, else the "
+        "latest study's, else the one the entity flags define",
+    )
     p.add_argument("--study", type=int, help="with --validate: whose hold-out set")
     p.add_argument("--json", action="store_true", help="with --validate: print JSON")
     _add_entity_flags(p)

@@ -61,8 +61,7 @@ def live_config_info(ops: SettingsStore) -> dict[str, Any] | None:
     return {k: v for k, v in data.items() if k != "params"} if data else None
 
 
-def set_live_config(ops: SettingsStore, db: Any, cfg: ParameterConfig, *, run_id: int, actor: str,
-                    at: float) -> None:
+def set_live_config(ops: SettingsStore, db: Any, cfg: ParameterConfig, *, run_id: int, actor: str, at: float) -> None:
     """Make ``cfg`` the live config inside the caller's transaction ``db`` (audited)."""
     info = {"hash": cfg.hash(), "run_id": run_id, "actor": actor, "at": at, "params": cfg.to_dict()}
     ops.set_setting(LIVE_CONFIG_KEY, info, db=db)
@@ -77,8 +76,14 @@ def set_candidate(ops: SettingsStore, path: str | Path, actor: str, source: str 
     without ``config_file`` runs the new system with it.
     """
     cfg = ParameterConfig.load(path)
-    info = {"path": str(Path(path)), "hash": cfg.hash(), "source": str(source), "actor": actor,
-            "at": time.time(), "params": cfg.to_dict()}
+    info = {
+        "path": str(Path(path)),
+        "hash": cfg.hash(),
+        "source": str(source),
+        "actor": actor,
+        "at": time.time(),
+        "params": cfg.to_dict(),
+    }
     with ops.transaction() as db:
         ops.set_setting(CANDIDATE_KEY, info, db=db)
         ops.audit(actor, "rollout.candidate", cfg.hash(), {"path": info["path"], "source": info["source"]}, db=db)
@@ -110,8 +115,7 @@ def rollout_candidate(ops: SettingsStore, config_file: str | Path | None = None)
     return ResolvedConfig(live_config(ops), "live config (new system, same parameters)")
 
 
-def config_for_system(system: str, ops: SettingsStore | None, config_file: str | Path | None = None
-                      ) -> ResolvedConfig:
+def config_for_system(system: str, ops: SettingsStore | None, config_file: str | Path | None = None) -> ResolvedConfig:
     """The config one discovery run uses outside a rollout.
 
     ``config_file`` wins; without an ops database, the defaults; the new

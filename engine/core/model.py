@@ -297,7 +297,7 @@ def lifecycle_status(h: Hypothesis, rules: LifecycleRules = LifecycleRules()) ->
             f"confidence {h.confidence:.2f} < {rules.degrade_confidence:.2f} and "
             f"rejects {h.rejects} >= {rules.degrade_rejects}"
         )
-    window = h.recent[-rules.saturation_window:]
+    window = h.recent[-rules.saturation_window :]
     stalled = sum(1 for d in window if d is Decision.NO_PROGRESS)
     if stalled >= rules.saturation_count:
         return Status.SATURATED, (

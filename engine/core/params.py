@@ -57,9 +57,7 @@ class ParamSpec:
         return f"{kind} in [{self.low}, {self.high}]"
 
 
-def _s(
-    name: str, default: float, low: float, high: float, step: float | None, group: str, help_: str
-) -> ParamSpec:
+def _s(name: str, default: float, low: float, high: float, step: float | None, group: str, help_: str) -> ParamSpec:
     return ParamSpec(name, default, low, high, step, group, help_)
 
 
@@ -72,8 +70,15 @@ PARAMETER_SPECS: tuple[ParamSpec, ...] = (
     _s("value_digital", 1.3, 0.5, 3.0, 0.1, "value", "EIG value of Digital Transformation / AI Platform"),
     _s("value_data", 1.2, 0.5, 3.0, 0.1, "value", "EIG value of Data Analytics / CRM Implementation"),
     _s("value_commercial", 1.1, 0.5, 3.0, 0.1, "value", "EIG value of Fan Engagement / Ticketing / E-commerce"),
-    _s("value_default", 1.0, 0.5, 3.0, 0.1, "value",
-       "EIG value of Operations / Infrastructure / IT Modernization / General"),
+    _s(
+        "value_default",
+        1.0,
+        0.5,
+        3.0,
+        0.1,
+        "value",
+        "EIG value of Operations / Infrastructure / IT Modernization / General",
+    ),
     _s("value_other", 0.9, 0.5, 3.0, 0.1, "value", "EIG value of any category outside the table"),
     # decision deltas
     _s("delta_accept", 0.06, 0.01, 0.20, 0.01, "deltas", "confidence change on ACCEPT"),
@@ -85,11 +90,25 @@ PARAMETER_SPECS: tuple[ParamSpec, ...] = (
     # search and stop rules
     _s("max_iterations", 20, 1, 100, 1, "search", "hops per entity run at most"),
     _s("max_depth", 3, 1, 3, 1, "search", "deepest depth (1 SURFACE, 2 OPERATIONAL, 3 AUTHORITY)"),
-    _s("depth_patience", 3, 1, 10, 1, "search",
-       "consecutive hops without an (weak) accept before going one depth deeper"),
+    _s(
+        "depth_patience",
+        3,
+        1,
+        10,
+        1,
+        "search",
+        "consecutive hops without an (weak) accept before going one depth deeper",
+    ),
     _s("flat_window", 8, 2, 20, 1, "search", "hops over which confidence must move, else the run stops (flat)"),
-    _s("flat_epsilon", 0.02, 0.0, 0.20, 0.01, "search",
-       "total |confidence change| over the window at or below which it is flat"),
+    _s(
+        "flat_epsilon",
+        0.02,
+        0.0,
+        0.20,
+        0.01,
+        "search",
+        "total |confidence change| over the window at or below which it is flat",
+    ),
     _s("stop_confidence", 0.80, 0.50, 1.0, 0.01, "search", "stop when actionable and the best confidence exceeds this"),
     # lifecycle
     _s("promote_confidence", 0.70, 0.40, 0.95, 0.01, "lifecycle", "PROMOTED at or above this confidence ..."),
@@ -111,16 +130,37 @@ PARAMETER_SPECS: tuple[ParamSpec, ...] = (
     _s("actionable_min_accepts", 2, 1, 10, 1, "actionable", "actionable: at least this many ACCEPTs ..."),
     _s("actionable_min_categories", 2, 1, 5, 1, "actionable", "... across at least this many distinct categories"),
     # selection bonuses
-    _s("exploration_bonus", 0.5, 0.0, 1.0, 0.01, "bonus",
-       "added to EIG / sqrt(1 + tries of the hypothesis in this run)"),
-    _s("exploitation_bonus", 0.10, 0.0, 1.0, 0.01, "bonus",
-       "added to EIG of an unpromoted hypothesis that has an ACCEPT"),
+    _s(
+        "exploration_bonus",
+        0.5,
+        0.0,
+        1.0,
+        0.01,
+        "bonus",
+        "added to EIG / sqrt(1 + tries of the hypothesis in this run)",
+    ),
+    _s(
+        "exploitation_bonus",
+        0.10,
+        0.0,
+        1.0,
+        0.01,
+        "bonus",
+        "added to EIG of an unpromoted hypothesis that has an ACCEPT",
+    ),
     # channel score weights
     _s("channel_w_depth", 1.0, 0.0, 3.0, 0.1, "channel", "weight of a channel being native to the current depth"),
     _s("channel_w_yield", 1.0, 0.0, 3.0, 0.1, "channel", "weight of the channel's observed progress rate in this run"),
     _s("channel_w_cost", 0.5, 0.0, 3.0, 0.1, "channel", "weight of the channel's quoted cost (relative, subtracted)"),
-    _s("channel_w_repeat", 0.3, 0.0, 3.0, 0.1, "channel",
-       "penalty per earlier use of the channel on the same hypothesis"),
+    _s(
+        "channel_w_repeat",
+        0.3,
+        0.0,
+        3.0,
+        0.1,
+        "channel",
+        "penalty per earlier use of the channel on the same hypothesis",
+    ),
     _s("channel_w_priority", 0.2, 0.0, 3.0, 0.1, "channel", "weight of the template's channel priority (1/priority)"),
 )
 
@@ -246,9 +286,7 @@ class ParameterConfig:
         )
 
     def to_deltas(self) -> DecisionDeltas:
-        return DecisionDeltas(
-            accept=self.delta_accept, weak_accept=self.delta_weak_accept, reject=self.delta_reject
-        )
+        return DecisionDeltas(accept=self.delta_accept, weak_accept=self.delta_weak_accept, reject=self.delta_reject)
 
     def group_values(self) -> dict[str, float]:
         """Value per category group, keyed like model.GROUP_VALUE_DEFAULTS."""

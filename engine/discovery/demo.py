@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from engine.monitoring.jsonlog import JsonlLog
-from engine.monitoring.events import TABLE, count_events
-from engine.store.opsdb import open_ops_db
 from engine.discovery.runs import METRICS_LOG_NAME, EvidenceSpec, make_source, run_entities
+from engine.monitoring.events import TABLE, count_events
+from engine.monitoring.jsonlog import JsonlLog
+from engine.store.opsdb import open_ops_db
 
 DEMO_ENTITIES = 200
 DEMO_SPAN_S = 24 * 3600.0
@@ -98,8 +98,9 @@ def seed_demo_metrics(
     now = time.time() if now is None else now
     slots = max(1, min(slots, len(ids)))
     templates = {t.id: t for t in graph.list_templates()}
-    source = make_source(EvidenceSpec(world_seed=world_seed), templates=templates,
-                         entities=graph.get_entities(ids).values())
+    source = make_source(
+        EvidenceSpec(world_seed=world_seed), templates=templates, entities=graph.get_entities(ids).values()
+    )
     log = JsonlLog.for_settings(settings, METRICS_LOG_NAME)
     events = 0
     for k in range(slots):
@@ -107,8 +108,15 @@ def seed_demo_metrics(
         at = now - span_s + (k + 0.5) * span_s / slots
         for system in ("new", "old"):
             results = run_entities(
-                graph, ops, group, system=system, source=source, shadow=True,
-                run_id=f"{RUN_PREFIX}{system}-{k:02d}", clock=lambda at=at: at, log=log,
+                graph,
+                ops,
+                group,
+                system=system,
+                source=source,
+                shadow=True,
+                run_id=f"{RUN_PREFIX}{system}-{k:02d}",
+                clock=lambda at=at: at,
+                log=log,
                 rng=random.Random(f"{world_seed}-{k}"),  # the old system's pattern order, reproducible
             )
             events += len(results)
@@ -116,6 +124,10 @@ def seed_demo_metrics(
             progress(k + 1, slots)
     seconds = time.perf_counter() - started
     report = DemoMetricsReport(len(ids), events, slots, span_s, seconds)
-    ops.audit("demo", "metrics.seed_demo", TABLE,
-              {"entities": len(ids), "events": events, "slots": slots, "span_s": span_s, "world_seed": world_seed})
+    ops.audit(
+        "demo",
+        "metrics.seed_demo",
+        TABLE,
+        {"entities": len(ids), "events": events, "slots": slots, "span_s": span_s, "world_seed": world_seed},
+    )
     return report

@@ -21,8 +21,8 @@ an ACCEPT (a live lead worth confirming).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from engine.core.model import Hypothesis, Status
 from engine.core.params import ParameterConfig
@@ -136,7 +136,11 @@ def rank_hypotheses(
     tries = tries or {}
     scored = [
         score_hypothesis(
-            h, params, now=now, confirmations=confirmations, cluster_size=cluster_size,
+            h,
+            params,
+            now=now,
+            confirmations=confirmations,
+            cluster_size=cluster_size,
             tries_in_run=tries.get(h.id, 0),
         )
         for h in hyps

@@ -21,14 +21,15 @@ tuples); the console turns them into frames.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
+from engine.core.configs import live_config
+from engine.core.model import Depth, Entity, Hypothesis, RunResult, Status
+from engine.core.params import ParameterConfig
 from engine.discovery import runs
 from engine.discovery.eig import EIGBreakdown, rank_hypotheses
-from engine.core.model import Depth, Entity, Hypothesis, RunResult, Status
-from engine.core.configs import live_config
-from engine.core.params import DEFAULT_PARAMS, ParameterConfig
 
 # --------------------------------------------------------------------------- EIG ranking
 
@@ -63,27 +64,29 @@ def ranking_rows(ranking: Sequence[EIGBreakdown], hyps: Iterable[Hypothesis]) ->
         h = by_id[b.hypothesis_id]
         if b.status.is_selectable():
             rank += 1
-        rows.append({
-            "rank": rank if b.status.is_selectable() else None,
-            "pattern": b.pattern,
-            "category": b.category,
-            "status": b.status.value,
-            "eig": b.eig,
-            "score": b.score,
-            "confidence": b.confidence,
-            "uncertainty": b.uncertainty,
-            "novelty": b.novelty,
-            "confirmations": b.confirmations,
-            "value": b.value,
-            "recency": b.recency,
-            "age_days": b.age_days,
-            "accepts": h.accepts,
-            "weak_accepts": h.weak_accepts,
-            "rejects": h.rejects,
-            "no_progress": h.no_progress,
-            "last_delta": h.last_delta,
-            "id": h.id,
-        })
+        rows.append(
+            {
+                "rank": rank if b.status.is_selectable() else None,
+                "pattern": b.pattern,
+                "category": b.category,
+                "status": b.status.value,
+                "eig": b.eig,
+                "score": b.score,
+                "confidence": b.confidence,
+                "uncertainty": b.uncertainty,
+                "novelty": b.novelty,
+                "confirmations": b.confirmations,
+                "value": b.value,
+                "recency": b.recency,
+                "age_days": b.age_days,
+                "accepts": h.accepts,
+                "weak_accepts": h.weak_accepts,
+                "rejects": h.rejects,
+                "no_progress": h.no_progress,
+                "last_delta": h.last_delta,
+                "id": h.id,
+            }
+        )
     return rows
 
 
@@ -169,23 +172,25 @@ def hop_rows(result: RunResult) -> list[dict[str, Any]]:
     rows = []
     for r in result.hops:
         spent += r.cost_usd
-        rows.append({
-            "iteration": r.iteration,
-            "pattern": r.pattern,
-            "category": r.category,
-            "eig": float(r.eig),
-            "hop_type": r.hop_type.value,
-            "depth": depth_name(r.depth),
-            "decision": r.decision.value,
-            "delta": float(r.delta),
-            "confidence_after": float(r.confidence_after),
-            "cost_usd": float(r.cost_usd),
-            "cumulative_cost_usd": spent,
-            "latency_s": float(r.latency_s),
-            "url": r.url,
-            "excerpt": r.excerpt,
-            "error": r.error or "",
-        })
+        rows.append(
+            {
+                "iteration": r.iteration,
+                "pattern": r.pattern,
+                "category": r.category,
+                "eig": float(r.eig),
+                "hop_type": r.hop_type.value,
+                "depth": depth_name(r.depth),
+                "decision": r.decision.value,
+                "delta": float(r.delta),
+                "confidence_after": float(r.confidence_after),
+                "cost_usd": float(r.cost_usd),
+                "cumulative_cost_usd": spent,
+                "latency_s": float(r.latency_s),
+                "url": r.url,
+                "excerpt": r.excerpt,
+                "error": r.error or "",
+            }
+        )
     return rows
 
 
@@ -199,17 +204,19 @@ def confidence_rows(before: Iterable[Hypothesis], result: RunResult) -> list[dic
     for h in before:
         o = after.get(h.id)
         conf_after = o.confidence if o is not None else h.confidence
-        rows.append({
-            "pattern": h.pattern,
-            "category": h.category,
-            "before": float(h.confidence),
-            "after": float(conf_after),
-            "change": float(conf_after - h.confidence),
-            "status_before": h.status.value,
-            "status_after": (o.status if o is not None else h.status).value,
-            "hops": hops.get(h.id, 0),
-            "id": h.id,
-        })
+        rows.append(
+            {
+                "pattern": h.pattern,
+                "category": h.category,
+                "before": float(h.confidence),
+                "after": float(conf_after),
+                "change": float(conf_after - h.confidence),
+                "status_before": h.status.value,
+                "status_after": (o.status if o is not None else h.status).value,
+                "hops": hops.get(h.id, 0),
+                "id": h.id,
+            }
+        )
     rows.sort(key=lambda r: (-abs(r["change"]), -r["hops"], r["pattern"]))
     return rows
 
@@ -217,9 +224,7 @@ def confidence_rows(before: Iterable[Hypothesis], result: RunResult) -> list[dic
 def confidence_chart_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """confidence_rows in long form for a grouped bar chart: one row per (pattern, before|after)."""
     return [
-        {"pattern": r["pattern"], "when": when, "confidence": r[when]}
-        for r in rows
-        for when in ("before", "after")
+        {"pattern": r["pattern"], "when": when, "confidence": r[when]} for r in rows for when in ("before", "after")
     ]
 
 
@@ -234,10 +239,14 @@ def trajectory_rows(before: Iterable[Hypothesis], result: RunResult) -> list[dic
             seen.add(r.hypothesis_id)
             first = start.get(r.hypothesis_id, r.confidence_after - r.delta)
             rows.append({"iteration": 0, "pattern": r.pattern, "confidence": float(first), "decision": "start"})
-        rows.append({
-            "iteration": r.iteration, "pattern": r.pattern, "confidence": float(r.confidence_after),
-            "decision": r.decision.value,
-        })
+        rows.append(
+            {
+                "iteration": r.iteration,
+                "pattern": r.pattern,
+                "confidence": float(r.confidence_after),
+                "decision": r.decision.value,
+            }
+        )
     return rows
 
 
@@ -251,7 +260,8 @@ def filter_evidence(
     """Evidence rows of the chosen runs and hypotheses (an empty choice keeps all)."""
     wanted_runs, wanted_patterns = set(runs), set(patterns)
     return [
-        r for r in rows
+        r
+        for r in rows
         if (not wanted_runs or r["run_id"] in wanted_runs)
         and (not wanted_patterns or r["pattern"] in wanted_patterns)
         and (include_rolled_back or not r["rolled_back"])
@@ -304,7 +314,13 @@ def load_entity_view(
     )
     evidence = tuple(evidence_rows(graph.get_evidence(ctx.entity.id, limit=evidence_limit)))
     return EntityView(
-        ctx.entity, tuple(ctx.hypotheses), ranking, evidence, dict(ctx.confirmations), ctx.cluster_size, when,
+        ctx.entity,
+        tuple(ctx.hypotheses),
+        ranking,
+        evidence,
+        dict(ctx.confirmations),
+        ctx.cluster_size,
+        when,
         params.hash(),
     )
 
@@ -357,7 +373,14 @@ def run_entity(
         )
     run_id = runs.new_run_id(system, shadow, clock)
     results = runs.run_entities(
-        graph, ops, [ctx.entity.id], system=system, params=params, source=source, shadow=shadow, run_id=run_id,
+        graph,
+        ops,
+        [ctx.entity.id],
+        system=system,
+        params=params,
+        source=source,
+        shadow=shadow,
+        run_id=run_id,
         clock=clock,
     )
     return EntityRun(result=results[0], run_id=run_id, before=tuple(ctx.hypotheses))

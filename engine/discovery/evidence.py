@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import ssl
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from engine.core.errors import ConfigError, DiscoveryError
@@ -114,11 +114,18 @@ class HTTPEvidenceSource:
     def request_body(entity: Entity, hypothesis: Hypothesis, hop_type: HopType, depth: Depth) -> dict[str, Any]:
         return {
             "entity": {
-                "id": entity.id, "name": entity.name, "sport": entity.sport, "country": entity.country,
-                "type": entity.type, "tier": entity.tier, "cluster": entity.cluster,
+                "id": entity.id,
+                "name": entity.name,
+                "sport": entity.sport,
+                "country": entity.country,
+                "type": entity.type,
+                "tier": entity.tier,
+                "cluster": entity.cluster,
             },
             "hypothesis": {
-                "id": hypothesis.id, "pattern": hypothesis.pattern, "category": hypothesis.category,
+                "id": hypothesis.id,
+                "pattern": hypothesis.pattern,
+                "category": hypothesis.category,
                 "confidence": hypothesis.confidence,
             },
             "hop_type": HopType(hop_type).value,
@@ -166,7 +173,7 @@ class HTTPEvidenceSource:
                 resp = conn.getresponse()
                 status = resp.status
                 raw = resp.read()
-            except socket.timeout:
+            except TimeoutError:
                 return self._failed("timeout", quote, self._timer() - started, hop_type)
             except (ConnectionError, http.client.HTTPException, OSError):
                 return self._failed("connection_dropped", quote, self._timer() - started, hop_type)
@@ -206,7 +213,11 @@ class HTTPEvidenceSource:
         self.errors[error] += 1
         self._note_cost(hop_type, cost)
         return EvidenceResult(
-            decision=Decision.NO_PROGRESS, cost_usd=cost, latency_s=latency, excerpt=f"evaluator error: {error}", error=error
+            decision=Decision.NO_PROGRESS,
+            cost_usd=cost,
+            latency_s=latency,
+            excerpt=f"evaluator error: {error}",
+            error=error,
         )
 
 
@@ -224,8 +235,19 @@ def _cost_of(data: Any) -> float | None:
 #: Fields of one replay line (JSONL). ``quote_usd`` is what max_cost answered for that hop,
 #: so a replay makes the same budget decisions as the recorded run.
 REPLAY_FIELDS = (
-    "entity", "hypothesis", "pattern", "hop_type", "depth", "attempt",
-    "decision", "cost_usd", "latency_s", "url", "excerpt", "error", "quote_usd",
+    "entity",
+    "hypothesis",
+    "pattern",
+    "hop_type",
+    "depth",
+    "attempt",
+    "decision",
+    "cost_usd",
+    "latency_s",
+    "url",
+    "excerpt",
+    "error",
+    "quote_usd",
 )
 
 
@@ -247,8 +269,12 @@ class ReplayRow:
 
     def result(self) -> EvidenceResult:
         return EvidenceResult(
-            decision=Decision(self.decision), cost_usd=self.cost_usd, latency_s=self.latency_s,
-            url=self.url, excerpt=self.excerpt, error=self.error,
+            decision=Decision(self.decision),
+            cost_usd=self.cost_usd,
+            latency_s=self.latency_s,
+            url=self.url,
+            excerpt=self.excerpt,
+            error=self.error,
         )
 
 
@@ -272,10 +298,18 @@ class RecordingSource:
         result = self.inner.evaluate(entity, hypothesis, hop_type, depth, attempt)
         self.rows.append(
             ReplayRow(
-                entity=entity.id, hypothesis=hypothesis.id, pattern=hypothesis.pattern,
-                hop_type=HopType(hop_type).value, depth=int(depth), attempt=attempt,
-                decision=result.decision.value, cost_usd=result.cost_usd, latency_s=result.latency_s,
-                url=result.url, excerpt=result.excerpt, error=result.error,
+                entity=entity.id,
+                hypothesis=hypothesis.id,
+                pattern=hypothesis.pattern,
+                hop_type=HopType(hop_type).value,
+                depth=int(depth),
+                attempt=attempt,
+                decision=result.decision.value,
+                cost_usd=result.cost_usd,
+                latency_s=result.latency_s,
+                url=result.url,
+                excerpt=result.excerpt,
+                error=result.error,
                 quote_usd=self.inner.max_cost(hop_type, depth),
             )
         )
@@ -294,10 +328,18 @@ def rows_from_run(result: RunResult) -> list[ReplayRow]:
         key = (hop.hypothesis_id, hop.hop_type.value)
         rows.append(
             ReplayRow(
-                entity=result.entity_id, hypothesis=hop.hypothesis_id, pattern=hop.pattern,
-                hop_type=hop.hop_type.value, depth=int(hop.depth), attempt=seen[key],
-                decision=hop.decision.value, cost_usd=hop.cost_usd, latency_s=hop.latency_s,
-                url=hop.url, excerpt=hop.excerpt, error=hop.error,
+                entity=result.entity_id,
+                hypothesis=hop.hypothesis_id,
+                pattern=hop.pattern,
+                hop_type=hop.hop_type.value,
+                depth=int(hop.depth),
+                attempt=seen[key],
+                decision=hop.decision.value,
+                cost_usd=hop.cost_usd,
+                latency_s=hop.latency_s,
+                url=hop.url,
+                excerpt=hop.excerpt,
+                error=hop.error,
             )
         )
         seen[key] += 1
@@ -318,7 +360,9 @@ def write_replay(
         for row in rows:
             fh.write(json.dumps(asdict(row), sort_keys=True) + "\n")
         for (hop, depth), usd in sorted((quotes or {}).items()):
-            fh.write(json.dumps({"kind": "quote", "hop_type": hop, "depth": depth, "quote_usd": usd}, sort_keys=True) + "\n")
+            fh.write(
+                json.dumps({"kind": "quote", "hop_type": hop, "depth": depth, "quote_usd": usd}, sort_keys=True) + "\n"
+            )
     return p
 
 
@@ -355,7 +399,7 @@ class ReplaySource:
         self.misses = 0
 
     @classmethod
-    def load(cls, path: str | Path, **kw: Any) -> "ReplaySource":
+    def load(cls, path: str | Path, **kw: Any) -> ReplaySource:
         p = Path(path)
         rows: list[ReplayRow] = []
         quotes: dict[tuple[str, int], float] = {}
@@ -405,7 +449,10 @@ class ReplaySource:
                 )
             self.misses += 1
             return EvidenceResult(
-                decision=Decision.NO_PROGRESS, cost_usd=0.0, latency_s=0.0,
-                excerpt="no recorded evidence for this hop", error="replay_miss",
+                decision=Decision.NO_PROGRESS,
+                cost_usd=0.0,
+                latency_s=0.0,
+                excerpt="no recorded evidence for this hop",
+                error="replay_miss",
             )
         return row.result()

@@ -56,21 +56,22 @@ import hashlib
 import random
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
-from engine.discovery.systems import SYSTEMS, run_discovery
-from engine.discovery.eig import EIGBreakdown, rank_hypotheses
+from engine.catalogue.templates import load_templates
 from engine.core.errors import ConfigError, DiscoveryError
-from engine.discovery.evidence import EvidenceSource, HTTPEvidenceSource, ReplaySource
-from engine.monitoring.jsonlog import JsonlLog
-from engine.monitoring.events import record_runs
 from engine.core.model import Entity, Hypothesis, RunResult, Status, Template, UnknownEntity
 from engine.core.params import DEFAULT_PARAMS, ParameterConfig
 from engine.core.settings import Settings
-from engine.catalogue.templates import load_templates
+from engine.discovery.eig import EIGBreakdown, rank_hypotheses
+from engine.discovery.evidence import EvidenceSource, HTTPEvidenceSource, ReplaySource
+from engine.discovery.systems import SYSTEMS, run_discovery
 from engine.discovery.world import SimulatedWorld, WorldProfile
+from engine.monitoring.events import record_runs
+from engine.monitoring.jsonlog import JsonlLog
 
 DEFAULT_WORLD_SEED = 1
 SOURCE_KINDS = ("world", "http", "replay")
@@ -136,12 +137,9 @@ def make_source(
         return ReplaySource.load(spec.replay_path, strict=spec.strict)
 
     if templates is None:
-
         templates = load_templates()
     profile = WorldProfile.load(spec.profile_path) if spec.profile_path else None
-    return SimulatedWorld(
-        spec.world_seed, templates, entities, profile, sleep=spec.sleep, time_scale=spec.time_scale
-    )
+    return SimulatedWorld(spec.world_seed, templates, entities, profile, sleep=spec.sleep, time_scale=spec.time_scale)
 
 
 def truth_of(source: EvidenceSource) -> Truth | None:
@@ -166,8 +164,11 @@ class EntityContext:
     def ranked(self, params: ParameterConfig = DEFAULT_PARAMS, *, now: float | None = None) -> list[EIGBreakdown]:
         """Hypotheses by the new system's selection score (all statuses; only ACTIVE are chosen)."""
         return rank_hypotheses(
-            self.hypotheses, params, now=time.time() if now is None else now,
-            confirmations=self.confirmations, cluster_size=self.cluster_size,
+            self.hypotheses,
+            params,
+            now=time.time() if now is None else now,
+            confirmations=self.confirmations,
+            cluster_size=self.cluster_size,
         )
 
 
@@ -260,7 +261,8 @@ def run_entities(
     contexts = load_contexts(graph, entity_ids)
     if source is None:
         source = make_source(
-            EvidenceSpec(), templates={c.template.id: c.template for c in contexts},
+            EvidenceSpec(),
+            templates={c.template.id: c.template for c in contexts},
             entities=[c.entity for c in contexts],
         )
     elif hasattr(source, "register"):
@@ -288,14 +290,21 @@ def run_entities(
             confirmed = seen.setdefault(ctx.entity.cluster, Counter(ctx.confirmations))
             before = {h.id for h in ctx.hypotheses if h.status is Status.PROMOTED}
             result = run_discovery(
-                ctx.entity, ctx.template, ctx.hypotheses, source, params, system,
-                store=None if shadow else graph, shadow=shadow, clock=clock,
-                cluster_confirmations=dict(confirmed), cluster_size=ctx.cluster_size,
-                run_id=run_id, rng=rng,
+                ctx.entity,
+                ctx.template,
+                ctx.hypotheses,
+                source,
+                params,
+                system,
+                store=None if shadow else graph,
+                shadow=shadow,
+                clock=clock,
+                cluster_confirmations=dict(confirmed),
+                cluster_size=ctx.cluster_size,
+                run_id=run_id,
+                rng=rng,
             )
-            confirmed.update(
-                o.pattern for o in result.outcomes if o.status is Status.PROMOTED and o.id not in before
-            )
+            confirmed.update(o.pattern for o in result.outcomes if o.status is Status.PROMOTED and o.id not in before)
             results.append(result)
             pending.append(result)
             if len(pending) >= METRIC_CHUNK:

@@ -12,12 +12,12 @@ actionable entity, no runs) are None, never a made-up 0.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Sequence
 
 from engine.core.model import RunResult
-from engine.core.percentiles import PERCENTILE_METHOD, percentile
+from engine.core.percentiles import percentile
+
 
 @dataclass(frozen=True)
 class Scorecard:
@@ -182,6 +182,7 @@ def comparison_rows(old: Scorecard, new: Scorecard) -> list[dict[str, str]]:
     rows = []
     for label, name, kind in COMPARISON_FIELDS:
         a, b = getattr(old, name), getattr(new, name)
-        rows.append({"metric": label, "old": format_value(a, kind), "new": format_value(b, kind),
-                     "change": _change(a, b, kind)})
+        rows.append(
+            {"metric": label, "old": format_value(a, kind), "new": format_value(b, kind), "change": _change(a, b, kind)}
+        )
     return rows

@@ -35,15 +35,14 @@ writes nothing.
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Protocol
 
-from engine.discovery.eig import best_hypothesis, score_hypothesis
-from engine.discovery.evidence import EvidenceSource
+from engine.catalogue.generator import build_hypotheses
 from engine.core.model import (
     Channel,
     Decision,
@@ -62,13 +61,20 @@ from engine.core.model import (
     is_actionable,
 )
 from engine.core.params import DEFAULT_PARAMS, ParameterConfig
-from engine.catalogue.generator import build_hypotheses
+from engine.discovery.eig import best_hypothesis, score_hypothesis
+from engine.discovery.evidence import EvidenceSource
 
 SYSTEMS = ("new", "old")
 
 #: Stop reason codes; RunResult.stop_reason is "<code>: <why, with the numbers>".
 STOP_CODES = (
-    "actionable", "nothing_active", "flat", "depth_exhausted", "max_iterations", "cost_cap", "no_channel",
+    "actionable",
+    "nothing_active",
+    "flat",
+    "depth_exhausted",
+    "max_iterations",
+    "cost_cap",
+    "no_channel",
 )
 
 
@@ -236,15 +242,12 @@ def _run_new(run: _Run) -> str:
     channels = run.template.channels
     while True:
         if run.actionable() and run.best_confidence() > p.stop_confidence:
-            return (
-                f"actionable: actionable and best confidence {run.best_confidence():.2f} > "
-                f"{p.stop_confidence:.2f}"
-            )
+            return f"actionable: actionable and best confidence {run.best_confidence():.2f} > {p.stop_confidence:.2f}"
         active = run.active()
         if not active:
             return "nothing_active: no ACTIVE hypothesis left"
         if len(run.records) >= p.flat_window:
-            moved = sum(abs(r.delta) for r in run.records[-p.flat_window:])
+            moved = sum(abs(r.delta) for r in run.records[-p.flat_window :])
             if moved <= p.flat_epsilon + 1e-9:
                 return (
                     f"flat: confidence moved {moved:.2f} in total over the last {p.flat_window} hops "
@@ -274,8 +277,12 @@ def _run_new(run: _Run) -> str:
                 f"{p.cost_safety_margin:.0%} margin)"
             )
         h, eig = best_hypothesis(  # == rank_hypotheses(...)[0], without building every breakdown
-            active, p, now=run.clock(), confirmations=run.confirmations,
-            cluster_size=run.cluster_size, tries=run.tries,
+            active,
+            p,
+            now=run.clock(),
+            confirmations=run.confirmations,
+            cluster_size=run.cluster_size,
+            tries=run.tries,
         )
         scores = channel_scores(
             affordable,
@@ -319,7 +326,9 @@ def _run_old(run: _Run, rng: random.Random | None) -> str:
                 f"cost_cap: spent ${run.spent:.3f}; the next hop ({hop.value}, quote ${run.quote(hop, depth):.3f}) "
                 f"would cross the ${p.cost_cap_usd:.3f} cap"
             )
-        eig = score_hypothesis(h, p, now=run.clock(), confirmations=run.confirmations, cluster_size=run.cluster_size).eig
+        eig = score_hypothesis(
+            h, p, now=run.clock(), confirmations=run.confirmations, cluster_size=run.cluster_size
+        ).eig
         run.hop(h, hop, depth, eig)  # EIG is recorded for the trail only; the old system does not use it
         walked[h.id] += 1
 
@@ -365,7 +374,16 @@ def run_discovery(
         cluster_confirmations = store.cluster_confirmations(entity.cluster)
         io_time += timer() - t0
     run = _Run(
-        entity, template, hypotheses, source, params, system, clock, timer, dict(cluster_confirmations or {}), cluster_size
+        entity,
+        template,
+        hypotheses,
+        source,
+        params,
+        system,
+        clock,
+        timer,
+        dict(cluster_confirmations or {}),
+        cluster_size,
     )
     reason = _run_new(run) if system == "new" else _run_old(run, rng)
     records = tuple(run.records)
@@ -381,8 +399,7 @@ def run_discovery(
         cost_usd=round(run.spent, 6),
         hops=records,
         outcomes=tuple(
-            HypothesisOutcome(h.id, h.pattern, h.category, h.confidence, h.status, h.accepts)
-            for h in run.hyps.values()
+            HypothesisOutcome(h.id, h.pattern, h.category, h.confidence, h.status, h.accepts) for h in run.hyps.values()
         ),
         actionable=run.actionable(),
         stop_reason=reason,
@@ -427,9 +444,18 @@ def run_batch(
         template = templates[e.template_id]
         seen = confirmed.setdefault(e.cluster, Counter())
         result = run_discovery(
-            e, template, build_hypotheses(e, template, now), source, params, system,
-            shadow=True, clock=lambda: now, cluster_confirmations=seen,
-            cluster_size=sizes.get(e.cluster), run_id=f"{system}-batch-{e.id}", timer=timer,
+            e,
+            template,
+            build_hypotheses(e, template, now),
+            source,
+            params,
+            system,
+            shadow=True,
+            clock=lambda: now,
+            cluster_confirmations=seen,
+            cluster_size=sizes.get(e.cluster),
+            run_id=f"{system}-batch-{e.id}",
+            timer=timer,
         )
         seen.update(o.pattern for o in result.outcomes if o.status is Status.PROMOTED)
         results.append(result)

@@ -22,10 +22,11 @@ import json
 import math
 import struct
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from engine.core.errors import ConfigError
 from engine.core.model import Decision, Depth, Entity, EvidenceResult, HopType, Hypothesis, Pattern, Template
@@ -88,7 +89,7 @@ class WorldProfile:
         return self.hops[hop_type].cost_usd * (1.0 + self.cost_jitter)
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "WorldProfile":
+    def load(cls, path: str | Path | None = None) -> WorldProfile:
         p = Path(path) if path is not None else DEFAULT_PROFILE_PATH
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
@@ -99,7 +100,7 @@ class WorldProfile:
         return cls.from_dict(data, source=f"world profile {p}")
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "world profile") -> "WorldProfile":
+    def from_dict(cls, data: Any, source: str = "world profile") -> WorldProfile:
         problems: list[str] = []
 
         def get(obj: Any, path: str, kind: str = "prob") -> Any:
@@ -365,4 +366,4 @@ class SimulatedWorld:
             return f'{source}: indirect hint ("{kw}") that may relate to "{h.pattern}"'
         if decision is Decision.REJECT:
             return f'{source}: content about "{kw}" that contradicts "{h.pattern}"'
-        return f"{source}: nothing relevant to \"{h.pattern}\" found"
+        return f'{source}: nothing relevant to "{h.pattern}" found'

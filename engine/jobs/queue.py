@@ -45,16 +45,17 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import psutil
 
 from engine.core.errors import DiscoveryError
-from engine.store.opsdb import Migration
 from engine.core.settings import REPO_ROOT, Settings
+from engine.store.opsdb import Migration
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -187,14 +188,28 @@ class Job:
         return self.progress_done / self.progress_total if self.progress_total else 0.0
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Job":
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
         return cls(
-            id=row["id"], kind=row["kind"], params=json.loads(row["params"] or "{}"), state=JobState(row["state"]),
-            control=Control(row["control"]), actor=row["actor"], created_at=row["created_at"],
-            started_at=row["started_at"], finished_at=row["finished_at"], heartbeat_at=row["heartbeat_at"],
-            pid=row["pid"], pid_started=row["pid_started"], host=row["host"], token=row["token"],
-            attempts=row["attempts"], progress_done=row["progress_done"], progress_total=row["progress_total"],
-            message=row["message"], result=json.loads(row["result"]) if row["result"] else None, error=row["error"],
+            id=row["id"],
+            kind=row["kind"],
+            params=json.loads(row["params"] or "{}"),
+            state=JobState(row["state"]),
+            control=Control(row["control"]),
+            actor=row["actor"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            heartbeat_at=row["heartbeat_at"],
+            pid=row["pid"],
+            pid_started=row["pid_started"],
+            host=row["host"],
+            token=row["token"],
+            attempts=row["attempts"],
+            progress_done=row["progress_done"],
+            progress_total=row["progress_total"],
+            message=row["message"],
+            result=json.loads(row["result"]) if row["result"] else None,
+            error=row["error"],
         )
 
     def to_dict(self) -> dict:
@@ -271,8 +286,10 @@ class JobStore:
 
     # -- writing
     def _event(self, db, job_id: int, event: str, actor: str = "", detail: str = "") -> None:
-        db.execute("INSERT INTO job_events (job_id, at, event, actor, detail) VALUES (?, ?, ?, ?, ?)",
-                   [job_id, self.clock(), event, actor, detail])
+        db.execute(
+            "INSERT INTO job_events (job_id, at, event, actor, detail) VALUES (?, ?, ?, ?, ?)",
+            [job_id, self.clock(), event, actor, detail],
+        )
 
     def submit(self, kind: str, params: Mapping[str, Any] | None = None, *, actor: str = "cli") -> Job:
         """Queue a job of ``kind``; a worker picks it up (see launch_worker)."""
@@ -285,7 +302,9 @@ class JobStore:
             self._event(db, job_id, "submitted", actor, kind)
         return self.get(job_id)
 
-    def claim(self, job_id: int | None = None, *, kinds: Iterable[str] | None = None, pid: int | None = None) -> Job | None:
+    def claim(
+        self, job_id: int | None = None, *, kinds: Iterable[str] | None = None, pid: int | None = None
+    ) -> Job | None:
         """Atomically take a QUEUED job (this one, or the oldest of ``kinds``) for this process.
 
         Returns None when there is nothing to take (already claimed, not queued).
@@ -309,8 +328,17 @@ class JobStore:
                 """UPDATE jobs SET state = ?, token = ?, pid = ?, pid_started = ?, host = ?, started_at = ?,
                    heartbeat_at = ?, attempts = attempts + 1, error = NULL, finished_at = NULL
                    WHERE id = ? AND state = ?""",
-                [str(JobState.RUNNING), token, pid, _process_started(pid), socket.gethostname(), now, now,
-                 job_id, str(JobState.QUEUED)],
+                [
+                    str(JobState.RUNNING),
+                    token,
+                    pid,
+                    _process_started(pid),
+                    socket.gethostname(),
+                    now,
+                    now,
+                    job_id,
+                    str(JobState.QUEUED),
+                ],
             )
             if cur.rowcount != 1:
                 return None
@@ -328,8 +356,9 @@ class JobStore:
         if not rows or rows[0]["token"] != job.token or not JobState(rows[0]["state"]).has_worker():
             raise LeaseLost(f"job {job.id}: this worker no longer holds it; stopping")
 
-    def heartbeat(self, job: Job, *, done: int | None = None, total: int | None = None,
-                  message: str | None = None) -> Control:
+    def heartbeat(
+        self, job: Job, *, done: int | None = None, total: int | None = None, message: str | None = None
+    ) -> Control:
         """Record liveness (and progress); return the control an operator asked for."""
         sets, args = ["heartbeat_at = ?"], [self.clock()]
         for col, val in (("progress_done", done), ("progress_total", total), ("message", message)):
@@ -350,7 +379,9 @@ class JobStore:
         now = self.clock()
         with self.ops.transaction() as db:
             self._fenced(
-                db, job, "UPDATE jobs SET state = ?, finished_at = ?, heartbeat_at = ?, result = ?, error = ?",
+                db,
+                job,
+                "UPDATE jobs SET state = ?, finished_at = ?, heartbeat_at = ?, result = ?, error = ?",
                 [str(state), now, now, json.dumps(result, default=str) if result is not None else None, error],
             )
             self._event(db, job.id, str(state), "worker", error or "")
@@ -368,8 +399,10 @@ class JobStore:
             if state.is_terminal():
                 raise JobError(f"job {job_id} is already {state}; nothing to {control}")
             if control is Control.CANCEL and state in (JobState.QUEUED, JobState.DEAD):
-                db.execute("UPDATE jobs SET state = ?, control = ?, finished_at = ? WHERE id = ?",
-                           [str(JobState.CANCELLED), str(control), self.clock(), job_id])
+                db.execute(
+                    "UPDATE jobs SET state = ?, control = ?, finished_at = ? WHERE id = ?",
+                    [str(JobState.CANCELLED), str(control), self.clock(), job_id],
+                )
             else:
                 db.execute("UPDATE jobs SET control = ? WHERE id = ?", [str(control), job_id])
             self._event(db, job_id, f"control:{control}", actor)
@@ -384,8 +417,10 @@ class JobStore:
             if alive:
                 continue
             with self.ops.transaction() as db:
-                cur = db.execute("UPDATE jobs SET state = ?, token = NULL WHERE id = ? AND token IS ?",
-                                 [str(JobState.DEAD), job.id, job.token])
+                cur = db.execute(
+                    "UPDATE jobs SET state = ?, token = NULL WHERE id = ? AND token IS ?",
+                    [str(JobState.DEAD), job.id, job.token],
+                )
                 if cur.rowcount == 1:
                     self._event(db, job.id, "dead", "reaper", why)
                     dead.append(job.id)
@@ -400,8 +435,9 @@ class JobStore:
             state = JobState(rows[0]["state"])
             if not state.can_requeue():
                 raise JobError(f"job {job_id} is {state}; only a dead or failed job can be resumed from its checkpoint")
-            db.execute("UPDATE jobs SET state = ?, control = 'run', token = NULL WHERE id = ?",
-                       [str(JobState.QUEUED), job_id])
+            db.execute(
+                "UPDATE jobs SET state = ?, control = 'run', token = NULL WHERE id = ?", [str(JobState.QUEUED), job_id]
+            )
             self._event(db, job_id, "requeued", actor, f"was {state}")
         return self.get(job_id)
 
@@ -455,7 +491,7 @@ def register_kind(kind: str, target: str | Callable) -> None:
     JOB_KINDS[kind] = target  # type: ignore[assignment]
 
 
-def resolve_handler(kind: str) -> Callable[["JobContext"], Mapping | None]:
+def resolve_handler(kind: str) -> Callable[[JobContext], Mapping | None]:
     """The handler of ``kind``: a registered kind, or a kind spelled "module:function" itself."""
     kind = LEGACY_KINDS.get(kind, kind)
     target = JOB_KINDS.get(kind, kind if ":" in kind else None)
@@ -470,8 +506,16 @@ def resolve_handler(kind: str) -> Callable[["JobContext"], Mapping | None]:
 class JobContext:
     """What a handler gets: its params, its settings and the checkpoint/heartbeat calls."""
 
-    def __init__(self, store: JobStore, job: Job, settings: Settings | None, *, sleep: Sleep = time.sleep,
-                 poll_s: float = DEFAULT_POLL_S, ops=None):
+    def __init__(
+        self,
+        store: JobStore,
+        job: Job,
+        settings: Settings | None,
+        *,
+        sleep: Sleep = time.sleep,
+        poll_s: float = DEFAULT_POLL_S,
+        ops=None,
+    ):
         self.store = store
         self.job = job
         self.settings = settings
@@ -519,8 +563,15 @@ class JobContext:
             self.sleep(min(self.poll_s, left))
 
 
-def execute(store: JobStore, job: Job, settings: Settings | None, *, sleep: Sleep = time.sleep,
-            poll_s: float = DEFAULT_POLL_S, handler: Callable | None = None) -> Job:
+def execute(
+    store: JobStore,
+    job: Job,
+    settings: Settings | None,
+    *,
+    sleep: Sleep = time.sleep,
+    poll_s: float = DEFAULT_POLL_S,
+    handler: Callable | None = None,
+) -> Job:
     """Run a claimed job's handler to the end and record how it ended. Returns the final row."""
     ctx = JobContext(store, job, settings, sleep=sleep, poll_s=poll_s)
     result: Mapping | None = None
@@ -554,9 +605,16 @@ def run_claimed(store: JobStore, job_id: int, settings: Settings | None, **kw) -
     return execute(store, job, settings, **kw)
 
 
-def worker_loop(store: JobStore, settings: Settings | None, *, kinds: Iterable[str] | None = None,
-                idle_exit_s: float | None = None, sleep: Sleep = time.sleep, poll_s: float = 1.0,
-                max_jobs: int | None = None) -> int:
+def worker_loop(
+    store: JobStore,
+    settings: Settings | None,
+    *,
+    kinds: Iterable[str] | None = None,
+    idle_exit_s: float | None = None,
+    sleep: Sleep = time.sleep,
+    poll_s: float = 1.0,
+    max_jobs: int | None = None,
+) -> int:
     """Claim and run queued jobs one after another; stop after ``idle_exit_s`` without work. Returns jobs run."""
     ran = 0
     idle_since = store.clock()
@@ -615,8 +673,15 @@ def launch_worker(settings: Settings, job_id: int, *, extra_args: Iterable[str] 
     return proc.pid
 
 
-def resume_job(store: JobStore, settings: Settings, job_id: int, *, actor: str, launch: bool = True,
-               stale_after_s: float = DEFAULT_STALE_AFTER_S) -> tuple[Job, str]:
+def resume_job(
+    store: JobStore,
+    settings: Settings,
+    job_id: int,
+    *,
+    actor: str,
+    launch: bool = True,
+    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+) -> tuple[Job, str]:
     """Resume a job whatever happened to it: un-pause a live worker, or requeue a dead one and start a worker."""
     store.reap(stale_after_s=stale_after_s)
     job = store.get(job_id)
@@ -633,8 +698,15 @@ def resume_job(store: JobStore, settings: Settings, job_id: int, *, actor: str, 
     return store.get(job_id), "queued; start a worker to continue it"
 
 
-def wait_for(store: JobStore, job_id: int, *, until: Callable[[Job], bool], timeout_s: float,
-             sleep: Sleep = time.sleep, poll_s: float = 0.2) -> Job:
+def wait_for(
+    store: JobStore,
+    job_id: int,
+    *,
+    until: Callable[[Job], bool],
+    timeout_s: float,
+    sleep: Sleep = time.sleep,
+    poll_s: float = 0.2,
+) -> Job:
     """Poll the job row until ``until(job)`` holds; raise JobError after ``timeout_s`` (of store.clock)."""
     end = store.clock() + timeout_s
     while True:

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
-from engine.monitoring.alerts import evaluate_alerts, load_rules
 from engine.core.errors import ConfigError
 from engine.jobs.queue import Control, Job, JobContext, JobState, JobStore, launch_worker
+from engine.monitoring.alerts import evaluate_alerts, load_rules
 from engine.monitoring.windows import format_window, parse_window
 
 KIND = "alerts.evaluate"

@@ -26,15 +26,16 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from engine.core.errors import ConfigError
+from engine.core.settings import SHIPPED_DATA_DIR
 from engine.monitoring.windows import WindowSummary, format_window, parse_window, summarize
 from engine.store.opsdb import Migration
-from engine.core.settings import SHIPPED_DATA_DIR
 
 RULES_FILE = "alert_rules.json"
 SHIPPED_RULES = SHIPPED_DATA_DIR / RULES_FILE
@@ -223,8 +224,11 @@ def step(rule: AlertRule, previous: AlertState | None, m: Measurement, now: floa
             held = now - previous.since
             if held >= rule.hold_s:
                 return AlertState(
-                    AlertStatus.FIRING, now, f"firing: {cond} for {held:.0f}s >= hold {rule.hold_s:.0f}s",
-                    m.value, m.sample,
+                    AlertStatus.FIRING,
+                    now,
+                    f"firing: {cond} for {held:.0f}s >= hold {rule.hold_s:.0f}s",
+                    m.value,
+                    m.sample,
                 )
             return stay_or(AlertStatus.PENDING, f"pending: {cond} for {held:.0f}s < hold {rule.hold_s:.0f}s")
         if rule.hold_s <= 0:
@@ -240,8 +244,11 @@ def step(rule: AlertRule, previous: AlertState | None, m: Measurement, now: floa
         clear_for = now - previous.since
         if clear_for >= rule.hold_s:
             return AlertState(
-                AlertStatus.OK, now, f"ok: {clear} for {clear_for:.0f}s >= hold {rule.hold_s:.0f}s",
-                m.value, m.sample,
+                AlertStatus.OK,
+                now,
+                f"ok: {clear} for {clear_for:.0f}s >= hold {rule.hold_s:.0f}s",
+                m.value,
+                m.sample,
             )
         return stay_or(AlertStatus.RESOLVED, f"resolved: {clear} for {clear_for:.0f}s < hold {rule.hold_s:.0f}s")
     return stay_or(AlertStatus.OK, f"ok: {clear}")
@@ -254,9 +261,7 @@ def measure(rule: AlertRule, summary: WindowSummary) -> Measurement:
     """Read the rule's figure from a summary of the rule's window."""
     if rule.metric is Metric.COST_INCREASE_PCT:
         c = summary.comparison
-        return Measurement(
-            c.cost_increase_pct, c.sample, c.reason or f"old n={c.old_runs}, new n={c.new_runs}"
-        )
+        return Measurement(c.cost_increase_pct, c.sample, c.reason or f"old n={c.old_runs}, new n={c.new_runs}")
     g = summary.overall if rule.system == "all" else summary.by_system.get(rule.system)
     if g is None or g.runs == 0:
         return Measurement(None, 0, f"no {'' if rule.system == 'all' else rule.system + ' '}runs in the window")
@@ -282,7 +287,7 @@ def parse_rules(raw: Any, source: str = "alert rules") -> list[AlertRule]:
     """Validate a rules document; ConfigError lists one line per bad field."""
     items = raw.get("rules") if isinstance(raw, Mapping) else raw
     if not isinstance(items, list):
-        raise ConfigError(f"{source}: expected {{\"rules\": [...]}} or a list of rules")
+        raise ConfigError(f'{source}: expected {{"rules": [...]}} or a list of rules')
     problems: list[str] = []
     rules: list[AlertRule] = []
     seen: set[str] = set()
@@ -404,7 +409,9 @@ def rules_source(settings) -> Path:
     return own if own.exists() else SHIPPED_RULES
 
 
-def save_rules(settings, rules: Sequence[AlertRule] | list[dict], *, ops=None, actor: str = "operator") -> list[AlertRule]:
+def save_rules(
+    settings, rules: Sequence[AlertRule] | list[dict], *, ops=None, actor: str = "operator"
+) -> list[AlertRule]:
     """Validate and save rules to the data dir (atomic replace); audited when ``ops`` is given."""
     raw = [r.to_json() if isinstance(r, AlertRule) else r for r in rules]
     parsed = parse_rules(raw, "alert rules")
@@ -576,15 +583,18 @@ def acknowledge(ops, rule_id: str, *, actor: str, now: float, note: str = "") ->
             )
         record = _record(rows[0])
         if not record.state.needs_attention():
-            raise ConfigError(f"alert {rule_id!r} is {record.state.value}: only pending or firing alerts are acknowledged")
+            raise ConfigError(
+                f"alert {rule_id!r} is {record.state.value}: only pending or firing alerts are acknowledged"
+            )
         db.execute(
             f"UPDATE {STATES_TABLE} SET acknowledged_by = ?, acknowledged_at = ?, ack_note = ? WHERE rule_id = ?",
             [actor, now, note, rule_id],
         )
         ops.audit(
-            actor, "alert.acknowledge", rule_id,
+            actor,
+            "alert.acknowledge",
+            rule_id,
             {"state": record.state.value, "since": record.since, "reason": record.reason, "note": note},
             db=db,
         )
     return replace(record, acknowledged_by=actor, acknowledged_at=now, ack_note=note)
-

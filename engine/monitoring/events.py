@@ -19,11 +19,12 @@ Definitions (what each field counts):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from engine.monitoring.jsonlog import JsonlLog
 from engine.core.model import RunResult, Status
+from engine.monitoring.jsonlog import JsonlLog
 from engine.store.opsdb import Migration
 
 TABLE = "metric_events"
@@ -117,7 +118,7 @@ class MetricEvent:
         stage_id: str | None = None,
         truth: Truth | None = None,
         entity_name: str = "",
-    ) -> "MetricEvent":
+    ) -> MetricEvent:
         tested = {h.hypothesis_id for h in result.hops}
         promotions = sum(1 for o in result.outcomes if o.id in tested and o.status is Status.PROMOTED)
         known = truth(result.entity_id) if truth is not None else None
@@ -167,7 +168,7 @@ class MetricEvent:
         return data
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "MetricEvent":
+    def from_row(cls, row: Mapping[str, Any]) -> MetricEvent:
         return cls(
             id=row.get("id"),
             at=row["at"],
@@ -274,8 +275,23 @@ def query_events(
 
 #: the columns ``query_events(..., light=True)`` reads: every figure but the two JSON lists
 _LIGHT_COLUMNS = (
-    "id", "at", "run_id", "stage_id", "system", "shadow", "config_hash", "entity_id", "cost_usd", "iterations",
-    "hops", "hypotheses_tested", "promotions", "actionable", "correct", "engine_latency_ms", "evidence_latency_s",
+    "id",
+    "at",
+    "run_id",
+    "stage_id",
+    "system",
+    "shadow",
+    "config_hash",
+    "entity_id",
+    "cost_usd",
+    "iterations",
+    "hops",
+    "hypotheses_tested",
+    "promotions",
+    "actionable",
+    "correct",
+    "engine_latency_ms",
+    "evidence_latency_s",
     "error_count",
 )
 
@@ -298,10 +314,24 @@ def query_events_light(
         rows = db.conn.execute(sql, params).fetchall()
     return [
         MetricEvent(
-            id=r[0], at=r[1], run_id=r[2], stage_id=r[3], system=r[4], shadow=bool(r[5]), config_hash=r[6],
-            entity_id=r[7], cost_usd=r[8], iterations=r[9], hops=r[10], hypotheses_tested=r[11], promotions=r[12],
-            actionable=bool(r[13]), correct=None if r[14] is None else bool(r[14]), engine_latency_ms=r[15],
-            evidence_latency_s=r[16], error_count=r[17],
+            id=r[0],
+            at=r[1],
+            run_id=r[2],
+            stage_id=r[3],
+            system=r[4],
+            shadow=bool(r[5]),
+            config_hash=r[6],
+            entity_id=r[7],
+            cost_usd=r[8],
+            iterations=r[9],
+            hops=r[10],
+            hypotheses_tested=r[11],
+            promotions=r[12],
+            actionable=bool(r[13]),
+            correct=None if r[14] is None else bool(r[14]),
+            engine_latency_ms=r[15],
+            evidence_latency_s=r[16],
+            error_count=r[17],
         )
         for r in rows
     ]
@@ -318,7 +348,9 @@ def stage_ids(ops, start: float | None = None, end: float | None = None) -> list
     where, params = _where(start, end)
     where += (" AND" if where else " WHERE") + " stage_id IS NOT NULL"
     with ops.connect() as db:
-        return [r["stage_id"] for r in db.query(f"SELECT DISTINCT stage_id FROM {TABLE}{where} ORDER BY stage_id", params)]
+        return [
+            r["stage_id"] for r in db.query(f"SELECT DISTINCT stage_id FROM {TABLE}{where} ORDER BY stage_id", params)
+        ]
 
 
 def last_event_at(ops) -> float | None:
@@ -355,4 +387,3 @@ def _where(
             clauses.append(clause)
             params.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-

@@ -18,9 +18,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from engine.core.errors import ConfigError
 
@@ -44,7 +45,7 @@ class JsonlLog:
             raise ConfigError(f"log backups must be >= 0, got {self.backups}: pass how many old files to keep")
 
     @classmethod
-    def for_settings(cls, settings, name: str = "metrics.jsonl", **kwargs) -> "JsonlLog":
+    def for_settings(cls, settings, name: str = "metrics.jsonl", **kwargs) -> JsonlLog:
         """The log ``name`` in ``settings.log_dir``."""
         return cls(Path(settings.log_dir) / name, **kwargs)
 

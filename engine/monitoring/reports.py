@@ -17,11 +17,12 @@ import html
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from engine.monitoring.alerts import AlertRecord, AlertRule, current_states
 from engine.core.errors import ConfigError
+from engine.monitoring.alerts import AlertRecord, AlertRule, current_states
 from engine.monitoring.events import MetricEvent, query_events
 from engine.monitoring.windows import (
     HISTOGRAM_BUCKETS,
@@ -178,7 +179,10 @@ SUMMARY_ROWS: tuple[tuple[str, Callable[[GroupStats], str]], ...] = (
     ("accuracy where truth is known", lambda g: f"{pct(g.accuracy)} (n={g.scored})"),
     ("iterations mean / max", lambda g: f"{num(g.iterations_mean)} / {g.iterations_max}"),
     ("latency mean", lambda g: secs(g.latency_s.mean)),
-    ("latency p50 / p95 / p99", lambda g: " / ".join(secs(v) for v in (g.latency_s.p50, g.latency_s.p95, g.latency_s.p99))),
+    (
+        "latency p50 / p95 / p99",
+        lambda g: " / ".join(secs(v) for v in (g.latency_s.p50, g.latency_s.p95, g.latency_s.p99)),
+    ),
     ("engine time p50 / p95 (ms)", lambda g: f"{num(g.engine_latency_ms.p50)} / {num(g.engine_latency_ms.p95)}"),
     ("error rate (errored hops / hops)", lambda g: f"{pct(g.error_rate)} ({g.errors}/{g.hops})"),
     ("runs with an error", lambda g: str(g.runs_with_errors)),
@@ -218,8 +222,12 @@ def sections(r: Report) -> list[Section]:
         ),
         Section(
             "Summary by system",
-            tables=(Table(("figure",) + tuple(n for n, _ in groups),
-                          tuple((label, *(fn(g) for _, g in groups)) for label, fn in SUMMARY_ROWS)),),
+            tables=(
+                Table(
+                    ("figure",) + tuple(n for n, _ in groups),
+                    tuple((label, *(fn(g) for _, g in groups)) for label, fn in SUMMARY_ROWS),
+                ),
+            ),
         ),
         Section("Old vs new", _comparison_lines(s.comparison)),
     ]
@@ -228,79 +236,178 @@ def sections(r: Report) -> list[Section]:
         for sys in ("new", "old"):
             g = st.by_system[sys]
             if g.runs:
-                stage_rows.append((
-                    st.stage_id, sys, str(g.runs), usd(g.cost_per_entity), pct(g.actionable_rate),
-                    secs(g.latency_s.p95), pct(g.error_rate),
-                    signed_pct(st.comparison.cost_reduction_pct), signed_pct(st.comparison.actionable_increase_pct),
-                ))
-    out.append(Section(
-        "By stage",
-        () if stage_rows else ("No runs in the window.",),
-        (Table(("stage", "system", "runs", "cost/entity", "actionable rate", "p95 latency", "error rate",
-                "cost reduction (stage)", "actionable increase (stage)"), tuple(stage_rows)),) if stage_rows else (),
-    ))
+                stage_rows.append(
+                    (
+                        st.stage_id,
+                        sys,
+                        str(g.runs),
+                        usd(g.cost_per_entity),
+                        pct(g.actionable_rate),
+                        secs(g.latency_s.p95),
+                        pct(g.error_rate),
+                        signed_pct(st.comparison.cost_reduction_pct),
+                        signed_pct(st.comparison.actionable_increase_pct),
+                    )
+                )
+    out.append(
+        Section(
+            "By stage",
+            () if stage_rows else ("No runs in the window.",),
+            (
+                Table(
+                    (
+                        "stage",
+                        "system",
+                        "runs",
+                        "cost/entity",
+                        "actionable rate",
+                        "p95 latency",
+                        "error rate",
+                        "cost reduction (stage)",
+                        "actionable increase (stage)",
+                    ),
+                    tuple(stage_rows),
+                ),
+            )
+            if stage_rows
+            else (),
+        )
+    )
     types = sorted(set(s.by_system["new"].errors_by_type) | set(s.by_system["old"].errors_by_type))
-    out.append(Section(
-        "Errors by type",
-        () if types else ("No errors in the window.",),
-        (Table(("type", "new count", "new rate", "old count", "old rate"), tuple(
-            (t,
-             str(s.by_system["new"].errors_by_type.get(t, 0)), pct(s.by_system["new"].error_rate_by_type.get(t)),
-             str(s.by_system["old"].errors_by_type.get(t, 0)), pct(s.by_system["old"].error_rate_by_type.get(t)))
-            for t in types)),) if types else (),
-    ))
+    out.append(
+        Section(
+            "Errors by type",
+            () if types else ("No errors in the window.",),
+            (
+                Table(
+                    ("type", "new count", "new rate", "old count", "old rate"),
+                    tuple(
+                        (
+                            t,
+                            str(s.by_system["new"].errors_by_type.get(t, 0)),
+                            pct(s.by_system["new"].error_rate_by_type.get(t)),
+                            str(s.by_system["old"].errors_by_type.get(t, 0)),
+                            pct(s.by_system["old"].error_rate_by_type.get(t)),
+                        )
+                        for t in types
+                    ),
+                ),
+            )
+            if types
+            else (),
+        )
+    )
     edges = [(i / HISTOGRAM_BUCKETS, (i + 1) / HISTOGRAM_BUCKETS) for i in range(HISTOGRAM_BUCKETS)]
-    out.append(Section(
-        "Confidence histogram",
-        ("Final confidence of every hypothesis of the runs; buckets [a, b), the last [0.9, 1.0] includes 1.0.",),
-        (Table(("bucket", "new", "old"), tuple(
-            (f"[{a:.1f}, {b:.1f}{']' if i == HISTOGRAM_BUCKETS - 1 else ')'}",
-             str(s.by_system["new"].confidence_histogram[i]), str(s.by_system["old"].confidence_histogram[i]))
-            for i, (a, b) in enumerate(edges))),),
-        chart="histogram",
-    ))
-    out.append(Section(
-        f"Over time (buckets of {format_window(r.bucket_s)})",
-        () if r.series else ("No runs in the window.",),
-        (Table(("bucket start", "system", "runs", "cost/entity", "actionable rate", "p95 latency", "error rate"), tuple(
-            (iso(p.bucket_start), p.system, str(p.runs), usd(p.cost_per_entity), pct(p.actionable_rate),
-             secs(p.latency_p95_s), pct(p.error_rate))
-            for p in r.series)),) if r.series else (),
-        chart="series" if r.series else "",
-    ))
+    out.append(
+        Section(
+            "Confidence histogram",
+            ("Final confidence of every hypothesis of the runs; buckets [a, b), the last [0.9, 1.0] includes 1.0.",),
+            (
+                Table(
+                    ("bucket", "new", "old"),
+                    tuple(
+                        (
+                            f"[{a:.1f}, {b:.1f}{']' if i == HISTOGRAM_BUCKETS - 1 else ')'}",
+                            str(s.by_system["new"].confidence_histogram[i]),
+                            str(s.by_system["old"].confidence_histogram[i]),
+                        )
+                        for i, (a, b) in enumerate(edges)
+                    ),
+                ),
+            ),
+            chart="histogram",
+        )
+    )
+    out.append(
+        Section(
+            f"Over time (buckets of {format_window(r.bucket_s)})",
+            () if r.series else ("No runs in the window.",),
+            (
+                Table(
+                    ("bucket start", "system", "runs", "cost/entity", "actionable rate", "p95 latency", "error rate"),
+                    tuple(
+                        (
+                            iso(p.bucket_start),
+                            p.system,
+                            str(p.runs),
+                            usd(p.cost_per_entity),
+                            pct(p.actionable_rate),
+                            secs(p.latency_p95_s),
+                            pct(p.error_rate),
+                        )
+                        for p in r.series
+                    ),
+                ),
+            )
+            if r.series
+            else (),
+            chart="series" if r.series else "",
+        )
+    )
     rules = {rule.id: rule for rule in r.rules}
     alert_rows = []
     for a in r.alerts:
         rule = rules.get(a.rule_id)
-        alert_rows.append((
-            a.rule_id, a.state.value, iso(a.since), rule.metric.format(a.value) if rule else num(a.value, 4),
-            rule.condition() if rule else "", rule.severity.value if rule else "",
-            f"{a.acknowledged_by} at {iso(a.acknowledged_at)}" if a.acknowledged else "", a.reason,
-        ))
+        alert_rows.append(
+            (
+                a.rule_id,
+                a.state.value,
+                iso(a.since),
+                rule.metric.format(a.value) if rule else num(a.value, 4),
+                rule.condition() if rule else "",
+                rule.severity.value if rule else "",
+                f"{a.acknowledged_by} at {iso(a.acknowledged_at)}" if a.acknowledged else "",
+                a.reason,
+            )
+        )
     last_eval = max((a.evaluated_at for a in r.alerts), default=None)
-    out.append(Section(
-        "Alerts",
-        (f"States as last evaluated ({iso(last_eval)})." if alert_rows
-         else "No alert has been evaluated yet (python -m engine alerts --evaluate).",),
-        (Table(("rule", "state", "since", "value", "condition", "severity", "acknowledged", "reason"),
-               tuple(alert_rows)),) if alert_rows else (),
-    ))
+    out.append(
+        Section(
+            "Alerts",
+            (
+                f"States as last evaluated ({iso(last_eval)})."
+                if alert_rows
+                else "No alert has been evaluated yet (python -m engine alerts --evaluate).",
+            ),
+            (
+                Table(
+                    ("rule", "state", "since", "value", "condition", "severity", "acknowledged", "reason"),
+                    tuple(alert_rows),
+                ),
+            )
+            if alert_rows
+            else (),
+        )
+    )
     run_headers = ("entity", "id", "system", "stage", "cost", "actionable", "hops", "errors", "at")
 
     def run_row(e: MetricEvent) -> tuple[str, ...]:
-        return (entity_label(e), e.entity_id, e.system, e.stage_id or "", usd(e.cost_usd),
-                "yes" if e.actionable else "no", str(e.hops), str(e.error_count), iso(e.at))
+        return (
+            entity_label(e),
+            e.entity_id,
+            e.system,
+            e.stage_id or "",
+            usd(e.cost_usd),
+            "yes" if e.actionable else "no",
+            str(e.hops),
+            str(e.error_count),
+            iso(e.at),
+        )
 
-    out.append(Section(
-        f"Most expensive runs (top {len(r.top_cost_runs)})",
-        () if r.top_cost_runs else ("No runs in the window.",),
-        (Table(run_headers, tuple(run_row(e) for e in r.top_cost_runs)),) if r.top_cost_runs else (),
-    ))
-    out.append(Section(
-        f"Actionable entities ({len(r.actionable_runs)}, latest run per entity and system)",
-        () if r.actionable_runs else ("No actionable entity in the window.",),
-        (Table(run_headers, tuple(run_row(e) for e in r.actionable_runs)),) if r.actionable_runs else (),
-    ))
+    out.append(
+        Section(
+            f"Most expensive runs (top {len(r.top_cost_runs)})",
+            () if r.top_cost_runs else ("No runs in the window.",),
+            (Table(run_headers, tuple(run_row(e) for e in r.top_cost_runs)),) if r.top_cost_runs else (),
+        )
+    )
+    out.append(
+        Section(
+            f"Actionable entities ({len(r.actionable_runs)}, latest run per entity and system)",
+            () if r.actionable_runs else ("No actionable entity in the window.",),
+            (Table(run_headers, tuple(run_row(e) for e in r.actionable_runs)),) if r.actionable_runs else (),
+        )
+    )
     return out
 
 
@@ -309,8 +416,13 @@ def sections(r: Report) -> list[Section]:
 
 def md_cell(text: str) -> str:
     return (
-        str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        .replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+        str(text)
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("|", "\\|")
+        .replace("\r", " ")
+        .replace("\n", " ")
     )
 
 
@@ -346,29 +458,41 @@ def _jsonable(x: Any) -> Any:
 
 def to_dict(r: Report) -> dict[str, Any]:
     s = r.summary
-    return _jsonable({
-        "schema_version": r.schema_version,
-        "title": r.title,
-        "window": {"label": r.window_label, "start": s.start, "end": s.end, "start_iso": iso(s.start),
-                   "end_iso": iso(s.end), "end_exclusive": True, "stage_id": r.stage_id},
-        "generated_at": s.generated_at,
-        "generated_at_iso": iso(s.generated_at),
-        "percentile_method": s.percentile_method,
-        "config_hashes": {k: list(v) for k, v in s.config_hashes.items()},
-        "overall": asdict(s.overall),
-        "by_system": {k: asdict(v) for k, v in s.by_system.items()},
-        "comparison": asdict(s.comparison) | {"cost_increase_pct": s.comparison.cost_increase_pct},
-        "stages": [
-            {"stage_id": st.stage_id, "by_system": {k: asdict(v) for k, v in st.by_system.items()},
-             "comparison": asdict(st.comparison)}
-            for st in s.stages
-        ],
-        "series": {"bucket_s": r.bucket_s, "points": [asdict(p) for p in r.series]},
-        "alerts": [asdict(a) | {"state": a.state.value} for a in r.alerts],
-        "rules": [rule.to_json() for rule in r.rules],
-        "top_cost_runs": [e.to_json() for e in r.top_cost_runs],
-        "actionable_runs": [e.to_json() for e in r.actionable_runs],
-    })
+    return _jsonable(
+        {
+            "schema_version": r.schema_version,
+            "title": r.title,
+            "window": {
+                "label": r.window_label,
+                "start": s.start,
+                "end": s.end,
+                "start_iso": iso(s.start),
+                "end_iso": iso(s.end),
+                "end_exclusive": True,
+                "stage_id": r.stage_id,
+            },
+            "generated_at": s.generated_at,
+            "generated_at_iso": iso(s.generated_at),
+            "percentile_method": s.percentile_method,
+            "config_hashes": {k: list(v) for k, v in s.config_hashes.items()},
+            "overall": asdict(s.overall),
+            "by_system": {k: asdict(v) for k, v in s.by_system.items()},
+            "comparison": asdict(s.comparison) | {"cost_increase_pct": s.comparison.cost_increase_pct},
+            "stages": [
+                {
+                    "stage_id": st.stage_id,
+                    "by_system": {k: asdict(v) for k, v in st.by_system.items()},
+                    "comparison": asdict(st.comparison),
+                }
+                for st in s.stages
+            ],
+            "series": {"bucket_s": r.bucket_s, "points": [asdict(p) for p in r.series]},
+            "alerts": [asdict(a) | {"state": a.state.value} for a in r.alerts],
+            "rules": [rule.to_json() for rule in r.rules],
+            "top_cost_runs": [e.to_json() for e in r.top_cost_runs],
+            "actionable_runs": [e.to_json() for e in r.actionable_runs],
+        }
+    )
 
 
 def to_json(r: Report) -> str:
@@ -391,14 +515,23 @@ p.meta{margin:.2rem 0}
 """
 
 
-def _svg_line_chart(title: str, points: Sequence[SeriesPoint], value: Callable[[SeriesPoint], float | None],
-                    fmt: Callable[[float | None], str], bucket_s: float, width: int = 520, height: int = 220) -> str:
+def _svg_line_chart(
+    title: str,
+    points: Sequence[SeriesPoint],
+    value: Callable[[SeriesPoint], float | None],
+    fmt: Callable[[float | None], str],
+    bucket_s: float,
+    width: int = 520,
+    height: int = 220,
+) -> str:
     left, right, top, bottom = 64, 12, 28, 34
     pw, ph = width - left - right, height - top - bottom
     data = [(p.bucket_start, value(p), p.system) for p in points if value(p) is not None]
-    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="{esc(title)}">', f'<title>{esc(title)}</title>',
-             f'<text x="{left}" y="16" font-size="13" font-weight="bold">{esc(title)}</text>']
+    parts = [
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">',
+        f"<title>{esc(title)}</title>",
+        f'<text x="{left}" y="16" font-size="13" font-weight="bold">{esc(title)}</text>',
+    ]
     if not data:
         parts.append(f'<text x="{left}" y="{top + ph / 2}" font-size="12" fill="#888">no data</text></svg>')
         return "".join(parts)
@@ -433,8 +566,10 @@ def _svg_line_chart(title: str, points: Sequence[SeriesPoint], value: Callable[[
                 run = []
             run.append((x, y))
         for x, y in pts:
-            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}">'
-                         f'<title>{esc(f"{system} {iso(x)}: {fmt(y)}")}</title></circle>')
+            parts.append(
+                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}">'
+                f"<title>{esc(f'{system} {iso(x)}: {fmt(y)}')}</title></circle>"
+            )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -444,9 +579,11 @@ def _svg_histogram(s: WindowSummary, width: int = 520, height: int = 220) -> str
     pw, ph = width - left - right, height - top - bottom
     title = "Final confidence of hypotheses"
     systems = [sys for sys in ("new", "old") if s.by_system[sys].runs]
-    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="{esc(title)}">', f'<title>{esc(title)}</title>',
-             f'<text x="{left}" y="16" font-size="13" font-weight="bold">{esc(title)}</text>']
+    parts = [
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">',
+        f"<title>{esc(title)}</title>",
+        f'<text x="{left}" y="16" font-size="13" font-weight="bold">{esc(title)}</text>',
+    ]
     if not systems:
         parts.append(f'<text x="{left}" y="{top + ph / 2}" font-size="12" fill="#888">no data</text></svg>')
         return "".join(parts)
@@ -462,19 +599,28 @@ def _svg_histogram(s: WindowSummary, width: int = 520, height: int = 220) -> str
             h = n / ymax * ph
             x = left + i * slot + 2 + j * bar
             label = f"{sys} [{i / 10:.1f}, {(i + 1) / 10:.1f}{']' if i == HISTOGRAM_BUCKETS - 1 else ')'}: {n}"
-            parts.append(f'<rect x="{x:.1f}" y="{top + ph - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                         f'fill="{SYSTEM_COLOURS[sys]}"><title>{esc(label)}</title></rect>')
-        parts.append(f'<text x="{left + i * slot + slot / 2:.1f}" y="{top + ph + 14}" font-size="10" '
-                     f'text-anchor="middle">{i / 10:.1f}</text>')
+            parts.append(
+                f'<rect x="{x:.1f}" y="{top + ph - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+                f'fill="{SYSTEM_COLOURS[sys]}"><title>{esc(label)}</title></rect>'
+            )
+        parts.append(
+            f'<text x="{left + i * slot + slot / 2:.1f}" y="{top + ph + 14}" font-size="10" '
+            f'text-anchor="middle">{i / 10:.1f}</text>'
+        )
     parts.append(f'<text x="{left + pw}" y="{top + ph + 14}" font-size="10" text-anchor="end">1.0</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
 def _legend() -> str:
-    return '<p class="legend">' + "".join(
-        f'<span><span class="swatch" style="background:{c}"></span>{esc(s)}</span>' for s, c in SYSTEM_COLOURS.items()
-    ) + "</p>"
+    return (
+        '<p class="legend">'
+        + "".join(
+            f'<span><span class="swatch" style="background:{c}"></span>{esc(s)}</span>'
+            for s, c in SYSTEM_COLOURS.items()
+        )
+        + "</p>"
+    )
 
 
 def _charts(r: Report, key: str) -> str:

@@ -24,8 +24,8 @@ import math
 import re
 from bisect import bisect_right
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from engine.core.errors import ConfigError
 from engine.core.percentiles import PERCENTILE_METHOD, percentile
@@ -85,7 +85,7 @@ class Distribution:
     max: float | None
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Distribution":
+    def of(cls, values: Sequence[float]) -> Distribution:
         if not values:
             return cls(0, None, None, None, None, None)
         return cls(

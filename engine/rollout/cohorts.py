@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,7 @@ def stratified_sample(pool: Sequence[CohortMember], k: int, seed: int) -> list[s
     return chosen
 
 
-def next_cohort(
-    population: Iterable[CohortMember], exposed: Iterable[str], target: int | None, seed: int
-) -> list[str]:
+def next_cohort(population: Iterable[CohortMember], exposed: Iterable[str], target: int | None, seed: int) -> list[str]:
     """The entities a stage adds so that ``target`` entities are exposed in all (None = everyone)."""
     exposed_set = set(exposed)
     pool = [m for m in population if m.entity_id not in exposed_set]

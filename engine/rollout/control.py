@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from engine.core.configs import live_config, rollout_candidate, set_live_config
 from engine.core.params import ParameterConfig
@@ -108,11 +109,13 @@ def start_rollout(
             graph.close()
     now = time.time()
     with ops.transaction() as db:
-        busy = list(db.query(
-            f"SELECT id, state FROM rollout_runs WHERE state IN ({','.join('?' * len(BUSY_RUN_STATES))}) "
-            "ORDER BY id DESC LIMIT 1",
-            list(BUSY_RUN_STATES),
-        ))
+        busy = list(
+            db.query(
+                f"SELECT id, state FROM rollout_runs WHERE state IN ({','.join('?' * len(BUSY_RUN_STATES))}) "
+                "ORDER BY id DESC LIMIT 1",
+                list(BUSY_RUN_STATES),
+            )
+        )
         if busy:
             raise RolloutError(
                 f"rollout {busy[0]['id']} is still {busy[0]['state']}: promote, roll back or cancel it first "
@@ -123,23 +126,52 @@ def start_rollout(
                candidate_hash, candidate_source, baseline, baseline_hash, dry_run, seed, world_seed, time_scale,
                entity_limit, actor, created_at, updated_at, message)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [RunState.RUNNING, stage, dumps(run_stages), run_stages[0], dumps(cfg.to_dict()),
-             dumps(candidate.to_dict()), candidate.hash(), candidate_source, dumps(baseline.to_dict()),
-             baseline.hash(), int(bool(dry_run)), seed, world_seed, cfg.time_scale, entities, actor, now, now,
-             "queued for a worker"],
+            [
+                RunState.RUNNING,
+                stage,
+                dumps(run_stages),
+                run_stages[0],
+                dumps(cfg.to_dict()),
+                dumps(candidate.to_dict()),
+                candidate.hash(),
+                candidate_source,
+                dumps(baseline.to_dict()),
+                baseline.hash(),
+                int(bool(dry_run)),
+                seed,
+                world_seed,
+                cfg.time_scale,
+                entities,
+                actor,
+                now,
+                now,
+                "queued for a worker",
+            ],
         )
         run_id = int(cur.lastrowid)
-        ops.audit(actor, "rollout.start", f"run {run_id}", {
-            "stage": stage, "entities": entities, "dry_run": bool(dry_run), "candidate_hash": candidate.hash(),
-            "baseline_hash": baseline.hash(), "time_scale": cfg.time_scale, "seed": seed,
-            "config_file": str(config_file) if config_file else None,
-        }, db=db)
+        ops.audit(
+            actor,
+            "rollout.start",
+            f"run {run_id}",
+            {
+                "stage": stage,
+                "entities": entities,
+                "dry_run": bool(dry_run),
+                "candidate_hash": candidate.hash(),
+                "baseline_hash": baseline.hash(),
+                "time_scale": cfg.time_scale,
+                "seed": seed,
+                "config_file": str(config_file) if config_file else None,
+            },
+            db=db,
+        )
     job = JobStore(ops).submit(JOB_KIND, {"run_id": run_id}, actor=actor)
     with ops.transaction() as db:
         db.execute("UPDATE rollout_runs SET job_id = ? WHERE id = ?", [job.id, run_id])
     if launch:
         launch_worker(settings, job.id)
     return run_id
+
 
 # --------------------------------------------------------------------------- operator controls
 
@@ -214,9 +246,11 @@ def cancel(ops, run_id: int | None, actor: str) -> RolloutStatus:
         )
         if cur.rowcount != 1:
             raise RolloutError(f"rollout {run['id']} is {run['state']}: there is nothing to cancel")
-        db.execute(f"UPDATE rollout_stages SET state = ? WHERE run_id = ? "
-                   f"AND state IN ({','.join('?' * len(OPEN_STAGE_STATES))})",
-                   [StageState.CANCELLED, run["id"], *OPEN_STAGE_STATES])
+        db.execute(
+            f"UPDATE rollout_stages SET state = ? WHERE run_id = ? "
+            f"AND state IN ({','.join('?' * len(OPEN_STAGE_STATES))})",
+            [StageState.CANCELLED, run["id"], *OPEN_STAGE_STATES],
+        )
         ops.audit(actor, "rollout.cancel", f"run {run['id']}", {}, db=db)
     job = _job_of(ops, run)
     if job is not None and not job.state.is_terminal():
@@ -227,8 +261,18 @@ def cancel(ops, run_id: int | None, actor: str) -> RolloutStatus:
     return rollout_status(ops, run["id"])
 
 
-def promote_stage(ops, run: Mapping[str, Any], stage: str, *, actor: str, operator: bool, force: bool,
-                   gate_reason: str, days: float, now: float) -> bool:
+def promote_stage(
+    ops,
+    run: Mapping[str, Any],
+    stage: str,
+    *,
+    actor: str,
+    operator: bool,
+    force: bool,
+    gate_reason: str,
+    days: float,
+    now: float,
+) -> bool:
     """CAS the stage soaking|inconclusive -> promoted and move the run on; one decision record. False if raced."""
     cfg = stage_config_from_dict(json.loads(run["stage_config"]))
     policy = cfg.stage(stage)
@@ -247,8 +291,11 @@ def promote_stage(ops, run: Mapping[str, Any], stage: str, *, actor: str, operat
             return False
         last_stage_of_table = stage == cfg.names()[-1]
         new_state = RunState.RUNNING if nxt else RunState.COMPLETED
-        message = (f"{stage} promoted; next: {nxt}" if nxt else
-                   f"{stage} promoted; rollout complete" + (" (dry run: live config unchanged)" if run["dry_run"] else ""))
+        message = (
+            f"{stage} promoted; next: {nxt}"
+            if nxt
+            else f"{stage} promoted; rollout complete" + (" (dry run: live config unchanged)" if run["dry_run"] else "")
+        )
         cur = db.execute(
             f"UPDATE rollout_runs SET state = ?, current_stage = ?, updated_at = ?, message = ?, finished_at = ? "
             f"WHERE id = ? AND state IN ({','.join('?' * len(ACTIVE_RUN_STATES))})",
@@ -257,18 +304,44 @@ def promote_stage(ops, run: Mapping[str, Any], stage: str, *, actor: str, operat
         if cur.rowcount != 1:
             raise RolloutError(f"rollout {run['id']} is no longer active (rolled back or cancelled): not promoted")
         record = dict(json.loads(row["verdict"]) if row["verdict"] else {})
-        record.update({"gate": gate_reason, "elapsed_days": days, "min_duration_days": policy.min_duration_days,
-                       "time_scale": run["time_scale"], "force": force, "operator": operator, "next_stage": nxt,
-                       "makes_live": bool(not nxt and last_stage_of_table and not run["dry_run"])})
+        record.update(
+            {
+                "gate": gate_reason,
+                "elapsed_days": days,
+                "min_duration_days": policy.min_duration_days,
+                "time_scale": run["time_scale"],
+                "force": force,
+                "operator": operator,
+                "next_stage": nxt,
+                "makes_live": bool(not nxt and last_stage_of_table and not run["dry_run"]),
+            }
+        )
         phase = record.get("verdict", {}).get("phase", "")
         forced = force and days < policy.min_duration_days
-        insert_decision(db, run["id"], stage, at=now, gate="promote", action="promote" if nxt else "complete",
-                         phase=phase, actor=actor, reason=gate_reason, record=record, forced=forced)
+        insert_decision(
+            db,
+            run["id"],
+            stage,
+            at=now,
+            gate="promote",
+            action="promote" if nxt else "complete",
+            phase=phase,
+            actor=actor,
+            reason=gate_reason,
+            record=record,
+            forced=forced,
+        )
         if record["makes_live"]:
-            set_live_config(ops, db, ParameterConfig.from_dict(json.loads(run["candidate"])), run_id=run["id"],
-                             actor=actor, at=now)
-        ops.audit(actor, "rollout.promote", f"run {run['id']}",
-                  {"stage": stage, "forced": forced, "next": nxt, "reason": gate_reason}, db=db)
+            set_live_config(
+                ops, db, ParameterConfig.from_dict(json.loads(run["candidate"])), run_id=run["id"], actor=actor, at=now
+            )
+        ops.audit(
+            actor,
+            "rollout.promote",
+            f"run {run['id']}",
+            {"stage": stage, "forced": forced, "next": nxt, "reason": gate_reason},
+            db=db,
+        )
     return True
 
 
@@ -287,8 +360,10 @@ def promote(ops, run_id: int | None, actor: str, force: bool = False, *, now: fl
     if row is None:
         raise RolloutError(f"rollout {run['id']} has not started stage {run['current_stage']} yet: nothing to promote")
     if row["state"] == StageState.RUNNING:
-        raise RolloutError(f"stage {row['stage']} is still running ({row['done']}/{row['total']} entities): "
-                           "wait for its verdict, or roll back")
+        raise RolloutError(
+            f"stage {row['stage']} is still running ({row['done']}/{row['total']} entities): "
+            "wait for its verdict, or roll back"
+        )
     if not StageState(row["state"]).can_promote():
         raise RolloutError(f"stage {row['stage']} is {row['state']}: nothing to promote")
     cfg = stage_config_from_dict(json.loads(run["stage_config"]))
@@ -299,8 +374,8 @@ def promote(ops, run_id: int | None, actor: str, force: bool = False, *, now: fl
     gate = promotion_gate(phase, days, policy.min_duration_days, force=force, operator=True)
     if not gate.allowed:
         raise RolloutError(f"stage {row['stage']}: {gate.reason}")
-    if not promote_stage(ops, run, row["stage"], actor=actor, operator=True, force=force, gate_reason=gate.reason,
-                          days=days, now=now):
+    if not promote_stage(
+        ops, run, row["stage"], actor=actor, operator=True, force=force, gate_reason=gate.reason, days=days, now=now
+    ):
         raise RolloutError(f"stage {row['stage']} was promoted or rolled back meanwhile: see `rollout status`")
     return rollout_status(ops, run["id"])
-

@@ -16,8 +16,9 @@ the package and take an open connection so callers choose the transaction.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -320,7 +321,6 @@ class RollbackResult:
         return d
 
 
-
 # --------------------------------------------------------------------------- names and small helpers
 
 
@@ -357,12 +357,24 @@ def stage_config_from_dict(d: Mapping[str, Any]) -> StageConfig:
 def run_info_from_row(row: Mapping[str, Any]) -> RunInfo:
     """A ``rollout_runs`` row as a RunInfo."""
     return RunInfo(
-        id=row["id"], job_id=row["job_id"], state=RunState(row["state"]), target=row["target"],
-        stages=tuple(_loads(row["stages"], [])), current_stage=row["current_stage"], dry_run=bool(row["dry_run"]),
-        seed=row["seed"], world_seed=row["world_seed"], time_scale=row["time_scale"],
-        entity_limit=row["entity_limit"], candidate_hash=row["candidate_hash"],
-        candidate_source=row["candidate_source"], baseline_hash=row["baseline_hash"], actor=row["actor"],
-        created_at=row["created_at"], updated_at=row["updated_at"], finished_at=row["finished_at"],
+        id=row["id"],
+        job_id=row["job_id"],
+        state=RunState(row["state"]),
+        target=row["target"],
+        stages=tuple(_loads(row["stages"], [])),
+        current_stage=row["current_stage"],
+        dry_run=bool(row["dry_run"]),
+        seed=row["seed"],
+        world_seed=row["world_seed"],
+        time_scale=row["time_scale"],
+        entity_limit=row["entity_limit"],
+        candidate_hash=row["candidate_hash"],
+        candidate_source=row["candidate_source"],
+        baseline_hash=row["baseline_hash"],
+        actor=row["actor"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
         message=row["message"],
     )
 
@@ -393,8 +405,20 @@ def read_outcomes(db, run_id: int, stage: str, limit: int | None = None) -> list
     return [PairedOutcome.from_dict(json.loads(r["outcome"])) for r in db.query(sql, args)]
 
 
-def insert_decision(db, run_id: int, stage: str, *, at: float, gate: str, action: str, phase: str, actor: str,
-                     reason: str, record: Mapping[str, Any], forced: bool = False) -> int:
+def insert_decision(
+    db,
+    run_id: int,
+    stage: str,
+    *,
+    at: float,
+    gate: str,
+    action: str,
+    phase: str,
+    actor: str,
+    reason: str,
+    record: Mapping[str, Any],
+    forced: bool = False,
+) -> int:
     """Write one decision record; returns its id."""
     cur = db.execute(
         "INSERT INTO rollout_decisions (run_id, stage, at, gate, action, phase, actor, forced, reason, record) "
@@ -407,16 +431,23 @@ def insert_decision(db, run_id: int, stage: str, *, at: float, gate: str, action
 def decision_from_row(row: Mapping[str, Any]) -> DecisionRecord:
     """A ``rollout_decisions`` row as a DecisionRecord."""
     return DecisionRecord(
-        id=row["id"], run_id=row["run_id"], stage=row["stage"], at=row["at"], gate=row["gate"], action=row["action"],
-        phase=row["phase"], actor=row["actor"], forced=bool(row["forced"]), reason=row["reason"],
+        id=row["id"],
+        run_id=row["run_id"],
+        stage=row["stage"],
+        at=row["at"],
+        gate=row["gate"],
+        action=row["action"],
+        phase=row["phase"],
+        actor=row["actor"],
+        forced=bool(row["forced"]),
+        reason=row["reason"],
         record=json.loads(row["record"]),
     )
 
 
 def measure_stage(policy: StagePolicy, outcomes: Sequence[PairedOutcome], seed: int) -> dict[str, Measurement]:
     """The stage's measurements with the bootstrap generator seeded by ``seed`` (recorded in the decision)."""
-    return measure(outcomes, np.random.default_rng(seed), level=policy.confidence,
-                   resamples=policy.bootstrap_resamples)
+    return measure(outcomes, np.random.default_rng(seed), level=policy.confidence, resamples=policy.bootstrap_resamples)
 
 
 def measurement_seed(run_seed: int, stage: str, n: int) -> int:
@@ -424,8 +455,9 @@ def measurement_seed(run_seed: int, stage: str, n: int) -> int:
     return derive_seed(run_seed, "measure", stage, n) % (2**63)
 
 
-def verdict_record(run: Mapping[str, Any], policy: StagePolicy, outcomes: Sequence[PairedOutcome], *,
-                   final: bool) -> tuple[Verdict, dict]:
+def verdict_record(
+    run: Mapping[str, Any], policy: StagePolicy, outcomes: Sequence[PairedOutcome], *, final: bool
+) -> tuple[Verdict, dict]:
     """Measure and assess a stage's outcomes; return the verdict and the decision record's inputs."""
     n = len(outcomes)
     seed = measurement_seed(run["seed"], policy.name, n)
@@ -449,8 +481,11 @@ def verdict_record(run: Mapping[str, Any], policy: StagePolicy, outcomes: Sequen
             "min_sample": policy.min_sample,
             "confidence": policy.confidence,
         },
-        "config": {"candidate_hash": run["candidate_hash"], "baseline_hash": run["baseline_hash"],
-                   "candidate_source": run["candidate_source"]},
+        "config": {
+            "candidate_hash": run["candidate_hash"],
+            "baseline_hash": run["baseline_hash"],
+            "candidate_source": run["candidate_source"],
+        },
         "bootstrap_seed": seed,
         "dry_run": bool(run["dry_run"]),
         "verdict": verdict.to_dict(),
@@ -508,9 +543,9 @@ def assigned_systems(ops, entity_ids: Iterable[str] | None = None) -> dict[str, 
             if not ids:
                 return {}
             rows = db.query(f"SELECT * FROM entity_assignments WHERE entity_id IN ({','.join('?' * len(ids))})", ids)
-        return {r["entity_id"]: {k: r[k] for k in ("system", "config_hash", "run_id", "stage", "updated_at")}
-                for r in rows}
-
+        return {
+            r["entity_id"]: {k: r[k] for k in ("system", "config_hash", "run_id", "stage", "updated_at")} for r in rows
+        }
 
 
 # --------------------------------------------------------------------------- reading
@@ -519,11 +554,14 @@ def assigned_systems(ops, entity_ids: Iterable[str] | None = None) -> dict[str, 
 def list_runs(ops, limit: int = 50) -> list[RunInfo]:
     """Rollout runs, newest first."""
     with ops.connect() as db:
-        return [run_info_from_row(r) for r in db.query("SELECT * FROM rollout_runs ORDER BY id DESC LIMIT ?", [int(limit)])]
+        return [
+            run_info_from_row(r) for r in db.query("SELECT * FROM rollout_runs ORDER BY id DESC LIMIT ?", [int(limit)])
+        ]
 
 
-def decision_records(ops, run_id: int | None = None, *, stage: str | None = None,
-                     limit: int | None = None) -> list[DecisionRecord]:
+def decision_records(
+    ops, run_id: int | None = None, *, stage: str | None = None, limit: int | None = None
+) -> list[DecisionRecord]:
     """The run's decision records, newest first (the latest run when ``run_id`` is None)."""
     with ops.connect() as db:
         run = read_run(db, run_id)
@@ -552,8 +590,16 @@ def paired_outcomes(ops, run_id: int | None = None, stage: str | None = None) ->
     out = []
     for r in rows:
         d = json.loads(r["outcome"])
-        d.update({"run_id": r["run_id"], "stage": r["stage"], "seq": r["seq"], "batch": r["batch"], "at": r["at"],
-                  "attempt": r["attempt"]})
+        d.update(
+            {
+                "run_id": r["run_id"],
+                "stage": r["stage"],
+                "seq": r["seq"],
+                "batch": r["batch"],
+                "at": r["at"],
+                "attempt": r["attempt"],
+            }
+        )
         out.append(d)
     return out
 
@@ -578,13 +624,18 @@ def recompute_decision(ops, decision_id: int) -> tuple[Verdict | None, bool]:
         policy = StagePolicy.from_dict(rec["policy"])
         outcomes = read_outcomes(db, d.run_id, d.stage, limit=int(rec["n"]))
     from_measurements = recompute_from_record(rec)
-    again = assess(policy, measure_stage(policy, outcomes, int(rec["bootstrap_seed"])), n=len(outcomes),
-                   final=bool(rec["final"]))
+    again = assess(
+        policy, measure_stage(policy, outcomes, int(rec["bootstrap_seed"])), n=len(outcomes), final=bool(rec["final"])
+    )
     recorded = rec["verdict"]
-    ok = (from_measurements.to_dict() == recorded and again.to_dict() == recorded and len(outcomes) == rec["n"])
+    ok = from_measurements.to_dict() == recorded and again.to_dict() == recorded and len(outcomes) == rec["n"]
     if ok and d.gate == "promote":
-        gate = promotion_gate(again.phase, float(rec["elapsed_days"]), float(rec["min_duration_days"]),
-                              force=bool(rec.get("force")), operator=bool(rec.get("operator")))
+        gate = promotion_gate(
+            again.phase,
+            float(rec["elapsed_days"]),
+            float(rec["min_duration_days"]),
+            force=bool(rec.get("force")),
+            operator=bool(rec.get("operator")),
+        )
         ok = gate.allowed
     return again, ok
-

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from engine.core.settings import Settings
 from engine.jobs.queue import Control, JobError, JobState, JobStore
@@ -95,15 +96,24 @@ def rollback(
         stale = state is RunState.ROLLING_BACK and now - (run["rollback_at"] or 0) > ROLLBACK_STALE_S
         if state is RunState.ROLLING_BACK and not stale:
             ops.audit(actor, "rollout.rollback.noop", f"run {run['id']}", {"why": "in progress"}, db=db)
-            return RollbackResult(run["id"], False, 0, 0, (),
-                                  f"rollout {run['id']} is being rolled back by another request")
+            return RollbackResult(
+                run["id"], False, 0, 0, (), f"rollout {run['id']} is being rolled back by another request"
+            )
         if not state.can_rollback() and not stale:
             raise RolloutError(f"rollout {run['id']} is {state}: it cannot be rolled back")
         cur = db.execute(
             "UPDATE rollout_runs SET state = ?, rollback_token = ?, rollback_at = ?, updated_at = ?, message = ? "
             "WHERE id = ? AND state = ? AND rollback_token IS ?",
-            [RunState.ROLLING_BACK, token, now, now, f"rolling back: {reason}", run["id"], state,
-             run["rollback_token"]],
+            [
+                RunState.ROLLING_BACK,
+                token,
+                now,
+                now,
+                f"rolling back: {reason}",
+                run["id"],
+                state,
+                run["rollback_token"],
+            ],
         )
         if cur.rowcount != 1:  # cannot happen inside BEGIN IMMEDIATE, but never do it twice
             return RollbackResult(run["id"], False, 0, 0, (), f"rollout {run['id']} changed meanwhile")
@@ -113,8 +123,9 @@ def rollback(
             _wait_for_worker_to_stop(ops, run["job_id"], actor, wait_s, sleep)
         except RolloutError:
             with ops.transaction() as db:  # let the next request take it over at once
-                db.execute("UPDATE rollout_runs SET rollback_at = 0 WHERE id = ? AND rollback_token = ?",
-                           [run["id"], token])
+                db.execute(
+                    "UPDATE rollout_runs SET rollback_at = 0 WHERE id = ? AND rollback_token = ?", [run["id"], token]
+                )
             raise
     with ops.connect() as db:
         stage_rows = [r for r in read_stages(db, run["id"]).values() if r["state"] != StageState.SKIPPED]
@@ -134,8 +145,10 @@ def rollback(
                 marked += graph.mark_evidence_rolled_back(cohort, discovery_run_id(run["id"], r["stage"], "new"))
         except BaseException:
             with ops.transaction() as db:  # the store failed part way: let the next request retry at once
-                db.execute("UPDATE rollout_runs SET rollback_at = 0, message = ? WHERE id = ? AND rollback_token = ?",
-                           ["rollback interrupted (store error): run the rollback again", run["id"], token])
+                db.execute(
+                    "UPDATE rollout_runs SET rollback_at = 0, message = ? WHERE id = ? AND rollback_token = ?",
+                    ["rollback interrupted (store error): run the rollback again", run["id"], token],
+                )
             raise
         finally:
             if own and graph is not None:
@@ -148,8 +161,14 @@ def rollback(
             [RunState.ROLLED_BACK, done_at, done_at, f"rolled back by {actor}: {reason}", run["id"], token],
         )
         if cur.rowcount != 1:
-            return RollbackResult(run["id"], False, restored, marked, (),
-                                  f"rollout {run['id']}'s rollback was taken over by another request")
+            return RollbackResult(
+                run["id"],
+                False,
+                restored,
+                marked,
+                (),
+                f"rollout {run['id']}'s rollback was taken over by another request",
+            )
         db.execute(
             "UPDATE rollout_stages SET state = ?, rolled_back_at = ? WHERE run_id = ? AND state != ?",
             [StageState.ROLLED_BACK, done_at, run["id"], StageState.SKIPPED],
@@ -160,27 +179,62 @@ def rollback(
                 [run["baseline_hash"], done_at, run["id"]],
             )
         stage = run["current_stage"] or (json.loads(run["stages"]) or [""])[0]
-        record = {"reason": reason, "entities_restored": restored, "evidence_marked": marked,
-                  "stages": [r["stage"] for r in stage_rows], "was": state, "dry_run": bool(run["dry_run"]),
-                  "config": {"candidate_hash": run["candidate_hash"], "baseline_hash": run["baseline_hash"]},
-                  "automatic": from_job is not None}
+        record = {
+            "reason": reason,
+            "entities_restored": restored,
+            "evidence_marked": marked,
+            "stages": [r["stage"] for r in stage_rows],
+            "was": state,
+            "dry_run": bool(run["dry_run"]),
+            "config": {"candidate_hash": run["candidate_hash"], "baseline_hash": run["baseline_hash"]},
+            "automatic": from_job is not None,
+        }
         if trigger:
             record.update(trigger)
         phase = (trigger or {}).get("verdict", {}).get("phase", "operator")
-        insert_decision(db, run["id"], stage, at=done_at, gate="rollback", action="rollback", phase=phase,
-                         actor=actor, reason=reason, record=record)
-        ops.audit(actor, "rollout.rollback", f"run {run['id']}",
-                  {"reason": reason, "entities_restored": restored, "evidence_marked": marked,
-                   "automatic": from_job is not None}, db=db)
-    return RollbackResult(run["id"], True, restored, marked, tuple(r["stage"] for r in stage_rows),
-                          f"rolled back rollout {run['id']}: {restored} entities restored from their snapshots, "
-                          f"{marked} evidence records marked rolled back")
-
+        insert_decision(
+            db,
+            run["id"],
+            stage,
+            at=done_at,
+            gate="rollback",
+            action="rollback",
+            phase=phase,
+            actor=actor,
+            reason=reason,
+            record=record,
+        )
+        ops.audit(
+            actor,
+            "rollout.rollback",
+            f"run {run['id']}",
+            {
+                "reason": reason,
+                "entities_restored": restored,
+                "evidence_marked": marked,
+                "automatic": from_job is not None,
+            },
+            db=db,
+        )
+    return RollbackResult(
+        run["id"],
+        True,
+        restored,
+        marked,
+        tuple(r["stage"] for r in stage_rows),
+        f"rolled back rollout {run['id']}: {restored} entities restored from their snapshots, "
+        f"{marked} evidence records marked rolled back",
+    )
 
 
 def run_rollback_job(ctx) -> dict:
     """Job handler of kind ``rollback``: a rollback run by a worker (params: run_id, actor, reason)."""
     p = ctx.params
-    return rollback(ctx.settings, ctx.ops, int(p["run_id"]), p.get("actor", "worker"), p.get("reason", "requested"),
-                    from_job=ctx.job.id).to_dict()
-
+    return rollback(
+        ctx.settings,
+        ctx.ops,
+        int(p["run_id"]),
+        p.get("actor", "worker"),
+        p.get("reason", "requested"),
+        from_job=ctx.job.id,
+    ).to_dict()

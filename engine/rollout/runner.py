@@ -130,8 +130,12 @@ class _Runner:
         except _Stop:
             pass
         final = rollout_status(self.ops, self.run_id, decisions=0)
-        return {"run_id": self.run_id, "state": final.run.state if final.run else "?",
-                "stages": {s.name: s.state for s in final.stages}, "entities": final.progress[0]}
+        return {
+            "run_id": self.run_id,
+            "state": final.run.state if final.run else "?",
+            "stages": {s.name: s.state for s in final.stages},
+            "entities": final.progress[0],
+        }
 
     def _complete_after_skip(self) -> None:
         """Every stage is done; when the last one was skipped (nothing left to expose) nobody promoted it:
@@ -141,8 +145,14 @@ class _Runner:
             self.ctx.assert_lease(db)
             cur = db.execute(
                 "UPDATE rollout_runs SET state = ?, finished_at = ?, updated_at = ?, message = ? WHERE id = ? AND state = ?",
-                [RunState.COMPLETED, now, now, f"rollout complete ({self.stages[-1]} skipped: no entity left to expose)",
-                 self.run_id, RunState.RUNNING],
+                [
+                    RunState.COMPLETED,
+                    now,
+                    now,
+                    f"rollout complete ({self.stages[-1]} skipped: no entity left to expose)",
+                    self.run_id,
+                    RunState.RUNNING,
+                ],
             )
             if cur.rowcount == 1:
                 self.ops.audit("worker", "rollout.complete", f"run {self.run_id}", {"last_stage": "skipped"}, db=db)
@@ -159,14 +169,20 @@ class _Runner:
         """Exposed before the next stage: this run's entities, plus (live runs) entities an earlier run of
         the same candidate left on the new system."""
         with self.ops.connect() as db:
-            mine = {r["entity_id"] for r in db.query("SELECT entity_id FROM rollout_entities WHERE run_id = ?",
-                                                     [self.run_id])}
+            mine = {
+                r["entity_id"]
+                for r in db.query("SELECT entity_id FROM rollout_entities WHERE run_id = ?", [self.run_id])
+            }
             for r in db.query("SELECT cohort FROM rollout_stages WHERE run_id = ?", [self.run_id]):
                 mine.update(json.loads(r["cohort"]))
             if not self.dry:
-                mine.update(r["entity_id"] for r in db.query(
-                    "SELECT entity_id FROM entity_assignments WHERE system = 'new' AND config_hash = ?",
-                    [self.run["candidate_hash"]]))
+                mine.update(
+                    r["entity_id"]
+                    for r in db.query(
+                        "SELECT entity_id FROM entity_assignments WHERE system = 'new' AND config_hash = ?",
+                        [self.run["candidate_hash"]],
+                    )
+                )
         return mine
 
     def _ensure_stage(self, name: str) -> dict:
@@ -189,16 +205,40 @@ class _Runner:
             db.execute(
                 """INSERT INTO rollout_stages (run_id, stage, idx, state, cohort, shadow, total, done, snapshot,
                    started_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)""",
-                [self.run_id, name, self.stages.index(name), state, dumps(cohort), dumps(shadow), len(cohort),
-                 dumps(snapshot) if snapshot is not None else None, now],
+                [
+                    self.run_id,
+                    name,
+                    self.stages.index(name),
+                    state,
+                    dumps(cohort),
+                    dumps(shadow),
+                    len(cohort),
+                    dumps(snapshot) if snapshot is not None else None,
+                    now,
+                ],
             )
-            db.execute("UPDATE rollout_runs SET current_stage = ?, updated_at = ?, message = ? WHERE id = ?",
-                       [name, now, f"{name}: {len(cohort)} entities" if cohort else f"{name}: nothing left to expose",
-                        self.run_id])
+            db.execute(
+                "UPDATE rollout_runs SET current_stage = ?, updated_at = ?, message = ? WHERE id = ?",
+                [
+                    name,
+                    now,
+                    f"{name}: {len(cohort)} entities" if cohort else f"{name}: nothing left to expose",
+                    self.run_id,
+                ],
+            )
             if not cohort:
-                insert_decision(db, self.run_id, name, at=now, gate="stage_end", action="skip", phase="skipped",
-                                 actor="worker", reason="no entity left to expose at this stage",
-                                 record={"exposed_before": len(self._exposed()), "target": target})
+                insert_decision(
+                    db,
+                    self.run_id,
+                    name,
+                    at=now,
+                    gate="stage_end",
+                    action="skip",
+                    phase="skipped",
+                    actor="worker",
+                    reason="no entity left to expose at this stage",
+                    record={"exposed_before": len(self._exposed()), "target": target},
+                )
         self.ctx.heartbeat(done=0, total=len(cohort), message=f"{name}: starting with {len(cohort)} entities")
         return self.stage_row(name)  # type: ignore[return-value]
 
@@ -208,8 +248,16 @@ class _Runner:
         old_error = None
         if shadowed:
             try:
-                [old] = run_entities(self.graph, self.ops, [entity_id], system="old", params=self.baseline,
-                                     shadow=True, run_id=discovery_run_id(self.run_id, name, "old"), **common)
+                [old] = run_entities(
+                    self.graph,
+                    self.ops,
+                    [entity_id],
+                    system="old",
+                    params=self.baseline,
+                    shadow=True,
+                    run_id=discovery_run_id(self.run_id, name, "old"),
+                    **common,
+                )
             except EvidenceUnavailable:
                 raise
             except DiscoveryError as exc:
@@ -217,8 +265,16 @@ class _Runner:
         new = None
         new_error = None
         try:
-            [new] = run_entities(self.graph, self.ops, [entity_id], system="new", params=self.candidate,
-                                 shadow=self.dry, run_id=discovery_run_id(self.run_id, name, "new"), **common)
+            [new] = run_entities(
+                self.graph,
+                self.ops,
+                [entity_id],
+                system="new",
+                params=self.candidate,
+                shadow=self.dry,
+                run_id=discovery_run_id(self.run_id, name, "new"),
+                **common,
+            )
         except EvidenceUnavailable:
             raise
         except DiscoveryError as exc:
@@ -234,11 +290,16 @@ class _Runner:
             old_cost=float(old.cost_usd) if old else None,
             old_actionable=bool(old.actionable) if old else None,
         ).to_dict()
-        outcome.update({
-            "new_stop": new.stop_reason if new else "", "old_stop": old.stop_reason if old else "",
-            "new_error": new_error, "old_error": old_error, "shadowed": shadowed,
-            "new_evidence_latency_s": float(new.evidence_latency_s) if new else 0.0,
-        })
+        outcome.update(
+            {
+                "new_stop": new.stop_reason if new else "",
+                "old_stop": old.stop_reason if old else "",
+                "new_error": new_error,
+                "old_error": old_error,
+                "shadowed": shadowed,
+                "new_evidence_latency_s": float(new.evidence_latency_s) if new else 0.0,
+            }
+        )
         return outcome
 
     def _process(self, name: str) -> None:
@@ -248,13 +309,28 @@ class _Runner:
         cohort: list[str] = json.loads(row["cohort"])
         shadow = set(json.loads(row["shadow"]))
         with self.ops.connect() as db:
-            done_ids = {r["entity_id"] for r in db.query(
-                "SELECT entity_id FROM rollout_entities WHERE run_id = ? AND stage = ?", [self.run_id, name])}
-            batch_no = next(iter(db.query(
-                "SELECT COALESCE(MAX(batch) + 1, 0) AS b FROM rollout_entities WHERE run_id = ? AND stage = ?",
-                [self.run_id, name])))["b"]
+            done_ids = {
+                r["entity_id"]
+                for r in db.query(
+                    "SELECT entity_id FROM rollout_entities WHERE run_id = ? AND stage = ?", [self.run_id, name]
+                )
+            }
+            batch_no = next(
+                iter(
+                    db.query(
+                        "SELECT COALESCE(MAX(batch) + 1, 0) AS b FROM rollout_entities WHERE run_id = ? AND stage = ?",
+                        [self.run_id, name],
+                    )
+                )
+            )["b"]
         remaining = [e for e in cohort if e not in done_ids]
-        if remaining and self.ctx.attempt > 1 and not self.dry and row["snapshot"] and name not in self.restored_this_attempt:
+        if (
+            remaining
+            and self.ctx.attempt > 1
+            and not self.dry
+            and row["snapshot"]
+            and name not in self.restored_this_attempt
+        ):
             # a killed worker may have written live runs whose checkpoint never landed: undo them, then redo
             snap = json.loads(row["snapshot"])
             self.graph.restore({**snap, "entities": {e: snap["entities"][e] for e in remaining}})
@@ -262,19 +338,21 @@ class _Runner:
         done = len(done_ids)
         total = len(cohort)
         for start in range(0, len(remaining), policy.batch_size):
-            batch = remaining[start:start + policy.batch_size]
+            batch = remaining[start : start + policy.batch_size]
             results = []
             for eid in batch:
-                self.ctx.checkpoint(done=done + len(results), total=total,
-                                    message=f"{name}: {done + len(results)}/{total} entities")
+                self.ctx.checkpoint(
+                    done=done + len(results), total=total, message=f"{name}: {done + len(results)}/{total} entities"
+                )
                 self._check_active()
                 results.append(self._pair(name, eid, eid in shadow))
             done = self._commit_batch(name, policy, results, batch_no, done, total)
             batch_no += 1
         self._stage_end(name, policy)
 
-    def _commit_batch(self, name: str, policy: StagePolicy, results: list[dict], batch_no: int, done: int,
-                      total: int) -> int:
+    def _commit_batch(
+        self, name: str, policy: StagePolicy, results: list[dict], batch_no: int, done: int, total: int
+    ) -> int:
         with self.ops.connect() as db:
             before = read_outcomes(db, self.run_id, name)
         outcomes = before + [PairedOutcome.from_dict(r) for r in results]
@@ -299,23 +377,43 @@ class _Runner:
                         "updated_at = excluded.updated_at",
                         [r["entity_id"], self.run["candidate_hash"], self.run_id, name, now],
                     )
-            db.execute("UPDATE rollout_stages SET done = ?, completed_at = ? WHERE run_id = ? AND stage = ?",
-                       [n, now if final else None, self.run_id, name])
+            db.execute(
+                "UPDATE rollout_stages SET done = ?, completed_at = ? WHERE run_id = ? AND stage = ?",
+                [n, now if final else None, self.run_id, name],
+            )
             if not final or failed:  # the last batch's verdict is the stage-end gate (final=True)
-                db.execute("UPDATE rollout_stages SET verdict = ? WHERE run_id = ? AND stage = ?",
-                           [dumps(record), self.run_id, name])
-                insert_decision(db, self.run_id, name, at=now, gate="check",
-                                 action="rollback" if failed else "continue", phase=verdict.phase, actor="worker",
-                                 reason=verdict.reason, record=record)
+                db.execute(
+                    "UPDATE rollout_stages SET verdict = ? WHERE run_id = ? AND stage = ?",
+                    [dumps(record), self.run_id, name],
+                )
+                insert_decision(
+                    db,
+                    self.run_id,
+                    name,
+                    at=now,
+                    gate="check",
+                    action="rollback" if failed else "continue",
+                    phase=verdict.phase,
+                    actor="worker",
+                    reason=verdict.reason,
+                    record=record,
+                )
         self.ctx.heartbeat(done=n, total=total, message=f"{name}: {n}/{total} entities; {verdict.phase}")
         if failed:
             self._auto_rollback(name, verdict, record)
         return n
 
     def _auto_rollback(self, name: str, verdict: Verdict, record: dict) -> None:
-        rollback(self.ctx.settings, self.ops, self.run_id, "worker",
-                 f"{name}: rollback trigger breached: {verdict.reason}", graph=self.graph,
-                 from_job=self.ctx.job.id, trigger=record)
+        rollback(
+            self.ctx.settings,
+            self.ops,
+            self.run_id,
+            "worker",
+            f"{name}: rollback trigger breached: {verdict.reason}",
+            graph=self.graph,
+            from_job=self.ctx.job.id,
+            trigger=record,
+        )
         raise _Stop()
 
     def _stage_end(self, name: str, policy: StagePolicy) -> None:
@@ -330,8 +428,9 @@ class _Runner:
         verdict, record = verdict_record(self.run, policy, outcomes, final=True)
         now = time.time()
         days = elapsed_days(row["started_at"], now, self.run["time_scale"])
-        record.update({"elapsed_days": days, "min_duration_days": policy.min_duration_days,
-                       "time_scale": self.run["time_scale"]})
+        record.update(
+            {"elapsed_days": days, "min_duration_days": policy.min_duration_days, "time_scale": self.run["time_scale"]}
+        )
         if verdict.phase is Phase.FAILED:
             action, new_state = "rollback", None
         elif verdict.phase is Phase.PASSED:
@@ -340,21 +439,43 @@ class _Runner:
             action, new_state = "await_operator", StageState.INCONCLUSIVE
         with self.ops.transaction() as db:
             self.ctx.assert_lease(db)
-            db.execute("UPDATE rollout_stages SET verdict = ?, completed_at = COALESCE(completed_at, ?) "
-                       "WHERE run_id = ? AND stage = ?", [dumps(record), now, self.run_id, name])
-            insert_decision(db, self.run_id, name, at=now, gate="stage_end", action=action, phase=verdict.phase,
-                             actor="worker", reason=verdict.reason, record=record)
+            db.execute(
+                "UPDATE rollout_stages SET verdict = ?, completed_at = COALESCE(completed_at, ?) "
+                "WHERE run_id = ? AND stage = ?",
+                [dumps(record), now, self.run_id, name],
+            )
+            insert_decision(
+                db,
+                self.run_id,
+                name,
+                at=now,
+                gate="stage_end",
+                action=action,
+                phase=verdict.phase,
+                actor="worker",
+                reason=verdict.reason,
+                record=record,
+            )
             if new_state is not None:
-                db.execute("UPDATE rollout_stages SET state = ? WHERE run_id = ? AND stage = ? AND state = ?",
-                           [new_state, self.run_id, name, StageState.RUNNING])
-                msg = (f"{name} passed; soaking until {policy.min_duration_days:g} days have passed"
-                       if new_state == StageState.SOAKING else f"{name} inconclusive: {verdict.reason}; "
-                       "waiting for an operator to promote or roll back")
+                db.execute(
+                    "UPDATE rollout_stages SET state = ? WHERE run_id = ? AND stage = ? AND state = ?",
+                    [new_state, self.run_id, name, StageState.RUNNING],
+                )
+                msg = (
+                    f"{name} passed; soaking until {policy.min_duration_days:g} days have passed"
+                    if new_state == StageState.SOAKING
+                    else f"{name} inconclusive: {verdict.reason}; waiting for an operator to promote or roll back"
+                )
                 db.execute(
                     f"UPDATE rollout_runs SET state = ?, updated_at = ?, message = ? WHERE id = ? "
                     f"AND state IN ({','.join('?' * len(ACTIVE_RUN_STATES))})",
-                    [RunState.SOAKING if new_state == StageState.SOAKING else RunState.INCONCLUSIVE, now, msg,
-                     self.run_id, *ACTIVE_RUN_STATES],
+                    [
+                        RunState.SOAKING if new_state == StageState.SOAKING else RunState.INCONCLUSIVE,
+                        now,
+                        msg,
+                        self.run_id,
+                        *ACTIVE_RUN_STATES,
+                    ],
                 )
         if verdict.phase is Phase.FAILED:
             self._auto_rollback(name, verdict, record)
@@ -375,12 +496,23 @@ class _Runner:
                 if gate.allowed:
                     with self.ops.connect() as db:
                         run = read_run(db, self.run_id)
-                    promote_stage(self.ops, run, name, actor="worker", operator=False, force=False,
-                                   gate_reason=gate.reason, days=days, now=now)
+                    promote_stage(
+                        self.ops,
+                        run,
+                        name,
+                        actor="worker",
+                        operator=False,
+                        force=False,
+                        gate_reason=gate.reason,
+                        days=days,
+                        now=now,
+                    )
                     continue
                 left_s = (policy.min_duration_days - days) * 86400.0 / self.run["time_scale"]
-                self.ctx.wait(max(0.05, min(WAIT_POLL_S, left_s)),
-                              message=f"{name}: soaking, {days:.2f} of {policy.min_duration_days:g} days")
+                self.ctx.wait(
+                    max(0.05, min(WAIT_POLL_S, left_s)),
+                    message=f"{name}: soaking, {days:.2f} of {policy.min_duration_days:g} days",
+                )
             else:
                 self.ctx.wait(WAIT_POLL_S, message=f"{name}: inconclusive, waiting for an operator")
 

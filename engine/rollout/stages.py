@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import operator
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from engine.core.errors import ConfigError
 from engine.core.settings import SHIPPED_DATA_DIR
@@ -89,7 +90,7 @@ class StagePolicy:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "StagePolicy":
+    def from_dict(cls, d: Mapping[str, Any]) -> StagePolicy:
         """Inverse of to_dict (used to recompute a verdict from a decision record)."""
         crit = lambda items: tuple(  # noqa: E731
             Criterion(Metric(c["metric"]), c["op"], float(c["threshold"]), Check(c.get("test", "point"))) for c in items
@@ -129,7 +130,7 @@ class StageConfig:
     def index(self, name: str) -> int:
         return self.names().index(self.stage(name).name)
 
-    def with_time_scale(self, time_scale: float) -> "StageConfig":
+    def with_time_scale(self, time_scale: float) -> StageConfig:
         if not time_scale > 0:
             raise ConfigError(f"time scale must be > 0 (got {time_scale}); 86400 makes a day pass per second")
         return replace(self, time_scale=float(time_scale))
@@ -145,8 +146,16 @@ class StageConfig:
 # --------------------------------------------------------------------------- validation
 
 
-def _num(errors: list[str], where: str, value: Any, *, lo: float | None = None, hi: float | None = None,
-         integer: bool = False, lo_open: bool = False) -> float | None:
+def _num(
+    errors: list[str],
+    where: str,
+    value: Any,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    integer: bool = False,
+    lo_open: bool = False,
+) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         errors.append(f"{where}: expected a number, got {value!r}")
         return None
@@ -192,8 +201,19 @@ def _criteria(errors: list[str], where: str, items: Any, default_test: str) -> t
     return tuple(out)
 
 
-STAGE_FIELDS = {"name", "entities", "min_duration_days", "batch_size", "min_sample", "shadow_fraction",
-                "test", "confidence", "bootstrap_resamples", "success", "rollback"}
+STAGE_FIELDS = {
+    "name",
+    "entities",
+    "min_duration_days",
+    "batch_size",
+    "min_sample",
+    "shadow_fraction",
+    "test",
+    "confidence",
+    "bootstrap_resamples",
+    "success",
+    "rollback",
+}
 TOP_FIELDS = {"version", "seed", "time_scale", "confidence", "bootstrap_resamples", "stages"}
 
 
@@ -252,8 +272,9 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
         min_sample = _num(errors, f"{w}.min_sample", s.get("min_sample", 1), lo=1, integer=True)
         shadow = _num(errors, f"{w}.shadow_fraction", s.get("shadow_fraction", 1.0), lo=0, hi=1, lo_open=True)
         conf = _num(errors, f"{w}.confidence", s.get("confidence", confidence or 0.9), lo=0.5, hi=0.999)
-        res = _num(errors, f"{w}.bootstrap_resamples", s.get("bootstrap_resamples", resamples or 2000), lo=100,
-                   integer=True)
+        res = _num(
+            errors, f"{w}.bootstrap_resamples", s.get("bootstrap_resamples", resamples or 2000), lo=100, integer=True
+        )
         test = s.get("test", "bound")
         if test not in set(Check):
             errors.append(f"{w}.test: {test!r} is not one of {[str(t) for t in Check]}")

@@ -93,8 +93,15 @@ class EffectiveState(StrEnum):
 
     def is_active(self) -> bool:
         """A stage is still in play: the run is active and its job may still carry it on (or be resumed)."""
-        return self in (EffectiveState.RUNNING, EffectiveState.SOAKING, EffectiveState.INCONCLUSIVE,
-                        EffectiveState.QUEUED, EffectiveState.PAUSED, EffectiveState.DEAD, EffectiveState.FAILED)
+        return self in (
+            EffectiveState.RUNNING,
+            EffectiveState.SOAKING,
+            EffectiveState.INCONCLUSIVE,
+            EffectiveState.QUEUED,
+            EffectiveState.PAUSED,
+            EffectiveState.DEAD,
+            EffectiveState.FAILED,
+        )
 
     def is_terminal(self) -> bool:
         """The run is over (completed, rolled back or cancelled)."""
@@ -102,13 +109,22 @@ class EffectiveState(StrEnum):
 
     def awaits_operator(self) -> bool:
         """The run will not move on by itself: a person promotes, resumes or rolls back."""
-        return self in (EffectiveState.INCONCLUSIVE, EffectiveState.PAUSED, EffectiveState.DEAD,
-                        EffectiveState.FAILED, EffectiveState.STOPPED)
+        return self in (
+            EffectiveState.INCONCLUSIVE,
+            EffectiveState.PAUSED,
+            EffectiveState.DEAD,
+            EffectiveState.FAILED,
+            EffectiveState.STOPPED,
+        )
 
     def can_pause(self) -> bool:
         """A worker is (or is about to be) carrying the run on: it can be asked to pause between entities."""
-        return self in (EffectiveState.RUNNING, EffectiveState.SOAKING, EffectiveState.INCONCLUSIVE,
-                        EffectiveState.QUEUED)
+        return self in (
+            EffectiveState.RUNNING,
+            EffectiveState.SOAKING,
+            EffectiveState.INCONCLUSIVE,
+            EffectiveState.QUEUED,
+        )
 
     def can_resume(self) -> bool:
         """The run is paused, or its worker died or failed: resume continues from the last checkpoint."""

@@ -21,8 +21,8 @@ The random generator is passed in; the same seed gives the same intervals.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import beta
@@ -53,7 +53,7 @@ class PairedOutcome:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "PairedOutcome":
+    def from_dict(cls, d: Mapping) -> PairedOutcome:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
@@ -71,7 +71,7 @@ class Measurement:
         return {k: (_finite(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "Measurement":
+    def from_dict(cls, d: Mapping) -> Measurement:
         vals = {k: d[k] for k in cls.__dataclass_fields__}
         for k in ("value", "low", "high"):
             if isinstance(vals[k], str):
@@ -161,7 +161,6 @@ def _p95_rows(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return stat
 
 
-
 def measure(
     outcomes: Sequence[PairedOutcome],
     rng: np.random.Generator,
@@ -203,8 +202,13 @@ def measure(
     if trials:
         lo, hi = clopper_pearson(errors, trials, level)
         out[Metric.ERROR_RATE_PCT] = Measurement(
-            Metric.ERROR_RATE_PCT, errors / trials * 100.0, lo * 100.0, hi * 100.0, trials,
-            f"exact Clopper-Pearson ({errors} errors in {trials} hops and runs)", level,
+            Metric.ERROR_RATE_PCT,
+            errors / trials * 100.0,
+            lo * 100.0,
+            hi * 100.0,
+            trials,
+            f"exact Clopper-Pearson ({errors} errors in {trials} hops and runs)",
+            level,
         )
     else:
         out[Metric.ERROR_RATE_PCT] = Measurement(Metric.ERROR_RATE_PCT, None, None, None, 0, "no hops yet", level)

@@ -41,8 +41,21 @@ def rollout_status(ops, run_id: int | None = None, *, decisions: int = 50, now: 
         except UnknownRollout:
             if run_id is not None:
                 raise
-            return RolloutStatus(None, EffectiveState.NONE, None, (), None, (), None, (), None, False, "no rollout yet",
-                                 "no rollout has been started", now)
+            return RolloutStatus(
+                None,
+                EffectiveState.NONE,
+                None,
+                (),
+                None,
+                (),
+                None,
+                (),
+                None,
+                False,
+                "no rollout yet",
+                "no rollout has been started",
+                now,
+            )
         stage_rows = read_stages(db, run["id"])
         cfg = stage_config_from_dict(json.loads(run["stage_config"]))
         stages = []
@@ -50,24 +63,54 @@ def rollout_status(ops, run_id: int | None = None, *, decisions: int = 50, now: 
             policy = cfg.stage(name)
             row = stage_rows.get(name)
             if row is None:
-                stages.append(StageStatus(name, i, StageState.PENDING, stage_key(run["id"], name), 0, 0,
-                                          policy.entities, policy.min_duration_days, 0.0, None, None, None, None,
-                                          None, None))
+                stages.append(
+                    StageStatus(
+                        name,
+                        i,
+                        StageState.PENDING,
+                        stage_key(run["id"], name),
+                        0,
+                        0,
+                        policy.entities,
+                        policy.min_duration_days,
+                        0.0,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                    )
+                )
                 continue
             outcomes = read_outcomes(db, run["id"], name)
             last = row["verdict"] and json.loads(row["verdict"])
             end = row["promoted_at"] or row["rolled_back_at"] or now
-            stages.append(StageStatus(
-                name=name, index=i, state=StageState(row["state"]), stage_id=stage_key(run["id"], name), done=row["done"],
-                total=row["total"], target=policy.entities, min_duration_days=policy.min_duration_days,
-                elapsed_days=elapsed_days(row["started_at"], end, run["time_scale"]),
-                started_at=row["started_at"], completed_at=row["completed_at"], promoted_at=row["promoted_at"],
-                rolled_back_at=row["rolled_back_at"],
-                verdict=verdict_from_dict(last["verdict"]) if last else None,
-                paired=paired_summary(outcomes) if outcomes else None,
-            ))
-        recs = [decision_from_row(r) for r in db.query(
-            "SELECT * FROM rollout_decisions WHERE run_id = ? ORDER BY id DESC LIMIT ?", [run["id"], int(decisions)])]
+            stages.append(
+                StageStatus(
+                    name=name,
+                    index=i,
+                    state=StageState(row["state"]),
+                    stage_id=stage_key(run["id"], name),
+                    done=row["done"],
+                    total=row["total"],
+                    target=policy.entities,
+                    min_duration_days=policy.min_duration_days,
+                    elapsed_days=elapsed_days(row["started_at"], end, run["time_scale"]),
+                    started_at=row["started_at"],
+                    completed_at=row["completed_at"],
+                    promoted_at=row["promoted_at"],
+                    rolled_back_at=row["rolled_back_at"],
+                    verdict=verdict_from_dict(last["verdict"]) if last else None,
+                    paired=paired_summary(outcomes) if outcomes else None,
+                )
+            )
+        recs = [
+            decision_from_row(r)
+            for r in db.query(
+                "SELECT * FROM rollout_decisions WHERE run_id = ? ORDER BY id DESC LIMIT ?", [run["id"], int(decisions)]
+            )
+        ]
     job = None
     alive, note = False, "no worker"
     if run["job_id"] is not None:
@@ -79,11 +122,19 @@ def rollout_status(ops, run_id: int | None = None, *, decisions: int = 50, now: 
             note = f"job {job.id} {job.state}" + (f": {job.error}" if job.error else "")
     current = next((s for s in stages if s.name == run["current_stage"]), None)
     return RolloutStatus(
-        run=run_info_from_row(run), state=effective_state(RunState(run["state"]), job.state if job else None, alive), current_stage=run["current_stage"],
-        stages=tuple(stages), verdict=current.verdict if current else None,
+        run=run_info_from_row(run),
+        state=effective_state(RunState(run["state"]), job.state if job else None, alive),
+        current_stage=run["current_stage"],
+        stages=tuple(stages),
+        verdict=current.verdict if current else None,
         criteria=current.verdict.rows if current and current.verdict else (),
-        paired=current.paired if current else None, decisions=tuple(recs), job=job, worker_alive=alive,
-        worker_note=note, message=run["message"], now=now,
+        paired=current.paired if current else None,
+        decisions=tuple(recs),
+        job=job,
+        worker_alive=alive,
+        worker_note=note,
+        message=run["message"],
+        now=now,
     )
 
 
@@ -131,18 +182,34 @@ def stage_report(ops, run_id: int | None, stage: str) -> str:
         lines.append("No verdict yet.")
     else:
         fmt = lambda x: "n/a" if x is None else (f"{x:.4g}" if math.isfinite(x) else str(x))  # noqa: E731
-        lines += [f"Verdict: **{v.phase}** after {v.n} entities — {v.reason}", "",
-                  "| kind | metric | test | threshold | value | interval | phase |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"Verdict: **{v.phase}** after {v.n} entities — {v.reason}",
+            "",
+            "| kind | metric | test | threshold | value | interval | phase |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for row in v.rows:
-            lines.append(f"| {row.kind} | {row.metric} | {row.test} | {row.op} {row.threshold:g} | {fmt(row.value)} | "
-                         f"[{fmt(row.low)}, {fmt(row.high)}] | {row.phase} |")
-    lines += ["", "## Decision records", "", "| id | time | gate | action | phase | actor | forced | reason |",
-              "|---|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {row.kind} | {row.metric} | {row.test} | {row.op} {row.threshold:g} | {fmt(row.value)} | "
+                f"[{fmt(row.low)}, {fmt(row.high)}] | {row.phase} |"
+            )
+    lines += [
+        "",
+        "## Decision records",
+        "",
+        "| id | time | gate | action | phase | actor | forced | reason |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for d in sorted((d for d in st.decisions if d.stage == stage), key=lambda d: d.id):
         reason = d.reason.replace("|", "\\|")
-        lines.append(f"| {d.id} | {ts(d.at)} | {d.gate} | {d.action} | {d.phase} | {d.actor} | "
-                     f"{'yes' if d.forced else ''} | {reason} |")
-    lines += ["", "Latency: the criteria measure the candidate's own engine time per entity (decision time, "
-              "evidence latency excluded: it is virtual in the simulated world).", ""]
+        lines.append(
+            f"| {d.id} | {ts(d.at)} | {d.gate} | {d.action} | {d.phase} | {d.actor} | "
+            f"{'yes' if d.forced else ''} | {reason} |"
+        )
+    lines += [
+        "",
+        "Latency: the criteria measure the candidate's own engine time per entity (decision time, "
+        "evidence latency excluded: it is virtual in the simulated world).",
+        "",
+    ]
     return "\n".join(lines)
-

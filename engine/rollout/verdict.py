@@ -23,11 +23,12 @@ minimum duration unless an operator forces it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
-from engine.rollout.stages import Criterion, Metric, StagePolicy, Check
+from engine.rollout.stages import Check, Criterion, Metric, StagePolicy
 from engine.rollout.stats import Measurement
 
 
@@ -112,8 +113,17 @@ def _tested_value(c: Criterion, m: Measurement) -> tuple[float | None, str]:
 def _row(kind: str, c: Criterion, m: Measurement | None, stage_n: int, min_sample: int) -> CriterionRow:
     value = m.value if m else None
     low, high, n = (m.low, m.high, m.n) if m else (None, None, 0)
-    base = dict(kind=kind, metric=str(c.metric), op=c.op, threshold=c.threshold, test=str(c.test),
-                value=value, low=low, high=high, n=n)
+    base = dict(
+        kind=kind,
+        metric=str(c.metric),
+        op=c.op,
+        threshold=c.threshold,
+        test=str(c.test),
+        value=value,
+        low=low,
+        high=high,
+        n=n,
+    )
     if stage_n < min_sample:
         return CriterionRow(**base, phase=Phase.PENDING, reason=f"sample {stage_n} < min_sample {min_sample}")
     if m is None or m.value is None:
@@ -126,10 +136,14 @@ def _row(kind: str, c: Criterion, m: Measurement | None, stage_n: int, min_sampl
     rel = c.op if holds else {">=": "<", ">": "<=", "<=": ">", "<": ">="}[c.op]
     text = f"{c.metric} {what} {_fmt(tested)} {rel} {c.threshold:g}"
     if kind == "success":
-        return CriterionRow(**base, phase=Phase.PASSED if holds else Phase.INCONCLUSIVE,
-                            reason=("clears: " if holds else "not shown: ") + text)
-    return CriterionRow(**base, phase=Phase.FAILED if holds else Phase.PASSED,
-                        reason=("breached: " if holds else "ok: ") + text)
+        return CriterionRow(
+            **base,
+            phase=Phase.PASSED if holds else Phase.INCONCLUSIVE,
+            reason=("clears: " if holds else "not shown: ") + text,
+        )
+    return CriterionRow(
+        **base, phase=Phase.FAILED if holds else Phase.PASSED, reason=("breached: " if holds else "ok: ") + text
+    )
 
 
 def assess(policy: StagePolicy, measurements: Mapping[str, Measurement], *, n: int, final: bool) -> Verdict:
@@ -143,14 +157,18 @@ def assess(policy: StagePolicy, measurements: Mapping[str, Measurement], *, n: i
         return Verdict(Phase.FAILED, "; ".join(r.reason for r in breached), rows, n)
     if not final:
         if n < policy.min_sample:
-            return Verdict(Phase.PENDING, f"sample {n} < min_sample {policy.min_sample}: no trigger can fire yet", rows, n)
+            return Verdict(
+                Phase.PENDING, f"sample {n} < min_sample {policy.min_sample}: no trigger can fire yet", rows, n
+            )
         return Verdict(Phase.RUNNING, f"no rollback trigger breached after {n} entities", rows, n)
     if n < policy.min_sample:
         return Verdict(Phase.INCONCLUSIVE, f"stage ended with sample {n} < min_sample {policy.min_sample}", rows, n)
     success = [r for r in rows if r.kind == "success"]
     phase = worst(r.phase for r in success)
     if phase is Phase.PASSED:
-        return Verdict(Phase.PASSED, f"every success criterion clears ({len(success)}) and no trigger is breached", rows, n)
+        return Verdict(
+            Phase.PASSED, f"every success criterion clears ({len(success)}) and no trigger is breached", rows, n
+        )
     missing = [r.reason for r in success if r.phase is not Phase.PASSED]
     return Verdict(Phase.INCONCLUSIVE, "; ".join(missing), rows, n)
 
@@ -194,5 +212,15 @@ def recompute_from_record(record: Mapping[str, Any]) -> Verdict:
     return assess(policy, measurements, n=int(record["n"]), final=bool(record["final"]))
 
 
-__all__ = ["Phase", "CriterionRow", "Verdict", "Gate", "assess", "promotion_gate", "elapsed_days",
-           "recompute_from_record", "worst", "Metric"]
+__all__ = [
+    "Phase",
+    "CriterionRow",
+    "Verdict",
+    "Gate",
+    "assess",
+    "promotion_gate",
+    "elapsed_days",
+    "recompute_from_record",
+    "worst",
+    "Metric",
+]

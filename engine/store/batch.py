@@ -46,9 +46,10 @@ import math
 import re
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator, Awaitable, Callable, Generic, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from falkordb.helpers import stringify_param_value
 from redis.exceptions import RedisError, ResponseError
@@ -56,12 +57,12 @@ from redis.exceptions import RedisError, ResponseError
 from engine.core.errors import DiscoveryError, describe
 from engine.core.model import (
     Decision,
-    apply_decision,
     DecisionDeltas,
     DomainError,
     Hypothesis,
     LifecycleRules,
     Status,
+    apply_decision,
     is_actionable,
 )
 from engine.core.settings import Settings
@@ -102,7 +103,7 @@ class BatchFailure:
 
 
 @dataclass(frozen=True)
-class BatchResult(Generic[T]):
+class BatchResult[T]:
     """Outcome of one batched call: values of the chunks that worked, and the failures."""
 
     operation: str
@@ -132,7 +133,7 @@ class BatchResult(Generic[T]):
     def failed_keys(self) -> tuple[str, ...]:
         return tuple(k for f in self.failures for k in f.keys)
 
-    def raise_on_failure(self) -> "BatchResult[T]":
+    def raise_on_failure(self) -> BatchResult[T]:
         """Self when every chunk worked, else BatchFailed naming the first failure."""
         if self.failures:
             first = self.failures[0]
@@ -207,7 +208,9 @@ _Q_READ_BY_ID = "UNWIND $ids AS hid MATCH (h:Hypothesis {id: hid})" + ROW_RETURN
 # of maps, which is where a batch update spends most of its time.
 # Both writes bump the graph's write feed and stamp the entities they touch (graph.BUMP_WRITE_SEQ), so
 # another process's cache (CachedGraph.sync) sees them.
-_Q_WRITE_IF_UNCHANGED = BUMP_WRITE_SEQ + f"""
+_Q_WRITE_IF_UNCHANGED = (
+    BUMP_WRITE_SEQ
+    + f"""
 UNWIND range(0, size($ids) - 1) AS i
 MATCH (h:Hypothesis {{id: $ids[i]}})
 WHERE coalesce(h.{EXACT_FLOATS}, '') = $x_exact[i] AND h.status = $x_status[i]
@@ -221,11 +224,14 @@ OPTIONAL MATCH (e:Entity {{id: h.entity_id}})
 SET e.changed_seq = write_seq
 RETURN h.id
 """
+)
 
 #: how often a chunk re-reads and re-applies hypotheses another writer changed meanwhile
 CAS_RETRIES = 3
 
-_Q_CREATE = BUMP_WRITE_SEQ + """
+_Q_CREATE = (
+    BUMP_WRITE_SEQ
+    + """
 UNWIND $rows AS row
 MATCH (e:Entity {id: row.entity_id})
 OPTIONAL MATCH (old:Hypothesis {id: row.id})
@@ -236,6 +242,7 @@ MERGE (e)-[:HAS_HYPOTHESIS]->(h)
 SET e.changed_seq = write_seq
 RETURN row.id, fresh
 """
+)
 
 #: evidence of live runs since a time, per entity (the warmer's hotspot signal reads it too)
 Q_ACTIVITY = """
@@ -321,8 +328,8 @@ def encode_params(params: Mapping[str, Any]) -> str:
     return " ".join(parts) + " "
 
 
-def _chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+def _chunked[T](items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 # --------------------------------------------------------------------------- the batch client
@@ -353,7 +360,7 @@ class AsyncBatchGraph:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: Settings, **kwargs: Any) -> AsyncIterator["AsyncBatchGraph"]:
+    async def open(cls, settings: Settings, **kwargs: Any) -> AsyncIterator[AsyncBatchGraph]:
         """A batch client on a fresh asyncio connection pool to the settings' graph; closed on exit."""
         db = falkor.connect_async(settings)
         try:
@@ -415,7 +422,7 @@ class AsyncBatchGraph:
         chunk_size: int | None = None,
         concurrency: int | None = None,
         timeout_s: float | None = None,
-    ) -> "AssessmentStream":
+    ) -> AssessmentStream:
         """An async iterator of EntityAssessment, yielded as each chunk arrives (not in input order).
 
         Failed chunks yield nothing; after the iteration ``stream.result`` is
@@ -650,7 +657,9 @@ class AssessmentStream:
 
         async def one(index: int, chunk: Sequence[str]) -> BatchResult[dict[str, list[Hypothesis]]]:
             async with limit:
-                res = await batch.read_hypotheses(chunk, chunk_size=len(chunk), concurrency=1, timeout_s=self._timeout_s)
+                res = await batch.read_hypotheses(
+                    chunk, chunk_size=len(chunk), concurrency=1, timeout_s=self._timeout_s
+                )
             return replace(res, failures=tuple(replace(f, chunk=index) for f in res.failures))
 
         tasks = [asyncio.ensure_future(one(i, c)) for i, c in enumerate(chunks)]
@@ -678,7 +687,7 @@ class AssessmentStream:
 # --------------------------------------------------------------------------- sync entry point
 
 
-def run_batch(settings: Settings, work: Callable[[AsyncBatchGraph], Awaitable[T]], **kwargs: Any) -> T:
+def run_batch[T](settings: Settings, work: Callable[[AsyncBatchGraph], Awaitable[T]], **kwargs: Any) -> T:
     """Run ``work(batch)`` on a fresh batch client from synchronous code; returns its result.
 
     Uses ``asyncio.run``; when the calling thread already runs an event loop

@@ -26,10 +26,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import falkordb
@@ -169,9 +169,7 @@ def _is_live_redis(pid: int) -> bool:
 
 def _probe_client(sock: Path) -> redis.Redis:
     # A health probe, not a data client: a bounded timeout is right here.
-    return redis.Redis(
-        unix_socket_path=str(sock), socket_timeout=5, socket_connect_timeout=5, retry=no_retry()
-    )
+    return redis.Redis(unix_socket_path=str(sock), socket_timeout=5, socket_connect_timeout=5, retry=no_retry())
 
 
 def _ping(sock: Path) -> bool:
@@ -229,8 +227,7 @@ def _wait_for_ping(sock: Path, pid_hint: int | None, deadline: float, graph_dir:
             )
         if pid_hint is not None and not _is_live_redis(pid_hint) and _alive_server_pid(graph_dir) is None:
             raise StoreUnavailable(
-                f"embedded FalkorDB in {graph_dir} exited while starting: "
-                f"last log lines: {_log_tail(graph_dir)}"
+                f"embedded FalkorDB in {graph_dir} exited while starting: last log lines: {_log_tail(graph_dir)}"
             )
         time.sleep(0.05)
 
@@ -388,9 +385,9 @@ def _pool_kwargs() -> dict:
 
 def _url_for_redis(url: str) -> str:
     if url.startswith("falkor://"):
-        return "redis://" + url[len("falkor://"):]
+        return "redis://" + url[len("falkor://") :]
     if url.startswith("falkors://"):
-        return "rediss://" + url[len("falkors://"):]
+        return "rediss://" + url[len("falkors://") :]
     return url
 
 
@@ -424,9 +421,7 @@ def _sync_pool(settings: Settings) -> redis.ConnectionPool:
 def _async_pool(settings: Settings) -> redis.asyncio.ConnectionPool:
     if settings.falkordb_url:
         try:
-            return redis.asyncio.ConnectionPool.from_url(
-                _url_for_redis(settings.falkordb_url), **_pool_kwargs()
-            )
+            return redis.asyncio.ConnectionPool.from_url(_url_for_redis(settings.falkordb_url), **_pool_kwargs())
         except ValueError as exc:
             raise StoreUnavailable(
                 f"FALKORDB_URL {_redact(settings.falkordb_url)!r} is not a valid redis URL ({exc}): "

@@ -27,8 +27,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import falkordb
 from redis.exceptions import RedisError, ResponseError
@@ -114,7 +115,7 @@ def _stored(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _chunks(rows: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(rows), size):
-        yield rows[start:start + size]
+        yield rows[start : start + size]
 
 
 def _no_duplicates(ids: Iterable[str], what: str) -> None:
@@ -161,13 +162,17 @@ class WritePosition:
     epoch: str | None
     seq: int
 
-_Q_UPSERT_TEMPLATES = BUMP_WRITE_SEQ + """
+
+_Q_UPSERT_TEMPLATES = (
+    BUMP_WRITE_SEQ
+    + """
 UNWIND $rows AS row
 MERGE (t:Template {id: row.id})
 SET t = row
 SET t.changed_seq = write_seq
 RETURN count(t)
 """
+)
 
 _Q_TEMPLATE_IDS = """
 UNWIND $ids AS tid
@@ -175,7 +180,9 @@ MATCH (t:Template {id: tid})
 RETURN t.id
 """
 
-_Q_UPSERT_ENTITIES = BUMP_WRITE_SEQ + """
+_Q_UPSERT_ENTITIES = (
+    BUMP_WRITE_SEQ
+    + """
 UNWIND $rows AS row
 MERGE (e:Entity {id: row.id})
 SET e = row
@@ -194,6 +201,7 @@ MATCH (t:Template {id: row.template_id})
 MERGE (e)-[:USES_TEMPLATE]->(t)
 RETURN count(e)
 """
+)
 
 _Q_ENTITY_IDS = """
 UNWIND $ids AS eid
@@ -202,7 +210,9 @@ RETURN e.id
 """
 
 # create-if-missing: an existing hypothesis keeps its state
-_Q_ADD_HYPOTHESES = BUMP_WRITE_SEQ + """
+_Q_ADD_HYPOTHESES = (
+    BUMP_WRITE_SEQ
+    + """
 CALL {
   WITH write_seq
   UNWIND $rows AS row
@@ -221,10 +231,13 @@ CALL {
 }
 RETURN written, 1 / (CASE WHEN written = $n THEN 1 ELSE 0 END) AS guard
 """
+)
 # (each entity is stamped once per chunk, not once per hypothesis row: a SET on the indexed
 # changed_seq per row made seeding 3,400 entities ~50% dearer in server CPU)
 
-_Q_SAVE_HYPOTHESES = BUMP_WRITE_SEQ + """
+_Q_SAVE_HYPOTHESES = (
+    BUMP_WRITE_SEQ
+    + """
 CALL {
   WITH write_seq
   UNWIND $rows AS row
@@ -235,8 +248,11 @@ CALL {
 }
 RETURN saved, 1 / (CASE WHEN saved = $n THEN 1 ELSE 0 END) AS guard
 """
+)
 
-_Q_APPLY_RUN = BUMP_WRITE_SEQ + """
+_Q_APPLY_RUN = (
+    BUMP_WRITE_SEQ
+    + """
 MATCH (e:Entity {id: $entity_id})
 SET e.changed_seq = write_seq
 WITH e
@@ -258,6 +274,7 @@ CALL {
 }
 RETURN saved, added, 1 / (CASE WHEN saved = $n_hyps AND added = $n_records THEN 1 ELSE 0 END) AS guard
 """
+)
 
 _Q_HYPOTHESES_OF = """
 MATCH (e:Entity {id: $id})
@@ -273,7 +290,9 @@ RETURN properties(h)
 ORDER BY h.entity_id, h.id
 """
 
-_Q_RESTORE = BUMP_WRITE_SEQ + """
+_Q_RESTORE = (
+    BUMP_WRITE_SEQ
+    + """
 CALL {
   WITH write_seq
   UNWIND $entities AS ent
@@ -297,6 +316,7 @@ CALL {
 }
 RETURN found, restored, 1 / (CASE WHEN found = $n_entities AND restored = $n_rows THEN 1 ELSE 0 END) AS guard
 """
+)
 
 
 # --------------------------------------------------------------------------- the store
@@ -317,7 +337,7 @@ class GraphStore:
         self._clock = clock
 
     @classmethod
-    def open(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> "GraphStore":
+    def open(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> GraphStore:
         """Connect and ensure schema and indexes (idempotent, safe from concurrent openers)."""
         store = cls(settings, falkor.connect(settings), clock=clock)
         try:
@@ -335,7 +355,7 @@ class GraphStore:
         except RedisError:
             pass
 
-    def __enter__(self) -> "GraphStore":
+    def __enter__(self) -> GraphStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -362,7 +382,9 @@ class GraphStore:
         """Create every index in INDEXES that does not exist yet (this also creates the graph)."""
         existing: set[tuple[str, str]] = set()
         try:
-            for row in self.graph.query("CALL db.indexes() YIELD label, properties RETURN label, properties").result_set:
+            for row in self.graph.query(
+                "CALL db.indexes() YIELD label, properties RETURN label, properties"
+            ).result_set:
                 existing.update((row[0], prop) for prop in row[1])
         except (RedisError, OSError) as exc:
             if not isinstance(exc, ResponseError):
@@ -451,8 +473,9 @@ class GraphStore:
             written += self._query(_Q_UPSERT_ENTITIES, {"rows": list(chunk)}).result_set[0][0]
         for chunk in _chunks(hyp_rows, CHUNK * 4):
             entity_ids = list(dict.fromkeys(r["entity_id"] for r in chunk))
-            self._guarded(_Q_ADD_HYPOTHESES, {"rows": _stored(chunk), "n": len(chunk), "entity_ids": entity_ids},
-                          lambda: None)
+            self._guarded(
+                _Q_ADD_HYPOTHESES, {"rows": _stored(chunk), "n": len(chunk), "entity_ids": entity_ids}, lambda: None
+            )
         return written
 
     def count_entities(self) -> int:
@@ -580,7 +603,9 @@ class GraphStore:
 
         def explain() -> None:
             self.get_entity(entity_id)  # raises UnknownEntity
-            self._raise_missing_hypotheses(hyp_rows + [{"id": r["hypothesis_id"], "entity_id": entity_id} for r in ev_rows])
+            self._raise_missing_hypotheses(
+                hyp_rows + [{"id": r["hypothesis_id"], "entity_id": entity_id} for r in ev_rows]
+            )
 
         result = self._guarded(_Q_APPLY_RUN, params, explain)
         if not result.result_set:
@@ -693,7 +718,9 @@ class GraphStore:
                 except (KeyError, TypeError, ValueError) as exc:
                     raise DomainError(f"graph snapshot of entity {eid!r} has a malformed hypothesis ({exc})") from None
                 if h.entity_id != eid:
-                    raise DomainError(f"graph snapshot lists hypothesis {h.id!r} under {eid!r} but it belongs to {h.entity_id!r}")
+                    raise DomainError(
+                        f"graph snapshot lists hypothesis {h.id!r} under {eid!r} but it belongs to {h.entity_id!r}"
+                    )
                 row = hypothesis_props(h)
                 rows.append(row)
                 keep.append(row["id"])

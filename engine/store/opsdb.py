@@ -20,10 +20,11 @@ import importlib
 import json
 import sqlite3
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import sqlite_utils
 
@@ -67,13 +68,11 @@ class Migration:
     def __post_init__(self) -> None:
         if not self.component or not isinstance(self.version, int) or self.version < 1:
             raise ConfigError(
-                f"migration {self.component!r} v{self.version!r} is invalid: "
-                "give a component name and a version >= 1"
+                f"migration {self.component!r} v{self.version!r} is invalid: give a component name and a version >= 1"
             )
         if isinstance(self.statements, str):
             raise ConfigError(
-                f"migration {self.component} v{self.version}: statements must be a tuple of SQL strings, "
-                "not one string"
+                f"migration {self.component} v{self.version}: statements must be a tuple of SQL strings, not one string"
             )
 
 
@@ -149,7 +148,9 @@ class OpsDB:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreUnavailable(f"cannot create the directory of {self.path} ({exc}): check DISCOVERY_DATA_DIR") from exc
+            raise StoreUnavailable(
+                f"cannot create the directory of {self.path} ({exc}): check DISCOVERY_DATA_DIR"
+            ) from exc
         self._enable_wal()
         self.migrate(collect_migrations(modules) if migrations is None else list(migrations))
 
@@ -174,11 +175,15 @@ class OpsDB:
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot switch {self.path} to WAL mode ({exc}): is the file on a local disk?") from exc
+            raise StoreUnavailable(
+                f"cannot switch {self.path} to WAL mode ({exc}): is the file on a local disk?"
+            ) from exc
         finally:
             conn.close()
         if str(mode).lower() != "wal":
-            raise StoreUnavailable(f"{self.path} refused WAL mode (got {mode!r}): put DISCOVERY_DATA_DIR on a local disk")
+            raise StoreUnavailable(
+                f"{self.path} refused WAL mode (got {mode!r}): put DISCOVERY_DATA_DIR on a local disk"
+            )
 
     @contextmanager
     def connect(self) -> Iterator[sqlite_utils.Database]:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from engine.core.errors import describe
 from engine.core.model import (
@@ -76,8 +77,10 @@ EXACT_FLOATS = "exact_floats"
 def exact_value(stored: Any, exact: Any) -> Any:
     """The sidecar's ``exact`` value when the ``stored`` double still is it (to the 15 digits the
     server shows), else ``stored``: if someone changed the property by hand, what they wrote wins."""
-    if isinstance(stored, (int, float)) and isinstance(exact, (int, float)) and math.isclose(
-        stored, exact, rel_tol=1e-13, abs_tol=1e-300
+    if (
+        isinstance(stored, (int, float))
+        and isinstance(exact, (int, float))
+        and math.isclose(stored, exact, rel_tol=1e-13, abs_tol=1e-300)
     ):
         return float(exact)
     return stored
@@ -160,7 +163,9 @@ def template_props(t: Template) -> dict[str, Any]:
 def template_from_props(p: Mapping[str, Any]) -> Template:
     """The Template of a node's properties."""
     patterns = tuple(
-        Pattern(name=d["name"], category=d["category"], weight=float(d["weight"]), keywords=tuple(d.get("keywords", ())))
+        Pattern(
+            name=d["name"], category=d["category"], weight=float(d["weight"]), keywords=tuple(d.get("keywords", ()))
+        )
         for d in json.loads(p.get("patterns") or "[]")
     )
     channels = tuple(

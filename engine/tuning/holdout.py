@@ -12,15 +12,15 @@ is created, and stored with it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from engine.core.errors import ConfigError
 
 
 def hash_unit(salt: str, entity_id: str) -> float:
     """A stable number in [0, 1) for (salt, entity id)."""
-    digest = hashlib.sha256(f"{salt}:{entity_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{salt}:{entity_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

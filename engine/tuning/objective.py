@@ -30,8 +30,9 @@ them out.)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from engine.catalogue.generator import build_hypotheses, generate_catalogue, templates_for
 from engine.catalogue.templates import load_templates
@@ -73,17 +74,15 @@ class Rewards:
         return {k: float(v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "Rewards":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Rewards:
         data = dict(data or {})
         unknown = sorted(set(data) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ConfigError(
-                f"unknown reward(s) {', '.join(unknown)}: use {', '.join(cls.__dataclass_fields__)}"
-            )
+            raise ConfigError(f"unknown reward(s) {', '.join(unknown)}: use {', '.join(cls.__dataclass_fields__)}")
         return cls(**data)
 
     @classmethod
-    def parse(cls, text: str) -> "Rewards":
+    def parse(cls, text: str) -> Rewards:
         """From ``"true_actionable=10,false_actionable=5,per_usd=2"`` (missing ones keep defaults)."""
         out: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
@@ -147,15 +146,20 @@ class ObjectiveResult:
         return d
 
     @classmethod
-    def from_components(cls, data: Mapping[str, Any]) -> "ObjectiveResult":
+    def from_components(cls, data: Mapping[str, Any]) -> ObjectiveResult:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
 def score_results(results: Sequence[RunResult], truth: Truth, rewards: Rewards) -> ObjectiveResult:
     """Score finished runs against ground truth. Pure."""
     cm = confusion(results, truth)
-    tp, fp, fn, tn, unscored = (cm.true_positives, cm.false_positives, cm.false_negatives, cm.true_negatives,
-                                cm.unknown)
+    tp, fp, fn, tn, unscored = (
+        cm.true_positives,
+        cm.false_positives,
+        cm.false_negatives,
+        cm.true_negatives,
+        cm.unknown,
+    )
     cost = sum(r.cost_usd for r in results)
     hops = sum(r.iterations for r in results)
     errors = sum(r.error_count for r in results)
@@ -223,8 +227,16 @@ def run_entities(params: ParameterConfig, workload: Workload, entity_ids: Iterab
         hypotheses = build_hypotheses(entity, template, workload.now)
         results.append(
             run_discovery(
-                entity, template, hypotheses, workload.source, params, "new",
-                store=None, shadow=True, clock=clock, cluster_confirmations={},
+                entity,
+                template,
+                hypotheses,
+                workload.source,
+                params,
+                "new",
+                store=None,
+                shadow=True,
+                clock=clock,
+                cluster_confirmations={},
                 run_id=f"tuning-{entity_id}",
             )
         )
@@ -239,7 +251,9 @@ def evaluate(
 
 
 def simulated_workload(
-    entities: Sequence[Entity], world_seed: int, templates: Mapping[str, Template] | None = None,
+    entities: Sequence[Entity],
+    world_seed: int,
+    templates: Mapping[str, Template] | None = None,
     description: str = "",
 ) -> Workload:
     """Entities against the simulated world of ``world_seed`` (truth from the same world)."""
@@ -261,7 +275,8 @@ def catalogue_workload(n: int, catalogue_seed: int, world_seed: int, offset: int
         raise ConfigError(f"entity offset {offset!r} must be a whole number >= 0")
     which = f"entities {offset}..{offset + n - 1}" if offset else f"{n} entities"
     return simulated_workload(
-        generate_catalogue(offset + n, catalogue_seed)[offset:], world_seed,
+        generate_catalogue(offset + n, catalogue_seed)[offset:],
+        world_seed,
         description=f"generated catalogue: {which} (seed {catalogue_seed}), simulated world seed {world_seed}",
     )
 
@@ -285,7 +300,9 @@ class SensitivityRow:
     @property
     def best(self) -> tuple[float, float]:
         """(value, score) of the best point of the sweep, base included."""
-        pairs = [(v, s) for v, s in zip(self.values, self.scores) if s is not None] + [(self.base_value, self.base_score)]
+        pairs = [(v, s) for v, s in zip(self.values, self.scores) if s is not None] + [
+            (self.base_value, self.base_score)
+        ]
         return max(pairs, key=lambda p: p[1])
 
 

@@ -20,8 +20,9 @@ minus hold-out score of the winner) is reported next to it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from engine.core.configs import set_candidate
 from engine.core.errors import ConfigError
@@ -40,8 +41,14 @@ def summarize(study: Study, trials: Sequence[Trial], *, grid_exhausted: bool = F
     best_train = sorted(complete, key=lambda t: (-t.score, t.number))[0]
 
     def brief(t: Trial) -> dict:
-        return {"trial": t.number, "score": t.score, "holdout_score": t.holdout_score, "gap": t.gap,
-                "config_hash": t.config_hash, "point": t.point}
+        return {
+            "trial": t.number,
+            "score": t.score,
+            "holdout_score": t.holdout_score,
+            "gap": t.gap,
+            "config_hash": t.config_hash,
+            "point": t.point,
+        }
 
     changes = {
         name: {"from": getattr(study.base_config, name), "to": getattr(winner.config, name)}
@@ -107,12 +114,14 @@ def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, A
         f"Hold-out improvement over the current config: {_fmt(summary['improvement_holdout'])} per entity.",
         f"Optimism gap of the winner (training − hold-out): {_fmt(winner['gap'])} per entity.",
         "",
-        ("The current config won on the hold-out set: no tuned trial held up better, so nothing should be rolled out."
-         if summary["winner_is_base"] else
-         "The winner is, among trial 0 and the re-scored trials that beat it on training, the one with the best "
-         "hold-out score; trial 0 is always a candidate, so the winner never scores below the current config on "
-         f"the hold-out set (a pick among at most {len(summary['rescored'])} re-scored trials, hence the gap is "
-         "worth reading)."),
+        (
+            "The current config won on the hold-out set: no tuned trial held up better, so nothing should be rolled out."
+            if summary["winner_is_base"]
+            else "The winner is, among trial 0 and the re-scored trials that beat it on training, the one with the best "
+            "hold-out score; trial 0 is always a candidate, so the winner never scores below the current config on "
+            f"the hold-out set (a pick among at most {len(summary['rescored'])} re-scored trials, hence the gap is "
+            "worth reading)."
+        ),
         "",
         "## Parameter changes of the winner",
         "",
@@ -122,32 +131,49 @@ def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, A
         lines += [f"| {k} | {v['from']} | {v['to']} |" for k, v in summary["changes"].items()]
     else:
         lines.append("None: the winner is the current config.")
-    lines += ["", "## Hold-out re-scoring", "",
-              "| trial | training | hold-out | gap | precision (hold-out) | recall (hold-out) | USD / entity (hold-out) |",
-              "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Hold-out re-scoring",
+        "",
+        "| trial | training | hold-out | gap | precision (hold-out) | recall (hold-out) | USD / entity (hold-out) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for t in trials:
         if t.holdout_result is None:
             continue
         h = t.holdout_result
-        lines.append(f"| {t.number} | {_fmt(t.score)} | {_fmt(t.holdout_score)} | {_fmt(t.gap)} | "
-                     f"{_fmt(h.precision, 3)} | {_fmt(h.recall, 3)} | {_fmt(h.cost_per_entity, 4)} |")
-    lines += ["", "## Trials (best 15 by training score)", "",
-              "| trial | state | training score | precision | recall | USD / entity | " + " | ".join(spec.params) + " |",
-              "|---:|---|---:|---:|---:|---:|" + "---:|" * len(spec.params)]
+        lines.append(
+            f"| {t.number} | {_fmt(t.score)} | {_fmt(t.holdout_score)} | {_fmt(t.gap)} | "
+            f"{_fmt(h.precision, 3)} | {_fmt(h.recall, 3)} | {_fmt(h.cost_per_entity, 4)} |"
+        )
+    lines += [
+        "",
+        "## Trials (best 15 by training score)",
+        "",
+        "| trial | state | training score | precision | recall | USD / entity | " + " | ".join(spec.params) + " |",
+        "|---:|---|---:|---:|---:|---:|" + "---:|" * len(spec.params),
+    ]
     ranked = sorted(trials, key=lambda t: (t.score is None, -(t.score or 0.0), t.number))[:15]
     for t in ranked:
         r = t.result
         vals = " | ".join(_fmt(t.point.get(p)) for p in spec.params)
-        lines.append(f"| {t.number} | {t.state} | {_fmt(t.score)} | {_fmt(r.precision if r else None, 3)} | "
-                     f"{_fmt(r.recall if r else None, 3)} | {_fmt(r.cost_per_entity if r else None)} | {vals} |")
+        lines.append(
+            f"| {t.number} | {t.state} | {_fmt(t.score)} | {_fmt(r.precision if r else None, 3)} | "
+            f"{_fmt(r.recall if r else None, 3)} | {_fmt(r.cost_per_entity if r else None)} | {vals} |"
+        )
     failed = [t for t in trials if not t.complete]
     if failed:
         lines += ["", "## Failed trials", ""] + [f"- trial {t.number}: {t.error}" for t in failed]
-    lines += ["", "## How the score is computed", "",
-              "Each trial runs the new discovery system in shadow over every training entity with fresh "
-              "hypotheses, against the simulated world, and scores the runs against the world's ground truth "
-              "(engine/objective.py): score per entity = (rewards for true actionable calls − penalties for "
-              "false and missed ones − dollars spent × per_usd − errored hops × per_error) / entities.", ""]
+    lines += [
+        "",
+        "## How the score is computed",
+        "",
+        "Each trial runs the new discovery system in shadow over every training entity with fresh "
+        "hypotheses, against the simulated world, and scores the runs against the world's ground truth "
+        "(engine/objective.py): score per entity = (rewards for true actionable calls − penalties for "
+        "false and missed ones − dollars spent × per_usd − errored hops × per_error) / entities.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -166,7 +192,9 @@ def write_outputs(ops, study: Study, summary: Mapping[str, Any], settings) -> di
 def winner_config(study: Study) -> ParameterConfig:
     """The finished study's winning config (ConfigError while it has not finished)."""
     if not study.result:
-        raise ConfigError(f"study {study.id} has not finished: no best config yet (see `python -m engine tune status {study.id}`)")
+        raise ConfigError(
+            f"study {study.id} has not finished: no best config yet (see `python -m engine tune status {study.id}`)"
+        )
     return ParameterConfig.from_dict(study.result["winner_config"], source=f"study {study.id} winner")
 
 

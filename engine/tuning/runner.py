@@ -30,11 +30,13 @@ thousands of lines do not rotate the live system's ``metrics.jsonl`` away.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from engine.core.errors import ConfigError, DiscoveryError
 from engine.core.params import ParameterConfig
+
 # launch_worker is looked up on the module when called, as resume_job's own call to it is, so one
 # substitute (tests start no real worker) replaces both
 from engine.jobs import queue as job_queue
@@ -79,9 +81,19 @@ class StudyRunner:
     evaluations (the job context's checkpoint: heartbeat, pause, cancel); ``fence(db)`` is
     called inside every trial write (the job lease)."""
 
-    def __init__(self, ops, study: Study, *, settings=None, checkpoint: Callable[[Progress], None] | None = None,
-                 fence: Callable[[Any], None] | None = None, clock: Clock = time.time, log=None,
-                 record_metrics: bool = True, timer: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self,
+        ops,
+        study: Study,
+        *,
+        settings=None,
+        checkpoint: Callable[[Progress], None] | None = None,
+        fence: Callable[[Any], None] | None = None,
+        clock: Clock = time.time,
+        log=None,
+        record_metrics: bool = True,
+        timer: Callable[[], float] = time.perf_counter,
+    ):
         self.ops = ops
         self.study = study
         self.settings = settings
@@ -119,8 +131,16 @@ class StudyRunner:
         if log is None or count_events(self.ops, run_id=run_id) > 0:
             return
         names = {e: self.workload.entities[e].name for e in (r.entity_id for r in results)}
-        record_runs(self.ops, results, run_id=run_id, stage_id=self.study.stage_id, truth=self.workload.truth,
-                    clock=self.clock, log=log, names=names)
+        record_runs(
+            self.ops,
+            results,
+            run_id=run_id,
+            stage_id=self.study.stage_id,
+            truth=self.workload.truth,
+            clock=self.clock,
+            log=log,
+            names=names,
+        )
 
     def evaluate(self, config: ParameterConfig, entity_ids: Sequence[str], run_id: str) -> ObjectiveResult:
         results = run_entities(config, self.workload, entity_ids)
@@ -162,9 +182,15 @@ class StudyRunner:
             loss = self._run_trial(number, point, None)
             sampler.tell(point, loss)
             best = max((t.score for t in list_trials(self.ops, study.id) if t.complete), default=None)
-            self.checkpoint(Progress(number + 1, total,
-                                     f"trial {number}/{spec.iterations} done; best training score {best:.4f}"
-                                     if best is not None else f"trial {number}/{spec.iterations} done"))
+            self.checkpoint(
+                Progress(
+                    number + 1,
+                    total,
+                    f"trial {number}/{spec.iterations} done; best training score {best:.4f}"
+                    if best is not None
+                    else f"trial {number}/{spec.iterations} done",
+                )
+            )
             number += 1
         return self._finish(exhausted)
 
@@ -180,8 +206,18 @@ class StudyRunner:
             error = str(exc)
         except DiscoveryError as exc:  # the evidence source failed: kept with its error
             error = f"{type(exc).__name__}: {exc}"
-        insert_trial(self.ops, self.study, number, point=point, config=config,
-                     result=result, error=error, started=started, finished=self.clock(), fence=self.fence)
+        insert_trial(
+            self.ops,
+            self.study,
+            number,
+            point=point,
+            config=config,
+            result=result,
+            error=error,
+            started=started,
+            finished=self.clock(),
+            fence=self.fence,
+        )
         return -result.score if result is not None else None
 
     def _finish(self, grid_exhausted: bool) -> dict:
@@ -198,8 +234,9 @@ class StudyRunner:
             if t.holdout_score is None:
                 res = self.evaluate(t.config, study.holdout_ids, f"tuning-{study.id}-t{t.number}-holdout")
                 set_holdout(self.ops, study, t.number, res, self.fence)
-            self.checkpoint(Progress(base_done + i + 1, total,
-                                     f"hold-out re-scoring {i + 1}/{len(chosen)} (trial {t.number})"))
+            self.checkpoint(
+                Progress(base_done + i + 1, total, f"hold-out re-scoring {i + 1}/{len(chosen)} (trial {t.number})")
+            )
         summary = summarize(study, list_trials(self.ops, study.id), grid_exhausted=grid_exhausted)
         write_outputs(self.ops, study, summary, self.settings)
         finish_study(self.ops, study, summary, finished_at=self.clock(), fence=self.fence)
@@ -223,11 +260,16 @@ def run_tuning_job(ctx) -> dict:
     def checkpoint(p: Progress) -> None:
         ctx.checkpoint(done=p.done, total=p.total, message=p.message)
 
-    runner = StudyRunner(ctx.ops, study, settings=ctx.settings, checkpoint=checkpoint, fence=ctx.assert_lease,
-                         clock=ctx.clock)
+    runner = StudyRunner(
+        ctx.ops, study, settings=ctx.settings, checkpoint=checkpoint, fence=ctx.assert_lease, clock=ctx.clock
+    )
     summary = runner.run()
-    return {"study_id": study.id, "winner": summary["winner"], "base": summary["base"],
-            "improvement_holdout": summary["improvement_holdout"]}
+    return {
+        "study_id": study.id,
+        "winner": summary["winner"],
+        "base": summary["base"],
+        "improvement_holdout": summary["improvement_holdout"],
+    }
 
 
 def study_state(ops, study: Study) -> str:
@@ -268,8 +310,9 @@ def resume_study(ops, settings, study_id: int, *, actor: str, launch: bool = Tru
     return job, how
 
 
-def start_study(ops, settings, spec: StudySpec, *, actor: str, launch: bool = True,
-                base_config: ParameterConfig | None = None):
+def start_study(
+    ops, settings, spec: StudySpec, *, actor: str, launch: bool = True, base_config: ParameterConfig | None = None
+):
     """Create the study, queue its job and (``launch``) start a detached worker. Returns (study, job, pid)."""
     study = create_study(ops, spec, actor=actor, base_config=base_config)
     job = submit_study(ops, study, actor=actor)

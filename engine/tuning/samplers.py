@@ -26,8 +26,8 @@ import math
 import random
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from threadpoolctl import threadpool_limits
 

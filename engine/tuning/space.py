@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from engine.core.errors import ConfigError
 from engine.core.params import DEFAULT_PARAMS, SPEC_BY_NAME
@@ -46,7 +47,9 @@ class Dimension:
 
     def __post_init__(self) -> None:
         if not self.low < self.high:
-            raise ConfigError(f"parameter {self.name!r}: bounds [{self.low}, {self.high}] are empty; low must be < high")
+            raise ConfigError(
+                f"parameter {self.name!r}: bounds [{self.low}, {self.high}] are empty; low must be < high"
+            )
         if self.step is not None and self.step <= 0:
             raise ConfigError(f"parameter {self.name!r}: step {self.step} must be positive")
         if self.integer and self.step is None:
@@ -198,16 +201,13 @@ DEFAULT_TUNED: tuple[str, ...] = (
 )
 
 
-
 def search_space(names: Sequence[str], base=None) -> SearchSpace:
     """A SearchSpace over ParameterConfig fields ``names``: PARAMETER_SPECS' bounds and steps,
     with ``base`` (default: the shipped defaults) as each dimension's current value."""
     base = base if base is not None else DEFAULT_PARAMS
     unknown = [n for n in names if n not in SPEC_BY_NAME]
     if unknown:
-        raise ConfigError(
-            f"unknown parameter(s) {', '.join(unknown)} to tune: pick from {', '.join(SPEC_BY_NAME)}"
-        )
+        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} to tune: pick from {', '.join(SPEC_BY_NAME)}")
     dims = []
     for name in names:
         spec = SPEC_BY_NAME[name]

@@ -21,9 +21,10 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from engine.catalogue.importer import check_file
 from engine.catalogue.templates import load_templates
@@ -65,8 +66,9 @@ class EntitySpec:
         if self.kind == "file":
             return f"entity file {self.path} ({self.n} entities)"
         if self.offset:
-            return (f"generated catalogue: entities {self.offset}..{self.offset + self.n - 1} "
-                    f"(seed {self.catalogue_seed})")
+            return (
+                f"generated catalogue: entities {self.offset}..{self.offset + self.n - 1} (seed {self.catalogue_seed})"
+            )
         return f"generated catalogue: first {self.n} entities (seed {self.catalogue_seed})"
 
 
@@ -99,7 +101,9 @@ def build_workload(spec: EntitySpec, world_seed: int) -> Workload:
                 "restore it or create a new study"
             )
         entities = check_file(p, load_templates())
-        return simulated_workload(entities, world_seed, description=f"entity file {p}, simulated world seed {world_seed}")
+        return simulated_workload(
+            entities, world_seed, description=f"entity file {p}, simulated world seed {world_seed}"
+        )
     raise ConfigError(f"unknown entity source {spec.kind!r}: use catalogue or file")
 
 
@@ -108,12 +112,14 @@ def _unchanged(path: str, sha256: str | None, what: str) -> Path:
     if not p.is_file():
         raise ConfigError(f"the study's {what} {p} is gone: restore it to resume or validate")
     if sha256 and _sha256(p) != sha256:
-        raise ConfigError(f"the study's {what} {p} changed since the study was created (sha256 differs): "
-                          "restore it or create a new study")
+        raise ConfigError(
+            f"the study's {what} {p} changed since the study was created (sha256 differs): "
+            "restore it or create a new study"
+        )
     return p
 
 
-def workload_for(spec: "StudySpec") -> Workload:
+def workload_for(spec: StudySpec) -> Workload:
     """The study's entities against its evidence source, scored by its truth (the world's, or the labels)."""
     workload = build_workload(spec.entities, spec.world_seed)
     truth = workload.truth
@@ -121,8 +127,10 @@ def workload_for(spec: "StudySpec") -> Workload:
     if spec.labels is not None:
         labels = read_labels(_unchanged(spec.labels.path, spec.labels.sha256, "labels file"))
         if not any(e in labels for e in workload.entity_ids):
-            raise ConfigError(f"labels file {spec.labels.path} labels none of the study's entities: "
-                              "its entity_id values must be the entities' ids")
+            raise ConfigError(
+                f"labels file {spec.labels.path} labels none of the study's entities: "
+                "its entity_id values must be the entities' ids"
+            )
         truth = labels.get
     if spec.evidence.kind == "replay":
         source = ReplaySource.load(_unchanged(spec.evidence.path or "", spec.evidence.sha256, "replay file"))
@@ -131,7 +139,8 @@ def workload_for(spec: "StudySpec") -> Workload:
     if source is workload.source and truth is workload.truth:
         return workload
     desc = f"{spec.entities.describe()}, {spec.evidence.describe(spec.world_seed)}" + (
-        f", truth from {spec.labels.path}" if spec.labels else "")
+        f", truth from {spec.labels.path}" if spec.labels else ""
+    )
     return replace(workload, source=source, truth=truth, description=desc)
 
 
@@ -163,14 +172,17 @@ class LabelsRef:
     sha256: str
 
 
-def evidence_ref(kind: str = "world", *, replay: str | Path | None = None, url: str | None = None,
-                 timeout_s: float = 30.0) -> EvidenceRef:
+def evidence_ref(
+    kind: str = "world", *, replay: str | Path | None = None, url: str | None = None, timeout_s: float = 30.0
+) -> EvidenceRef:
     """Validate the evidence options now (one-line ConfigError)."""
     EvidenceSpec(kind=kind, url=url, replay_path=replay, timeout_s=timeout_s)  # checks kind, url, file given
     if kind == "replay":
         p = Path(replay).expanduser().resolve()
         if not p.is_file():
-            raise ConfigError(f"replay file {p} does not exist: record one with `python -m engine discover --record FILE`")
+            raise ConfigError(
+                f"replay file {p} does not exist: record one with `python -m engine discover --record FILE`"
+            )
         return EvidenceRef(kind="replay", path=str(p), sha256=_sha256(p))
     if kind == "http":
         return EvidenceRef(kind="http", url=url, timeout_s=timeout_s)
@@ -215,7 +227,9 @@ def read_labels(path: str | Path) -> dict[str, bool]:
             for i, row in enumerate(data, start=1):
                 if not isinstance(row, dict) or not (row.get("entity_id") or row.get("id")) or "actionable" not in row:
                     raise ConfigError(f"labels file {p}, row {i}: give entity_id (or id) and actionable")
-                out[str(row.get("entity_id") or row.get("id"))] = _label_value(row["actionable"], f"labels file {p}, row {i}")
+                out[str(row.get("entity_id") or row.get("id"))] = _label_value(
+                    row["actionable"], f"labels file {p}, row {i}"
+                )
         else:
             raise ConfigError(f"labels file {p}: expected an object or a list of objects")
     else:
@@ -265,7 +279,11 @@ class StudySpec:
         """Raise a one-line ConfigError for anything a study cannot run with (nothing is stored before this)."""
         if self.method not in METHODS:
             raise ConfigError(f"unknown tuning method {self.method!r}: use one of {', '.join(METHODS)}")
-        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or not 1 <= self.iterations <= MAX_ITERATIONS:
+        if (
+            isinstance(self.iterations, bool)
+            or not isinstance(self.iterations, int)
+            or not 1 <= self.iterations <= MAX_ITERATIONS
+        ):
             raise ConfigError(f"iterations {self.iterations!r} must be a whole number from 1 to {MAX_ITERATIONS}")
         if not isinstance(self.entities.n, int) or not 2 <= self.entities.n <= MAX_ENTITIES:
             raise ConfigError(f"entity count {self.entities.n!r} must be a whole number from 2 to {MAX_ENTITIES}")

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from engine.core.configs import live_config
 from engine.core.errors import DiscoveryError
@@ -76,14 +77,22 @@ class Study:
         return f"study-{self.id}"
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Study":
+    def from_row(cls, row: Mapping[str, Any]) -> Study:
         spec = spec_from_dict(json.loads(row["spec"]))
         return cls(
-            id=row["id"], name=row["name"], created_at=row["created_at"], actor=row["actor"], spec=spec,
+            id=row["id"],
+            name=row["name"],
+            created_at=row["created_at"],
+            actor=row["actor"],
+            spec=spec,
             base_config=ParameterConfig.from_json(row["base_config"], source=f"study {row['id']} base config"),
-            train_ids=tuple(json.loads(row["train_ids"])), holdout_ids=tuple(json.loads(row["holdout_ids"])),
-            sampler=row["sampler"], grid_full_size=row["grid_full_size"], job_id=row["job_id"],
-            finished_at=row["finished_at"], result=json.loads(row["result"]) if row["result"] else None,
+            train_ids=tuple(json.loads(row["train_ids"])),
+            holdout_ids=tuple(json.loads(row["holdout_ids"])),
+            sampler=row["sampler"],
+            grid_full_size=row["grid_full_size"],
+            job_id=row["job_id"],
+            finished_at=row["finished_at"],
+            result=json.loads(row["result"]) if row["result"] else None,
         )
 
 
@@ -117,31 +126,43 @@ class Trial:
         return self.score - self.holdout_score
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Trial":
+    def from_row(cls, row: Mapping[str, Any]) -> Trial:
         cfg = json.loads(row["config"]) if row["config"] else None
         return cls(
-            study_id=row["study_id"], number=row["number"], state=row["state"], point=json.loads(row["point"]),
-            config=ParameterConfig.from_dict(cfg) if cfg else None, config_hash=row["config_hash"] or "",
+            study_id=row["study_id"],
+            number=row["number"],
+            state=row["state"],
+            point=json.loads(row["point"]),
+            config=ParameterConfig.from_dict(cfg) if cfg else None,
+            config_hash=row["config_hash"] or "",
             score=row["score"],
             result=ObjectiveResult.from_components(json.loads(row["result"])) if row["result"] else None,
-            error=row["error"], started_at=row["started_at"], finished_at=row["finished_at"],
+            error=row["error"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
             holdout_score=row["holdout_score"],
-            holdout_result=(ObjectiveResult.from_components(json.loads(row["holdout_result"]))
-                            if row["holdout_result"] else None),
+            holdout_result=(
+                ObjectiveResult.from_components(json.loads(row["holdout_result"])) if row["holdout_result"] else None
+            ),
         )
 
     def row_summary(self) -> dict[str, Any]:
         """A flat dict for tables and JSON output."""
         r = self.result
         d: dict[str, Any] = {
-            "trial": self.number, "state": self.state, "score": self.score,
-            "holdout_score": self.holdout_score, "gap": self.gap,
-            "precision": r.precision if r else None, "recall": r.recall if r else None,
+            "trial": self.number,
+            "state": self.state,
+            "score": self.score,
+            "holdout_score": self.holdout_score,
+            "gap": self.gap,
+            "precision": r.precision if r else None,
+            "recall": r.recall if r else None,
             "cost_per_entity": r.cost_per_entity if r else None,
             "true_actionable": r.true_actionable if r else None,
             "false_actionable": r.false_actionable if r else None,
             "seconds": round(self.finished_at - self.started_at, 3),
-            "config_hash": self.config_hash, "error": self.error or "",
+            "config_hash": self.config_hash,
+            "error": self.error or "",
         }
         d.update(self.point)
         return d
@@ -155,8 +176,9 @@ def current_config(ops) -> ParameterConfig:
     return live_config(ops)
 
 
-def create_study(ops, spec: StudySpec, *, actor: str, base_config: ParameterConfig | None = None,
-                 clock: Clock = time.time) -> Study:
+def create_study(
+    ops, spec: StudySpec, *, actor: str, base_config: ParameterConfig | None = None, clock: Clock = time.time
+) -> Study:
     """Validate ``spec``, fix the split and the base config, store the study (audited). Nothing is
     written when anything is wrong."""
     spec.check()
@@ -171,13 +193,34 @@ def create_study(ops, spec: StudySpec, *, actor: str, base_config: ParameterConf
         cur = db.execute(
             """INSERT INTO tuning_studies (name, created_at, actor, spec, base_config, base_hash,
                train_ids, holdout_ids, sampler, grid_full_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [name, clock(), actor, spec_to_json(spec), base.to_json(indent=None), base.hash(),
-             json.dumps(list(split.train)), json.dumps(list(split.holdout)), sampler.description(), grid_full],
+            [
+                name,
+                clock(),
+                actor,
+                spec_to_json(spec),
+                base.to_json(indent=None),
+                base.hash(),
+                json.dumps(list(split.train)),
+                json.dumps(list(split.holdout)),
+                sampler.description(),
+                grid_full,
+            ],
         )
         study_id = cur.lastrowid
-        ops.audit(actor, "tuning.create", f"study:{study_id}",
-                  {"method": spec.method, "iterations": spec.iterations, "params": list(spec.params),
-                   "train": len(split.train), "holdout": len(split.holdout), "base_hash": base.hash()}, db=db)
+        ops.audit(
+            actor,
+            "tuning.create",
+            f"study:{study_id}",
+            {
+                "method": spec.method,
+                "iterations": spec.iterations,
+                "params": list(spec.params),
+                "train": len(split.train),
+                "holdout": len(split.holdout),
+                "base_hash": base.hash(),
+            },
+            db=db,
+        )
     return get_study(ops, study_id)
 
 
@@ -216,9 +259,19 @@ def attach_job(ops, study_id: int, job_id: int) -> None:
         db.execute("UPDATE tuning_studies SET job_id = ? WHERE id = ?", [job_id, study_id])
 
 
-def insert_trial(ops, study: Study, number: int, *, point: Mapping, config: ParameterConfig | None,
-                 result: ObjectiveResult | None, error: str | None, started: float, finished: float,
-                 fence: Callable[[Any], None] | None) -> None:
+def insert_trial(
+    ops,
+    study: Study,
+    number: int,
+    *,
+    point: Mapping,
+    config: ParameterConfig | None,
+    result: ObjectiveResult | None,
+    error: str | None,
+    started: float,
+    finished: float,
+    fence: Callable[[Any], None] | None,
+) -> None:
     """Store a finished trial: complete with its result, or failed with its ``error``."""
     with ops.transaction() as db:
         if fence is not None:
@@ -226,15 +279,23 @@ def insert_trial(ops, study: Study, number: int, *, point: Mapping, config: Para
         db.execute(
             """INSERT INTO tuning_trials (study_id, number, state, point, config, config_hash, score, result,
                error, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [study.id, number, "complete" if error is None else "failed", json.dumps(dict(point), sort_keys=True),
-             config.to_json(indent=None) if config else None, config.hash() if config else "",
-             result.score if result else None, json.dumps(result.components()) if result else None,
-             error, started, finished],
+            [
+                study.id,
+                number,
+                "complete" if error is None else "failed",
+                json.dumps(dict(point), sort_keys=True),
+                config.to_json(indent=None) if config else None,
+                config.hash() if config else "",
+                result.score if result else None,
+                json.dumps(result.components()) if result else None,
+                error,
+                started,
+                finished,
+            ],
         )
 
 
-def set_holdout(ops, study: Study, number: int, result: ObjectiveResult,
-                fence: Callable[[Any], None] | None) -> None:
+def set_holdout(ops, study: Study, number: int, result: ObjectiveResult, fence: Callable[[Any], None] | None) -> None:
     """Add the hold-out re-scoring of trial ``number`` to its row."""
     with ops.transaction() as db:
         if fence is not None:
@@ -245,18 +306,29 @@ def set_holdout(ops, study: Study, number: int, result: ObjectiveResult,
         )
 
 
-def finish_study(ops, study: Study, summary: Mapping[str, Any], *, finished_at: float,
-                 fence: Callable[[Any], None] | None) -> None:
+def finish_study(
+    ops, study: Study, summary: Mapping[str, Any], *, finished_at: float, fence: Callable[[Any], None] | None
+) -> None:
     """Store the study's result and mark it finished (audited in the same transaction)."""
     with ops.transaction() as db:
         if fence is not None:
             fence(db)
-        db.execute("UPDATE tuning_studies SET result = ?, finished_at = ? WHERE id = ?",
-                   [json.dumps(summary, default=str), finished_at, study.id])
-        ops.audit("worker", "tuning.finish", f"study:{study.id}",
-                  {"winner": summary["winner"]["trial"], "winner_hash": summary["winner"]["config_hash"],
-                   "holdout_winner": summary["winner"]["holdout_score"],
-                   "holdout_base": summary["base"]["holdout_score"]}, db=db)
+        db.execute(
+            "UPDATE tuning_studies SET result = ?, finished_at = ? WHERE id = ?",
+            [json.dumps(summary, default=str), finished_at, study.id],
+        )
+        ops.audit(
+            "worker",
+            "tuning.finish",
+            f"study:{study.id}",
+            {
+                "winner": summary["winner"]["trial"],
+                "winner_hash": summary["winner"]["config_hash"],
+                "holdout_winner": summary["winner"]["holdout_score"],
+                "holdout_base": summary["base"]["holdout_score"],
+            },
+            db=db,
+        )
 
 
 MIGRATIONS: list[Migration] = [

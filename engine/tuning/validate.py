@@ -35,8 +35,13 @@ class Validation:
         return self.candidate.score - self.base.score
 
 
-def validate_config(config: ParameterConfig, *, study: Study | None = None, spec: StudySpec | None = None,
-                    base: ParameterConfig | None = None) -> Validation:
+def validate_config(
+    config: ParameterConfig,
+    *,
+    study: Study | None = None,
+    spec: StudySpec | None = None,
+    base: ParameterConfig | None = None,
+) -> Validation:
     """Score ``config`` (and the base config, for comparison) on a hold-out set: a study's, or the one
     ``spec`` would fix. Shadow runs only; nothing is written."""
     if study is not None:
@@ -49,14 +54,18 @@ def validate_config(config: ParameterConfig, *, study: Study | None = None, spec
         w = workload_for(spec)
         holdout = split_entities(w.entity_ids, spec.train_fraction, spec.salt).holdout
         base = base if base is not None else ParameterConfig()
-        desc = (f"hold-out set of {spec.entities.describe()}, split {spec.train_fraction}, salt {spec.salt!r} "
-                f"({len(holdout)} entities)")
+        desc = (
+            f"hold-out set of {spec.entities.describe()}, split {spec.train_fraction}, salt {spec.salt!r} "
+            f"({len(holdout)} entities)"
+        )
     else:
         raise ConfigError("validate needs a study or an entity specification")
     workload = workload_for(spec)
     return Validation(
-        holdout_ids=tuple(holdout), description=desc,
+        holdout_ids=tuple(holdout),
+        description=desc,
         candidate=evaluate(config, workload, holdout, spec.rewards),
         base=evaluate(base, workload, holdout, spec.rewards),
-        candidate_hash=config.hash(), base_hash=base.hash(),
+        candidate_hash=config.hash(),
+        base_hash=base.hash(),
     )

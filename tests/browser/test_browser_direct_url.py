@@ -10,6 +10,7 @@ through streamlit_app.py; this test is the first request its server sees.
 from __future__ import annotations
 
 import pytest
+
 from tests.support.browser_harness import browser_page, chromium, console_data_dir, console_server, open_console  # noqa: F401
 
 pytestmark = pytest.mark.browser

@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from tests.support.browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 
 from engine.catalogue.generator import seed_catalogue
-from engine.store.graph import GraphStore
-from engine.monitoring.events import query_events
-from engine.store.opsdb import OpsDB
-from engine.core.settings import load_settings
 from engine.catalogue.templates import load_templates
+from engine.core.settings import load_settings
+from engine.monitoring.events import query_events
+from engine.store.graph import GraphStore
+from engine.store.opsdb import OpsDB
+from tests.support.browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -74,8 +74,9 @@ def test_search_run_discovery_and_see_the_hop_trail(console_server, browser_page
     # ranking, hop trail, confidences, evidence trail, plus the page's two tables
     assert page.locator('[data-testid="stDataFrame"]').count() >= 5
     # the before/after confidence chart was drawn by vega (the EIG chart sits in a closed expander)
-    page.locator('[data-testid="stVegaLiteChart"] canvas:visible, [data-testid="stVegaLiteChart"] svg:visible'
-                 ).first.wait_for()
+    page.locator(
+        '[data-testid="stVegaLiteChart"] canvas:visible, [data-testid="stVegaLiteChart"] svg:visible'
+    ).first.wait_for()
     (event,) = query_events(OpsDB(settings.ops_db_path), run_id=run_id)
     assert event.entity_id == entity.id and event.iterations == len(evidence)
 

@@ -29,15 +29,14 @@ def test_present_chromium_neither_fails_nor_skips(monkeypatch, tmp_path):
     browser_harness.require_chromium()
 
 
-
 def test_console_pages_lists_the_menu_with_the_default_page_at_the_root(tmp_path):
     app = tmp_path / "app.py"
     app.write_text(
-        'PAGES = [\n'
+        "PAGES = [\n"
         '    st.Page("pages/overview.py", title="Overview", default=True),\n'
         '    st.Page("pages/hypotheses.py", title="Hypotheses"),\n'
         '    st.Page("pages/cache.py", title="Cache"),\n'
-        ']\n'
+        "]\n"
     )
     assert browser_harness.console_pages(app) == {"overview": "", "hypotheses": "hypotheses", "cache": "cache"}
     real = browser_harness.console_pages()

@@ -12,12 +12,12 @@ import re
 import time
 
 import pytest
-from tests.support.browser_harness import browser_page, chromium, console_data_dir, console_server, open_console  # noqa: F401
 
-from engine.monitoring.jsonlog import JsonlLog
-from engine.monitoring.events import count_events, record_runs
-from engine.store.opsdb import open_ops_db
 from engine.core.settings import load_settings
+from engine.monitoring.events import count_events, record_runs
+from engine.monitoring.jsonlog import JsonlLog
+from engine.store.opsdb import open_ops_db
+from tests.support.browser_harness import browser_page, chromium, console_data_dir, console_server, open_console  # noqa: F401
 from tests.support.monitoring_data import make_run
 
 pytestmark = pytest.mark.browser
@@ -35,8 +35,15 @@ def _record(server, results, *, ago_s: float = 60, names=None, stage_id=None) ->
     settings = _settings(server)
     ops = open_ops_db(settings)
     now = time.time()
-    record_runs(ops, results, run_id="browser", stage_id=stage_id, clock=lambda: now - ago_s,
-                log=JsonlLog.for_settings(settings), names=names)
+    record_runs(
+        ops,
+        results,
+        run_id="browser",
+        stage_id=stage_id,
+        clock=lambda: now - ago_s,
+        log=JsonlLog.for_settings(settings),
+        names=names,
+    )
     return count_events(ops, now - 86400)
 
 
@@ -55,11 +62,16 @@ def test_overview_charts_follow_new_events_without_a_click(console_server, brows
         assert charts.count() == 3  # only the graph's own charts so far
 
     # a worker records runs: the open page shows them on its own
-    n1 = _record(console_server, [make_run(f"n{i}", cost=0.2, actionable=True) for i in range(4)]
-                 + [make_run(f"o{i}", system="old", cost=0.4) for i in range(3)], ago_s=1800)
+    n1 = _record(
+        console_server,
+        [make_run(f"n{i}", cost=0.2, actionable=True) for i in range(4)]
+        + [make_run(f"o{i}", system="old", cost=0.4) for i in range(3)],
+        ago_s=1800,
+    )
     _live_caption(page, n1).wait_for(timeout=LIVE_TIMEOUT_MS)
-    page.wait_for_function("document.querySelectorAll('[data-testid=stVegaLiteChart]').length === 7",
-                           timeout=LIVE_TIMEOUT_MS)
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=stVegaLiteChart]').length === 7", timeout=LIVE_TIMEOUT_MS
+    )
     page.locator('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg').last.wait_for()
 
     n2 = _record(console_server, [make_run(f"m{i}", system="old", cost=0.8) for i in range(5)], ago_s=30)
@@ -69,8 +81,12 @@ def test_overview_charts_follow_new_events_without_a_click(console_server, brows
 
 
 def test_reports_page_downloads_files_with_the_expected_content(console_server, browser_page):
-    runs = _record(console_server, [make_run("evil-fc", cost=0.3, actionable=True), make_run("ok-fc", cost=0.1)],
-                   names={"evil-fc": EVIL}, stage_id="pilot")
+    runs = _record(
+        console_server,
+        [make_run("evil-fc", cost=0.3, actionable=True), make_run("ok-fc", cost=0.1)],
+        names={"evil-fc": EVIL},
+        stage_id="pilot",
+    )
     page = open_console(browser_page, console_server.url, "reports")
     page.get_by_role("heading", name="Reports").wait_for()
     page.get_by_text(re.compile(rf"{runs:,} runs in the last 24h")).first.wait_for()
@@ -102,9 +118,9 @@ def test_reports_page_downloads_files_with_the_expected_content(console_server, 
 
 
 def test_alerts_page_evaluates_and_runs_the_periodic_evaluator(console_server, browser_page):
+    from engine.jobs.queue import JobStore, wait_for
     from engine.monitoring import alert_jobs
     from engine.monitoring.alerts import current_states, load_rules
-    from engine.jobs.queue import JobStore, wait_for
 
     ops = open_ops_db(_settings(console_server))
     page = open_console(browser_page, console_server.url, "alerts")
@@ -121,7 +137,8 @@ def test_alerts_page_evaluates_and_runs_the_periodic_evaluator(console_server, b
         # the worker process evaluates on its own; the page's fragment shows it running without a click
         wait_for(JobStore(ops), job.id, until=lambda j: j.progress_done >= 1 or j.state.is_terminal(), timeout_s=60)
         page.get_by_text(re.compile(rf"^periodic evaluation running \(job {job.id}, every 1m")).wait_for(
-            timeout=LIVE_TIMEOUT_MS)
+            timeout=LIVE_TIMEOUT_MS
+        )
         page.get_by_role("button", name="Stop periodic evaluation").click()
         page.get_by_text(f"stop requested for job {job.id}").wait_for()
         final = wait_for(JobStore(ops), job.id, until=lambda j: j.state.is_terminal(), timeout_s=30)

@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support.browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 
 from engine import rollout
 from engine.catalogue.generator import seed_catalogue
-from engine.store.graph import GraphStore
-from engine.jobs.queue import JobStore
-from engine.store.opsdb import open_ops_db
-from engine.core.settings import load_settings
 from engine.catalogue.templates import load_templates
+from engine.core.settings import load_settings
+from engine.jobs.queue import JobStore
+from engine.store.graph import GraphStore
+from engine.store.opsdb import open_ops_db
+from tests.support.browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 
 pytestmark = pytest.mark.browser
 

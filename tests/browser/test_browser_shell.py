@@ -7,12 +7,12 @@ Chromium loads it over loopback the way an operator's browser would.
 from __future__ import annotations
 
 import pytest
-from tests.support.browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 
 from engine.catalogue.generator import seed_catalogue
-from engine.store.graph import GraphStore
-from engine.core.settings import load_settings
 from engine.catalogue.templates import load_templates
+from engine.core.settings import load_settings
+from engine.store.graph import GraphStore
+from tests.support.browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 
 pytestmark = pytest.mark.browser
 

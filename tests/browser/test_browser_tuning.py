@@ -7,14 +7,14 @@ import json
 import re
 
 import pytest
-from tests.support.browser_harness import browser_page, chromium, console_data_dir, console_server, open_console  # noqa: F401
 
-from engine.store.opsdb import open_ops_db
 from engine.core.params import ParameterConfig
 from engine.core.settings import load_settings
+from engine.store.opsdb import open_ops_db
 from engine.tuning.runner import start_study
 from engine.tuning.spec import EntitySpec, StudySpec
 from engine.tuning.store import get_study
+from tests.support.browser_harness import browser_page, chromium, console_data_dir, console_server, open_console  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -28,8 +28,14 @@ def test_a_running_study_updates_the_open_page_and_its_best_config_downloads(con
     page.get_by_text("No tuning study yet").wait_for()
 
     ops = open_ops_db(settings)
-    spec = StudySpec(method="random", params=("max_iterations", "delta_accept"), iterations=4,
-                     entities=EntitySpec(n=40), seed=3, train_fraction=0.7)
+    spec = StudySpec(
+        method="random",
+        params=("max_iterations", "delta_accept"),
+        iterations=4,
+        entities=EntitySpec(n=40),
+        seed=3,
+        train_fraction=0.7,
+    )
     study, _, _ = start_study(ops, settings, spec, actor="browser-test")  # a real detached worker
     # the page only polls: reload once to leave the empty state, then no more clicks
     open_console(browser_page, console_server.url, "tuning")

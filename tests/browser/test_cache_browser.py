@@ -5,14 +5,14 @@ statistics are a fragment refreshing every 2 s)."""
 from __future__ import annotations
 
 import pytest
-from tests.support.browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 
 from engine.catalogue.generator import seed_catalogue
+from engine.catalogue.templates import load_templates
 from engine.cli.main import main
-from engine.store.graph import GraphStore
 from engine.core.model import Decision, Depth, HopRecord, HopType
 from engine.core.settings import load_settings
-from engine.catalogue.templates import load_templates
+from engine.store.graph import GraphStore
+from tests.support.browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 
 pytestmark = pytest.mark.browser
 

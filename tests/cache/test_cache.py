@@ -53,8 +53,12 @@ def make(timer, **kw) -> HypothesisCache:
 
 def hyp(entity: str = "arsenal-fc", pattern: str = "crm", confidence: float = 0.3) -> Hypothesis:
     return Hypothesis(
-        id=f"{entity}::{pattern}", entity_id=entity, pattern=pattern, category="CRM Implementation",
-        prior=0.3, confidence=confidence,
+        id=f"{entity}::{pattern}",
+        entity_id=entity,
+        pattern=pattern,
+        category="CRM Implementation",
+        prior=0.3,
+        confidence=confidence,
     )
 
 
@@ -206,7 +210,7 @@ def test_byte_total_equals_sum_of_entries_through_every_kind_of_removal(timer):
         else:
             c.purge_expired()
         s = c.stats()
-        assert s.bytes == sum(charged[k] for k in c.keys()), f"drift at step {step}"
+        assert s.bytes == sum(charged[k] for k in c.keys()), f"drift at step {step}"  # noqa: SIM118 - not iterable
         assert s.items <= 30 and s.bytes <= 4_000
     c.invalidate_all()
     assert c.stats().bytes == 0
@@ -448,7 +452,7 @@ def test_threads_hammering_the_cache_keep_it_consistent(timer):
         t.join(WAIT_S * 3)
     assert errors == []
     s = c.stats()
-    assert s.bytes == sum(c._data.getsizeof(cachetools.Cache.__getitem__(c._data, k)) for k in c.keys())
+    assert s.bytes == sum(c._data.getsizeof(cachetools.Cache.__getitem__(c._data, k)) for k in c.keys())  # noqa: SIM118 - not iterable
     assert s.items <= 20 and s.bytes <= 3_000
     assert c._inflight == {} and c._loads_running == 0
 

@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from engine.cache import service as cache_service
 from engine.bench.store import bench_size, chart_rows, format_report, run_bench_job, run_store_bench
-from engine.cache.service import CacheService, published_stats, request, set_warm_interval, warm_interval
+from engine.cache import service as cache_service
 from engine.cache.cached_graph import hyps_key
+from engine.cache.service import CacheService, published_stats, request, set_warm_interval, warm_interval
+from engine.cache.warmer import list_warm_runs
 from engine.cli.main import main
 from engine.core.errors import ConfigError, StoreUnavailable
-from engine.cache.warmer import list_warm_runs
 from tests.support.graphs import seed
 
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from engine.bench.cache_sync import bench_sync
+from engine.cache.cached_graph import CachedGraph, entity_key, hyp_key, hyps_key, template_key
 from engine.cache.lru import HypothesisCache
 from engine.cache.service import CacheService
-from engine.cache.cached_graph import CachedGraph, entity_key, hyp_key, hyps_key, template_key
+from engine.core.model import Decision, Depth, HopRecord, HopType, apply_decision
 from engine.store.batch import run_batch
 from engine.store.graph import GraphStore, WritePosition
-from engine.core.model import Decision, HopRecord, HopType, Depth, apply_decision
 from tests.support.graphs import NOW, TEMPLATE, seed
 
 A, R = Decision.ACCEPT, Decision.REJECT
@@ -103,9 +103,7 @@ def test_save_hypotheses_and_restore_by_another_store(graph, other, cached):
     other.restore(cut)
     assert all(h.rejects == 1 for h in cached.get_hypotheses("club-000"))  # stale without sync
     cached.sync()
-    assert cached.get_hypotheses("club-000") == graph.get_hypotheses("club-000") == [
-        h for h in hyps if h.id != gone
-    ]
+    assert cached.get_hypotheses("club-000") == graph.get_hypotheses("club-000") == [h for h in hyps if h.id != gone]
     assert hyp_key(gone) not in cached.cache
 
 

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from engine.cache.lru import HypothesisCache
 from engine.cache.cached_graph import CachedGraph, hyp_key, hyps_key
-from engine.core.model import Decision, HopRecord, HopType, Depth, Hypothesis, Pattern, UnknownEntity, apply_decision
+from engine.cache.lru import HypothesisCache
+from engine.core.model import Decision, Depth, HopRecord, HopType, Hypothesis, Pattern, UnknownEntity, apply_decision
 from tests.support.graphs import NOW, PATTERNS, TEMPLATE, seed
 
 A, R = Decision.ACCEPT, Decision.REJECT
@@ -61,7 +61,9 @@ def test_unknown_entity_raises_and_is_not_cached(graph, cached):
     seed(graph, 1)
     with pytest.raises(UnknownEntity):
         cached.get_hypotheses("no-such-club")
-    assert cached.get_hypotheses_many(["no-such-club", "club-000"]) == graph.get_hypotheses_many(["no-such-club", "club-000"])
+    assert cached.get_hypotheses_many(["no-such-club", "club-000"]) == graph.get_hypotheses_many(
+        ["no-such-club", "club-000"]
+    )
     assert hyps_key("no-such-club") not in cached.cache  # [] may mean "no entity": never cached
     with pytest.raises(UnknownEntity):
         cached.get_hypotheses("no-such-club")

@@ -8,10 +8,8 @@ from collections import Counter
 
 import pytest
 
-from engine.cache.lru import HypothesisCache
 from engine.cache.cached_graph import CachedGraph, entity_key, hyps_key
-from engine.core.errors import ConfigError
-from engine.core.model import Decision, Depth, HopRecord, HopType
+from engine.cache.lru import HypothesisCache
 from engine.cache.warmer import (
     CacheWarmer,
     WarmerConfig,
@@ -21,6 +19,8 @@ from engine.cache.warmer import (
     score_entities,
     zipf_trace,
 )
+from engine.core.errors import ConfigError
+from engine.core.model import Decision, Depth, HopRecord, HopType
 from tests.support.graphs import NOW, seed
 
 

@@ -12,11 +12,11 @@ import pytest
 
 from engine.catalogue.generator import (
     BLOCK_SIZE,
-    WORDS_FILE,
     DEMO_ENTITIES,
     DEMO_SEED,
     MAX_CLUSTER,
     MIN_CLUSTER,
+    WORDS_FILE,
     SeedReport,
     build_hypotheses,
     catalogue_words,
@@ -26,9 +26,9 @@ from engine.catalogue.generator import (
     load_words,
     seed_catalogue,
 )
+from engine.catalogue.templates import load_templates
 from engine.core.errors import ConfigError
 from engine.core.model import ENTITY_TYPES, DomainError, Status, slugify
-from engine.catalogue.templates import load_templates
 
 TEMPLATES = load_templates()
 

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from engine.catalogue.generator import seed_catalogue
-from engine.core.errors import DiscoveryError
 from engine.catalogue.importer import (
     ImportProblem,
     ImportRejected,
@@ -16,8 +15,9 @@ from engine.catalogue.importer import (
     parse_csv,
     parse_json,
 )
-from engine.core.model import Entity
 from engine.catalogue.templates import load_templates
+from engine.core.errors import DiscoveryError
+from engine.core.model import Entity
 
 TEMPLATES = load_templates()
 HEADER = "name,id,sport,country,type,tier,cluster,template\n"
@@ -56,8 +56,14 @@ def test_csv_rows_become_entities_with_defaults(tmp_path):
     )
     entities = check_file(path, TEMPLATES)
     assert entities[0] == Entity(
-        id="porto-alegre-basketball-club", name="Porto Alegre Basketball Club", sport="Basketball",
-        country="Brazil", type="club", tier=1, cluster="brazil-basketball", template_id="tier1_club",
+        id="porto-alegre-basketball-club",
+        name="Porto Alegre Basketball Club",
+        sport="Basketball",
+        country="Brazil",
+        type="club",
+        tier=1,
+        cluster="brazil-basketball",
+        template_id="tier1_club",
     )
     assert (entities[1].id, entities[1].cluster, entities[1].template_id) == ("nhf", "nordic-handball", "federation")
     assert (entities[2].template_id, entities[2].cluster) == ("agency", "unclustered")
@@ -158,7 +164,9 @@ def test_json_rows_are_numbered_from_one(tmp_path):
 
 def test_name_without_letters_needs_an_id(tmp_path):
     path = write(tmp_path, "n.csv", "name,id\n!!!,\n???,qmarks\n")
-    assert messages(rejected(path)) == ["row 1 (line 2): name '!!!' has no letters or digits to make an id from: give an id"]
+    assert messages(rejected(path)) == [
+        "row 1 (line 2): name '!!!' has no letters or digits to make an id from: give an id"
+    ]
 
 
 def test_duplicate_given_and_derived_id(tmp_path):
@@ -254,8 +262,13 @@ def test_parsers_return_rows_and_problems_without_raising():
 
 
 def test_import_writes_entities_and_hypotheses(graph, tmp_path):
-    path = write(tmp_path, "ok.csv", HEADER + "Porto Alegre Basketball Club,,Basketball,Brazil,club,1,,\n"
-                 + "Elite Sports Management Group,,,,agency,2,,\n")
+    path = write(
+        tmp_path,
+        "ok.csv",
+        HEADER
+        + "Porto Alegre Basketball Club,,Basketball,Brazil,club,1,,\n"
+        + "Elite Sports Management Group,,,,agency,2,,\n",
+    )
     report = import_file(graph, path, TEMPLATES, clock=lambda: 5.0)
     expected = len(TEMPLATES["tier1_club"].patterns) + len(TEMPLATES["agency"].patterns)
     assert (report.entities, report.created, report.replaced, report.hypotheses) == (2, 2, 0, expected)
@@ -277,10 +290,16 @@ def test_rejected_import_writes_nothing(graph, tmp_path):
 def test_import_over_existing_ids_needs_replace(graph, tmp_path):
     seed_catalogue(graph, 5, 1, TEMPLATES)
     some = graph.list_entities(limit=1)[0]
-    path = write(tmp_path, "r.json", json.dumps([
-        {"id": some.id, "name": "Renamed Club", "type": "club", "tier": 1},
-        {"name": "Brand New FC"},
-    ]))
+    path = write(
+        tmp_path,
+        "r.json",
+        json.dumps(
+            [
+                {"id": some.id, "name": "Renamed Club", "type": "club", "tier": 1},
+                {"name": "Brand New FC"},
+            ]
+        ),
+    )
     with pytest.raises(ImportRejected, match="already in the graph"):
         import_file(graph, path, TEMPLATES)
     assert graph.count_entities() == 5

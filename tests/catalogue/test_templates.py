@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from engine.catalogue.templates import DEFAULT_TEMPLATE_DIR, TemplateInvalid, load_templates, parse_template
 from engine.core.errors import ConfigError
 from engine.core.model import KNOWN_CATEGORIES, HopType, Template
-from engine.catalogue.templates import DEFAULT_TEMPLATE_DIR, TemplateInvalid, load_templates, parse_template
 
 GOOD = {
     "id": "test_club",

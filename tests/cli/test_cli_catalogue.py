@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from engine.store import falkor
 from engine.catalogue.generator import DEMO_ENTITIES, generate_catalogue
+from engine.core.settings import REPO_ROOT, Settings
+from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
-from engine.core.settings import REPO_ROOT, Settings
 
 PY = sys.executable
 
@@ -48,8 +48,10 @@ def one_line_error(done: subprocess.CompletedProcess) -> str:
     return done.stderr
 
 
-@pytest.mark.parametrize("command", [["seed"], ["import"], ["stats"], ["demo"], ["store"], ["store", "start"],
-                                     ["store", "stop"], ["store", "status"]])
+@pytest.mark.parametrize(
+    "command",
+    [["seed"], ["import"], ["stats"], ["demo"], ["store"], ["store", "start"], ["store", "stop"], ["store", "status"]],
+)
 def test_every_catalogue_command_has_help(command, capsys):
     from engine.cli.main import main
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from engine.store import falkor
 from engine.catalogue.generator import generate_catalogue, seed_catalogue
-from engine.store.graph import GraphStore
-from engine.monitoring.events import query_events
-from engine.store.opsdb import open_ops_db
-from engine.core.settings import REPO_ROOT, Settings
 from engine.catalogue.templates import load_templates
+from engine.core.settings import REPO_ROOT, Settings
+from engine.monitoring.events import query_events
+from engine.store import falkor
+from engine.store.graph import GraphStore
+from engine.store.opsdb import open_ops_db
 
 PY = sys.executable
 ENTITY = generate_catalogue(1, 7)[0].id
@@ -97,8 +97,11 @@ def test_discover_prints_the_trail_writes_the_graph_and_records_the_run(cli):
     trail = [line for line in out.splitlines() if re.match(r"\s*\d+\s{2}", line)]
     assert trail, out
     for line in trail:
-        assert re.search(r"\d\.\d{3}\s+\w+\s+(SURFACE|OPERATIONAL|AUTHORITY)\s+"
-                         r"(ACCEPT|WEAK_ACCEPT|REJECT|NO_PROGRESS)\s+[+-]\d\.\d\d\s+\d\.\d\d\s+\$\d\.\d{3}", line), line
+        assert re.search(
+            r"\d\.\d{3}\s+\w+\s+(SURFACE|OPERATIONAL|AUTHORITY)\s+"
+            r"(ACCEPT|WEAK_ACCEPT|REJECT|NO_PROGRESS)\s+[+-]\d\.\d\d\s+\d\.\d\d\s+\$\d\.\d{3}",
+            line,
+        ), line
     assert re.search(r"result   \d+ hops · \$\d\.\d{3} spent · actionable: (YES|no)", out)
     assert re.search(r"stop     \w+: ", out)
     with GraphStore.open(cli.settings) as g:
@@ -125,17 +128,18 @@ def test_discover_shadow_old_writes_nothing_and_json_is_parseable(cli):
 
 def test_bad_input_is_one_line_exit_2_and_nothing_written(cli, tmp_path):
     before = graph_state(cli.settings, [ENTITY])
-    assert "unknown entity id 'no-such-club'" in one_line_error(cli("discover", "--entity", "no-such-club",
-                                                                    check=False))
+    assert "unknown entity id 'no-such-club'" in one_line_error(
+        cli("discover", "--entity", "no-such-club", check=False)
+    )
     bad = tmp_path / "params.json"
     bad.write_text(json.dumps({"max_iterations": 0, "delta_acept": 0.1}))
     msg = one_line_error(cli("discover", "--entity", ENTITY, "--config-file", str(bad), check=False))
     assert str(bad) in msg and "delta_acept" in msg
     bad.write_text("{not json")
-    assert "not valid JSON" in one_line_error(cli("compare", "--entities", "5", "--config-file", str(bad),
-                                                  check=False))
-    msg = one_line_error(cli("discover", "--entity", ENTITY, "--evaluator-url", "http://127.0.0.1:9/evaluate",
-                             check=False))
+    assert "not valid JSON" in one_line_error(cli("compare", "--entities", "5", "--config-file", str(bad), check=False))
+    msg = one_line_error(
+        cli("discover", "--entity", ENTITY, "--evaluator-url", "http://127.0.0.1:9/evaluate", check=False)
+    )
     assert "unreachable" in msg
     assert "fewer than --entities" in one_line_error(cli("compare", "--entities", "500", check=False))
     assert graph_state(cli.settings, [ENTITY]) == before
@@ -160,8 +164,18 @@ def test_compare_on_graph_entities_is_shadow_and_recorded(cli):
     before = graph_state(cli.settings, ids)
     done = cli("compare", "--entities", "12", "--seed", "3", "--world-seed", "2")
     out = done.stdout
-    for label in ("cost total (USD)", "cost per entity (USD)", "actionable calls", "actionable rate", "precision",
-                  "recall", "error rate", "hop latency p50 (s)", "hop latency p95 (s)", "iterations per entity"):
+    for label in (
+        "cost total (USD)",
+        "cost per entity (USD)",
+        "actionable calls",
+        "actionable rate",
+        "precision",
+        "recall",
+        "error rate",
+        "hop latency p50 (s)",
+        "hop latency p95 (s)",
+        "iterations per entity",
+    ):
         assert re.search(rf"^{re.escape(label)}\s+\S+\s+\S+\s+\S+", out, re.M), label
     assert "12 of the graph's 30 entities (sample seed 3)" in out
     assert "stop reasons old: " in out and "paired (same entities)" in out

@@ -30,8 +30,9 @@ CHILD = textwrap.dedent(
 
 
 def run_and_close_after_one_line(lines: int) -> tuple[int, str]:
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(lines)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(lines)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     proc.stdout.readline()
     proc.stdout.close()
     err = proc.stderr.read().decode()
@@ -43,4 +44,3 @@ def test_reader_gone_mid_output_ends_quietly_with_the_sigpipe_code():
     code, err = run_and_close_after_one_line(200_000)  # far more than a pipe buffer holds
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert code == 141
-

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from engine.monitoring.alerts import rules_path, save_rules, load_rules
 from engine.cli.main import build_parser, main
-from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring.alerts import load_rules, rules_path, save_rules
 from engine.monitoring.events import record_runs
+from engine.monitoring.jsonlog import JsonlLog
 from engine.store.opsdb import open_ops_db
 from tests.support.monitoring_data import make_run
 
@@ -25,8 +25,9 @@ def data_dir(settings, monkeypatch):
 
 def _record(settings, results, names=None):
     # The CLI reports on "now", so these events are stamped with the real clock.
-    record_runs(open_ops_db(settings), results, run_id="cli", clock=time.time, log=JsonlLog.for_settings(settings),
-                names=names)
+    record_runs(
+        open_ops_db(settings), results, run_id="cli", clock=time.time, log=JsonlLog.for_settings(settings), names=names
+    )
 
 
 def test_every_monitoring_command_has_help():
@@ -79,7 +80,7 @@ def test_alerts_before_and_after_evaluation(data_dir, capsys):
     assert "no alert evaluated yet" in out and "not evaluated" in out
     assert main(["alerts", "--evaluate", "--rules"]) == 0
     out = capsys.readouterr().out
-    assert f"rules from" in out and "error_rate > 10.0%" in out
+    assert "rules from" in out and "error_rate > 10.0%" in out
     assert out.count("no_data") == 5  # an empty store is no data for every rule, not ok
 
 
@@ -110,6 +111,8 @@ def test_bench_monitor_prints_measured_figures(capsys):
     out = capsys.readouterr().out
     assert re.search(r"recorded 200 events in [\d.]+s", out)
     assert re.search(r"summarize  7d:\s+200 events", out)
-    assert re.search(r"live charts refresh 7d: [\d.]+ ms for 200 events \(summarize \+ time_series: [\d.]+ ms; [\d.]+x\)", out)
+    assert re.search(
+        r"live charts refresh 7d: [\d.]+ ms for 200 events \(summarize \+ time_series: [\d.]+ ms; [\d.]+x\)", out
+    )
     for fmt in ("md", "json", "html"):
         assert re.search(rf"render\s+{fmt}: .* bytes", out)

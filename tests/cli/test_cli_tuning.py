@@ -8,10 +8,10 @@ import json
 import pytest
 
 from engine.cli.main import main
-from engine.jobs.queue import JobState, JobStore, run_claimed
-from engine.store.opsdb import open_ops_db
 from engine.core.params import ParameterConfig
 from engine.core.settings import load_settings
+from engine.jobs.queue import JobState, JobStore, run_claimed
+from engine.store.opsdb import open_ops_db
 from engine.tuning.store import get_study, list_studies, list_trials
 
 SMALL = ["--entities", "30", "--params", "max_iterations,delta_accept", "--validation-split", "0.7"]
@@ -35,8 +35,20 @@ def no_launch(monkeypatch):
 @pytest.mark.slow
 def test_tune_runs_a_study_in_a_worker_and_writes_the_outputs(env, tmp_path, capsys):
     out, rep = tmp_path / "best.json", tmp_path / "report.md"
-    rc = main(["tune", "--method", "random", "--iterations", "2", *SMALL,
-               "--output-file", str(out), "--report-file", str(rep)])
+    rc = main(
+        [
+            "tune",
+            "--method",
+            "random",
+            "--iterations",
+            "2",
+            *SMALL,
+            "--output-file",
+            str(out),
+            "--report-file",
+            str(rep),
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "study 1 finished: 3 trials" in text and "optimism gap" in text
@@ -80,8 +92,12 @@ def test_detached_study_status_cancel_resume_export_and_handoff(env, tmp_path, c
     assert main(["tune", "status", "1", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["state"] == "finished" and len(status["trials"]) == 4
-    assert main(["tune", "export", "1", "--output-file", str(tmp_path / "x.json"),
-                 "--report-file", str(tmp_path / "x.md")]) == 0
+    assert (
+        main(
+            ["tune", "export", "1", "--output-file", str(tmp_path / "x.json"), "--report-file", str(tmp_path / "x.md")]
+        )
+        == 0
+    )
     assert ParameterConfig.load(tmp_path / "x.json").hash() == get_study(ops, 1).result["winner"]["config_hash"]
     assert main(["tune", "handoff", "1", "--name", "from-cli"]) == 0
     assert ops.get_setting("rollout.candidate")["path"].endswith("configs/from-cli.json")
@@ -121,7 +137,6 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(env, capsys, no_launch,
 
 
 def test_bench_tuning_prints_evaluations_and_the_ratio(capsys):
-    assert main(["bench", "tuning", "--seeds", "1", "--budget", "12", "--random-budget", "30",
-                 "--tolerance", "5"]) == 0
+    assert main(["bench", "tuning", "--seeds", "1", "--budget", "12", "--random-budget", "30", "--tolerance", "5"]) == 0
     text = capsys.readouterr().out
     assert "seed 0: bayesian" in text and "ratio random/bayesian" in text

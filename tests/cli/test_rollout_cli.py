@@ -8,7 +8,6 @@ import json
 import pytest
 
 from engine.cli.main import main
-
 from tests.support.stages import stage_table
 
 
@@ -39,8 +38,20 @@ def test_errors_are_one_line_with_exit_code_2(cli_env, capsys):
 
 def test_start_wait_status_report_and_confirmed_rollback(cli_env, tmp_path, capsys):
     stages = stage_table(tmp_path, counts=(10, 20, "all"), loose_triggers=True)
-    code = main(["rollout", "--stage", "all", "--stages-file", str(stages), "--entities", "20",
-                 "--time-scale", "400000", "--wait"])
+    code = main(
+        [
+            "rollout",
+            "--stage",
+            "all",
+            "--stages-file",
+            str(stages),
+            "--entities",
+            "20",
+            "--time-scale",
+            "400000",
+            "--wait",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "rollout 1 started: stages pilot -> limited -> production" in out and "completed" in out

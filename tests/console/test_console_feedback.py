@@ -20,20 +20,33 @@ def page():
     def rolled_back(performed):
         return {"performed": performed}
 
-    st.button("ok", key="ok", on_click=feedback.act, args=("Save", lambda x: x * 2, 21),
-              kwargs={"done": lambda n: f"Save: {n} saved"})
+    st.button(
+        "ok",
+        key="ok",
+        on_click=feedback.act,
+        args=("Save", lambda x: x * 2, 21),
+        kwargs={"done": lambda n: f"Save: {n} saved"},
+    )
     st.button("default", key="default", on_click=feedback.act, args=("Promote", lambda: None))
     st.button("plain", key="plain", on_click=feedback.act, args=("Pause", lambda: 1), kwargs={"done": "Pause: asked"})
     st.button("bad", key="bad", on_click=feedback.act, args=("Save", fails))
     st.button("unlabelled", key="unlabelled", on_click=feedback.act, args=("", fails))
-    st.button("warn", key="warn", on_click=feedback.act, args=("Rollback", rolled_back, False),
-              kwargs={"done": lambda r: ("success" if r["performed"] else "warning", "Rollback: nothing to undo")})
+    st.button(
+        "warn",
+        key="warn",
+        on_click=feedback.act,
+        args=("Rollback", rolled_back, False),
+        kwargs={"done": lambda r: ("success" if r["performed"] else "warning", "Rollback: nothing to undo")},
+    )
     feedback.show(keep=bool(st.session_state.get("keep")))
 
 
 def shown(at: AppTest) -> list[tuple[str, str]]:
-    return ([("success", e.value) for e in at.success] + [("warning", e.value) for e in at.warning]
-            + [("error", e.value) for e in at.error])
+    return (
+        [("success", e.value) for e in at.success]
+        + [("warning", e.value) for e in at.warning]
+        + [("error", e.value) for e in at.error]
+    )
 
 
 def test_act_flashes_the_outcome_once():

@@ -101,8 +101,16 @@ def test_hypotheses_frame_converts_update_time_and_handles_empty():
 
 
 def test_entity_label_and_details():
-    e = Entity(id="arsenal-fc", name="Arsenal FC", sport="football", country="GB", type="club", tier=1,
-               cluster="premier-league", template_id="tier1_club")
+    e = Entity(
+        id="arsenal-fc",
+        name="Arsenal FC",
+        sport="football",
+        country="GB",
+        type="club",
+        tier=1,
+        cluster="premier-league",
+        template_id="tier1_club",
+    )
     assert entity_label(e) == "Arsenal FC · arsenal-fc"
     details = entity_details(e)
     assert list(details) == ["Type", "Sport", "Country", "Tier", "Cluster", "Template"]

@@ -17,8 +17,10 @@ def test_stamp_is_the_utc_minute():
 def test_download_name_joins_kind_parts_and_stamp():
     assert download_name("alert-history", "csv", now=0) == "discovery-alert-history-19700101-0000.csv"
     assert download_name("evidence", "csv", "ent-42", now=0) == "discovery-evidence-ent-42-19700101-0000.csv"
-    assert download_name("tuning-study", "json", 7, "best-config", now=0) == \
-        "discovery-tuning-study-7-best-config-19700101-0000.json"
+    assert (
+        download_name("tuning-study", "json", 7, "best-config", now=0)
+        == "discovery-tuning-study-7-best-config-19700101-0000.json"
+    )
     assert re.fullmatch(r"discovery-x-\d{8}-\d{4}\.md", download_name("x", "md"))
 
 

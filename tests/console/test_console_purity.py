@@ -11,8 +11,7 @@ import pytest
 import console
 
 CONSOLE = Path(console.__file__).resolve().parent
-PURE = ("alerts_view", "cache_view", "charts", "entity_view", "format", "live", "naming", "rollout_view",
-        "tuning_view")
+PURE = ("alerts_view", "cache_view", "charts", "entity_view", "format", "live", "naming", "rollout_view", "tuning_view")
 DRAWING = ("services", "feedback", "tables", "entity_panel", "live_panel")
 
 
@@ -25,8 +24,12 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)  # from console import live
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
-                "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             names.add(str(node.args[0].value))
     return names
 
@@ -46,6 +49,5 @@ def test_pure_module_does_not_import_streamlit(name):
 
 @pytest.mark.parametrize("name", PURE)
 def test_pure_module_imports_only_pure_console_modules(name):
-    console_imports = {m.split(".")[1] for m in imported_modules(CONSOLE / f"{name}.py")
-                       if m.startswith("console.")}
+    console_imports = {m.split(".")[1] for m in imported_modules(CONSOLE / f"{name}.py") if m.startswith("console.")}
     assert console_imports <= set(PURE), f"console/{name}.py imports drawing modules {console_imports - set(PURE)}"

@@ -9,8 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from console.live import LIVE_METRICS, alert_banner, comparison_tiles, runs_caption, series_frame
-from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.events import record_runs
+from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.windows import series_from_events, summarize_events
 from engine.store.opsdb import open_ops_db
 from tests.support.monitoring_data import make_event, make_run
@@ -50,9 +50,13 @@ def test_empty_series_is_an_empty_frame_with_the_columns():
 
 def test_comparison_tiles_show_new_against_old_with_sizes_and_say_why_a_figure_is_missing():
     both = summarize_events(
-        [make_event(T0, system="new", cost=0.5, hops=4, errors=("timeout",)),
-         make_event(T0, system="old", cost=1.0, actionable=True, hops=4)],
-        start=T0 - 60, end=T0 + 60, now=T0 + 60,
+        [
+            make_event(T0, system="new", cost=0.5, hops=4, errors=("timeout",)),
+            make_event(T0, system="old", cost=1.0, actionable=True, hops=4),
+        ],
+        start=T0 - 60,
+        end=T0 + 60,
+        now=T0 + 60,
     )
     tiles = {t.label: t for t in comparison_tiles(both)}
     cost = tiles["Cost / entity (new)"]
@@ -86,10 +90,16 @@ def test_overview_draws_four_live_charts_from_recorded_events(console_env):
     now = time.time()
     ops = open_ops_db(console_env)
     log = JsonlLog.for_settings(console_env)
-    record_runs(ops, [make_run(f"n{i}", cost=0.25, actionable=i % 2 == 0) for i in range(4)], run_id="t",
-                clock=lambda: now - 3600, log=log)
-    record_runs(ops, [make_run(f"o{i}", system="old", cost=0.5) for i in range(3)], run_id="t",
-                clock=lambda: now - 600, log=log)
+    record_runs(
+        ops,
+        [make_run(f"n{i}", cost=0.25, actionable=i % 2 == 0) for i in range(4)],
+        run_id="t",
+        clock=lambda: now - 3600,
+        log=log,
+    )
+    record_runs(
+        ops, [make_run(f"o{i}", system="old", cost=0.5) for i in range(3)], run_id="t", clock=lambda: now - 600, log=log
+    )
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception
     assert len(_charts(at)) == 3 + 4
@@ -119,11 +129,21 @@ def test_alert_banner_names_firing_and_pending_rules():
 def test_overview_warns_while_an_alert_fires(console_env):
     from engine.monitoring.alerts import evaluate_alerts, load_rules, save_rules
 
-    save_rules(console_env, [r.to_json() | ({"hold": "0s", "min_sample": 1} if r.id == "error-rate" else {})
-                             for r in load_rules(console_env)])
+    save_rules(
+        console_env,
+        [
+            r.to_json() | ({"hold": "0s", "min_sample": 1} if r.id == "error-rate" else {})
+            for r in load_rules(console_env)
+        ],
+    )
     ops = open_ops_db(console_env)
-    record_runs(ops, [make_run("e", hops=2, errors=("timeout", "timeout"))], run_id="t",
-                clock=lambda: time.time() - 60, log=JsonlLog.for_settings(console_env))
+    record_runs(
+        ops,
+        [make_run("e", hops=2, errors=("timeout", "timeout"))],
+        run_id="t",
+        clock=lambda: time.time() - 60,
+        log=JsonlLog.for_settings(console_env),
+    )
     evaluate_alerts(ops, load_rules(console_env), time.time())
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception

@@ -23,9 +23,23 @@ def config():
 
 def event(system: str, at: float, cost: float, actionable: bool, engine_ms: float, i: int) -> MetricEvent:
     return MetricEvent(
-        at=at, run_id="r1", stage_id="r1:pilot", system=system, shadow=system == "old", config_hash="h",
-        entity_id=f"e{i}", cost_usd=cost, iterations=3, hops=3, hypotheses_tested=2, promotions=0,
-        actionable=actionable, correct=None, engine_latency_ms=engine_ms, evidence_latency_s=1.0, error_count=0,
+        at=at,
+        run_id="r1",
+        stage_id="r1:pilot",
+        system=system,
+        shadow=system == "old",
+        config_hash="h",
+        entity_id=f"e{i}",
+        cost_usd=cost,
+        iterations=3,
+        hops=3,
+        hypotheses_tested=2,
+        promotions=0,
+        actionable=actionable,
+        correct=None,
+        engine_latency_ms=engine_ms,
+        evidence_latency_s=1.0,
+        error_count=0,
         id=i,
     )
 
@@ -151,7 +165,11 @@ def test_old_vs_new_running_figures_by_hand():
     assert list(old_rate["value"]) == pytest.approx([0.0, 0.5])
     new_p95 = frame[(frame.system == "new") & (frame.metric == "p95_engine_latency_ms")]
     assert list(new_p95["value"]) == pytest.approx(
-        [10.0, np.percentile([10, 20], 95, method="inverted_cdf"), np.percentile([10, 20, 40], 95, method="inverted_cdf")]
+        [
+            10.0,
+            np.percentile([10, 20], 95, method="inverted_cdf"),
+            np.percentile([10, 20, 40], 95, method="inverted_cdf"),
+        ]
     )
     latest = rv.latest_figures(frame)
     assert latest["cost_per_entity"].new == pytest.approx(2.0) and latest["cost_per_entity"].old == pytest.approx(3.0)
@@ -208,10 +226,28 @@ def test_progress():
 
 
 def test_jobs_frame():
-    job = Job(id=3, kind="rollout", params={}, state=JobState.RUNNING, control=Control.RUN, actor="console",
-              created_at=1_700_000_000.0, started_at=None, finished_at=None, heartbeat_at=1_700_000_005.0,
-              pid=1, pid_started=None, host="h", token="t", attempts=1, progress_done=5, progress_total=20,
-              message="batch 1", result=None, error=None)
+    job = Job(
+        id=3,
+        kind="rollout",
+        params={},
+        state=JobState.RUNNING,
+        control=Control.RUN,
+        actor="console",
+        created_at=1_700_000_000.0,
+        started_at=None,
+        finished_at=None,
+        heartbeat_at=1_700_000_005.0,
+        pid=1,
+        pid_started=None,
+        host="h",
+        token="t",
+        attempts=1,
+        progress_done=5,
+        progress_total=20,
+        message="batch 1",
+        result=None,
+        error=None,
+    )
     frame = rv.jobs_frame([job])
     row = frame.iloc[0]
     assert (row["id"], row["state"], row["progress"], row["message"]) == (3, "running", 0.25, "batch 1")
@@ -220,14 +256,45 @@ def test_jobs_frame():
 
 def test_decision_records_frame_newest_first_with_inputs():
     records = [
-        {"id": 1, "run_id": 4, "stage": "pilot", "at": 100.0, "gate": "check", "action": "continue",
-         "phase": "running", "actor": "worker", "forced": False, "reason": "no trigger breached after 5 entities",
-         "record": {"n": 5, "config": {"candidate_hash": "abc", "baseline_hash": "def"}}},
-        {"id": 2, "run_id": 4, "stage": "pilot", "at": 200.0, "gate": "promote", "action": "complete",
-         "phase": "inconclusive", "actor": "console:ops", "forced": True, "reason": "forced by operator",
-         "record": {"n": 10, "config": {"candidate_hash": "abc"}}},
-        {"id": 3, "run_id": 4, "stage": "pilot", "at": 300.0, "gate": "rollback", "action": "rollback",
-         "phase": "operator", "actor": "console:ops", "forced": False, "reason": "cost up", "record": {}},
+        {
+            "id": 1,
+            "run_id": 4,
+            "stage": "pilot",
+            "at": 100.0,
+            "gate": "check",
+            "action": "continue",
+            "phase": "running",
+            "actor": "worker",
+            "forced": False,
+            "reason": "no trigger breached after 5 entities",
+            "record": {"n": 5, "config": {"candidate_hash": "abc", "baseline_hash": "def"}},
+        },
+        {
+            "id": 2,
+            "run_id": 4,
+            "stage": "pilot",
+            "at": 200.0,
+            "gate": "promote",
+            "action": "complete",
+            "phase": "inconclusive",
+            "actor": "console:ops",
+            "forced": True,
+            "reason": "forced by operator",
+            "record": {"n": 10, "config": {"candidate_hash": "abc"}},
+        },
+        {
+            "id": 3,
+            "run_id": 4,
+            "stage": "pilot",
+            "at": 300.0,
+            "gate": "rollback",
+            "action": "rollback",
+            "phase": "operator",
+            "actor": "console:ops",
+            "forced": False,
+            "reason": "cost up",
+            "record": {},
+        },
     ]
     frame = rv.decision_records_frame(records)
     assert list(frame["id"]) == [3, 2, 1]
@@ -243,7 +310,10 @@ def test_run_stage_states_and_details():
     names = ["pilot", "limited", "production"]
     assert rv.run_stage_states(names, None, {}) == dict.fromkeys(names, "pending")
     assert rv.run_stage_states(names, ["pilot"], {"pilot": "rolled_back"}) == {
-        "pilot": "rolled_back", "limited": rv.NOT_IN_RUN, "production": rv.NOT_IN_RUN}
+        "pilot": "rolled_back",
+        "limited": rv.NOT_IN_RUN,
+        "production": rv.NOT_IN_RUN,
+    }
     assert rv.run_stage_states(names, names, {"pilot": "promoted"})["limited"] == "pending"
     assert rv.stage_detail(7, 10, 1.25, 3, "running") == "7/10 entities · 1.25 of 3 days"
     assert rv.stage_detail(0, 0, 0, 3, "pending") == ""

@@ -295,8 +295,16 @@ def test_slugify_of_nothing_useful_is_empty():
 
 
 def entity(**kw) -> Entity:
-    fields = dict(id="acme-fc", name="Acme FC", sport="football", country="England", type="club",
-                  tier=1, cluster="england-football", template_id="tier1_club")
+    fields = dict(
+        id="acme-fc",
+        name="Acme FC",
+        sport="football",
+        country="England",
+        type="club",
+        tier=1,
+        cluster="england-football",
+        template_id="tier1_club",
+    )
     fields.update(kw)
     return Entity(**fields)
 

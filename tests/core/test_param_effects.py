@@ -16,10 +16,10 @@ import pytest
 
 from engine.cache.lru import HypothesisCache
 from engine.catalogue.generator import build_hypotheses, generate_catalogue, templates_for
-from engine.discovery.systems import run_discovery
+from engine.catalogue.templates import load_templates
 from engine.core.model import Channel, Entity, HopType, Pattern, Template
 from engine.core.params import GROUPS, PARAMETER_SPECS, ParameterConfig
-from engine.catalogue.templates import load_templates
+from engine.discovery.systems import run_discovery
 from engine.discovery.world import SimulatedWorld
 
 NOW = 1_700_000_000.0
@@ -50,8 +50,16 @@ def _run(entity, template, hyps, params, system, world=WORLD, **kw):
 def catalogue(params: ParameterConfig, system: str = "new"):
     """20 catalogue entities, fresh hypotheses, world seed 1, no cluster confirmations."""
     return [
-        _signature(_run(e, TEMPLATES[e.template_id], build_hypotheses(e, TEMPLATES[e.template_id], NOW), params,
-                        system, cluster_confirmations={}))
+        _signature(
+            _run(
+                e,
+                TEMPLATES[e.template_id],
+                build_hypotheses(e, TEMPLATES[e.template_id], NOW),
+                params,
+                system,
+                cluster_confirmations={},
+            )
+        )
         for e in ENTITIES
     ]
 
@@ -66,8 +74,11 @@ def clustered(params: ParameterConfig):
     for e in ENTITIES[:15]:
         t = TEMPLATES[e.template_id]
         confirmed = {p.name: 2 for p in sorted(t.patterns, key=lambda p: -p.weight)[:2]}
-        out.append(_signature(_run(e, t, build_hypotheses(e, t, NOW), params, "new",
-                                   cluster_confirmations=confirmed, cluster_size=10)))
+        out.append(
+            _signature(
+                _run(e, t, build_hypotheses(e, t, NOW), params, "new", cluster_confirmations=confirmed, cluster_size=10)
+            )
+        )
     return out
 
 
@@ -76,8 +87,10 @@ def stale(params: ParameterConfig):
     out = []
     for e in ENTITIES[:15]:
         t = TEMPLATES[e.template_id]
-        hyps = [replace(h, created_at=NOW - i * 30 * DAY, updated_at=NOW - i * 30 * DAY)
-                for i, h in enumerate(reversed(build_hypotheses(e, t, NOW)))]
+        hyps = [
+            replace(h, created_at=NOW - i * 30 * DAY, updated_at=NOW - i * 30 * DAY)
+            for i, h in enumerate(reversed(build_hypotheses(e, t, NOW)))
+        ]
         out.append(_signature(_run(e, t, hyps, params, "new", cluster_confirmations={})))
     return out
 
@@ -99,8 +112,9 @@ _ODD_WORLD = SimulatedWorld(1, {"odd": _ODD}, _ODD_ENTITIES)
 def other_category(params: ParameterConfig):
     """A user template whose first pattern's category ('Sponsorship') is outside the value table."""
     return [
-        _signature(_run(e, _ODD, build_hypotheses(e, _ODD, NOW), params, "new", world=_ODD_WORLD,
-                        cluster_confirmations={}))
+        _signature(
+            _run(e, _ODD, build_hypotheses(e, _ODD, NOW), params, "new", world=_ODD_WORLD, cluster_confirmations={})
+        )
         for e in _ODD_ENTITIES
     ]
 
@@ -197,12 +211,23 @@ def _base(scenario):
 # ---- the old system is the baseline: it honours the shared rules and ignores the new system's knobs
 
 SHARED_BY_OLD = {
-    "delta_accept": 0.20, "delta_reject": -0.20, "max_iterations": 5, "max_depth": 1, "degrade_rejects": 1,
-    "saturation_count": 1, "promote_confidence": 0.40, "max_cost_usd": 0.10, "actionable_min_accepts": 10,
+    "delta_accept": 0.20,
+    "delta_reject": -0.20,
+    "max_iterations": 5,
+    "max_depth": 1,
+    "degrade_rejects": 1,
+    "saturation_count": 1,
+    "promote_confidence": 0.40,
+    "max_cost_usd": 0.10,
+    "actionable_min_accepts": 10,
 }
 NEW_ONLY = {
-    "value_csuite": 3.0, "exploration_bonus": 0.0, "channel_w_cost": 3.0, "depth_patience": 6,
-    "flat_window": 3, "stop_confidence": 0.50,
+    "value_csuite": 3.0,
+    "exploration_bonus": 0.0,
+    "channel_w_cost": 3.0,
+    "depth_patience": 6,
+    "flat_window": 3,
+    "stop_confidence": 0.50,
 }
 
 

@@ -35,13 +35,34 @@ def test_specs_and_dataclass_fields_agree():
 
 def test_issue_groups_are_all_present():
     for name in (
-        "value_csuite", "value_digital", "value_commercial", "value_default",
-        "delta_accept", "delta_weak_accept", "delta_reject", "novelty_decay", "temporal_decay",
-        "max_iterations", "max_depth", "promote_confidence", "degrade_confidence",
-        "saturation_window", "saturation_count", "cluster_min_size", "cluster_min_confirmations",
-        "cache_ttl_s", "cache_max_items", "max_cost_usd", "cost_safety_margin",
-        "actionable_min_accepts", "actionable_min_categories", "exploration_bonus", "exploitation_bonus",
-        "channel_w_depth", "channel_w_yield", "channel_w_cost",
+        "value_csuite",
+        "value_digital",
+        "value_commercial",
+        "value_default",
+        "delta_accept",
+        "delta_weak_accept",
+        "delta_reject",
+        "novelty_decay",
+        "temporal_decay",
+        "max_iterations",
+        "max_depth",
+        "promote_confidence",
+        "degrade_confidence",
+        "saturation_window",
+        "saturation_count",
+        "cluster_min_size",
+        "cluster_min_confirmations",
+        "cache_ttl_s",
+        "cache_max_items",
+        "max_cost_usd",
+        "cost_safety_margin",
+        "actionable_min_accepts",
+        "actionable_min_categories",
+        "exploration_bonus",
+        "exploitation_bonus",
+        "channel_w_depth",
+        "channel_w_yield",
+        "channel_w_cost",
     ):
         assert name in SPEC_BY_NAME
 
@@ -131,9 +152,11 @@ def test_hash_is_stable_and_value_sensitive():
     assert len(DEFAULT_PARAMS.hash()) == 12
     assert DEFAULT_PARAMS.hash() != ParameterConfig(max_iterations=21).hash()
     # Stable across processes and field order: a pinned value catches accidental changes of the recipe.
-    expected = __import__("hashlib").sha256(
-        json.dumps(DEFAULT_PARAMS.to_dict(), sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()[:12]
+    expected = (
+        __import__("hashlib")
+        .sha256(json.dumps(DEFAULT_PARAMS.to_dict(), sort_keys=True, separators=(",", ":")).encode())
+        .hexdigest()[:12]
+    )
     assert DEFAULT_PARAMS.hash() == expected
 
 

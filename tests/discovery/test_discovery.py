@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from engine.catalogue.generator import build_hypotheses, generate_catalogue, templates_for
-from engine.discovery.systems import STOP_CODES, channel_scores, run_batch, run_discovery, stop_code
+from engine.catalogue.templates import load_templates
 from engine.core.model import (
     Channel,
     Decision,
@@ -20,7 +20,7 @@ from engine.core.model import (
     Template,
 )
 from engine.core.params import ParameterConfig
-from engine.catalogue.templates import load_templates
+from engine.discovery.systems import STOP_CODES, channel_scores, run_batch, run_discovery, stop_code
 from engine.discovery.world import SimulatedWorld
 
 NOW = 1_700_000_000.0
@@ -37,8 +37,9 @@ def fresh(e=E):
 
 def run(source, params=ParameterConfig(), system="new", e=E, hyps=None, **kw):
     kw.setdefault("cluster_confirmations", {})
-    return run_discovery(e, TEMPLATES[e.template_id], fresh(e) if hyps is None else hyps, source, params, system,
-                         clock=lambda: NOW, **kw)
+    return run_discovery(
+        e, TEMPLATES[e.template_id], fresh(e) if hyps is None else hyps, source, params, system, clock=lambda: NOW, **kw
+    )
 
 
 class Scripted:
@@ -83,8 +84,16 @@ def test_a_run_never_exceeds_the_cost_cap(system, max_cost):
 
 def test_cost_cap_holds_when_actual_costs_reach_the_quote():
     src = Scripted(Decision.NO_PROGRESS, cost=0.03)
-    p = ParameterConfig(max_cost_usd=0.10, cost_safety_margin=0.0, max_iterations=100, saturation_window=20,
-                        saturation_count=20, flat_window=20, flat_epsilon=0.0, depth_patience=10)
+    p = ParameterConfig(
+        max_cost_usd=0.10,
+        cost_safety_margin=0.0,
+        max_iterations=100,
+        saturation_window=20,
+        saturation_count=20,
+        flat_window=20,
+        flat_epsilon=0.0,
+        depth_patience=10,
+    )
     for system in ("new", "old"):
         r = run(src, p, system)
         assert r.iterations == 3 and r.cost_usd == pytest.approx(0.09)
@@ -98,20 +107,25 @@ def test_every_stop_reason_is_reachable():
     reasons = {}
     accept = Scripted(Decision.ACCEPT, cost=0.01)
     reasons["actionable"] = run(accept, ParameterConfig(stop_confidence=0.5)).stop_reason
-    reasons["nothing_active"] = run(Scripted(Decision.REJECT, cost=0.001),
-                                    ParameterConfig(degrade_confidence=0.6, degrade_rejects=1)).stop_reason
-    reasons["flat"] = run(Scripted(Decision.NO_PROGRESS, cost=0.001),
-                          ParameterConfig(flat_window=2, depth_patience=10)).stop_reason
-    reasons["depth_exhausted"] = run(Scripted(Decision.REJECT, cost=0.001),
-                                     ParameterConfig(depth_patience=2)).stop_reason
-    reasons["max_iterations"] = run(Scripted(Decision.WEAK_ACCEPT, cost=0.001),
-                                    ParameterConfig(max_iterations=4)).stop_reason
+    reasons["nothing_active"] = run(
+        Scripted(Decision.REJECT, cost=0.001), ParameterConfig(degrade_confidence=0.6, degrade_rejects=1)
+    ).stop_reason
+    reasons["flat"] = run(
+        Scripted(Decision.NO_PROGRESS, cost=0.001), ParameterConfig(flat_window=2, depth_patience=10)
+    ).stop_reason
+    reasons["depth_exhausted"] = run(
+        Scripted(Decision.REJECT, cost=0.001), ParameterConfig(depth_patience=2)
+    ).stop_reason
+    reasons["max_iterations"] = run(
+        Scripted(Decision.WEAK_ACCEPT, cost=0.001), ParameterConfig(max_iterations=4)
+    ).stop_reason
     reasons["cost_cap"] = run(Scripted(Decision.WEAK_ACCEPT, cost=0.2), ParameterConfig()).stop_reason
     only_deep = Template("deep", "deep", T.patterns, (Channel(HopType.RFP_PORTAL, 1),))
     e = E.__class__(**{**E.__dict__, "template_id": "deep"})
     hyps = [h.__class__(**{**h.__dict__, "entity_id": e.id}) for h in fresh()]
-    reasons["no_channel"] = run_discovery(e, only_deep, hyps, Scripted(), ParameterConfig(max_depth=2),
-                                          clock=lambda: NOW).stop_reason
+    reasons["no_channel"] = run_discovery(
+        e, only_deep, hyps, Scripted(), ParameterConfig(max_depth=2), clock=lambda: NOW
+    ).stop_reason
     for code, reason in reasons.items():
         assert stop_code(reason) == code, reason
     assert set(reasons) == set(STOP_CODES)
@@ -155,7 +169,7 @@ def test_old_system_walks_patterns_in_template_order_and_channels_in_fixed_order
     assert [h.pattern for h in r.hops[: len(pattern_order)]] == pattern_order
     order = T.channel_order()
     assert all(h.hop_type == order[0] for h in r.hops[: len(pattern_order)])
-    assert all(h.hop_type == order[1] for h in r.hops[len(pattern_order):])
+    assert all(h.hop_type == order[1] for h in r.hops[len(pattern_order) :])
     assert all(h.depth == h.hop_type.min_depth for h in r.hops)
 
 
@@ -233,8 +247,12 @@ def test_bad_input_is_a_domain_error():
         run(WORLD, system="newest")
     other = ENTITIES[1]
     with pytest.raises(DomainError, match="belongs to"):
-        run(WORLD, hyps=fresh(other) if other.template_id == E.template_id else
-            [h.__class__(**{**h.__dict__, "entity_id": other.id}) for h in fresh()])
+        run(
+            WORLD,
+            hyps=fresh(other)
+            if other.template_id == E.template_id
+            else [h.__class__(**{**h.__dict__, "entity_id": other.id}) for h in fresh()],
+        )
 
 
 # --------------------------------------------------------------------------- engine time
@@ -261,18 +279,24 @@ def test_engine_time_excludes_evidence_time():
 def test_channel_scores_are_pure_and_follow_the_weights():
     chans = [Channel(HopType.OFFICIAL_SITE, 1), Channel(HopType.DOCUMENT, 2)]
     quotes = {HopType.OFFICIAL_SITE: 0.015, HopType.DOCUMENT: 0.048}
-    cheap_first = channel_scores(chans, Depth.AUTHORITY, quotes, {}, {}, ParameterConfig(channel_w_cost=3.0,
-                                                                                      channel_w_depth=0.0))
-    deep_first = channel_scores(chans, Depth.AUTHORITY, quotes, {}, {}, ParameterConfig(channel_w_depth=3.0,
-                                                                                     channel_w_cost=0.0))
+    cheap_first = channel_scores(
+        chans, Depth.AUTHORITY, quotes, {}, {}, ParameterConfig(channel_w_cost=3.0, channel_w_depth=0.0)
+    )
+    deep_first = channel_scores(
+        chans, Depth.AUTHORITY, quotes, {}, {}, ParameterConfig(channel_w_depth=3.0, channel_w_cost=0.0)
+    )
     assert cheap_first[0].hop_type is HopType.OFFICIAL_SITE
     assert deep_first[0].hop_type is HopType.DOCUMENT
     assert channel_scores([], Depth.SURFACE, {}, {}, {}, ParameterConfig()) == []
 
 
 def test_custom_template_patterns_work_end_to_end():
-    t = Template("mini", "mini", (Pattern("A", "CRM Implementation", 0.3), Pattern("B", "Ticketing", 0.3)),
-                 (Channel(HopType.OFFICIAL_SITE, 1), Channel(HopType.DOCUMENT, 2)))
+    t = Template(
+        "mini",
+        "mini",
+        (Pattern("A", "CRM Implementation", 0.3), Pattern("B", "Ticketing", 0.3)),
+        (Channel(HopType.OFFICIAL_SITE, 1), Channel(HopType.DOCUMENT, 2)),
+    )
     e = E.__class__(**{**E.__dict__, "template_id": "mini"})
     world = SimulatedWorld(2, {"mini": t}, [e])
     r = run_discovery(e, t, build_hypotheses(e, t, NOW), world, clock=lambda: NOW)
@@ -289,15 +313,20 @@ def test_the_hot_path_picks_exactly_what_rank_hypotheses_ranks_first():
     for trial in range(300):
         e = ENTITIES[trial % len(ENTITIES)]
         hyps = [
-            dc_replace(h, confidence=rng.choice([h.confidence, rng.random()]), accepts=rng.choice([0, 0, 1, 2]),
-                       status=rng.choice([Status.ACTIVE, Status.ACTIVE, Status.PROMOTED]),
-                       updated_at=NOW - rng.choice([0.0, 3 * 86400.0, 90 * 86400.0]))
+            dc_replace(
+                h,
+                confidence=rng.choice([h.confidence, rng.random()]),
+                accepts=rng.choice([0, 0, 1, 2]),
+                status=rng.choice([Status.ACTIVE, Status.ACTIVE, Status.PROMOTED]),
+                updated_at=NOW - rng.choice([0.0, 3 * 86400.0, 90 * 86400.0]),
+            )
             for h in fresh(e)
         ]
         if trial % 7 == 0:  # exact ties
             hyps = [dc_replace(h, confidence=0.5, category="Ticketing") for h in hyps]
-        p = ParameterConfig(exploration_bonus=rng.choice([0.0, 0.5, 1.0]), novelty_decay=rng.choice([0.0, 1.0]),
-                            cluster_min_size=1)
+        p = ParameterConfig(
+            exploration_bonus=rng.choice([0.0, 0.5, 1.0]), novelty_decay=rng.choice([0.0, 1.0]), cluster_min_size=1
+        )
         conf = {h.pattern: rng.choice([0, 1, 3]) for h in hyps}
         tries = {h.id: rng.choice([0, 1, 4]) for h in hyps}
         top = rank_hypotheses(hyps, p, now=NOW, confirmations=conf, cluster_size=10, tries=tries)[0]

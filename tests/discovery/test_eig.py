@@ -6,6 +6,8 @@ import math
 
 import pytest
 
+from engine.core.model import Hypothesis, Pattern, Status
+from engine.core.params import ParameterConfig
 from engine.discovery.eig import (
     SECONDS_PER_DAY,
     counted_confirmations,
@@ -15,8 +17,6 @@ from engine.discovery.eig import (
     recency,
     score_hypothesis,
 )
-from engine.core.model import Hypothesis, Pattern, Status
-from engine.core.params import ParameterConfig
 
 P = ParameterConfig()
 NOW = 1_700_000_000.0

@@ -7,10 +7,21 @@ import math
 from pathlib import Path
 
 import pytest
-from tests.support.console_env import seeded_console_env
 from streamlit.testing.v1 import AppTest
 
 from engine.bench.entity_view import bench_entity_view
+from engine.core.model import (
+    Decision,
+    Depth,
+    HopRecord,
+    HopType,
+    Hypothesis,
+    HypothesisOutcome,
+    RunResult,
+    Status,
+    UnknownEntity,
+)
+from engine.core.params import DEFAULT_PARAMS
 from engine.discovery.entity_view import (
     EVIDENCE_COLUMNS,
     HOP_COLUMNS,
@@ -29,28 +40,32 @@ from engine.discovery.entity_view import (
     trajectory_rows,
 )
 from engine.monitoring.events import query_events
-from engine.core.model import (
-    Decision,
-    Depth,
-    HopRecord,
-    HopType,
-    Hypothesis,
-    HypothesisOutcome,
-    RunResult,
-    Status,
-    UnknownEntity,
-)
-from engine.core.params import DEFAULT_PARAMS
+from tests.support.console_env import seeded_console_env
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
 
 
-def hyp(pattern: str, category: str, confidence: float, *, status: Status = Status.ACTIVE, accepts: int = 0,
-        updated_days_ago: float = 0.0, entity: str = "fc-test") -> Hypothesis:
+def hyp(
+    pattern: str,
+    category: str,
+    confidence: float,
+    *,
+    status: Status = Status.ACTIVE,
+    accepts: int = 0,
+    updated_days_ago: float = 0.0,
+    entity: str = "fc-test",
+) -> Hypothesis:
     return Hypothesis(
-        id=f"{entity}::{pattern}", entity_id=entity, pattern=pattern, category=category, prior=confidence,
-        confidence=confidence, status=status, accepts=accepts, created_at=NOW - 100 * DAY,
+        id=f"{entity}::{pattern}",
+        entity_id=entity,
+        pattern=pattern,
+        category=category,
+        prior=confidence,
+        confidence=confidence,
+        status=status,
+        accepts=accepts,
+        created_at=NOW - 100 * DAY,
         updated_at=NOW - updated_days_ago * DAY,
     )
 
@@ -81,8 +96,9 @@ def test_ranking_puts_active_hypotheses_first_in_pick_order_with_the_issue_numbe
 
 def test_ranking_factors_multiply_to_the_eig_and_follow_age_and_cluster_confirmations():
     hyps = [hyp("ceo", "C-Suite Hiring", 0.5, updated_days_ago=30), hyp("ticket", "Ticketing", 0.5)]
-    params = DEFAULT_PARAMS.with_changes(temporal_decay=0.02, novelty_decay=1.0, cluster_min_size=1,
-                                         cluster_min_confirmations=1)
+    params = DEFAULT_PARAMS.with_changes(
+        temporal_decay=0.02, novelty_decay=1.0, cluster_min_size=1, cluster_min_confirmations=1
+    )
     ranking = rank_for_view(hyps, params, now=NOW, confirmations={"ceo": 2}, cluster_size=10)
     for b in ranking:
         assert b.eig == pytest.approx(b.uncertainty * b.novelty * b.value * b.recency)
@@ -110,9 +126,20 @@ def test_non_selectable_hypotheses_are_ordered_by_eig():
 
 def record(i: int, hid: str, decision: Decision, delta: float, after: float, cost: float, error=None) -> HopRecord:
     return HopRecord(
-        iteration=i, hypothesis_id=hid, pattern=hid.split("::")[1], category="General", eig=0.5,
-        hop_type=HopType.CAREERS_PAGE, depth=Depth.SURFACE, decision=decision, delta=delta,
-        confidence_after=after, cost_usd=cost, latency_s=2.5, url="https://x.example/careers", excerpt="job ad",
+        iteration=i,
+        hypothesis_id=hid,
+        pattern=hid.split("::")[1],
+        category="General",
+        eig=0.5,
+        hop_type=HopType.CAREERS_PAGE,
+        depth=Depth.SURFACE,
+        decision=decision,
+        delta=delta,
+        confidence_after=after,
+        cost_usd=cost,
+        latency_s=2.5,
+        url="https://x.example/careers",
+        excerpt="job ad",
         error=error,
     )
 
@@ -130,9 +157,19 @@ def sample_run() -> tuple[list[Hypothesis], RunResult]:
         HypothesisOutcome("fc-test::c", "c", "General", 0.3, Status.ACTIVE, 0),
     )
     result = RunResult(
-        entity_id="fc-test", system="new", config_hash="abc", iterations=3, cost_usd=0.06, hops=hops,
-        outcomes=outcomes, actionable=False, stop_reason="cost_cap: spent $0.060; the next hop would cross",
-        engine_time_s=0.002, evidence_latency_s=7.5, shadow=False, errors=("timeout",),
+        entity_id="fc-test",
+        system="new",
+        config_hash="abc",
+        iterations=3,
+        cost_usd=0.06,
+        hops=hops,
+        outcomes=outcomes,
+        actionable=False,
+        stop_reason="cost_cap: spent $0.060; the next hop would cross",
+        engine_time_s=0.002,
+        evidence_latency_s=7.5,
+        shadow=False,
+        errors=("timeout",),
     )
     return before, result
 
@@ -181,10 +218,27 @@ def test_filter_evidence_by_run_hypothesis_and_rolled_back():
 
 def test_evidence_rows_name_the_depth_and_blank_missing_errors():
     ev = {
-        "id": "r:new:fc:1", "entity_id": "fc", "run_id": "r", "system": "new", "at": NOW, "rolled_back": True,
-        "iteration": 1, "hypothesis_id": "fc::a", "pattern": "a", "category": "General", "eig": 0.4,
-        "hop_type": "rfp_portal", "depth": 3, "decision": "REJECT", "delta": -0.02, "confidence_after": 0.48,
-        "cost_usd": 0.04, "latency_s": 3.0, "url": "", "excerpt": "", "error": None,
+        "id": "r:new:fc:1",
+        "entity_id": "fc",
+        "run_id": "r",
+        "system": "new",
+        "at": NOW,
+        "rolled_back": True,
+        "iteration": 1,
+        "hypothesis_id": "fc::a",
+        "pattern": "a",
+        "category": "General",
+        "eig": 0.4,
+        "hop_type": "rfp_portal",
+        "depth": 3,
+        "decision": "REJECT",
+        "delta": -0.02,
+        "confidence_after": 0.48,
+        "cost_usd": 0.04,
+        "latency_s": 3.0,
+        "url": "",
+        "excerpt": "",
+        "error": None,
     }
     (row,) = evidence_rows([ev])
     assert list(row) == list(EVIDENCE_COLUMNS)
@@ -338,8 +392,15 @@ def test_run_discovery_shows_the_result_and_the_updated_state(console_graph):
     (run_id,) = {e["run_id"] for e in evidence}
     assert metrics["Iterations"] == str(len(evidence))
     assert metrics["Actionable"] in ("yes", "no")
-    assert metrics["Stop reason"] in ("actionable", "nothing_active", "flat", "depth_exhausted", "max_iterations",
-                                      "cost_cap", "no_channel")
+    assert metrics["Stop reason"] in (
+        "actionable",
+        "nothing_active",
+        "flat",
+        "depth_exhausted",
+        "max_iterations",
+        "cost_cap",
+        "no_channel",
+    )
     cost = sum(e["cost_usd"] for e in evidence)
     assert metrics["Cost"] == f"${cost:.3f}"
     hops = table(at, "cumulative_cost_usd")
@@ -358,8 +419,7 @@ def test_run_discovery_shows_the_result_and_the_updated_state(console_graph):
 def test_page_reads_through_the_cache_and_shows_another_processs_write(console_graph):
     """The hypotheses table is served by the console's cache; a write by another store (as a
     rollout worker or the CLI makes) shows at the next page run, not after the cache's TTL."""
-    from console.services import get_cache_service
-    from console.services import _shared_services
+    from console.services import _shared_services, get_cache_service
     from engine.cache.cached_graph import hyps_key
     from engine.core.model import Decision, apply_decision
 
@@ -427,7 +487,9 @@ def test_store_down_while_viewing_is_a_one_line_error(console_graph, monkeypatch
     def down(*_a, **_k):
         from engine.core.errors import StoreUnavailable
 
-        raise StoreUnavailable("graph store unreachable at embedded FalkorDB: start it with `python -m engine store start`")
+        raise StoreUnavailable(
+            "graph store unreachable at embedded FalkorDB: start it with `python -m engine store start`"
+        )
 
     monkeypatch.setattr(engine.discovery.runs, "run_entities", down)
     at.button(key="entity_run_button").click().run()

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from engine.catalogue.generator import build_hypotheses, generate_catalogue, templates_for
-from engine.discovery.systems import run_discovery
+from engine.catalogue.templates import load_templates
 from engine.core.errors import ConfigError
+from engine.core.model import Decision, Depth, HopType
 from engine.discovery.evidence import (
     EvidenceUnavailable,
     HTTPEvidenceSource,
@@ -20,8 +21,7 @@ from engine.discovery.evidence import (
     rows_from_run,
     write_replay,
 )
-from engine.core.model import Decision, Depth, HopType
-from engine.catalogue.templates import load_templates
+from engine.discovery.systems import run_discovery
 from engine.discovery.world import SimulatedWorld
 from tests.support.evaluator import Evaluator
 
@@ -52,7 +52,12 @@ def test_a_good_answer_is_read_and_the_request_follows_the_contract(evaluator):
     src = _source(evaluator.url)
     r = src.evaluate(E, H, HopType.PRESS_RELEASE, Depth.SURFACE, 0)
     assert (r.decision, r.cost_usd, r.url, r.excerpt, r.error) == (
-        Decision.ACCEPT, 0.021, "https://x.example/a", "found it", None)
+        Decision.ACCEPT,
+        0.021,
+        "https://x.example/a",
+        "found it",
+        None,
+    )
     assert r.latency_s >= 0
     (req,) = evaluator.requests
     assert req["path"] == "/evaluate" and req["ctype"] == "application/json"
@@ -167,8 +172,9 @@ def test_replay_round_trip_gives_the_same_run(tmp_path):
     originals = []
     for e in ENTITIES[:6]:
         t = TEMPLATES[e.template_id]
-        originals.append(run_discovery(e, t, build_hypotheses(e, t, NOW), rec, clock=lambda: NOW,
-                                       cluster_confirmations={}))
+        originals.append(
+            run_discovery(e, t, build_hypotheses(e, t, NOW), rec, clock=lambda: NOW, cluster_confirmations={})
+        )
     path = rec.save(tmp_path / "evidence.jsonl")
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     hop_lines = [d for d in lines if d.get("kind") != "quote"]
@@ -179,8 +185,7 @@ def test_replay_round_trip_gives_the_same_run(tmp_path):
     replay = ReplaySource.load(path, strict=True)
     for e, original in zip(ENTITIES[:6], originals):
         t = TEMPLATES[e.template_id]
-        again = run_discovery(e, t, build_hypotheses(e, t, NOW), replay, clock=lambda: NOW,
-                              cluster_confirmations={})
+        again = run_discovery(e, t, build_hypotheses(e, t, NOW), replay, clock=lambda: NOW, cluster_confirmations={})
         assert again.hops == original.hops
         assert again.stop_reason == original.stop_reason and again.actionable == original.actionable
     assert replay.misses == 0
@@ -195,7 +200,8 @@ def test_rows_from_a_finished_run_replay_it(tmp_path):
     replay = ReplaySource.load(path, default_quote_usd=world.profile.quote(HopType.DOCUMENT))
     again = run_discovery(e, t, build_hypotheses(e, t, NOW), replay, system="old", clock=lambda: NOW)
     assert [(h.hypothesis_id, h.hop_type, h.decision) for h in again.hops] == [
-        (h.hypothesis_id, h.hop_type, h.decision) for h in original.hops]
+        (h.hypothesis_id, h.hop_type, h.decision) for h in original.hops
+    ]
 
 
 def test_replay_miss_is_counted_or_strict(tmp_path):
@@ -209,16 +215,36 @@ def test_replay_miss_is_counted_or_strict(tmp_path):
 
 
 def test_replay_matches_by_pattern_when_the_id_is_absent():
-    row = ReplayRow(entity=E.id, hypothesis="", pattern=H.pattern, hop_type="official_site", depth=1, attempt=0,
-                    decision="WEAK_ACCEPT", cost_usd=0.012, latency_s=1.1)
+    row = ReplayRow(
+        entity=E.id,
+        hypothesis="",
+        pattern=H.pattern,
+        hop_type="official_site",
+        depth=1,
+        attempt=0,
+        decision="WEAK_ACCEPT",
+        cost_usd=0.012,
+        latency_s=1.1,
+    )
     r = ReplaySource([row]).evaluate(E, H, HopType.OFFICIAL_SITE, Depth.SURFACE, 0)
     assert (r.decision, r.cost_usd) == (Decision.WEAK_ACCEPT, 0.012)
 
 
 def test_bad_replay_file_names_the_line(tmp_path):
     p = tmp_path / "bad.jsonl"
-    good = json.dumps({"entity": "a", "hypothesis": "a::b", "pattern": "b", "hop_type": "official_site", "depth": 1,
-                       "attempt": 0, "decision": "ACCEPT", "cost_usd": 0.01, "latency_s": 1.0})
+    good = json.dumps(
+        {
+            "entity": "a",
+            "hypothesis": "a::b",
+            "pattern": "b",
+            "hop_type": "official_site",
+            "depth": 1,
+            "attempt": 0,
+            "decision": "ACCEPT",
+            "cost_usd": 0.01,
+            "latency_s": 1.0,
+        }
+    )
     p.write_text(good + "\n" + good.replace("ACCEPT", "PERHAPS") + "\n")
     with pytest.raises(ConfigError, match="line 2"):
         ReplaySource.load(p)

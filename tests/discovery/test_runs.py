@@ -5,11 +5,9 @@ from __future__ import annotations
 import pytest
 
 from engine.core.errors import ConfigError
-from engine.discovery.evidence import HTTPEvidenceSource, ReplaySource
-from engine.monitoring.jsonlog import JsonlLog
-from engine.monitoring.events import query_events
 from engine.core.model import Decision, EvidenceResult, RunResult, UnknownEntity
 from engine.core.params import ParameterConfig
+from engine.discovery.evidence import HTTPEvidenceSource, ReplaySource
 from engine.discovery.runs import (
     EvidenceSpec,
     compare_entities,
@@ -19,6 +17,8 @@ from engine.discovery.runs import (
     truth_of,
 )
 from engine.discovery.world import SimulatedWorld
+from engine.monitoring.events import query_events
+from engine.monitoring.jsonlog import JsonlLog
 
 NOW = 1_700_000_000.0
 clock = lambda: NOW  # noqa: E731
@@ -81,12 +81,15 @@ def test_unknown_entity_is_one_line_error_and_nothing_is_written(seeded, ops):
 def test_same_world_seed_same_results_and_the_seed_matters(seeded, ops):
     ids = seeded.list_entity_ids()[:10]
     templates = {t.id: t for t in seeded.list_templates()}
-    a = run_entities(seeded, ops, ids, shadow=True, clock=clock,
-                     source=make_source(EvidenceSpec(world_seed=5), templates=templates))
-    b = run_entities(seeded, ops, ids, shadow=True, clock=clock,
-                     source=make_source(EvidenceSpec(world_seed=5), templates=templates))
-    c = run_entities(seeded, ops, ids, shadow=True, clock=clock,
-                     source=make_source(EvidenceSpec(world_seed=6), templates=templates))
+    a = run_entities(
+        seeded, ops, ids, shadow=True, clock=clock, source=make_source(EvidenceSpec(world_seed=5), templates=templates)
+    )
+    b = run_entities(
+        seeded, ops, ids, shadow=True, clock=clock, source=make_source(EvidenceSpec(world_seed=5), templates=templates)
+    )
+    c = run_entities(
+        seeded, ops, ids, shadow=True, clock=clock, source=make_source(EvidenceSpec(world_seed=6), templates=templates)
+    )
     trail = lambda rs: [(h.hypothesis_id, h.hop_type, h.decision) for r in rs for h in r.hops]  # noqa: E731
     assert trail(a) == trail(b)
     assert trail(a) != trail(c)
@@ -205,7 +208,6 @@ def test_context_ranks_hypotheses_by_eig(seeded):
     scores = [r.score for r in ranked]
     assert scores == sorted(scores, reverse=True)
     assert ctx.cluster_size and ctx.cluster_size >= 1
-
 
 
 def test_evaluator_lost_mid_batch_keeps_earlier_entities_and_their_metrics(seeded, ops):

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from engine.catalogue.generator import build_hypotheses, generate_catalogue, templates_for
+from engine.catalogue.templates import load_templates
 from engine.core.errors import ConfigError
 from engine.core.model import Decision, Depth, HopType
 from engine.core.settings import REPO_ROOT
-from engine.catalogue.templates import load_templates
 from engine.discovery.world import DEFAULT_PROFILE_PATH, SimulatedWorld, WorldProfile, unit
 
 NOW = 1_700_000_000.0
@@ -76,7 +76,11 @@ def test_deterministic_across_processes_with_different_hash_seeds():
     for hash_seed in ("0", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         out = subprocess.run(
-            [sys.executable, "-c", code, str(REPO_ROOT)], env=env, capture_output=True, text=True, timeout=120,
+            [sys.executable, "-c", code, str(REPO_ROOT)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
             cwd=REPO_ROOT,
         )
         assert out.returncode == 0, out.stderr
@@ -85,7 +89,7 @@ def test_deterministic_across_processes_with_different_hash_seeds():
 
 def test_unit_draws_are_uniform_and_keyed():
     draws = [unit(1, "x", i) for i in range(20000)]
-    assert 0.0 <= min(draws) and max(draws) < 1.0
+    assert min(draws) >= 0.0 and max(draws) < 1.0
     assert abs(statistics.mean(draws) - 0.5) < 0.01
     assert unit(1, "a", "b") == unit(1, "a", "b") != unit(1, "ab")
 
@@ -119,7 +123,7 @@ def sample():
 
 def test_hop_costs_are_between_one_and_five_cents(sample):
     ok = [r.cost_usd for _, _, r in sample if r.error is None]
-    assert 0.01 <= min(ok) and max(ok) <= 0.05
+    assert min(ok) >= 0.01 and max(ok) <= 0.05
     failed = [r.cost_usd for _, _, r in sample if r.error is not None]
     assert failed and max(failed) <= 0.05 * 0.5 + 1e-9  # a failed hop is charged a fraction
 

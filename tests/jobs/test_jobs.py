@@ -67,7 +67,10 @@ def count_units(ctx):
 
 def _units(ops, job_id):
     with ops.connect() as db:
-        return [(r["unit"], r["attempt"]) for r in db.query("SELECT unit, attempt FROM test_units WHERE job_id = ? ORDER BY rowid", [job_id])]
+        return [
+            (r["unit"], r["attempt"])
+            for r in db.query("SELECT unit, attempt FROM test_units WHERE job_id = ? ORDER BY rowid", [job_id])
+        ]
 
 
 def test_a_job_runs_its_handler_and_keeps_the_result(store, settings):

@@ -6,13 +6,13 @@ import time
 
 import pytest
 
-from engine.monitoring import alert_jobs
-from engine.monitoring.alerts import AlertStatus, current_states, history, load_rules, save_rules
 from engine.cli.main import main
 from engine.core.errors import ConfigError
 from engine.jobs.queue import JobState, JobStore, execute, wait_for
-from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring import alert_jobs
+from engine.monitoring.alerts import AlertStatus, current_states, history, load_rules, save_rules
 from engine.monitoring.events import record_runs
+from engine.monitoring.jsonlog import JsonlLog
 from tests.support.monitoring_data import FakeClock, make_run
 
 
@@ -22,15 +22,21 @@ def clock():
 
 
 def _fast_error_rule(settings):
-    rules = [r.to_json() | ({"hold": "2m", "min_sample": 2} if r.id == "error-rate" else {})
-             for r in load_rules(settings)]
+    rules = [
+        r.to_json() | ({"hold": "2m", "min_sample": 2} if r.id == "error-rate" else {}) for r in load_rules(settings)
+    ]
     save_rules(settings, rules)
 
 
 def test_the_job_evaluates_every_interval_and_reads_rule_edits_each_round(settings, ops, clock):
     _fast_error_rule(settings)
-    record_runs(ops, [make_run(f"e{i}", hops=4, errors=("timeout",) * 2) for i in range(3)], run_id="t",
-                clock=lambda: clock.now - 1, log=JsonlLog.for_settings(settings))  # windows end before now
+    record_runs(
+        ops,
+        [make_run(f"e{i}", hops=4, errors=("timeout",) * 2) for i in range(3)],
+        run_id="t",
+        clock=lambda: clock.now - 1,
+        log=JsonlLog.for_settings(settings),
+    )  # windows end before now
     store = JobStore(ops, clock=clock)
     job = store.submit(alert_jobs.KIND, {"interval_s": 60, "rounds": 4}, actor="test")
     sleeps = []
@@ -51,8 +57,13 @@ def test_the_job_evaluates_every_interval_and_reads_rule_edits_each_round(settin
 
 
 def test_rule_edits_apply_at_the_next_round(settings, ops, clock):
-    record_runs(ops, [make_run(f"e{i}", hops=4, errors=("timeout",) * 2) for i in range(3)], run_id="t",
-                clock=lambda: clock.now - 1, log=JsonlLog.for_settings(settings))
+    record_runs(
+        ops,
+        [make_run(f"e{i}", hops=4, errors=("timeout",) * 2) for i in range(3)],
+        run_id="t",
+        clock=lambda: clock.now - 1,
+        log=JsonlLog.for_settings(settings),
+    )
     store = JobStore(ops, clock=clock)
     job = store.submit(alert_jobs.KIND, {"interval_s": 30, "rounds": 2}, actor="test")
     edited = []
@@ -60,8 +71,10 @@ def test_rule_edits_apply_at_the_next_round(settings, ops, clock):
     def sleep(seconds):
         clock.tick(seconds)
         if not edited:  # an operator lowers the minimum sample while the evaluator waits
-            rules = [r.to_json() | ({"hold": "0s", "min_sample": 1} if r.id == "error-rate" else {})
-                     for r in load_rules(settings)]
+            rules = [
+                r.to_json() | ({"hold": "0s", "min_sample": 1} if r.id == "error-rate" else {})
+                for r in load_rules(settings)
+            ]
             save_rules(settings, rules)
             edited.append(True)
 
@@ -80,11 +93,13 @@ def test_a_bad_interval_is_a_one_line_error(settings, ops):
 
 def test_only_one_evaluator_is_active_and_start_stop_are_audited(settings, ops):
     launched = []
-    job, started = alert_jobs.start_evaluator(settings, ops, interval="30s", actor="op",
-                                              launch=lambda s, jid: launched.append(jid) or 1)
+    job, started = alert_jobs.start_evaluator(
+        settings, ops, interval="30s", actor="op", launch=lambda s, jid: launched.append(jid) or 1
+    )
     assert started and launched == [job.id] and job.params["interval_s"] == 30
-    again, started = alert_jobs.start_evaluator(settings, ops, interval="1m", actor="op",
-                                                launch=lambda s, jid: launched.append(jid) or 1)
+    again, started = alert_jobs.start_evaluator(
+        settings, ops, interval="1m", actor="op", launch=lambda s, jid: launched.append(jid) or 1
+    )
     assert not started and again.id == job.id and launched == [job.id]
     stopped = alert_jobs.stop_evaluator(ops, actor="op")
     assert stopped.state is JobState.CANCELLED  # it was still queued: cancelled at once
@@ -97,8 +112,9 @@ def test_only_one_evaluator_is_active_and_start_stop_are_audited(settings, ops):
 def test_a_real_worker_evaluates_periodically_until_stopped(settings, ops, monkeypatch, capsys):
     monkeypatch.setenv("DISCOVERY_DATA_DIR", str(settings.data_dir))
     monkeypatch.delenv("FALKORDB_URL", raising=False)
-    record_runs(ops, [make_run(f"e{i}") for i in range(3)], run_id="t", clock=time.time,
-                log=JsonlLog.for_settings(settings))
+    record_runs(
+        ops, [make_run(f"e{i}") for i in range(3)], run_id="t", clock=time.time, log=JsonlLog.for_settings(settings)
+    )
     assert main(["alerts", "--start-evaluator", "--interval", "5s"]) == 0
     assert "started periodic alert evaluation" in capsys.readouterr().out
     store = JobStore(ops)

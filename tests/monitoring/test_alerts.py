@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from engine.core.errors import ConfigError
 from engine.monitoring.alerts import (
     SHIPPED_RULES,
     AlertRule,
@@ -28,20 +29,31 @@ from engine.monitoring.alerts import (
     save_rules,
     step,
 )
-from engine.core.errors import ConfigError
-from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.events import record_runs
+from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.windows import summarize_events
 from tests.support.monitoring_data import FakeClock, make_event, make_run
 
 T0 = 1_800_000_000.0
 OK, PENDING, FIRING, RESOLVED, NO_DATA = (
-    AlertStatus.OK, AlertStatus.PENDING, AlertStatus.FIRING, AlertStatus.RESOLVED, AlertStatus.NO_DATA,
+    AlertStatus.OK,
+    AlertStatus.PENDING,
+    AlertStatus.FIRING,
+    AlertStatus.RESOLVED,
+    AlertStatus.NO_DATA,
 )
 
 RULE = AlertRule(
-    id="error-rate", name="Error rate", metric=Metric.ERROR_RATE, op=">", threshold=0.10, hold_s=300,
-    min_sample=20, severity=Severity.CRITICAL, window_s=3600, runbook="check the evidence source",
+    id="error-rate",
+    name="Error rate",
+    metric=Metric.ERROR_RATE,
+    op=">",
+    threshold=0.10,
+    hold_s=300,
+    min_sample=20,
+    severity=Severity.CRITICAL,
+    window_s=3600,
+    runbook="check the evidence source",
 )
 HIGH = Measurement(0.25, 50)
 LOW = Measurement(0.02, 50)
@@ -184,9 +196,18 @@ def _summary(events):
 
 
 def test_measure_reads_each_metric_from_the_summary():
-    events = [make_event(system="new", cost=0.4, hops=10, errors=("timeout",) * 2, actionable=True,
-                         evidence_latency_s=5.0, engine_time_s=0.0),
-              make_event(system="old", cost=1.0, hops=10, actionable=False, evidence_latency_s=15.0, engine_time_s=0.0)]
+    events = [
+        make_event(
+            system="new",
+            cost=0.4,
+            hops=10,
+            errors=("timeout",) * 2,
+            actionable=True,
+            evidence_latency_s=5.0,
+            engine_time_s=0.0,
+        ),
+        make_event(system="old", cost=1.0, hops=10, actionable=False, evidence_latency_s=15.0, engine_time_s=0.0),
+    ]
     s = _summary(events)
     rule = replace(RULE, min_sample=1)
     assert measure(replace(rule, metric=Metric.ERROR_RATE), s) == Measurement(0.1, 2, "")
@@ -223,10 +244,23 @@ def test_shipped_rules_are_the_seed_defaults():
 
 
 def test_every_bad_field_is_one_line_of_the_error():
-    raw = {"rules": [{
-        "id": "x", "metric": "latency", "op": "=>", "threshold": "high", "hold": "soon", "min_sample": 0,
-        "severity": "loud", "window": None, "system": "both", "runbook": "", "colour": "red",
-    }]}
+    raw = {
+        "rules": [
+            {
+                "id": "x",
+                "metric": "latency",
+                "op": "=>",
+                "threshold": "high",
+                "hold": "soon",
+                "min_sample": 0,
+                "severity": "loud",
+                "window": None,
+                "system": "both",
+                "runbook": "",
+                "colour": "red",
+            }
+        ]
+    }
     with pytest.raises(ConfigError) as exc:
         parse_rules(raw)
     lines = str(exc.value).splitlines()
@@ -292,8 +326,9 @@ def test_evaluate_persists_states_and_only_transitions_in_history(ops, settings)
     evaluate_alerts(ops, [rule], clock())  # no runs yet
     assert current_states(ops)["error-rate"].state is NO_DATA
 
-    record_runs(ops, [make_run(f"e{i}", hops=4, errors=("timeout",)) for i in range(3)], run_id="r",
-                clock=clock, log=log)  # error rate 25%
+    record_runs(
+        ops, [make_run(f"e{i}", hops=4, errors=("timeout",)) for i in range(3)], run_id="r", clock=clock, log=log
+    )  # error rate 25%
     for minutes in (1, 2, 3, 4):
         (ev,) = evaluate_alerts(ops, [rule], T0 + 60 * minutes)
     assert ev.current.state is FIRING  # pending at +1 min, firing at +3 min (held 120 s)
@@ -311,8 +346,7 @@ def test_evaluate_resolves_when_fresh_runs_are_clean(ops, settings):
     log = JsonlLog.for_settings(settings)
     clock = FakeClock(T0)
     rule = _fast_rule(hold_s=0)
-    record_runs(ops, [make_run(f"e{i}", errors=("timeout",) * 4) for i in range(3)], run_id="bad", clock=clock,
-                log=log)
+    record_runs(ops, [make_run(f"e{i}", errors=("timeout",) * 4) for i in range(3)], run_id="bad", clock=clock, log=log)
     assert evaluate_alerts(ops, [rule], clock.tick(1))[0].current.state is FIRING
     clock.tick(601)
     record_runs(ops, [make_run(f"c{i}") for i in range(3)], run_id="good", clock=clock, log=log)
@@ -324,8 +358,7 @@ def test_acknowledge_is_recorded_audited_and_cleared_by_the_next_episode(ops, se
     log = JsonlLog.for_settings(settings)
     clock = FakeClock(T0)
     rule = _fast_rule(hold_s=0)
-    record_runs(ops, [make_run(f"e{i}", errors=("timeout",) * 4) for i in range(3)], run_id="bad", clock=clock,
-                log=log)
+    record_runs(ops, [make_run(f"e{i}", errors=("timeout",) * 4) for i in range(3)], run_id="bad", clock=clock, log=log)
     evaluate_alerts(ops, [rule], clock.tick(1))
     rec = acknowledge(ops, "error-rate", actor="console:bob", now=clock.tick(5), note="on it")
     assert (rec.acknowledged_by, rec.ack_note) == ("console:bob", "on it")

@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 
-from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.events import (
     MetricEvent,
     count_events,
@@ -17,6 +16,7 @@ from engine.monitoring.events import (
     record_runs,
     stage_ids,
 )
+from engine.monitoring.jsonlog import JsonlLog
 from tests.support.monitoring_data import FakeClock, make_event, make_run
 
 T0 = 1_800_000_000.0
@@ -29,11 +29,22 @@ def log(settings):
 
 def test_event_fields_are_derived_from_the_run():
     run = make_run(
-        "arsenal-fc", system="old", cost=0.8, hops=5, errors=("timeout", "http_503"), actionable=True, promoted=1,
-        confidences=(0.75, 0.4, 1.0), engine_time_s=0.0125, evidence_latency_s=7.5, config_hash="abc", shadow=True,
+        "arsenal-fc",
+        system="old",
+        cost=0.8,
+        hops=5,
+        errors=("timeout", "http_503"),
+        actionable=True,
+        promoted=1,
+        confidences=(0.75, 0.4, 1.0),
+        engine_time_s=0.0125,
+        evidence_latency_s=7.5,
+        config_hash="abc",
+        shadow=True,
     )
-    e = MetricEvent.from_run(run, at=T0, run_id="r1", stage_id="pilot", truth=lambda eid: eid == "arsenal-fc",
-                             entity_name="Arsenal FC")
+    e = MetricEvent.from_run(
+        run, at=T0, run_id="r1", stage_id="pilot", truth=lambda eid: eid == "arsenal-fc", entity_name="Arsenal FC"
+    )
     assert (e.at, e.run_id, e.stage_id, e.system, e.shadow, e.config_hash) == (T0, "r1", "pilot", "old", True, "abc")
     assert (e.entity_id, e.entity_name, e.cost_usd, e.iterations, e.hops) == ("arsenal-fc", "Arsenal FC", 0.8, 5, 5)
     assert e.hypotheses_tested == 3
@@ -65,8 +76,16 @@ def test_a_promoted_hypothesis_that_was_not_tested_is_not_counted():
 def test_record_runs_writes_sqlite_rows_and_jsonl_lines(ops, log):
     clock = FakeClock(T0)
     results = [make_run("a", cost=0.1), make_run("b", system="old", errors=("timeout",)), make_run("c", shadow=True)]
-    events = record_runs(ops, results, run_id="run-7", stage_id="pilot", truth={"a": True}.get, clock=clock, log=log,
-                         names={"a": "Club A"})
+    events = record_runs(
+        ops,
+        results,
+        run_id="run-7",
+        stage_id="pilot",
+        truth={"a": True}.get,
+        clock=clock,
+        log=log,
+        names={"a": "Club A"},
+    )
     assert len(events) == 3 and all(e.at == T0 for e in events)
     stored = query_events(ops)
     assert [e.entity_id for e in stored] == ["a", "b", "c"]
@@ -96,8 +115,14 @@ def test_record_nothing_is_a_no_op(ops, log):
 
 def test_queries_filter_by_window_stage_run_system_and_shadow(ops, log):
     clock = FakeClock(T0)
-    record_runs(ops, [make_run("a"), make_run("b", system="old", shadow=True)], run_id="r1", stage_id="pilot",
-                clock=clock, log=log)
+    record_runs(
+        ops,
+        [make_run("a"), make_run("b", system="old", shadow=True)],
+        run_id="r1",
+        stage_id="pilot",
+        clock=clock,
+        log=log,
+    )
     clock.tick(100)
     record_runs(ops, [make_run("c")], run_id="r2", stage_id="limited", clock=clock, log=log)
     clock.tick(100)
@@ -126,9 +151,16 @@ def test_metrics_migration_is_recorded(ops):
 def test_light_query_has_every_figure_but_the_lists(ops, log):
     from engine.monitoring.events import query_events_light
 
-    record_runs(ops, [make_run("a", errors=("timeout",), actionable=True), make_run("b", system="old")],
-                run_id="r", stage_id="s", truth=lambda eid: eid == "a", clock=lambda: 100.0, log=log,
-                names={"a": "A"})
+    record_runs(
+        ops,
+        [make_run("a", errors=("timeout",), actionable=True), make_run("b", system="old")],
+        run_id="r",
+        stage_id="s",
+        truth=lambda eid: eid == "a",
+        clock=lambda: 100.0,
+        log=log,
+        names={"a": "A"},
+    )
     full, light = query_events(ops), query_events_light(ops)
     assert len(full) == len(light) == 2
     for f, l in zip(full, light):

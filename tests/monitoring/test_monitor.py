@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from engine.core.errors import ConfigError
-from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.events import record_runs
+from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.windows import (
     NO_STAGE,
     Distribution,
@@ -88,7 +88,9 @@ def test_confidence_outside_unit_interval_is_an_error():
 # --------------------------------------------------------------------------- windows
 
 
-@pytest.mark.parametrize("text,seconds", [("15m", 900), ("24h", 86400), ("7d", 604800), ("30s", 30), ("2w", 1209600), (" 1H ", 3600)])
+@pytest.mark.parametrize(
+    "text,seconds", [("15m", 900), ("24h", 86400), ("7d", 604800), ("30s", 30), ("2w", 1209600), (" 1H ", 3600)]
+)
 def test_window_parser(text, seconds):
     assert parse_window(text) == seconds
     assert parse_window(format_window(seconds)) == seconds
@@ -114,10 +116,27 @@ def test_default_bucket_gives_about_thirty_buckets():
 
 def test_group_stats_from_literals():
     events = [
-        make_event(entity_id="a", cost=0.40, hops=4, actionable=True, promoted=1, errors=("timeout",),
-                   evidence_latency_s=2.0, engine_time_s=0.004, truth=lambda _: True),
-        make_event(entity_id="b", cost=0.20, hops=2, actionable=False, errors=("timeout", "http_503"),
-                   evidence_latency_s=6.0, engine_time_s=0.002, truth=lambda _: True),
+        make_event(
+            entity_id="a",
+            cost=0.40,
+            hops=4,
+            actionable=True,
+            promoted=1,
+            errors=("timeout",),
+            evidence_latency_s=2.0,
+            engine_time_s=0.004,
+            truth=lambda _: True,
+        ),
+        make_event(
+            entity_id="b",
+            cost=0.20,
+            hops=2,
+            actionable=False,
+            errors=("timeout", "http_503"),
+            evidence_latency_s=6.0,
+            engine_time_s=0.002,
+            truth=lambda _: True,
+        ),
         make_event(entity_id="a", cost=0.60, hops=4, actionable=True, confidences=(1.0, 0.0)),
     ]
     g = group_stats(events, system="new")
@@ -194,8 +213,14 @@ def test_summarize_reads_the_store_window_start_inclusive_end_exclusive(ops, log
     clock = FakeClock(T0)
     record_runs(ops, [make_run("too-old", cost=9.0)], run_id="r0", clock=clock, log=log)  # at T0
     clock.tick(60)
-    record_runs(ops, [make_run("a", cost=0.5), make_run("b", system="old", cost=1.0)],
-                run_id="r1", stage_id="pilot", clock=clock, log=log)  # at T0 + 60
+    record_runs(
+        ops,
+        [make_run("a", cost=0.5), make_run("b", system="old", cost=1.0)],
+        run_id="r1",
+        stage_id="pilot",
+        clock=clock,
+        log=log,
+    )  # at T0 + 60
     clock.tick(60)
     record_runs(ops, [make_run("c", cost=0.3)], run_id="r2", clock=clock, log=log)  # at T0 + 120 == now
 
@@ -214,10 +239,17 @@ def test_summarize_reads_the_store_window_start_inclusive_end_exclusive(ops, log
 
 def test_summarize_groups_per_stage_and_system(ops, log):
     clock = FakeClock(T0)
-    record_runs(ops, [make_run(f"p{i}", actionable=i == 0) for i in range(3)], run_id="r", stage_id="pilot",
-                clock=clock, log=log)
-    record_runs(ops, [make_run(f"o{i}", system="old") for i in range(2)], run_id="r", stage_id="pilot",
-                clock=clock, log=log)
+    record_runs(
+        ops,
+        [make_run(f"p{i}", actionable=i == 0) for i in range(3)],
+        run_id="r",
+        stage_id="pilot",
+        clock=clock,
+        log=log,
+    )
+    record_runs(
+        ops, [make_run(f"o{i}", system="old") for i in range(2)], run_id="r", stage_id="pilot", clock=clock, log=log
+    )
     record_runs(ops, [make_run("x")], run_id="adhoc", clock=clock, log=log)
     s = summarize(ops, 3600, now=T0 + 1)
     stages = {st.stage_id: st for st in s.stages}
@@ -242,8 +274,13 @@ def test_summarize_can_leave_shadow_runs_out(ops, log):
 def test_time_series_buckets_per_system_with_gaps(ops, log):
     clock = FakeClock(T0 - T0 % 600)  # start on a bucket edge
     start = clock.now
-    record_runs(ops, [make_run("a", cost=0.2, hops=5, errors=("timeout",)), make_run("b", cost=0.4, actionable=True)],
-                run_id="r", clock=clock, log=log)
+    record_runs(
+        ops,
+        [make_run("a", cost=0.2, hops=5, errors=("timeout",)), make_run("b", cost=0.4, actionable=True)],
+        run_id="r",
+        clock=clock,
+        log=log,
+    )
     clock.tick(1200)  # skip one bucket entirely
     record_runs(ops, [make_run("c", system="old", cost=1.0, evidence_latency_s=40.0)], run_id="r", clock=clock, log=log)
     points = time_series(ops, 3600, now=start + 1800, bucket_s=600)

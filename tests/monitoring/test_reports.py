@@ -8,10 +8,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from engine.monitoring.alerts import evaluate_alerts, load_rules_file, SHIPPED_RULES
 from engine.core.errors import ConfigError
-from engine.monitoring.jsonlog import JsonlLog
+from engine.monitoring.alerts import SHIPPED_RULES, evaluate_alerts, load_rules_file
 from engine.monitoring.events import record_runs
+from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.reports import build_report, md_cell, render, report_filename, to_dict
 from tests.support.monitoring_data import FakeClock, make_run
 
@@ -23,12 +23,28 @@ EVIL = "<script>alert(1)</script>"
 def report(ops, settings):
     log = JsonlLog.for_settings(settings)
     clock = FakeClock(T0)
-    record_runs(ops, [make_run("evil-fc", cost=2.5, actionable=True, config_hash="hash-new-1"),
-                      make_run("plain-fc", cost=0.5, errors=("timeout",), config_hash="hash-new-1")],
-                run_id="r1", stage_id="pilot", clock=clock, log=log, names={"evil-fc": EVIL, "plain-fc": "Plain & Co"})
+    record_runs(
+        ops,
+        [
+            make_run("evil-fc", cost=2.5, actionable=True, config_hash="hash-new-1"),
+            make_run("plain-fc", cost=0.5, errors=("timeout",), config_hash="hash-new-1"),
+        ],
+        run_id="r1",
+        stage_id="pilot",
+        clock=clock,
+        log=log,
+        names={"evil-fc": EVIL, "plain-fc": "Plain & Co"},
+    )
     clock.tick(3600)
-    record_runs(ops, [make_run("evil-fc", system="old", cost=4.0, config_hash="hash-old-9", evidence_latency_s=12.0)],
-                run_id="r1", stage_id="pilot", clock=clock, log=log, names={"evil-fc": EVIL})
+    record_runs(
+        ops,
+        [make_run("evil-fc", system="old", cost=4.0, config_hash="hash-old-9", evidence_latency_s=12.0)],
+        run_id="r1",
+        stage_id="pilot",
+        clock=clock,
+        log=log,
+        names={"evil-fc": EVIL},
+    )
     rules = load_rules_file(SHIPPED_RULES)
     evaluate_alerts(ops, rules, clock.tick(60))
     return build_report(ops, "24h", now=clock.tick(60), rules=rules)

@@ -27,8 +27,8 @@ from engine.monitoring.alerts import (
     rules_path,
     save_rules,
 )
-from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.events import record_runs
+from engine.monitoring.jsonlog import JsonlLog
 from engine.store.opsdb import open_ops_db
 from tests.support.monitoring_data import make_run
 
@@ -46,8 +46,11 @@ def _rec(rule_id, state, ack=None):
 
 def test_states_frame_lists_every_rule_worst_first_and_marks_never_evaluated():
     rules = shipped_rules()
-    states = {"latency-p95": _rec("latency-p95", "ok"), "error-rate": _rec("error-rate", "firing"),
-              "cost-per-entity": _rec("cost-per-entity", "no_data")}
+    states = {
+        "latency-p95": _rec("latency-p95", "ok"),
+        "error-rate": _rec("error-rate", "firing"),
+        "cost-per-entity": _rec("cost-per-entity", "no_data"),
+    }
     frame = states_frame(rules, states)
     assert list(frame["rule"])[:3] == ["error-rate", "cost-per-entity", "latency-p95"]
     assert frame["state"].iloc[0] == "firing" and frame["value"].iloc[0] == "50.0%"
@@ -70,8 +73,20 @@ def test_rules_round_trip_through_the_editor_frame():
 
 def test_history_frame_formats_values_in_the_rules_unit():
     rules = shipped_rules()
-    frame = history_frame([{"rule_id": "error-rate", "at": 1.0, "from_state": None, "to_state": "pending",
-                            "value": 0.25, "sample": 30, "reason": "r"}], rules)
+    frame = history_frame(
+        [
+            {
+                "rule_id": "error-rate",
+                "at": 1.0,
+                "from_state": None,
+                "to_state": "pending",
+                "value": 0.25,
+                "sample": 30,
+                "reason": "r",
+            }
+        ],
+        rules,
+    )
     assert frame.iloc[0]["value"] == "25.0%" and frame.iloc[0]["from"] == ""
 
 
@@ -91,10 +106,17 @@ def _states_table(at):
 
 def _breaching(settings):
     """Error-rate rule firing at once on 2 runs; three runs with half their hops errored."""
-    save_rules(settings, [r.to_json() | ({"hold": "0s", "min_sample": 2} if r.id == "error-rate" else {})
-                          for r in load_rules(settings)])
-    record_runs(open_ops_db(settings), [make_run(f"e{i}", hops=4, errors=("timeout",) * 2) for i in range(3)],
-                run_id="t", clock=lambda: time.time() - 30, log=JsonlLog.for_settings(settings))
+    save_rules(
+        settings,
+        [r.to_json() | ({"hold": "0s", "min_sample": 2} if r.id == "error-rate" else {}) for r in load_rules(settings)],
+    )
+    record_runs(
+        open_ops_db(settings),
+        [make_run(f"e{i}", hops=4, errors=("timeout",) * 2) for i in range(3)],
+        run_id="t",
+        clock=lambda: time.time() - 30,
+        log=JsonlLog.for_settings(settings),
+    )
 
 
 def test_before_any_evaluation_every_rule_is_listed_as_not_evaluated(console_env):
@@ -148,8 +170,11 @@ def test_threshold_edit_is_validated_and_saved(console_env):
     assert any("Not saved" in e and "error-rate" in e and "threshold" in e for e in errors), errors
     assert not rules_path(console_env).exists()
     # a valid edit is saved to the data dir and audited
-    at.session_state["rules_editor"] = {"edited_rows": {0: {"threshold": 0.2, "hold": "1m"}}, "added_rows": [],
-                                        "deleted_rows": []}
+    at.session_state["rules_editor"] = {
+        "edited_rows": {0: {"threshold": 0.2, "hold": "1m"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
     next(b for b in at.button if b.label == "Save rules").click().run()
     assert not at.exception
     assert any("changed: error-rate" in s.value for s in at.success), [s.value for s in at.success]

@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.support.console_env import seeded_console_env
 from streamlit.testing.v1 import AppTest
 
 from engine.bench import store as bench_store
-
 from engine.cache import service as cache_service
 from engine.jobs.queue import JobState, JobStore, wait_for
 from engine.store.opsdb import open_ops_db
+from tests.support.console_env import seeded_console_env
 
 PAGE = Path(__file__).resolve().parents[2] / "pages" / "cache.py"
 TIMEOUT = 60
@@ -43,8 +42,7 @@ def test_page_shows_the_console_cache_and_warm_now_fills_it(seeded):
     assert metric(at, "Entries") == "0" and metric(at, "Hit rate") == "0.0%"
     assert any("Nothing cached yet" in c.value for c in at.caption)
     # operators read some entities through the console's cache (as the Hypotheses page would)
-    from console.services import get_cache_service
-    from console.services import _shared_services
+    from console.services import _shared_services, get_cache_service
 
     services = _shared_services(str(settings.data_dir), None, settings.graph_name)
     svc = get_cache_service(services)

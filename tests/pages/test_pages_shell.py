@@ -10,16 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.support.console_env import seeded_console_env
 from streamlit.testing.v1 import AppTest
 
 from console.format import HYPOTHESIS_COLUMNS
-from engine.store import falkor
 from engine.catalogue.generator import seed_catalogue
-from engine.store.graph import GraphStore
+from engine.catalogue.templates import load_templates
 from engine.core.model import Status
 from engine.core.settings import load_settings
-from engine.catalogue.templates import load_templates
+from engine.store import falkor
+from engine.store.graph import GraphStore
+from tests.support.console_env import seeded_console_env
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 N_ENTITIES = 60

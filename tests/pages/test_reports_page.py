@@ -9,8 +9,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.events import record_runs
+from engine.monitoring.jsonlog import JsonlLog
 from engine.store.opsdb import open_ops_db
 from tests.support.monitoring_data import make_run
 
@@ -21,10 +21,18 @@ EVIL = "<script>alert(1)</script>"
 
 def _record(settings):
     ops, log, now = open_ops_db(settings), JsonlLog.for_settings(settings), time.time()
-    record_runs(ops, [make_run("a", cost=0.25, actionable=True), make_run("b", cost=0.25)], run_id="r",
-                stage_id="pilot", clock=lambda: now - 600, log=log, names={"a": EVIL})
-    record_runs(ops, [make_run("a", system="old", cost=0.5)], run_id="r", stage_id="pilot",
-                clock=lambda: now - 600, log=log)
+    record_runs(
+        ops,
+        [make_run("a", cost=0.25, actionable=True), make_run("b", cost=0.25)],
+        run_id="r",
+        stage_id="pilot",
+        clock=lambda: now - 600,
+        log=log,
+        names={"a": EVIL},
+    )
+    record_runs(
+        ops, [make_run("a", system="old", cost=0.5)], run_id="r", stage_id="pilot", clock=lambda: now - 600, log=log
+    )
     record_runs(ops, [make_run("c", cost=1.0)], run_id="r2", clock=lambda: now - 3 * 3600, log=log)
 
 

@@ -20,16 +20,15 @@ import psutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.store import falkor
-
 from engine import rollout
 from engine.catalogue.generator import seed_catalogue
-from engine.store.graph import GraphStore
-from engine.jobs.queue import JobStore, wait_for
-from engine.store.opsdb import open_ops_db
-from engine.core.settings import load_settings
-from engine.rollout.stages import load_stage_config
 from engine.catalogue.templates import load_templates
+from engine.core.settings import load_settings
+from engine.jobs.queue import JobStore, wait_for
+from engine.rollout.stages import load_stage_config
+from engine.store import falkor
+from engine.store.graph import GraphStore
+from engine.store.opsdb import open_ops_db
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 PAGE = "pages/rollout.py"
@@ -86,8 +85,12 @@ def stop_workers(ops) -> None:
     store = JobStore(ops)
     for job in store.list(limit=100):
         if not job.state.is_terminal():
-            wait_for(store, job.id, until=lambda j: not j.state.has_worker() and j.state.value != "queued",
-                     timeout_s=WORKER_TIMEOUT_S)
+            wait_for(
+                store,
+                job.id,
+                until=lambda j: not j.state.has_worker() and j.state.value != "queued",
+                timeout_s=WORKER_TIMEOUT_S,
+            )
 
 
 def open_page() -> AppTest:
@@ -97,8 +100,9 @@ def open_page() -> AppTest:
     return at
 
 
-def start(at: AppTest, *, stage: str = "pilot", dry_run: bool = False, time_scale: float = FAST,
-          operator: str = "tester") -> AppTest:
+def start(
+    at: AppTest, *, stage: str = "pilot", dry_run: bool = False, time_scale: float = FAST, operator: str = "tester"
+) -> AppTest:
     at.text_input(key="rollout_operator").input(operator)
     at.selectbox(key="rollout_stage").select(stage)
     at.number_input(key="rollout_time_scale").set_value(time_scale)
@@ -205,8 +209,9 @@ def test_dry_run_pilot_runs_in_a_worker_and_the_page_shows_its_state(console):
         assert shown_row["value"] == pytest.approx(row.value)
         assert shown_row["low"] == pytest.approx(row.low) and shown_row["n"] == row.n
         assert shown_row["phase"] == row.phase.value
-    assert any(m.startswith(f"**Verdict after 10 entities:**") and status.stage("pilot").verdict.phase.value in m
-               for m in shown)
+    assert any(
+        m.startswith("**Verdict after 10 entities:**") and status.stage("pilot").verdict.phase.value in m for m in shown
+    )
 
     # decision records: the engine's, newest first
     records = next(df.value for df in at.dataframe if "gate" in df.value.columns)
@@ -277,7 +282,9 @@ def test_pause_resume_and_a_forced_promotion_before_the_minimum_duration(console
     assert status.state in ("soaking", "inconclusive")
     job_id = status.run.job_id
     at.run()
-    hint = {"inconclusive": ("warning", "A person decides"), "soaking": ("info", "promoted automatically")}[status.state]
+    hint = {"inconclusive": ("warning", "A person decides"), "soaking": ("info", "promoted automatically")}[
+        status.state
+    ]
     assert any(hint[1] in e.value for e in getattr(at, hint[0]))
     assert {k for k, on in buttons(at).items() if on} >= {"rollout_pause", "rollout_promote", "rollout_rollback"}
     assert not buttons(at)["rollout_resume"]
@@ -320,7 +327,9 @@ def test_a_breached_trigger_rolls_back_by_itself_and_the_page_says_which(failing
     at = open_page()
     start(at)
     status = settle(ops, leave=("queued", "running", "rolling_back"))
-    assert status.state == "rolled_back", f"expected the pilot on catalogue seed 5 to breach a trigger: {status.message}"
+    assert status.state == "rolled_back", (
+        f"expected the pilot on catalogue seed 5 to breach a trigger: {status.message}"
+    )
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(m.startswith("### Rollout 1 ") and "rolled back" in m for m in markdown(at))
@@ -360,8 +369,12 @@ def test_a_killed_worker_shows_as_dead_and_resume_starts_a_new_one_from_the_chec
 
     at.button(key="rollout_resume").click().run()
     assert flashes(at) == (["Resume: requested; the worker continues from its last checkpoint"], [])
-    resumed = wait_for(JobStore(ops), job.id, until=lambda j: j.state.value == "running" and j.attempts == 2,
-                       timeout_s=WORKER_TIMEOUT_S)
+    resumed = wait_for(
+        JobStore(ops),
+        job.id,
+        until=lambda j: j.state.value == "running" and j.attempts == 2,
+        timeout_s=WORKER_TIMEOUT_S,
+    )
     assert resumed.pid != job.pid
     status = settle(ops, leave=("queued", "running", "dead"))
     assert status.state == waiting and status.worker_alive

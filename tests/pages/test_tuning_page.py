@@ -9,17 +9,23 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from console import tuning_view as tv
-from engine.store import falkor
-from engine.jobs.queue import JobState, JobStore, run_claimed
-from engine.store.opsdb import open_ops_db
 from engine.core.settings import load_settings
+from engine.jobs.queue import JobState, JobStore, run_claimed
+from engine.store import falkor
+from engine.store.opsdb import open_ops_db
 from engine.tuning.spec import EntitySpec, StudySpec
 from engine.tuning.store import create_study, get_study, list_trials
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 TIMEOUT = 90
-SPEC = StudySpec(method="random", params=("max_iterations", "delta_accept"), iterations=3,
-                 entities=EntitySpec(n=30), seed=2, train_fraction=0.7)
+SPEC = StudySpec(
+    method="random",
+    params=("max_iterations", "delta_accept"),
+    iterations=3,
+    entities=EntitySpec(n=30),
+    seed=2,
+    train_fraction=0.7,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +60,9 @@ def test_page_without_studies_says_how_to_start_one(env):
 
 def test_launch_form_creates_a_study_and_queues_its_worker_job(env, monkeypatch):
     launched = []
-    monkeypatch.setattr("engine.jobs.queue.launch_worker", lambda settings, job_id, **kw: launched.append(job_id) or 4242)
+    monkeypatch.setattr(
+        "engine.jobs.queue.launch_worker", lambda settings, job_id, **kw: launched.append(job_id) or 4242
+    )
     at = tuning_page()
     at.selectbox(key="tune_method").set_value("grid")
     at.number_input(key="tune_iterations").set_value(2)
@@ -93,7 +101,9 @@ def test_a_finished_study_shows_trials_holdout_result_and_hands_off(env):
     trials_table = next(t for t in tables if "config_hash" in t.columns)
     assert list(trials_table["trial"]) == [t.number for t in list_trials(ops, study.id)] == [0, 1, 2, 3]
     hold = next(t for t in tables if "hold-out" in t.columns)
-    assert 0 in set(hold["trial"]) and len(hold) == len([t for t in list_trials(ops, study.id) if t.holdout_score is not None])
+    assert 0 in set(hold["trial"]) and len(hold) == len(
+        [t for t in list_trials(ops, study.id) if t.holdout_score is not None]
+    )
     assert frames  # tables render
     assert at.get("download_button"), "best config and report downloads"
     handoff_btn = at.button(key=f"tune_handoff_{study.id}")
@@ -111,8 +121,21 @@ def test_best_so_far_is_monotone_and_skips_failed_trials(env):
     from engine.tuning.store import Trial
 
     def t(n, score):
-        return Trial(1, n, "complete" if score is not None else "failed", {"x": n}, None, "", score, None,
-                     None if score is not None else "bad", 0.0, 1.0, None, None)
+        return Trial(
+            1,
+            n,
+            "complete" if score is not None else "failed",
+            {"x": n},
+            None,
+            "",
+            score,
+            None,
+            None if score is not None else "bad",
+            0.0,
+            1.0,
+            None,
+            None,
+        )
 
     frame = tv.best_so_far_frame([t(0, 0.5), t(1, 0.3), t(2, None), t(3, 0.7), t(4, 0.6)])
     assert list(frame["best so far"]) == [0.5, 0.5, 0.5, 0.7, 0.7]

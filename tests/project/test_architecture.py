@@ -257,9 +257,12 @@ def check_sources(sources: Mapping[str, str]) -> list[Violation]:
             where = f"{path}:{imp.line}"
             edge = f"{module} -> {imp.target if imp.target != '?' else 'a dynamic import'}"
             if imp.guarded and (imp.target == "?" or _is_ours(imp.target)):
-                violations.append(Violation(
-                    "import-guard", f"{where}: {edge} is guarded by `except ImportError`: import it outright",
-                ))
+                violations.append(
+                    Violation(
+                        "import-guard",
+                        f"{where}: {edge} is guarded by `except ImportError`: import it outright",
+                    )
+                )
                 continue
             top = imp.target.split(".")[0]
             if top == "streamlit" and own.startswith("engine"):
@@ -268,24 +271,32 @@ def check_sources(sources: Mapping[str, str]) -> list[Violation]:
             if not _is_ours(imp.target):
                 continue
             if imp.function_level and not imp.lazy_comment:
-                violations.append(Violation(
-                    "lazy-import",
-                    f"{where}: {edge} inside a function: move it to the top of the module, or say why not "
-                    "in a `# lazy: ...` comment on the line or the line above",
-                ))
+                violations.append(
+                    Violation(
+                        "lazy-import",
+                        f"{where}: {edge} inside a function: move it to the top of the module, or say why not "
+                        "in a `# lazy: ...` comment on the line or the line above",
+                    )
+                )
             target_package = package_of(imp.target)
             if target_package is None:
                 violations.append(Violation("unknown-package", f"{where}: {edge}: {imp.target} is in no layer"))
                 continue
             if target_package != own:
                 if LAYER_OF[target_package] > LAYER_OF[own]:
-                    violations.append(Violation(
-                        "back-edge", f"{where}: {edge}: {own} may not import {target_package} (a higher layer)",
-                    ))
+                    violations.append(
+                        Violation(
+                            "back-edge",
+                            f"{where}: {edge}: {own} may not import {target_package} (a higher layer)",
+                        )
+                    )
                 elif LAYER_OF[target_package] == LAYER_OF[own]:
-                    violations.append(Violation(
-                        "same-layer", f"{where}: {edge}: {own} and {target_package} are in the same layer",
-                    ))
+                    violations.append(
+                        Violation(
+                            "same-layer",
+                            f"{where}: {edge}: {own} and {target_package} are in the same layer",
+                        )
+                    )
             if not imp.function_level and not imp.type_checking and imp.target in known and imp.target != module:
                 import_time_edges.setdefault(module, {}).setdefault(imp.target, (path, imp.line))
     for cycle in _cycles(import_time_edges):
@@ -296,8 +307,12 @@ def check_sources(sources: Mapping[str, str]) -> list[Violation]:
 
 def tree_sources(root: Path = ROOT) -> dict[str, str]:
     """The product's Python files (engine, console, pages, streamlit_app.py) by path relative to ``root``."""
-    files = [*root.glob("engine/**/*.py"), *root.glob("console/**/*.py"), *root.glob("pages/**/*.py"),
-             root / "streamlit_app.py"]
+    files = [
+        *root.glob("engine/**/*.py"),
+        *root.glob("console/**/*.py"),
+        *root.glob("pages/**/*.py"),
+        root / "streamlit_app.py",
+    ]
     return {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8") for p in sorted(files) if p.is_file()}
 
 

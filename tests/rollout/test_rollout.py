@@ -13,15 +13,22 @@ import pytest
 
 from engine import rollout as ro
 from engine.core.errors import ConfigError, DiscoveryError
+from engine.core.params import ParameterConfig
 from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.monitoring.events import count_events, query_events
-from engine.core.params import ParameterConfig
 from tests.support.stages import stage_table
 
-
 #: a candidate that really costs more: no early stop, four times the iterations and ten times the budget
-BAD = ParameterConfig().with_changes(max_iterations=80, max_cost_usd=5.0, stop_confidence=1.0, flat_epsilon=0.0,
-                                     flat_window=20, depth_patience=10, saturation_count=20, saturation_window=20)
+BAD = ParameterConfig().with_changes(
+    max_iterations=80,
+    max_cost_usd=5.0,
+    stop_confidence=1.0,
+    flat_epsilon=0.0,
+    flat_window=20,
+    depth_patience=10,
+    saturation_count=20,
+    saturation_window=20,
+)
 
 
 @pytest.fixture
@@ -55,14 +62,26 @@ def test_full_pilot_to_production_promotes_each_stage_after_its_duration(setting
     stages = stage_table(tmp_path)
     cand = tmp_path / "cand.json"
     ParameterConfig().with_changes(novelty_decay=1.5).save(cand)
-    run_id = ro.start_rollout(settings, ops, stage="all", stages_file=stages, config_file=cand,
-                              time_scale=86400 * 4, launch=False, actor="test", graph=seeded)
+    run_id = ro.start_rollout(
+        settings,
+        ops,
+        stage="all",
+        stages_file=stages,
+        config_file=cand,
+        time_scale=86400 * 4,
+        launch=False,
+        actor="test",
+        graph=seeded,
+    )
     job = run_job_here(settings, ops, run_id)
     assert job.state is JobState.SUCCEEDED, job.error
     st = ro.rollout_status(ops, run_id)
     assert st.state == "completed"
     assert [(s.name, s.state, s.done, s.total) for s in st.stages] == [
-        ("pilot", "promoted", 10, 10), ("limited", "promoted", 20, 20), ("production", "promoted", 30, 30)]
+        ("pilot", "promoted", 10, 10),
+        ("limited", "promoted", 20, 20),
+        ("production", "promoted", 30, 30),
+    ]
     # cumulative exposure: disjoint cohorts that together are every entity
     cohorts = [cohort(ops, run_id, s) for s in ("pilot", "limited", "production")]
     assert sum(map(len, cohorts)) == len(set().union(*map(set, cohorts))) == 60
@@ -93,8 +112,15 @@ def test_full_pilot_to_production_promotes_each_stage_after_its_duration(setting
 
 
 def test_decision_record_recomputes_and_a_tampered_one_does_not(settings, ops, seeded, tmp_path):
-    run_id = ro.start_rollout(settings, ops, stage="pilot", stages_file=stage_table(tmp_path, lenient=False),
-                              time_scale=86400 * 100, launch=False, graph=seeded)
+    run_id = ro.start_rollout(
+        settings,
+        ops,
+        stage="pilot",
+        stages_file=stage_table(tmp_path, lenient=False),
+        time_scale=86400 * 100,
+        launch=False,
+        graph=seeded,
+    )
     run_job_here_until(settings, ops, run_id, lambda st: st.state in ("inconclusive", "completed", "rolled_back"))
     recs = ro.decision_records(ops, run_id)
     assert recs and all(ro.recompute_decision(ops, d.id)[1] for d in recs)
@@ -130,8 +156,16 @@ def test_failing_stage_rolls_back_by_itself_and_graph_equals_snapshot(settings, 
     bad = tmp_path / "bad.json"
     BAD.save(bad)
     stages = stage_table(tmp_path, counts=(10, 40, "all"), min_sample=(5, 10, 10))
-    run_id = ro.start_rollout(settings, ops, stage="all", stages_file=stages, config_file=bad,
-                              time_scale=86400 * 4, launch=False, graph=seeded)
+    run_id = ro.start_rollout(
+        settings,
+        ops,
+        stage="all",
+        stages_file=stages,
+        config_file=bad,
+        time_scale=86400 * 4,
+        launch=False,
+        graph=seeded,
+    )
     job = run_job_here(settings, ops, run_id)
     assert job.state is JobState.SUCCEEDED, job.error
     st = ro.rollout_status(ops, run_id)
@@ -164,8 +198,16 @@ def test_failing_stage_rolls_back_by_itself_and_graph_equals_snapshot(settings, 
 def test_manual_rollback_after_promotion_restores_every_stage_and_is_idempotent(settings, ops, seeded, tmp_path):
     ids = seeded.list_entity_ids()
     before = state_of(seeded, ids)
-    run_id = ro.start_rollout(settings, ops, stage="all", stages_file=stage_table(tmp_path, counts=(10, 20, "all"), loose_triggers=True),
-                              entities=30, time_scale=86400 * 4, launch=False, graph=seeded)
+    run_id = ro.start_rollout(
+        settings,
+        ops,
+        stage="all",
+        stages_file=stage_table(tmp_path, counts=(10, 20, "all"), loose_triggers=True),
+        entities=30,
+        time_scale=86400 * 4,
+        launch=False,
+        graph=seeded,
+    )
     assert run_job_here(settings, ops, run_id).state is JobState.SUCCEEDED
     assert ro.rollout_status(ops, run_id).state == "completed"
     assert state_of(seeded, ids) != before
@@ -180,8 +222,15 @@ def test_manual_rollback_after_promotion_restores_every_stage_and_is_idempotent(
 def test_two_rollbacks_at_once_make_one(settings, ops, seeded, tmp_path):
     ids = seeded.list_entity_ids()
     before = state_of(seeded, ids)
-    run_id = ro.start_rollout(settings, ops, stage="pilot", stages_file=stage_table(tmp_path, loose_triggers=True),
-                              time_scale=1.0, launch=False, graph=seeded)
+    run_id = ro.start_rollout(
+        settings,
+        ops,
+        stage="pilot",
+        stages_file=stage_table(tmp_path, loose_triggers=True),
+        time_scale=1.0,
+        launch=False,
+        graph=seeded,
+    )
     st, worker = run_job_here_until(settings, ops, run_id, lambda s: s.state == "soaking")
     barrier = threading.Barrier(2)
     results = []
@@ -211,8 +260,17 @@ def test_dry_run_touches_nothing_live(settings, ops, seeded, tmp_path):
     ids = seeded.list_entity_ids()
     before = state_of(seeded, ids)
     evidence = {e: seeded.get_evidence(e) for e in ids}
-    run_id = ro.start_rollout(settings, ops, stage="all", stages_file=stage_table(tmp_path), dry_run=True,
-                              config_file=None, time_scale=86400 * 4, launch=False, graph=seeded)
+    run_id = ro.start_rollout(
+        settings,
+        ops,
+        stage="all",
+        stages_file=stage_table(tmp_path),
+        dry_run=True,
+        config_file=None,
+        time_scale=86400 * 4,
+        launch=False,
+        graph=seeded,
+    )
     assert run_job_here(settings, ops, run_id).state is JobState.SUCCEEDED
     st = ro.rollout_status(ops, run_id)
     assert st.state == "completed" and st.progress == (60, 60)
@@ -228,10 +286,12 @@ def test_dry_run_touches_nothing_live(settings, ops, seeded, tmp_path):
 
 def test_inconclusive_waits_for_a_person_and_promote_respects_min_duration(settings, ops, seeded, tmp_path):
     stages = stage_table(tmp_path, lenient=False, min_days=(3, 7, 30))
-    run_id = ro.start_rollout(settings, ops, stage="pilot", stages_file=stages, time_scale=1.0, launch=False,
-                              graph=seeded)
-    st, worker = run_job_here_until(settings, ops, run_id, lambda s: s.state in ("inconclusive", "soaking",
-                                                                                   "rolled_back"))
+    run_id = ro.start_rollout(
+        settings, ops, stage="pilot", stages_file=stages, time_scale=1.0, launch=False, graph=seeded
+    )
+    st, worker = run_job_here_until(
+        settings, ops, run_id, lambda s: s.state in ("inconclusive", "soaking", "rolled_back")
+    )
     if st.state == "rolled_back":
         pytest.skip("this world made the default candidate breach a trigger")
     with pytest.raises(DiscoveryError, match="minimum days"):
@@ -249,8 +309,15 @@ def test_inconclusive_waits_for_a_person_and_promote_respects_min_duration(setti
 
 
 def test_pause_resume_and_cancel_between_entities(settings, ops, seeded, tmp_path):
-    run_id = ro.start_rollout(settings, ops, stage="pilot", stages_file=stage_table(tmp_path, batch=(2, 10, 10), loose_triggers=True),
-                              time_scale=1.0, launch=False, graph=seeded)
+    run_id = ro.start_rollout(
+        settings,
+        ops,
+        stage="pilot",
+        stages_file=stage_table(tmp_path, batch=(2, 10, 10), loose_triggers=True),
+        time_scale=1.0,
+        launch=False,
+        graph=seeded,
+    )
     st, worker = run_job_here_until(settings, ops, run_id, lambda s: s.progress[0] >= 2)
     ro.pause(ops, run_id, "bob")
     st, _ = None, None
@@ -269,8 +336,11 @@ def test_pause_resume_and_cancel_between_entities(settings, ops, seeded, tmp_pat
     worker.join(30)
     st = ro.rollout_status(ops, run_id)
     assert st.state == "cancelled" and st.progress == (10, 10)
-    assert [a["action"] for a in ops.list_audit(actor="bob")][::-1] == ["rollout.pause", "rollout.resume",
-                                                                        "rollout.cancel"]
+    assert [a["action"] for a in ops.list_audit(actor="bob")][::-1] == [
+        "rollout.pause",
+        "rollout.resume",
+        "rollout.cancel",
+    ]
     with pytest.raises(DiscoveryError, match="nothing to"):
         ro.pause(ops, run_id, "bob")
 
@@ -308,8 +378,9 @@ def test_candidate_handoff_is_used_and_audited(settings, ops, seeded, tmp_path):
     assert info["hash"] == tuned.hash()
     assert ops.list_audit(action="rollout.candidate")[0]["actor"] == "tuning"
     path.unlink()  # the stored values are the candidate, not the file
-    run_id = ro.start_rollout(settings, ops, stage="pilot", stages_file=stage_table(tmp_path), launch=False,
-                              graph=seeded)
+    run_id = ro.start_rollout(
+        settings, ops, stage="pilot", stages_file=stage_table(tmp_path), launch=False, graph=seeded
+    )
     run = ro.rollout_status(ops, run_id).run
     assert run.candidate_hash == tuned.hash() and run.baseline_hash == ParameterConfig().hash()
     assert "study 3" in run.candidate_source
@@ -321,11 +392,15 @@ def test_candidate_handoff_is_used_and_audited(settings, ops, seeded, tmp_path):
 @pytest.mark.slow  # starts or kills real processes
 def test_sigkilled_worker_resumed_processes_every_entity_exactly_once(settings, ops, seeded, tmp_path):
     ids = seeded.list_entity_ids()
-    attempts_before = {h["id"]: sum(h[k] for k in ("accepts", "weak_accepts", "rejects", "no_progress"))
-                       for hs in state_of(seeded, ids).values() for h in hs}
+    attempts_before = {
+        h["id"]: sum(h[k] for k in ("accepts", "weak_accepts", "rejects", "no_progress"))
+        for hs in state_of(seeded, ids).values()
+        for h in hs
+    }
     stages = stage_table(tmp_path, counts=(40, 50, "all"), batch=(4, 10, 10), loose_triggers=True)
-    run_id = ro.start_rollout(settings, ops, stage="pilot", stages_file=stages, time_scale=1.0, actor="test",
-                              graph=seeded)  # launches a detached `python -m engine worker --job ID`
+    run_id = ro.start_rollout(
+        settings, ops, stage="pilot", stages_file=stages, time_scale=1.0, actor="test", graph=seeded
+    )  # launches a detached `python -m engine worker --job ID`
     store = JobStore(ops)
     job_id = ro.rollout_status(ops, run_id).run.job_id
     end = time.time() + 120
@@ -348,8 +423,12 @@ def test_sigkilled_worker_resumed_processes_every_entity_exactly_once(settings, 
     assert 8 <= killed_at.progress[0] < 40
     ro.resume(ops, run_id, "test", settings=settings)  # requeue + a new detached worker
     end = time.time() + 180
-    while time.time() < end and ro.rollout_status(ops, run_id).state not in ("soaking", "inconclusive",
-                                                                            "completed", "rolled_back"):
+    while time.time() < end and ro.rollout_status(ops, run_id).state not in (
+        "soaking",
+        "inconclusive",
+        "completed",
+        "rolled_back",
+    ):
         time.sleep(0.1)
     st = ro.rollout_status(ops, run_id)
     assert st.state in ("soaking", "inconclusive", "completed"), st.state
@@ -362,8 +441,10 @@ def test_sigkilled_worker_resumed_processes_every_entity_exactly_once(settings, 
     # the graph saw each entity's live run exactly once: hypothesis attempts grew by that run's hops
     after = state_of(seeded, ids)
     for eid in exposed:
-        grown = sum(sum(h[k] for k in ("accepts", "weak_accepts", "rejects", "no_progress")) - attempts_before[h["id"]]
-                    for h in after[eid])
+        grown = sum(
+            sum(h[k] for k in ("accepts", "weak_accepts", "rejects", "no_progress")) - attempts_before[h["id"]]
+            for h in after[eid]
+        )
         outcome = next(r for r in rows if r["entity_id"] == eid)
         assert grown == outcome["new_hops"], eid
     assert store.get(job_id).attempts == 2
@@ -374,8 +455,15 @@ def test_a_rollback_interrupted_by_the_store_can_be_retried_at_once(settings, op
 
     ids = seeded.list_entity_ids()
     before = state_of(seeded, ids)
-    run_id = ro.start_rollout(settings, ops, stage="pilot", stages_file=stage_table(tmp_path, loose_triggers=True),
-                              time_scale=86400 * 4, launch=False, graph=seeded)
+    run_id = ro.start_rollout(
+        settings,
+        ops,
+        stage="pilot",
+        stages_file=stage_table(tmp_path, loose_triggers=True),
+        time_scale=86400 * 4,
+        launch=False,
+        graph=seeded,
+    )
     assert run_job_here(settings, ops, run_id).state is JobState.SUCCEEDED
     assert ro.rollout_status(ops, run_id).state == "completed"
 

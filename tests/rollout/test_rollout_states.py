@@ -14,8 +14,21 @@ from engine.rollout.states import (
     effective_state,
 )
 
-ALL_EFFECTIVE = ("none", "queued", "running", "soaking", "inconclusive", "paused", "dead", "failed", "stopped",
-                 "rolling_back", "rolled_back", "completed", "cancelled")
+ALL_EFFECTIVE = (
+    "none",
+    "queued",
+    "running",
+    "soaking",
+    "inconclusive",
+    "paused",
+    "dead",
+    "failed",
+    "stopped",
+    "rolling_back",
+    "rolled_back",
+    "completed",
+    "cancelled",
+)
 
 
 def holds(enum, predicate, values) -> set[str]:
@@ -26,10 +39,25 @@ def holds(enum, predicate, values) -> set[str]:
 
 
 def test_values_are_the_stored_strings():
-    assert [s.value for s in RunState] == ["running", "soaking", "inconclusive", "rolling_back", "rolled_back",
-                                           "completed", "cancelled"]
-    assert [s.value for s in StageState] == ["pending", "running", "soaking", "inconclusive", "promoted",
-                                             "rolled_back", "skipped", "cancelled"]
+    assert [s.value for s in RunState] == [
+        "running",
+        "soaking",
+        "inconclusive",
+        "rolling_back",
+        "rolled_back",
+        "completed",
+        "cancelled",
+    ]
+    assert [s.value for s in StageState] == [
+        "pending",
+        "running",
+        "soaking",
+        "inconclusive",
+        "promoted",
+        "rolled_back",
+        "skipped",
+        "cancelled",
+    ]
     assert {s.value for s in EffectiveState} == set(ALL_EFFECTIVE)
     assert RunState("soaking") == "soaking" and f"{StageState.SKIPPED:<8}|" == "skipped |"
 
@@ -43,31 +71,47 @@ def test_run_is_active_while_a_stage_is_in_play():
 
 
 def test_run_is_terminal_when_over():
-    assert holds(RunState, RunState.is_terminal, [s.value for s in RunState]) == {"rolled_back", "completed",
-                                                                                  "cancelled"}
+    assert holds(RunState, RunState.is_terminal, [s.value for s in RunState]) == {
+        "rolled_back",
+        "completed",
+        "cancelled",
+    }
 
 
 def test_run_can_be_rolled_back_unless_rolled_back_or_rolling_back():
     assert holds(RunState, RunState.can_rollback, [s.value for s in RunState]) == {
-        "running", "soaking", "inconclusive", "completed", "cancelled"}
+        "running",
+        "soaking",
+        "inconclusive",
+        "completed",
+        "cancelled",
+    }
 
 
 def test_one_active_or_rolling_back_run_blocks_a_new_rollout():
     assert holds(RunState, RunState.blocks_new_rollout, [s.value for s in RunState]) == {
-        "running", "soaking", "inconclusive", "rolling_back"}
+        "running",
+        "soaking",
+        "inconclusive",
+        "rolling_back",
+    }
 
 
 # --------------------------------------------------------------------------- StageState
 
 
 def test_stage_is_reached_once_it_has_a_row():
-    assert holds(StageState, StageState.is_reached, [s.value for s in StageState]) == {
-        s.value for s in StageState} - {"pending"}
+    assert holds(StageState, StageState.is_reached, [s.value for s in StageState]) == {s.value for s in StageState} - {
+        "pending"
+    }
 
 
 def test_stage_is_open_while_run_or_decided():
-    assert holds(StageState, StageState.is_open, [s.value for s in StageState]) == {"running", "soaking",
-                                                                                    "inconclusive"}
+    assert holds(StageState, StageState.is_open, [s.value for s in StageState]) == {
+        "running",
+        "soaking",
+        "inconclusive",
+    }
     assert OPEN_STAGE_STATES == ("running", "soaking", "inconclusive")
 
 
@@ -84,22 +128,37 @@ def test_stage_is_done_when_promoted_or_skipped():
 
 def test_effective_is_active_while_a_stage_is_in_play():
     assert holds(EffectiveState, EffectiveState.is_active, ALL_EFFECTIVE) == {
-        "running", "soaking", "inconclusive", "queued", "paused", "dead", "failed"}
+        "running",
+        "soaking",
+        "inconclusive",
+        "queued",
+        "paused",
+        "dead",
+        "failed",
+    }
 
 
 def test_effective_is_terminal_when_over():
-    assert holds(EffectiveState, EffectiveState.is_terminal, ALL_EFFECTIVE) == {"completed", "rolled_back",
-                                                                                "cancelled"}
+    assert holds(EffectiveState, EffectiveState.is_terminal, ALL_EFFECTIVE) == {"completed", "rolled_back", "cancelled"}
 
 
 def test_effective_awaits_operator_when_it_will_not_move_on_by_itself():
     assert holds(EffectiveState, EffectiveState.awaits_operator, ALL_EFFECTIVE) == {
-        "inconclusive", "paused", "dead", "failed", "stopped"}
+        "inconclusive",
+        "paused",
+        "dead",
+        "failed",
+        "stopped",
+    }
 
 
 def test_effective_can_pause_while_a_worker_carries_it():
-    assert holds(EffectiveState, EffectiveState.can_pause, ALL_EFFECTIVE) == {"running", "soaking", "inconclusive",
-                                                                              "queued"}
+    assert holds(EffectiveState, EffectiveState.can_pause, ALL_EFFECTIVE) == {
+        "running",
+        "soaking",
+        "inconclusive",
+        "queued",
+    }
 
 
 def test_effective_can_resume_when_paused_dead_or_failed():
@@ -116,26 +175,32 @@ def test_effective_can_promote_an_active_run_whose_stage_is_promotable():
 
 def test_effective_can_rollback_unless_none_rolled_back_or_rolling_back():
     assert holds(EffectiveState, EffectiveState.can_rollback, ALL_EFFECTIVE) == set(ALL_EFFECTIVE) - {
-        "none", "rolled_back", "rolling_back"}
+        "none",
+        "rolled_back",
+        "rolling_back",
+    }
 
 
 # --------------------------------------------------------------------------- effective_state
 
 
-@pytest.mark.parametrize(("run", "job", "alive", "expected"), [
-    ("completed", "succeeded", False, "completed"),  # a run that is over says so, whatever its job
-    ("rolling_back", "running", True, "rolling_back"),
-    ("running", None, False, "running"),  # no job yet
-    ("running", "queued", False, "queued"),
-    ("soaking", "paused", True, "paused"),
-    ("soaking", "paused", False, "dead"),
-    ("inconclusive", "running", True, "inconclusive"),
-    ("running", "running", False, "dead"),
-    ("running", "dead", False, "dead"),
-    ("running", "failed", False, "failed"),
-    ("running", "cancelled", False, "cancelled"),
-    ("soaking", "succeeded", False, "stopped"),
-])
+@pytest.mark.parametrize(
+    ("run", "job", "alive", "expected"),
+    [
+        ("completed", "succeeded", False, "completed"),  # a run that is over says so, whatever its job
+        ("rolling_back", "running", True, "rolling_back"),
+        ("running", None, False, "running"),  # no job yet
+        ("running", "queued", False, "queued"),
+        ("soaking", "paused", True, "paused"),
+        ("soaking", "paused", False, "dead"),
+        ("inconclusive", "running", True, "inconclusive"),
+        ("running", "running", False, "dead"),
+        ("running", "dead", False, "dead"),
+        ("running", "failed", False, "failed"),
+        ("running", "cancelled", False, "cancelled"),
+        ("soaking", "succeeded", False, "stopped"),
+    ],
+)
 def test_effective_state_combines_run_job_and_worker(run, job, alive, expected):
     got = effective_state(RunState(run), JobState(job) if job else None, alive)
     assert got is EffectiveState(expected)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from engine.core.errors import ConfigError
-from engine.rollout.stages import DEFAULT_STAGES_FILE, Metric, StagePolicy, Check, load_stage_config, parse_stage_config
+from engine.rollout.stages import DEFAULT_STAGES_FILE, Check, Metric, StagePolicy, load_stage_config, parse_stage_config
 
 
 def _raw() -> dict:
@@ -21,11 +21,17 @@ def test_shipped_table_has_the_issue_defaults():
     assert (pilot.entities, limited.entities, prod.entities) == (10, 100, None)
     assert (pilot.min_duration_days, limited.min_duration_days, prod.min_duration_days) == (3, 7, 30)
     s = {(c.metric, c.op): c.threshold for c in limited.success}
-    assert s == {(Metric.COST_REDUCTION_PCT, ">="): 20, (Metric.ACTIONABLE_INCREASE_PCT, ">="): 80,
-                 (Metric.P95_LATENCY_MS, "<"): 500}
+    assert s == {
+        (Metric.COST_REDUCTION_PCT, ">="): 20,
+        (Metric.ACTIONABLE_INCREASE_PCT, ">="): 80,
+        (Metric.P95_LATENCY_MS, "<"): 500,
+    }
     r = {(c.metric, c.op): c.threshold for c in prod.rollback}
-    assert r == {(Metric.COST_INCREASE_PCT, ">"): 15, (Metric.ERROR_RATE_PCT, ">"): 10,
-                 (Metric.P95_LATENCY_MS, ">"): 1500}
+    assert r == {
+        (Metric.COST_INCREASE_PCT, ">"): 15,
+        (Metric.ERROR_RATE_PCT, ">"): 10,
+        (Metric.P95_LATENCY_MS, ">"): 1500,
+    }
     assert all(c.test is Check.POINT for c in prod.rollback)
     assert all(c.test is Check.BOUND for c in prod.success)
 

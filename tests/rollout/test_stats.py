@@ -8,11 +8,21 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from engine.rollout.stats import PairedOutcome, bootstrap_interval, clopper_pearson, measure, p95, quantile, relative_change_pct
+from engine.rollout.stats import (
+    PairedOutcome,
+    bootstrap_interval,
+    clopper_pearson,
+    measure,
+    p95,
+    quantile,
+    relative_change_pct,
+)
 
 
 def _o(i, new_cost, old_cost, new_act=False, old_act=False, hops=10, errors=0, ms=5.0, crashed=False):
-    return PairedOutcome(f"e{i}", new_cost, new_act, hops, errors, ms, crashed, old_cost, old_act if old_cost is not None else None)
+    return PairedOutcome(
+        f"e{i}", new_cost, new_act, hops, errors, ms, crashed, old_cost, old_act if old_cost is not None else None
+    )
 
 
 def test_clopper_pearson_matches_scipy_exact_interval():
@@ -61,7 +71,9 @@ def test_measure_actionable_increase_and_its_interval():
 
 
 def test_measure_error_rate_counts_errored_hops_and_crashed_runs():
-    outcomes = [_o(i, 1, 1, hops=10, errors=1 if i < 5 else 0) for i in range(10)] + [_o(10, 0, None, hops=0, crashed=True)]
+    outcomes = [_o(i, 1, 1, hops=10, errors=1 if i < 5 else 0) for i in range(10)] + [
+        _o(10, 0, None, hops=0, crashed=True)
+    ]
     m = measure(outcomes, np.random.default_rng(0), resamples=200)["error_rate_pct"]
     assert m.n == 101 and m.value == pytest.approx(6 / 101 * 100)
     lo, hi = clopper_pearson(6, 101, 0.9)

@@ -7,15 +7,21 @@ import json
 import numpy as np
 import pytest
 
-from engine.rollout.stages import Criterion, Metric, StagePolicy, Check
+from engine.rollout.stages import Check, Criterion, Metric, StagePolicy
 from engine.rollout.stats import Measurement, PairedOutcome, measure
 from engine.rollout.verdict import Phase, assess, elapsed_days, promotion_gate, recompute_from_record, worst
 
 
 def _policy(test=Check.POINT, min_sample=5):
     return StagePolicy(
-        name="pilot", entities=10, min_duration_days=3, batch_size=5, min_sample=min_sample, shadow_fraction=1.0,
-        confidence=0.9, bootstrap_resamples=400,
+        name="pilot",
+        entities=10,
+        min_duration_days=3,
+        batch_size=5,
+        min_sample=min_sample,
+        shadow_fraction=1.0,
+        confidence=0.9,
+        bootstrap_resamples=400,
         success=(
             Criterion(Metric.COST_REDUCTION_PCT, ">=", 15, test),
             Criterion(Metric.ACTIONABLE_INCREASE_PCT, ">=", 50, test),
@@ -30,7 +36,9 @@ def _policy(test=Check.POINT, min_sample=5):
 
 def _pairs(n, new_cost, old_cost, new_act_every, old_act_every, errors=0, hops=20):
     return [
-        PairedOutcome(f"e{i}", new_cost, i % new_act_every == 0, hops, errors, 3.0, False, old_cost, i % old_act_every == 0)
+        PairedOutcome(
+            f"e{i}", new_cost, i % new_act_every == 0, hops, errors, 3.0, False, old_cost, i % old_act_every == 0
+        )
         for i in range(n)
     ]
 
@@ -68,8 +76,10 @@ def test_inconclusive_when_a_success_criterion_is_not_shown():
 
 def test_bound_test_needs_the_whole_interval_to_clear():
     # 45% cheaper in total but from a few entities: the point clears 15%, the lower bound does not
-    pairs = [PairedOutcome(f"e{i}", c, True, 20, 0, 3.0, False, 10.0, i % 3 == 0)
-             for i, c in enumerate([0.0, 0.0, 0.0, 12.0, 12.0, 9.0])]
+    pairs = [
+        PairedOutcome(f"e{i}", c, True, 20, 0, 3.0, False, 10.0, i % 3 == 0)
+        for i, c in enumerate([0.0, 0.0, 0.0, 12.0, 12.0, 9.0])
+    ]
     m = _measure(pairs)
     assert m["cost_reduction_pct"].value == pytest.approx(45.0)
     assert assess(_policy(Check.POINT), m, n=6, final=True).phase is Phase.PASSED
@@ -119,8 +129,16 @@ def test_verdict_recomputes_from_a_json_record():
     pairs = _pairs(10, 6.0, 10.0, 2, 4)
     m = _measure(pairs)
     v = assess(_policy(), m, n=10, final=True)
-    record = json.loads(json.dumps({"policy": _policy().to_dict(), "n": 10, "final": True,
-                                    "measurements": {k: x.to_dict() for k, x in m.items()}}))
+    record = json.loads(
+        json.dumps(
+            {
+                "policy": _policy().to_dict(),
+                "n": 10,
+                "final": True,
+                "measurements": {k: x.to_dict() for k, x in m.items()},
+            }
+        )
+    )
     assert recompute_from_record(record) == v
 
 

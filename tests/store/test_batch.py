@@ -9,6 +9,19 @@ from dataclasses import replace
 
 import pytest
 
+from engine.core.model import (
+    Decision,
+    Depth,
+    DomainError,
+    HopRecord,
+    HopType,
+    Hypothesis,
+    Pattern,
+    Status,
+    apply_decision,
+    kill,
+)
+from engine.core.params import ParameterConfig
 from engine.store.batch import (
     AsyncBatchGraph,
     BatchFailed,
@@ -18,19 +31,6 @@ from engine.store.batch import (
     assess_entity,
     run_batch,
 )
-from engine.core.model import (
-    Decision,
-    DomainError,
-    HopRecord,
-    HopType,
-    Depth,
-    Hypothesis,
-    Pattern,
-    Status,
-    apply_decision,
-    kill,
-)
-from engine.core.params import ParameterConfig
 from tests.support.graphs import NOW, PATTERNS, TEMPLATE, A, N, R, W, entity, seed
 
 
@@ -352,7 +352,9 @@ def test_recent_activity_counts_evidence_since_and_skips_rolled_back(graph, sett
     h1 = graph.get_hypotheses("club-001")[0]
 
     def rec(h, i):
-        return HopRecord(i, h.id, h.pattern, h.category, 0.1, HopType.OFFICIAL_SITE, Depth.SURFACE, A, 0.06, 0.5, 0.01, 0.1)
+        return HopRecord(
+            i, h.id, h.pattern, h.category, 0.1, HopType.OFFICIAL_SITE, Depth.SURFACE, A, 0.06, 0.5, 0.01, 0.1
+        )
 
     graph.add_evidence("club-000", "old-run", "new", [rec(h0, 1)], at=NOW - 1000)
     graph.add_evidence("club-000", "run-1", "new", [rec(h0, 1), rec(h0, 2)], at=NOW)

@@ -15,10 +15,10 @@ import psutil
 import pytest
 import redis
 
-from engine.store import falkor
 from engine.core.errors import StoreUnavailable
-from engine.store.graph import GraphStore
 from engine.core.settings import REPO_ROOT, Settings
+from engine.store import falkor
+from engine.store.graph import GraphStore
 
 PY = sys.executable
 
@@ -284,7 +284,7 @@ def test_processes_starting_the_same_fresh_data_dir_at_once_share_one_server(tmp
             p.stdin.write("go\n")
             p.stdin.flush()
         outputs = [p.communicate(timeout=120) for p in procs]
-        for p, (out, err) in zip(procs, outputs):
+        for p, (_out, err) in zip(procs, outputs):
             assert p.returncode == 0, err
         pids = {int(out.split()[-1]) for out, _ in outputs}
         assert len(pids) == 1

@@ -21,9 +21,16 @@ from engine.store.graph import GraphStore
 
 
 def test_fixture_graph_round_trips_an_entity(graph, ops):
-    t = Template(id="tpl", name="T", patterns=(Pattern("CRM", "CRM Implementation", 0.4),), channels=(Channel(HopType.OFFICIAL_SITE, 1),))
+    t = Template(
+        id="tpl",
+        name="T",
+        patterns=(Pattern("CRM", "CRM Implementation", 0.4),),
+        channels=(Channel(HopType.OFFICIAL_SITE, 1),),
+    )
     graph.upsert_templates([t])
-    e = Entity(id="club-a", name="Club A", sport="football", country="GB", type="club", tier=1, cluster="gb", template_id="tpl")
+    e = Entity(
+        id="club-a", name="Club A", sport="football", country="GB", type="club", tier=1, cluster="gb", template_id="tpl"
+    )
     graph.upsert_entities([e], [Hypothesis.new(e.id, t.patterns[0], 1.0)])
     assert graph.get_entity("club-a") == e
     assert ops.schema_versions()["core"] == 1
@@ -55,4 +62,9 @@ def test_close_and_reopen_keeps_entities_hypotheses_and_evidence(settings):
         assert again.get_hypotheses_many(again.list_entity_ids()) == hyps
         assert again.get_hypothesis(worked[0].id) == worked[0]
         (ev,) = again.get_evidence(eid)
-        assert (ev["run_id"], ev["decision"], ev["excerpt"], ev["rolled_back"]) == ("run-1", "ACCEPT", "signs a CRM deal", False)
+        assert (ev["run_id"], ev["decision"], ev["excerpt"], ev["rolled_back"]) == (
+            "run-1",
+            "ACCEPT",
+            "signs a CRM deal",
+            False,
+        )

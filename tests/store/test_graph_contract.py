@@ -11,8 +11,8 @@ persistence across a server restart in tests/test_graph.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import pytest
 
@@ -304,7 +304,9 @@ def test_apply_run_is_all_or_nothing(store):
     with pytest.raises(UnknownEntity, match="ghost"):
         s.apply_run("ghost", "run-x", "new", [], [hop(mine[0], 1)])
     with pytest.raises(DomainError, match="NUL"):
-        s.apply_run("koln-99ers", "run-x", "new", [apply_decision(mine[0], A, NOW + 1)], [hop(mine[0], 1, excerpt="a\x00b")])
+        s.apply_run(
+            "koln-99ers", "run-x", "new", [apply_decision(mine[0], A, NOW + 1)], [hop(mine[0], 1, excerpt="a\x00b")]
+        )
     assert s.get_hypotheses("koln-99ers") == mine and s.get_hypotheses("munich-sky") == theirs
     assert s.get_evidence("koln-99ers") == trail
 
@@ -313,7 +315,9 @@ def test_restore_puts_back_exactly_the_snapshot_and_keeps_the_evidence(store):
     s, seeded = store
     snap = s.snapshot(["bbc-dusseldorf", "koln-99ers"])
     hyps = s.get_hypotheses("bbc-dusseldorf")
-    s.apply_run("bbc-dusseldorf", "run-2", "new", [apply_decision(hyps[1], A, NOW + 20)], [hop(hyps[1], 1)], at=NOW + 20)
+    s.apply_run(
+        "bbc-dusseldorf", "run-2", "new", [apply_decision(hyps[1], A, NOW + 20)], [hop(hyps[1], 1)], at=NOW + 20
+    )
     extra = Hypothesis.new("bbc-dusseldorf", Pattern("Extra", "General", 0.2), NOW + 20)
     s.upsert_entities([], [extra])
     assert len(s.get_hypotheses("bbc-dusseldorf")) == len(hyps) + 1
@@ -368,7 +372,9 @@ def test_values_are_parameters_not_cypher(graph, implementation):
     nasty = "Bobby' }) MATCH (n) DETACH DELETE n //"
     e = Entity(id="bobby-tables", name=nasty, sport="foot\\ball", country="GB", type="club", tier=1,
                cluster="gb-`football`", template_id="tpl")  # fmt: skip
-    other = Entity(id="other", name="Other", sport="x", country="GB", type="club", tier=1, cluster="gb", template_id="tpl")
+    other = Entity(
+        id="other", name="Other", sport="x", country="GB", type="club", tier=1, cluster="gb", template_id="tpl"
+    )
     s.upsert_entities([e, other], [Hypothesis.new(x.id, t.patterns[0], 1.0) for x in (e, other)])
     assert s.get_entity("bobby-tables") == e
     assert s.get_template("tpl") == t
@@ -383,10 +389,17 @@ def test_values_are_parameters_not_cypher(graph, implementation):
 
 def test_unknown_ids_and_unstorable_values_write_nothing(graph, implementation):
     s = implementation(graph)
-    t = Template(id="tpl", name="T", patterns=(Pattern("CRM", "CRM Implementation", 0.4),), channels=(Channel(HopType.OFFICIAL_SITE, 1),))
+    t = Template(
+        id="tpl",
+        name="T",
+        patterns=(Pattern("CRM", "CRM Implementation", 0.4),),
+        channels=(Channel(HopType.OFFICIAL_SITE, 1),),
+    )
     s.upsert_templates([t])
     good = Entity(id="good", name="Good", sport="x", country="GB", type="club", tier=1, cluster="gb", template_id="tpl")
-    lost = Entity(id="lost", name="Lost", sport="x", country="GB", type="club", tier=1, cluster="gb", template_id="nope")
+    lost = Entity(
+        id="lost", name="Lost", sport="x", country="GB", type="club", tier=1, cluster="gb", template_id="nope"
+    )
     with pytest.raises(DomainError, match="unknown template id 'nope'"):
         s.upsert_entities([good, lost])
     with pytest.raises(DomainError, match="NUL"):

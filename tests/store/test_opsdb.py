@@ -11,8 +11,8 @@ import pytest
 
 from engine.core.errors import ConfigError, StoreUnavailable
 from engine.core.model import DomainError
-from engine.store.opsdb import COMPONENT_MODULES, MIGRATIONS, Migration, OpsDB, collect_migrations, open_ops_db
 from engine.core.settings import REPO_ROOT, Settings
+from engine.store.opsdb import COMPONENT_MODULES, MIGRATIONS, Migration, OpsDB, collect_migrations, open_ops_db
 
 PY = sys.executable
 
@@ -177,11 +177,10 @@ def test_transaction_commits_on_success_and_rolls_back_everything_on_error(tmp_p
     db = OpsDB(tmp_path / "ops.sqlite", migrations=[*MIGRATIONS, WIDGETS_V1])
     with db.transaction() as tx:
         tx["widgets"].insert({"id": 1, "name": "kept"})
-    with pytest.raises(RuntimeError):
-        with db.transaction() as tx:
-            tx["widgets"].insert({"id": 2, "name": "lost"})
-            db.audit("test", "widget.add", "2", db=tx)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), db.transaction() as tx:
+        tx["widgets"].insert({"id": 2, "name": "lost"})
+        db.audit("test", "widget.add", "2", db=tx)
+        raise RuntimeError("boom")
     with db.connect() as conn:
         assert [r["name"] for r in conn["widgets"].rows] == ["kept"]
     assert db.list_audit(action="widget.add") == []
@@ -202,9 +201,8 @@ def test_a_writer_holding_the_lock_past_the_busy_timeout_gives_a_one_line_error(
     holder = sqlite3.connect(path, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
-        with pytest.raises(StoreUnavailable) as info:
-            with db.transaction():
-                pass
+        with pytest.raises(StoreUnavailable) as info, db.transaction():
+            pass
         assert "stayed locked" in str(info.value) and "\n" not in str(info.value)
     finally:
         holder.execute("ROLLBACK")
@@ -240,7 +238,11 @@ def test_audit_rows_come_back_newest_first_with_details_and_filters(tmp_path):
 
 @pytest.mark.parametrize(
     "args, message",
-    [(("", "x"), "needs an actor"), (("me", " "), "needs an action"), (("me", "x", "", {"f": object()}), "not JSON-able")],
+    [
+        (("", "x"), "needs an actor"),
+        (("me", " "), "needs an action"),
+        (("me", "x", "", {"f": object()}), "not JSON-able"),
+    ],
 )
 def test_bad_audit_is_refused_and_writes_nothing(tmp_path, args, message):
     db = OpsDB(tmp_path / "ops.sqlite")
@@ -256,7 +258,10 @@ def test_settings_round_trip_and_replace(tmp_path):
     db.set_setting("rollout.candidate", {"path": "configs/b.json", "score": 0.75})
     db.set_setting("alerts.interval_s", 60)
     assert db.get_setting("rollout.candidate") == {"path": "configs/b.json", "score": 0.75}
-    assert db.list_settings() == {"alerts.interval_s": 60, "rollout.candidate": {"path": "configs/b.json", "score": 0.75}}
+    assert db.list_settings() == {
+        "alerts.interval_s": 60,
+        "rollout.candidate": {"path": "configs/b.json", "score": 0.75},
+    }
     with pytest.raises(DomainError, match="not JSON-able"):
         db.set_setting("bad", float("nan"))
     assert db.get_setting("bad") is None

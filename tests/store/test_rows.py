@@ -81,8 +81,16 @@ def seeded_random_hypotheses(graph, n_entities: int = 8) -> list[Hypothesis]:
     rng = random.Random(SEED)
     graph.upsert_templates([TEMPLATE])
     ents = [
-        Entity(id=f"club-{i}", name=f"Club {i} ü", sport="football", country="DE", type="club", tier=1,
-               cluster="de", template_id=TEMPLATE.id)  # fmt: skip
+        Entity(
+            id=f"club-{i}",
+            name=f"Club {i} ü",
+            sport="football",
+            country="DE",
+            type="club",
+            tier=1,
+            cluster="de",
+            template_id=TEMPLATE.id,
+        )  # fmt: skip
         for i in range(n_entities)
     ]
     fresh = [Hypothesis.new(e.id, p, NOW) for e in ents for p in PATTERNS]
@@ -107,10 +115,10 @@ def assert_same(got: Hypothesis, want: Hypothesis, how: str) -> None:
 
 
 def test_columns_are_the_hypothesis_fields_in_dataclass_order_then_the_sidecar():
-    assert HYPOTHESIS_FIELDS == tuple(f.name for f in fields(Hypothesis))
+    assert tuple(f.name for f in fields(Hypothesis)) == HYPOTHESIS_FIELDS
     assert ROW_COLUMNS == HYPOTHESIS_FIELDS + (EXACT_FLOATS,)
     assert all(ROW_COLUMNS[i] == name for name, i in ROW_INDEX.items())
-    assert HYPOTHESIS_FLOATS == tuple(f.name for f in fields(Hypothesis) if f.type == "float")
+    assert tuple(f.name for f in fields(Hypothesis) if f.type == "float") == HYPOTHESIS_FLOATS
 
 
 def test_props_hold_every_field_and_the_batch_update_writes_the_same_sidecar():
@@ -177,8 +185,10 @@ def test_random_hypotheses_round_trip_through_both_decoders(graph, settings):
     assert res.ok
     by_id = {h.id: h for h in written}
     for eid in ids:
-        assert [h.id for h in canonical[eid]] == [h.id for h in res.values[eid]] == sorted(
-            h.id for h in written if h.entity_id == eid
+        assert (
+            [h.id for h in canonical[eid]]
+            == [h.id for h in res.values[eid]]
+            == sorted(h.id for h in written if h.entity_id == eid)
         )
         for got, fast, other in zip(canonical[eid], res.values[eid], many[eid]):
             want = by_id[got.id]

@@ -91,8 +91,8 @@ def _healthy(url: str) -> bool:
 
 def _stop_embedded_store(data_dir: Path) -> None:
     """Stop the embedded FalkorDB of ``data_dir`` (whoever started it); quiet if there is none."""
-    from engine.store.falkor import stop_embedded_server
     from engine.core.settings import load_settings
+    from engine.store.falkor import stop_embedded_server
 
     settings = load_settings({"DISCOVERY_DATA_DIR": str(data_dir)})
     if settings.graph_dir.exists():
@@ -292,8 +292,10 @@ def take_screenshots(
                     wait_for_run(page)
             page.wait_for_timeout(2500)  # let vega and glide-data-grid finish drawing before the picture
             # Streamlit scrolls inside its main container (so full_page adds nothing): show its top
-            page.evaluate("document.querySelectorAll('[data-testid=\"stMain\"], section.main')"
-                          ".forEach(e => e.scrollTo(0, 0)); window.scrollTo(0, 0)")
+            page.evaluate(
+                "document.querySelectorAll('[data-testid=\"stMain\"], section.main')"
+                ".forEach(e => e.scrollTo(0, 0)); window.scrollTo(0, 0)"
+            )
             page.wait_for_timeout(300)
             target = out_dir / f"{name}.png"
             page.screenshot(path=str(target), full_page=True)
@@ -308,8 +310,11 @@ def _main(argv: list[str] | None = None) -> int:
     shots.add_argument("--data-dir", type=Path, default=REPO_ROOT / "data" / "run")
     shots.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "screenshots")
     shots.add_argument("--search", default="united", help="text typed into the Hypotheses page's search box")
-    shots.add_argument("--run-discovery", action="store_true",
-                       help="click 'Run discovery' on the Hypotheses page first (writes to DATA_DIR)")
+    shots.add_argument(
+        "--run-discovery",
+        action="store_true",
+        help="click 'Run discovery' on the Hypotheses page first (writes to DATA_DIR)",
+    )
     shots.add_argument("--pages", default="", help="comma-separated page names (default: every page of the menu)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))

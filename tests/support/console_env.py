@@ -14,11 +14,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from engine.store import falkor
 from engine.catalogue.generator import seed_catalogue
-from engine.store.graph import GraphStore
-from engine.core.settings import Settings, load_settings
 from engine.catalogue.templates import load_templates
+from engine.core.settings import Settings, load_settings
+from engine.store import falkor
+from engine.store.graph import GraphStore
 
 
 @contextmanager

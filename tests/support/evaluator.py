@@ -13,8 +13,10 @@ class Evaluator:
 
     def __init__(self):
         self.requests: list[dict] = []
-        self.reply = lambda body: (200, json.dumps({"decision": "ACCEPT", "cost_usd": 0.021,
-                                                    "url": "https://x.example/a", "excerpt": "found it"}))
+        self.reply = lambda body: (
+            200,
+            json.dumps({"decision": "ACCEPT", "cost_usd": 0.021, "url": "https://x.example/a", "excerpt": "found it"}),
+        )
         self.delay_s = 0.0
         outer = self
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.monitoring.events import MetricEvent
 from engine.core.model import Decision, Depth, HopRecord, HopType, HypothesisOutcome, RunResult, Status
+from engine.monitoring.events import MetricEvent
 
 
 @dataclass
@@ -92,7 +92,9 @@ def make_run(
     )
 
 
-def make_event(at: float = 1_800_000_000.0, *, run_id: str = "run-1", stage_id: str | None = None, **kwargs) -> MetricEvent:
+def make_event(
+    at: float = 1_800_000_000.0, *, run_id: str = "run-1", stage_id: str | None = None, **kwargs
+) -> MetricEvent:
     """A MetricEvent built through the real MetricEvent.from_run path."""
     truth = kwargs.pop("truth", None)
     name = kwargs.pop("entity_name", "")

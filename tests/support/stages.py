@@ -8,8 +8,17 @@ from pathlib import Path
 SHIPPED_STAGES = json.loads((Path(__file__).resolve().parents[2] / "data" / "stages.json").read_text())
 
 
-def stage_table(tmp_path: Path, *, counts=(10, 30, "all"), min_days=(0.5, 0.5, 0.5), batch=(5, 10, 10),
-                min_sample=(5, 10, 10), lenient=True, loose_triggers=False, name="stages.json") -> Path:
+def stage_table(
+    tmp_path: Path,
+    *,
+    counts=(10, 30, "all"),
+    min_days=(0.5, 0.5, 0.5),
+    batch=(5, 10, 10),
+    min_sample=(5, 10, 10),
+    lenient=True,
+    loose_triggers=False,
+    name="stages.json",
+) -> Path:
     """The shipped stage table at a small scale. ``lenient``: success criteria every honest run clears
     (the shipped thresholds ask for a 15-25% cost cut, which is a property of the candidate, not of the runner)."""
     data = json.loads(json.dumps(SHIPPED_STAGES))
@@ -17,8 +26,10 @@ def stage_table(tmp_path: Path, *, counts=(10, 30, "all"), min_days=(0.5, 0.5, 0
         s.update(entities=c, min_duration_days=d, batch_size=b, min_sample=m)
         if lenient:
             s["test"] = "point"
-            s["success"] = [{"metric": "error_rate_pct", "op": "<", "threshold": 50},
-                            {"metric": "p95_latency_ms", "op": "<", "threshold": 60000}]
+            s["success"] = [
+                {"metric": "error_rate_pct", "op": "<", "threshold": 50},
+                {"metric": "p95_latency_ms", "op": "<", "threshold": 60000},
+            ]
         if loose_triggers:  # for tests of the mechanics after a pass: only a gross cost increase fails
             s["rollback"] = [{"metric": "cost_increase_pct", "op": ">", "threshold": 200}]
     path = tmp_path / name

@@ -11,10 +11,10 @@ import time
 import pytest
 
 from engine.core.errors import ConfigError
+from engine.core.params import ParameterConfig
 from engine.jobs.queue import Control, JobState, JobStore, launch_worker, resume_job, wait_for, worker_liveness
 from engine.monitoring.events import count_events, query_events
 from engine.tuning.objective import ObjectiveResult
-from engine.core.params import ParameterConfig
 from engine.tuning.outputs import handoff, summarize, winner_config
 from engine.tuning.runner import StudyRunner, submit_study
 from engine.tuning.spec import EntitySpec, StudySpec, file_entity_spec
@@ -25,8 +25,14 @@ SMALL = EntitySpec(kind="catalogue", n=40, catalogue_seed=7)
 
 
 def _spec(**kw) -> StudySpec:
-    base = dict(method="random", params=("max_iterations", "delta_accept", "max_cost_usd"), iterations=4,
-                entities=SMALL, seed=1, train_fraction=0.7)
+    base = dict(
+        method="random",
+        params=("max_iterations", "delta_accept", "max_cost_usd"),
+        iterations=4,
+        entities=SMALL,
+        seed=1,
+        train_fraction=0.7,
+    )
     base.update(kw)
     return StudySpec(**base)
 
@@ -189,8 +195,9 @@ def _fake(number, score, holdout) -> Trial:
     r = ObjectiveResult(score, 10, 1, 0, 0, 9, 0, 1.0, 10, 0, score, 0, 0, 0, 0)
     h = ObjectiveResult(holdout, 5, 1, 0, 0, 4, 0, 1.0, 10, 0, holdout, 0, 0, 0, 0) if holdout is not None else None
     cfg = ParameterConfig().with_changes(max_iterations=20 + number)  # trial 0: the base (20 is the default)
-    return Trial(1, number, "complete", {"max_iterations": 20 + number}, cfg, cfg.hash(), score, r, None,
-                 0.0, 1.0, holdout, h)
+    return Trial(
+        1, number, "complete", {"max_iterations": 20 + number}, cfg, cfg.hash(), score, r, None, 0.0, 1.0, holdout, h
+    )
 
 
 def test_a_trial_worse_than_the_base_on_training_cannot_win_on_holdout_noise(ops):
@@ -279,7 +286,10 @@ def test_a_study_whose_worker_is_sigkilled_resumes_without_repeating_finished_tr
     trials = list_trials(ops, study.id)
     assert [t.number for t in trials] == list(range(9))
     assert {n: t.finished_at for n, t in ((t.number, t) for t in trials) if n in before} == before
-    assert get_study(ops, study.id).result["winner"]["holdout_score"] >= get_study(ops, study.id).result["base"]["holdout_score"]
+    assert (
+        get_study(ops, study.id).result["winner"]["holdout_score"]
+        >= get_study(ops, study.id).result["base"]["holdout_score"]
+    )
     for t in trials:  # no trial's runs were recorded twice
         assert count_events(ops, run_id=f"tuning-{study.id}-t{t.number}") == len(study.train_ids)
 
@@ -309,8 +319,7 @@ def test_sensitivity_sweep_separates_parameters_that_move_the_objective_from_one
 
 def test_a_grid_smaller_than_the_budget_ends_early_and_its_progress_reaches_the_end(ops, settings):
     # actionable_min_categories has 5 grid values; the default (2) is trial 0, so 4 search trials remain
-    study = create_study(ops, _spec(method="grid", params=("actionable_min_categories",), iterations=20),
-                         actor="t")
+    study = create_study(ops, _spec(method="grid", params=("actionable_min_categories",), iterations=20), actor="t")
     seen = []
     summary = _run(ops, settings, study, checkpoint=seen.append)
     trials = list_trials(ops, study.id)
@@ -335,12 +344,15 @@ def _record_replay_and_labels(tmp_path, spec: StudySpec):
     run_entities(ParameterConfig(), replace(world, source=rec), world.entity_ids)
     replay = rec.save(tmp_path / "evidence.jsonl")
     labels = tmp_path / "labels.csv"
-    labels.write_text("entity_id,actionable\n" + "".join(f"{e},{str(world.truth(e)).lower()}\n" for e in world.entity_ids))
+    labels.write_text(
+        "entity_id,actionable\n" + "".join(f"{e},{str(world.truth(e)).lower()}\n" for e in world.entity_ids)
+    )
     return replay, labels
 
 
 def test_a_study_on_replayed_evidence_scored_by_labels_reproduces_the_world_score_of_the_recorded_config(
-        ops, settings, tmp_path):
+    ops, settings, tmp_path
+):
     from engine.tuning.spec import evidence_ref, labels_ref
 
     world_study = create_study(ops, _spec(iterations=1), actor="t")

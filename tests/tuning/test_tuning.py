@@ -56,8 +56,12 @@ def test_grid_point_decodes_row_major_with_last_parameter_fastest():
     space = SearchSpace((Dimension("a", 0, 2, 0, integer=True), Dimension("b", 0, 1, 0, integer=True)))
     assert space.grid_size() == 6
     assert [space.grid_point(i) for i in range(6)] == [
-        {"a": 0, "b": 0}, {"a": 0, "b": 1}, {"a": 1, "b": 0},
-        {"a": 1, "b": 1}, {"a": 2, "b": 0}, {"a": 2, "b": 1},
+        {"a": 0, "b": 0},
+        {"a": 0, "b": 1},
+        {"a": 1, "b": 0},
+        {"a": 1, "b": 1},
+        {"a": 2, "b": 0},
+        {"a": 2, "b": 1},
     ]
 
 

@@ -1,1 +1,5 @@
-"""bench."""
+"""Benchmarks behind `python -m engine bench ...`: each measures in a throwaway data dir and prints
+figures and ratios from one run (store, graph, discovery, entity view, cache sync, monitor, rollout, tuning).
+
+See the README's Architecture section for how the areas fit together.
+"""

@@ -27,8 +27,12 @@ run: $(STAMP)
 	trap '$(PY) -m engine store stop' EXIT; \
 	$(PY) -m streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
+# Lint and types first, then the whole suite; both always run, and either failing fails the target.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@status=0; \
+	$(MAKE) --no-print-directory lint || status=1; \
+	$(PY) -m pytest $(PYTEST_ARGS) || status=1; \
+	exit $$status
 
 # All three run even when one fails, so one pass shows every problem; the exit status is non-zero if any did.
 lint: $(STAMP)

@@ -33,10 +33,9 @@ reads through the cache and in its cache service's loop; the TTL
 (``cache_ttl_s``) remains a backstop, ``invalidate_entities`` / ``clear``
 drop entries on demand.
 
-The original system cached hypotheses and read them back from the cache
-before an update without writing the update into the cache, so a second
-update started from the stale value and the first was lost; the regression
-test makes three ACCEPT updates in a row through this class.
+Every write goes through the cache as well as the store: an update read
+back from a cache that missed it would start from a stale value and lose
+the previous update (tests make three ACCEPT updates in a row through it).
 
 Cache keys: ``("entity", id)``, ``("hyps", entity_id)``, ``("hyp", id)``,
 ``("template", id)``; values are immutable (frozen dataclasses, tuples).

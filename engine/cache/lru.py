@@ -6,8 +6,8 @@ timer). What it adds:
 * **A byte limit whose bookkeeping cannot drift.** The size of an entry is
   estimated once, when it is inserted, and stored with the entry; the byte
   counter subtracts exactly that number when the entry leaves (eviction,
-  expiry, invalidation or replacement), whatever happened to the value since.
-  (The original estimated the size again on removal and its total drifted.)
+  expiry, invalidation or replacement), whatever happened to the value since
+  (estimating again on removal would let the total drift).
 * **Statistics**: hits, misses, evictions, expirations, invalidations, loads,
   hit rate, bytes, items; the most-accessed entries; a bounded log of recent
   accesses the warmer reads.

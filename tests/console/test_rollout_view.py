@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 from console import rollout_view as rv
-from engine.jobs.queue import Control, Job, JobState
-from engine.monitoring.events import MetricEvent
-from engine.monitoring.windows import percentile
+from engine import rollout
+from engine.core.percentiles import percentile
+from engine.jobs.queue import Control, Job, JobState, JobStore, run_claimed
+from engine.monitoring.events import MetricEvent, query_events
 from engine.rollout.stages import load_stage_config
 from engine.rollout.stats import Measurement
 from engine.rollout.verdict import Phase, assess
+from tests.support.stages import stage_table
 
 
 @pytest.fixture(scope="module")
@@ -360,3 +362,23 @@ def test_state_hints():
     assert kind == "error" and "worker pid 12 is gone" in text
     assert rv.state_hint("running", "pilot") is None and rv.state_hint("rolled_back", "pilot") is None
     assert [rv.duration_text(s) for s in (5, 600, 7200, 259200)] == ["5 s", "10 min", "2.0 h", "3.0 days"]
+
+
+# --------------------------------------------------------------------------- one p95, on a real stage
+
+
+def test_the_rollout_page_p95_is_the_criteria_p95(settings, ops, seed_graph, tmp_path):
+    """The page's p95 tile and the stage's p95 criterion read the same runs through the same percentile rule."""
+    graph = seed_graph(60, 7)
+    run_id = rollout.start_rollout(
+        settings, ops, stage="pilot", stages_file=stage_table(tmp_path), time_scale=86400 * 4, launch=False,
+        actor="test", graph=graph,
+    )  # fmt: skip
+    job_id = rollout.rollout_status(ops, run_id).run.job_id
+    assert run_claimed(JobStore(ops), job_id, settings, poll_s=0.05).state is JobState.SUCCEEDED
+    (pilot,) = [s for s in rollout.rollout_status(ops, run_id).stages if s.name == "pilot"]
+    (criterion,) = [r for r in pilot.verdict.rows if r.metric == "p95_latency_ms"]
+    frame = rv.old_vs_new_frame(query_events(ops, stage_id=pilot.stage_id))
+    page_p95 = rv.latest_figures(frame)["p95_engine_latency_ms"].new
+    assert criterion.n == pilot.done == 10
+    assert page_p95 == criterion.value

@@ -6,6 +6,9 @@ Pure pandas/altair over the rows engine.discovery.entity_view computes; no Strea
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import altair as alt
 import pandas as pd
 
@@ -13,12 +16,12 @@ from console.format import STATUS_COLOURS
 from engine.discovery.entity_view import EVIDENCE_COLUMNS, RANKING_COLUMNS, confidence_chart_rows
 
 
-def rows_frame(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
+def rows_frame(rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
     """``rows`` as a frame with exactly ``columns``, in that order (empty rows: an empty frame with them)."""
     return pd.DataFrame(rows, columns=list(columns))
 
 
-def evidence_frame(rows: list[dict]) -> pd.DataFrame:
+def evidence_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Evidence trail rows as a frame, ``at`` as UTC datetimes."""
     frame = rows_frame(rows, EVIDENCE_COLUMNS)
     frame["at"] = pd.to_datetime(frame["at"], unit="s", utc=True)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import altair as alt
 import pandas as pd
@@ -83,12 +84,16 @@ def runs_caption(summary: WindowSummary, window_label: str, bucket_s: float, now
     )
 
 
+#: how st.metric colours a tile's delta: "normal": up is good (green); "inverse": down is good
+DeltaColor = Literal["normal", "inverse"]
+
+
 @dataclass(frozen=True)
 class Tile:
     label: str
     value: str
     delta: str | None  # the new system against the old one; None when it cannot be computed
-    delta_color: str  # "normal": up is good; "inverse": down is good
+    delta_color: DeltaColor
     help: str
 
 

@@ -34,7 +34,7 @@ from engine.core.percentiles import percentile_sorted
 from engine.monitoring.events import MetricEvent
 from engine.rollout.stages import StageConfig, StagePolicy
 from engine.rollout.states import EffectiveState, StageState
-from engine.rollout.verdict import Phase, Verdict
+from engine.rollout.verdict import CriterionRow, Phase, Verdict
 
 # --------------------------------------------------------------------------- states and colours
 
@@ -243,7 +243,7 @@ def criteria_frame(verdict: Verdict | Mapping[str, Any]) -> pd.DataFrame:
     rows_in = verdict.rows if isinstance(verdict, Verdict) else verdict.get("rows", [])
     rows = []
     for r in rows_in:
-        d = r.to_dict() if hasattr(r, "to_dict") else dict(r)
+        d = r.to_dict() if isinstance(r, CriterionRow) else dict(r)
         phase = str(d["phase"])
         rows.append(
             {

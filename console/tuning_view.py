@@ -45,7 +45,7 @@ def best_so_far_frame(trials: Iterable[Trial]) -> pd.DataFrame:
     """Per trial number: its training score (None when it failed) and the best training score up to it."""
     rows, best = [], None
     for t in sorted(trials, key=lambda t: t.number):
-        if t.complete and (best is None or t.score > best):
+        if t.complete and t.score is not None and (best is None or t.score > best):
             best = t.score
         rows.append({"trial": t.number, "score": t.score if t.complete else None, "best so far": best})
     return pd.DataFrame(rows, columns=["trial", "score", "best so far"])

@@ -59,7 +59,10 @@ def run_rollout_bench(entities: int, seed: int, *, keep: bool = False, echo: Cal
         run_id = rollout.start_rollout(
             settings, ops, stage="all", stages_file=stages, launch=False, actor="bench", graph=graph
         )
-        job_id = rollout.rollout_status(ops, run_id).run.job_id
+        run = rollout.rollout_status(ops, run_id).run
+        if run is None or run.job_id is None:  # start_rollout has just created both
+            raise rollout.RolloutError(f"rollout {run_id} was started but has no job to run")
+        job_id = run.job_id
         t0 = time.perf_counter()
         job = run_claimed(JobStore(ops), job_id, settings, poll_s=0.05)
         wall = time.perf_counter() - t0
@@ -71,7 +74,7 @@ def run_rollout_bench(entities: int, seed: int, *, keep: bool = False, echo: Cal
         rows = rollout.paired_outcomes(ops, run_id)
         for s in st.stages:
             mine = [r for r in rows if r["stage"] == s.name]
-            if not mine or s.started_at is None or s.completed_at is None:
+            if not mine or s.started_at is None or s.completed_at is None or s.paired is None:
                 echo(f"  {s.name:<11} {s.state}")
                 continue
             secs = max(1e-9, s.completed_at - s.started_at)

@@ -206,7 +206,7 @@ def bench_size(
         cached = CachedGraph(graph, cache)
         hot_ids = ids[: min(len(ids), 1000)]
         cached.get_hypotheses_many(hot_ids)
-        bare = cachetools.TTLCache(maxsize=1 << 20, ttl=3600)
+        bare: cachetools.TTLCache[tuple[str, str], Any] = cachetools.TTLCache(maxsize=1 << 20, ttl=3600)
         for e in hot_ids:
             bare[hyps_key(e)] = cache.peek(hyps_key(e))
         trace = zipf_trace(hot_ids, hot_gets or HOT_GETS, s=ZIPF_S, seed=seed)
@@ -329,10 +329,12 @@ def format_report(results: list[SizeResult]) -> str:
             f"({_ratio(r.read_one_query_s, r.read_chunked_s)} the chunked time)",
             f"                              one query per entity: {_ms(r.read_per_entity_s)} "
             f"({_ratio(r.read_per_entity_s, r.read_chunked_s)} the chunked time)",
-            f"hot get p50 / p99             HypothesisCache.get: {r.hot_cache_p50_us:.2f} / {r.hot_cache_p99_us:.2f} µs"
+            f"hot get p50 / p99             HypothesisCache.get: {r.hot_cache_p50_us:.2f} / "
+            f"{r.hot_cache_p99_us:.2f} µs"
             f"   [aim p99 < 50 µs: {'met' if r.hot_cache_p99_us < 50 else 'NOT met'}]",
             f"                              bare cachetools TTLCache.get: {r.hot_cachetools_p50_us:.2f} / "
-            f"{r.hot_cachetools_p99_us:.2f} µs  -> cache/bare p50 {_ratio(r.hot_cache_p50_us, r.hot_cachetools_p50_us)}, "
+            f"{r.hot_cachetools_p99_us:.2f} µs  -> cache/bare p50 "
+            f"{_ratio(r.hot_cache_p50_us, r.hot_cachetools_p50_us)}, "
             f"p99 {_ratio(r.hot_cache_p99_us, r.hot_cachetools_p99_us)}   [aim within 3x: "
             f"{'met' if r.hot_cache_p50_us <= 3 * r.hot_cachetools_p50_us else 'NOT met'}]",
             f"                              CachedGraph.get_hypotheses (cache + list copy): "
@@ -340,10 +342,12 @@ def format_report(results: list[SizeResult]) -> str:
             f"                              FalkorDB point read (GraphStore.get_hypotheses): "
             f"{r.point_read_p50_us:,.0f} / {r.point_read_p99_us:,.0f} µs  -> "
             f"{_ratio(r.point_read_p50_us, r.hot_cache_p50_us)} the cached p50",
-            f"                              (each call timed alone; timer overhead {r.timer_overhead_us:.2f} µs included)",
+            f"                              (each call timed alone; timer overhead {r.timer_overhead_us:.2f} µs "
+            "included)",
             f"update every confidence       batch ({r.update_batch_rows:,} rows, read + apply_decision + CAS write): "
             f"{_ms(r.update_batch_s)} ({r.update_batch_success_rate:.1%} ok)",
-            f"                              row by row: {per_row * 1000:.3f} ms/row measured on {r.update_row_sample:,} rows "
+            f"                              row by row: {per_row * 1000:.3f} ms/row measured on "
+            f"{r.update_row_sample:,} rows "
             f"-> {r.update_row_by_row_s:,.1f} s for all  -> batch is "
             f"{_ratio(r.update_row_by_row_s, r.update_batch_s)} faster   [aim >= 20x: "
             f"{'met' if r.update_batch_s > 0 and r.update_row_by_row_s / r.update_batch_s >= 20 else 'NOT met'}]",
@@ -360,7 +364,8 @@ def format_report(results: list[SizeResult]) -> str:
         a, b = results
         k = b.entities / a.entities
         lines.append(
-            f"== growth {a.entities:,} -> {b.entities:,} entities ({k:g}x the entities; aim <= {1.2 * k:g}x the time) =="
+            f"== growth {a.entities:,} -> {b.entities:,} entities "
+            f"({k:g}x the entities; aim <= {1.2 * k:g}x the time) =="
         )
         for label, x, y in (
             ("batch read, chunked parallel", a.read_chunked_s, b.read_chunked_s),

@@ -35,6 +35,8 @@ def evals_to_reach(sampler: BaseSampler, budget: int, tolerance: float) -> tuple
     best = math.inf
     for i in range(budget):
         p = sampler.ask()
+        if p is None:  # a sampler with a finite plan ran out of points: the optimum was not reached
+            break
         y = branin(p)
         sampler.tell(p, y)
         best = min(best, y)

@@ -426,7 +426,9 @@ class HypothesisCache:
                 load_failures=self._load_failures,
                 coalesced=self._coalesced,
                 items=cachetools.Cache.__len__(self._data),
-                bytes=cachetools.Cache.currsize.fget(self._data),
+                # Cache's own property, not TTLCache's (that one expires again); looked up in the class dict
+                # because mypy types a property read off its class as the bare getter function
+                bytes=vars(cachetools.Cache)["currsize"].fget(self._data),
                 max_bytes=self.max_bytes,
                 max_items=self.max_items,
                 ttl_s=self.ttl_s,

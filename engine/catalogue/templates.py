@@ -173,7 +173,8 @@ def _parse_patterns(data: dict, bad) -> list[Pattern]:
         if not isinstance(keywords, list) or not all(isinstance(k, str) and k.strip() for k in keywords):
             bad(f"{where}.keywords", "must be a list of non-empty strings")
             ok = False
-        if ok:
+        # ok already implies the three are set; the checks repeat that for the type checker
+        if ok and name is not None and category is not None and weight is not None:
             patterns.append(
                 Pattern(name=name, category=category, weight=float(weight), keywords=tuple(k.strip() for k in keywords))
             )
@@ -216,7 +217,8 @@ def _parse_channels(data: dict, bad) -> list[Channel]:
         elif isinstance(priority, bool) or not isinstance(priority, int) or priority < 1:
             bad(f"{where}.priority", f"must be an integer >= 1, got {priority!r}")
             ok = False
-        if ok:
+        # ok already implies both are set; the checks repeat that for the type checker
+        if ok and hop is not None and priority is not None:
             channels.append(Channel(hop_type=HopType(hop), priority=priority))
     return channels
 

@@ -181,7 +181,7 @@ def _send(action: str, wait_s: float) -> int:
     rid = cache_service.request(ops, action, actor="cli")
     alive = snap is not None and time.time() - snap["at"] <= STALE_AFTER_S
     if not wait_s:
-        where = f"console process {snap['pid']}" if alive else "the console when it next runs"
+        where = f"console process {snap['pid']}" if alive and snap is not None else "the console when it next runs"
         print(f"asked {where} to {action} its cache (request {rid})")
         return 0
     if _wait_handled(ops, rid, wait_s):

@@ -1,7 +1,7 @@
 """`python -m engine report ...`, `python -m engine alerts ...` and `python -m engine bench monitor`.
 
-Thin adapters over engine.monitoring.reports, engine.monitoring.alerts and engine.bench.monitor: read arguments, call one
-library function, print the result.
+Thin adapters over engine.monitoring.reports, engine.monitoring.alerts and engine.bench.monitor: read arguments, call
+one library function, print the result.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from engine.bench.monitor import bench_monitor
@@ -131,17 +132,17 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             "stop it with `python -m engine alerts --stop-evaluator`"
         )
     if args.stop_evaluator:
-        job = alert_jobs.stop_evaluator(ops, actor=args.actor)
+        stopped = alert_jobs.stop_evaluator(ops, actor=args.actor)
         print(
-            f"stop requested for periodic alert evaluation, job {job.id}"
-            if job
+            f"stop requested for periodic alert evaluation, job {stopped.id}"
+            if stopped
             else "periodic alert evaluation was not running"
         )
     if args.evaluate:
         alerts_mod.evaluate_alerts(ops, rules, time.time())
     if args.ack:
-        rec = alerts_mod.acknowledge(ops, args.ack, actor=args.actor, now=time.time(), note=args.note)
-        print(f"acknowledged {rec.rule_id} ({rec.state.value} since {iso(rec.since)}) as {rec.acknowledged_by}")
+        acked = alerts_mod.acknowledge(ops, args.ack, actor=args.actor, now=time.time(), note=args.note)
+        print(f"acknowledged {acked.rule_id} ({acked.state.value} since {iso(acked.since)}) as {acked.acknowledged_by}")
     states = alerts_mod.current_states(ops)
     trail = alerts_mod.history(ops, limit=args.history) if args.history else []
     # Exit status 1 while any alert fires, in every output mode (scripts and cron check it).
@@ -218,7 +219,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return status
 
 
-def _print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _print_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
     for r in rows:

@@ -1,4 +1,5 @@
-"""`python -m engine rollout ...` and `python -m engine worker ...`: thin adapters over engine.rollout and engine.jobs.queue.
+"""`python -m engine rollout ...` and `python -m engine worker ...`: thin adapters over engine.rollout and
+engine.jobs.queue.
 
 engine.rollout is imported inside the rollout handlers: it loads scipy.stats
 (about 0.8 s), which every other command (this module is imported to build the
@@ -159,6 +160,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     action = args.action
     if action == "start" and args.resume:
         st = ro.resume(ops, args.run, actor, settings=settings)
+        if st.run is None:  # resume found the run: it cannot have vanished since, short of a deleted OpsDB
+            raise ro.UnknownRollout(args.run)
         print(f"rollout {st.run.id}: {st.state} ({st.worker_note})")
         return _wait(ops, st.run.id) if args.wait else 0
     if action == "start":
@@ -178,6 +181,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             actor=actor,
         )
         st = ro.rollout_status(ops, run_id)
+        if st.run is None:  # just created: only a deleted OpsDB could lose it
+            raise ro.UnknownRollout(run_id)
         print(
             f"rollout {run_id} started: stages {' -> '.join(st.run.stages)}"
             f"{' (dry run: nothing live is touched)' if args.dry_run else ''}; job {st.run.job_id}, worker log "
@@ -211,6 +216,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         if st.run is None:
             raise ro.UnknownRollout(None)
         stage = args.stage or st.current_stage
+        if stage is None:  # a queued run has no current stage yet: the error stage_report gives for no such stage
+            raise ro.RolloutError(
+                f"rollout {st.run.id} has no stage {stage!r}: its stages are {', '.join(st.run.stages)}"
+            )
         text = ro.stage_report(ops, st.run.id, stage)
         if args.output:
             Path(args.output).write_text(text)

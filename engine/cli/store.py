@@ -141,7 +141,8 @@ def synthetic_catalogue(n: int, patterns: int, seed: int, now: float):
     )
     sports = ["football", "rugby", "cricket", "basketball", "tennis", "cycling"]
     countries = ["GB", "DE", "FR", "ES", "IT", "US", "AU", "NL"]
-    entities, hyps = [], []
+    entities: list[Entity] = []
+    hyps: list[Hypothesis] = []
     for i in range(n):
         sport, country = rng.choice(sports), rng.choice(countries)
         e = Entity(

@@ -266,7 +266,9 @@ def cmd_status(args) -> int:
         )
         return 0
     done = [t for t in trials if t.complete]
-    best = max(done, key=lambda t: t.score) if done else None
+    # a complete trial always has a score (insert_trial writes it with the result); the filter says so to mypy
+    scored = [(t.score, t) for t in done if t.score is not None]
+    best = max(scored, key=lambda pair: pair[0])[1] if scored else None
     print(f"study {study.id}: {study.name}  [{state}]")
     print(f"  {study.sampler}")
     print(
@@ -299,7 +301,8 @@ def cmd_list(args) -> int:
             else ""
         )
         print(
-            f"{s.id:>4}  {study_state(ops, s):<9} {s.spec.method:<8} {n:>4}/{s.total_trials:<4} {s.name}  {tail}".rstrip()
+            f"{s.id:>4}  {study_state(ops, s):<9} {s.spec.method:<8} {n:>4}/{s.total_trials:<4} {s.name}  "
+            f"{tail}".rstrip()
         )
     return 0
 

@@ -35,6 +35,7 @@ The clock and the sleep function are passed in: tests tick a fake clock.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import json
 import os
@@ -267,6 +268,7 @@ class JobStore:
             raise UnknownJob(job_id)
         return Job.from_row(rows[0])
 
+    # This method shadows the builtin in the class body: signatures below it spell builtins.list.
     def list(self, kind: str | None = None, states: Iterable[JobState] | None = None, limit: int = 50) -> list[Job]:
         where, args = [], []
         if kind:
@@ -280,7 +282,7 @@ class JobStore:
         with self.ops.connect() as db:
             return [Job.from_row(r) for r in db.query(sql, [*args, limit])]
 
-    def events(self, job_id: int, limit: int = 200) -> list[dict]:
+    def events(self, job_id: int, limit: int = 200) -> builtins.list[dict[str, Any]]:
         with self.ops.connect() as db:
             return list(db.query("SELECT * FROM job_events WHERE job_id = ? ORDER BY id DESC LIMIT ?", [job_id, limit]))
 
@@ -345,7 +347,7 @@ class JobStore:
             self._event(db, job_id, "claimed", f"pid {pid}", f"host {socket.gethostname()}")
         return self.get(job_id)
 
-    def _fenced(self, db, job: Job, sql: str, args: list) -> None:
+    def _fenced(self, db, job: Job, sql: str, args: builtins.list[Any]) -> None:
         cur = db.execute(sql + " WHERE id = ? AND token = ?", [*args, job.id, job.token])
         if cur.rowcount != 1:
             raise LeaseLost(f"job {job.id}: this worker no longer holds it (declared dead or requeued); stopping")
@@ -360,7 +362,8 @@ class JobStore:
         self, job: Job, *, done: int | None = None, total: int | None = None, message: str | None = None
     ) -> Control:
         """Record liveness (and progress); return the control an operator asked for."""
-        sets, args = ["heartbeat_at = ?"], [self.clock()]
+        sets: list[str] = ["heartbeat_at = ?"]
+        args: list[float | int | str] = [self.clock()]
         for col, val in (("progress_done", done), ("progress_total", total), ("message", message)):
             if val is not None:
                 sets.append(f"{col} = ?")
@@ -408,7 +411,7 @@ class JobStore:
             self._event(db, job_id, f"control:{control}", actor)
         return self.get(job_id)
 
-    def reap(self, *, stale_after_s: float = DEFAULT_STALE_AFTER_S, kind: str | None = None) -> list[Job]:
+    def reap(self, *, stale_after_s: float = DEFAULT_STALE_AFTER_S, kind: str | None = None) -> builtins.list[Job]:
         """Mark DEAD every running or paused job whose worker is gone or silent; return them."""
         now = self.clock()
         dead = []
@@ -657,18 +660,18 @@ def launch_worker(settings: Settings, job_id: int, *, extra_args: Iterable[str] 
     does not collect zombies; it outlives a CLI parent that exits at once.
     """
     settings.ensure_dirs()
-    log = open(worker_log_path(settings, job_id), "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "worker", "--job", str(job_id), *extra_args],
-        cwd=str(REPO_ROOT),
-        env=worker_env(settings),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        close_fds=True,
-    )
-    log.close()
+    # the child keeps its own copy of the log file descriptor; ours is closed once it is started
+    with open(worker_log_path(settings, job_id), "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "engine", "worker", "--job", str(job_id), *extra_args],
+            cwd=str(REPO_ROOT),
+            env=worker_env(settings),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
     threading.Thread(target=proc.wait, name=f"reap-worker-{proc.pid}", daemon=True).start()
     return proc.pid
 

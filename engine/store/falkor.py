@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import falkordb
@@ -373,7 +374,7 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
-def _pool_kwargs() -> dict:
+def _pool_kwargs() -> dict[str, Any]:
     return dict(
         socket_timeout=None,
         socket_connect_timeout=CONNECT_TIMEOUT_S,

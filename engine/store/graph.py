@@ -363,20 +363,22 @@ class GraphStore:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _query(self, cypher: str, params: dict[str, Any] | None = None, *, read_only: bool = False):
+    def _query(self, cypher: str, params: dict[str, Any] | None = None, *, read_only: bool = False) -> list[list[Any]]:
+        """Run one query and return its result rows (falkordb's ``result_set``)."""
         if not read_only and "$write_epoch" in cypher:
             params = {**(params or {}), "write_epoch": write_epoch()}
         try:
-            if read_only:
-                return self.graph.ro_query(cypher, params)
-            return self.graph.query(cypher, params)
+            reply = self.graph.ro_query(cypher, params) if read_only else self.graph.query(cypher, params)
         except ResponseError:
             raise
         except (RedisError, OSError) as exc:
             raise falkor._unreachable(self.settings, exc) from exc
+        # falkordb ships no types: a QueryResult's result_set is a list of rows, each a list of values
+        rows: list[list[Any]] = reply.result_set
+        return rows
 
     def _rows(self, cypher: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
-        return self._query(cypher, params, read_only=True).result_set
+        return self._query(cypher, params, read_only=True)
 
     def ensure_schema(self) -> None:
         """Create every index in INDEXES that does not exist yet (this also creates the graph)."""
@@ -427,7 +429,7 @@ class GraphStore:
         _no_duplicates((r["id"] for r in rows), "template id")
         written = 0
         for chunk in _chunks(rows):
-            written += self._query(_Q_UPSERT_TEMPLATES, {"rows": list(chunk)}).result_set[0][0]
+            written += int(self._query(_Q_UPSERT_TEMPLATES, {"rows": list(chunk)})[0][0])
         return written
 
     def get_template(self, template_id: str) -> Template:
@@ -470,7 +472,7 @@ class GraphStore:
                 raise UnknownEntity(missing[0])
         written = 0
         for chunk in _chunks(rows):
-            written += self._query(_Q_UPSERT_ENTITIES, {"rows": list(chunk)}).result_set[0][0]
+            written += int(self._query(_Q_UPSERT_ENTITIES, {"rows": list(chunk)})[0][0])
         for chunk in _chunks(hyp_rows, CHUNK * 4):
             entity_ids = list(dict.fromkeys(r["entity_id"] for r in chunk))
             self._guarded(
@@ -479,7 +481,7 @@ class GraphStore:
         return written
 
     def count_entities(self) -> int:
-        return self._rows("MATCH (e:Entity) RETURN count(e)")[0][0]
+        return int(self._rows("MATCH (e:Entity) RETURN count(e)")[0][0])
 
     def get_entity(self, entity_id: str) -> Entity:
         rows = self._rows("MATCH (e:Entity {id: $id}) RETURN properties(e)", {"id": entity_id})
@@ -608,7 +610,7 @@ class GraphStore:
             )
 
         result = self._guarded(_Q_APPLY_RUN, params, explain)
-        if not result.result_set:
+        if not result:
             raise UnknownEntity(entity_id)
 
     def add_evidence(
@@ -627,7 +629,7 @@ class GraphStore:
         _no_duplicates((r["id"] for r in rows), "evidence (run, system, entity, iteration)")
         return rows
 
-    def get_evidence(self, entity_id: str, limit: int = 200) -> list[dict]:
+    def get_evidence(self, entity_id: str, limit: int = 200) -> list[dict[str, Any]]:
         """The entity's evidence trail, newest first: HopRecord fields plus id, run_id, system, rolled_back, at."""
         q = """
         MATCH (ev:Evidence {entity_id: $id})
@@ -649,7 +651,7 @@ class GraphStore:
         ids = list(dict.fromkeys(entity_ids))
         if not ids:
             return 0
-        return self._query(q, {"ids": ids, "run_id": run_id}).result_set[0][0]
+        return int(self._query(q, {"ids": ids, "run_id": run_id})[0][0])
 
     # ------------------------------------------------------------------ aggregates
 
@@ -679,7 +681,7 @@ class GraphStore:
 
     # ------------------------------------------------------------------ snapshot / restore
 
-    def snapshot(self, entity_ids: Iterable[str]) -> dict:
+    def snapshot(self, entity_ids: Iterable[str]) -> dict[str, Any]:
         """JSON-able full hypothesis state of these entities (UnknownEntity if one does not exist)."""
         ids = list(dict.fromkeys(entity_ids))
         found = set(self.get_entities(ids))
@@ -703,7 +705,8 @@ class GraphStore:
         if snapshot.get("format") != SNAPSHOT_FORMAT or snapshot.get("version") != SNAPSHOT_VERSION:
             raise DomainError(
                 f"not a graph snapshot of version {SNAPSHOT_VERSION} "
-                f"(format {snapshot.get('format')!r}, version {snapshot.get('version')!r}): take it with GraphStore.snapshot"
+                f"(format {snapshot.get('format')!r}, version {snapshot.get('version')!r}): "
+                "take it with GraphStore.snapshot"
             )
         entities = snapshot.get("entities")
         if not isinstance(entities, Mapping):
@@ -740,7 +743,7 @@ class GraphStore:
 
     # ------------------------------------------------------------------ helpers
 
-    def _guarded(self, cypher: str, params: dict[str, Any], explain: Callable[[], None]):
+    def _guarded(self, cypher: str, params: dict[str, Any], explain: Callable[[], None]) -> list[list[Any]]:
         """Run a write whose guard divides by zero when it would not touch exactly its rows.
 
         The server undoes the whole query then; ``explain`` looks up what was

@@ -270,7 +270,7 @@ class OpsDB:
         actor: str,
         action: str,
         target: str = "",
-        details: dict | None = None,
+        details: dict[str, Any] | None = None,
         *,
         db: sqlite_utils.Database | None = None,
     ) -> int:
@@ -290,15 +290,16 @@ class OpsDB:
         row = (self._clock(), actor, action, str(target), details_json)
         sql = "INSERT INTO audit (at, actor, action, target, details) VALUES (?, ?, ?, ?, ?)"
         if db is not None:
-            return int(db.conn.execute(sql, row).lastrowid)
+            return inserted_rowid(db.conn.execute(sql, row))
         with self.transaction() as tx:
-            return int(tx.conn.execute(sql, row).lastrowid)
+            return inserted_rowid(tx.conn.execute(sql, row))
 
     def list_audit(
         self, limit: int = 100, *, actor: str | None = None, action: str | None = None, target: str | None = None
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         """Newest first; ``details`` decoded. Optional exact filters on actor, action, target."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[str | int] = []
         for column, value in (("actor", actor), ("action", action), ("target", target)):
             if value is not None:
                 where.append(f"{column} = ?")  # column names come from this fixed tuple
@@ -343,6 +344,18 @@ class OpsDB:
         with self.connect() as db:
             rows = db.conn.execute("SELECT key, value FROM settings_kv ORDER BY key").fetchall()
         return {k: json.loads(v) for k, v in rows}
+
+
+def inserted_rowid(cursor: sqlite3.Cursor) -> int:
+    """The rowid of the row the INSERT just run on ``cursor`` wrote.
+
+    sqlite3 types ``lastrowid`` as optional because it is None before any INSERT; after one it is always set, so
+    None here means the statement was not an INSERT, which is a bug in the caller.
+    """
+    rowid = cursor.lastrowid
+    if rowid is None:
+        raise RuntimeError("inserted_rowid: the statement run on this cursor was not an INSERT")
+    return rowid
 
 
 def open_ops_db(settings: Settings) -> OpsDB:

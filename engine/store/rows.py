@@ -275,7 +275,7 @@ def _row_floats(r: Sequence[Any]) -> list[float]:
     sidecar value prints as the reply's 15-digit text, and is taken without further ado.
     """
     raw = r[ROW_EXACT_FLOATS]
-    exact: dict = {}
+    exact: dict[str, Any] = {}
     if raw:
         try:
             exact = json.loads(raw)

@@ -69,7 +69,7 @@ def states_frame(rules: Sequence[AlertRule], states: Mapping[str, AlertRecord]) 
                 "rule": r.id,
                 "name": r.name,
                 "severity": r.severity.value,
-                "value": r.metric.format(rec.value) if rec else "",
+                "value": r.metric.format_value(rec.value) if rec else "",
                 "condition": r.condition(),
                 "sample": rec.sample if rec else None,
                 "since": _utc(rec.since) if rec else None,
@@ -103,7 +103,7 @@ def history_frame(rows: Sequence[Mapping[str, Any]], rules: Sequence[AlertRule] 
                 "rule": h["rule_id"],
                 "from": h["from_state"] or "",
                 "to": h["to_state"],
-                "value": m.format(h["value"]) if m else ("" if h["value"] is None else f"{h['value']:g}"),
+                "value": m.format_value(h["value"]) if m else ("" if h["value"] is None else f"{h['value']:g}"),
                 "sample": h["sample"],
                 "reason": h["reason"],
             }

@@ -191,7 +191,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
                 rule.id,
                 rec.state.value,
                 iso(rec.since),
-                rule.metric.format(rec.value),
+                rule.metric.format_value(rec.value),
                 rule.condition(),
                 rule.severity.value,
                 rec.acknowledged_by or "",

@@ -61,6 +61,11 @@ def pick_entities(ids: list[str], n: int) -> list[str]:
     return [ids[int(i * step)] for i in range(n)]
 
 
+def _fixed_clock(at: float) -> Callable[[], float]:
+    """A clock that always reads ``at``: every event of a demo slot is stamped with the slot's time."""
+    return lambda: at
+
+
 def seed_demo_metrics(
     settings,
     graph,
@@ -115,7 +120,7 @@ def seed_demo_metrics(
                 source=source,
                 shadow=True,
                 run_id=f"{RUN_PREFIX}{system}-{k:02d}",
-                clock=lambda at=at: at,
+                clock=_fixed_clock(at),
                 log=log,
                 rng=random.Random(f"{world_seed}-{k}"),  # the old system's pattern order, reproducible
             )

@@ -196,11 +196,11 @@ def hop_rows(result: RunResult) -> list[dict[str, Any]]:
 
 def confidence_rows(before: Iterable[Hypothesis], result: RunResult) -> list[dict[str, Any]]:
     """Every hypothesis's confidence and status before and after the run; most moved first."""
-    hops = {}
+    hops: dict[str, int] = {}
     for r in result.hops:
         hops[r.hypothesis_id] = hops.get(r.hypothesis_id, 0) + 1
     after = {o.id: o for o in result.outcomes}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for h in before:
         o = after.get(h.id)
         conf_after = o.confidence if o is not None else h.confidence

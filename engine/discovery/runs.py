@@ -134,6 +134,8 @@ def make_source(
     if spec.kind == "http":
         return HTTPEvidenceSource(spec.url or "", timeout_s=spec.timeout_s)
     if spec.kind == "replay":
+        if not spec.replay_path:  # EvidenceSpec refuses this already; the check narrows the Optional
+            raise ConfigError("the replay evidence source needs a file: pass --replay FILE.jsonl")
         return ReplaySource.load(spec.replay_path, strict=spec.strict)
 
     if templates is None:
@@ -342,7 +344,21 @@ def compare_entities(
 ) -> CompareResult:
     """Shadow-run the new and the old system on the same entities; nothing is written to the graph."""
     run_id = run_id or new_run_id("compare", True, clock)
-    common = dict(source=source, shadow=True, stage_id=stage_id, clock=clock, log=log, on_result=on_result)
-    new = run_entities(graph, ops, entity_ids, system="new", params=params_new, run_id=f"{run_id}-new", **common)
-    old = run_entities(graph, ops, entity_ids, system="old", params=params_old, run_id=f"{run_id}-old", **common)
+    new, old = (
+        run_entities(
+            graph,
+            ops,
+            entity_ids,
+            system=system,
+            params=params,
+            run_id=f"{run_id}-{system}",
+            source=source,
+            shadow=True,
+            stage_id=stage_id,
+            clock=clock,
+            log=log,
+            on_result=on_result,
+        )
+        for system, params in (("new", params_new), ("old", params_old))
+    )
     return CompareResult(entity_ids=_dedupe(entity_ids), new=new, old=old, run_id=run_id)

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from engine.catalogue.generator import build_hypotheses
+from engine.core.errors import DiscoveryError
 from engine.core.model import (
     Channel,
     Decision,
@@ -276,7 +277,7 @@ def _run_new(run: _Run) -> str:
                 f"cross the ${p.cost_cap_usd:.3f} cap (max ${p.max_cost_usd:.2f} less "
                 f"{p.cost_safety_margin:.0%} margin)"
             )
-        h, eig = best_hypothesis(  # == rank_hypotheses(...)[0], without building every breakdown
+        best = best_hypothesis(  # == rank_hypotheses(...)[0], without building every breakdown
             active,
             p,
             now=run.clock(),
@@ -284,6 +285,11 @@ def _run_new(run: _Run) -> str:
             cluster_size=run.cluster_size,
             tries=run.tries,
         )
+        if best is None:  # cannot happen: `active` is not empty here
+            raise DiscoveryError(
+                f"entity {run.entity.id!r}: best_hypothesis ranked none of {len(active)} active hypotheses"
+            )
+        h, eig = best
         scores = channel_scores(
             affordable,
             depth,
@@ -408,7 +414,7 @@ def run_discovery(
         shadow=not write,
         errors=tuple(run.errors),
     )
-    if write and records:
+    if write and records and store is not None:  # `write` implies a store; the check narrows the Optional
         store.apply_run(entity.id, run_id, system, [run.hyps[hid] for hid in run.hyps if hid in run.touched], records)
     return result
 

@@ -118,7 +118,11 @@ class Metric(StrEnum):
             Metric.COST_INCREASE_PCT: "%",
         }[self]
 
-    def format(self, value: float | None) -> str:
+    def format_value(self, value: float | None) -> str:
+        """``value`` in this metric's unit for people ("n/a" when there is none).
+
+        Not named ``format``: that would override ``str.format`` of the enum's values.
+        """
         if value is None:
             return "n/a"
         if self.unit == "fraction":
@@ -163,7 +167,7 @@ class AlertRule:
         }[self.op]
 
     def condition(self) -> str:
-        return f"{self.metric.value} {self.op} {self.metric.format(self.threshold)}"
+        return f"{self.metric.value} {self.op} {self.metric.format_value(self.threshold)}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -215,12 +219,12 @@ def step(rule: AlertRule, previous: AlertState | None, m: Measurement, now: floa
     if m.sample < rule.min_sample:
         return stay_or(AlertStatus.NO_DATA, f"no data: sample {m.sample} < minimum {rule.min_sample}")
 
-    shown = f"{rule.metric.value} {rule.metric.format(m.value)}"
+    shown = f"{rule.metric.value} {rule.metric.format_value(m.value)}"
     if rule.breached(m.value):
-        cond = f"{shown} {rule.op} {rule.metric.format(rule.threshold)} (n={m.sample})"
+        cond = f"{shown} {rule.op} {rule.metric.format_value(rule.threshold)} (n={m.sample})"
         if prev is AlertStatus.FIRING:
             return stay_or(AlertStatus.FIRING, f"firing: {cond}")
-        if prev is AlertStatus.PENDING:
+        if previous is not None and previous.state is AlertStatus.PENDING:
             held = now - previous.since
             if held >= rule.hold_s:
                 return AlertState(
@@ -237,10 +241,10 @@ def step(rule: AlertRule, previous: AlertState | None, m: Measurement, now: floa
             AlertStatus.PENDING, now, f"pending: {cond}; fires after {rule.hold_s:.0f}s", m.value, m.sample
         )
 
-    clear = f"{shown} not {rule.op} {rule.metric.format(rule.threshold)} (n={m.sample})"
+    clear = f"{shown} not {rule.op} {rule.metric.format_value(rule.threshold)} (n={m.sample})"
     if prev is AlertStatus.FIRING:
         return AlertState(AlertStatus.RESOLVED, now, f"resolved: {clear}", m.value, m.sample)
-    if prev is AlertStatus.RESOLVED:
+    if previous is not None and previous.state is AlertStatus.RESOLVED:
         clear_for = now - previous.since
         if clear_for >= rule.hold_s:
             return AlertState(
@@ -323,7 +327,7 @@ def _parse_rule(item: Any, where: str) -> tuple[AlertRule | None, list[str]]:
     if not isinstance(name, str) or not name.strip():
         bad("name", "must be a non-empty text")
     try:
-        metric = Metric(item.get("metric"))
+        metric = Metric(item.get("metric", ""))  # a missing metric reads as "", which no Metric has
     except ValueError:
         metric = None
         bad("metric", f"{item.get('metric')!r} is not one of {', '.join(m.value for m in Metric)}")
@@ -357,6 +361,9 @@ def _parse_rule(item: Any, where: str) -> tuple[AlertRule | None, list[str]]:
         bad("runbook", "must be one line")
     if errs:
         return None, errs
+    # every check above records a problem when a field is missing or malformed; this narrows their types
+    if not isinstance(rid, str) or metric is None or not isinstance(op, str) or threshold is None or severity is None:
+        raise ConfigError(f"{label}: rule fields failed validation without a recorded problem")
     return (
         AlertRule(
             id=rid.strip(),
@@ -392,9 +399,11 @@ def load_rules_file(path: Path) -> list[AlertRule]:
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"alert rules file {path} is missing: restore it from git or save rules from the Alerts page")
+        raise ConfigError(
+            f"alert rules file {path} is missing: restore it from git or save rules from the Alerts page"
+        ) from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}): fix or delete the file")
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}): fix or delete the file") from exc
     return parse_rules(raw, str(path))
 
 
@@ -538,7 +547,7 @@ def evaluate_alerts(ops, rules: Iterable[AlertRule], now: float) -> list[Evaluat
             m = measurements[rule.id]
             current = step(rule, previous, m, now)
             ev = Evaluation(rule, previous, current, m)
-            keep_ack = row is not None and not ev.changed
+            kept = row if row is not None and not ev.changed else None
             db[STATES_TABLE].upsert(
                 {
                     "rule_id": rule.id,
@@ -549,9 +558,9 @@ def evaluate_alerts(ops, rules: Iterable[AlertRule], now: float) -> list[Evaluat
                     "sample": current.sample,
                     "evaluated_at": now,
                     # an acknowledgement covers one episode: a new state needs a new one
-                    "acknowledged_by": row["acknowledged_by"] if keep_ack else None,
-                    "acknowledged_at": row["acknowledged_at"] if keep_ack else None,
-                    "ack_note": row["ack_note"] if keep_ack else None,
+                    "acknowledged_by": kept["acknowledged_by"] if kept is not None else None,
+                    "acknowledged_at": kept["acknowledged_at"] if kept is not None else None,
+                    "ack_note": kept["ack_note"] if kept is not None else None,
                 },
                 pk="rule_id",
             )

@@ -217,7 +217,8 @@ def sections(r: Report) -> list[Section]:
                 f"Stage: {r.stage_id or 'all stages'}",
                 f"Config hashes: {hashes}",
                 f"Percentile method: {s.percentile_method}",
-                "Cost per entity = cost / runs (one run covers one entity); latency = evidence latency + engine time per run.",
+                "Cost per entity = cost / runs (one run covers one entity); "
+                "latency = evidence latency + engine time per run.",
             ),
         ),
         Section(
@@ -353,7 +354,7 @@ def sections(r: Report) -> list[Section]:
                 a.rule_id,
                 a.state.value,
                 iso(a.since),
-                rule.metric.format(a.value) if rule else num(a.value, 4),
+                rule.metric.format_value(a.value) if rule else num(a.value, 4),
                 rule.condition() if rule else "",
                 rule.severity.value if rule else "",
                 f"{a.acknowledged_by} at {iso(a.acknowledged_at)}" if a.acknowledged else "",
@@ -503,16 +504,20 @@ def to_json(r: Report) -> str:
 
 esc = html.escape  # quote=True: safe in text and in attribute values
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
-h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
-table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}
-th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
-th{background:#f4f4f4}td.num{text-align:right}
-.charts{display:flex;flex-wrap:wrap;gap:1rem}.chart{border:1px solid #eee;padding:.5rem}
-.legend span{display:inline-block;margin-right:1rem}.swatch{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem}
-p.meta{margin:.2rem 0}
-"""
+CSS = (
+    "\n"
+    "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;"
+    "max-width:1100px;color:#222;padding:0 1rem}\n"
+    "h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;"
+    "padding-bottom:.2rem}\n"
+    "table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}\n"
+    "th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}\n"
+    "th{background:#f4f4f4}td.num{text-align:right}\n"
+    ".charts{display:flex;flex-wrap:wrap;gap:1rem}.chart{border:1px solid #eee;padding:.5rem}\n"
+    ".legend span{display:inline-block;margin-right:1rem}.swatch{display:inline-block;width:.8rem;"
+    "height:.8rem;margin-right:.3rem}\n"
+    "p.meta{margin:.2rem 0}\n"
+)
 
 
 def _svg_line_chart(
@@ -526,7 +531,11 @@ def _svg_line_chart(
 ) -> str:
     left, right, top, bottom = 64, 12, 28, 34
     pw, ph = width - left - right, height - top - bottom
-    data = [(p.bucket_start, value(p), p.system) for p in points if value(p) is not None]
+    data: list[tuple[float, float, str]] = []
+    for p in points:
+        v = value(p)
+        if v is not None:
+            data.append((p.bucket_start, v, p.system))
     parts = [
         f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">',
         f"<title>{esc(title)}</title>",

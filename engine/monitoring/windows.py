@@ -224,6 +224,13 @@ class Comparison:
         return min(self.old_runs, self.new_runs)
 
 
+def _per_run(value: float | None, what: str) -> float:
+    """A per-run ratio of a group that has runs; group_stats leaves one None only when there are no runs."""
+    if value is None:
+        raise ValueError(f"{what} is missing although the group has runs")
+    return value
+
+
 def compare(old: GroupStats, new: GroupStats) -> Comparison:
     reasons = []
     cost_red = act_pct = act_pp = None
@@ -231,13 +238,17 @@ def compare(old: GroupStats, new: GroupStats) -> Comparison:
         empty = " and ".join(s for s, g in (("old", old), ("new", new)) if g.runs == 0)
         reasons.append(f"no {empty} runs in the window")
     else:
-        if old.cost_per_entity:
-            cost_red = (old.cost_per_entity - new.cost_per_entity) / old.cost_per_entity * 100.0
+        old_cost = _per_run(old.cost_per_entity, "old cost per entity")
+        new_cost = _per_run(new.cost_per_entity, "new cost per entity")
+        old_rate = _per_run(old.actionable_rate, "old actionable rate")
+        new_rate = _per_run(new.actionable_rate, "new actionable rate")
+        if old_cost:
+            cost_red = (old_cost - new_cost) / old_cost * 100.0
         else:
             reasons.append("old cost per entity is 0, so a % change is undefined")
-        act_pp = (new.actionable_rate - old.actionable_rate) * 100.0
-        if old.actionable_rate:
-            act_pct = (new.actionable_rate - old.actionable_rate) / old.actionable_rate * 100.0
+        act_pp = (new_rate - old_rate) * 100.0
+        if old_rate:
+            act_pct = (new_rate - old_rate) / old_rate * 100.0
         else:
             reasons.append("old actionable rate is 0, so a % increase is undefined")
     return Comparison(

@@ -471,7 +471,8 @@ def verdict_record(
         "n": n,
         "final": final,
         "test": (
-            "engine.rollout.verdict.assess over engine.rollout.stats.measure: paired bootstrap over entities for cost and "
+            "engine.rollout.verdict.assess over engine.rollout.stats.measure: "
+            "paired bootstrap over entities for cost and "
             "actionable changes and p95 engine latency, exact Clopper-Pearson for the error rate; "
             "triggers fire only at n >= min_sample"
         ),

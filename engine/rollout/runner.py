@@ -105,6 +105,13 @@ class _Runner:
         with self.ops.connect() as db:
             return read_stages(db, self.run_id).get(name)
 
+    def _existing_stage_row(self, name: str) -> dict:
+        """The row of a stage this worker has already created; a missing one means the run's rows were lost."""
+        row = self.stage_row(name)
+        if row is None:
+            raise RolloutError(f"rollout {self.run_id}: stage {name!r} has no row although it was started")
+        return row
+
     def _check_active(self) -> None:
         if not self.run_state().is_active():
             raise _Stop()
@@ -125,7 +132,7 @@ class _Runner:
                         break
                     else:
                         raise _Stop()
-                    row = self.stage_row(name)
+                    row = self._existing_stage_row(name)
             self._complete_after_skip()
         except _Stop:
             pass
@@ -144,7 +151,8 @@ class _Runner:
         with self.ops.transaction() as db:
             self.ctx.assert_lease(db)
             cur = db.execute(
-                "UPDATE rollout_runs SET state = ?, finished_at = ?, updated_at = ?, message = ? WHERE id = ? AND state = ?",
+                "UPDATE rollout_runs SET state = ?, finished_at = ?, updated_at = ?, message = ? "
+                "WHERE id = ? AND state = ?",
                 [
                     RunState.COMPLETED,
                     now,
@@ -240,10 +248,10 @@ class _Runner:
                     record={"exposed_before": len(self._exposed()), "target": target},
                 )
         self.ctx.heartbeat(done=0, total=len(cohort), message=f"{name}: starting with {len(cohort)} entities")
-        return self.stage_row(name)  # type: ignore[return-value]
+        return self._existing_stage_row(name)
 
     def _pair(self, name: str, entity_id: str, shadowed: bool) -> dict:
-        common = dict(source=self.source, stage_id=stage_key(self.run_id, name), log=self.log)
+        stage_id = stage_key(self.run_id, name)
         old = None
         old_error = None
         if shadowed:
@@ -256,7 +264,9 @@ class _Runner:
                     params=self.baseline,
                     shadow=True,
                     run_id=discovery_run_id(self.run_id, name, "old"),
-                    **common,
+                    source=self.source,
+                    stage_id=stage_id,
+                    log=self.log,
                 )
             except EvidenceUnavailable:
                 raise
@@ -273,7 +283,9 @@ class _Runner:
                 params=self.candidate,
                 shadow=self.dry,
                 run_id=discovery_run_id(self.run_id, name, "new"),
-                **common,
+                source=self.source,
+                stage_id=stage_id,
+                log=self.log,
             )
         except EvidenceUnavailable:
             raise
@@ -304,8 +316,7 @@ class _Runner:
 
     def _process(self, name: str) -> None:
         policy = self.cfg.stage(name)
-        row = self.stage_row(name)
-        assert row is not None
+        row = self._existing_stage_row(name)
         cohort: list[str] = json.loads(row["cohort"])
         shadow = set(json.loads(row["shadow"]))
         with self.ops.connect() as db:
@@ -339,7 +350,7 @@ class _Runner:
         total = len(cohort)
         for start in range(0, len(remaining), policy.batch_size):
             batch = remaining[start : start + policy.batch_size]
-            results = []
+            results: list[dict] = []
             for eid in batch:
                 self.ctx.checkpoint(
                     done=done + len(results), total=total, message=f"{name}: {done + len(results)}/{total} entities"

@@ -264,7 +264,8 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
             count = int(v) if v is not None else 0
             if v is not None and count <= last_count:
                 errors.append(
-                    f"{w}.entities: exposure is cumulative, so {count} must be more than the previous stage's {last_count}"
+                    f"{w}.entities: exposure is cumulative, so {count} must be more than "
+                    f"the previous stage's {last_count}"
                 )
             last_count = max(last_count, count)
         min_days = _num(errors, f"{w}.min_duration_days", s.get("min_duration_days", 0), lo=0)
@@ -283,7 +284,14 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
         rollback = _criteria(errors, f"{w}.rollback", s.get("rollback", []), "point")
         if not s.get("success"):
             errors.append(f"{w}.success: a stage needs at least one success criterion")
-        if None not in (min_days, batch, min_sample, shadow, conf, res):
+        if (
+            min_days is not None
+            and batch is not None
+            and min_sample is not None
+            and shadow is not None
+            and conf is not None
+            and res is not None
+        ):
             stages.append(
                 StagePolicy(
                     name=name,
@@ -298,7 +306,7 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
                     rollback=rollback,
                 )
             )
-    if errors:
+    if errors or seed is None or time_scale is None:  # _num records an error for every None it returns
         where = f"{source}: " if source else ""
         raise ConfigError(f"{where}invalid stage config ({len(errors)} problem(s)):\n" + "\n".join(errors))
     return StageConfig(stages=tuple(stages), seed=int(seed), time_scale=float(time_scale), source=source, raw=data)

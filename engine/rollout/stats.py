@@ -94,7 +94,8 @@ def quantile(sorted_values: np.ndarray, q: float) -> float:
     return float(sorted_values[nearest_rank_index(n, q * 100.0)])
 
 
-def p95(values: Sequence[float]) -> float:
+def p95(values: Sequence[float] | np.ndarray) -> float:
+    """Nearest-rank 95th percentile of unsorted values (nan when there are none)."""
     return quantile(np.sort(np.asarray(values, dtype=float)), 0.95)
 
 
@@ -106,7 +107,7 @@ def relative_change_pct(base: float, other: float) -> float:
 
 
 def bootstrap_interval(
-    statistic: Callable[[np.ndarray], float],
+    statistic: Callable[[np.ndarray], np.ndarray],
     n: int,
     rng: np.random.Generator,
     *,

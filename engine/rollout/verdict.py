@@ -113,22 +113,26 @@ def _tested_value(c: Criterion, m: Measurement) -> tuple[float | None, str]:
 def _row(kind: str, c: Criterion, m: Measurement | None, stage_n: int, min_sample: int) -> CriterionRow:
     value = m.value if m else None
     low, high, n = (m.low, m.high, m.n) if m else (None, None, 0)
-    base = dict(
-        kind=kind,
-        metric=str(c.metric),
-        op=c.op,
-        threshold=c.threshold,
-        test=str(c.test),
-        value=value,
-        low=low,
-        high=high,
-        n=n,
-    )
+
+    def row(phase: Phase, reason: str) -> CriterionRow:
+        return CriterionRow(
+            kind=kind,
+            metric=str(c.metric),
+            op=c.op,
+            threshold=c.threshold,
+            test=str(c.test),
+            value=value,
+            low=low,
+            high=high,
+            n=n,
+            phase=phase,
+            reason=reason,
+        )
+
     if stage_n < min_sample:
-        return CriterionRow(**base, phase=Phase.PENDING, reason=f"sample {stage_n} < min_sample {min_sample}")
+        return row(Phase.PENDING, f"sample {stage_n} < min_sample {min_sample}")
     if m is None or m.value is None:
-        phase = Phase.INCONCLUSIVE if kind == "success" else Phase.PASSED
-        return CriterionRow(**base, phase=phase, reason=f"no data for {c.metric}")
+        return row(Phase.INCONCLUSIVE if kind == "success" else Phase.PASSED, f"no data for {c.metric}")
     tested, what = _tested_value(c, m)
     if tested is None or (isinstance(tested, float) and math.isnan(tested)):
         tested, what = m.value, "value"
@@ -136,14 +140,8 @@ def _row(kind: str, c: Criterion, m: Measurement | None, stage_n: int, min_sampl
     rel = c.op if holds else {">=": "<", ">": "<=", "<=": ">", "<": ">="}[c.op]
     text = f"{c.metric} {what} {_fmt(tested)} {rel} {c.threshold:g}"
     if kind == "success":
-        return CriterionRow(
-            **base,
-            phase=Phase.PASSED if holds else Phase.INCONCLUSIVE,
-            reason=("clears: " if holds else "not shown: ") + text,
-        )
-    return CriterionRow(
-        **base, phase=Phase.FAILED if holds else Phase.PASSED, reason=("breached: " if holds else "ok: ") + text
-    )
+        return row(Phase.PASSED if holds else Phase.INCONCLUSIVE, ("clears: " if holds else "not shown: ") + text)
+    return row(Phase.FAILED if holds else Phase.PASSED, ("breached: " if holds else "ok: ") + text)
 
 
 def assess(policy: StagePolicy, measurements: Mapping[str, Measurement], *, n: int, final: bool) -> Verdict:

@@ -121,7 +121,8 @@ def current_states() -> None:
         column.metric(f"{STATE_ICONS[state]} {state.replace('_', ' ')}", n, border=True)
     frame = states_frame(rules, states)
     st.dataframe(
-        frame.style.map(state_style, subset=["state"]),
+        # the "state" column holds state names; str() only tells the type checker, which sees any cell value
+        frame.style.map(lambda v: state_style(str(v)), subset=["state"]),
         hide_index=True,
         width="stretch",
         key="alert_states",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Literal, cast
 
 import streamlit as st
 
@@ -25,6 +26,10 @@ from engine.rollout.stages import load_stage_config
 REFRESH_S = 2.0
 IDLE_REFRESH_S = 10.0
 LATEST = 0  # run picker: follow the newest run
+
+#: the colour names st.badge accepts
+BadgeColour = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray", "grey", "primary"]
+
 CANDIDATE, LIVE, FILE = "candidate", "live", "file"
 
 services = get_services()
@@ -141,7 +146,8 @@ def render_timeline(status) -> None:
     for column, step in zip(st.columns(len(steps)), steps):
         with column.container(border=True):
             st.markdown(f"**{step.index + 1}. {step.name}**" + ("  ← current" if step.current else ""))
-            st.badge(step.badge, icon=step.icon, color=step.colour)
+            # a timeline colour comes from rv.STATE_STYLE, whose colours are all badge colours
+            st.badge(step.badge, icon=step.icon, color=cast(BadgeColour, step.colour))
             st.caption(f"{step.entities} entities · minimum {step.min_duration}")
             if step.detail:
                 st.caption(step.detail)
@@ -263,12 +269,14 @@ def render_charts(stage) -> None:
     latest = rv.latest_figures(frame)
     for column, (metric, (title, _, fmt)) in zip(st.columns(3), rv.SERIES_METRICS.items()):
         fig = latest[metric]
-        def show(v):
+
+        def show(v, fmt=fmt):
             return (
-                    "—"
-                    if v is None
-                    else (f"{v:.1%}" if fmt == ".1%" else f"${v:.3f}" if fmt.startswith("$") else f"{v:,.1f} ms")
-                )
+                "—"
+                if v is None
+                else (f"{v:.1%}" if fmt == ".1%" else f"${v:.3f}" if fmt.startswith("$") else f"{v:,.1f} ms")
+            )
+
         delta = (
             None
             if fig.new is None or fig.old is None
@@ -346,7 +354,7 @@ def live() -> None:
     if not reached:
         st.info("The worker has not started the first stage yet.")
         return
-    choice = "current"
+    choice: str | None = "current"
     if reached != [status.current_stage]:
         choice = st.segmented_control(
             "Stage shown",
@@ -355,7 +363,10 @@ def live() -> None:
             key=f"rollout_stage_shown_{run.id}",
             format_func=lambda o: f"current ({status.current_stage})" if o == "current" else o,
         )
-    shown = status.stage(status.current_stage if choice in (None, "current") else choice) or current
+    shown_name = status.current_stage if choice is None or choice == "current" else choice
+    shown = (status.stage(shown_name) if shown_name is not None else None) or current
+    if shown is None:  # a run's current stage is always one of its stages, and a reached stage was picked
+        raise RuntimeError(f"rollout {run.id}: no stage {shown_name!r} to show")
     policy = stage_config.stage(shown.name) if shown.name in stage_config.names() else None
 
     st.subheader(f"Criteria · {shown.name}")
@@ -373,12 +384,20 @@ def live() -> None:
         key="rollout_decisions",
         column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss")},
     )
+
+    # the downloads are made when clicked (on Streamlit's download thread), not at every poll; the defaults bind
+    # the run and stage shown now
+    def stage_report_md(run_id: int = run.id, stage: str = shown.name) -> str:
+        return rollout.stage_report(ops, run_id, stage)
+
+    def decision_records_json(run_id: int = run.id) -> str:
+        return json.dumps([r.to_dict() for r in rollout.decision_records(ops, run_id)], indent=2, default=str)
+
     now = time.time()
     d1, d2 = st.columns(2)
     d1.download_button(
         f"Stage report · {shown.name} (Markdown)",
-        # made when clicked (on Streamlit's download thread), not at every poll
-        data=lambda run_id=run.id, stage=shown.name: rollout.stage_report(ops, run_id, stage),
+        data=stage_report_md,
         file_name=rv.report_file_name(f"rollout-{run.id}-{shown.name}", now),
         mime="text/markdown",
         icon=":material/download:",
@@ -388,9 +407,7 @@ def live() -> None:
     )
     d2.download_button(
         "Decision records with their inputs (JSON)",
-        data=lambda run_id=run.id: json.dumps(
-            [r.to_dict() for r in rollout.decision_records(ops, run_id)], indent=2, default=str
-        ),
+        data=decision_records_json,
         file_name=rv.report_file_name(f"rollout-{run.id}-decisions", now, "json"),
         mime="application/json",
         icon=":material/download:",
@@ -402,7 +419,8 @@ def live() -> None:
 
 # Poll every REFRESH_S while the shown run can still change by itself; slowly once it is over (a rollout started
 # from the CLI still appears under "Latest" within IDLE_REFRESH_S).
-shown_run = by_id.get(ss.get("rollout_run")) if ss.get("rollout_run") else (runs[0] if runs else None)
+picked_run = ss.get("rollout_run")
+shown_run = by_id.get(picked_run) if picked_run else (runs[0] if runs else None)
 settled = shown_run is not None and shown_run.state.is_terminal()
 st.fragment(live, run_every=IDLE_REFRESH_S if settled else REFRESH_S)()
 

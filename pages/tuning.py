@@ -118,7 +118,7 @@ if not all_studies:
     st.stop()
 
 labels = {LATEST: "latest study"} | {s.id: tv.study_label(s, studies.study_state(ops, s)) for s in all_studies}
-st.selectbox("Study", list(labels), format_func=labels.get, key="tune_pick")
+st.selectbox("Study", list(labels), format_func=labels.__getitem__, key="tune_pick")
 
 
 def cancel(study_id: int) -> None:
@@ -160,6 +160,8 @@ def hand_off(study_id: int) -> None:
 def live() -> None:
     pick = ss.get("tune_pick", LATEST)
     study = call(studies.get_study, ops, pick) if pick != LATEST else call(studies.latest_study, ops)
+    if study is None:  # the page stopped above when there was no study; studies are never deleted
+        raise RuntimeError("no tuning study to show, though the study list was not empty")
     reap_dead_workers(ops)  # a study whose worker died shows as dead, with a Resume button
     state = studies.study_state(ops, study)
     job = get_job(ops, study.job_id) if study.job_id else None

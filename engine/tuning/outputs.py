@@ -36,9 +36,9 @@ def summarize(study: Study, trials: Sequence[Trial], *, grid_exhausted: bool = F
     base = next(t for t in trials if t.number == 0)
     rescored = [t for t in complete if t.holdout_score is not None]
     # eligible: the base, and re-scored trials that beat it on training; of those the best hold-out wins
-    eligible = [t for t in rescored if t.number == 0 or t.score > base.score]
-    winner = sorted(eligible, key=lambda t: (-t.holdout_score, t.number))[0]
-    best_train = sorted(complete, key=lambda t: (-t.score, t.number))[0]
+    eligible = [t for t in rescored if t.number == 0 or t.training_score > base.training_score]
+    winner = sorted(eligible, key=lambda t: (-t.rescored_holdout_score, t.number))[0]
+    best_train = sorted(complete, key=lambda t: (-t.training_score, t.number))[0]
 
     def brief(t: Trial) -> dict:
         return {
@@ -64,10 +64,10 @@ def summarize(study: Study, trials: Sequence[Trial], *, grid_exhausted: bool = F
         "best_training": brief(best_train),
         "winner": brief(winner),
         "winner_is_base": winner.number == 0,
-        "improvement_holdout": winner.holdout_score - base.holdout_score,
+        "improvement_holdout": winner.rescored_holdout_score - base.rescored_holdout_score,
         "rescored": [brief(t) for t in sorted(rescored, key=lambda t: t.number)],
         "changes": changes,
-        "winner_config": winner.config.to_dict(),
+        "winner_config": winner.trial_config.to_dict(),
     }
 
 
@@ -93,14 +93,16 @@ def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, A
         f"# Tuning study {study.id}: {study.name}",
         "",
         f"- Method: {study.sampler}",
-        f"- Search trials: {spec.iterations} (plus trial 0 = the config current at creation, hash {study.base_config.hash()})",
+        f"- Search trials: {spec.iterations} "
+        f"(plus trial 0 = the config current at creation, hash {study.base_config.hash()})",
         f"- Tuned parameters: {', '.join(spec.params)}",
         f"- Entities: {spec.entities.describe()}; evidence: {spec.evidence.describe(spec.world_seed)}"
         + (f"; truth from {spec.labels.path}" if spec.labels else "; truth: the simulated world's"),
         f"- Split: {len(study.train_ids)} training / {len(study.holdout_ids)} hold-out "
         f"(hash split, training fraction {spec.train_fraction}, salt {spec.salt!r})",
         f"- Sampler seed: {spec.seed}",
-        f"- Rewards per entity: +{rw.true_actionable:g} per true actionable call, −{rw.false_actionable:g} per false one, "
+        f"- Rewards per entity: +{rw.true_actionable:g} per true actionable call, "
+        f"−{rw.false_actionable:g} per false one, "
         f"−{rw.missed_actionable:g} per missed one, −{rw.per_usd:g} per USD spent, −{rw.per_error:g} per errored hop",
         f"- Trials finished: {summary['trials']} ({summary['failed']} failed)",
         "",
@@ -108,17 +110,21 @@ def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, A
         "",
         "| | trial | training score | hold-out score | gap (training − hold-out) | config hash |",
         "|---|---:|---:|---:|---:|---|",
-        f"| current config | 0 | {_fmt(base['score'])} | {_fmt(base['holdout_score'])} | {_fmt(base['gap'])} | {base['config_hash']} |",
-        f"| **winner** | {winner['trial']} | {_fmt(winner['score'])} | {_fmt(winner['holdout_score'])} | {_fmt(winner['gap'])} | {winner['config_hash']} |",
+        f"| current config | 0 | {_fmt(base['score'])} | {_fmt(base['holdout_score'])} | {_fmt(base['gap'])} "
+        f"| {base['config_hash']} |",
+        f"| **winner** | {winner['trial']} | {_fmt(winner['score'])} | {_fmt(winner['holdout_score'])} "
+        f"| {_fmt(winner['gap'])} | {winner['config_hash']} |",
         "",
         f"Hold-out improvement over the current config: {_fmt(summary['improvement_holdout'])} per entity.",
         f"Optimism gap of the winner (training − hold-out): {_fmt(winner['gap'])} per entity.",
         "",
         (
-            "The current config won on the hold-out set: no tuned trial held up better, so nothing should be rolled out."
+            "The current config won on the hold-out set: no tuned trial held up better, "
+            "so nothing should be rolled out."
             if summary["winner_is_base"]
-            else "The winner is, among trial 0 and the re-scored trials that beat it on training, the one with the best "
-            "hold-out score; trial 0 is always a candidate, so the winner never scores below the current config on "
+            else "The winner is, among trial 0 and the re-scored trials that beat it on training, "
+            "the one with the best hold-out score; trial 0 is always a candidate, "
+            "so the winner never scores below the current config on "
             f"the hold-out set (a pick among at most {len(summary['rescored'])} re-scored trials, hence the gap is "
             "worth reading)."
         ),
@@ -189,13 +195,18 @@ def write_outputs(ops, study: Study, summary: Mapping[str, Any], settings) -> di
     return paths
 
 
-def winner_config(study: Study) -> ParameterConfig:
-    """The finished study's winning config (ConfigError while it has not finished)."""
+def _finished_result(study: Study) -> dict[str, Any]:
+    """The finished study's result (its summary; ConfigError while it has not finished)."""
     if not study.result:
         raise ConfigError(
             f"study {study.id} has not finished: no best config yet (see `python -m engine tune status {study.id}`)"
         )
-    return ParameterConfig.from_dict(study.result["winner_config"], source=f"study {study.id} winner")
+    return study.result
+
+
+def winner_config(study: Study) -> ParameterConfig:
+    """The finished study's winning config (ConfigError while it has not finished)."""
+    return ParameterConfig.from_dict(_finished_result(study)["winner_config"], source=f"study {study.id} winner")
 
 
 def handoff(ops, settings, study_id: int, *, actor: str, name: str | None = None) -> Path:
@@ -206,7 +217,7 @@ def handoff(ops, settings, study_id: int, *, actor: str, name: str | None = None
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"config name {name!r}: use letters, digits, '-' and '_' only")
     path = cfg.save(Path(settings.data_dir) / "configs" / f"{name}.json")
-    source = f"tuning study {study.id} (trial {study.result['winner']['trial']})"
+    source = f"tuning study {study.id} (trial {_finished_result(study)['winner']['trial']})"
     set_candidate(ops, path, actor, source=source)
     ops.audit(actor, "tuning.handoff", f"study:{study.id}", {"path": str(path), "config_hash": cfg.hash()})
     return path

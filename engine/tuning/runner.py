@@ -168,7 +168,7 @@ class StudyRunner:
 
         sampler = make_sampler(spec.method, space, budget=spec.iterations, seed=spec.seed)
         # every finished trial, trial 0 included (it tells the model where the current config stands)
-        sampler.replay((t.point, -t.score if t.complete else None) for t in trials)
+        sampler.replay((t.point, -t.training_score if t.complete else None) for t in trials)
         number = max(t.number for t in trials) + 1
         if isinstance(sampler, GridSampler):  # a grid smaller than the budget ends early: say so in the total
             left = sampler.remaining()
@@ -181,7 +181,7 @@ class StudyRunner:
                 break
             loss = self._run_trial(number, point, None)
             sampler.tell(point, loss)
-            best = max((t.score for t in list_trials(self.ops, study.id) if t.complete), default=None)
+            best = max((t.training_score for t in list_trials(self.ops, study.id) if t.complete), default=None)
             self.checkpoint(
                 Progress(
                     number + 1,
@@ -226,13 +226,13 @@ class StudyRunner:
         complete = [t for t in trials if t.complete]
         if not any(t.number == 0 and t.complete for t in trials):
             raise ConfigError(f"study {study.id}: trial 0 (the current config) failed: {trials[0].error}")
-        ranked = sorted((t for t in complete if t.number > 0), key=lambda t: (-t.score, t.number))
+        ranked = sorted((t for t in complete if t.number > 0), key=lambda t: (-t.training_score, t.number))
         chosen = [t for t in complete if t.number == 0] + ranked[: study.spec.top_k]
         base_done = len(trials)
         total = base_done + len(chosen)
         for i, t in enumerate(chosen):
             if t.holdout_score is None:
-                res = self.evaluate(t.config, study.holdout_ids, f"tuning-{study.id}-t{t.number}-holdout")
+                res = self.evaluate(t.trial_config, study.holdout_ids, f"tuning-{study.id}-t{t.number}-holdout")
                 set_holdout(self.ops, study, t.number, res, self.fence)
             self.checkpoint(
                 Progress(base_done + i + 1, total, f"hold-out re-scoring {i + 1}/{len(chosen)} (trial {t.number})")

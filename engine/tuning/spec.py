@@ -178,6 +178,8 @@ def evidence_ref(
     """Validate the evidence options now (one-line ConfigError)."""
     EvidenceSpec(kind=kind, url=url, replay_path=replay, timeout_s=timeout_s)  # checks kind, url, file given
     if kind == "replay":
+        if replay is None:  # EvidenceSpec above refuses this already; the check tells the type checker too
+            raise ConfigError("the replay evidence source needs a file: pass --replay FILE.jsonl")
         p = Path(replay).expanduser().resolve()
         if not p.is_file():
             raise ConfigError(

@@ -98,7 +98,8 @@ class Study:
 
 @dataclass(frozen=True)
 class Trial:
-    """One row of ``tuning_trials``: a finished evaluation on the training entities (and, if re-scored, the hold-out)."""
+    """One row of ``tuning_trials``: a finished evaluation on the training entities (and, if re-scored, on the
+    hold-out entities)."""
 
     study_id: int
     number: int
@@ -117,6 +118,27 @@ class Trial:
     @property
     def complete(self) -> bool:
         return self.state == "complete"
+
+    @property
+    def training_score(self) -> float:
+        """The training score of a complete trial (a failed trial has none: asking for it is a bug)."""
+        if self.score is None:
+            raise ValueError(f"trial {self.number} of study {self.study_id} has no training score: it failed")
+        return self.score
+
+    @property
+    def trial_config(self) -> ParameterConfig:
+        """The config a complete trial ran (a failed trial may have none: asking for it is a bug)."""
+        if self.config is None:
+            raise ValueError(f"trial {self.number} of study {self.study_id} has no config: it failed")
+        return self.config
+
+    @property
+    def rescored_holdout_score(self) -> float:
+        """The hold-out score of a re-scored trial (asking for it before the re-scoring is a bug)."""
+        if self.holdout_score is None:
+            raise ValueError(f"trial {self.number} of study {self.study_id} has not been re-scored on hold-out")
+        return self.holdout_score
 
     @property
     def gap(self) -> float | None:

@@ -84,5 +84,5 @@ def test_search_run_discovery_and_see_the_hop_trail(console_server, browser_page
         page.get_by_role("button", name="Download the evidence trail (CSV)").click()
     name = download.value.suggested_filename
     assert re.fullmatch(rf"discovery-evidence-{re.escape(entity.id)}-\d{{8}}-\d{{4}}\.csv", name), name
-    lines = open(download.value.path(), encoding="utf-8").read().strip().splitlines()
+    lines = download.value.path().read_text(encoding="utf-8").strip().splitlines()
     assert len(lines) == len(evidence) + 1 and run_id in lines[1]

@@ -48,7 +48,7 @@ def test_a_running_study_updates_the_open_page_and_its_best_config_downloads(con
         button.click()
     dl = info.value
     assert re.fullmatch(rf"discovery-tuning-study-{study.id}-best-config-\d{{8}}-\d{{4}}\.json", dl.suggested_filename)
-    data = json.loads(open(dl.path(), encoding="utf-8").read())
+    data = json.loads(dl.path().read_text(encoding="utf-8"))
     winner = get_study(ops, study.id).result["winner"]
     assert ParameterConfig.from_dict(data).hash() == winner["config_hash"]
     assert page.locator('[data-testid="stException"]').count() == 0

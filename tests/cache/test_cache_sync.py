@@ -24,7 +24,7 @@ from engine.cache.lru import HypothesisCache
 from engine.cache.service import CacheService
 from engine.core.model import Decision, Depth, HopRecord, HopType, apply_decision
 from engine.store.batch import run_batch
-from engine.store.graph import GraphStore, WritePosition
+from engine.store.graph import GraphStore, UnknownHypothesis, WritePosition
 from tests.support.graphs import NOW, TEMPLATE, seed
 
 A, R = Decision.ACCEPT, Decision.REJECT
@@ -168,7 +168,7 @@ def test_every_write_bumps_the_sequence_once_and_a_failed_write_not_at_all(graph
     graph.save_hypotheses([apply_decision(h, A, NOW)])
     assert graph.write_position() == WritePosition(start.epoch, start.seq + 1)
     assert graph.changed_since(start.seq) == (["club-000"], [])
-    with pytest.raises(Exception):
+    with pytest.raises(UnknownHypothesis):
         graph.save_hypotheses([replace(h, id="no-such-hypothesis")])  # guard fails: whole query undone
     assert graph.write_position().seq == start.seq + 1
 

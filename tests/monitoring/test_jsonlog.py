@@ -18,7 +18,8 @@ WRITER = textwrap.dedent(
     import sys
     from pathlib import Path
     from engine.monitoring.jsonlog import JsonlLog
-    path, writer, count, max_bytes, backups = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    path, writer = sys.argv[1], sys.argv[2]
+    count, max_bytes, backups = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     log = JsonlLog(Path(path), max_bytes=max_bytes, backups=backups)
     print("ready", flush=True)
     sys.stdin.readline()  # wait for "go" so both writers start together

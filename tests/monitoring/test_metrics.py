@@ -163,8 +163,8 @@ def test_light_query_has_every_figure_but_the_lists(ops, log):
     )
     full, light = query_events(ops), query_events_light(ops)
     assert len(full) == len(light) == 2
-    for f, l in zip(full, light):
-        assert l.error_types == () and l.confidences == () and l.entity_name == ""
-        assert replace(f, error_types=(), confidences=(), entity_name="", stop_reason="") == l
-        assert l.latency_s == f.latency_s
+    for f, lt in zip(full, light):
+        assert lt.error_types == () and lt.confidences == () and lt.entity_name == ""
+        assert replace(f, error_types=(), confidences=(), entity_name="", stop_reason="") == lt
+        assert lt.latency_s == f.latency_s
     assert query_events_light(ops, 0, 200, system="old")[0].entity_id == "b"

@@ -47,11 +47,11 @@ def test_every_bad_field_is_one_line():
         parse_stage_config(raw, source="x.json")
     lines = str(e.value).splitlines()[1:]
     assert len(lines) == 5
-    assert any("stages[0] (pilot).min_duration_days: must be >= 0" in l for l in lines)
-    assert any("stages[1] (limited).entities: exposure is cumulative" in l for l in lines)
-    assert any("stages[2] (production).success[0].metric: 'speed'" in l for l in lines)
-    assert any("rollback[0].op: '=='" in l for l in lines)
-    assert any("unknown top-level field(s) ['bogus']" in l for l in lines)
+    assert any("stages[0] (pilot).min_duration_days: must be >= 0" in line for line in lines)
+    assert any("stages[1] (limited).entities: exposure is cumulative" in line for line in lines)
+    assert any("stages[2] (production).success[0].metric: 'speed'" in line for line in lines)
+    assert any("rollback[0].op: '=='" in line for line in lines)
+    assert any("unknown top-level field(s) ['bogus']" in line for line in lines)
 
 
 def test_all_only_on_the_last_stage_and_names_unique():

@@ -84,7 +84,10 @@ def seed_graph(graph) -> Seeded:
     """Templates, entities, hypotheses, and one run with evidence: the contract's fixture data."""
     graph.upsert_templates([TEMPLATE, OTHER_TEMPLATE])
     hyps = {
-        e.id: [Hypothesis.new(e.id, p, NOW) for p in (TEMPLATE if e.template_id == TEMPLATE.id else OTHER_TEMPLATE).patterns]
+        e.id: [
+            Hypothesis.new(e.id, p, NOW)
+            for p in (TEMPLATE if e.template_id == TEMPLATE.id else OTHER_TEMPLATE).patterns
+        ]
         for e in ENTITIES if e.id != "empty-club"
     }  # fmt: skip
     graph.upsert_entities(list(ENTITIES), [h for hs in hyps.values() for h in hs])
@@ -161,7 +164,7 @@ def twice(read: Callable[[], object]) -> object:
 
 def test_entities_read_back_as_written_and_unknown_ids_are_absent_or_raise(reader):
     for e in ENTITIES:
-        assert twice(lambda: reader.get_entity(e.id)) == e
+        assert twice(lambda e=e: reader.get_entity(e.id)) == e
     ids = [e.id for e in ENTITIES]
     got = twice(lambda: reader.get_entities(list(reversed(ids)) + ["ghost"]))
     assert list(got) == list(reversed(ids)) and list(got.values()) == list(reversed(ENTITIES))
@@ -182,9 +185,9 @@ def test_templates_read_back_as_written_and_an_unknown_one_raises(reader):
 
 def test_hypotheses_read_back_exactly_ordered_by_id(reader, seeded):
     for eid, hyps in seeded.hypotheses.items():
-        assert twice(lambda: reader.get_hypotheses(eid)) == hyps
+        assert twice(lambda eid=eid: reader.get_hypotheses(eid)) == hyps
         for h in hyps:
-            assert twice(lambda: reader.get_hypothesis(h.id)) == h
+            assert twice(lambda h=h: reader.get_hypothesis(h.id)) == h
     analytics = next(h for h in seeded.hypotheses["koln-99ers"] if h.pattern == "Analytics")
     assert reader.get_hypothesis(analytics.id).prior == 0.30000000000000004
 

@@ -1,4 +1,5 @@
-"""Tuning: search space, samplers (grid with budget, random, Bayesian on Branin), hold-out split, the sampler benchmark."""
+"""Tuning: search space, samplers (grid with budget, random, Bayesian on Branin), hold-out split, the sampler
+benchmark."""
 
 from __future__ import annotations
 

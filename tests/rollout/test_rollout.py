@@ -481,4 +481,3 @@ def test_a_rollback_interrupted_by_the_store_can_be_retried_at_once(settings, op
     assert res.performed and res.entities_restored == 10
     assert state_of(seeded, ids) == before
     assert ro.rollout_status(ops, run_id).state == "rolled_back"
-

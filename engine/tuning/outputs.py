@@ -176,7 +176,7 @@ def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, A
         "",
         "Each trial runs the new discovery system in shadow over every training entity with fresh "
         "hypotheses, against the simulated world, and scores the runs against the world's ground truth "
-        "(engine/objective.py): score per entity = (rewards for true actionable calls − penalties for "
+        "(engine/tuning/objective.py): score per entity = (rewards for true actionable calls − penalties for "
         "false and missed ones − dollars spent × per_usd − errored hops × per_error) / entities.",
         "",
     ]

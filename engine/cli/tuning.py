@@ -392,7 +392,9 @@ def _add_entity_flags(p: argparse.ArgumentParser) -> None:
         default=0.8,
         help="fraction of entities used for training; the rest is the hold-out set (default 0.8)",
     )
-    p.add_argument("--rewards", help="e.g. true_actionable=10,false_actionable=5,per_usd=1 (engine/tuning/objective.py)")
+    p.add_argument(
+        "--rewards", help="e.g. true_actionable=10,false_actionable=5,per_usd=1 (engine/tuning/objective.py)"
+    )
 
 
 class _EntitiesAction(argparse.Action):

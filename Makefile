@@ -27,20 +27,17 @@ run: $(STAMP)
 	trap '$(PY) -m engine store stop' EXIT; \
 	$(PY) -m streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
-# Lint and types first, then the whole suite; both always run, and either failing fails the target.
+# ruff (lint and format) and mypy; each runs even when another failed, so one pass shows every problem.
+LINT = $(PY) -m ruff check . || status=1; $(PY) -m ruff format --check . || status=1; $(PY) -m mypy || status=1
+
+# Lint and types, then the whole suite; all always run, and any failing fails the target.
 test: $(STAMP)
-	@status=0; \
-	$(MAKE) --no-print-directory lint || status=1; \
+	@status=0; $(LINT); \
 	$(PY) -m pytest $(PYTEST_ARGS) || status=1; \
 	exit $$status
 
-# All three run even when one fails, so one pass shows every problem; the exit status is non-zero if any did.
 lint: $(STAMP)
-	@status=0; \
-	$(PY) -m ruff check . || status=1; \
-	$(PY) -m ruff format --check . || status=1; \
-	$(PY) -m mypy || status=1; \
-	exit $$status
+	@status=0; $(LINT); exit $$status
 
 bench: $(STAMP)
 	$(PY) -m engine bench discovery

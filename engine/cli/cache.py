@@ -23,6 +23,7 @@ from engine.cache import service as cache_service
 from engine.cache.cached_graph import CachedGraph
 from engine.cache.lru import HypothesisCache
 from engine.cache.warmer import CacheWarmer
+from engine.cli.common import actor, open_ops
 from engine.core.errors import ConfigError
 from engine.core.settings import load_settings
 from engine.store.graph import GraphStore
@@ -107,10 +108,6 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------- commands
 
 
-def _ops():
-    return open_ops_db(load_settings().ensure_dirs())
-
-
 def _age(at: float | None) -> str:
     if not at:
         return "never"
@@ -155,7 +152,7 @@ def format_stats(snap: dict | None) -> str:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    snap = cache_service.published_stats(_ops())
+    snap = cache_service.published_stats(open_ops())
     if args.json:
         print(json.dumps(snap, indent=2, sort_keys=True))
     else:
@@ -176,9 +173,9 @@ def _wait_handled(ops, rid: str, wait_s: float) -> bool:
 def _send(action: str, wait_s: float) -> int:
     if wait_s < 0:
         raise ConfigError(f"--wait must be >= 0 seconds (got {wait_s:g})")
-    ops = _ops()
+    ops = open_ops()
     snap = cache_service.published_stats(ops)
-    rid = cache_service.request(ops, action, actor="cli")
+    rid = cache_service.request(ops, action, actor=actor())
     alive = snap is not None and time.time() - snap["at"] <= STALE_AFTER_S
     if not wait_s:
         where = f"console process {snap['pid']}" if alive and snap is not None else "the console when it next runs"
@@ -195,8 +192,8 @@ def _send(action: str, wait_s: float) -> int:
 
 def cmd_warm(args: argparse.Namespace) -> int:
     if args.interval is not None:
-        ops = _ops()
-        seconds = cache_service.set_warm_interval(ops, args.interval, actor="cli")
+        ops = open_ops()
+        seconds = cache_service.set_warm_interval(ops, args.interval, actor=actor())
         print("periodic warming off" if seconds == 0 else f"the console warms its cache every {seconds:g} s")
         return 0
     if args.plan:

@@ -19,10 +19,10 @@ from pathlib import Path
 from engine.catalogue.generator import DEMO_ENTITIES, DEMO_SEED, seed_catalogue
 from engine.catalogue.importer import import_file
 from engine.catalogue.templates import load_templates
+from engine.cli.common import actor, open_graph, open_ops
 from engine.core.settings import Settings, load_settings
 from engine.discovery.demo import seed_demo_metrics
-from engine.store.graph import GraphStats, GraphStore
-from engine.store.opsdb import open_ops_db
+from engine.store.graph import GraphStats
 
 #: held while `demo --ensure` checks and seeds, so two simultaneous starts seed once
 DEMO_LOCK_NAME = "demo-seed.lock"
@@ -101,18 +101,9 @@ def _templates_option(p: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-@contextmanager
-def open_graph(settings: Settings) -> Iterator[GraphStore]:
-    store = GraphStore.open(settings)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 def audit(settings: Settings, action: str, target: str, details: dict) -> None:
     """Record the change in the OpsDB of the data dir."""
-    open_ops_db(settings).audit("cli", action, target, details)
+    open_ops(settings).audit(actor(), action, target, details)
 
 
 @contextmanager

@@ -20,8 +20,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,17 +28,16 @@ from typing import Any
 from engine.bench.discovery import bench_discovery
 from engine.catalogue.generator import generate_catalogue, templates_for
 from engine.catalogue.templates import load_templates
+from engine.cli.common import stores
 from engine.core.configs import config_for_system
 from engine.core.errors import ConfigError
 from engine.core.model import RunResult
 from engine.core.params import ParameterConfig
-from engine.core.settings import Settings, load_settings
+from engine.core.settings import load_settings
 from engine.discovery import runs
 from engine.discovery.runs import EvidenceSpec, make_source, truth_of
 from engine.discovery.scoring import comparison_rows, score_runs
 from engine.discovery.systems import run_batch
-from engine.store.graph import GraphStore
-from engine.store.opsdb import open_ops_db
 
 DEFAULT_WORLD_SEED = 1
 DEFAULT_SAMPLE_SEED = 7
@@ -173,16 +171,6 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-@contextmanager
-def _stores(settings: Settings) -> Iterator[tuple[Any, Any]]:
-    ops = open_ops_db(settings)
-    graph = GraphStore.open(settings)
-    try:
-        yield graph, ops
-    finally:
-        graph.close()
-
-
 def _params_for(system: str, config_file: Path | None, ops) -> tuple[ParameterConfig, str]:
     resolved = config_for_system(system, ops, config_file)
     return resolved.config, resolved.label
@@ -260,7 +248,7 @@ def _json_default(value: Any) -> Any:
 def cmd_discover(args: argparse.Namespace) -> int:
     settings = load_settings().ensure_dirs()
     spec = _spec(args)
-    with _stores(settings) as (graph, ops):
+    with stores(settings) as (graph, ops):
         params, params_label = _params_for(args.system, args.config_file, ops)
         ctx = runs.load_context(graph, args.entity)  # unknown id: one line, nothing run or written
         source = runs.make_source(spec, templates={ctx.template.id: ctx.template}, entities=[ctx.entity])
@@ -353,7 +341,7 @@ def _catalogue_runs(n: int, seed: int, spec, params_new, params_old):
 
 
 def _graph_runs(args, spec, settings):
-    with _stores(settings) as (graph, ops):
+    with stores(settings) as (graph, ops):
         params_new, label_new = _params_for("new", args.config_file, ops)
         params_old, label_old = (
             (ParameterConfig.load(args.old_config_file), str(args.old_config_file))

@@ -9,13 +9,14 @@ parser) would otherwise pay.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import math
 import sys
 import time
 from pathlib import Path
 
+from engine.cli.common import actor as cli_actor
+from engine.cli.common import open_ops
 from engine.core.errors import DiscoveryError
 from engine.core.settings import load_settings
 from engine.jobs.queue import (
@@ -26,19 +27,13 @@ from engine.jobs.queue import (
     worker_liveness,
     worker_loop,
 )
-from engine.store.opsdb import open_ops_db
-
-
-def _ops(settings):
-    return open_ops_db(settings.ensure_dirs())
-
 
 # --------------------------------------------------------------------------- worker
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings()
-    store = JobStore(_ops(settings))
+    store = JobStore(open_ops(settings))
     if args.list:
         store.reap(stale_after_s=args.stale_after)
         now = time.time()
@@ -72,13 +67,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- rollout
 
 ACTIONS = ("start", "status", "pause", "resume", "promote", "rollback", "cancel", "runs", "report")
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "cli"
 
 
 def _fmt(x) -> str:
@@ -155,8 +143,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from engine import rollout as ro  # lazy: scipy.stats (~1 s); every CLI command imports this module
 
     settings = load_settings().ensure_dirs()
-    ops = _ops(settings)
-    actor = _actor()
+    ops = open_ops(settings)
+    actor = cli_actor()
     action = args.action
     if action == "start" and args.resume:
         st = ro.resume(ops, args.run, actor, settings=settings)

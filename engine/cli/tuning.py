@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from engine.bench.tuning import format_seed, format_summary, run_tuning_bench
+from engine.cli.common import actor, open_ops
 from engine.core.errors import ConfigError
 from engine.core.params import PARAMETER_SPECS, ParameterConfig
 from engine.core.settings import load_settings
 from engine.jobs.queue import JobStore, worker_liveness
-from engine.store.opsdb import open_ops_db
 from engine.tuning import (
     DEFAULT_TUNED,
     METHODS,
@@ -49,12 +49,6 @@ from engine.tuning import (
 )
 from engine.tuning.holdout import split_entities
 from engine.tuning.objective import catalogue_workload, sensitivity
-
-ACTOR = "cli"
-
-
-def _ops(settings):
-    return open_ops_db(settings.ensure_dirs())
 
 
 def _f(x, digits: int = 4) -> str:
@@ -174,8 +168,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
             "with `python -m engine tune export ID --output-file FILE`"
         )
     spec = _spec_from_args(args)
-    ops = _ops(settings)
-    study, job, pid = start_study(ops, settings, spec, actor=ACTOR)
+    ops = open_ops(settings)
+    study, job, pid = start_study(ops, settings, spec, actor=actor())
     print(f"study {study.id}: {study.name}")
     print(f"  {study.sampler}")
     if study.grid_full_size is not None:
@@ -197,7 +191,7 @@ def _validate(args, settings) -> int:
     if not (args.validate and args.config_file):
         raise ConfigError("validate mode needs both --config-file FILE and --validate")
     config = ParameterConfig.load(args.config_file)
-    ops = _ops(settings)
+    ops = open_ops(settings)
     study = get_study(ops, args.study) if args.study is not None else None
     if study is None and not (args.validation_data or args.entities_given or args.entity_offset):
         study = latest_study(ops)
@@ -212,7 +206,7 @@ def _validate(args, settings) -> int:
         "difference": v.difference,
     }
     ops.audit(
-        ACTOR,
+        actor(),
         "tuning.validate",
         str(Path(args.config_file).resolve()),
         {
@@ -240,7 +234,7 @@ def _validate(args, settings) -> int:
 
 def cmd_status(args) -> int:
     settings = load_settings()
-    ops = _ops(settings)
+    ops = open_ops(settings)
     JobStore(ops).reap()
     study = get_study(ops, args.id) if args.id is not None else latest_study(ops)
     if study is None:
@@ -285,7 +279,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_list(args) -> int:
-    ops = _ops(load_settings())
+    ops = open_ops(load_settings())
     studies = list_studies(ops, limit=args.limit)
     if not studies:
         print("no tuning studies yet")
@@ -308,21 +302,21 @@ def cmd_list(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    job = cancel_study(_ops(load_settings()), args.id, actor=ACTOR)
+    job = cancel_study(open_ops(load_settings()), args.id, actor=actor())
     print(f"study {args.id}: cancel requested (job {job.id} is {job.state}); finished trials are kept")
     return 0
 
 
 def cmd_resume(args) -> int:
     settings = load_settings()
-    job, how = resume_study(_ops(settings), settings, args.id, actor=ACTOR)
+    job, how = resume_study(open_ops(settings), settings, args.id, actor=actor())
     print(f"study {args.id}: job {job.id} {how}")
     return 0
 
 
 def cmd_export(args) -> int:
     settings = load_settings()
-    ops = _ops(settings)
+    ops = open_ops(settings)
     _check_output_paths(args)
     if not (args.output_file or args.report_file):
         raise ConfigError("give --output-file FILE and/or --report-file FILE")
@@ -332,7 +326,7 @@ def cmd_export(args) -> int:
 
 def cmd_handoff(args) -> int:
     settings = load_settings()
-    path = handoff(_ops(settings), settings, args.id, actor=ACTOR, name=args.name)
+    path = handoff(open_ops(settings), settings, args.id, actor=actor(), name=args.name)
     print(f"study {args.id}: winner written to {path} and set as the rollout candidate")
     return 0
 

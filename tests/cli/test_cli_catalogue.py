@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from engine.catalogue.generator import DEMO_ENTITIES, generate_catalogue
+from engine.cli.common import actor
 from engine.core.settings import REPO_ROOT, Settings
 from engine.store import falkor
 from engine.store.graph import GraphStore
@@ -73,7 +74,7 @@ def test_seed_prints_what_it_wrote_and_how_long_it_took_and_is_audited(cli):
         assert sorted(store.list_entity_ids()) == sorted(e.id for e in generate_catalogue(40, 3))
     audit = open_ops_db(cli.settings).list_audit(action="seed")
     assert [a["details"]["new_entities"] for a in audit] == [0, 40]
-    assert {a["actor"] for a in audit} == {"cli"} and {a["target"] for a in audit} == {"catalogue:3"}
+    assert {a["actor"] for a in audit} == {actor()} and {a["target"] for a in audit} == {"catalogue:3"}
 
 
 @pytest.mark.slow  # starts or kills real processes

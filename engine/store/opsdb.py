@@ -44,6 +44,8 @@ COMPONENT_MODULES: tuple[str, ...] = (
 )
 
 BUSY_TIMEOUT_S = 10.0
+#: pause between two attempts to switch a fresh file to WAL while another process holds it
+WAL_RETRY_S = 0.02
 
 _SCHEMA_MIGRATIONS_DDL = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -171,15 +173,29 @@ class OpsDB:
         return conn
 
     def _enable_wal(self) -> None:
-        conn = self._open()
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(
-                f"cannot switch {self.path} to WAL mode ({exc}): is the file on a local disk?"
-            ) from exc
-        finally:
-            conn.close()
+        # Switching a file to WAL takes an exclusive lock, and SQLite answers "database is locked"
+        # at once, without its busy handler, when another process is creating or switching the same
+        # file (several processes opening a fresh data dir together). Retry within the busy timeout.
+        deadline = time.monotonic() + self._busy_timeout_s
+        while True:
+            conn = self._open()
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise StoreUnavailable(
+                        f"cannot switch {self.path} to WAL mode ({exc}): is the file on a local disk?"
+                    ) from exc
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(
+                    f"cannot switch {self.path} to WAL mode ({exc}): is the file on a local disk?"
+                ) from exc
+            finally:
+                conn.close()
+            time.sleep(WAL_RETRY_S)
         if str(mode).lower() != "wal":
             raise StoreUnavailable(
                 f"{self.path} refused WAL mode (got {mode!r}): put DISCOVERY_DATA_DIR on a local disk"

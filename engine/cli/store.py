@@ -1,7 +1,7 @@
 """`python -m engine store start|stop|status` and `python -m engine bench graph`.
 
-(`bench store`, the issue-4 store-speed benchmark with cache and batch figures,
-lives in engine/cli_cache.py; `bench graph` times the plain GraphStore calls.)
+(`bench store`, the store-speed benchmark with cache and batch figures, lives in
+engine/bench/store.py; `bench graph` times the plain GraphStore calls.)
 
 The embedded FalkorDB server outlives the process that starts it (the console
 and the CLIs attach to it); these commands start, stop and inspect it.

@@ -2,7 +2,7 @@
 
 Another process is simulated by a second GraphStore (its own client) on the same embedded
 FalkorDB, and once by a real subprocess; every write path that changes hypotheses (apply_run,
-save_hypotheses, restore, upsert of entities/hypotheses/templates, engine/batch.py's batch
+save_hypotheses, restore, upsert of entities/hypotheses/templates, engine/store/batch.py's batch
 update and create) must be seen by ``CachedGraph.sync()``. Each test first shows that without
 the sync the cache WOULD serve the stale value, so the test can fail.
 """

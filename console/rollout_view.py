@@ -29,6 +29,7 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
+from console.live import Tile
 from console.naming import download_name, slug
 from engine.core.percentiles import percentile_sorted
 from engine.monitoring.events import MetricEvent
@@ -390,6 +391,38 @@ def latest_figures(frame: pd.DataFrame) -> dict[str, SideBySide]:
                 vals[system] = (float(last["value"]), int(last["entities"]))
         out[metric] = SideBySide(metric, vals["old"][0], vals["new"][0], vals["old"][1], vals["new"][1])
     return out
+
+
+def _figure(value: float | None, fmt: str) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.1%}" if fmt == ".1%" else f"${value:.3f}" if fmt.startswith("$") else f"{value:,.1f} ms"
+
+
+def _difference(new: float | None, old: float | None, fmt: str) -> str | None:
+    if new is None or old is None:
+        return None
+    if fmt == ".1%":
+        return f"{(new - old) * 100:+.1f} pp vs old"
+    return f"{new - old:+.3f} vs old" if fmt.startswith("$") else f"{new - old:+.1f} ms vs old"
+
+
+def figure_tiles(latest: dict[str, SideBySide]) -> list[Tile]:
+    """One tile per SERIES_METRICS metric: the candidate's latest running figure and its change against the
+    old system's (a rate in points, cost in dollars, latency in ms; no delta when a side has no runs)."""
+    tiles = []
+    for metric, (title, _, fmt) in SERIES_METRICS.items():
+        fig = latest[metric]
+        tiles.append(
+            Tile(
+                label=f"{title} · new",
+                value=_figure(fig.new, fmt),
+                delta=_difference(fig.new, fig.old, fmt),
+                delta_color="normal" if metric == "actionable_rate" else "inverse",
+                help=f"old: {_figure(fig.old, fmt)} over {fig.old_runs} runs; new over {fig.new_runs} runs",
+            )
+        )
+    return tiles
 
 
 def old_vs_new_chart(frame: pd.DataFrame, metric: str) -> alt.Chart:

@@ -266,36 +266,8 @@ def render_charts(stage) -> None:
     if frame.empty:
         st.info(f"No discovery runs recorded for stage id `{stage.stage_id}` yet.")
         return
-    latest = rv.latest_figures(frame)
-    for column, (metric, (title, _, fmt)) in zip(st.columns(3), rv.SERIES_METRICS.items()):
-        fig = latest[metric]
-
-        def show(v, fmt=fmt):
-            return (
-                "—"
-                if v is None
-                else (f"{v:.1%}" if fmt == ".1%" else f"${v:.3f}" if fmt.startswith("$") else f"{v:,.1f} ms")
-            )
-
-        delta = (
-            None
-            if fig.new is None or fig.old is None
-            else (
-                f"{(fig.new - fig.old) * 100:+.1f} pp vs old"
-                if fmt == ".1%"
-                else f"{fig.new - fig.old:+.3f} vs old"
-                if fmt.startswith("$")
-                else f"{fig.new - fig.old:+.1f} ms vs old"
-            )
-        )
-        column.metric(
-            f"{title} · new",
-            show(fig.new),
-            delta,
-            border=True,
-            delta_color="normal" if metric == "actionable_rate" else "inverse",
-            help=f"old: {show(fig.old)} over {fig.old_runs} runs; new over {fig.new_runs} runs",
-        )
+    for column, tile in zip(st.columns(3), rv.figure_tiles(rv.latest_figures(frame))):
+        column.metric(tile.label, tile.value, tile.delta, border=True, delta_color=tile.delta_color, help=tile.help)
     for column, metric in zip(st.columns(3), rv.SERIES_METRICS):
         column.altair_chart(rv.old_vs_new_chart(frame, metric), width="stretch")
     st.caption(

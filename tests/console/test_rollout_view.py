@@ -382,3 +382,17 @@ def test_the_rollout_page_p95_is_the_criteria_p95(settings, ops, seed_graph, tmp
     page_p95 = rv.latest_figures(frame)["p95_engine_latency_ms"].new
     assert criterion.n == pilot.done == 10
     assert page_p95 == criterion.value
+
+
+def test_figure_tiles_format_each_metric_and_give_no_delta_without_an_old_side():
+    latest = {
+        "cost_per_entity": rv.SideBySide("cost_per_entity", 0.30, 0.25, 4, 5),
+        "actionable_rate": rv.SideBySide("actionable_rate", 0.2, 0.25, 4, 5),
+        "p95_engine_latency_ms": rv.SideBySide("p95_engine_latency_ms", None, 12.34, 0, 5),
+    }
+    cost, rate, p95 = rv.figure_tiles(latest)
+    assert (cost.label, cost.value, cost.delta) == ("Cost per entity · new", "$0.250", "-0.050 vs old")
+    assert cost.delta_color == "inverse"
+    assert cost.help == "old: $0.300 over 4 runs; new over 5 runs"
+    assert (rate.value, rate.delta, rate.delta_color) == ("25.0%", "+5.0 pp vs old", "normal")
+    assert (p95.value, p95.delta, p95.help) == ("12.3 ms", None, "old: — over 0 runs; new over 5 runs")

@@ -73,6 +73,8 @@ from engine.store.rows import (
     ROW_EXACT_FLOATS,
     ROW_ID,
     ROW_RETURN,
+    check_finite,
+    exact_floats_sidecar,
     hypothesis_from_row,
     hypothesis_props,
 )
@@ -264,12 +266,12 @@ def _update_row(h: Hypothesis) -> dict[str, Any]:
     floats = {"confidence": h.confidence, "created_at": h.created_at, "last_delta": h.last_delta,
               "prior": h.prior, "updated_at": h.updated_at}  # fmt: skip
     for name, value in floats.items():
-        if not math.isfinite(value):
-            raise DomainError(f"hypothesis {h.id!r} {name} must be a finite number, got {value!r}")
+        if type(value) is not float or not math.isfinite(value):  # rare: let the codec's rule decide (or raise)
+            floats[name] = check_finite(value, f"hypothesis {h.id!r} {name}")
     return {
         **floats, "accepts": h.accepts, "weak_accepts": h.weak_accepts, "rejects": h.rejects,
         "no_progress": h.no_progress, "recent": [str(d) for d in h.recent], "status": str(h.status),
-        EXACT_FLOATS: json.dumps(floats),
+        EXACT_FLOATS: exact_floats_sidecar(floats),
     }  # fmt: skip
 
 

@@ -86,10 +86,14 @@ def exact_value(stored: Any, exact: Any) -> Any:
     return stored
 
 
+def exact_floats_sidecar(floats: Mapping[str, float]) -> str:
+    """The ``EXACT_FLOATS`` value for these float properties (keys sorted: equal values, equal text)."""
+    return json.dumps(dict(floats), sort_keys=True)
+
+
 def with_exact_floats(props: dict[str, Any]) -> dict[str, Any]:
     """Node properties as written: with the sidecar of their float values."""
-    floats = {k: v for k, v in props.items() if isinstance(v, float)}
-    return {**props, EXACT_FLOATS: json.dumps(floats, sort_keys=True)}
+    return {**props, EXACT_FLOATS: exact_floats_sidecar({k: v for k, v in props.items() if isinstance(v, float)})}
 
 
 def without_exact_floats(props: Mapping[str, Any]) -> dict[str, Any]:

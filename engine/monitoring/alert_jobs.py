@@ -31,7 +31,8 @@ from engine.monitoring.windows import format_window, parse_window
 KIND = "alerts.evaluate"
 DEFAULT_INTERVAL_S = 60.0
 MIN_INTERVAL_S = 5.0
-ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.PAUSED)
+#: job states in which an evaluator may still run (for the jobs table's state filter)
+ACTIVE_STATES = tuple(s for s in JobState if s.is_active())
 
 
 def parse_interval(value: str | float) -> float:
@@ -138,7 +139,7 @@ def describe_evaluator(job: Job | None, now: float) -> str:
     if job is None:
         return "periodic evaluation is off: start it to evaluate every rule at an interval in a worker process"
     interval = format_window(float(job.params.get("interval_s", DEFAULT_INTERVAL_S)))
-    if job.state in ACTIVE_STATES:
+    if job.state.is_active():
         beat = f", heartbeat {now - job.heartbeat_at:.0f}s ago" if job.heartbeat_at else ""
         return f"periodic evaluation {job.state} (job {job.id}, every {interval}{beat}): {job.message or 'starting'}"
     why = f": {job.error}" if job.error else ""

@@ -73,8 +73,9 @@ def test_a_data_dir_from_before_the_move_opens_and_its_rollout_resumes(legacy_di
     assert [s["state"] for s in before["stages"]] == ["inconclusive", "pending", "pending"]
     assert before["progress"][0] == 10
 
-    assert main(["stats"]) == 0
-    assert "60" in capsys.readouterr().out  # the graph of the old data dir, read by the new code
+    assert main(["stats", "--json"]) == 0  # the graph of the old data dir, read by the new code
+    graph = json.loads(capsys.readouterr().out)
+    assert (graph["entities"], graph["hypotheses"]) == (60, 495)  # what `seed --entities 60` wrote then
 
     assert main(["rollout", "resume"]) == 0
     _wait(capsys, lambda s: s["state"] == "inconclusive")

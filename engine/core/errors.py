@@ -17,6 +17,11 @@ class StoreUnavailable(DiscoveryError):
     """FalkorDB or SQLite cannot be reached; the message names where and what to try."""
 
 
+class LeaseLost(DiscoveryError):
+    """A worker's write was refused: its job's lease (or the graph fence of its run) has passed to another
+    attempt, a rollback or a cancel. The worker stops without changing anything."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-blank line of ``exc``'s message, or its type name when it has none."""
     text = str(exc).strip()

@@ -54,7 +54,7 @@ from typing import Any
 
 import psutil
 
-from engine.core.errors import DiscoveryError
+from engine.core.errors import DiscoveryError, LeaseLost, StoreUnavailable
 from engine.core.settings import REPO_ROOT, Settings
 from engine.store.opsdb import Migration
 
@@ -155,10 +155,6 @@ class UnknownJob(JobError):
 
 class JobCancelled(DiscoveryError):
     """Raised out of ``JobContext.checkpoint`` when an operator cancelled the job."""
-
-
-class LeaseLost(DiscoveryError):
-    """This worker no longer owns the job (it was declared dead and requeued, or cancelled)."""
 
 
 @dataclass(frozen=True)
@@ -412,7 +408,21 @@ class JobStore:
         return self.get(job_id)
 
     def reap(self, *, stale_after_s: float = DEFAULT_STALE_AFTER_S, kind: str | None = None) -> builtins.list[Job]:
-        """Mark DEAD every running or paused job whose worker is gone or silent; return them."""
+        """Mark DEAD every running or paused job whose worker is gone or silent; return them.
+
+        Reading needs no lock (WAL). If the database stays locked for the busy
+        timeout, the likeliest holder is a silent worker stopped inside a write
+        transaction: those on this host are killed (``kill_silent_workers``),
+        which releases the lock, and the reap is tried once more.
+        """
+        try:
+            return self._reap(stale_after_s, kind)
+        except StoreUnavailable as exc:
+            if "locked" not in str(exc) or not self.kill_silent_workers(stale_after_s=stale_after_s):
+                raise
+            return self._reap(stale_after_s, kind)
+
+    def _reap(self, stale_after_s: float, kind: str | None) -> builtins.list[Job]:
         now = self.clock()
         dead = []
         for job in self.list(kind=kind, states=(JobState.RUNNING, JobState.PAUSED), limit=1000):
@@ -428,6 +438,35 @@ class JobStore:
                     self._event(db, job.id, "dead", "reaper", why)
                     dead.append(job.id)
         return [self.get(i) for i in dead]
+
+    def kill_silent_workers(self, *, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> builtins.list[int]:
+        """SIGKILL the local worker processes of running or paused jobs whose heartbeat is stale; their pids.
+
+        Only a process that is provably the job's worker (same host, same pid
+        and the same process start time as at its claim) is killed. A silent
+        worker has lost its job anyway (every write it makes is fenced by its
+        lease), but a stopped one may sit on a SQLite write lock that nothing
+        else can break.
+        """
+        now = self.clock()
+        killed: builtins.list[int] = []
+        for job in self.list(states=(JobState.RUNNING, JobState.PAUSED), limit=1000):
+            if job.host != socket.gethostname() or not job.pid or job.pid == os.getpid():
+                continue
+            age = now - (job.heartbeat_at or job.started_at or job.created_at)
+            started = _process_started(job.pid)
+            if age <= stale_after_s or started is None or job.pid_started is None:
+                continue
+            if abs(started - job.pid_started) > 1.0:
+                continue
+            try:
+                proc = psutil.Process(job.pid)
+                proc.kill()
+                proc.wait(timeout=5)
+            except (psutil.NoSuchProcess, psutil.TimeoutExpired, psutil.AccessDenied, ChildProcessError):
+                continue
+            killed.append(job.pid)
+        return killed
 
     def requeue(self, job_id: int, *, actor: str) -> Job:
         """Put a DEAD or FAILED job back in the queue (its handler resumes from its checkpoints)."""

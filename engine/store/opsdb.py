@@ -3,7 +3,28 @@
 One SQLite file per data dir (``settings.ops_db_path``), WAL mode, a busy
 timeout, and short-lived connections: every operation opens a connection,
 does its work and closes it, so the console, CLIs and workers can share the
-file. ``transaction()`` is the one helper for multi-statement writes
+file.
+
+No process can hold the file hostage by stopping at the wrong moment:
+
+* **No checkpoint on close.** SQLite's last connection to close normally
+  checkpoints the WAL and deletes it under an EXCLUSIVE lock; a process
+  stopped (SIGSTOP, a debugger, a frozen VM) in there locked every other
+  process out, including ``worker --reap`` and ``rollout rollback``. Every
+  connection sets ``SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE``; the WAL is
+  checkpointed by SQLite's automatic PASSIVE checkpoints, which never block
+  readers or writers.
+* **A fresh file is born in WAL mode.** Switching a file to WAL takes an
+  exclusive lock that SQLite refuses at once (no busy handler) while another
+  process is creating the same file. So the file is never created in place:
+  it is built under a private temporary name (WAL switched, nobody else can
+  see it) and linked into place with ``os.link``, which fails when another
+  process won the race; the loser opens the winner's file, already in WAL.
+  Connections open with ``mode=rw``, so no one creates an empty file by
+  accident.
+* A process stopped *inside* a write transaction still holds the write lock;
+  the job reaper kills such a worker (engine.jobs.queue.JobStore.reap) before
+  it writes, which releases the lock. ``transaction()`` is the one helper for multi-statement writes
 (``BEGIN IMMEDIATE`` .. ``COMMIT``, ``ROLLBACK`` on error); sqlite-utils
 calls made inside it nest as savepoints.
 
@@ -18,8 +39,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -161,21 +184,58 @@ class OpsDB:
     def _open(self) -> sqlite3.Connection:
         try:
             # isolation_level=None: no implicit BEGIN, we say when a transaction starts;
-            # sqlite-utils' atomic() issues its own BEGIN/SAVEPOINT
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode, much faster
+            # sqlite-utils' atomic() issues its own BEGIN/SAVEPOINT. mode=rw: never create the file here
+            # (a fresh file is made by _create_in_wal_mode, already in WAL mode).
+            conn = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=rw",
+                uri=True,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+            )
+            _configure(conn, self._busy_timeout_s)
         except sqlite3.Error as exc:
             raise StoreUnavailable(
                 f"cannot open the operations database {self.path} ({exc}): check the path and its permissions"
             ) from exc
         return conn
 
+    def _create_in_wal_mode(self) -> None:
+        """Make the file if it does not exist: built privately in WAL mode, then linked into place at once."""
+        if self.path.exists():
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
+        try:
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            finally:
+                conn.close()
+            if str(mode).lower() != "wal":
+                raise StoreUnavailable(
+                    f"{self.path.parent} refused WAL mode (got {mode!r}): put DISCOVERY_DATA_DIR on a local disk"
+                )
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another process created it first: use theirs
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(
+                f"cannot create the operations database {self.path} ({exc}): check the directory's permissions"
+            ) from exc
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"cannot create the operations database {self.path} ({exc}): "
+                "check the directory's permissions (the file system must support hard links)"
+            ) from exc
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+
     def _enable_wal(self) -> None:
-        # Switching a file to WAL takes an exclusive lock, and SQLite answers "database is locked"
-        # at once, without its busy handler, when another process is creating or switching the same
-        # file (several processes opening a fresh data dir together). Retry within the busy timeout.
+        # A file made by this code is in WAL mode from birth; one made by an older version may not be yet.
+        # Switching takes an exclusive lock, and SQLite answers "database is locked" at once, without its
+        # busy handler, when another process holds the file: retry within the busy timeout.
+        self._create_in_wal_mode()
         deadline = time.monotonic() + self._busy_timeout_s
         while True:
             conn = self._open()
@@ -246,10 +306,23 @@ class OpsDB:
         Returns the ones applied by this call (others may have been applied
         concurrently by another process; they are skipped).
         """
+        # Read first, without a lock: opening a migrated file must never wait for the write lock, which a
+        # stopped process may hold (reap and rollback open the database to break exactly that).
         with self.connect() as db:
-            db.conn.execute(_SCHEMA_MIGRATIONS_DDL)
+            has_table = db.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+            ).fetchone()
+            done = (
+                {(c, v) for c, v in db.conn.execute("SELECT component, version FROM schema_migrations")}
+                if has_table
+                else set()
+            )
+            if not has_table:
+                db.conn.execute(_SCHEMA_MIGRATIONS_DDL)
         applied: list[Migration] = []
         for m in sorted(migrations, key=lambda m: (m.component, m.version)):
+            if (m.component, m.version) in done:
+                continue
             with self.transaction() as db:
                 row = db.conn.execute(
                     "SELECT 1 FROM schema_migrations WHERE component = ? AND version = ?", (m.component, m.version)
@@ -360,6 +433,14 @@ class OpsDB:
         with self.connect() as db:
             rows = db.conn.execute("SELECT key, value FROM settings_kv ORDER BY key").fetchall()
         return {k: json.loads(v) for k, v in rows}
+
+
+def _configure(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
+    """The settings of every connection (see the module docstring for why no checkpoint on close)."""
+    conn.setconfig(sqlite3.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, True)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode, much faster
 
 
 def inserted_rowid(cursor: sqlite3.Cursor) -> int:

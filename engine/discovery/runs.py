@@ -17,7 +17,7 @@ Contract (keep stable; other areas build on it)::
 
     run_entities(graph, ops, entity_ids, *, system="new", params=None, source=None,
                  shadow=False, run_id=None, stage_id=None, clock=time.time, log=None,
-                 truth=None, on_result=None, rng=None) -> list[RunResult]
+                 truth=None, on_result=None, rng=None, events_out=None) -> list[RunResult]
 
 What ``run_entities`` does, per entity, in the order given (duplicates once):
 
@@ -42,6 +42,11 @@ Within one call, cluster dampening sees the confirmations that the earlier
 entities of the same call produced (as it would in the graph after their live
 runs); shadow runs do the same in memory so a paired shadow comparison sees
 what a live run in that order would have seen.
+
+``events_out``: a list that receives the metric events instead of their being
+written; a rollout worker stores them with its checkpoint, in one transaction
+fenced by its lease (engine.rollout.runner), so events and checkpoints match
+one to one even when a worker is declared dead mid-batch.
 
 ``on_result(result)`` is called after each entity (after its write); a rollout
 job uses it for heartbeats and checkpoints. If it raises, the run stops there
@@ -70,7 +75,7 @@ from engine.discovery.eig import EIGBreakdown, rank_hypotheses
 from engine.discovery.evidence import EvidenceSource, HTTPEvidenceSource, ReplaySource
 from engine.discovery.systems import SYSTEMS, run_discovery
 from engine.discovery.world import SimulatedWorld, WorldProfile
-from engine.monitoring.events import record_runs
+from engine.monitoring.events import MetricEvent, events_of_runs, record_runs
 from engine.monitoring.jsonlog import JsonlLog
 
 DEFAULT_WORLD_SEED = 1
@@ -255,6 +260,7 @@ def run_entities(
     truth: Truth | None = None,
     on_result: Callable[[RunResult], None] | None = None,
     rng: random.Random | None = None,
+    events_out: list[MetricEvent] | None = None,
 ) -> list[RunResult]:
     """Run ``system`` over the entities; see the module docstring for the contract."""
     if system not in SYSTEMS:
@@ -281,7 +287,12 @@ def run_entities(
     pending: list[RunResult] = []
 
     def flush() -> None:
-        if pending:
+        if pending and events_out is not None:
+            events_out.extend(
+                events_of_runs(pending, run_id=run_id, stage_id=stage_id, truth=truth, at=clock(), names=names)
+            )
+            pending.clear()
+        elif pending:
             record_runs(
                 ops, list(pending), run_id=run_id, stage_id=stage_id, truth=truth, clock=clock, log=log, names=names
             )

@@ -198,19 +198,49 @@ class MetricEvent:
 # --------------------------------------------------------------------------- writing
 
 
-def record_events(ops, events: Sequence[MetricEvent], *, log: JsonlLog) -> int:
+def record_events(ops, events: Sequence[MetricEvent], *, log: JsonlLog, db: Any = None) -> int:
     """Store events in one SQLite transaction and append them to the JSONL log.
 
     The log is appended inside the transaction, after the inserts: if the log
     cannot be written the rows roll back, so the two never disagree by more
-    than a failed commit.
+    than a failed commit. Pass ``db`` (from your own ``ops.transaction()``) to
+    write the events atomically with your change: a rollout worker writes them
+    with its checkpoint, fenced by its lease, so a worker that lost its job
+    records nothing.
     """
     if not events:
         return 0
-    with ops.transaction() as db:
+    if db is not None:
         db[TABLE].insert_all([e.to_row() for e in events])
         log.append(e.to_json() for e in events)
+        return len(events)
+    with ops.transaction() as tx:
+        tx[TABLE].insert_all([e.to_row() for e in events])
+        log.append(e.to_json() for e in events)
     return len(events)
+
+
+def events_of_runs(
+    results: Sequence[RunResult],
+    *,
+    run_id: str,
+    stage_id: str | None = None,
+    truth: Truth | None = None,
+    at: float,
+    names: Mapping[str, str] | None = None,
+) -> list[MetricEvent]:
+    """One metric event per run result, all stamped ``at`` (pure; ``record_events`` stores them).
+
+    ``truth(entity_id)`` says whether the entity really is actionable (None if
+    unknown); ``names`` maps entity ids to display names for reports.
+    """
+    names = names or {}
+    return [
+        MetricEvent.from_run(
+            r, at=at, run_id=run_id, stage_id=stage_id, truth=truth, entity_name=names.get(r.entity_id, "")
+        )
+        for r in results
+    ]
 
 
 def record_runs(
@@ -224,20 +254,8 @@ def record_runs(
     log: JsonlLog,
     names: Mapping[str, str] | None = None,
 ) -> list[MetricEvent]:
-    """Record one metric event per run result (one transaction, one log append).
-
-    ``truth(entity_id)`` says whether the entity really is actionable (None if
-    unknown); ``names`` maps entity ids to display names for reports.
-    Every event of the batch carries the same time, ``clock()``.
-    """
-    at = clock()
-    names = names or {}
-    events = [
-        MetricEvent.from_run(
-            r, at=at, run_id=run_id, stage_id=stage_id, truth=truth, entity_name=names.get(r.entity_id, "")
-        )
-        for r in results
-    ]
+    """Record one metric event per run result (one transaction, one log append), all stamped ``clock()``."""
+    events = events_of_runs(results, run_id=run_id, stage_id=stage_id, truth=truth, at=clock(), names=names)
     record_events(ops, events, log=log)
     return events
 

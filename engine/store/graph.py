@@ -24,6 +24,7 @@ whole query, and we translate that into a one-line DomainError.
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
 from collections import Counter
@@ -34,6 +35,7 @@ from typing import Any
 import falkordb
 from redis.exceptions import RedisError, ResponseError
 
+from engine.core.errors import LeaseLost
 from engine.core.model import DomainError, Entity, HopRecord, Hypothesis, Status, Template, UnknownEntity, slugify
 from engine.core.settings import Settings
 from engine.store import falkor
@@ -140,6 +142,28 @@ ON CREATE SET meta.seq = 0, meta.epoch = $write_epoch
 SET meta.seq = meta.seq + 1
 WITH meta.seq AS write_seq
 """
+
+# Fencing (DESIGN.md "Fencing"): a worker's writes carry the lease token of its job. One
+# (:Lease {id: scope}) node per fenced scope (e.g. ``rollout:7``) holds the token of whoever may write
+# now; a fenced write starts with this clause, so the check and the write are ONE query (FalkorDB runs
+# a query atomically): a worker whose token was replaced (a new attempt, a rollback) matches no row
+# and writes nothing.
+FENCE_CHECK = """
+MATCH (lease:Lease {id: $fence_scope}) WHERE lease.token = $fence_token
+WITH lease
+"""
+
+_Q_TAKE_FENCE = "MERGE (l:Lease {id: $scope}) SET l.token = $token, l.at = $at RETURN l.token"
+_Q_FENCE_TOKEN = "MATCH (l:Lease {id: $scope}) RETURN l.token"
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Who may write a fenced scope: ``scope`` names it (``rollout:<run id>``), ``token`` is the holder's lease."""
+
+    scope: str
+    token: str
+
 
 _Q_WRITE_POSITION = "MATCH (meta:Meta {id: 'writes'}) RETURN meta.epoch, meta.seq"
 
@@ -335,6 +359,7 @@ class GraphStore:
         self.db = db
         self.graph: falkordb.Graph = db.select_graph(settings.graph_name)
         self._clock = clock
+        self._fence: Fence | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> GraphStore:
@@ -354,6 +379,43 @@ class GraphStore:
             self.db.connection.connection_pool.disconnect()
         except RedisError:
             pass
+
+    # ------------------------------------------------------------------ fencing
+
+    def take_fence(self, scope: str, token: str) -> None:
+        """Make ``token`` the only one whose fenced writes of ``scope`` land; every earlier holder is refused
+        from now on (a new attempt of a job, a rollback). Unconditional: call it once you hold the lease."""
+        check_str(scope, "fence scope")
+        check_str(token, "fence token")
+        self._query(_Q_TAKE_FENCE, {"scope": scope, "token": token, "at": self._clock()})
+
+    def fence_token(self, scope: str) -> str | None:
+        """The token that holds ``scope`` now (None if nobody took it)."""
+        rows = self._rows(_Q_FENCE_TOKEN, {"scope": scope})
+        return None if not rows or rows[0][0] is None else str(rows[0][0])
+
+    def fenced(self, fence: Fence) -> GraphStore:
+        """A view of this store (same connection) whose run writes (``apply_run``, ``restore``) land only
+        while ``fence`` holds its scope; otherwise they raise LeaseLost and write nothing."""
+        view = copy.copy(self)
+        view._fence = fence
+        return view
+
+    def _fence_cypher(self, cypher: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        if self._fence is None:
+            return cypher, params
+        return FENCE_CHECK + cypher, {**params, "fence_scope": self._fence.scope, "fence_token": self._fence.token}
+
+    def _raise_if_fence_lost(self) -> None:
+        """After a fenced write matched nothing: LeaseLost when the fence has passed on (else return)."""
+        if self._fence is None:
+            return
+        holder = self.fence_token(self._fence.scope)
+        if holder != self._fence.token:
+            raise LeaseLost(
+                f"graph write refused: {self._fence.scope} is now held by another worker or a rollback; "
+                "this worker stops without changing anything"
+            )
 
     def __enter__(self) -> GraphStore:
         return self
@@ -609,8 +671,10 @@ class GraphStore:
                 hyp_rows + [{"id": r["hypothesis_id"], "entity_id": entity_id} for r in ev_rows]
             )
 
-        result = self._guarded(_Q_APPLY_RUN, params, explain)
+        cypher, params = self._fence_cypher(_Q_APPLY_RUN, params)
+        result = self._guarded(cypher, params, explain)
         if not result:
+            self._raise_if_fence_lost()
             raise UnknownEntity(entity_id)
 
     def add_evidence(
@@ -739,7 +803,10 @@ class GraphStore:
                 if e["id"] not in found:
                     raise UnknownEntity(e["id"])
 
-        self._guarded(_Q_RESTORE, params, explain)
+        cypher, params = self._fence_cypher(_Q_RESTORE, params)
+        if not self._guarded(cypher, params, explain):
+            self._raise_if_fence_lost()
+            raise DomainError("restore wrote nothing although its entities exist: report this as a bug")
 
     # ------------------------------------------------------------------ helpers
 
@@ -771,6 +838,8 @@ class GraphStore:
 
 __all__ = [
     "BUMP_WRITE_SEQ",
+    "FENCE_CHECK",
+    "Fence",
     "WRITE_FEED_ID",
     "WritePosition",
     "write_epoch",

@@ -35,8 +35,9 @@ from engine.rollout.records import (
     stage_config_from_dict,
     verdict_from_dict,
 )
+from engine.rollout.rollback import rollback
 from engine.rollout.stages import load_stage_config
-from engine.rollout.states import ACTIVE_RUN_STATES, OPEN_STAGE_STATES, RunState, StageState
+from engine.rollout.states import ACTIVE_RUN_STATES, OPEN_STAGE_STATES, RunState, StageState, rollback_interrupted
 from engine.rollout.status import rollout_status
 from engine.rollout.verdict import Phase, elapsed_days, promotion_gate
 from engine.store.graph import GraphStore
@@ -195,6 +196,12 @@ def pause(ops, run_id: int | None, actor: str) -> RolloutStatus:
     return rollout_status(ops, run["id"])
 
 
+def _env_settings_for(ops) -> Settings | None:
+    """The console's and the CLI's settings come from the environment: use them if they point at ``ops``."""
+    env = load_settings()
+    return env if Path(env.ops_db_path).resolve() == Path(ops.path).resolve() else None
+
+
 def resume(ops, run_id: int | None, actor: str, *, settings: Settings | None = None) -> RolloutStatus:
     """Un-pause a live worker, or requeue a dead or failed run and start a worker; audited.
 
@@ -203,18 +210,25 @@ def resume(ops, run_id: int | None, actor: str, *, settings: Settings | None = N
     job is only requeued for a `python -m engine worker` loop.
 
     The resumed worker continues from the last checkpoint: no entity twice, none skipped.
+    A rollback that an outage interrupted is finished here (the rollback itself, audited as one).
     """
     with ops.connect() as db:
         run = read_run(db, run_id)
+    if rollback_interrupted(run):
+        settings = settings or _env_settings_for(ops)
+        if settings is None:
+            raise RolloutError(
+                f"rollout {run['id']}'s rollback was interrupted: finish it with `python -m engine rollout rollback`"
+            )
+        rollback(settings, ops, run["id"], actor, "finishing a rollback an outage interrupted (resume)")
+        return rollout_status(ops, run["id"])
     if not RunState(run["state"]).is_active():
         raise RolloutError(f"rollout {run['id']} is {run['state']}: there is nothing to resume")
     job = _job_of(ops, run)
     if job is None:
         raise RolloutError(f"rollout {run['id']} has no job: start a new rollout")
-    if settings is None:  # the console's and the CLI's settings come from the environment: use them if they match
-        env = load_settings()
-        if Path(env.ops_db_path).resolve() == Path(ops.path).resolve():
-            settings = env
+    if settings is None:
+        settings = _env_settings_for(ops)
     store = JobStore(ops)
     store.reap()
     job = store.get(job.id)

@@ -8,6 +8,13 @@ of any number of concurrent requests do it; a request that finds a stale
 ``rolling_back`` (its requester died) takes it over. A manual rollback first
 asks the worker to stop and waits for it, so no live write lands after the
 restore; the worker's own automatic rollback (a breached trigger) runs inline.
+
+Before it waits for the worker, the rollback takes the run's graph fence over
+(``GraphStore.take_fence`` on ``rollout:<run id>``): from then on no write of
+any worker of the run lands, a frozen one that wakes up later included. A
+rollback that a store outage interrupts stays ``rolling_back`` with
+``rollback_at = 0`` (``rollback_interrupted``) and is finished by the next
+rollback request, ``rollout resume``, or the run's next worker.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from engine.core.errors import StoreUnavailable
 from engine.core.settings import Settings
 from engine.jobs.queue import Control, JobError, JobState, JobStore
 from engine.rollout.records import (
@@ -28,11 +36,9 @@ from engine.rollout.records import (
     read_run,
     read_stages,
 )
-from engine.rollout.states import RunState, StageState
+from engine.rollout.states import RunState, StageState, rollback_interrupted
 from engine.store.graph import GraphStore
 
-#: a rollback that started this long ago and never finished may be taken over by a new request
-ROLLBACK_STALE_S = 300.0
 #: how long a manual rollback waits for the worker to stop at its next checkpoint
 ROLLBACK_WAIT_S = 120.0
 
@@ -86,38 +92,99 @@ def rollback(
     if not isinstance(reason, str) or not reason.strip():
         raise RolloutError("a rollback needs a reason (e.g. --reason 'cost up 30% in pilot')")
     token = uuid.uuid4().hex
-    now = time.time()
-    with ops.transaction() as db:
-        run = read_run(db, run_id)
-        state = RunState(run["state"])
-        if state is RunState.ROLLED_BACK:
-            ops.audit(actor, "rollout.rollback.noop", f"run {run['id']}", {"why": "already rolled back"}, db=db)
-            return RollbackResult(run["id"], False, 0, 0, (), f"rollout {run['id']} is already rolled back")
-        stale = state is RunState.ROLLING_BACK and now - (run["rollback_at"] or 0) > ROLLBACK_STALE_S
-        if state is RunState.ROLLING_BACK and not stale:
-            ops.audit(actor, "rollout.rollback.noop", f"run {run['id']}", {"why": "in progress"}, db=db)
-            return RollbackResult(
-                run["id"], False, 0, 0, (), f"rollout {run['id']} is being rolled back by another request"
+
+    def claim() -> tuple[dict[str, Any], RunState] | RollbackResult:
+        now = time.time()
+        with ops.transaction() as db:
+            run = read_run(db, run_id)
+            state = RunState(run["state"])
+            if state is RunState.ROLLED_BACK:
+                ops.audit(actor, "rollout.rollback.noop", f"run {run['id']}", {"why": "already rolled back"}, db=db)
+                return RollbackResult(run["id"], False, 0, 0, (), f"rollout {run['id']} is already rolled back")
+            stale = rollback_interrupted(run, now)
+            if state is RunState.ROLLING_BACK and not stale:
+                ops.audit(actor, "rollout.rollback.noop", f"run {run['id']}", {"why": "in progress"}, db=db)
+                return RollbackResult(
+                    run["id"], False, 0, 0, (), f"rollout {run['id']} is being rolled back by another request"
+                )
+            if not state.can_rollback() and not stale:
+                raise RolloutError(f"rollout {run['id']} is {state}: it cannot be rolled back")
+            cur = db.execute(
+                "UPDATE rollout_runs SET state = ?, rollback_token = ?, rollback_at = ?, updated_at = ?, message = ? "
+                "WHERE id = ? AND state = ? AND rollback_token IS ?",
+                [
+                    RunState.ROLLING_BACK,
+                    token,
+                    now,
+                    now,
+                    f"rolling back: {reason}",
+                    run["id"],
+                    state,
+                    run["rollback_token"],
+                ],
             )
-        if not state.can_rollback() and not stale:
-            raise RolloutError(f"rollout {run['id']} is {state}: it cannot be rolled back")
-        cur = db.execute(
-            "UPDATE rollout_runs SET state = ?, rollback_token = ?, rollback_at = ?, updated_at = ?, message = ? "
-            "WHERE id = ? AND state = ? AND rollback_token IS ?",
+            if cur.rowcount != 1:  # cannot happen inside BEGIN IMMEDIATE, but never do it twice
+                return RollbackResult(run["id"], False, 0, 0, (), f"rollout {run['id']} changed meanwhile")
+            ops.audit(actor, "rollout.rollback.start", f"run {run['id']}", {"reason": reason, "was": state}, db=db)
+        return run, state
+
+    try:
+        claimed = claim()
+    except StoreUnavailable as exc:  # a frozen worker may sit on the write lock: kill it (if silent), retry once
+        if "locked" not in str(exc) or not JobStore(ops).kill_silent_workers():
+            raise
+        claimed = claim()
+    if isinstance(claimed, RollbackResult):
+        return claimed
+    run, state = claimed
+    own = graph is None
+    try:
+        if not run["dry_run"]:
+            if own:
+                graph = GraphStore.open(settings)
+            # from now on no worker of this run writes the graph, not even a frozen one that wakes up later
+            graph.take_fence(f"rollout:{run['id']}", f"rollback:{token}")
+    except BaseException:
+        _interrupted(ops, run["id"], token)
+        if own and graph is not None:
+            graph.close()
+        raise
+    try:
+        return _finish(settings, ops, run, state, token, actor, reason, graph, from_job, trigger, wait_s, sleep)
+    finally:
+        if own and graph is not None:
+            graph.close()
+
+
+def _interrupted(ops, run_id: int, token: str) -> None:
+    """The store failed part way: let the next request (or the run's next worker) retry at once."""
+    with ops.transaction() as db:
+        db.execute(
+            "UPDATE rollout_runs SET rollback_at = 0, message = ? WHERE id = ? AND rollback_token = ?",
             [
-                RunState.ROLLING_BACK,
+                "rollback interrupted (store error): it is retried by `rollout rollback`, `rollout resume` "
+                "or the run's next worker",
+                run_id,
                 token,
-                now,
-                now,
-                f"rolling back: {reason}",
-                run["id"],
-                state,
-                run["rollback_token"],
             ],
         )
-        if cur.rowcount != 1:  # cannot happen inside BEGIN IMMEDIATE, but never do it twice
-            return RollbackResult(run["id"], False, 0, 0, (), f"rollout {run['id']} changed meanwhile")
-        ops.audit(actor, "rollout.rollback.start", f"run {run['id']}", {"reason": reason, "was": state}, db=db)
+
+
+def _finish(
+    settings: Settings,
+    ops,
+    run: Mapping[str, Any],
+    state: RunState,
+    token: str,
+    actor: str,
+    reason: str,
+    graph,
+    from_job: int | None,
+    trigger: Mapping[str, Any] | None,
+    wait_s: float,
+    sleep: Callable[[float], None],
+) -> RollbackResult:
+    """The rollback after its compare-and-set and the fence: stop the worker, restore, mark, reassign, record."""
     if from_job is None and run["job_id"] is not None:
         try:
             _wait_for_worker_to_stop(ops, run["job_id"], actor, wait_s, sleep)
@@ -132,10 +199,7 @@ def rollback(
     restored = marked = 0
     exposed: list[str] = []
     if not run["dry_run"] and stage_rows:
-        own = graph is None
         try:
-            if own:
-                graph = GraphStore.open(settings)
             for r in stage_rows:
                 cohort = json.loads(r["cohort"])
                 exposed += cohort
@@ -144,15 +208,8 @@ def rollback(
                     restored += len(cohort)
                 marked += graph.mark_evidence_rolled_back(cohort, discovery_run_id(run["id"], r["stage"], "new"))
         except BaseException:
-            with ops.transaction() as db:  # the store failed part way: let the next request retry at once
-                db.execute(
-                    "UPDATE rollout_runs SET rollback_at = 0, message = ? WHERE id = ? AND rollback_token = ?",
-                    ["rollback interrupted (store error): run the rollback again", run["id"], token],
-                )
+            _interrupted(ops, run["id"], token)
             raise
-        finally:
-            if own and graph is not None:
-                graph.close()
     done_at = time.time()
     with ops.transaction() as db:
         cur = db.execute(

@@ -33,6 +33,22 @@ SAME entities (paired):
   ``inconclusive``, waiting for an operator to promote or roll back.
 * ``dry_run``: both systems in shadow, no snapshot, no graph writes, no
   assignment or live-config change.
+* **Fencing.** Every write of the worker carries its job's lease token: the
+  checkpoint transaction asserts the lease in SQLite, and the metric events of
+  the batch are written in that same transaction (so events and checkpoints
+  match one to one); graph writes (``apply_run``, the resume restore) go
+  through ``GraphStore.fenced`` on the scope ``rollout:<run id>``, which the
+  worker takes at the start of each attempt and a rollback takes over. A
+  worker that was declared dead and wakes up changes nothing.
+* **Faults are not verdicts.** A store, ops-database or evaluator outage
+  (StoreUnavailable, EvidenceUnavailable) stops the batch without
+  checkpointing it: the job pauses with the reason (``paused by a fault``)
+  and the worker retries by itself with backoff (reopening the graph store,
+  which restarts the embedded server), or at once when an operator resumes.
+  The retry restores the stage's not-yet-checkpointed entities from the
+  snapshot and runs them again, so every entity counts exactly once. A
+  rollback interrupted by an outage (``rolling_back``) is finished by the
+  retry as well, or by the next request.
 """
 
 from __future__ import annotations
@@ -40,10 +56,12 @@ from __future__ import annotations
 import json
 import time
 
-from engine.core.errors import DiscoveryError
+from engine.core.errors import DiscoveryError, LeaseLost, StoreUnavailable, first_line
 from engine.core.params import ParameterConfig
 from engine.discovery.evidence import EvidenceUnavailable
 from engine.discovery.runs import METRICS_LOG_NAME, EvidenceSpec, make_source, run_entities
+from engine.jobs.queue import Control, JobCancelled, JobState
+from engine.monitoring.events import MetricEvent, record_events
 from engine.monitoring.jsonlog import JsonlLog
 from engine.rollout.cohorts import CohortMember, derive_seed, next_cohort, shadow_subset, stratified_sample
 from engine.rollout.control import promote_stage
@@ -61,11 +79,11 @@ from engine.rollout.records import (
 )
 from engine.rollout.rollback import rollback
 from engine.rollout.stages import StagePolicy
-from engine.rollout.states import ACTIVE_RUN_STATES, RunState, StageState
+from engine.rollout.states import ACTIVE_RUN_STATES, RunState, StageState, rollback_interrupted
 from engine.rollout.stats import PairedOutcome
 from engine.rollout.status import rollout_status
 from engine.rollout.verdict import Phase, Verdict, elapsed_days, promotion_gate
-from engine.store.graph import GraphStore
+from engine.store.graph import Fence, GraphStore
 
 
 class _Stop(Exception):
@@ -74,6 +92,18 @@ class _Stop(Exception):
 
 #: the longest a soaking / waiting worker sleeps before it looks at the run again
 WAIT_POLL_S = 1.0
+#: faults of the machinery: they pause the run, they are never an outcome of the candidate
+INFRA_FAULTS: tuple[type[DiscoveryError], ...] = (StoreUnavailable, EvidenceUnavailable)
+#: what a run of one system may raise that is not an outcome of that system (a fault, or a lost lease)
+NOT_OUTCOMES: tuple[type[DiscoveryError], ...] = (*INFRA_FAULTS, LeaseLost)
+#: first wait after a fault before the worker retries by itself; doubled per failed retry up to the max
+FAULT_RETRY_S = 2.0
+FAULT_RETRY_MAX_S = 60.0
+
+
+def fence_scope(run_id: int) -> str:
+    """The graph fence of a rollout run's live writes (taken by each worker attempt, then by a rollback)."""
+    return f"rollout:{run_id}"
 
 
 class _Runner:
@@ -82,7 +112,9 @@ class _Runner:
     def __init__(self, ctx, graph, run_id: int):
         self.ctx = ctx
         self.ops = ctx.ops
-        self.graph = graph
+        self.base_graph = graph  # unfenced: reads, snapshots and the rollback (which takes the fence over)
+        self.fence = Fence(fence_scope(run_id), str(ctx.job.token))
+        self.graph = graph.fenced(self.fence)  # the worker's own writes
         self.run_id = run_id
         with self.ops.connect() as db:
             self.run = read_run(db, run_id)
@@ -95,6 +127,10 @@ class _Runner:
         self.source = make_source(EvidenceSpec(world_seed=int(self.run["world_seed"])), templates=self.templates)
         self.log = JsonlLog.for_settings(graph.settings, METRICS_LOG_NAME)
         self.restored_this_attempt: set[str] = set()
+        #: a fault interrupted a batch: the stage's not-checkpointed entities are restored before going on
+        self.after_fault = False
+        #: metric events of the entities run since the last checkpoint (written with it)
+        self.pending_events: list[MetricEvent] = []
 
     # -- state
     def run_state(self) -> RunState:
@@ -119,21 +155,15 @@ class _Runner:
     # -- the run
     def execute(self) -> dict:
         try:
-            for name in self.stages:
-                self._check_active()
-                row = self._ensure_stage(name)
-                while True:
-                    state = StageState(row["state"])
-                    if state is StageState.RUNNING:
-                        self._process(name)
-                    elif state.can_promote():  # soaking or inconclusive: wait for the time or for a person
-                        self._wait(name)
-                    elif state.is_done():
-                        break
-                    else:
-                        raise _Stop()
-                    row = self._existing_stage_row(name)
-            self._complete_after_skip()
+            while True:
+                try:
+                    self._run_stages()
+                    break
+                except INFRA_FAULTS as exc:
+                    self._pause_for_fault(exc)
+                except LeaseLost:
+                    self._stop_if_taken_over()
+                    raise
         except _Stop:
             pass
         final = rollout_status(self.ops, self.run_id, decisions=0)
@@ -143,6 +173,124 @@ class _Runner:
             "stages": {s.name: s.state for s in final.stages},
             "entities": final.progress[0],
         }
+
+    def _run_stages(self) -> None:
+        """Every stage from where the run stands (re-entrant: a retry after a fault starts here again)."""
+        self._finish_interrupted_rollback()
+        self._check_active()
+        if not self.dry:
+            self.base_graph.take_fence(self.fence.scope, self.fence.token)
+        for name in self.stages:
+            self._check_active()
+            row = self._ensure_stage(name)
+            while True:
+                state = StageState(row["state"])
+                if state is StageState.RUNNING:
+                    self._process(name)
+                elif state.can_promote():  # soaking or inconclusive: wait for the time or for a person
+                    self._wait(name)
+                elif state.is_done():
+                    break
+                else:
+                    raise _Stop()
+                row = self._existing_stage_row(name)
+        self._complete_after_skip()
+
+    def _finish_interrupted_rollback(self) -> None:
+        """A rollback that an outage interrupted is finished by whoever comes next: this worker too."""
+        with self.ops.connect() as db:
+            run = read_run(db, self.run_id)
+        if rollback_interrupted(run):
+            rollback(
+                self.ctx.settings,
+                self.ops,
+                self.run_id,
+                "worker",
+                "finishing a rollback an outage interrupted",
+                graph=self.base_graph,
+                from_job=self.ctx.job.id,
+            )
+            raise _Stop()
+
+    def _stop_if_taken_over(self) -> None:
+        """The graph refused a write: if a rollback or a cancel took the run over, stop quietly."""
+        try:
+            if not self.run_state().is_active():
+                raise _Stop()
+        except StoreUnavailable:
+            pass
+
+    def _pause_for_fault(self, exc: DiscoveryError) -> None:
+        """The machinery failed (not the candidate): pause with the reason, then retry by itself with backoff,
+        or at once when an operator resumes. The batch in flight was not checkpointed, so nothing of it counts;
+        the retry restores its entities from the snapshot and runs them again."""
+        self.pending_events.clear()
+        self.after_fault = True
+        self.restored_this_attempt.clear()
+        what = "evaluator" if isinstance(exc, EvidenceUnavailable) else "store"
+        reason = f"paused by a fault of the {what}, nothing of the batch counted: {first_line(exc)}"
+        store, job = self.ctx.store, self.ctx.job
+        delay = FAULT_RETRY_S
+        announced = audited = False
+        while True:
+            if not announced:
+                try:
+                    store.request(job.id, Control.PAUSE, actor="worker")
+                    store.set_state(job, JobState.PAUSED, reason)
+                    store.heartbeat(job, message=reason)
+                    with self.ops.transaction() as db:
+                        db.execute(
+                            "UPDATE rollout_runs SET message = ?, updated_at = ? WHERE id = ?",
+                            [reason, time.time(), self.run_id],
+                        )
+                        if not audited:
+                            self.ops.audit("worker", "rollout.fault", f"run {self.run_id}", {"reason": reason}, db=db)
+                    announced = audited = True
+                except StoreUnavailable:
+                    pass  # the operations database itself is away: keep trying
+            end = time.monotonic() + delay
+            resumed = False
+            while time.monotonic() < end and not resumed:
+                self.ctx.sleep(min(self.ctx.poll_s, max(0.0, end - time.monotonic())))
+                try:
+                    control = store.heartbeat(job, message=f"{reason}; retrying in {end - time.monotonic():.0f}s")
+                except StoreUnavailable:
+                    continue
+                if control is Control.CANCEL:
+                    raise JobCancelled(f"job {job.id} cancelled by an operator")
+                resumed = control is Control.RUN
+                try:
+                    self._check_active()
+                except StoreUnavailable:
+                    continue
+            if self._store_is_back():
+                try:
+                    store.request(job.id, Control.RUN, actor="worker")
+                    store.set_state(job, JobState.RUNNING, "resumed after a fault")
+                except StoreUnavailable:
+                    delay = min(FAULT_RETRY_MAX_S, delay * 2)
+                    continue
+                return
+            announced = False  # still away: pause again (an operator's resume may have lifted it) and wait longer
+            delay = min(FAULT_RETRY_MAX_S, delay * 2)
+
+    def _store_is_back(self) -> bool:
+        """Reopen the graph store (this restarts a dead embedded server) and read the run: both answer."""
+        try:
+            fresh = GraphStore.open(self.ctx.settings)
+        except StoreUnavailable:
+            return False
+        try:
+            self.base_graph.close()
+        except Exception:  # noqa: BLE001 - the old client's sockets are dead anyway
+            pass
+        self.base_graph = fresh
+        self.graph = fresh.fenced(self.fence)
+        try:
+            self.run_state()
+        except StoreUnavailable:
+            return False
+        return True
 
     def _complete_after_skip(self) -> None:
         """Every stage is done; when the last one was skipped (nothing left to expose) nobody promoted it:
@@ -251,6 +399,7 @@ class _Runner:
         return self._existing_stage_row(name)
 
     def _pair(self, name: str, entity_id: str, shadowed: bool) -> dict:
+        """Run the entity on both systems; its metric events wait in ``pending_events`` for the checkpoint."""
         stage_id = stage_key(self.run_id, name)
         old = None
         old_error = None
@@ -267,9 +416,10 @@ class _Runner:
                     source=self.source,
                     stage_id=stage_id,
                     log=self.log,
+                    events_out=self.pending_events,
                 )
-            except EvidenceUnavailable:
-                raise
+            except NOT_OUTCOMES:
+                raise  # the machinery, not the baseline: never an outcome
             except DiscoveryError as exc:
                 old_error = str(exc)
         new = None
@@ -286,9 +436,10 @@ class _Runner:
                 source=self.source,
                 stage_id=stage_id,
                 log=self.log,
+                events_out=self.pending_events,
             )
-        except EvidenceUnavailable:
-            raise
+        except NOT_OUTCOMES:
+            raise  # the machinery, not the candidate: never booked as new_crashed
         except DiscoveryError as exc:
             new_error = str(exc)
         outcome = PairedOutcome(
@@ -337,12 +488,13 @@ class _Runner:
         remaining = [e for e in cohort if e not in done_ids]
         if (
             remaining
-            and self.ctx.attempt > 1
+            and (self.ctx.attempt > 1 or self.after_fault)
             and not self.dry
             and row["snapshot"]
             and name not in self.restored_this_attempt
         ):
-            # a killed worker may have written live runs whose checkpoint never landed: undo them, then redo
+            # a killed worker (or a fault mid-batch) may have written live runs whose checkpoint never
+            # landed: undo them, then redo
             snap = json.loads(row["snapshot"])
             self.graph.restore({**snap, "entities": {e: snap["entities"][e] for e in remaining}})
         self.restored_this_attempt.add(name)
@@ -374,6 +526,7 @@ class _Runner:
         failed = verdict.phase is Phase.FAILED
         with self.ops.transaction() as db:
             self.ctx.assert_lease(db)
+            record_events(self.ops, self.pending_events, log=self.log, db=db)
             for i, r in enumerate(results):
                 db.execute(
                     "INSERT INTO rollout_entities (run_id, entity_id, stage, seq, batch, at, attempt, outcome) "
@@ -409,6 +562,7 @@ class _Runner:
                     reason=verdict.reason,
                     record=record,
                 )
+        self.pending_events.clear()
         self.ctx.heartbeat(done=n, total=total, message=f"{name}: {n}/{total} entities; {verdict.phase}")
         if failed:
             self._auto_rollback(name, verdict, record)
@@ -421,7 +575,7 @@ class _Runner:
             self.run_id,
             "worker",
             f"{name}: rollback trigger breached: {verdict.reason}",
-            graph=self.graph,
+            graph=self.base_graph,
             from_job=self.ctx.job.id,
             trigger=record,
         )
@@ -532,8 +686,8 @@ def run_rollout_job(ctx) -> dict:
     """Job handler of kind ``rollout`` (engine.jobs.queue.JOB_KINDS): runs (or resumes) one rollout run."""
     if ctx.settings is None:
         raise RolloutError("a rollout job needs settings (run it with `python -m engine worker --job ID`)")
-    graph = GraphStore.open(ctx.settings)
+    runner = _Runner(ctx, GraphStore.open(ctx.settings), int(ctx.params["run_id"]))
     try:
-        return _Runner(ctx, graph, int(ctx.params["run_id"])).execute()
+        return runner.execute()
     finally:
-        graph.close()
+        runner.base_graph.close()

@@ -12,9 +12,15 @@ engine still checks each request against the stored state when it acts.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 from engine.jobs.queue import JobState
+
+#: a rollback that started this long ago and never finished may be taken over by a new request
+ROLLBACK_STALE_S = 300.0
 
 
 class RunState(StrEnum):
@@ -87,6 +93,7 @@ class EffectiveState(StrEnum):
     FAILED = "failed"  # the job raised
     STOPPED = "stopped"  # the job ended but the run is still active
     ROLLING_BACK = "rolling_back"
+    ROLLBACK_INTERRUPTED = "rollback_interrupted"  # an outage stopped the rollback: retry it (rollback, resume)
     ROLLED_BACK = "rolled_back"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
@@ -115,6 +122,7 @@ class EffectiveState(StrEnum):
             EffectiveState.DEAD,
             EffectiveState.FAILED,
             EffectiveState.STOPPED,
+            EffectiveState.ROLLBACK_INTERRUPTED,
         )
 
     def can_pause(self) -> bool:
@@ -127,8 +135,14 @@ class EffectiveState(StrEnum):
         )
 
     def can_resume(self) -> bool:
-        """The run is paused, or its worker died or failed: resume continues from the last checkpoint."""
-        return self in (EffectiveState.PAUSED, EffectiveState.DEAD, EffectiveState.FAILED)
+        """The run is paused, or its worker died or failed: resume continues from the last checkpoint
+        (an interrupted rollback: resume finishes it)."""
+        return self in (
+            EffectiveState.PAUSED,
+            EffectiveState.DEAD,
+            EffectiveState.FAILED,
+            EffectiveState.ROLLBACK_INTERRUPTED,
+        )
 
     def can_promote(self, stage: StageState) -> bool:
         """The run is active and its current stage (in ``stage``) may be promoted."""
@@ -139,8 +153,22 @@ class EffectiveState(StrEnum):
         return self not in (EffectiveState.NONE, EffectiveState.ROLLED_BACK, EffectiveState.ROLLING_BACK)
 
 
-def effective_state(run_state: RunState, job_state: JobState | None, worker_alive: bool) -> EffectiveState:
-    """The state ``rollout_status()`` reports for a run in ``run_state`` whose job is in ``job_state``."""
+def rollback_interrupted(run: Mapping[str, Any], now: float | None = None) -> bool:
+    """The run (a ``rollout_runs`` row) is ``rolling_back`` but nobody is doing it: an outage stopped the
+    rollback (``rollback_at`` reset to 0), or its requester died ``ROLLBACK_STALE_S`` ago."""
+    if run["state"] != RunState.ROLLING_BACK:
+        return False
+    now = time.time() if now is None else now
+    return not run["rollback_at"] or now - run["rollback_at"] > ROLLBACK_STALE_S
+
+
+def effective_state(
+    run_state: RunState, job_state: JobState | None, worker_alive: bool, *, rollback_stalled: bool = False
+) -> EffectiveState:
+    """The state ``rollout_status()`` reports for a run in ``run_state`` whose job is in ``job_state``
+    (``rollback_stalled``: see ``rollback_interrupted``)."""
+    if run_state is RunState.ROLLING_BACK and rollback_stalled:
+        return EffectiveState.ROLLBACK_INTERRUPTED
     if not run_state.is_active() or job_state is None:
         return EffectiveState(run_state)
     if job_state is JobState.QUEUED:

@@ -28,7 +28,7 @@ from engine.rollout.records import (
     stage_key,
     verdict_from_dict,
 )
-from engine.rollout.states import EffectiveState, RunState, StageState, effective_state
+from engine.rollout.states import EffectiveState, RunState, StageState, effective_state, rollback_interrupted
 from engine.rollout.verdict import elapsed_days
 
 
@@ -123,7 +123,9 @@ def rollout_status(ops, run_id: int | None = None, *, decisions: int = 50, now: 
     current = next((s for s in stages if s.name == run["current_stage"]), None)
     return RolloutStatus(
         run=run_info_from_row(run),
-        state=effective_state(RunState(run["state"]), job.state if job else None, alive),
+        state=effective_state(
+            RunState(run["state"]), job.state if job else None, alive, rollback_stalled=rollback_interrupted(run, now)
+        ),
         current_stage=run["current_stage"],
         stages=tuple(stages),
         verdict=current.verdict if current else None,

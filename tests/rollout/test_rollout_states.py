@@ -8,10 +8,12 @@ from engine.jobs.queue import JobState
 from engine.rollout.states import (
     ACTIVE_RUN_STATES,
     OPEN_STAGE_STATES,
+    ROLLBACK_STALE_S,
     EffectiveState,
     RunState,
     StageState,
     effective_state,
+    rollback_interrupted,
 )
 
 ALL_EFFECTIVE = (
@@ -25,6 +27,7 @@ ALL_EFFECTIVE = (
     "failed",
     "stopped",
     "rolling_back",
+    "rollback_interrupted",
     "rolled_back",
     "completed",
     "cancelled",
@@ -149,6 +152,7 @@ def test_effective_awaits_operator_when_it_will_not_move_on_by_itself():
         "dead",
         "failed",
         "stopped",
+        "rollback_interrupted",
     }
 
 
@@ -161,8 +165,28 @@ def test_effective_can_pause_while_a_worker_carries_it():
     }
 
 
-def test_effective_can_resume_when_paused_dead_or_failed():
-    assert holds(EffectiveState, EffectiveState.can_resume, ALL_EFFECTIVE) == {"paused", "dead", "failed"}
+def test_effective_can_resume_when_paused_dead_failed_or_a_rollback_was_interrupted():
+    assert holds(EffectiveState, EffectiveState.can_resume, ALL_EFFECTIVE) == {
+        "paused",
+        "dead",
+        "failed",
+        "rollback_interrupted",
+    }
+
+
+def test_every_state_that_is_not_over_has_a_way_out():
+    """Case 2 of the reliability issue: no state leaves an operator without an action. Every state but the
+    terminal ones (and a rollback in progress, which ends by itself) allows resume, rollback or promotion."""
+    for value in ALL_EFFECTIVE:
+        state = EffectiveState(value)
+        if state.is_terminal() or state in (EffectiveState.NONE, EffectiveState.ROLLING_BACK):
+            continue
+        ways = {
+            "resume": state.can_resume(),
+            "rollback": state.can_rollback(),
+            "pause": state.can_pause(),
+        }
+        assert any(ways.values()), value
 
 
 def test_effective_can_promote_an_active_run_whose_stage_is_promotable():
@@ -189,6 +213,7 @@ def test_effective_can_rollback_unless_none_rolled_back_or_rolling_back():
     [
         ("completed", "succeeded", False, "completed"),  # a run that is over says so, whatever its job
         ("rolling_back", "running", True, "rolling_back"),
+        ("rolling_back", "failed", False, "rolling_back"),
         ("running", None, False, "running"),  # no job yet
         ("running", "queued", False, "queued"),
         ("soaking", "paused", True, "paused"),
@@ -204,6 +229,16 @@ def test_effective_can_rollback_unless_none_rolled_back_or_rolling_back():
 def test_effective_state_combines_run_job_and_worker(run, job, alive, expected):
     got = effective_state(RunState(run), JobState(job) if job else None, alive)
     assert got is EffectiveState(expected)
+
+
+def test_a_stalled_rollback_is_reported_as_interrupted():
+    assert effective_state(RunState("rolling_back"), None, False, rollback_stalled=True) is EffectiveState(
+        "rollback_interrupted"
+    )
+    assert rollback_interrupted({"state": "rolling_back", "rollback_at": 0}, now=10.0)
+    assert not rollback_interrupted({"state": "rolling_back", "rollback_at": 9.0}, now=10.0)
+    assert rollback_interrupted({"state": "rolling_back", "rollback_at": 9.0}, now=10.0 + ROLLBACK_STALE_S)
+    assert not rollback_interrupted({"state": "completed", "rollback_at": 0}, now=10.0)
 
 
 # --------------------------------------------------------------------------- JobState

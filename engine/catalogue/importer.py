@@ -11,11 +11,23 @@ Columns (CSV header or JSON object keys; a JSON file is a list of objects):
 ``cluster``   optional; defaults to ``<country>-<sport>`` as slugs, like the catalogue
 ``template``  a loaded template id; defaults to the catalogue's choice for type and tier
 
+Limits, the same for CSV and JSON and checked before anything is written: a
+file of at most MAX_FILE_BYTES (its size is checked before it is read, and no
+more is ever read), at most MAX_ROWS data rows, at most MAX_FIELD_CHARS
+characters per field. (The graph's id index cannot find an id of more than
+4,096 bytes: an entity with such an id could be created but never given its
+hypotheses, which is how a 10 MB name once left an entity without any.)
+
 Validation collects every problem with its 1-based data row (and the file line
-for CSV): malformed file, unknown column, missing name, bad id, duplicate id in
-the file, id already in the graph (unless ``replace``), unknown type, bad tier,
-unknown template. If there is any problem nothing is written and
-``ImportRejected`` carries them all.
+for CSV): malformed or oversized file, unknown column, missing name, a field
+over the length limit, bad id, duplicate id in the file, id already in the
+graph (unless ``replace``), unknown type, bad tier, unknown template. If there
+is any problem nothing is written and ``ImportRejected`` carries them all.
+
+A write that fails part-way (the store went away) raises ``ImportInterrupted``,
+which says how many of the file's entities are in the graph and that running
+the same import again with ``--replace`` completes it (the write is idempotent
+and adds what is missing).
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import reprlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.catalogue.generator import CatalogueStore, default_template_id, write_entities
-from engine.core.errors import DiscoveryError
+from engine.core.errors import DiscoveryError, first_line
 from engine.core.model import ENTITY_TYPES, Entity, Template, slugify
 
 COLUMNS = ("id", "name", "sport", "country", "type", "tier", "cluster", "template")
@@ -38,6 +51,16 @@ DEFAULT_TYPE = "club"
 DEFAULT_TIER = 2
 #: problems spelled out in the one-line message; ``ImportRejected.problems`` has them all
 MESSAGE_PROBLEMS = 10
+#: the largest file imported (a 3,400-entity catalogue is ~400 KB as CSV, ~700 KB as JSON)
+MAX_FILE_BYTES = 16 * 1024 * 1024
+#: the most data rows of one file: import a bigger catalogue in several files
+MAX_ROWS = 50_000
+#: the longest field (names of sports organisations are well under 100 characters; ids and hypothesis
+#: ids must stay far below the graph index's 4,096-byte key limit)
+MAX_FIELD_CHARS = 200
+#: a bad value or column name is quoted in a message cut to about this many characters
+QUOTE_CHARS = 40
+_SHORT_REPR = reprlib.Repr(maxstring=QUOTE_CHARS, maxlong=QUOTE_CHARS, maxother=QUOTE_CHARS, maxlist=4, maxdict=4)
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,10 @@ class ImportRejected(DiscoveryError):
         super().__init__(f"{head}: {shown}")
 
 
+class ImportInterrupted(DiscoveryError):
+    """The file was valid but writing it failed part-way; the message says what is in the graph."""
+
+
 @dataclass(frozen=True)
 class RawRow:
     row: int  # 1-based data row
@@ -109,8 +136,17 @@ def read_rows(path: Path | str) -> Parsed:
     A file that cannot be read at all gives no rows and one file-level problem.
     """
     path = Path(path)
+    too_big = ImportProblem(
+        f"is larger than the {MAX_FILE_BYTES // (1024 * 1024)} MiB import limit: split it into smaller files"
+    )
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return [], [too_big]
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)  # never more than the limit, whatever stat said
+        if len(data) > MAX_FILE_BYTES:
+            return [], [too_big]
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
         return [], [ImportProblem(f"no such file {str(path)!r}")]
     except OSError as exc:
@@ -140,6 +176,8 @@ def parse_csv(text: str) -> Parsed:
                 problems.extend(_header_problems(header, start))
                 continue
             number = len(rows) + 1
+            if number > MAX_ROWS:
+                return rows, [*problems, _too_many_rows()]
             if len(record) != len(header):
                 # a shifted row would only produce confusing follow-up problems: report its shape alone
                 problems.append(
@@ -150,7 +188,10 @@ def parse_csv(text: str) -> Parsed:
             fields = {key: value for key, value in zip(header, record) if key in COLUMNS}
             rows.append(RawRow(number, start, fields))
     except csv.Error as exc:
-        problems.append(ImportProblem(f"malformed CSV: {exc}", None, reader.line_num or 1))
+        if "field larger than field limit" in str(exc):  # the csv module's own bound, far above ours
+            problems.append(ImportProblem(_too_long_field("a field"), None, reader.line_num or 1))
+        else:
+            problems.append(ImportProblem(f"malformed CSV: {exc}", None, reader.line_num or 1))
     if header is None and not problems:
         problems.append(ImportProblem(f"is empty: expected a header line with columns {', '.join(COLUMNS)}"))
     elif header is not None and not rows and not problems:
@@ -163,9 +204,9 @@ def _header_problems(header: list[str], line: int) -> list[ImportProblem]:
     seen: set[str] = set()
     for name in header:
         if name in seen:
-            problems.append(ImportProblem(f"column {name!r} appears twice", None, line))
+            problems.append(ImportProblem(f"column {_quote(name)} appears twice", None, line))
         elif name not in COLUMNS:
-            problems.append(ImportProblem(f"unknown column {name!r} (allowed: {', '.join(COLUMNS)})", None, line))
+            problems.append(ImportProblem(f"unknown column {_quote(name)} (allowed: {', '.join(COLUMNS)})", None, line))
         seen.add(name)
     if "name" not in seen:
         problems.append(ImportProblem("no 'name' column: it is required", None, line))
@@ -178,10 +219,16 @@ def parse_json(text: str) -> Parsed:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return [], [ImportProblem(f"malformed JSON: {exc.msg} (column {exc.colno})", None, exc.lineno)]
+    except ValueError:  # an integer of thousands of digits: Python refuses to convert it
+        return [], [ImportProblem("malformed JSON: a number has too many digits")]
+    except RecursionError:
+        return [], [ImportProblem("malformed JSON: nested too deeply (expected a list of flat objects)")]
     if not isinstance(data, list):
         return [], [ImportProblem("expected a JSON list of objects (one per entity)")]
     if not data:
         return [], [ImportProblem("is an empty list: nothing to import")]
+    if len(data) > MAX_ROWS:
+        return [], [_too_many_rows()]
     problems: list[ImportProblem] = []
     rows: list[RawRow] = []
     for number, item in enumerate(data, start=1):
@@ -190,9 +237,24 @@ def parse_json(text: str) -> Parsed:
             rows.append(RawRow(number, None, {}, readable=False))
             continue
         for key in sorted(set(item) - set(COLUMNS)):
-            problems.append(ImportProblem(f"unknown field {key!r} (allowed: {', '.join(COLUMNS)})", number))
+            problems.append(ImportProblem(f"unknown field {_quote(key)} (allowed: {', '.join(COLUMNS)})", number))
         rows.append(RawRow(number, None, {k: v for k, v in item.items() if k in COLUMNS}))
     return rows, problems
+
+
+def _too_many_rows() -> ImportProblem:
+    return ImportProblem(f"has more than {MAX_ROWS:,} rows, the import limit: split it into smaller files")
+
+
+def _too_long_field(what: str, length: int | None = None) -> str:
+    size = f" is {length:,} characters," if length is not None else " is"
+    return f"{what}{size} longer than the {MAX_FIELD_CHARS}-character limit"
+
+
+def _quote(value: Any) -> str:
+    """A value from the file as a message shows it: a ``repr`` cut short (strings, numbers and lists alike),
+    so the message stays one short line whatever the file holds."""
+    return _SHORT_REPR.repr(value)
 
 
 def _json_kind(value: Any) -> str:
@@ -232,12 +294,35 @@ def _text(raw: RawRow, key: str, found: list[str]) -> str:
     if value is None:
         return ""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        found.append(f"{key} must be text, got {json.dumps(value)}")
+        shown = json.dumps(value)  # JSON as the file wrote it (bounded by MAX_FILE_BYTES), cut short
+        found.append(
+            f"{key} must be text, got {shown if len(shown) <= QUOTE_CHARS else shown[: QUOTE_CHARS - 3] + '...'}"
+        )
         return ""
     return " ".join(str(value).split())  # one line, single spaces
 
 
+def _too_long(raw: RawRow) -> list[str]:
+    """The row's fields over MAX_FIELD_CHARS (checked first: nothing else is worth saying about such a row)."""
+    found = []
+    for key in COLUMNS:
+        value = raw.fields.get(key)
+        if isinstance(value, str):
+            length = len(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            length = MAX_FIELD_CHARS + 1 if value.bit_length() > 3 * MAX_FIELD_CHARS else len(str(value))
+        else:
+            continue
+        if length > MAX_FIELD_CHARS:
+            found.append(_too_long_field(key, length if isinstance(value, str) else None))
+    return found
+
+
 def _row_entity(raw: RawRow, templates: Mapping[str, Template], found: list[str]) -> Entity | None:
+    too_long = _too_long(raw)
+    if too_long:
+        found.extend(too_long)
+        return None
     name = _text(raw, "name", found)
     given_id = _text(raw, "id", found)
     sport = _text(raw, "sport", found)
@@ -256,6 +341,8 @@ def _row_entity(raw: RawRow, templates: Mapping[str, Template], found: list[str]
         entity_id = slugify(name)
         if name and not entity_id:
             found.append(f"name {name!r} has no letters or digits to make an id from: give an id")
+        elif len(entity_id) > MAX_FIELD_CHARS:  # folding can lengthen a name ("㎉" -> "kcal")
+            found.append(f"the id made from the name{_too_long_field('', len(entity_id))}: give an id")
     if entity_type not in ENTITY_TYPES:
         found.append(f"unknown type {entity_type!r} (one of {', '.join(ENTITY_TYPES)})")
 
@@ -297,7 +384,7 @@ def _tier(value: Any, found: list[str]) -> int:
     else:
         tier = None
     if tier not in (1, 2, 3):
-        found.append(f"bad tier {value!r}: must be 1, 2 or 3")
+        found.append(f"bad tier {_quote(value)}: must be 1, 2 or 3")
         return DEFAULT_TIER
     return tier
 
@@ -359,12 +446,38 @@ def import_file(
         return set(graph.get_entities(ids))
 
     entities = check_file(path, templates, existing, replace=replace)
-    already = existing([e.id for e in entities]) if replace else set()
-    hypotheses = write_entities(graph, entities, templates, clock())
+    ids = [e.id for e in entities]
+    already = existing(ids) if replace else set()
+    try:
+        hypotheses = write_entities(graph, entities, templates, clock())
+    except DiscoveryError as exc:
+        raise _interrupted(Path(path).name, ids, already, existing, exc) from exc
     return ImportReport(
         entities=len(entities),
         created=len(entities) - len(already),
         replaced=len(already),
         hypotheses=hypotheses,
         seconds=timer() - started,
+    )
+
+
+def _interrupted(
+    source: str, ids: list[str], already: set[str], existing: Callable[[list[str]], set[str]], exc: DiscoveryError
+) -> ImportInterrupted:
+    """Say truthfully what a write that failed part-way left behind, and how to finish it.
+
+    The store writes entities before their hypotheses, in separate queries, so a failure in between
+    can leave new entities without hypotheses; running the same import again with ``--replace`` adds
+    exactly what is missing (existing hypotheses keep their state).
+    """
+    try:
+        landed = len(existing(ids) - already)
+        written = (
+            f"{landed:,} of its {len(ids) - len(already):,} new entities are in the graph, maybe without hypotheses"
+        )
+    except DiscoveryError:  # the store is still away: say what may have happened
+        written = f"some of its {len(ids):,} entities may be in the graph without hypotheses"
+    return ImportInterrupted(
+        f"import of {source} stopped while writing ({first_line(exc)}): {written}; "
+        "run the same import again with --replace to complete it"
     )

@@ -35,6 +35,7 @@ from engine.core.model import RunResult
 from engine.core.params import ParameterConfig
 from engine.core.settings import load_settings
 from engine.discovery import runs
+from engine.discovery.evidence import DEFAULT_HOP_COST_CEILING_USD
 from engine.discovery.runs import EvidenceSpec, make_source, truth_of
 from engine.discovery.scoring import comparison_rows, score_runs
 from engine.discovery.systems import run_batch
@@ -67,7 +68,15 @@ def _source_options(p: argparse.ArgumentParser, seed_flags: Sequence[str]) -> No
         type=float,
         default=30.0,
         metavar="S",
-        help="seconds to wait for the evaluator's answer (default 30)",
+        help="seconds the whole hop may take, answer included (default 30)",
+    )
+    p.add_argument(
+        "--max-hop-cost",
+        type=float,
+        default=DEFAULT_HOP_COST_CEILING_USD,
+        metavar="USD",
+        help="the most one hop may cost: an evaluator answer above it is a bad_response booked at the hop's quote; "
+        f"a replay file with such a cost is refused (default {DEFAULT_HOP_COST_CEILING_USD:.2f})",
     )
     p.add_argument(
         "--replay",
@@ -180,9 +189,14 @@ def _spec(args: argparse.Namespace):
     if args.evaluator_url and args.replay:
         raise ConfigError("choose one evidence source: --evaluator-url or --replay, not both")
     if args.evaluator_url:
-        return EvidenceSpec(kind="http", url=args.evaluator_url, timeout_s=args.evaluator_timeout)
+        return EvidenceSpec(
+            kind="http",
+            url=args.evaluator_url,
+            timeout_s=args.evaluator_timeout,
+            hop_cost_ceiling_usd=args.max_hop_cost,
+        )
     if args.replay:
-        return EvidenceSpec(kind="replay", replay_path=args.replay)
+        return EvidenceSpec(kind="replay", replay_path=args.replay, hop_cost_ceiling_usd=args.max_hop_cost)
     return EvidenceSpec(kind="world", world_seed=args.world_seed, sleep=args.sleep)
 
 

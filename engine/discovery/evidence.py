@@ -23,7 +23,10 @@ format ``ReplaySource`` reads).
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import math
+import socket
 import ssl
 import time
 from collections import Counter
@@ -36,9 +39,67 @@ from urllib.parse import urlsplit
 from engine.core.errors import ConfigError, DiscoveryError
 from engine.core.model import Decision, Depth, Entity, EvidenceResult, HopType, Hypothesis, RunResult
 
+#: the most one hop may cost by default: an answer above it is corrupt, not expensive. The simulated
+#: world's hops cost $0.0125-0.05, real scrape + LLM hops cents; $5 leaves two orders of magnitude.
+DEFAULT_HOP_COST_CEILING_USD = 5.00
+#: the quote of a hop before the evaluator has said anything (raised to the dearest cost seen)
+DEFAULT_HOP_QUOTE_USD = 0.05
+#: an answer longer than this is not an answer (the contract's is a few hundred bytes)
+MAX_RESPONSE_BYTES = 1024 * 1024
+#: bytes asked of the socket per read while reading an answer
+READ_CHUNK_BYTES = 64 * 1024
+#: the longest a replayed hop may have taken (a recorded latency above it is corrupt)
+MAX_REPLAY_LATENCY_S = 24 * 3600.0
+#: url and excerpt kept of an answer (the evidence trail stores them)
+MAX_URL_CHARS = 2000
+MAX_EXCERPT_CHARS = 2000
+
 
 class EvidenceUnavailable(DiscoveryError):
     """The evidence source cannot be reached at all; no hop was bought."""
+
+
+class _DeadlinePassed(TimeoutError):
+    """The hop's wall-clock deadline passed before the evaluator's answer was complete."""
+
+
+class _AnswerTooLarge(Exception):
+    """The evaluator's answer is longer than MAX_RESPONSE_BYTES."""
+
+
+def finite_number(value: Any) -> bool:
+    """True for an int or float that is a finite float (booleans, NaN, inf and ints past 1e308 are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def check_usd(value: Any, what: str, ceiling: float) -> float:
+    """``value`` as a finite number of USD in [0, ceiling]; ValueError saying what is wrong otherwise.
+
+    Booleans are not numbers here, and an integer too large for a float is out of range, not a crash.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} must be a number of USD, got {_short(value)}")
+    if not finite_number(value):
+        raise ValueError(f"{what} {_short(value)} is not a finite number")
+    usd = float(value)
+    if usd < 0:
+        raise ValueError(f"{what} {usd:g} is negative")
+    if usd > ceiling:
+        raise ValueError(f"{what} ${usd:,.4g} is above the ${ceiling:,.2f} per-hop ceiling")
+    return usd
+
+
+def _short(value: Any) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @runtime_checkable
@@ -63,15 +124,24 @@ class HTTPEvidenceSource:
     Retries only when no charge can have happened: the TCP connection could not
     be opened (refused, DNS failure, connect timeout), so the request was never
     sent. Once the request may have reached the evaluator, nothing is retried:
-    a read timeout, a dropped connection, an HTTP error status or an unusable
+    a timeout, a dropped connection, an HTTP error status or an unusable
     body is an errored hop, counted by type (``timeout``, ``connection_dropped``,
     ``http_5xx``, ``http_4xx``, ``bad_response``). If it never connects after
     the retries, ``EvidenceUnavailable`` is raised.
 
-    Costs: a reply's ``cost_usd`` is used whenever it can be read. When the
-    evaluator may have charged but said nothing (timeout, dropped connection,
-    unreadable body) the hop is booked at its quote, so budgets err on the safe
-    side. The quote is ``max_hop_cost_usd`` (or the dearest hop seen, if higher).
+    ``timeout_s`` is a wall-clock deadline for the whole hop (connect, send, the
+    whole answer), not a bound on each socket read: an evaluator that drips its
+    answer byte by byte is cut off at the deadline (``timeout``). An answer over
+    ``max_response_bytes`` is a ``bad_response``.
+
+    Costs: a reply's ``cost_usd`` is used whenever it can be read and is a finite
+    number in [0, ``hop_cost_ceiling_usd``]. A figure outside that (NaN, inf,
+    negative, 1e300, above the ceiling) is corrupt, not dear: the hop is a
+    ``bad_response`` booked at its quote, and the quote is left alone. When the
+    evaluator may have charged but said nothing usable (timeout, dropped
+    connection, unreadable body) the hop is booked at its quote too, so budgets
+    err on the safe side. The quote is ``max_hop_cost_usd`` (or the dearest hop
+    seen, if higher; never above the ceiling).
     """
 
     def __init__(
@@ -82,7 +152,9 @@ class HTTPEvidenceSource:
         connect_timeout_s: float = 5.0,
         max_retries: int = 2,
         backoff_s: float = 0.25,
-        max_hop_cost_usd: float = 0.05,
+        max_hop_cost_usd: float = DEFAULT_HOP_QUOTE_USD,
+        hop_cost_ceiling_usd: float = DEFAULT_HOP_COST_CEILING_USD,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         headers: Mapping[str, str] | None = None,
         sleeper: Callable[[float], None] = time.sleep,
         timer: Callable[[], float] = time.perf_counter,
@@ -90,6 +162,16 @@ class HTTPEvidenceSource:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"evaluator URL {url!r} is not an http(s) URL: use e.g. http://127.0.0.1:8000/evaluate")
+        for name, seconds in (("timeout", timeout_s), ("connect timeout", connect_timeout_s)):
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
+                raise ConfigError(f"evaluator {name} must be a finite number of seconds > 0, got {seconds!r}")
+        try:
+            ceiling = check_usd(hop_cost_ceiling_usd, "per-hop cost ceiling", math.inf)
+            check_usd(max_hop_cost_usd, "hop quote max_hop_cost_usd", ceiling)
+        except ValueError as exc:
+            raise ConfigError(f"{exc}: the quote must lie between 0 and the ceiling (e.g. 0.05 and 5.00)") from None
+        if ceiling <= 0:
+            raise ConfigError("per-hop cost ceiling must be > 0 USD (e.g. 5.00)")
         self.url = url
         self._scheme = parts.scheme
         self._host = parts.hostname
@@ -99,7 +181,9 @@ class HTTPEvidenceSource:
         self.connect_timeout_s = connect_timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
-        self.max_hop_cost_usd = max_hop_cost_usd
+        self.max_hop_cost_usd = float(max_hop_cost_usd)
+        self.hop_cost_ceiling_usd = ceiling
+        self.max_response_bytes = max_response_bytes
         self.headers = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
         self._sleep = sleeper
         self._timer = timer
@@ -132,12 +216,59 @@ class HTTPEvidenceSource:
             "depth": Depth(depth).name,
         }
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self, timeout_s: float) -> http.client.HTTPConnection:
         if self._scheme == "https":
             return http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.connect_timeout_s, context=ssl.create_default_context()
+                self._host, self._port, timeout=timeout_s, context=ssl.create_default_context()
             )
-        return http.client.HTTPConnection(self._host, self._port, timeout=self.connect_timeout_s)
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout_s)
+
+    def _connect(self, deadline: float) -> http.client.HTTPConnection:
+        """An open connection, retried only while nothing can have been sent, and never past ``deadline``."""
+        last_exc: BaseException | None = None
+        tries = 0
+        for attempt_no in range(self.max_retries + 1):
+            left = deadline - self._timer()
+            if left <= 0:
+                break
+            conn = self._connection(min(self.connect_timeout_s, left))
+            tries += 1
+            try:
+                conn.connect()  # nothing has been sent yet: failing here cannot have charged anyone
+                return conn
+            except OSError as exc:  # refused, DNS failure, connect timeout, TLS handshake
+                conn.close()
+                last_exc = exc
+                if attempt_no < self.max_retries:
+                    self.retries += 1
+                    self._sleep(min(self.backoff_s * 2**attempt_no, max(0.0, deadline - self._timer())))
+        reason = type(last_exc).__name__ if last_exc else f"no connection within the {self.timeout_s:g} s deadline"
+        raise EvidenceUnavailable(
+            f"evidence evaluator at {self.url} is unreachable ({reason} after {tries} "
+            f"{'try' if tries == 1 else 'tries'}): start it, or check the URL"
+        )
+
+    def _exchange(self, conn: http.client.HTTPConnection, body: bytes, deadline: float) -> tuple[int, bytes]:
+        """Send the request and read the whole answer before ``deadline`` (status, body bytes).
+
+        Every send and every read of the socket gets the time left until the deadline as its
+        timeout, so an answer dripping in byte by byte cannot hold the hop open past it.
+        """
+        if conn.sock is None:  # connect() succeeded, so this only narrows the Optional
+            raise ConnectionError("the connection closed before the request was sent")
+        conn.sock = _DeadlineSocket(conn.sock, deadline, self._timer)
+        conn.request("POST", self._path, body=body, headers=self.headers)
+        resp = conn.getresponse()
+        if resp.length is not None and resp.length > self.max_response_bytes:
+            raise _AnswerTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := resp.read(READ_CHUNK_BYTES):
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise _AnswerTooLarge
+            chunks.append(chunk)
+        return resp.status, b"".join(chunks)
 
     def evaluate(
         self, entity: Entity, hypothesis: Hypothesis, hop_type: HopType, depth: Depth, attempt: int
@@ -146,88 +277,126 @@ class HTTPEvidenceSource:
         quote = self.max_cost(hop_type, depth)
         body = json.dumps(self.request_body(entity, hypothesis, hop_type, depth)).encode("utf-8")
         started = self._timer()
-        conn = None
-        last_exc: BaseException | None = None
-        for attempt_no in range(self.max_retries + 1):
-            conn = self._connection()
-            try:
-                conn.connect()  # nothing has been sent yet: failing here cannot have charged anyone
-                break
-            except OSError as exc:  # refused, DNS failure, connect timeout, TLS handshake
-                conn.close()
-                conn = None
-                last_exc = exc
-                if attempt_no < self.max_retries:
-                    self.retries += 1
-                    self._sleep(self.backoff_s * 2**attempt_no)
-        if conn is None:
-            reason = type(last_exc).__name__ if last_exc else "unknown"
-            raise EvidenceUnavailable(
-                f"evidence evaluator at {self.url} is unreachable ({reason} after {self.max_retries + 1} tries): "
-                "start it, or check the URL"
-            )
+        deadline = started + self.timeout_s
+        conn = self._connect(deadline)
         try:
-            conn.sock.settimeout(self.timeout_s)
-            try:
-                conn.request("POST", self._path, body=body, headers=self.headers)
-                resp = conn.getresponse()
-                status = resp.status
-                raw = resp.read()
-            except TimeoutError:
-                return self._failed("timeout", quote, self._timer() - started, hop_type)
-            except (ConnectionError, http.client.HTTPException, OSError):
-                return self._failed("connection_dropped", quote, self._timer() - started, hop_type)
+            status, raw = self._exchange(conn, body, deadline)
+        except TimeoutError:  # a socket timeout or the hop's deadline: the answer did not come in time
+            return self._failed("timeout", quote, self._timer() - started, hop_type)
+        except _AnswerTooLarge:
+            return self._failed(
+                "bad_response",
+                quote,
+                self._timer() - started,
+                hop_type,
+                f"answer over {self.max_response_bytes:,} bytes",
+            )
+        except (ConnectionError, http.client.HTTPException, OSError):
+            return self._failed("connection_dropped", quote, self._timer() - started, hop_type)
         finally:
             conn.close()
         latency = self._timer() - started
         data: Any = None
         try:
             data = json.loads(raw.decode("utf-8")) if raw else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: bad JSON, or ints of 4,300+ digits
             data = None
-        reported = _cost_of(data)
-        if status >= 500:
-            return self._failed("http_5xx", reported if reported is not None else 0.0, latency, hop_type)
+        cost = data.get("cost_usd") if isinstance(data, dict) else None
+        reported: float | None = None
+        if cost is not None:
+            try:
+                reported = check_usd(cost, "cost_usd", self.hop_cost_ceiling_usd)
+            except ValueError as exc:  # corrupt, not dear: book the quote, never the figure
+                return self._failed("bad_response", quote, latency, hop_type, str(exc))
         if status >= 400 or status < 200:
-            return self._failed(f"http_{status // 100}xx", reported if reported is not None else 0.0, latency, hop_type)
+            error = "http_5xx" if status >= 500 else f"http_{status // 100}xx"
+            return self._failed(error, reported if reported is not None else 0.0, latency, hop_type)
         if not isinstance(data, dict) or reported is None:
-            return self._failed("bad_response", reported if reported is not None else quote, latency, hop_type)
+            return self._failed("bad_response", quote, latency, hop_type)
         try:
             decision = Decision(str(data.get("decision", "")).upper())
         except ValueError:
-            return self._failed("bad_response", reported, latency, hop_type)
+            return self._failed("bad_response", reported, latency, hop_type, "unknown decision")
         self._note_cost(hop_type, reported)
         return EvidenceResult(
             decision=decision,
             cost_usd=reported,
             latency_s=latency,
-            url=str(data.get("url") or ""),
-            excerpt=str(data.get("excerpt") or "")[:2000],
+            url=_text(data.get("url"), MAX_URL_CHARS),
+            excerpt=_text(data.get("excerpt"), MAX_EXCERPT_CHARS),
         )
 
     def _note_cost(self, hop_type: HopType, cost: float) -> None:
+        """Raise the hop type's quote to ``cost``; only costs checked against the ceiling come here."""
         if cost > self._dearest.get(hop_type.value, 0.0):
             self._dearest[hop_type.value] = cost
 
-    def _failed(self, error: str, cost: float, latency: float, hop_type: HopType) -> EvidenceResult:
+    def _failed(self, error: str, cost: float, latency: float, hop_type: HopType, detail: str = "") -> EvidenceResult:
         self.errors[error] += 1
         self._note_cost(hop_type, cost)
         return EvidenceResult(
             decision=Decision.NO_PROGRESS,
             cost_usd=cost,
             latency_s=latency,
-            excerpt=f"evaluator error: {error}",
+            excerpt=f"evaluator error: {error}" + (f" ({detail})" if detail else ""),
             error=error,
         )
 
 
-def _cost_of(data: Any) -> float | None:
-    if not isinstance(data, dict):
-        return None
-    cost = data.get("cost_usd")
-    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost < 0 or cost != cost:
-        return None
-    return float(cost)
+def _text(value: Any, limit: int) -> str:
+    """An optional text field of an answer, cut at ``limit`` characters (a non-string is shown as JSON)."""
+    if value is None or value == "":
+        return ""
+    return (value if isinstance(value, str) else _short(value))[:limit]
+
+
+class _DeadlineSocket:
+    """The socket of one hop as http.client sees it: each send and each read first sets the socket's
+    timeout to the time left until the hop's deadline (TimeoutError once it has passed)."""
+
+    def __init__(self, sock: socket.socket, deadline: float, timer: Callable[[], float]):
+        self._sock = sock
+        self._deadline = deadline
+        self._timer = timer
+
+    def arm(self) -> None:
+        left = self._deadline - self._timer()
+        if left <= 0:
+            raise _DeadlinePassed("the hop's deadline passed")
+        self._sock.settimeout(left)
+
+    def sendall(self, data: Any) -> None:
+        self.arm()
+        self._sock.sendall(data)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        # the socket's own unbuffered reader keeps its reference counting (the fd stays open while the
+        # response reads after the connection object is closed); every read through it is armed first
+        return io.BufferedReader(_DeadlineReader(self._sock.makefile("rb", buffering=0), self.arm))
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, raw: Any, arm: Callable[[], None]):
+        self._raw = raw
+        self._arm = arm
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._arm()
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
 
 
 # --------------------------------------------------------------------------- recording and replay
@@ -366,6 +535,38 @@ def write_replay(
     return p
 
 
+def _replay_row(data: Any, ceiling: float) -> ReplayRow:
+    """One hop line of a replay file, every field checked (ValueError/KeyError/TypeError say what is wrong)."""
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    row = ReplayRow(**{k: data[k] for k in REPLAY_FIELDS if k in data})
+    for name in ("entity", "hypothesis", "pattern", "hop_type", "decision", "url", "excerpt"):
+        if not isinstance(getattr(row, name), str):
+            raise ValueError(f"{name} must be text, got {_short(getattr(row, name))}")
+    if row.error is not None and not isinstance(row.error, str):
+        raise ValueError(f"error must be text or null, got {_short(row.error)}")
+    Decision(row.decision)
+    HopType(row.hop_type)
+    _depth(row.depth)
+    if isinstance(row.attempt, bool) or not isinstance(row.attempt, int) or row.attempt < 0:
+        raise ValueError(f"attempt must be a whole number >= 0, got {_short(row.attempt)}")
+    check_usd(row.cost_usd, "cost_usd", ceiling)
+    if row.quote_usd is not None:
+        check_usd(row.quote_usd, "quote_usd", ceiling)
+    latency = row.latency_s
+    if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not 0 <= latency <= MAX_REPLAY_LATENCY_S:
+        raise ValueError(
+            f"latency_s must be a number of seconds in [0, {MAX_REPLAY_LATENCY_S:g}], got {_short(latency)}"
+        )
+    return row
+
+
+def _depth(value: Any) -> Depth:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"depth must be 1, 2 or 3, got {_short(value)}")
+    return Depth(value)
+
+
 class ReplaySource:
     """Answers hops from recorded evidence (JSONL of ReplayRow), keyed by
     (entity, hypothesis id, hop type, attempt); a line without a hypothesis id
@@ -378,7 +579,7 @@ class ReplaySource:
         rows: Iterable[ReplayRow],
         *,
         strict: bool = False,
-        default_quote_usd: float = 0.05,
+        default_quote_usd: float = DEFAULT_HOP_QUOTE_USD,
         quotes: Mapping[tuple[str, int], float] | None = None,
     ):
         self.strict = strict
@@ -399,7 +600,12 @@ class ReplaySource:
         self.misses = 0
 
     @classmethod
-    def load(cls, path: str | Path, **kw: Any) -> ReplaySource:
+    def load(
+        cls, path: str | Path, *, hop_cost_ceiling_usd: float = DEFAULT_HOP_COST_CEILING_USD, **kw: Any
+    ) -> ReplaySource:
+        """Read a replay file; a line that is not a sound record (unknown decision, a cost or latency that
+        is not a finite number in range, a cost above ``hop_cost_ceiling_usd``) is a one-line ConfigError
+        naming the file and the line, before any hop is answered."""
         p = Path(path)
         rows: list[ReplayRow] = []
         quotes: dict[tuple[str, int], float] = {}
@@ -415,18 +621,13 @@ class ReplaySource:
             try:
                 data = json.loads(line)
                 if isinstance(data, dict) and data.get("kind") == "quote":
-                    key = (HopType(data["hop_type"]).value, int(Depth(int(data["depth"]))))
-                    usd = float(data["quote_usd"])
-                    if not usd >= 0:
-                        raise ValueError(f"quote_usd {usd} must be >= 0")
+                    key = (HopType(data["hop_type"]).value, int(_depth(data["depth"])))
+                    usd = check_usd(data["quote_usd"], "quote_usd", hop_cost_ceiling_usd)
                     quotes[key] = max(quotes.get(key, 0.0), usd)
                     continue
-                row = ReplayRow(**{k: data[k] for k in REPLAY_FIELDS if k in data})
-                Decision(row.decision)
-                HopType(row.hop_type)
-            except (json.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
+                rows.append(_replay_row(data, hop_cost_ceiling_usd))
+            except (TypeError, ValueError, KeyError, RecursionError) as exc:
                 raise ConfigError(f"replay file {p} line {n}: not a replay record ({exc})") from None
-            rows.append(row)
         return cls(rows, quotes={**quotes, **kw.pop("quotes", {})}, **kw)
 
     def max_cost(self, hop_type: HopType, depth: Depth) -> float:

@@ -7,7 +7,8 @@ library; this module wires them to the stores.
 Contract (keep stable; other areas build on it)::
 
     EvidenceSpec(kind="world"|"http"|"replay", world_seed=1, url=None, replay_path=None,
-                 timeout_s=30.0, sleep=False, time_scale=1.0, profile_path=None, strict=False)
+                 timeout_s=30.0, sleep=False, time_scale=1.0, profile_path=None, strict=False,
+                 hop_cost_ceiling_usd=5.0)
     make_source(spec_or_settings=None, *, templates=None, entities=()) -> EvidenceSource
         Settings or None -> the simulated world of DEFAULT_WORLD_SEED (the default source).
         Bad spec (unknown kind, http without url, missing replay file, bad profile)
@@ -72,7 +73,14 @@ from engine.core.model import Entity, Hypothesis, RunResult, Status, Template, U
 from engine.core.params import DEFAULT_PARAMS, ParameterConfig
 from engine.core.settings import Settings
 from engine.discovery.eig import EIGBreakdown, rank_hypotheses
-from engine.discovery.evidence import EvidenceSource, HTTPEvidenceSource, ReplaySource
+from engine.discovery.evidence import (
+    DEFAULT_HOP_COST_CEILING_USD,
+    DEFAULT_HOP_QUOTE_USD,
+    EvidenceSource,
+    HTTPEvidenceSource,
+    ReplaySource,
+    finite_number,
+)
 from engine.discovery.systems import SYSTEMS, run_discovery
 from engine.discovery.world import SimulatedWorld, WorldProfile
 from engine.monitoring.events import MetricEvent, events_of_runs, record_runs
@@ -103,6 +111,9 @@ class EvidenceSpec:
     time_scale: float = 1.0
     profile_path: Path | str | None = None  # world profile (default data/world_profile.json)
     strict: bool = False  # replay: a hop never recorded raises instead of counting a replay_miss
+    #: http and replay: a hop said to cost more (or NaN, inf, < 0) is a bad_response booked at the quote
+    #: (http) or a bad line of the replay file (replay)
+    hop_cost_ceiling_usd: float = DEFAULT_HOP_COST_CEILING_USD
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -111,8 +122,14 @@ class EvidenceSpec:
             raise ConfigError("the http evidence source needs a URL: pass --evaluator-url http://host:port/path")
         if self.kind == "replay" and not self.replay_path:
             raise ConfigError("the replay evidence source needs a file: pass --replay FILE.jsonl")
-        if not (self.timeout_s > 0):
-            raise ConfigError(f"evaluator timeout must be > 0 seconds, got {self.timeout_s!r}")
+        if not finite_number(self.timeout_s) or not self.timeout_s > 0:
+            raise ConfigError(f"evaluator timeout must be a finite number of seconds > 0, got {self.timeout_s!r}")
+        ceiling = self.hop_cost_ceiling_usd
+        if not finite_number(ceiling) or not ceiling >= DEFAULT_HOP_QUOTE_USD:
+            raise ConfigError(
+                f"per-hop cost ceiling must be a finite number of USD >= the default hop quote "
+                f"{DEFAULT_HOP_QUOTE_USD} (e.g. 5.00), got {ceiling!r}"
+            )
         if isinstance(self.world_seed, bool) or not isinstance(self.world_seed, int):
             raise ConfigError(f"world seed must be a whole number, got {self.world_seed!r}")
 
@@ -137,11 +154,13 @@ def make_source(
     """
     spec = spec_or_settings if isinstance(spec_or_settings, EvidenceSpec) else EvidenceSpec()
     if spec.kind == "http":
-        return HTTPEvidenceSource(spec.url or "", timeout_s=spec.timeout_s)
+        return HTTPEvidenceSource(
+            spec.url or "", timeout_s=spec.timeout_s, hop_cost_ceiling_usd=spec.hop_cost_ceiling_usd
+        )
     if spec.kind == "replay":
         if not spec.replay_path:  # EvidenceSpec refuses this already; the check narrows the Optional
             raise ConfigError("the replay evidence source needs a file: pass --replay FILE.jsonl")
-        return ReplaySource.load(spec.replay_path, strict=spec.strict)
+        return ReplaySource.load(spec.replay_path, strict=spec.strict, hop_cost_ceiling_usd=spec.hop_cost_ceiling_usd)
 
     if templates is None:
         templates = load_templates()

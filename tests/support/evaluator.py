@@ -1,4 +1,10 @@
-"""A scripted HTTP evaluator on loopback for tests of the HTTP evidence source and the CLI."""
+"""A scripted HTTP evaluator on loopback for tests of the HTTP evidence source and the CLI.
+
+Besides a scripted reply (``reply(body) -> (status, text)``), it can misbehave the way a real
+evaluator does: answer a cost as any JSON literal (``costing("1e999")``), or drip its whole answer
+(status line, headers, body) one byte every ``drip_s`` seconds, so a client that only bounds each
+socket read would wait for ever.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,11 @@ class Evaluator:
             json.dumps({"decision": "ACCEPT", "cost_usd": 0.021, "url": "https://x.example/a", "excerpt": "found it"}),
         )
         self.delay_s = 0.0
+        #: > 0: send the answer one byte at a time, this many seconds apart
+        self.drip_s = 0.0
+        #: bytes each dripping answer got out before the client hung up (one entry per dripped answer)
+        self.dripped: list[int] = []
+        self._closing = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -29,6 +40,9 @@ class Evaluator:
                     time.sleep(outer.delay_s)
                 status, text = outer.reply(body)
                 data = text.encode()
+                if outer.drip_s:
+                    outer._drip(self, status, data)
+                    return
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -47,6 +61,30 @@ class Evaluator:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def costing(self, literal: str, decision: str = "ACCEPT") -> None:
+        """Answer every hop 200 with ``cost_usd`` written as this JSON literal, verbatim (``1e999``, ``NaN``...)."""
+        text = f'{{"decision": "{decision}", "cost_usd": {literal}, "url": "https://x.example/a"}}'
+        self.reply = lambda body: (200, text)
+
+    def _drip(self, handler: BaseHTTPRequestHandler, status: int, data: bytes) -> None:
+        head = (
+            f"HTTP/1.0 {status} OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        ).encode()
+        sent = 0
+        try:
+            for i in range(len(head + data)):
+                if self._closing.wait(self.drip_s):
+                    break
+                handler.wfile.write((head + data)[i : i + 1])
+                handler.wfile.flush()
+                sent += 1
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            self.dripped.append(sent)
+            handler.close_connection = True
+
     def close(self):
+        self._closing.set()
         self.server.shutdown()
         self.server.server_close()

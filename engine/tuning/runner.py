@@ -19,7 +19,7 @@ next trial number. Trial numbers are unique per study in the table, so no
 finished trial is run twice.
 
 **Every run is recorded.** Each trial's runs (shadow runs of the new system)
-go through ``engine.monitoring.events.record_runs`` with ``stage_id =
+go through ``engine.monitoring.events.record_events`` (fenced by the job lease) with ``stage_id =
 "tuning-<study>"`` and ``run_id = "tuning-<study>-t<trial>[-holdout]"``
 (skipped when that run id is already recorded, so a resumed trial is not
 counted twice). The events go to the metric_events table like every run's;
@@ -41,7 +41,8 @@ from engine.core.params import ParameterConfig
 # substitute (tests start no real worker) replaces both
 from engine.jobs import queue as job_queue
 from engine.jobs.queue import Control, JobState, JobStore, resume_job
-from engine.monitoring.events import count_events, record_runs
+from engine.monitoring.events import TABLE as EVENTS_TABLE
+from engine.monitoring.events import events_of_runs, record_events
 from engine.monitoring.jsonlog import JsonlLog
 from engine.tuning.objective import ObjectiveResult, Workload, run_entities, score_results
 from engine.tuning.outputs import summarize, write_outputs
@@ -125,22 +126,28 @@ class StudyRunner:
         return self._log
 
     def _record(self, results, run_id: str) -> None:
+        """The trial's metric events, once per run id, in one transaction fenced by the job's lease (a
+        worker declared dead records nothing)."""
         if not self.record_metrics:
             return
         log = self._metrics_log()
-        if log is None or count_events(self.ops, run_id=run_id) > 0:
+        if log is None:
             return
         names = {e: self.workload.entities[e].name for e in (r.entity_id for r in results)}
-        record_runs(
-            self.ops,
+        events = events_of_runs(
             results,
             run_id=run_id,
             stage_id=self.study.stage_id,
             truth=self.workload.truth,
-            clock=self.clock,
-            log=log,
+            at=self.clock(),
             names=names,
         )
+        with self.ops.transaction() as db:
+            if self.fence is not None:
+                self.fence(db)
+            if db.conn.execute(f"SELECT 1 FROM {EVENTS_TABLE} WHERE run_id = ? LIMIT 1", [run_id]).fetchone():
+                return
+            record_events(self.ops, events, log=log, db=db)
 
     def evaluate(self, config: ParameterConfig, entity_ids: Sequence[str], run_id: str) -> ObjectiveResult:
         results = run_entities(config, self.workload, entity_ids)

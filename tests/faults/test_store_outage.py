@@ -80,3 +80,40 @@ def test_killing_the_graph_store_mid_stage_pauses_and_resumes_exactly_once(setti
     for eid in cohort:
         grown = sum(sum(h[k] for k in ATTEMPT_FIELDS) - attempts_before[h["id"]] for h in after[eid])
         assert grown == next(r["new_hops"] for r in outcomes if r["entity_id"] == eid), eid
+
+
+def test_a_rollback_interrupted_by_an_outage_is_finished_by_resume(settings, ops, seeded, tmp_path):
+    """case 2: the automatic rollback failed on a dead store and `rollout resume` answered "nothing to resume";
+    now the run says rollback_interrupted, and resume finishes the rollback."""
+    from engine.core.errors import StoreUnavailable
+    from engine.jobs.queue import JobState, run_claimed
+
+    ids = seeded.list_entity_ids()
+    before = seeded.snapshot(ids)["entities"]
+    run_id = ro.start_rollout(
+        settings,
+        ops,
+        stage="pilot",
+        stages_file=stage_table(tmp_path, loose_triggers=True),
+        time_scale=86400 * 4,
+        launch=False,
+        graph=seeded,
+    )
+    job = run_claimed(JobStore(ops), ro.rollout_status(ops, run_id).run.job_id, settings, poll_s=0.05)
+    assert job.state is JobState.SUCCEEDED
+
+    class StoreGoesAway:
+        def __getattr__(self, name):
+            return getattr(seeded, name)
+
+        def restore(self, snapshot):
+            raise StoreUnavailable("FalkorDB went away (test)")
+
+    with pytest.raises(StoreUnavailable):
+        ro.rollback(settings, ops, run_id, "test", "store dies", graph=StoreGoesAway())
+    st = ro.rollout_status(ops, run_id)
+    assert st.state == "rollback_interrupted" and st.state.can_resume() and st.state.awaits_operator()
+    st = ro.resume(ops, run_id, "test", settings=settings)
+    assert st.state == "rolled_back"
+    assert seeded.snapshot(ids)["entities"] == before
+    assert [a["action"] for a in ops.list_audit(action="rollout.rollback")]  # finished and audited

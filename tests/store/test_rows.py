@@ -196,3 +196,16 @@ def test_random_hypotheses_round_trip_through_both_decoders(graph, settings):
             assert_same(fast, want, "batch read_hypotheses")
             assert_same(other, want, "GraphStore.get_hypotheses_many")
             assert_same(graph.get_hypothesis(got.id), want, "GraphStore.get_hypothesis")
+
+
+def test_an_id_the_graph_could_not_find_again_is_refused_before_any_write():
+    """Reliability issue, case 7: a 10 MB id was written, then not found by the id index (> 4,096 bytes)."""
+    import pytest
+
+    from engine.core.model import DomainError
+    from engine.store.rows import MAX_ID_CHARS, check_id
+
+    assert check_id("a" * MAX_ID_CHARS, "entity id") == "a" * MAX_ID_CHARS
+    for bad in ("", "a" * (MAX_ID_CHARS + 1), "x" * 10_485_760):
+        with pytest.raises(DomainError, match="ids must have 1 to 1,024 characters"):
+            check_id(bad, "entity id")

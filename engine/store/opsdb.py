@@ -269,6 +269,12 @@ class OpsDB:
         db = sqlite_utils.Database(conn)
         try:
             yield db
+        except sqlite3.OperationalError as exc:
+            if not is_outage(exc):
+                raise  # a bug (no such column, a syntax error): keep its traceback
+            raise StoreUnavailable(
+                f"operations database {self.path} failed ({exc}): check the disk and its permissions, then retry"
+            ) from exc
         finally:
             if conn.in_transaction:  # a transaction left open by the caller is abandoned, never half-kept
                 conn.rollback()
@@ -433,6 +439,16 @@ class OpsDB:
         with self.connect() as db:
             rows = db.conn.execute("SELECT key, value FROM settings_kv ORDER BY key").fetchall()
         return {k: json.loads(v) for k, v in rows}
+
+
+#: what an sqlite3.OperationalError says when the machinery failed, not the statement
+_OUTAGE_MARKERS = ("locked", "disk i/o", "disk is full", "unable to open", "readonly database", "busy")
+
+
+def is_outage(exc: sqlite3.Error) -> bool:
+    """The database (its file, disk or lock) failed, as opposed to a wrong statement."""
+    text = str(exc).lower()
+    return any(marker in text for marker in _OUTAGE_MARKERS)
 
 
 def _configure(conn: sqlite3.Connection, busy_timeout_s: float) -> None:

@@ -265,3 +265,16 @@ def test_settings_round_trip_and_replace(tmp_path):
     with pytest.raises(DomainError, match="not JSON-able"):
         db.set_setting("bad", float("nan"))
     assert db.get_setting("bad") is None
+
+
+def test_a_failing_disk_is_an_outage_and_a_wrong_statement_is_a_bug(tmp_path):
+    """An outage of the database pauses work (StoreUnavailable, one line); a bad statement keeps its traceback."""
+    import sqlite3
+
+    from engine.core.errors import StoreUnavailable
+
+    ops = OpsDB(tmp_path / "ops.sqlite")
+    with pytest.raises(StoreUnavailable, match="disk I/O error"), ops.transaction():
+        raise sqlite3.OperationalError("disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="no such column"), ops.connect() as db:
+        db.conn.execute("SELECT nope FROM audit")

@@ -11,6 +11,7 @@ Pure — pandas, altair and plain Python over engine results, no Streamlit, test
     live           live monitoring frames, tiles and charts
     naming         download file names (discovery-<kind>-...-<UTC minute>.<ext>)
     rollout_view   Rollout page timeline, criteria, charts, actions and hints
+    text           stored and typed text put into Markdown as text (md_escape, md_code)
     tuning_view    Tuning page frames, charts and tiles
 
 Streamlit — they draw, cache or keep session state:

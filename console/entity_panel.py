@@ -28,6 +28,7 @@ from console.entity_view import confidence_chart, eig_chart, evidence_frame, row
 from console.naming import download_name
 from console.services import Services, cached_graph, call
 from console.tables import HYPOTHESIS_COLUMN_CONFIG
+from console.text import md_code, md_escape
 from engine.discovery.entity_view import (
     CONFIDENCE_COLUMNS,
     HOP_COLUMNS,
@@ -93,7 +94,8 @@ TRAIL_COLUMN_CONFIG = {
     "cost_usd": st.column_config.NumberColumn("Cost", format="$%.3f"),
     "cumulative_cost_usd": st.column_config.NumberColumn("Spent", format="$%.3f"),
     "latency_s": st.column_config.NumberColumn("Latency (s)", format="%.1f"),
-    "url": st.column_config.LinkColumn("URL"),
+    # what the evaluator says it found: text, never a link column (a javascript: or look-alike URL one click away)
+    "url": st.column_config.TextColumn("URL"),
     "excerpt": st.column_config.TextColumn("Excerpt", width="large"),
     "error": st.column_config.TextColumn("Error"),
     "rolled_back": st.column_config.CheckboxColumn("Rolled back"),
@@ -118,18 +120,18 @@ def _render_run(run: EntityRun) -> None:
     mode = "shadow, nothing written to the graph" if s["shadow"] else "live, written to the graph"
     st.subheader("Last run")
     st.caption(
-        f"Run `{s['run_id']}` · {SYSTEM_OPTIONS.get(s['system'], s['system'])} · {mode} · "
-        f"config `{s['config_hash']}` · recorded as a metric event"
+        f"Run {md_code(s['run_id'])} · {md_escape(SYSTEM_OPTIONS.get(s['system'], s['system']))} · {md_escape(mode)} · "
+        f"config {md_code(s['config_hash'])} · recorded as a metric event"
     )
     c = st.columns([2, 1, 1, 1, 1])
-    c[0].metric("Stop reason", s["stop"])
-    c[1].metric("Iterations", s["iterations"])
+    c[0].metric("Stop reason", md_escape(s["stop"]))
+    c[1].metric("Iterations", f"{s['iterations']:d}")
     c[2].metric("Cost", f"${s['cost_usd']:.3f}")
     c[3].metric("Actionable", "yes" if s["actionable"] else "no")
-    c[4].metric("Errored hops", s["errors"])
+    c[4].metric("Errored hops", f"{s['errors']:d}")
     st.caption(
-        f"Stopped because {s['stop_reason']}. Evidence latency {s['evidence_latency_s']:.1f} s (virtual), "
-        f"engine time {s['engine_time_ms']:.1f} ms."
+        f"Stopped because {md_escape(s['stop_reason'])}. Evidence latency {s['evidence_latency_s']:.1f} s "
+        f"(virtual), engine time {s['engine_time_ms']:.1f} ms."
     )
     hops = run.hop_rows()
     if hops:
@@ -169,7 +171,7 @@ def render_entity_view(services: Services, entity_id: str) -> None:
     st.subheader("Ranked by expected information gain")
     size = "unknown" if view.cluster_size is None else f"{view.cluster_size} entities"
     st.caption(
-        f"Cluster `{view.entity.cluster}` ({size}); config `{view.config_hash}`. "
+        f"Cluster {md_code(view.entity.cluster)} ({md_escape(size)}); config {md_code(view.config_hash)}. "
         "Only ACTIVE hypotheses are picked; the new system takes the highest score first."
     )
     rows = view.ranking_rows()
@@ -194,7 +196,7 @@ def render_entity_view(services: Services, entity_id: str) -> None:
     )
     if c3.button("Run discovery", type="primary", key="entity_run_button"):
         # inline on purpose: one entity is well under a second in virtual time (see the module docstring)
-        with st.spinner(f"Running the {system} system on {view.entity.name}…"):
+        with st.spinner(f"Running the {md_escape(system)} system on {md_escape(view.entity.name)}…"):
             run = call(run_entity, graph, services.ops, entity_id, system=system, shadow=shadow, params=params)
         st.session_state[LAST_RUN_KEY] = (entity_id, run)
         st.rerun()  # redraw the whole page (its hypotheses table too) from the state after the run
@@ -216,7 +218,7 @@ def render_entity_view(services: Services, entity_id: str) -> None:
     rolled = sum(1 for r in all_rows if r["rolled_back"])
     st.caption(
         f"{len(evidence)} of {len(all_rows)} hops, newest first"
-        + (f"; {rolled} rolled back (kept, flagged)" if rolled else "")
+        + (f"; {rolled:d} rolled back (kept, flagged)" if rolled else "")
     )
     st.dataframe(evidence, hide_index=True, width="stretch", column_config=TRAIL_COLUMN_CONFIG, key="entity_evidence")
     st.download_button(

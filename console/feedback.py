@@ -6,6 +6,10 @@ under its own key and draws it where the page wants it. ``Feedback.act`` is the
 one way a button calls the engine: one engine function, its one-line
 DiscoveryError shown as an error (``<label>: <message>``), its success as the
 text the page gives.
+
+A message is plain text and is drawn as such (``console.text.md_escape``): it often carries what an
+operator typed or a store holds (a rollback reason, a rule id, an error naming an entity), and
+Streamlit's alerts read Markdown.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from console.text import md_escape
 from engine.core.errors import DiscoveryError
 
 T = TypeVar("T")
@@ -59,7 +64,7 @@ class Feedback:
         message = st.session_state.get(self.key) if keep else st.session_state.pop(self.key, None)
         if message:
             kind, text = Kind(message[0]), message[1]
-            getattr(st, kind.value)(text, icon=ICONS[kind])
+            getattr(st, kind.value)(md_escape(text), icon=ICONS[kind])
 
     def act(self, label: str, fn: Callable[..., T], *args: Any, done: Done = None, **kwargs: Any) -> T | None:
         """``fn(*args, **kwargs)``; a DiscoveryError becomes the error ``<label>: <message>`` (just the message

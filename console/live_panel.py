@@ -27,6 +27,7 @@ from console.live import (
     runs_caption,
     series_frame,
 )
+from console.text import md_escape
 from engine.monitoring.alerts import current_states
 from engine.monitoring.events import query_events_light
 from engine.monitoring.windows import default_bucket, parse_window, series_from_events, summarize_events
@@ -51,7 +52,7 @@ def render_live_charts(services) -> None:
 def _live_body(services, window_label: str) -> None:
     banner = alert_banner(current_states(services.ops))
     if banner:
-        st.warning(banner, icon=":material/notifications_active:")
+        st.warning(md_escape(banner), icon=":material/notifications_active:")  # names the rules: their ids are data
     window_s = parse_window(window_label)
     now = time.time()
     bucket_s = default_bucket(window_s)
@@ -61,19 +62,20 @@ def _live_body(services, window_label: str) -> None:
     summary = summarize_events(events, start=now - window_s, end=now, now=now)
     if summary.overall.runs == 0:
         st.info(
-            f"No discovery runs recorded in the last {window_label}. Runs of `python -m engine discover`, "
+            f"No discovery runs recorded in the last {md_escape(window_label)}. Runs of `python -m engine discover`, "
             "rollouts and tuning appear here as they are recorded (this section refreshes by itself); "
             "`python -m engine demo --ensure` records a day of demo runs on an empty store."
         )
         return
     frame = series_frame(series_from_events(events, bucket_s))
     for column, tile in zip(st.columns(4), comparison_tiles(summary)):
+        # md-safe: console.live.comparison_tiles: constant labels, numbers and the engine's comparison note
         column.metric(tile.label, tile.value, tile.delta, delta_color=tile.delta_color, help=tile.help, border=True)
     for row in (LIVE_METRICS[:2], LIVE_METRICS[2:]):
         for column, metric in zip(st.columns(2), row):
             with column:
                 st.altair_chart(metric_chart(frame, metric, window_label), width="stretch")
-    st.caption(runs_caption(summary, window_label, bucket_s, now))
+    st.caption(md_escape(runs_caption(summary, window_label, bucket_s, now)))
 
 
 #: one auto-refreshing fragment per refresh period (the period is fixed when a fragment is made)

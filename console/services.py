@@ -15,7 +15,8 @@ own statistics.
 
 ``stop_on_error()`` is the console's error edge: a ``DiscoveryError`` (store
 unreachable, unknown entity, bad config) becomes ``st.error(message)`` and
-the page stops there; anything else is a bug and keeps its traceback.
+the page stops there (as plain text: a message often names what a store holds,
+console.text.md_escape); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TypeVar
 import streamlit as st
 from redis.exceptions import RedisError
 
+from console.text import md_escape
 from engine.cache.service import CacheService
 from engine.core.errors import DiscoveryError
 from engine.core.settings import Settings, load_settings
@@ -144,7 +146,7 @@ def stop_on_error() -> Iterator[None]:
     try:
         yield
     except DiscoveryError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(md_escape(exc), icon=":material/error:")
         st.stop()
 
 
@@ -161,7 +163,7 @@ def operator_field(key: str, help: str = "Recorded as console:<name> in the audi
     The function reads the field when a button fires (callbacks run before the
     script, so it never returns a stale value): ``console:<name>``.
     """
-    st.sidebar.text_input("Operator", value="operator", key=key, help=help)
+    st.sidebar.text_input("Operator", value="operator", key=key, help=help)  # md-safe: help is the page's literal
 
     def actor() -> str:
         return f"console:{(st.session_state.get(key) or '').strip() or 'operator'}"

@@ -19,6 +19,7 @@ from console.alerts_view import (
 from console.feedback import Feedback
 from console.naming import download_name
 from console.services import call, get_services
+from console.text import md_code, md_escape
 from engine.core.errors import ConfigError
 from engine.monitoring import alert_jobs, alerts
 from engine.monitoring.alerts import OPS, SCOPES, Severity
@@ -115,10 +116,11 @@ def current_states() -> None:
     """States as the store holds them now (the worker may change them between two page runs)."""
     now = time.time()
     states = alerts.current_states(ops)
-    st.caption(alert_jobs.evaluator_status(ops, now))
+    st.caption(md_escape(alert_jobs.evaluator_status(ops, now)))
     counts = state_counts(rules, states)
     for column, (state, n) in zip(st.columns(len(counts)), counts.items()):
-        column.metric(f"{STATE_ICONS[state]} {state.replace('_', ' ')}", n, border=True)
+        # md-safe: the states are the fixed AlertStatus values and their icons (STATE_ICONS)
+        column.metric(f"{STATE_ICONS[state]} {md_escape(state.replace('_', ' '))}", f"{n:,}", border=True)
     frame = states_frame(rules, states)
     st.dataframe(
         # the "state" column holds state names; str() only tells the type checker, which sees any cell value
@@ -135,7 +137,7 @@ def current_states() -> None:
     if states:
         last = max(r.evaluated_at for r in states.values())
         st.caption(
-            f"last evaluated {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(last))} UTC · "
+            f"last evaluated {md_escape(time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(last)))} UTC · "
             f"no data means too few runs in the window (below the rule's minimum sample), never ok"
         )
 
@@ -186,7 +188,7 @@ else:
 st.subheader("Rules and thresholds")
 source = alerts.rules_source(settings)
 st.caption(
-    f"from `{source}`"
+    f"from {md_code(source)}"
     + (" (shipped defaults)" if source == alerts.SHIPPED_RULES else " (saved edits)")
     + " · fractions for rates (0.10 = 10%), USD, seconds or percent as the unit column says · "
     "durations like 30s, 5m, 1h"
@@ -199,7 +201,9 @@ edited = st.data_editor(
     num_rows="fixed",
     disabled=("id", "name", "metric", "unit"),
     column_config={
-        "metric": st.column_config.TextColumn("metric", help="; ".join(f"{k}: {v}" for k, v in METRIC_HELP.items())),
+        "metric": st.column_config.TextColumn(
+            "metric", help="; ".join(f"{md_escape(k)}: {md_escape(v)}" for k, v in METRIC_HELP.items())
+        ),
         "op": st.column_config.SelectboxColumn("op", options=list(OPS), required=True),
         "threshold": st.column_config.NumberColumn("threshold", required=True, format="%.4g"),
         "hold": st.column_config.TextColumn("hold", help="breach this long before firing (0s: at once)"),
@@ -217,7 +221,7 @@ if save_col.button("Save rules", key="rules_save", icon=":material/save:"):
     try:
         saved = alerts.save_rules(settings, rules_from_editor(edited), ops=ops, actor="console")
     except ConfigError as exc:
-        st.error(f"Not saved, nothing changed. {exc}", icon=":material/error:")
+        st.error(f"Not saved, nothing changed. {md_escape(exc)}", icon=":material/error:")
     else:
         diff = changed_rules(rules, saved)
         feedback.flash(

@@ -14,6 +14,7 @@ import streamlit as st
 from console import cache_view as cv
 from console.feedback import Feedback
 from console.services import call, get_cache_service, get_services, operator_field
+from console.text import md_escape
 from engine.bench import store as bench_store
 from engine.cache import service as cache_service
 from engine.cache.warmer import list_warm_runs
@@ -101,7 +102,7 @@ b2.button("Clear cache", icon=":material/delete_sweep:", on_click=clear_cache, k
 def live_stats() -> None:
     stats = service.cache.stats()
     for column, (label, value, help_) in zip(st.columns(6), cv.stat_tiles(stats)):
-        column.metric(label, value, help=help_, border=True)
+        column.metric(label, value, help=help_, border=True)  # md-safe: cv.stat_tiles: constant labels, numbers
     left, right = st.columns(2)
     with left:
         st.subheader("Most accessed")
@@ -122,7 +123,7 @@ def live_stats() -> None:
         if not runs.empty:
             st.dataframe(runs, hide_index=True, width="stretch", key="cache_warm_runs")
     if service.last_error:
-        st.warning(f"Last cache service error: {service.last_error}")
+        st.warning(f"Last cache service error: {md_escape(service.last_error)}")
 
 
 live_stats()
@@ -162,17 +163,20 @@ def bench_progress() -> None:
         st.caption("No benchmark has run yet.")
         return
     if job.state == JobState.DEAD:
-        st.error(f"Benchmark job {job.id}: its worker process stopped ({job.error or 'no heartbeat'}); run it again")
+        st.error(
+            f"Benchmark job {job.id:d}: its worker process stopped ({md_escape(job.error or 'no heartbeat')}); "
+            "run it again"
+        )
         return
     if not job.state.is_terminal():
-        st.progress(job.progress, text=f"Job {job.id} {job.state}: {job.message or 'starting'} "
-                                       f"({job.progress_done}/{job.progress_total or '?'})")  # fmt: skip
+        st.progress(job.progress, text=f"Job {job.id:d} {md_escape(job.state)}: {md_escape(job.message or 'starting')} "
+                                       f"({job.progress_done:,}/{md_escape(job.progress_total or '?')})")  # fmt: skip
         return
     if job.state != JobState.SUCCEEDED or not job.result:
-        st.error(f"Benchmark job {job.id} {job.state}: {job.error or 'no result'}")
+        st.error(f"Benchmark job {job.id:d} {md_escape(job.state)}: {md_escape(job.error or 'no result')}")
         return
     result = job.result
-    st.success(f"Benchmark job {job.id} finished")
+    st.success(f"Benchmark job {job.id:d} finished")
     st.altair_chart(cv.bench_chart(result["chart"]), width="stretch")
     st.dataframe(cv.bench_figures_frame(result["results"]), hide_index=True, width="stretch", key="cache_bench_table")
     with st.expander("Full report"):

@@ -14,6 +14,7 @@ from console.format import (
 )
 from console.services import cached_graph, call, get_services
 from console.tables import HYPOTHESIS_COLUMN_CONFIG
+from console.text import md_code, md_escape
 
 SEARCH_LIMIT = 50
 
@@ -28,21 +29,22 @@ if not query:
 
 found = call(services.graph.search_entities, query, limit=SEARCH_LIMIT + 1)
 if not found:
-    st.warning(f"No entity matches {query!r}.")
+    st.warning(f"No entity matches {md_escape(repr(query))}.")
     st.stop()
 
-st.caption(match_caption(len(found), SEARCH_LIMIT))
+st.caption(md_escape(match_caption(len(found), SEARCH_LIMIT)))
 matches = found[:SEARCH_LIMIT]
 by_id = {e.id: e for e in matches}
 entity_id = st.selectbox("Entity", list(by_id), format_func=lambda i: entity_label(by_id[i]), key="entity_id")
 entity = by_id[entity_id]
 hyps = call(graph.get_hypotheses, entity.id)
 
-st.header(entity.name)
-st.caption(f"`{entity.id}`")
+# names, ids and details are data (an import can name an entity anything): shown as text, never as Markdown
+st.header(md_escape(entity.name))
+st.caption(md_code(entity.id))
 details = entity_details(entity)
 for column, (label, value) in zip(st.columns([1, 1, 1, 0.5, 2, 1]), details.items()):
-    column.markdown(f"**{label}**  \n{value}")
+    column.markdown(f"**{md_escape(label)}**  \n{md_escape(value)}")
 
 f1, f2 = st.columns(2)
 statuses = f1.multiselect("Status", statuses_of(hyps), key="status_filter")

@@ -24,7 +24,7 @@ if stats.entities == 0:
 tiles = overview_tiles(stats)
 for row in (tiles[:5], tiles[5:]):
     for column, tile in zip(st.columns(5), row):
-        column.metric(tile.label, f"{tile.value:,}", help=tile.help, border=True)
+        column.metric(tile.label, f"{tile.value:,}", help=tile.help, border=True)  # md-safe: constant labels
 
 render_live_charts(services)  # old vs new over a chosen window, refreshing by itself
 
@@ -39,7 +39,7 @@ with right:
         width="stretch",
     )
 
-st.subheader(f"Top {TOP_CLUSTERS} clusters")
+st.subheader(f"Top {TOP_CLUSTERS:d} clusters")
 st.altair_chart(
     charts.count_bars(
         counts_frame(stats.by_cluster, "cluster", "entities", top=TOP_CLUSTERS), "cluster", "entities", colour="#72b7b2"

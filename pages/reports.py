@@ -7,6 +7,7 @@ import time
 import streamlit as st
 
 from console.services import call, get_services
+from console.text import md_code, md_escape
 from engine.monitoring import alerts
 from engine.monitoring.events import stage_ids
 from engine.monitoring.reports import FORMATS, MEDIA_TYPES, build_report, render, report_filename
@@ -41,20 +42,20 @@ texts = {fmt: render(report, fmt) for fmt in FORMATS}
 
 s = report.summary
 st.markdown(
-    f"**{s.overall.runs:,} runs** in the last **{report.window_label}** "
+    f"**{s.overall.runs:,} runs** in the last **{md_escape(report.window_label)}** "
     f"(new {s.by_system['new'].runs:,}, old {s.by_system['old'].runs:,})"
-    + (f" · stage `{stage_id}`" if stage_id else "")
+    + (f" · stage {md_code(stage_id)}" if stage_id else "")
 )
 if s.overall.runs == 0:
     st.info(
-        f"No discovery runs recorded in the last {report.window_label}: the report is valid but empty. "
+        f"No discovery runs recorded in the last {md_escape(report.window_label)}: the report is valid but empty. "
         "Pick a longer window, or record runs (`python -m engine discover`, a rollout, tuning)."
     )
 
 for column, fmt in zip(st.columns(len(FORMATS)), FORMATS):
     name = report_filename(now, report.window_label, fmt)
     column.download_button(
-        f"Download {FORMAT_LABELS[fmt]}",
+        f"Download {md_escape(FORMAT_LABELS[fmt])}",
         texts[fmt].encode("utf-8"),
         file_name=name,
         mime=MEDIA_TYPES[fmt],
@@ -62,7 +63,7 @@ for column, fmt in zip(st.columns(len(FORMATS)), FORMATS):
         icon=":material/download:",
         on_click="ignore",
         width="stretch",
-        help=f"{name} · {len(texts[fmt].encode('utf-8')):,} bytes",
+        help=f"{md_escape(name)} · {len(texts[fmt].encode('utf-8')):,} bytes",
     )
 
 st.subheader("Preview")

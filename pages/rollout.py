@@ -18,6 +18,7 @@ import streamlit as st
 from console import rollout_view as rv
 from console.feedback import Feedback
 from console.services import call, get_services, operator_field
+from console.text import md_code, md_escape
 from engine import rollout
 from engine.jobs.queue import recent_jobs
 from engine.monitoring.events import query_events
@@ -145,12 +146,12 @@ def render_timeline(status) -> None:
     steps = rv.timeline_steps(stage_config, states, current=status.current_stage, details=details)
     for column, step in zip(st.columns(len(steps)), steps):
         with column.container(border=True):
-            st.markdown(f"**{step.index + 1}. {step.name}**" + ("  ← current" if step.current else ""))
+            st.markdown(f"**{step.index + 1:d}. {md_escape(step.name)}**" + ("  ← current" if step.current else ""))
             # a timeline colour comes from rv.STATE_STYLE, whose colours are all badge colours
-            st.badge(step.badge, icon=step.icon, color=cast(BadgeColour, step.colour))
-            st.caption(f"{step.entities} entities · minimum {step.min_duration}")
+            st.badge(md_escape(step.badge), icon=step.icon, color=cast(BadgeColour, step.colour))
+            st.caption(f"{md_escape(step.entities)} entities · minimum {md_escape(step.min_duration)}")
             if step.detail:
-                st.caption(step.detail)
+                st.caption(md_escape(step.detail))
 
 
 def render_controls(status, stage) -> None:
@@ -162,7 +163,7 @@ def render_controls(status, stage) -> None:
         key="rollout_pause",
         icon=":material/pause:",
         disabled=not actions["pause"].enabled,
-        help=actions["pause"].why,
+        help=md_escape(actions["pause"].why),
         on_click=control,
         args=("Pause", rollout.pause, run_id, "requested; the worker pauses before its next entity"),
         width="stretch",
@@ -172,7 +173,7 @@ def render_controls(status, stage) -> None:
         key="rollout_resume",
         icon=":material/play_arrow:",
         disabled=not actions["resume"].enabled,
-        help=actions["resume"].why,
+        help=md_escape(actions["resume"].why),
         on_click=control,
         args=("Resume", rollout.resume, run_id, "requested; the worker continues from its last checkpoint"),
         kwargs={"settings": settings},
@@ -189,7 +190,7 @@ def render_controls(status, stage) -> None:
         key="rollout_promote",
         icon=":material/upgrade:",
         disabled=not actions["promote"].enabled,
-        help=actions["promote"].why,
+        help=md_escape(actions["promote"].why),
         on_click=promote,
         args=(run_id,),
         width="stretch",
@@ -200,7 +201,7 @@ def render_controls(status, stage) -> None:
         icon=":material/undo:",
         type="secondary",
         disabled=not actions["rollback"].enabled or ss.get("rollout_confirm") == run_id,
-        help=actions["rollback"].why,
+        help=md_escape(actions["rollback"].why),
         on_click=ask_rollback,
         args=(run_id,),
         width="stretch",
@@ -209,9 +210,9 @@ def render_controls(status, stage) -> None:
         with st.container(border=True):
             exposed = sum(s.done for s in status.stages)
             st.warning(
-                f"Roll back rollout {run_id}? The worker is stopped, the hypotheses of the "
+                f"Roll back rollout {run_id:d}? The worker is stopped, the hypotheses of the "
                 f"{'entities of its stages' if not status.run.dry_run else 'entities (dry run: nothing live)'} "
-                f"({exposed} processed) are restored from the snapshots taken before each stage, the evidence "
+                f"({exposed:,} processed) are restored from the snapshots taken before each stage, the evidence "
                 "trail is kept but marked rolled back, and the entities go back to the old system.",
                 icon=":material/warning:",
             )
@@ -236,8 +237,10 @@ def render_controls(status, stage) -> None:
 def render_criteria(stage, policy) -> None:
     verdict = stage.verdict if stage else None
     phase, reason, icon, colour = rv.verdict_summary(verdict)
-    n = f" after {verdict.n} entities" if verdict else ""
-    st.markdown(f"**Verdict{n}:** :{colour}-badge[{icon} {phase}] {reason}")
+    st.markdown(  # md-safe: icon and colour come from rv.PHASE_STYLE; the verdict's own texts are escaped
+        f"**Verdict{f' after {verdict.n:,} entities' if verdict else ''}:** "
+        f":{colour}-badge[{icon} {md_escape(phase)}] {md_escape(reason)}"
+    )
     frame = rv.criteria_frame(verdict) if verdict else rv.policy_criteria_frame(policy)
     st.dataframe(
         frame.drop(columns=["metric", "op"]),
@@ -253,9 +256,9 @@ def render_criteria(stage, policy) -> None:
         },
     )
     st.caption(
-        f"Intervals at {policy.confidence:.0%}: paired bootstrap over entities ({policy.bootstrap_resamples} "
+        f"Intervals at {policy.confidence:.0%}: paired bootstrap over entities ({policy.bootstrap_resamples:,} "
         "resamples) for cost and actionable changes and p95 latency, exact Clopper-Pearson for the error rate. "
-        f"Triggers fire only from {policy.min_sample} entities. Latency = the candidate's own engine time per "
+        f"Triggers fire only from {policy.min_sample:,} entities. Latency = the candidate's own engine time per "
         "entity (evidence latency excluded)."
     )
 
@@ -264,14 +267,15 @@ def render_charts(stage) -> None:
     events = call(query_events, ops, stage_id=stage.stage_id)
     frame = rv.old_vs_new_frame(events)
     if frame.empty:
-        st.info(f"No discovery runs recorded for stage id `{stage.stage_id}` yet.")
+        st.info(f"No discovery runs recorded for stage id {md_code(stage.stage_id)} yet.")
         return
     for column, tile in zip(st.columns(3), rv.figure_tiles(rv.latest_figures(frame))):
+        # md-safe: rv.figure_tiles makes labels from a constant table and values from numbers
         column.metric(tile.label, tile.value, tile.delta, border=True, delta_color=tile.delta_color, help=tile.help)
     for column, metric in zip(st.columns(3), rv.SERIES_METRICS):
         column.altair_chart(rv.old_vs_new_chart(frame, metric), width="stretch")
     st.caption(
-        f"Running figures over the {len(events)} metric events of stage id `{stage.stage_id}`, "
+        f"Running figures over the {len(events)} metric events of stage id {md_code(stage.stage_id)}, "
         "in the order the runs finished (old = baseline in shadow, new = candidate)."
     )
 
@@ -283,20 +287,22 @@ def live() -> None:
     if status.run is None:
         st.info(
             "No rollout has been started yet. Start one below: a pilot of "
-            f"{rv.entities_label(stage_config.stages[0].entities)} entities first."
+            f"{md_escape(rv.entities_label(stage_config.stages[0].entities))} entities first."
         )
         render_timeline(status)
         return
     run = status.run
     icon, colour = rv.state_style(status.state)
-    st.markdown(
-        f"### Rollout {run.id} :{colour}-badge[{icon} {status.state.replace('_', ' ')}]"
+    st.markdown(  # md-safe: icon and colour come from rv.STATE_STYLE; the state is escaped
+        f"### Rollout {run.id:d} :{colour}-badge[{icon} {md_escape(status.state.replace('_', ' '))}]"
         + (" :gray-badge[dry run]" if run.dry_run else "")
     )
+    # the run's message carries the rollback reason and the operator's name as typed: text, not Markdown
     st.caption(
-        f"{status.message} · worker: {status.worker_note} · candidate `{run.candidate_hash}` "
-        f"({run.candidate_source}) vs old `{run.baseline_hash}` · time scale {run.time_scale:g} "
-        f"({rv.time_scale_help(run.time_scale)}) · started by {run.actor}"
+        f"{md_escape(status.message)} · worker: {md_escape(status.worker_note)} · "
+        f"candidate {md_code(run.candidate_hash)} ({md_escape(run.candidate_source)}) vs old "
+        f"{md_code(run.baseline_hash)} · time scale {run.time_scale:g} "
+        f"({md_escape(rv.time_scale_help(run.time_scale))}) · started by {md_escape(run.actor)}"
     )
     render_timeline(status)
 
@@ -305,7 +311,9 @@ def live() -> None:
         message = status.job.message if status.job else ""
         st.progress(
             current.progress,
-            text=rv.progress_text(current.name, current.done, current.total, status.state.replace("_", " "), message),
+            text=md_escape(
+                rv.progress_text(current.name, current.done, current.total, status.state.replace("_", " "), message)
+            ),
         )
     done, total = status.progress
     st.caption(f"Whole run: {done:,} of {total:,} entities of the stages reached so far.")
@@ -318,7 +326,7 @@ def live() -> None:
         note=status.job.error if status.job and status.job.error else status.worker_note,
     )
     if hint:
-        {"error": st.error, "warning": st.warning}.get(hint[0], st.info)(hint[1])
+        {"error": st.error, "warning": st.warning}.get(hint[0], st.info)(md_escape(hint[1]))
 
     render_controls(status, current)
 
@@ -333,7 +341,7 @@ def live() -> None:
             ["current", *reached],
             default="current",
             key=f"rollout_stage_shown_{run.id}",
-            format_func=lambda o: f"current ({status.current_stage})" if o == "current" else o,
+            format_func=lambda o: f"current ({md_escape(status.current_stage)})" if o == "current" else md_escape(o),
         )
     shown_name = status.current_stage if choice is None or choice == "current" else choice
     shown = (status.stage(shown_name) if shown_name is not None else None) or current
@@ -341,10 +349,10 @@ def live() -> None:
         raise RuntimeError(f"rollout {run.id}: no stage {shown_name!r} to show")
     policy = stage_config.stage(shown.name) if shown.name in stage_config.names() else None
 
-    st.subheader(f"Criteria · {shown.name}")
+    st.subheader(f"Criteria · {md_escape(shown.name)}")
     if policy is not None:
         render_criteria(shown, policy)
-    st.subheader(f"Old vs new · {shown.name}")
+    st.subheader(f"Old vs new · {md_escape(shown.name)}")
     render_charts(shown)
 
     st.subheader("Decision records")
@@ -368,7 +376,7 @@ def live() -> None:
     now = time.time()
     d1, d2 = st.columns(2)
     d1.download_button(
-        f"Stage report · {shown.name} (Markdown)",
+        f"Stage report · {md_escape(shown.name)} (Markdown)",
         data=stage_report_md,
         file_name=rv.report_file_name(f"rollout-{run.id}-{shown.name}", now),
         mime="text/markdown",
@@ -403,8 +411,12 @@ st.fragment(live, run_every=IDLE_REFRESH_S if settled else REFRESH_S)()
 with st.expander("Start a rollout", icon=":material/rocket_launch:", expanded=not runs):
     candidate = call(rollout.candidate_info, ops)
     choices = [CANDIDATE, FILE] if candidate else [LIVE, FILE]
-    labels = {
-        CANDIDATE: f"Handed-over candidate `{candidate['hash']}` ({candidate.get('source', '')})" if candidate else "",
+    labels = {  # radio options are read as Markdown: the candidate's hash and source are data
+        CANDIDATE: (
+            f"Handed-over candidate {md_code(candidate['hash'])} ({md_escape(candidate.get('source', ''))})"
+            if candidate
+            else ""
+        ),
         LIVE: "Live config (new system, same parameters as the old)",
         FILE: "ParameterConfig file",
     }
@@ -435,19 +447,21 @@ with st.expander("Start a rollout", icon=":material/rocket_launch:", expanded=no
             help="Stage seconds per real second for minimum durations: 1 = real time, "
             "86400 = a stage day passes every second.",
         )
-        st.radio("Candidate (new system)", choices, format_func=labels.get, key="rollout_candidate", horizontal=True)
+        st.radio(  # md-safe: the labels above are escaped where they hold data
+            "Candidate (new system)", choices, format_func=labels.get, key="rollout_candidate", horizontal=True
+        )
         st.text_input(
             "Config file (when 'ParameterConfig file' is chosen)",
             key="rollout_config_file",
             placeholder=known[0] if known else str(configs_dir / "candidate.json"),
         )
         if known:
-            st.caption("Configs in the data dir: " + ", ".join(f"`{Path(k).name}`" for k in known))
+            st.caption("Configs in the data dir: " + ", ".join(md_code(Path(k).name) for k in known))
         st.checkbox("Dry run (both systems in shadow: nothing live is written)", key="rollout_dry_run")
         st.form_submit_button(
             "Start", type="primary", icon=":material/rocket_launch:", on_click=start, key="rollout_start"
         )
-    st.caption("Stage table: " + (stage_config.source or "data/stages.json"))
+    st.caption("Stage table: " + md_code(stage_config.source or "data/stages.json"))
     st.dataframe(rv.stage_table_frame(stage_config), hide_index=True, width="stretch", key="rollout_stage_table")
 
 with st.expander("Rollout jobs", icon=":material/work_history:"):

@@ -12,6 +12,7 @@ import streamlit as st
 from console import tuning_view as tv
 from console.feedback import Feedback
 from console.services import call, get_services, operator_field
+from console.text import md_code, md_escape
 from engine import tuning as studies
 from engine.core.errors import ConfigError
 from engine.core.params import PARAMETER_SPECS
@@ -168,22 +169,24 @@ def live() -> None:
     trials = studies.list_trials(ops, study.id)
     spec = study.spec
 
-    st.subheader(f"Study {study.id}: {study.name}")
+    st.subheader(f"Study {study.id:d}: {md_escape(study.name)}")
     st.caption(
-        f"{study.sampler} · {spec.entities.describe()} · {spec.evidence.describe(spec.world_seed)}"
-        + (f" scored by {spec.labels.path}" if spec.labels else "")
+        f"{md_escape(study.sampler)} · {md_escape(spec.entities.describe())} · "
+        f"{md_escape(spec.evidence.describe(spec.world_seed))}"
+        + (f" scored by {md_code(spec.labels.path)}" if spec.labels else "")
         + f" · {len(study.train_ids)} training / "
-        f"{len(study.holdout_ids)} hold-out entities · tuned: {', '.join(spec.params)}"
+        f"{len(study.holdout_ids)} hold-out entities · tuned: {md_escape(', '.join(spec.params))}"
         + (f" · full grid {study.grid_full_size:,} points" if study.grid_full_size else "")
     )
     done = job.progress_done if job else len(trials)
     total = job.progress_total if job and job.progress_total else study.total_trials
     st.progress(
         tv.progress_of(done, total),
-        text=f"{state} · {len(trials)}/{study.total_trials} trials · {job.message if job else ''}",
+        text=f"{md_escape(state)} · {len(trials)}/{study.total_trials:,} trials · "
+        f"{md_escape(job.message if job else '')}",
     )
     if job and job.error:
-        st.error(f"job {job.id}: {job.error}")
+        st.error(f"job {job.id:d}: {md_escape(job.error)}")
 
     b1, b2, b3, _ = st.columns([1, 1, 1, 3])
     running = state in JobState and JobState(state).is_active()  # "created" and "finished" are study states
@@ -207,16 +210,19 @@ def live() -> None:
 
     if study.result:
         for col, (label, value, help_) in zip(st.columns(4), tv.result_tiles(study.result)):
-            col.metric(label, value, help=help_, border=True)
+            col.metric(label, value, help=help_, border=True)  # md-safe: constant labels, scores and trial numbers
         if study.result["winner_is_base"]:
             st.info(
                 "The current config won on the hold-out set: no tuned trial beat it on training and held up "
                 "on hold-out, so there is nothing to roll out."
             )
         else:
-            st.write(
+            st.markdown(
                 "Winner's changes: "
-                + ", ".join(f"`{k}` {v['from']} → {v['to']}" for k, v in study.result["changes"].items())
+                + ", ".join(
+                    f"{md_code(k)} {md_escape(v['from'])} → {md_escape(v['to'])}"
+                    for k, v in study.result["changes"].items()
+                )
             )
 
     frame = tv.trials_frame(trials, spec.params)

@@ -5,7 +5,10 @@ states) and computes everything; the three renderers only format that data.
 Markdown and HTML draw the same sections (``sections(report)``), the HTML adds
 hand-made inline SVG charts, so the file opens offline: no script, no CDN, no
 external reference of any kind. Every text that reaches HTML goes through
-``html.escape``; Markdown cells escape ``| < > &`` and line breaks.
+``html.escape``; Markdown cells and lines go through ``md_cell``, so an entity
+name, a rule id or an operator's note is shown as the characters it is made of
+wherever the file is opened (``Evil ![pixel](http://host/t.png)`` draws no
+image and fetches nothing).
 
 Each report states its window, the config hash(es) seen, its generation time
 and the percentile method.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -415,20 +419,28 @@ def sections(r: Report) -> list[Section]:
 # --------------------------------------------------------------------------- Markdown
 
 
+#: Characters that start inline Markdown in a line or a table cell: escapes, code, links and images
+#: (``[`` and ``]``: an escaped bracket makes neither ``[x](url)`` nor ``![x](url)``), and emphasis or
+#: strikethrough marks unless they stand alone between spaces ("q/100 * n" can never be emphasis, so
+#: the report's own prose stays readable as plain text).
+_INLINE_MARKUP = re.compile(r"[\\`\[\]]|(?<=\S)[*_~]|[*_~](?=\S)")
+
+
 def md_cell(text: str) -> str:
-    return (
-        str(text)
-        .replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace("|", "\\|")
-        .replace("\r", " ")
-        .replace("\n", " ")
+    """``text`` for a Markdown line or table cell: shown as it is, never as markup.
+
+    HTML's ``& < >`` become entities (no tag, no autolink), ``|`` cannot end a cell, line breaks
+    become spaces, and every character that could start a link, an image, code or emphasis gets
+    a backslash. Block markup (headings, lists) cannot start inside a line the report begins.
+    """
+    escaped = (
+        str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", " ").replace("\n", " ")
     )
+    return _INLINE_MARKUP.sub(lambda m: "\\" + m.group(0), escaped).replace("|", "\\|")
 
 
 def to_markdown(r: Report) -> str:
-    out = [f"# {md_cell(r.title)}: last {r.window_label}", ""]
+    out = [f"# {md_cell(r.title)}: last {md_cell(r.window_label)}", ""]
     for sec in sections(r):
         out += [f"## {md_cell(sec.title)}", ""]
         bullets = sec.title == "Window" or sec.title == "Old vs new"

@@ -11,7 +11,18 @@ import pytest
 import console
 
 CONSOLE = Path(console.__file__).resolve().parent
-PURE = ("alerts_view", "cache_view", "charts", "entity_view", "format", "live", "naming", "rollout_view", "tuning_view")
+PURE = (
+    "alerts_view",
+    "cache_view",
+    "charts",
+    "entity_view",
+    "format",
+    "live",
+    "naming",
+    "rollout_view",
+    "text",
+    "tuning_view",
+)
 DRAWING = ("services", "feedback", "tables", "entity_panel", "live_panel")
 
 

@@ -30,6 +30,7 @@ from engine.monitoring.alerts import (
 from engine.monitoring.events import record_runs
 from engine.monitoring.jsonlog import JsonlLog
 from engine.store.opsdb import open_ops_db
+from tests.support.console_env import as_shown
 from tests.support.monitoring_data import make_run
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
@@ -133,7 +134,7 @@ def test_evaluate_now_then_acknowledge_is_audited(console_env):
     at = open_page()
     at.button(key="evaluate_now").click().run()
     assert not at.exception
-    shown = [s.value for s in at.success] + [e.value for e in at.error]
+    shown = [as_shown(s.value) for s in at.success] + [as_shown(e.value) for e in at.error]
     assert any("evaluated 5 rules" in text and "1 firing" in text for text in shown), shown
     table = _states_table(at).set_index("rule")
     assert table.loc["error-rate", "state"] == "firing"
@@ -146,12 +147,12 @@ def test_evaluate_now_then_acknowledge_is_audited(console_env):
     at.text_input(key="ack_actor").input("").run()
     submit = next(b for b in at.button if b.label == "Acknowledge")
     submit.click().run()
-    assert any("say who you are" in e.value for e in at.error)
+    assert any("say who you are" in as_shown(e.value) for e in at.error)
     at.text_input(key="ack_actor").input("ana")
     at.text_input(key="ack_note").input("checking the evaluator")
     next(b for b in at.button if b.label == "Acknowledge").click().run()
     assert not at.exception
-    assert any("acknowledged error-rate as console:ana" in s.value for s in at.success)
+    assert any("acknowledged error-rate as console:ana" in as_shown(s.value) for s in at.success)
     ops = open_ops_db(console_env)
     assert current_states(ops)["error-rate"].acknowledged_by == "console:ana"
     audit = ops.list_audit(action="alert.acknowledge")
@@ -166,7 +167,7 @@ def test_threshold_edit_is_validated_and_saved(console_env):
     at.session_state["rules_editor"] = {"edited_rows": {0: {"threshold": 5.0}}, "added_rows": [], "deleted_rows": []}
     next(b for b in at.button if b.label == "Save rules").click().run()
     assert not at.exception
-    errors = [e.value for e in at.error]
+    errors = [as_shown(e.value) for e in at.error]
     assert any("Not saved" in e and "error-rate" in e and "threshold" in e for e in errors), errors
     assert not rules_path(console_env).exists()
     # a valid edit is saved to the data dir and audited
@@ -177,7 +178,7 @@ def test_threshold_edit_is_validated_and_saved(console_env):
     }
     next(b for b in at.button if b.label == "Save rules").click().run()
     assert not at.exception
-    assert any("changed: error-rate" in s.value for s in at.success), [s.value for s in at.success]
+    assert any("changed: error-rate" in as_shown(s.value) for s in at.success), [s.value for s in at.success]
     saved = {r.id: r for r in load_rules(console_env)}
     assert saved["error-rate"].threshold == 0.2 and saved["error-rate"].hold_s == 60
     assert open_ops_db(console_env).list_audit(action="alert_rules.save")

@@ -12,7 +12,7 @@ from engine.bench import store as bench_store
 from engine.cache import service as cache_service
 from engine.jobs.queue import JobState, JobStore, wait_for
 from engine.store.opsdb import open_ops_db
-from tests.support.console_env import seeded_console_env
+from tests.support.console_env import as_shown, seeded_console_env
 
 PAGE = Path(__file__).resolve().parents[2] / "pages" / "cache.py"
 TIMEOUT = 60
@@ -53,7 +53,7 @@ def test_page_shows_the_console_cache_and_warm_now_fills_it(seeded):
     at = run_page()
     at.button(key="cache_warm").click().run()
     assert not at.exception
-    assert any(s.value.startswith("Warm now: ") and "entries loaded" in s.value for s in at.success)
+    assert any(as_shown(s.value).startswith("Warm now: ") and "entries loaded" in s.value for s in at.success)
     assert all(("hyps", e) in svc.cache for e in ids)  # what operators read came back first
     assert metric(at, "Entries") != "0"
     assert len(at.dataframe) >= 1  # the warm-run history
@@ -64,7 +64,7 @@ def test_page_shows_the_console_cache_and_warm_now_fills_it(seeded):
     assert open_ops_db(settings).list_audit(1)[0]["actor"] == "console:operator"  # the sidebar's Operator
     at.text_input(key="cache_operator").input("ana").run()
     at.button(key="cache_clear").click().run()
-    assert any("Clear cache:" in s.value for s in at.success)
+    assert any("Clear cache:" in as_shown(s.value) for s in at.success)
     assert open_ops_db(settings).list_audit(1, action="cache.clear")[0]["actor"] == "console:ana"
     assert metric(at, "Entries") == "0"
 
@@ -74,11 +74,11 @@ def test_interval_is_saved_and_validated(seeded):
     at = run_page()
     at.number_input(key="cache_interval").set_value(120.0).run()
     at.button(key="cache_save_interval").click().run()
-    assert any("every 120 s" in s.value for s in at.success)
+    assert any("every 120 s" in as_shown(s.value) for s in at.success)
     assert cache_service.warm_interval(open_ops_db(settings)) == 120.0
     at.number_input(key="cache_interval").set_value(2.0).run()
     at.button(key="cache_save_interval").click().run()
-    assert any("warm interval must be" in e.value for e in at.error)
+    assert any("warm interval must be" in as_shown(e.value) for e in at.error)
 
 
 def test_benchmark_runs_in_a_worker_and_the_page_charts_it(seeded):
@@ -88,14 +88,14 @@ def test_benchmark_runs_in_a_worker_and_the_page_charts_it(seeded):
     assert any("No benchmark has run yet" in c.value for c in at.caption)
     at.number_input(key="cache_bench_entities").set_value(12).run()
     at.button(key="cache_bench_run").click().run()
-    assert not at.exception and any("a worker process is starting" in s.value for s in at.success)
+    assert not at.exception and any("a worker process is starting" in as_shown(s.value) for s in at.success)
     (job,) = JobStore(ops).list(kind=bench_store.JOB_KIND)
     job = wait_for(JobStore(ops), job.id, until=lambda j: j.state.is_terminal() or j.state == JobState.DEAD,
                    timeout_s=240)  # fmt: skip
     assert job.state == JobState.SUCCEEDED, (job.state, job.error)
     assert [r["entities"] for r in job.result["results"]] == [12]
     at = run_page()  # a fresh session finds the latest benchmark
-    assert any(f"Benchmark job {job.id} finished" in s.value for s in at.success)
+    assert any(f"Benchmark job {job.id} finished" in as_shown(s.value) for s in at.success)
     (chart,) = at.get("vega_lite_chart")
     assert '"type": "log"' in chart.proto.spec and "chunked parallel" in str(chart.proto)
     table = [d for d in at.dataframe if "batch read chunked (ms)" in d.value.columns]

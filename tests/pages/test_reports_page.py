@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from engine.monitoring.events import record_runs
 from engine.monitoring.jsonlog import JsonlLog
 from engine.store.opsdb import open_ops_db
+from tests.support.console_env import as_shown
 from tests.support.monitoring_data import make_run
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
@@ -55,7 +56,7 @@ def test_summary_and_three_downloads_for_the_default_window(console_env):
     buttons = downloads(at)
     assert set(buttons) == {"Download Markdown", "Download JSON", "Download HTML"}
     for label, ext in (("Markdown", "md"), ("JSON", "json"), ("HTML", "html")):
-        help_ = buttons[f"Download {label}"].proto.help
+        help_ = as_shown(buttons[f"Download {label}"].proto.help)
         assert re.match(rf"discovery-report-\d{{4}}-\d\d-\d\dT\d{{4}}Z-24h\.{ext} · [\d,]+ bytes$", help_), help_
     md = next(c.value for c in at.code)
     assert md.startswith("# Discovery Ops report: last 24h") and EVIL not in md
@@ -74,14 +75,14 @@ def test_a_shorter_window_and_a_stage_narrow_the_report(console_env):
     at.selectbox(key="report_stage").select("pilot").run()
     assert not at.exception
     assert any("**3 runs** in the last **4h**" in m.value and "stage `pilot`" in m.value for m in at.markdown)
-    assert "4h.md" in downloads(at)["Download Markdown"].proto.help
+    assert "4h.md" in as_shown(downloads(at)["Download Markdown"].proto.help)
 
 
 def test_a_bad_window_is_one_line_and_nothing_is_offered(console_env):
     at = open_page()
     at.text_input(key="report_custom_window").input("yesterday").run()
     assert not at.exception
-    assert len(at.error) == 1 and "e.g. 15m, 24h or 7d" in at.error[0].value
+    assert len(at.error) == 1 and "e.g. 15m, 24h or 7d" in as_shown(at.error[0].value)
     assert not downloads(at)
 
 

@@ -29,6 +29,7 @@ from engine.rollout.stages import load_stage_config
 from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
+from tests.support.console_env import as_shown
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 PAGE = "pages/rollout.py"
@@ -134,7 +135,7 @@ def buttons(at: AppTest) -> dict[str, bool]:
 
 
 def flashes(at: AppTest) -> tuple[list[str], list[str]]:
-    return [s.value for s in at.success], [e.value for e in at.error]
+    return [as_shown(s.value) for s in at.success], [as_shown(e.value) for e in at.error]
 
 
 def all_hypotheses(graph) -> dict:
@@ -198,7 +199,7 @@ def test_dry_run_pilot_runs_in_a_worker_and_the_page_shows_its_state(console):
     assert status.stage("pilot").state.replace("_", " ") in pilot_badge
     assert ":gray-badge[:material/remove: not in run]" in shown  # limited and production: not in this run
     [progress] = at.get("progress")
-    assert progress.proto.text.startswith("pilot: 10 of 10 entities (100%)")
+    assert as_shown(progress.proto.text).startswith("pilot: 10 of 10 entities (100%)")
 
     # criteria: the verdict's rows with their measured values, intervals and thresholds
     criteria = next(df.value for df in at.dataframe if "criterion" in df.value.columns)
@@ -246,7 +247,7 @@ def test_rollback_needs_a_second_explicit_confirmation_and_restores_the_graph(co
     at.button(key="rollout_rollback").click().run()
     assert not at.exception
     assert rollout.rollout_status(ops).state == status.state  # nothing happened yet
-    assert any("Roll back rollout 1?" in w.value for w in at.warning)
+    assert any("Roll back rollout 1?" in as_shown(w.value) for w in at.warning)
     assert "rollout_confirm_rollback" in buttons(at) and not buttons(at)["rollout_rollback"]
 
     at.button(key="rollout_keep").click().run()  # changed my mind
@@ -285,7 +286,7 @@ def test_pause_resume_and_a_forced_promotion_before_the_minimum_duration(console
     hint = {"inconclusive": ("warning", "A person decides"), "soaking": ("info", "promoted automatically")}[
         status.state
     ]
-    assert any(hint[1] in e.value for e in getattr(at, hint[0]))
+    assert any(hint[1] in as_shown(e.value) for e in getattr(at, hint[0]))
     assert {k for k, on in buttons(at).items() if on} >= {"rollout_pause", "rollout_promote", "rollout_rollback"}
     assert not buttons(at)["rollout_resume"]
 
@@ -294,7 +295,7 @@ def test_pause_resume_and_a_forced_promotion_before_the_minimum_duration(console
     wait_for(JobStore(ops), job_id, until=lambda j: j.state.value == "paused", timeout_s=WORKER_TIMEOUT_S)
     at.run()
     assert buttons(at)["rollout_resume"] and not buttons(at)["rollout_pause"]
-    assert any(i.value.startswith("Paused between entities") for i in at.info)
+    assert any(as_shown(i.value).startswith("Paused between entities") for i in at.info)
     at.button(key="rollout_resume").click().run()
     assert flashes(at)[0] == ["Resume: requested; the worker continues from its last checkpoint"]
     wait_for(JobStore(ops), job_id, until=lambda j: j.state.value == "running", timeout_s=WORKER_TIMEOUT_S)
@@ -364,7 +365,7 @@ def test_a_killed_worker_shows_as_dead_and_resume_starts_a_new_one_from_the_chec
     at.run()
     assert rollout.rollout_status(ops).state == "dead"
     assert any(m.startswith("### Rollout 1 ") and "dead" in m for m in markdown(at))
-    assert any("Resume starts a new worker" in e.value for e in at.error)
+    assert any("Resume starts a new worker" in as_shown(e.value) for e in at.error)
     assert buttons(at)["rollout_resume"] and not buttons(at)["rollout_pause"]
 
     at.button(key="rollout_resume").click().run()

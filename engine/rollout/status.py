@@ -13,6 +13,7 @@ import math
 import time
 
 from engine.jobs.queue import JobStore, worker_liveness
+from engine.monitoring.reports import md_cell
 from engine.rollout.records import (
     RolloutError,
     RolloutStatus,
@@ -155,7 +156,8 @@ def stage_report(ops, run_id: int | None, stage: str) -> str:
         "",
         f"- state: **{s.state}** (run {st.state}){' — dry run, nothing live was touched' if r.dry_run else ''}",
         f"- entities: {s.done} of {s.total} processed; cumulative target {'all' if s.target is None else s.target}",
-        f"- candidate config `{r.candidate_hash}` ({r.candidate_source}); baseline (old system) `{r.baseline_hash}`",
+        f"- candidate config `{r.candidate_hash}` ({md_cell(r.candidate_source)}); "
+        f"baseline (old system) `{r.baseline_hash}`",
         f"- started {ts(s.started_at)}; entities done {ts(s.completed_at)}; promoted {ts(s.promoted_at)}; "
         f"rolled back {ts(s.rolled_back_at)}",
         f"- elapsed {s.elapsed_days:.2f} of {s.min_duration_days:g} minimum days (time scale {r.time_scale:g})",
@@ -185,7 +187,7 @@ def stage_report(ops, run_id: int | None, stage: str) -> str:
     else:
         fmt = lambda x: "n/a" if x is None else (f"{x:.4g}" if math.isfinite(x) else str(x))  # noqa: E731
         lines += [
-            f"Verdict: **{v.phase}** after {v.n} entities — {v.reason}",
+            f"Verdict: **{v.phase}** after {v.n} entities — {md_cell(v.reason)}",
             "",
             "| kind | metric | test | threshold | value | interval | phase |",
             "|---|---|---|---|---|---|---|",
@@ -203,10 +205,9 @@ def stage_report(ops, run_id: int | None, stage: str) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for d in sorted((d for d in st.decisions if d.stage == stage), key=lambda d: d.id):
-        reason = d.reason.replace("|", "\\|")
-        lines.append(
-            f"| {d.id} | {ts(d.at)} | {d.gate} | {d.action} | {d.phase} | {d.actor} | "
-            f"{'yes' if d.forced else ''} | {reason} |"
+        lines.append(  # reasons and actors are typed by people: shown as text, never as markup
+            f"| {d.id} | {ts(d.at)} | {d.gate} | {d.action} | {d.phase} | {md_cell(d.actor)} | "
+            f"{'yes' if d.forced else ''} | {md_cell(d.reason)} |"
         )
     lines += [
         "",

@@ -27,6 +27,7 @@ from typing import Any
 from engine.core.configs import set_candidate
 from engine.core.errors import ConfigError
 from engine.core.params import ParameterConfig
+from engine.monitoring.reports import md_cell
 from engine.tuning.store import Study, Trial, get_study, list_trials
 
 
@@ -90,14 +91,14 @@ def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, A
     rw = spec.rewards
     base, winner = summary["base"], summary["winner"]
     lines = [
-        f"# Tuning study {study.id}: {study.name}",
+        f"# Tuning study {study.id}: {md_cell(study.name)}",  # a name typed by a person: text, not markup
         "",
         f"- Method: {study.sampler}",
         f"- Search trials: {spec.iterations} "
         f"(plus trial 0 = the config current at creation, hash {study.base_config.hash()})",
         f"- Tuned parameters: {', '.join(spec.params)}",
         f"- Entities: {spec.entities.describe()}; evidence: {spec.evidence.describe(spec.world_seed)}"
-        + (f"; truth from {spec.labels.path}" if spec.labels else "; truth: the simulated world's"),
+        + (f"; truth from {md_cell(str(spec.labels.path))}" if spec.labels else "; truth: the simulated world's"),
         f"- Split: {len(study.train_ids)} training / {len(study.holdout_ids)} hold-out "
         f"(hash split, training fraction {spec.train_fraction}, salt {spec.salt!r})",
         f"- Sampler seed: {spec.seed}",

@@ -56,6 +56,7 @@ STATE_STYLE: dict[str, tuple[str, str]] = {
     EffectiveState.COMPLETED: (":material/verified:", "green"),
     EffectiveState.FAILED: (":material/cancel:", "red"),
     EffectiveState.ROLLING_BACK: (":material/undo:", "red"),
+    EffectiveState.ROLLBACK_INTERRUPTED: (":material/sync_problem:", "red"),
     EffectiveState.ROLLED_BACK: (":material/undo:", "violet"),
     EffectiveState.CANCELLED: (":material/block:", "gray"),
     EffectiveState.DEAD: (":material/heart_broken:", "red"),
@@ -638,6 +639,10 @@ def available_actions(state: str | None, stage_state: str | None = None) -> dict
     }
 
 
+#: how a job message of a run paused by a fault begins (engine.rollout.runner)
+FAULT_PAUSE_PREFIX = "paused by a fault"
+
+
 def duration_text(seconds: float) -> str:
     """A short real-time duration: '45 s', '12 min', '3.5 h', '2.1 days'."""
     if seconds < 90:
@@ -685,8 +690,20 @@ def state_hint(
             f"The rollout job failed: {note or 'see the worker log'}. Resume retries from the last "
             "checkpoint, or Roll back.",
         )
+    if state == EffectiveState.PAUSED and note.startswith(FAULT_PAUSE_PREFIX):
+        return (
+            "error",
+            f"{note}. The worker retries by itself once the store or the evaluator answers again; "
+            "Resume retries now.",
+        )
     if state == EffectiveState.PAUSED:
         return ("info", "Paused between entities; the worker keeps its place. Resume continues.")
+    if state == EffectiveState.ROLLBACK_INTERRUPTED:
+        return (
+            "error",
+            "A rollback was interrupted by an outage. Resume (or Roll back again) finishes it once the store "
+            "answers; nothing is half-restored for long: the rollback restores every stage from its snapshot again.",
+        )
     if state == EffectiveState.QUEUED:
         return ("info", "Queued: a worker process is starting.")
     return None

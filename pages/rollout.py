@@ -323,7 +323,11 @@ def live() -> None:
         current.elapsed_days if current else 0.0,
         current.min_duration_days if current else 0.0,
         run.time_scale,
-        note=status.job.error if status.job and status.job.error else status.worker_note,
+        note=status.job.error
+        if status.job and status.job.error
+        else status.job.message
+        if status.job and status.job.message.startswith(rv.FAULT_PAUSE_PREFIX)
+        else status.worker_note,
     )
     if hint:
         {"error": st.error, "warning": st.warning}.get(hint[0], st.info)(md_escape(hint[1]))

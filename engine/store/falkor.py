@@ -75,7 +75,7 @@ import psutil
 import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
-from redis.exceptions import BusyLoadingError, RedisError
+from redis.exceptions import BusyLoadingError, RedisError, ResponseError
 from redis.retry import Retry
 
 from engine.core.errors import StoreUnavailable, first_line
@@ -426,13 +426,13 @@ def release_embedded_server(settings: Settings) -> bool:
     """``release_embedded_servers`` for one data dir; True when its server was stopped."""
     if settings.falkordb_url:
         return False
-    graph_dir = settings.graph_dir.resolve()
-    if not graph_dir.exists():
-        return False
-    return _release(graph_dir)
+    return _release(settings.graph_dir.resolve())
 
 
 def _release(graph_dir: Path) -> bool:
+    if not graph_dir.is_dir():
+        _drop_user_lock(graph_dir)  # the data dir was deleted (a throwaway bench dir): nothing to stop
+        return False
     with _start_lock(graph_dir):
         _drop_user_lock(graph_dir)
         marker = graph_dir / AUTOSTOP_NAME
@@ -450,7 +450,8 @@ def _release(graph_dir: Path) -> bool:
             others = other_clients(sock)
             if others is None or others:
                 return False  # cannot tell, or someone is connected
-            _shutdown_locked(graph_dir, sock, pid, STOP_TIMEOUT_S)
+            if not _shutdown_locked(graph_dir, sock, pid, STOP_TIMEOUT_S, force=False):
+                return False  # it refused to save (disk full?) or is still saving: leave it running
             marker.unlink(missing_ok=True)
             return True
         finally:
@@ -534,16 +535,27 @@ def stop_embedded_server(settings: Settings, timeout_s: float = STOP_TIMEOUT_S) 
         return True
 
 
-def _shutdown_locked(graph_dir: Path, sock: Path, pid: int, timeout_s: float) -> None:
-    """SHUTDOWN SAVE the server ``pid`` and wait for it to exit; the caller holds the start lock."""
+def _shutdown_locked(graph_dir: Path, sock: Path, pid: int, timeout_s: float, *, force: bool = True) -> bool:
+    """SHUTDOWN SAVE the server ``pid`` and wait for it to exit; the caller holds the start lock.
+
+    ``force`` (an operator's `store stop`): a server that does not exit in
+    time gets SIGTERM, then SIGKILL. Without it (stopping an unused server on
+    the way out) a refused SHUTDOWN or a server still saving is left running.
+    Returns True when the server is gone.
+    """
     client = _probe_client(sock)
     try:
         client.shutdown(save=True)
+    except ResponseError:
+        if not force:
+            return False  # "Errors trying to SHUTDOWN": it could not save, so it keeps running
     except (RedisError, OSError):
         pass  # the connection drops as the server exits; the pid tells us the truth
     finally:
         client.close()
     if not _wait_for_exit(pid, time.monotonic() + timeout_s):
+        if not force:
+            return False
         # it did not honour SHUTDOWN (hung?): SIGTERM still saves, SIGKILL is the last resort
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
@@ -553,6 +565,7 @@ def _shutdown_locked(graph_dir: Path, sock: Path, pid: int, timeout_s: float) ->
             if _wait_for_exit(pid, time.monotonic() + 10):
                 break
     _remove_stale(graph_dir, sock)
+    return True
 
 
 # --------------------------------------------------------------------------- servers of this user

@@ -22,9 +22,12 @@ $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+# `store start` first: the console's graph server is then one that stays up for it (a server a plain command
+# starts is stopped when that command exits) until Ctrl-C, when the trap saves and stops it.
 run: $(STAMP)
-	$(PY) -m engine demo --ensure
 	trap '$(PY) -m engine store stop' EXIT; \
+	$(PY) -m engine store start && \
+	$(PY) -m engine demo --ensure && \
 	$(PY) -m streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 # ruff (lint and format) and mypy; each runs even when another failed, so one pass shows every problem.

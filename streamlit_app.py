@@ -5,6 +5,11 @@ Each page is one file under pages/; add yours with one line below.
 
 import streamlit as st
 
+from engine.core.settings import make_process_private
+
+# before anything is created: the console's files in the data dir (and a graph server it starts) are owner-only
+make_process_private()
+
 st.set_page_config(page_title="Discovery Ops", page_icon=":material/travel_explore:", layout="wide")
 
 PAGES = [

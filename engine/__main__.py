@@ -1,5 +1,5 @@
 import sys
 
-from engine.cli.main import main
+from engine.cli.main import process_main
 
-sys.exit(main())
+sys.exit(process_main())

@@ -6,6 +6,7 @@ from console import charts
 from console.format import counts_frame, overview_tiles, status_frame
 from console.live_panel import render_live_charts
 from console.services import call, get_services
+from console.text import md_code
 
 TOP_CLUSTERS = 15
 
@@ -13,7 +14,7 @@ services = get_services()
 stats = call(services.graph.stats)
 
 st.title("Overview")
-st.caption(f"Graph: {services.settings.store_label} · graph `{services.settings.graph_name}`")
+st.caption(f"Graph: {md_code(services.settings.store_label)} · graph {md_code(services.settings.graph_name)}")
 
 if stats.entities == 0:
     st.info(

@@ -6,7 +6,14 @@ registered parser sets ``func=handler`` where ``handler(args) -> int``.
 A module may also expose ``register_bench(bench_subparsers)`` to add a
 benchmark under ``python -m engine bench NAME``.
 Errors an operator can fix (``DiscoveryError``) become one line on stderr
-and exit code 2.
+and exit code 2, with any credential in it masked.
+
+``process_main`` is the entry of a ``python -m engine`` process (the CLI and
+the worker) and holds what belongs to the process rather than to one command:
+umask 077 first (the data dir is private: engine.core.settings), and on the
+way out, stopping an embedded FalkorDB server this command had to start when
+no one else uses it (engine.store.falkor, "No orphan servers"). ``main`` stays
+free of process-wide effects so tests can call it in-process.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ import os
 import sys
 
 from engine.core.errors import DiscoveryError
+from engine.core.secrets import redact
+from engine.core.settings import load_settings, make_process_private
+from engine.store import falkor
 
 COMMAND_MODULES = (
     "engine.cli.catalogue",  # seed, import, stats, demo
@@ -58,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # inside the try, so a reader that went away is handled below
         return code
     except DiscoveryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc), load_settings().falkordb_url)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -69,3 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # what a shell reports for a process ended by SIGPIPE
+
+
+def process_main(argv: list[str] | None = None) -> int:
+    """``main`` as a whole process: private umask before anything is created, unused servers stopped after."""
+    make_process_private()
+    falkor.autostop_started_servers()
+    try:
+        return main(argv)
+    finally:
+        try:
+            falkor.release_embedded_servers()
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C while stopping: the server finishes its SHUTDOWN SAVE on its own

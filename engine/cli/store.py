@@ -3,8 +3,11 @@
 (`bench store`, the store-speed benchmark with cache and batch figures, lives in
 engine/bench/store.py; `bench graph` times the plain GraphStore calls.)
 
-The embedded FalkorDB server outlives the process that starts it (the console
-and the CLIs attach to it); these commands start, stop and inspect it.
+A server started by `store start` (or by the console) outlives the process that
+starts it, so the console and the CLIs share it; one that an ordinary command had
+to start is stopped when that command exits and no one else uses it
+(engine.store.falkor, "No orphan servers"). These commands start, stop and
+inspect it, and `store status` lists every embedded server of this user.
 """
 
 from __future__ import annotations
@@ -28,19 +31,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "store",
         help="start, stop or inspect the graph store (the embedded FalkorDB server of the data dir)",
         description=(
-            "The embedded FalkorDB server (one per DISCOVERY_DATA_DIR) keeps running after the command "
-            "that started it, so the console and the CLIs share it. With FALKORDB_URL set, these commands "
-            "only check the remote server."
+            "The embedded FalkorDB server (one per DISCOVERY_DATA_DIR): `store start` starts one that keeps "
+            "running, shared by the console and the CLIs, until `store stop`; a server another command had "
+            "to start stops when that command exits and nothing else uses it. With FALKORDB_URL set, these "
+            "commands only check the remote server."
         ),
     )
     sub = store.add_subparsers(dest="store_command", metavar="ACTION")
     sub.required = True
-    p = sub.add_parser("start", help="start the embedded server if it is not running and wait until it answers")
+    p = sub.add_parser(
+        "start", help="start the embedded server if it is not running, wait until it answers, keep it running"
+    )
     p.set_defaults(func=cmd_start)
     p = sub.add_parser("stop", help="SHUTDOWN SAVE the embedded server and wait for it to exit (ok if not running)")
     p.set_defaults(func=cmd_stop)
     p = sub.add_parser(
-        "status", help="say whether the embedded server runs (exit 0) or not (exit 1), its pid, socket and files"
+        "status",
+        help="say whether the embedded server runs (exit 0) or not (exit 1); list every embedded server of this user",
     )
     p.set_defaults(func=cmd_status)
 
@@ -75,9 +82,12 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"FALKORDB_URL is set: {falkor._redact(settings.falkordb_url)} is reachable (nothing to start)")
         return 0
     settings.ensure_dirs()
-    falkor.ensure_embedded_server(settings)
+    falkor.ensure_embedded_server(settings, keep=True)
     status = falkor.server_status(settings)
-    print(f"embedded FalkorDB running: pid {status.pid}, socket {status.socket}, data {status.graph_dir}")
+    print(
+        f"embedded FalkorDB running: pid {status.pid}, socket {status.socket}, data {status.graph_dir} "
+        "(kept running until `store stop`)"
+    )
     return 0
 
 
@@ -105,16 +115,56 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"FalkorDB at {falkor._redact(settings.falkordb_url)}: reachable (graph {settings.graph_name!r})")
         return 0
     status = falkor.server_status(settings)
+    servers = falkor.embedded_servers()
     if not status.running:
         print(f"embedded FalkorDB in {status.graph_dir}: not running (starts on first use, or `store start`)")
-        return 1
-    print(f"embedded FalkorDB in {status.graph_dir}: running")
-    print(f"  pid        {status.pid}")
-    print(f"  socket     {status.socket}")
-    print(f"  responding {'yes' if status.responding else 'no (loading or hung: see the log)'}")
-    print(f"  log        {status.graph_dir / falkor.LOG_NAME}")
-    print(f"  graph      {settings.graph_name!r}")
-    return 0
+    else:
+        autostop = (status.graph_dir / falkor.AUTOSTOP_NAME).exists()
+        print(f"embedded FalkorDB in {status.graph_dir}: running")
+        print(f"  pid        {status.pid}")
+        print(f"  socket     {status.socket}")
+        print(f"  responding {'yes' if status.responding else 'no (loading or hung: see the log)'}")
+        print(f"  log        {status.graph_dir / falkor.LOG_NAME}")
+        print(f"  graph      {settings.graph_name!r}")
+        print(f"  lifetime   {_lifetime(autostop)}")
+    print(format_servers(servers, this=status.pid, now=time.time()))
+    return 0 if status.running else 1
+
+
+def _lifetime(autostop: bool) -> str:
+    if autostop:
+        return "started by a command: stops when the last command or worker using it exits"
+    return "kept running until `store stop`"
+
+
+def _uptime(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s"
+
+
+def format_servers(servers: list[falkor.RunningServer], *, this: int | None, now: float) -> str:
+    """The table of this user's embedded servers `store status` prints (``falkor.RunningServer`` rows)."""
+    if not servers:
+        return "embedded FalkorDB servers of this user: none"
+    lines = [f"embedded FalkorDB servers of this user: {len(servers)}"]
+    lines.append(f"  {'pid':>8}  {'uptime':>8}  {'clients':>7}  {'lifetime':<8}  data dir / listening on")
+    for server in servers:
+        clients = "?" if server.clients is None else str(server.clients)
+        lifetime = "autostop" if server.autostop else "kept"
+        where = server.data_dir or (f"not a Discovery data dir (cwd {server.workdir})" if server.workdir else "?")
+        mark = "  <- this data dir" if server.pid == this else ""
+        lines.append(
+            f"  {server.pid:>8}  {_uptime(now - server.started_at):>8}  {clients:>7}  {lifetime:<8}  {where}{mark}"
+        )
+        lines.append(f"  {'':>8}  {'':>8}  {'':>7}  {'':<8}  {server.listen}")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- bench

@@ -11,6 +11,9 @@ or interleaved with another writer's.
 Rotation: ``metrics.jsonl`` -> ``metrics.jsonl.1`` -> ... -> ``metrics.jsonl.N``;
 the oldest (``.N``) is dropped. A batch is never split across files; a batch
 larger than ``max_bytes`` goes alone into a fresh file.
+
+The log and its lock file are created owner-only (0600), whatever the
+process umask: they hold what the operations database holds.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class JsonlLog:
         # json.dumps escapes control characters, so a record can never contain a raw newline.
         data = ("\n".join(lines) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        lock_fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             # Size is re-read under the lock: another writer may just have rotated or grown the file.
@@ -76,7 +79,7 @@ class JsonlLog:
                 size = 0
             if size > 0 and size + len(data) > self.max_bytes:
                 self._rotate()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 view = memoryview(data)
                 while view:  # a regular file takes it in one go; loop only to be correct if not

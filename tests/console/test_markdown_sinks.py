@@ -93,9 +93,7 @@ PRAGMA = "md-safe:"
 #: (path, a piece of the flagged argument) -> why it is left for now. The Overview's store caption is being
 #: rewritten by the change that masks credentials in store URLs (issue 11, case 4); wrap its values with
 #: md_escape/md_code when the two meet, and drop this entry.
-PENDING_ELSEWHERE: dict[tuple[str, str], str] = {
-    ("pages/overview.py", "store_label"): "issue 11 case 4 rewrites this caption",
-}
+PENDING_ELSEWHERE: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def test_pyproject_takes_the_pins_from_requirements_and_names_the_console_script
     # one list of pins: requirements.txt
     assert "dependencies" in project["dynamic"] and "dependencies" not in project
     assert pyproject["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
-    assert project["scripts"] == {"discovery-ops": "engine.cli.main:main"}  # what `python -m engine` runs
+    assert project["scripts"] == {"discovery-ops": "engine.cli.main:process_main"}  # what `python -m engine` runs
     pins = (REPO_ROOT / "requirements.txt").read_text()
     assert re.search(r"^ruff==", pins, re.M) and re.search(r"^mypy==", pins, re.M)
     assert "lint:" in (REPO_ROOT / "Makefile").read_text()

@@ -131,7 +131,7 @@ def test_unreachable_falkordb_url_raises_store_unavailable_naming_the_url(tmp_pa
 
 def test_invalid_falkordb_url_is_a_store_unavailable_with_the_expected_form(tmp_path):
     settings = Settings(data_dir=tmp_path / "data", falkordb_url="http://localhost:6379")
-    with pytest.raises(StoreUnavailable, match=r"redis://\[:password@\]host:port"):
+    with pytest.raises(StoreUnavailable, match=r"use redis://host:port\[/db\]"):
         falkor.connect(settings)
 
 

@@ -23,8 +23,8 @@ from engine.cache import service as cache_service
 from engine.cache.cached_graph import CachedGraph
 from engine.cache.lru import HypothesisCache
 from engine.cache.warmer import CacheWarmer
+from engine.cli.args import ENTITIES, ROWS, WAIT_S, number, whole
 from engine.cli.common import actor, open_ops
-from engine.core.errors import ConfigError
 from engine.core.settings import load_settings
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
@@ -52,16 +52,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     w = sub.add_parser("warm", help="ask the console to warm its cache now (or set the interval, or show the plan)")
     w.add_argument(
         "--interval",
-        type=float,
+        type=number(0, 86_400),
         default=None,
         metavar="S",
         help="set periodic warming to every S seconds (0 = off; 5..86400) instead of warming now",
     )
     w.add_argument("--plan", action="store_true", help="only print which entities a round would warm, and why")
-    w.add_argument("--top", type=int, default=20, metavar="K", help="entities to list with --plan (default 20)")
+    w.add_argument("--top", type=ROWS, default=20, metavar="K", help="entities to list with --plan (default 20)")
     w.add_argument(
         "--wait",
-        type=float,
+        type=WAIT_S,
         default=0.0,
         metavar="S",
         help="wait up to S seconds for the console to confirm it handled the request",
@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c = sub.add_parser("clear", help="ask the console to drop every cached entry")
     c.add_argument(
         "--wait",
-        type=float,
+        type=WAIT_S,
         default=0.0,
         metavar="S",
         help="wait up to S seconds for the console to confirm it handled the request",
@@ -89,17 +89,23 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
             "at --growth x N entities and how each figure grew."
         ),
     )
-    b.add_argument("--entities", type=int, default=3400, metavar="N", help="entities (default 3400)")
+    b.add_argument("--entities", type=ENTITIES, default=3400, metavar="N", help="entities (default 3400)")
     b.add_argument(
         "--growth",
-        type=int,
+        type=whole(1, 100),
         default=10,
         metavar="K",
         help="also run at K x N entities and print the growth (default 10; 1 = off)",
     )
-    b.add_argument("--repeats", type=int, default=3, metavar="R", help="repeats of each batch read (median; default 3)")
     b.add_argument(
-        "--row-sample", type=int, default=1000, metavar="M", help="rows timed for the row-by-row update (default 1000)"
+        "--repeats", type=whole(1, 1000), default=3, metavar="R", help="repeats of each batch read (median; default 3)"
+    )
+    b.add_argument(
+        "--row-sample",
+        type=whole(1, 1_000_000),
+        default=1000,
+        metavar="M",
+        help="rows timed for the row-by-row update (default 1000)",
     )
     b.add_argument("--json", action="store_true", help="print the figures as JSON instead of the report")
     b.set_defaults(func=cmd_bench_store)
@@ -171,8 +177,6 @@ def _wait_handled(ops, rid: str, wait_s: float) -> bool:
 
 
 def _send(action: str, wait_s: float) -> int:
-    if wait_s < 0:
-        raise ConfigError(f"--wait must be >= 0 seconds (got {wait_s:g})")
     ops = open_ops()
     snap = cache_service.published_stats(ops)
     rid = cache_service.request(ops, action, actor=actor())
@@ -222,9 +226,6 @@ def _print_plan(top: int) -> int:
 
 
 def cmd_bench_store(args: argparse.Namespace) -> int:
-    if args.repeats < 1 or args.row_sample < 1:
-        raise ConfigError("--repeats and --row-sample must be >= 1")
-
     def progress(done: int, total: int, message: str) -> None:
         print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from engine.catalogue.generator import DEMO_ENTITIES, DEMO_SEED, seed_catalogue
 from engine.catalogue.importer import import_file
 from engine.catalogue.templates import load_templates
+from engine.cli.args import ENTITIES, ROWS, SEED
 from engine.cli.common import actor, open_graph, open_ops
 from engine.core.settings import Settings, load_settings
 from engine.discovery.demo import seed_demo_metrics
@@ -40,9 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
-        "--entities", type=int, default=DEMO_ENTITIES, metavar="N", help=f"how many entities (default {DEMO_ENTITIES})"
+        "--entities",
+        type=ENTITIES,
+        default=DEMO_ENTITIES,
+        metavar="N",
+        help=f"how many entities, 1 to 1,000,000 (default {DEMO_ENTITIES})",
     )
-    p.add_argument("--seed", type=int, default=DEMO_SEED, metavar="S", help=f"catalogue seed (default {DEMO_SEED})")
+    p.add_argument("--seed", type=SEED, default=DEMO_SEED, metavar="S", help=f"catalogue seed (default {DEMO_SEED})")
     _templates_option(p)
     p.set_defaults(func=cmd_seed)
 
@@ -70,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="entity and hypothesis counts by status, template, category and top clusters",
         description="Counts of the whole graph of the data dir.",
     )
-    p.add_argument("--top", type=int, default=10, metavar="K", help="how many clusters to list (default 10)")
+    p.add_argument("--top", type=ROWS, default=10, metavar="K", help="how many clusters to list (default 10)")
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(func=cmd_stats)
 

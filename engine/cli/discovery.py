@@ -28,6 +28,7 @@ from typing import Any
 from engine.bench.discovery import bench_discovery
 from engine.catalogue.generator import generate_catalogue, templates_for
 from engine.catalogue.templates import load_templates
+from engine.cli.args import ENTITIES, SEED, TIMEOUT_S, number
 from engine.cli.common import stores
 from engine.core.configs import config_for_system
 from engine.core.errors import ConfigError
@@ -43,6 +44,8 @@ from engine.discovery.systems import run_batch
 DEFAULT_WORLD_SEED = 1
 DEFAULT_SAMPLE_SEED = 7
 VIRTUAL_NOW = 1_700_000_000.0  # the frozen clock of in-memory catalogue runs
+#: the highest per-hop cost ceiling the flag takes (the source refuses one below its own quote)
+MAX_HOP_COST_USD = 1000.0
 
 
 # --------------------------------------------------------------------------- registration
@@ -52,7 +55,7 @@ def _source_options(p: argparse.ArgumentParser, seed_flags: Sequence[str]) -> No
     p.add_argument(
         *seed_flags,
         dest="world_seed",
-        type=int,
+        type=SEED,
         default=DEFAULT_WORLD_SEED,
         metavar="W",
         help=f"simulated world seed (default {DEFAULT_WORLD_SEED})",
@@ -65,14 +68,14 @@ def _source_options(p: argparse.ArgumentParser, seed_flags: Sequence[str]) -> No
     )
     p.add_argument(
         "--evaluator-timeout",
-        type=float,
+        type=TIMEOUT_S,
         default=30.0,
         metavar="S",
-        help="seconds the whole hop may take, answer included (default 30)",
+        help="seconds the whole hop may take, answer included; above 0 and at most 3600 (default 30)",
     )
     p.add_argument(
         "--max-hop-cost",
-        type=float,
+        type=number(0.0, MAX_HOP_COST_USD, low_open=True),
         default=DEFAULT_HOP_COST_CEILING_USD,
         metavar="USD",
         help="the most one hop may cost: an evaluator answer above it is a bad_response booked at the hop's quote; "
@@ -129,10 +132,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "hypotheses in memory: no store is opened and nothing is recorded."
         ),
     )
-    p.add_argument("--entities", type=int, default=100, metavar="N", help="how many entities (default 100)")
+    p.add_argument("--entities", type=ENTITIES, default=100, metavar="N", help="how many entities (default 100)")
     p.add_argument(
         "--seed",
-        type=int,
+        type=SEED,
         default=DEFAULT_SAMPLE_SEED,
         metavar="S",
         help=f"sample seed (graph) or catalogue seed (--catalogue) (default {DEFAULT_SAMPLE_SEED})",
@@ -170,9 +173,9 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
             "run, and the evidence latency the same run would take for real. Then the same for the old system."
         ),
     )
-    p.add_argument("--entities", type=int, default=3400, metavar="N", help="how many entities (default 3400)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SAMPLE_SEED, metavar="S", help="catalogue seed (default 7)")
-    p.add_argument("--world-seed", type=int, default=DEFAULT_WORLD_SEED, metavar="W", help="world seed (default 1)")
+    p.add_argument("--entities", type=ENTITIES, default=3400, metavar="N", help="how many entities (default 3400)")
+    p.add_argument("--seed", type=SEED, default=DEFAULT_SAMPLE_SEED, metavar="S", help="catalogue seed (default 7)")
+    p.add_argument("--world-seed", type=SEED, default=DEFAULT_WORLD_SEED, metavar="W", help="world seed (default 1)")
     p.add_argument("--config-file", type=Path, default=None, metavar="FILE", help="ParameterConfig JSON")
     p.set_defaults(func=cmd_bench_discovery)
 
@@ -198,11 +201,6 @@ def _spec(args: argparse.Namespace):
     if args.replay:
         return EvidenceSpec(kind="replay", replay_path=args.replay, hop_cost_ceiling_usd=args.max_hop_cost)
     return EvidenceSpec(kind="world", world_seed=args.world_seed, sleep=args.sleep)
-
-
-def _check_count(n: int) -> None:
-    if n < 1:
-        raise ConfigError(f"--entities must be at least 1, got {n}")
 
 
 def _fmt_usd(v: float) -> str:
@@ -390,7 +388,6 @@ def _graph_runs(args, spec, settings):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    _check_count(args.entities)
     spec = _spec(args)
     if args.catalogue:
         params_new = ParameterConfig.load(args.config_file) if args.config_file else ParameterConfig()
@@ -477,7 +474,6 @@ def _paired(new: list[RunResult], old: list[RunResult], truth) -> dict | None:
 
 
 def cmd_bench_discovery(args: argparse.Namespace) -> int:
-    _check_count(args.entities)
     params = ParameterConfig.load(args.config_file) if args.config_file else ParameterConfig()
     bench_discovery(args.entities, args.seed, args.world_seed, params, now=VIRTUAL_NOW)
     return 0

@@ -6,7 +6,8 @@ registered parser sets ``func=handler`` where ``handler(args) -> int``.
 A module may also expose ``register_bench(bench_subparsers)`` to add a
 benchmark under ``python -m engine bench NAME``.
 Errors an operator can fix (``DiscoveryError``) become one line on stderr
-and exit code 2, with any credential in it masked.
+and exit code 2, with any credential in it masked; so does a command line argparse refuses
+(engine.cli.args: every numeric flag has a bounded type, and the parser's errors are one line).
 
 ``process_main`` is the entry of a ``python -m engine`` process (the CLI and
 the worker) and holds what belongs to the process rather than to one command:
@@ -23,6 +24,7 @@ import importlib
 import os
 import sys
 
+from engine.cli.args import OneLineParser
 from engine.core.errors import DiscoveryError
 from engine.core.secrets import redact
 from engine.core.settings import load_settings, make_process_private
@@ -41,7 +43,7 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree: every module of COMMAND_MODULES registers its commands and benchmarks."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m engine",
         description="Discovery Ops: run, measure and change the hypothesis-driven discovery system.",
     )
@@ -62,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the process exit code (0 ok, 2 an operator-fixable error)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)  # a bad flag or value is a UsageError (one line, exit 2)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try, so a reader that went away is handled below
         return code

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.bench.monitor import bench_monitor
+from engine.cli.args import ROWS, SEED, duration, output_path, whole
 from engine.core.errors import ConfigError
 from engine.core.settings import load_settings
 from engine.monitoring import alert_jobs
@@ -21,6 +22,11 @@ from engine.monitoring import alerts as alerts_mod
 from engine.monitoring.reports import FORMATS, build_report, iso, render, report_filename
 from engine.monitoring.windows import format_window, parse_window
 from engine.store.opsdb import open_ops_db
+
+#: the most synthetic events `bench monitor` records (each is kept in memory first)
+MAX_BENCH_EVENTS = 10_000_000
+#: the longest time between two periodic alert evaluations
+MAX_EVALUATION_INTERVAL_S = 86_400.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         default="-",
-        help="file to write; '-' (default) prints to stdout; a directory gets a dated file name",
+        type=output_path("--output", directory_ok=True, stdout_ok=True),
+        help="file to write (its directory must exist); '-' (default) prints to stdout; a directory gets a dated "
+        "file name",
     )
     p.set_defaults(func=cmd_report)
 
@@ -57,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--evaluate", action="store_true", help="evaluate every rule now before printing")
     p.add_argument("--rules", action="store_true", help="print the rules (thresholds, hold, window) and their file")
-    p.add_argument("--history", type=int, metavar="N", default=0, help="also print the last N state transitions")
+    p.add_argument("--history", type=ROWS, metavar="N", default=0, help="also print the last N state transitions")
     p.add_argument("--ack", metavar="RULE_ID", help="acknowledge this pending or firing alert (audited)")
     p.add_argument("--actor", default="cli", help="who acknowledges (recorded in the audit log; default 'cli')")
     p.add_argument("--note", default="", help="a note kept with the acknowledgement")
@@ -67,7 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="start periodic evaluation in a detached worker (one per data dir; see --interval)",
     )
-    p.add_argument("--interval", default="1m", help="time between two periodic evaluations (default 1m, minimum 5s)")
+    p.add_argument(
+        "--interval",
+        default="1m",
+        type=duration(alert_jobs.MIN_INTERVAL_S, MAX_EVALUATION_INTERVAL_S),
+        help="time between two periodic evaluations, 5s to 1d (default 1m)",
+    )
     p.add_argument("--stop-evaluator", action="store_true", help="stop the periodic evaluation worker")
     p.set_defaults(func=cmd_alerts)
 
@@ -82,9 +95,13 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
             "evaluation and each report format. Prints the figures measured in this one run."
         ),
     )
-    p.add_argument("--events", type=int, default=20000, help="how many events to record (default 20000)")
-    p.add_argument("--batch", type=int, default=50, help="results per record_runs call (default 50)")
-    p.add_argument("--seed", type=int, default=11, help="seed of the synthetic figures (default 11)")
+    p.add_argument(
+        "--events", type=whole(1, MAX_BENCH_EVENTS), default=20000, help="how many events to record (default 20000)"
+    )
+    p.add_argument(
+        "--batch", type=whole(1, MAX_BENCH_EVENTS), default=50, help="results per record_runs call (default 50)"
+    )
+    p.add_argument("--seed", type=SEED, default=11, help="seed of the synthetic figures (default 11)")
     p.set_defaults(func=cmd_bench_monitor)
 
 
@@ -102,11 +119,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.output == "-":
         sys.stdout.write(text)
         return 0
-    out = Path(args.output)
+    out = Path(args.output).expanduser()  # its directory exists: checked while parsing (engine.cli.args.output_path)
     if out.is_dir():
         out = out / report_filename(now, report.window_label, args.format)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {out} ({exc.strerror or type(exc).__name__}): choose another --output"
+        ) from None
     s = report.summary
     print(
         f"wrote {out} ({len(text.encode('utf-8')):,} bytes): {s.overall.runs} runs in the last "

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from engine.cli.args import ENTITIES, LIMIT, ROW_ID, SEED, WAIT_S, number, output_path
 from engine.cli.common import actor as cli_actor
 from engine.cli.common import open_ops
 from engine.core.errors import DiscoveryError
@@ -27,6 +28,18 @@ from engine.jobs.queue import (
     worker_liveness,
     worker_loop,
 )
+
+#: a worker silent for longer than this is dead at the latest (--stale-after): a day
+MAX_STALE_AFTER_S = 86_400.0
+
+
+def _time_scale(text: str) -> float:
+    """The --time-scale type: the stage table's own bound (engine.rollout.stages.MAX_TIME_SCALE)."""
+    # lazy: engine.rollout loads scipy.stats (~1 s); only a command line that gives --time-scale pays it here
+    from engine.rollout.stages import MAX_TIME_SCALE
+
+    return number(0, MAX_TIME_SCALE, low_open=True)(text)
+
 
 # --------------------------------------------------------------------------- worker
 
@@ -209,8 +222,13 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                 f"rollout {st.run.id} has no stage {stage!r}: its stages are {', '.join(st.run.stages)}"
             )
         text = ro.stage_report(ops, st.run.id, stage)
-        if args.output:
-            Path(args.output).write_text(text)
+        if args.output:  # its directory exists: checked while parsing (engine.cli.args.output_path)
+            try:
+                Path(args.output).expanduser().write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise DiscoveryError(
+                    f"cannot write {args.output} ({exc.strerror or type(exc).__name__}): choose another --output"
+                ) from None
             print(f"wrote {args.output}")
         else:
             print(text)
@@ -267,7 +285,7 @@ def register(subparsers) -> None:
     )
     r.add_argument(
         "--entities",
-        type=int,
+        type=ENTITIES,
         metavar="N",
         help="limit the population to a seeded stratified sample of N entities (stage sizes capped at N)",
     )
@@ -283,20 +301,25 @@ def register(subparsers) -> None:
     r.add_argument("--stages-file", metavar="FILE", help="stage table (default data/stages.json)")
     r.add_argument(
         "--time-scale",
-        type=float,
+        type=_time_scale,
         metavar="X",
-        help="scaled seconds per real second for minimum durations (86400: one day per second)",
+        help="scaled seconds per real second for minimum durations (86400: one day per second); above 0, at most 1e9",
     )
-    r.add_argument("--seed", type=int, help="cohort seed (default: the stage table's)")
-    r.add_argument("--world-seed", type=int, help="simulated world seed (default 1)")
+    r.add_argument("--seed", type=SEED, help="cohort seed (default: the stage table's)")
+    r.add_argument("--world-seed", type=SEED, help="simulated world seed (default 1)")
     r.add_argument("--wait", action="store_true", help="stay and print progress until the run completes or stops")
-    r.add_argument("--run", type=int, metavar="ID", help="which run (default: the latest)")
+    r.add_argument("--run", type=ROW_ID, metavar="ID", help="which run (default: the latest)")
     r.add_argument("--json", action="store_true", help="status/runs: print JSON")
     r.add_argument("--force", action="store_true", help="promote before the stage's minimum duration (audited)")
     r.add_argument("--yes", action="store_true", help="rollback: do not ask for confirmation")
     r.add_argument("--reason", help="rollback: why (kept in the decision record and the audit log)")
-    r.add_argument("--output", metavar="FILE", help="report: write the Markdown here")
-    r.add_argument("--limit", type=int, default=20, help="runs: how many (default 20)")
+    r.add_argument(
+        "--output",
+        metavar="FILE",
+        type=output_path("--output"),
+        help="report: write the Markdown here (its directory must exist)",
+    )
+    r.add_argument("--limit", type=LIMIT, default=20, help="runs: how many (default 20)")
     r.set_defaults(func=cmd_rollout)
 
     w = subparsers.add_parser(
@@ -306,11 +329,11 @@ def register(subparsers) -> None:
         "and `rollout` start, detached); without it, loop over queued jobs. Heartbeats go to SQLite; a worker "
         "that dies is detected (stale heartbeat or pid gone) and its job can be resumed from its checkpoint.",
     )
-    w.add_argument("--job", type=int, help="run this queued job and exit")
+    w.add_argument("--job", type=ROW_ID, help="run this queued job and exit")
     w.add_argument("--kind", help="loop: only jobs of these kinds (comma separated); --list: only this kind")
     w.add_argument(
         "--idle-exit",
-        type=float,
+        type=WAIT_S,
         default=None,
         metavar="S",
         help="loop: exit after S seconds without queued jobs (default: run forever)",
@@ -319,12 +342,12 @@ def register(subparsers) -> None:
     w.add_argument("--reap", action="store_true", help="mark jobs whose worker died as dead (resumable)")
     w.add_argument(
         "--stale-after",
-        type=float,
+        type=number(0, MAX_STALE_AFTER_S, low_open=True),
         default=DEFAULT_STALE_AFTER_S,
         metavar="S",
         help=f"a worker silent for S seconds is dead (default {DEFAULT_STALE_AFTER_S:g})",
     )
-    w.add_argument("--limit", type=int, default=20, help="--list: how many jobs (default 20)")
+    w.add_argument("--limit", type=LIMIT, default=20, help="--list: how many jobs (default 20)")
     w.add_argument("--json", action="store_true", help="--list: print JSON")
     w.set_defaults(func=cmd_worker)
 
@@ -348,7 +371,7 @@ def register_bench(bench_subparsers) -> None:
         "then rolls everything back and checks the graph equals the snapshots. Prints per-stage throughput and the "
         "rollback time measured in this one run.",
     )
-    p.add_argument("--entities", type=int, default=3400, help="entities to seed (default 3400)")
-    p.add_argument("--seed", type=int, default=7, help="catalogue seed (default 7)")
+    p.add_argument("--entities", type=ENTITIES, default=3400, help="entities to seed (default 3400)")
+    p.add_argument("--seed", type=SEED, default=7, help="catalogue seed (default 7)")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dir")
     p.set_defaults(func=cmd_bench_rollout)

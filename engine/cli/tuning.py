@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from engine.bench.tuning import format_seed, format_summary, run_tuning_bench
+from engine.cli.args import LIMIT, MAX_ENTITIES, ROW_ID, SEED, TIMEOUT_S, number, output_path, whole
 from engine.cli.common import actor, open_ops
 from engine.core.errors import ConfigError
 from engine.core.params import PARAMETER_SPECS, ParameterConfig
@@ -49,6 +50,13 @@ from engine.tuning import (
 )
 from engine.tuning.holdout import split_entities
 from engine.tuning.objective import catalogue_workload, sensitivity
+from engine.tuning.spec import MAX_ENTITIES as MAX_STUDY_ENTITIES
+from engine.tuning.spec import MAX_ITERATIONS
+
+#: a study needs a training and a hold-out entity at least
+STUDY_ENTITIES = whole(2, MAX_STUDY_ENTITIES)
+#: a fraction of the entities, both sides non-empty
+SPLIT = number(0, 1, low_open=True, high_open=True)
 
 
 def _f(x, digits: int = 4) -> str:
@@ -83,12 +91,6 @@ def _spec_from_args(args):
     )
 
 
-def _check_output_paths(args) -> None:
-    for flag, value in (("--output-file", args.output_file), ("--report-file", args.report_file)):
-        if value and not Path(value).expanduser().resolve().parent.is_dir():
-            raise ConfigError(f"{flag} {value}: its directory does not exist; create it first")
-
-
 def _export(ops, settings, study, output_file, report_file) -> None:
     if not study.result:
         raise ConfigError(f"study {study.id} has not finished: nothing to export yet")
@@ -96,11 +98,21 @@ def _export(ops, settings, study, output_file, report_file) -> None:
     if not (out / "best-config.json").exists():
         write_outputs(ops, study, study.result, settings)
     if output_file:
-        shutil.copyfile(out / "best-config.json", output_file)
+        _copy(out / "best-config.json", output_file, "--output-file")
         print(f"best config written to {output_file}")
     if report_file:
-        shutil.copyfile(out / "report.md", report_file)
+        _copy(out / "report.md", report_file, "--report-file")
         print(f"report written to {report_file}")
+
+
+def _copy(source: Path, target: str, flag: str) -> None:
+    """Copy a study output to the operator's file (its directory was checked while parsing); one line on failure."""
+    try:
+        shutil.copyfile(source, Path(target).expanduser())
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {target} ({exc.strerror or type(exc).__name__}): choose another {flag}"
+        ) from None
 
 
 def _print_summary(study, settings) -> None:
@@ -161,7 +173,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.validate or args.config_file:
         return _validate(args, settings)
-    _check_output_paths(args)
     if args.detach and (args.output_file or args.report_file):
         raise ConfigError(
             "--output-file/--report-file need the study to finish: drop --detach, or export later "
@@ -317,7 +328,6 @@ def cmd_resume(args) -> int:
 def cmd_export(args) -> int:
     settings = load_settings()
     ops = open_ops(settings)
-    _check_output_paths(args)
     if not (args.output_file or args.report_file):
         raise ConfigError("give --output-file FILE and/or --report-file FILE")
     _export(ops, settings, get_study(ops, args.id), args.output_file, args.report_file)
@@ -377,12 +387,12 @@ def cmd_bench_tuning(args) -> int:
 
 
 def _add_entity_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--catalogue-seed", type=int, default=7, help="catalogue generator seed (default 7)")
-    p.add_argument("--world-seed", type=int, default=11, help="simulated world seed (default 11)")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed; also fixes the hold-out salt (default 0)")
+    p.add_argument("--catalogue-seed", type=SEED, default=7, help="catalogue generator seed (default 7)")
+    p.add_argument("--world-seed", type=SEED, default=11, help="simulated world seed (default 11)")
+    p.add_argument("--seed", type=SEED, default=0, help="sampler seed; also fixes the hold-out salt (default 0)")
     p.add_argument(
         "--validation-split",
-        type=float,
+        type=SPLIT,
         default=0.8,
         help="fraction of entities used for training; the rest is the hold-out set (default 0.8)",
     )
@@ -408,18 +418,23 @@ def register(sub) -> None:
         ),
     )
     p.add_argument("--method", choices=METHODS, default="bayesian")
-    p.add_argument("--iterations", type=int, default=30, help="search trials besides trial 0 (default 30)")
+    p.add_argument(
+        "--iterations",
+        type=whole(1, MAX_ITERATIONS),
+        default=30,
+        help=f"search trials besides trial 0, 1 to {MAX_ITERATIONS:,} (default 30)",
+    )
     p.add_argument("--params", help="comma-separated parameter names to tune (default: the documented subset)")
     p.add_argument(
         "--entities",
-        type=int,
+        type=STUDY_ENTITIES,
         default=200,
         action=_EntitiesAction,
         help="generated catalogue entities, training + hold-out (default 200)",
     )
     p.add_argument(
         "--entity-offset",
-        type=int,
+        type=whole(0, MAX_ENTITIES),
         default=0,
         help="skip this many catalogue entities first (e.g. validate on entities no study used)",
     )
@@ -437,7 +452,12 @@ def register(sub) -> None:
     )
     p.add_argument("--replay", metavar="FILE", help="with --evidence replay: recorded evidence (JSONL)")
     p.add_argument("--evaluator-url", metavar="URL", help="with --evidence http: your evaluator service")
-    p.add_argument("--evaluator-timeout", type=float, default=30.0, help="seconds per evaluator call (default 30)")
+    p.add_argument(
+        "--evaluator-timeout",
+        type=TIMEOUT_S,
+        default=30.0,
+        help="seconds per evaluator call, at most 3600 (default 30)",
+    )
     p.add_argument(
         "--labels",
         metavar="FILE",
@@ -445,11 +465,21 @@ def register(sub) -> None:
         "simulated world's truth",
     )
     p.add_argument(
-        "--top-k", type=int, default=3, help="best training trials re-scored on the hold-out set (default 3)"
+        "--top-k", type=whole(1, 1000), default=3, help="best training trials re-scored on the hold-out set (default 3)"
     )
     p.add_argument("--name", help="a label for the study")
-    p.add_argument("--output-file", metavar="FILE", help="write the best config JSON here when the study finishes")
-    p.add_argument("--report-file", metavar="FILE", help="write the Markdown report here when the study finishes")
+    p.add_argument(
+        "--output-file",
+        metavar="FILE",
+        type=output_path("--output-file"),
+        help="write the best config JSON here when the study finishes",
+    )
+    p.add_argument(
+        "--report-file",
+        metavar="FILE",
+        type=output_path("--report-file"),
+        help="write the Markdown report here when the study finishes",
+    )
     p.add_argument("--detach", action="store_true", help="start the worker and return at once")
     p.add_argument("--config-file", metavar="FILE", help="with --validate: the config to score on the hold-out set")
     p.add_argument(
@@ -458,46 +488,53 @@ def register(sub) -> None:
         help="score --config-file (and the base config) on a hold-out set: --study ID's, else the "
         "latest study's, else the one the entity flags define",
     )
-    p.add_argument("--study", type=int, help="with --validate: whose hold-out set")
+    p.add_argument("--study", type=ROW_ID, help="with --validate: whose hold-out set")
     p.add_argument("--json", action="store_true", help="with --validate: print JSON")
     _add_entity_flags(p)
     p.set_defaults(func=cmd_tune, entities_given=False)
 
     tsub = p.add_subparsers(dest="tune_command", metavar="SUBCOMMAND")
     s = tsub.add_parser("status", help="a study's state, progress, best trial and result (default: the latest)")
-    s.add_argument("id", type=int, nargs="?")
+    s.add_argument("id", type=ROW_ID, nargs="?")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
     s = tsub.add_parser("list", help="tuning studies, newest first")
-    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--limit", type=LIMIT, default=20)
     s.set_defaults(func=cmd_list)
     s = tsub.add_parser("cancel", help="stop a running study at its next checkpoint (finished trials are kept)")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=ROW_ID)
     s.set_defaults(func=cmd_cancel)
     s = tsub.add_parser("resume", help="continue a dead, failed or cancelled study from its finished trials")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=ROW_ID)
     s.set_defaults(func=cmd_resume)
     s = tsub.add_parser("export", help="write a finished study's best config and/or report")
-    s.add_argument("id", type=int)
-    s.add_argument("--output-file", metavar="FILE")
-    s.add_argument("--report-file", metavar="FILE")
+    s.add_argument("id", type=ROW_ID)
+    s.add_argument("--output-file", metavar="FILE", type=output_path("--output-file"))
+    s.add_argument("--report-file", metavar="FILE", type=output_path("--report-file"))
     s.set_defaults(func=cmd_export)
     s = tsub.add_parser("handoff", help="make a finished study's winner the candidate config of the next rollout")
-    s.add_argument("id", type=int)
+    s.add_argument("id", type=ROW_ID)
     s.add_argument("--name", help="config name under <data_dir>/configs/ (default tuning-study-ID-HASH)")
     s.set_defaults(func=cmd_handoff)
     s = tsub.add_parser("sensitivity", help="one-at-a-time sweep: how much each parameter alone moves the objective")
     s.add_argument("--params", help="comma-separated names (default: all 39)")
-    s.add_argument("--entities", type=int, default=250)
-    s.add_argument("--points", type=int, default=4, help="values per parameter across its bounds (default 4)")
+    s.add_argument("--entities", type=STUDY_ENTITIES, default=250)
+    s.add_argument("--points", type=whole(1, 100), default=4, help="values per parameter across its bounds (default 4)")
     _add_entity_flags(s)
     s.set_defaults(func=cmd_sensitivity)
 
 
 def register_bench(bench) -> None:
     p = bench.add_parser("tuning", help="Bayesian vs random search on Branin: evaluations to near the optimum")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--budget", type=int, default=40, help="Bayesian evaluations at most (default 40)")
-    p.add_argument("--random-budget", type=int, default=1000, help="random evaluations at most (default 1000)")
-    p.add_argument("--tolerance", type=float, default=0.1, help="distance to the optimum 0.397887 that counts")
+    p.add_argument("--seeds", type=whole(1, 1000), default=3)
+    p.add_argument("--budget", type=whole(1, 10_000), default=40, help="Bayesian evaluations at most (default 40)")
+    p.add_argument(
+        "--random-budget", type=whole(1, 1_000_000), default=1000, help="random evaluations at most (default 1000)"
+    )
+    p.add_argument(
+        "--tolerance",
+        type=number(0, 1_000_000, low_open=True),
+        default=0.1,
+        help="distance to the optimum 0.397887 that counts",
+    )
     p.set_defaults(func=cmd_bench_tuning)

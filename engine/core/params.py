@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any, SupportsInt
 
 from engine.core.errors import ConfigError
+from engine.core.inputs import number_problem, read_json_file, shown
 from engine.core.model import DecisionDeltas, LifecycleRules, category_group
 
 
@@ -230,11 +230,15 @@ class ParameterConfig:
             v = getattr(self, spec.name)
             if isinstance(v, bool) or not isinstance(v, numbers.Real):
                 continue
+            try:
+                as_float = float(v)
+            except OverflowError:  # an integer too long for a float (hundreds of digits): problems() reports it
+                continue
             if spec.integer:
-                if float(v).is_integer() and isinstance(v, SupportsInt):  # every Real in practice
+                if as_float.is_integer() and isinstance(v, SupportsInt):  # every Real in practice
                     object.__setattr__(self, spec.name, int(v))
             else:
-                object.__setattr__(self, spec.name, float(v))
+                object.__setattr__(self, spec.name, as_float)
         bad = self.problems()
         if bad:
             raise ConfigError("invalid parameters: " + "; ".join(bad))
@@ -247,11 +251,11 @@ class ParameterConfig:
         for spec in PARAMETER_SPECS:
             v = getattr(self, spec.name)
             if isinstance(v, bool) or not isinstance(v, numbers.Real):
-                out.append(f"{spec.name} = {v!r} is not a number: allowed {spec.allowed()}")
+                out.append(f"{spec.name} = {shown(v)} is not a number: allowed {spec.allowed()}")
             elif spec.integer and not isinstance(v, int):
-                out.append(f"{spec.name} = {v!r} is not an integer: allowed {spec.allowed()}")
-            elif not math.isfinite(v) or not (spec.low <= float(v) <= spec.high):
-                out.append(f"{spec.name} = {v!r} is out of range: allowed {spec.allowed()}")
+                out.append(f"{spec.name} = {shown(v)} is not an integer: allowed {spec.allowed()}")
+            elif number_problem(v, spec.low, spec.high):  # finite and in range, compared without a float overflow
+                out.append(f"{spec.name} = {shown(v)} is out of range: allowed {spec.allowed()}")
         if out:
             return out
         if self.saturation_count > self.saturation_window:
@@ -349,19 +353,18 @@ class ParameterConfig:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        except ValueError:  # an integer literal past Python's 4,300-digit conversion limit
+            raise ConfigError(f"{source}: holds a number with thousands of digits; no parameter takes one") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: nested too deeply to be a parameter set") from None
         return cls.from_dict(data, source)
 
     @classmethod
     def load(cls, path: str | Path) -> ParameterConfig:
-        """Read a parameter file; every error is a one-line ConfigError naming the file."""
+        """Read a parameter file; every error (missing, a directory, not UTF-8, bad JSON) is one line naming it."""
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"parameter file {p} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"parameter file {p} cannot be read: {exc}") from None
-        return cls.from_json(text, source=f"parameter file {p}")
+        data = read_json_file(p, "parameter file")
+        return cls.from_dict(data, source=f"parameter file {p}")
 
     def save(self, path: str | Path) -> Path:
         p = Path(path)

@@ -2,7 +2,7 @@
 
 Design (the simplest real one): a recurring job of kind ``alerts.evaluate``
 runs in its own worker (``python -m engine worker --job ID``, started detached
-by the console's Alerts page or ``python -m engine alerts --every 1m``). Each
+by the console's Alerts page or ``python -m engine alerts --start-evaluator --interval 1m``). Each
 round it re-reads the rules (so edits apply at the next round), evaluates them
 against the metric store (``engine.monitoring.alerts.evaluate_alerts``: states and
 transitions persisted in one transaction) and then waits the interval through

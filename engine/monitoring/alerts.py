@@ -17,13 +17,15 @@ transaction. Acknowledging a firing alert is recorded on its state and audited.
 
 Rules ship in ``data/alert_rules.json``; edits from the console or CLI are
 validated and saved to ``<data dir>/alert_rules.json``, which then overrides
-the shipped file (left untouched).
+the shipped file (left untouched). Validation refuses every number that is not
+finite or out of its range (THRESHOLD_RANGE, MAX_WINDOW_S, MAX_HOLD_S,
+MAX_MIN_SAMPLE): a NaN threshold would compare false forever, a rule that can
+never fire. All problems of a document are reported in one line.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.errors import ConfigError
+from engine.core.inputs import number_problem, read_json_file, shown, shown_name
 from engine.core.settings import SHIPPED_DATA_DIR
 from engine.monitoring.windows import WindowSummary, format_window, parse_window, summarize
 from engine.store.opsdb import Migration
@@ -142,6 +145,24 @@ class Severity(StrEnum):
 
 OPS = (">", ">=", "<", "<=")
 SCOPES = ("all", "new", "old")
+
+# Bounds of a rule's numbers (README, Monitoring): generous, but a typo can neither switch a rule
+# off (NaN, infinity) nor overflow what is stored.
+#: the thresholds a rule on each metric may have, in the metric's unit
+THRESHOLD_RANGE: dict[Metric, tuple[float, float]] = {
+    Metric.ERROR_RATE: (0.0, 1.0),
+    Metric.ACTIONABLE_RATE: (0.0, 1.0),
+    Metric.COST_PER_ENTITY: (0.0, 1_000_000.0),
+    Metric.LATENCY_P95_S: (0.0, 86_400.0),
+    Metric.COST_INCREASE_PCT: (-100.0, 1_000_000.0),
+}
+#: the longest window a rule measures over, and the longest hold before it fires: a year
+MAX_WINDOW_S = 366 * 86_400.0
+MAX_HOLD_S = 366 * 86_400.0
+#: the largest minimum sample a rule may ask for
+MAX_MIN_SAMPLE = 1_000_000
+#: ids and names longer than this are refused (they are table cells and history keys)
+MAX_LABEL_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -300,11 +321,11 @@ def parse_rules(raw: Any, source: str = "alert rules") -> list[AlertRule]:
         problems.extend(errs)
         if rule is not None:
             if rule.id in seen:
-                problems.append(f"rule {i + 1} ({rule.id}): id: duplicate id {rule.id!r}; ids must be unique")
+                problems.append(f"rule {i + 1} ({rule.id}): id: duplicate id {rule.id!r}: ids must be unique")
             seen.add(rule.id)
             rules.append(rule)
     if problems:
-        raise ConfigError(f"{source}: {len(problems)} invalid field(s)\n" + "\n".join(problems))
+        raise ConfigError(f"{source}: {len(problems)} invalid field(s): " + "; ".join(problems))
     return rules
 
 
@@ -312,7 +333,7 @@ def _parse_rule(item: Any, where: str) -> tuple[AlertRule | None, list[str]]:
     if not isinstance(item, Mapping):
         return None, [f"{where}: expected an object with id, metric, op, threshold, ..."]
     rid = item.get("id")
-    label = f"{where} ({rid})" if isinstance(rid, str) and rid else where
+    label = f"{where} ({rid})" if _one_line(rid) else where
     errs: list[str] = []
 
     def bad(fieldname: str, msg: str) -> None:
@@ -320,40 +341,40 @@ def _parse_rule(item: Any, where: str) -> tuple[AlertRule | None, list[str]]:
 
     known = {"id", "name", "metric", "op", "threshold", "hold", "min_sample", "severity", "window", "system", "runbook"}
     for extra in sorted(set(item) - known):
-        bad(extra, f"unknown field; allowed: {', '.join(sorted(known))}")
-    if not isinstance(rid, str) or not rid.strip():
-        bad("id", "required, a non-empty text")
+        bad(shown_name(extra), f"unknown field (allowed: {', '.join(sorted(known))})")
+    if not _one_line(rid):
+        bad("id", f"required, a non-empty line of at most {MAX_LABEL_CHARS} characters")
     name = item.get("name", rid)
-    if not isinstance(name, str) or not name.strip():
-        bad("name", "must be a non-empty text")
+    if not _one_line(name):
+        bad("name", f"must be a non-empty line of at most {MAX_LABEL_CHARS} characters")
     try:
         metric = Metric(item.get("metric", ""))  # a missing metric reads as "", which no Metric has
     except ValueError:
         metric = None
-        bad("metric", f"{item.get('metric')!r} is not one of {', '.join(m.value for m in Metric)}")
+        bad("metric", f"{shown(item.get('metric'))} is not one of {', '.join(m.value for m in Metric)}")
     op = item.get("op")
     if op not in OPS:
-        bad("op", f"{op!r} is not one of {' '.join(OPS)}")
+        bad("op", f"{shown(op)} is not one of {' '.join(OPS)}")
     threshold = item.get("threshold")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-        bad("threshold", f"{threshold!r} is not a number")
-    elif metric in (Metric.ERROR_RATE, Metric.ACTIONABLE_RATE) and not 0 <= threshold <= 1:
-        bad("threshold", f"{threshold} must be a fraction in [0, 1] for {metric.value} (e.g. 0.10 for 10%)")
-    elif metric in (Metric.COST_PER_ENTITY, Metric.LATENCY_P95_S) and threshold < 0:
-        bad("threshold", f"{threshold} must be >= 0 for {metric.value}")
-    hold_s = _duration(item.get("hold", "0s"), "hold", bad, allow_zero=True)
-    window_s = _duration(item.get("window"), "window", bad, allow_zero=False)
+    low, high = THRESHOLD_RANGE[metric] if metric is not None else (None, None)
+    problem = number_problem(threshold, low, high)
+    if problem:
+        unit = f": {metric.value} is a fraction (0.10 is 10%)" if metric and metric.unit == "fraction" else ""
+        bad("threshold", problem + unit)
+    hold_s = _duration(item.get("hold", "0s"), "hold", bad, allow_zero=True, longest=MAX_HOLD_S)
+    window_s = _duration(item.get("window"), "window", bad, allow_zero=False, longest=MAX_WINDOW_S)
     min_sample = item.get("min_sample", 1)
-    if isinstance(min_sample, bool) or not isinstance(min_sample, int) or min_sample < 1:
-        bad("min_sample", f"{min_sample!r} must be a whole number >= 1")
+    problem = number_problem(min_sample, 1, MAX_MIN_SAMPLE, integer=True)
+    if problem:
+        bad("min_sample", problem)
     try:
         severity = Severity(item.get("severity", "warning"))
     except ValueError:
         severity = None
-        bad("severity", f"{item.get('severity')!r} is not one of {', '.join(s.value for s in Severity)}")
+        bad("severity", f"{shown(item.get('severity'))} is not one of {', '.join(s.value for s in Severity)}")
     system = item.get("system", "all")
     if system not in SCOPES:
-        bad("system", f"{system!r} is not one of {', '.join(SCOPES)}")
+        bad("system", f"{shown(system)} is not one of {', '.join(SCOPES)}")
     runbook = item.get("runbook", "")
     if not isinstance(runbook, str) or not runbook.strip():
         bad("runbook", "required: one line telling the operator what to check first")
@@ -372,7 +393,7 @@ def _parse_rule(item: Any, where: str) -> tuple[AlertRule | None, list[str]]:
             op=op,
             threshold=float(threshold),
             hold_s=hold_s,
-            min_sample=min_sample,
+            min_sample=int(min_sample),
             severity=severity,
             window_s=window_s,
             runbook=runbook.strip(),
@@ -382,28 +403,39 @@ def _parse_rule(item: Any, where: str) -> tuple[AlertRule | None, list[str]]:
     )
 
 
-def _duration(value: Any, fieldname: str, bad, *, allow_zero: bool) -> float:
+def _one_line(text: Any) -> bool:
+    """A usable id or name: non-empty printable text on one line, at most MAX_LABEL_CHARS long."""
+    return isinstance(text, str) and bool(text.strip()) and text.isprintable() and len(text) <= MAX_LABEL_CHARS
+
+
+def _duration(value: Any, fieldname: str, bad, *, allow_zero: bool, longest: float) -> float:
+    """Seconds of a duration field (``"5m"``, or a number of seconds), at most ``longest``; 0.0 after a problem."""
+    allowed = (
+        f"allowed: a duration like 5m, 1h or 24h{', or 0s' if allow_zero else ''}, at most {format_window(longest)}"
+    )
     if value is None:
-        bad(fieldname, "required, a duration like 5m, 1h or 24h")
+        bad(fieldname, f"required ({allowed})")
         return 0.0
-    if allow_zero and value in (0, "0", "0s"):
+    if allow_zero and isinstance(value, (int, float, str)) and not isinstance(value, bool) and value in (0, "0", "0s"):
         return 0.0
-    try:
-        return parse_window(value)
-    except ConfigError:
-        bad(fieldname, f"{value!r} is not a duration like 5m, 1h or 24h" + (" (or 0s)" if allow_zero else ""))
+    if isinstance(value, str):
+        try:
+            seconds = parse_window(value)
+        except ConfigError:
+            seconds = None
+    elif number_problem(value, 0, longest, low_open=True) is None:  # a number of seconds
+        seconds = float(value)
+    else:
+        seconds = None
+    if seconds is None or seconds > longest:
+        bad(fieldname, f"got {shown(value)} ({allowed})")
         return 0.0
+    return seconds
 
 
 def load_rules_file(path: Path) -> list[AlertRule]:
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"alert rules file {path} is missing: restore it from git or save rules from the Alerts page"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}): fix or delete the file") from exc
+    """The rules of one file; a missing, unreadable or invalid file is a one-line ConfigError naming it."""
+    raw = read_json_file(path, "alert rules file", missing="restore it from git or save rules from the Alerts page")
     return parse_rules(raw, str(path))
 
 

@@ -149,7 +149,7 @@ class UnknownRollout(RolloutError):
         msg = (
             "no rollout has been started yet: start one with `python -m engine rollout --stage pilot`"
             if run_id is None
-            else f"no rollout run {run_id}: list runs with `python -m engine rollout status --all`"
+            else f"no rollout run {run_id}: list runs with `python -m engine rollout runs`"
         )
         super().__init__(msg)
 

@@ -8,12 +8,15 @@ pass) and rollback triggers (any one breached fails the stage), each on a
 named metric with an operator, a threshold and a test ("point": the
 measured value; "bound": the whole confidence interval must be on that side).
 
-Validation reports every bad field, one line each, in one ConfigError.
+Validation reports every bad field in one one-line ConfigError (problems
+separated by "; "), each naming the stage, the field, the bad value and the
+allowed range. Every number must be finite and within the bounds below: a NaN
+threshold would silently switch its trigger off, a NaN confidence or 1e12
+bootstrap resamples would only fail after live runs, needing a rollback.
 """
 
 from __future__ import annotations
 
-import json
 import operator
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -22,10 +25,31 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.errors import ConfigError
+from engine.core.inputs import MAX_INT64, number_problem, read_json_file, shown, shown_name
 from engine.core.settings import SHIPPED_DATA_DIR
 
 DEFAULT_STAGES_FILE = SHIPPED_DATA_DIR / "stages.json"
 SECONDS_PER_DAY = 86400.0
+
+# Bounds of the numbers of a stage table: generous for real use, tight enough that a typo cannot
+# switch a check off, exhaust memory or overflow a stored integer. The README's Stages section
+# lists them; change both together.
+#: cumulative exposure of a stage, and its minimum sample
+MAX_STAGE_ENTITIES = 10_000_000
+#: entities processed (and checkpointed) together
+MAX_BATCH_SIZE = 100_000
+#: minimum duration of a stage: ten years
+MAX_MIN_DURATION_DAYS = 3650.0
+#: confidence level of the intervals
+CONFIDENCE_RANGE = (0.5, 0.999)
+#: bootstrap resamples per interval (memory grows with resamples x entities)
+BOOTSTRAP_RESAMPLES_RANGE = (100, 100_000)
+#: scaled seconds per real second: above 0, at most 1e9 (30 days pass in 3 ms)
+MAX_TIME_SCALE = 1e9
+#: percentage-change thresholds (cost reduction or increase, actionable increase)
+MAX_PCT_CHANGE = 1_000_000.0
+#: p95 latency thresholds: a day, in ms
+MAX_LATENCY_MS = 86_400_000.0
 
 
 class Metric(StrEnum):
@@ -50,6 +74,15 @@ class Check(StrEnum):
 
 
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+#: the thresholds a criterion on each metric may have (a percentage, a rate in %, or milliseconds)
+THRESHOLD_RANGE: dict[Metric, tuple[float, float]] = {
+    Metric.COST_REDUCTION_PCT: (-MAX_PCT_CHANGE, MAX_PCT_CHANGE),
+    Metric.COST_INCREASE_PCT: (-MAX_PCT_CHANGE, MAX_PCT_CHANGE),
+    Metric.ACTIONABLE_INCREASE_PCT: (-MAX_PCT_CHANGE, MAX_PCT_CHANGE),
+    Metric.ERROR_RATE_PCT: (0.0, 100.0),
+    Metric.P95_LATENCY_MS: (0.0, MAX_LATENCY_MS),
+}
 
 
 @dataclass(frozen=True)
@@ -131,8 +164,9 @@ class StageConfig:
         return self.names().index(self.stage(name).name)
 
     def with_time_scale(self, time_scale: float) -> StageConfig:
-        if not time_scale > 0:
-            raise ConfigError(f"time scale must be > 0 (got {time_scale}); 86400 makes a day pass per second")
+        problem = number_problem(time_scale, 0, MAX_TIME_SCALE, low_open=True)
+        if problem:
+            raise ConfigError(f"time scale: {problem} (86400 makes a day pass per second)")
         return replace(self, time_scale=float(time_scale))
 
     def to_dict(self) -> dict:
@@ -156,19 +190,12 @@ def _num(
     integer: bool = False,
     lo_open: bool = False,
 ) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        errors.append(f"{where}: expected a number, got {value!r}")
+    """``value`` when it is a finite number in range (whole if ``integer``), else None with one problem recorded."""
+    problem = number_problem(value, lo, hi, integer=integer, low_open=lo_open)
+    if problem:
+        errors.append(f"{where}: {problem}")
         return None
-    if integer and int(value) != value:
-        errors.append(f"{where}: expected a whole number, got {value!r}")
-        return None
-    if lo is not None and (value <= lo if lo_open else value < lo):
-        errors.append(f"{where}: must be {'>' if lo_open else '>='} {lo:g}, got {value!r}")
-        return None
-    if hi is not None and value > hi:
-        errors.append(f"{where}: must be <= {hi:g}, got {value!r}")
-        return None
-    return value
+    return int(value) if integer else float(value)
 
 
 def _criteria(errors: list[str], where: str, items: Any, default_test: str) -> tuple[Criterion, ...]:
@@ -183,21 +210,23 @@ def _criteria(errors: list[str], where: str, items: Any, default_test: str) -> t
             continue
         unknown = set(c) - {"metric", "op", "threshold", "test"}
         if unknown:
-            errors.append(f"{w}: unknown field(s) {sorted(unknown)}; allowed: metric, op, threshold, test")
+            errors.append(f"{w}: unknown field(s) {sorted(unknown)} (allowed: metric, op, threshold, test)")
         ok = True
-        if c.get("metric") not in set(Metric):
-            errors.append(f"{w}.metric: {c.get('metric')!r} is not one of {[str(m) for m in Metric]}")
+        metric = c.get("metric")
+        if not isinstance(metric, str) or metric not in set(Metric):
+            errors.append(f"{w}.metric: {shown(metric)} is not one of {[str(m) for m in Metric]}")
             ok = False
-        if c.get("op") not in OPS:
-            errors.append(f"{w}.op: {c.get('op')!r} is not one of {list(OPS)}")
+        if not isinstance(c.get("op"), str) or c.get("op") not in OPS:
+            errors.append(f"{w}.op: {shown(c.get('op'))} is not one of {list(OPS)}")
             ok = False
         test = c.get("test", default_test)
-        if test not in set(Check):
-            errors.append(f"{w}.test: {test!r} is not one of {[str(t) for t in Check]}")
+        if not isinstance(test, str) or test not in set(Check):
+            errors.append(f"{w}.test: {shown(test)} is not one of {[str(t) for t in Check]}")
             ok = False
-        thr = _num(errors, f"{w}.threshold", c.get("threshold"))
+        lo, hi = THRESHOLD_RANGE[Metric(c["metric"])] if ok else (None, None)
+        thr = _num(errors, f"{w}.threshold", c.get("threshold"), lo=lo, hi=hi)
         if ok and thr is not None:
-            out.append(Criterion(Metric(c["metric"]), c["op"], float(thr), Check(test)))
+            out.append(Criterion(Metric(c["metric"]), c["op"], thr, Check(test)))
     return tuple(out)
 
 
@@ -218,17 +247,24 @@ TOP_FIELDS = {"version", "seed", "time_scale", "confidence", "bootstrap_resample
 
 
 def parse_stage_config(data: Any, source: str = "") -> StageConfig:
-    """Validate a decoded stage config; raise one ConfigError listing every bad field, one per line."""
+    """Validate a decoded stage config; raise one one-line ConfigError listing every bad field."""
     errors: list[str] = []
     if not isinstance(data, dict):
         raise ConfigError(f"{source or 'stage config'}: expected a JSON object with a 'stages' list")
     unknown = set(data) - TOP_FIELDS
     if unknown:
-        errors.append(f"unknown top-level field(s) {sorted(unknown)}; allowed: {sorted(TOP_FIELDS)}")
-    seed = _num(errors, "seed", data.get("seed", 0), lo=0, integer=True)
-    time_scale = _num(errors, "time_scale", data.get("time_scale", 1), lo=0, lo_open=True)
-    confidence = _num(errors, "confidence", data.get("confidence", 0.9), lo=0.5, hi=0.999)
-    resamples = _num(errors, "bootstrap_resamples", data.get("bootstrap_resamples", 2000), lo=100, integer=True)
+        errors.append(f"unknown top-level field(s) {sorted(unknown)} (allowed: {sorted(TOP_FIELDS)})")
+    seed = _num(errors, "seed", data.get("seed", 0), lo=0, hi=MAX_INT64, integer=True)
+    time_scale = _num(errors, "time_scale", data.get("time_scale", 1), lo=0, hi=MAX_TIME_SCALE, lo_open=True)
+    confidence = _num(errors, "confidence", data.get("confidence", 0.9), lo=CONFIDENCE_RANGE[0], hi=CONFIDENCE_RANGE[1])
+    resamples = _num(
+        errors,
+        "bootstrap_resamples",
+        data.get("bootstrap_resamples", 2000),
+        lo=BOOTSTRAP_RESAMPLES_RANGE[0],
+        hi=BOOTSTRAP_RESAMPLES_RANGE[1],
+        integer=True,
+    )
     stages_raw = data.get("stages")
     stages: list[StagePolicy] = []
     if not isinstance(stages_raw, list) or not stages_raw:
@@ -246,13 +282,13 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
             errors.append(f"{w}.name: expected a non-empty name")
             name = f"#{i}"
         else:
-            w = f"stages[{i}] ({name})"
+            w = f"stages[{i}] ({shown_name(name)})"
             if name in seen:
-                errors.append(f"{w}.name: duplicate stage name {name!r}")
+                errors.append(f"{w}.name: duplicate stage name {shown(name)}")
             seen.add(name)
         unknown = set(s) - STAGE_FIELDS
         if unknown:
-            errors.append(f"{w}: unknown field(s) {sorted(unknown)}; allowed: {sorted(STAGE_FIELDS)}")
+            errors.append(f"{w}: unknown field(s) {sorted(unknown)} (allowed: {sorted(STAGE_FIELDS)})")
         ents = s.get("entities")
         count: int | None
         if ents == "all":
@@ -260,7 +296,7 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
             if i != len(stages_raw) - 1:
                 errors.append(f"{w}.entities: only the last stage may expose 'all' entities")
         else:
-            v = _num(errors, f"{w}.entities", ents, lo=1, integer=True)
+            v = _num(errors, f"{w}.entities", ents, lo=1, hi=MAX_STAGE_ENTITIES, integer=True)
             count = int(v) if v is not None else 0
             if v is not None and count <= last_count:
                 errors.append(
@@ -268,17 +304,28 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
                     f"the previous stage's {last_count}"
                 )
             last_count = max(last_count, count)
-        min_days = _num(errors, f"{w}.min_duration_days", s.get("min_duration_days", 0), lo=0)
-        batch = _num(errors, f"{w}.batch_size", s.get("batch_size", 10), lo=1, integer=True)
-        min_sample = _num(errors, f"{w}.min_sample", s.get("min_sample", 1), lo=1, integer=True)
+        min_days = _num(errors, f"{w}.min_duration_days", s.get("min_duration_days", 0), lo=0, hi=MAX_MIN_DURATION_DAYS)
+        batch = _num(errors, f"{w}.batch_size", s.get("batch_size", 10), lo=1, hi=MAX_BATCH_SIZE, integer=True)
+        min_sample = _num(errors, f"{w}.min_sample", s.get("min_sample", 1), lo=1, hi=MAX_STAGE_ENTITIES, integer=True)
         shadow = _num(errors, f"{w}.shadow_fraction", s.get("shadow_fraction", 1.0), lo=0, hi=1, lo_open=True)
-        conf = _num(errors, f"{w}.confidence", s.get("confidence", confidence or 0.9), lo=0.5, hi=0.999)
+        conf = _num(
+            errors,
+            f"{w}.confidence",
+            s.get("confidence", confidence or 0.9),
+            lo=CONFIDENCE_RANGE[0],
+            hi=CONFIDENCE_RANGE[1],
+        )
         res = _num(
-            errors, f"{w}.bootstrap_resamples", s.get("bootstrap_resamples", resamples or 2000), lo=100, integer=True
+            errors,
+            f"{w}.bootstrap_resamples",
+            s.get("bootstrap_resamples", resamples or 2000),
+            lo=BOOTSTRAP_RESAMPLES_RANGE[0],
+            hi=BOOTSTRAP_RESAMPLES_RANGE[1],
+            integer=True,
         )
         test = s.get("test", "bound")
-        if test not in set(Check):
-            errors.append(f"{w}.test: {test!r} is not one of {[str(t) for t in Check]}")
+        if not isinstance(test, str) or test not in set(Check):
+            errors.append(f"{w}.test: {shown(test)} is not one of {[str(t) for t in Check]}")
             test = "bound"
         success = _criteria(errors, f"{w}.success", s.get("success", []), test)
         rollback = _criteria(errors, f"{w}.rollback", s.get("rollback", []), "point")
@@ -308,19 +355,14 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
             )
     if errors or seed is None or time_scale is None:  # _num records an error for every None it returns
         where = f"{source}: " if source else ""
-        raise ConfigError(f"{where}invalid stage config ({len(errors)} problem(s)):\n" + "\n".join(errors))
+        if len(errors) == 1:
+            raise ConfigError(f"{where}invalid stage config: {errors[0]}")
+        raise ConfigError(f"{where}invalid stage config, {len(errors)} problems: " + "; ".join(errors))
     return StageConfig(stages=tuple(stages), seed=int(seed), time_scale=float(time_scale), source=source, raw=data)
 
 
 def load_stage_config(path: Path | str | None = None) -> StageConfig:
     """Load and validate a stage table; the shipped ``data/stages.json`` when no path is given."""
     p = Path(path) if path else DEFAULT_STAGES_FILE
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"stage config {p} not found: pass --config-file with an existing file") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"stage config {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    data = read_json_file(p, "stage table", missing="pass --stages-file with an existing file")
     return parse_stage_config(data, source=str(p))

@@ -183,7 +183,8 @@ def evidence_ref(
         p = Path(replay).expanduser().resolve()
         if not p.is_file():
             raise ConfigError(
-                f"replay file {p} does not exist: record one with `python -m engine discover --record FILE`"
+                f"replay file {p} does not exist: record one with engine.discovery.evidence.RecordingSource "
+                "(README: Recording and replaying real evidence)"
             )
         return EvidenceRef(kind="replay", path=str(p), sha256=_sha256(p))
     if kind == "http":

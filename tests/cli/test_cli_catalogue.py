@@ -16,6 +16,7 @@ from engine.core.settings import REPO_ROOT, Settings
 from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
+from tests.support.cli import one_line_error
 
 PY = sys.executable
 
@@ -40,13 +41,6 @@ def cli(tmp_path):
         yield run
     finally:
         falkor.stop_embedded_server(settings)
-
-
-def one_line_error(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 2, (done.stdout, done.stderr)
-    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    return done.stderr
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ def test_errors_are_one_line_with_exit_code_2(cli_env, capsys):
         (["rollout", "--stage", "pilott"], "unknown stage 'pilott'"),
         (["rollout"], "--stage"),
         (["rollout", "--stage", "pilot", "--config-file", "/nonexistent/c.json"], "does not exist"),
-        (["rollout", "--stage", "pilot", "--time-scale", "-1"], "time scale"),
+        (["rollout", "--stage", "pilot", "--time-scale", "-1"], "--time-scale: got -1.0 (allowed: a number > 0"),
         (["rollout", "promote"], "no rollout"),
     ):
         assert main(argv) == 2, argv

@@ -179,3 +179,31 @@ def test_category_value_uses_the_explicit_table():
 
 def test_cost_cap_keeps_the_safety_margin():
     assert ParameterConfig(max_cost_usd=1.0, cost_safety_margin=0.1).cost_cap_usd == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ('{"max_cost_usd": ' + "9" * 400 + "}", "max_cost_usd = an integer of 400 digits is out of range"),
+        ('{"max_iterations": ' + "9" * 400 + "}", "max_iterations = an integer of 400 digits is out of range"),
+        ('{"max_iterations": 1e400}', "max_iterations = inf is not an integer"),
+        ('{"max_cost_usd": ' + "9" * 5000 + "}", "holds a number with thousands of digits"),
+    ],
+    ids=["float-field", "int-field", "inf", "5000-digits"],
+)
+def test_case_9_integers_of_hundreds_of_digits_are_one_line_not_a_traceback(tmp_path, content, expected):
+    """case 9: a parameter file with an integer too long for a float (OverflowError before) or for int() at all."""
+    path = tmp_path / "p.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as err:
+        ParameterConfig.load(path)
+    assert expected in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_case_9_a_parameter_file_that_is_a_directory_or_not_utf8_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory, not a file"):
+        ParameterConfig.load(tmp_path)
+    latin = tmp_path / "p.json"
+    latin.write_bytes('{"max_iterations": 5, "note": "caf\u00e9"}'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        ParameterConfig.load(latin)

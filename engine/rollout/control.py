@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.configs import live_config, rollout_candidate, set_live_config
+from engine.core.inputs import MAX_INT64 as MAX_SEED
+from engine.core.inputs import checked_number
 from engine.core.params import ParameterConfig
 from engine.core.settings import Settings, load_settings
 from engine.discovery.runs import DEFAULT_WORLD_SEED
@@ -41,6 +43,9 @@ from engine.rollout.states import ACTIVE_RUN_STATES, OPEN_STAGE_STATES, RunState
 from engine.rollout.status import rollout_status
 from engine.rollout.verdict import Phase, elapsed_days, promotion_gate
 from engine.store.graph import GraphStore
+
+#: the largest population limit a rollout takes (the stage table's own bound on stage sizes)
+MAX_ROLLOUT_ENTITIES = 10_000_000
 
 #: the stored run states that keep a new rollout from starting
 BUSY_RUN_STATES: tuple[RunState, ...] = tuple(s for s in RunState if s.blocks_new_rollout())
@@ -87,18 +92,16 @@ def start_rollout(
         run_stages = [stage]
     else:
         raise RolloutError(f"unknown stage {stage!r}: use one of {', '.join([*names, ALL])}")
-    if entities is not None and (isinstance(entities, bool) or not isinstance(entities, int) or entities < 1):
-        raise RolloutError(f"--entities must be a whole number >= 1, got {entities!r}")
+    if entities is not None:
+        checked_number(entities, "entities", 1, MAX_ROLLOUT_ENTITIES, integer=True)
     resolved = rollout_candidate(ops, config_file)
     candidate, candidate_source = resolved.config, resolved.label
     baseline = live_config(ops)
     seed = cfg.seed if seed is None else seed
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise RolloutError(f"seed must be a whole number >= 0, got {seed!r}")
+    checked_number(seed, "seed", 0, MAX_SEED, integer=True)
     if world_seed is None:
         world_seed = DEFAULT_WORLD_SEED
-    if isinstance(world_seed, bool) or not isinstance(world_seed, int):
-        raise RolloutError(f"world seed must be a whole number, got {world_seed!r}")
+    checked_number(world_seed, "world seed", 0, MAX_SEED, integer=True)
     own_graph = graph is None
     if own_graph:
         graph = GraphStore.open(settings)

@@ -351,8 +351,12 @@ def test_bad_requests_are_one_line_errors_and_write_nothing(settings, ops, seede
         ro.start_rollout(settings, ops, stage="pilott", stages_file=stages, launch=False, graph=seeded)
     with pytest.raises(ConfigError, match="does not exist"):
         ro.start_rollout(settings, ops, stage="pilot", config_file=tmp_path / "nope.json", launch=False, graph=seeded)
-    with pytest.raises(DiscoveryError, match="--entities"):
+    with pytest.raises(DiscoveryError, match="entities: got 0"):
         ro.start_rollout(settings, ops, stage="pilot", entities=0, launch=False, graph=seeded)
+    with pytest.raises(DiscoveryError, match="seed: got 100000000000000000000 .allowed"):
+        ro.start_rollout(settings, ops, stage="pilot", seed=10**20, launch=False, graph=seeded)
+    with pytest.raises(DiscoveryError, match="world seed: got nan"):
+        ro.start_rollout(settings, ops, stage="pilot", world_seed=float("nan"), launch=False, graph=seeded)
     with pytest.raises(ConfigError, match="time scale"):
         ro.start_rollout(settings, ops, stage="pilot", time_scale=0, launch=False, graph=seeded)
     with pytest.raises(DiscoveryError, match="no rollout"):

@@ -25,6 +25,7 @@ from engine.monitoring.events import query_events
 from engine.rollout.records import discovery_run_id
 from engine.store.graph import Fence
 from tests.support.graphs import seed
+from tests.support.rollouts import wait_for_state
 from tests.support.stages import stage_table
 
 ATTEMPT_FIELDS = ("accepts", "weak_accepts", "rejects", "no_progress")
@@ -174,10 +175,7 @@ def test_stopped_worker_reaped_then_resumed_leaves_events_matching_checkpoints(s
         time.sleep(0.5)  # let the new worker get going before the old one wakes
     finally:
         wake_and_wait_for_exit(proc)
-    end = time.time() + 180
-    while time.time() < end and ro.rollout_status(ops, run_id).state not in ("soaking", "inconclusive", "completed"):
-        time.sleep(0.1)
-    st = ro.rollout_status(ops, run_id)
+    st = wait_for_state(ops, run_id)
     assert st.state in ("soaking", "inconclusive", "completed"), st.state
     ro.cancel(ops, run_id, "test")
     outcomes = ro.paired_outcomes(ops, run_id)

@@ -249,20 +249,10 @@ def test_console_escape_leaves_no_markdown_construct():
 def test_the_rollout_stage_report_shows_typed_text_as_text(settings, ops, seed_graph, tmp_path):
     """case 8: a rollback reason and an actor typed by people are text in the stage report, never an image."""
     from engine import rollout as ro
-    from engine.jobs.queue import JobStore, run_claimed
-    from tests.support.stages import stage_table
+    from tests.support.rollouts import run_pilot_here
 
     graph = seed_graph(30, 7)
-    run_id = ro.start_rollout(
-        settings,
-        ops,
-        stage="pilot",
-        stages_file=stage_table(tmp_path, loose_triggers=True),
-        time_scale=86400 * 4,
-        launch=False,
-        graph=graph,
-    )
-    run_claimed(JobStore(ops), ro.rollout_status(ops, run_id).run.job_id, settings, poll_s=0.05)
+    run_id = run_pilot_here(settings, ops, graph, tmp_path)
     pixel = "![pixel](http://127.0.0.1:9/track.png)"
     ro.rollback(settings, ops, run_id, f"console:{pixel}", f"because {pixel}", graph=graph)
     report = ro.stage_report(ops, run_id, "pilot")

@@ -13,10 +13,12 @@ from collections import Counter
 import pytest
 
 from engine import rollout as ro
+from engine.core.errors import StoreUnavailable
 from engine.jobs.queue import JobStore
 from engine.monitoring.events import query_events
 from engine.store import falkor
 from engine.store.graph import GraphStore
+from tests.support.rollouts import StoreGoesAway, run_pilot_here, wait_for_state
 from tests.support.stages import stage_table
 
 ATTEMPT_FIELDS = ("accepts", "weak_accepts", "rejects", "no_progress")
@@ -54,15 +56,7 @@ def test_killing_the_graph_store_mid_stage_pauses_and_resumes_exactly_once(setti
     assert "paused by a fault of the store" in fault["details"]["reason"]
     assert any(e["event"] == "paused" for e in store.events(job_id))
 
-    end = time.time() + 180
-    while time.time() < end and ro.rollout_status(ops, run_id).state not in (
-        "soaking",
-        "inconclusive",
-        "completed",
-        "rolled_back",
-    ):
-        time.sleep(0.1)
-    st = ro.rollout_status(ops, run_id)
+    st = wait_for_state(ops, run_id)
     assert st.state in ("soaking", "inconclusive", "completed"), (st.state, st.run.message)
     ro.cancel(ops, run_id, "test")
     assert store.get(job_id).attempts == 1  # the same worker carried on: no resume was needed
@@ -85,32 +79,11 @@ def test_killing_the_graph_store_mid_stage_pauses_and_resumes_exactly_once(setti
 def test_a_rollback_interrupted_by_an_outage_is_finished_by_resume(settings, ops, seeded, tmp_path):
     """case 2: the automatic rollback failed on a dead store and `rollout resume` answered "nothing to resume";
     now the run says rollback_interrupted, and resume finishes the rollback."""
-    from engine.core.errors import StoreUnavailable
-    from engine.jobs.queue import JobState, run_claimed
-
     ids = seeded.list_entity_ids()
     before = seeded.snapshot(ids)["entities"]
-    run_id = ro.start_rollout(
-        settings,
-        ops,
-        stage="pilot",
-        stages_file=stage_table(tmp_path, loose_triggers=True),
-        time_scale=86400 * 4,
-        launch=False,
-        graph=seeded,
-    )
-    job = run_claimed(JobStore(ops), ro.rollout_status(ops, run_id).run.job_id, settings, poll_s=0.05)
-    assert job.state is JobState.SUCCEEDED
-
-    class StoreGoesAway:
-        def __getattr__(self, name):
-            return getattr(seeded, name)
-
-        def restore(self, snapshot):
-            raise StoreUnavailable("FalkorDB went away (test)")
-
+    run_id = run_pilot_here(settings, ops, seeded, tmp_path)
     with pytest.raises(StoreUnavailable):
-        ro.rollback(settings, ops, run_id, "test", "store dies", graph=StoreGoesAway())
+        ro.rollback(settings, ops, run_id, "test", "store dies", graph=StoreGoesAway(seeded))
     st = ro.rollout_status(ops, run_id)
     assert st.state == "rollback_interrupted" and st.state.can_resume() and st.state.awaits_operator()
     st = ro.resume(ops, run_id, "test", settings=settings)

@@ -16,6 +16,7 @@ from engine.core.errors import ConfigError, DiscoveryError
 from engine.core.params import ParameterConfig
 from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.monitoring.events import query_events
+from tests.support.rollouts import StoreGoesAway, wait_for_state
 from tests.support.stages import stage_table
 
 #: a candidate that really costs more: no early stop, four times the iterations and ten times the budget
@@ -429,15 +430,7 @@ def test_sigkilled_worker_resumed_processes_every_entity_exactly_once(settings, 
     assert killed_at.state == "dead"
     assert 8 <= killed_at.progress[0] < 40
     ro.resume(ops, run_id, "test", settings=settings)  # requeue + a new detached worker
-    end = time.time() + 180
-    while time.time() < end and ro.rollout_status(ops, run_id).state not in (
-        "soaking",
-        "inconclusive",
-        "completed",
-        "rolled_back",
-    ):
-        time.sleep(0.1)
-    st = ro.rollout_status(ops, run_id)
+    st = wait_for_state(ops, run_id)
     assert st.state in ("soaking", "inconclusive", "completed"), st.state
     ro.cancel(ops, run_id, "test")
     rows = ro.paired_outcomes(ops, run_id)
@@ -474,15 +467,8 @@ def test_a_rollback_interrupted_by_the_store_can_be_retried_at_once(settings, op
     assert run_job_here(settings, ops, run_id).state is JobState.SUCCEEDED
     assert ro.rollout_status(ops, run_id).state == "completed"
 
-    class StoreGoesAway:
-        def __getattr__(self, name):
-            return getattr(seeded, name)
-
-        def restore(self, snapshot):
-            raise StoreUnavailable("FalkorDB went away (test)")
-
     with pytest.raises(StoreUnavailable):
-        ro.rollback(settings, ops, run_id, "test", "first try", graph=StoreGoesAway())
+        ro.rollback(settings, ops, run_id, "test", "first try", graph=StoreGoesAway(seeded))
     assert ro.rollout_status(ops, run_id).state == "rollback_interrupted"  # says so, and offers resume/rollback
     res = ro.rollback(settings, ops, run_id, "test", "second try", graph=seeded)
     assert res.performed and res.entities_restored == 10

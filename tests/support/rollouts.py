@@ -1,0 +1,54 @@
+"""Rollout steps the fault and report tests share: a pilot run to the end in this process, waiting for a
+run's state, and a graph store whose restore fails as if FalkorDB went away."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from engine import rollout as ro
+from engine.core.errors import StoreUnavailable
+from engine.jobs.queue import JobState, JobStore, run_claimed
+from tests.support.stages import stage_table
+
+#: the states a stage's worker stops in by itself
+SETTLED = ("soaking", "inconclusive", "completed", "rolled_back")
+
+
+def run_pilot_here(settings, ops, graph, tmp_path: Path) -> int:
+    """A pilot (10 entities, loose triggers) started and run to its end in this process; its run id."""
+    run_id = ro.start_rollout(
+        settings,
+        ops,
+        stage="pilot",
+        stages_file=stage_table(tmp_path, loose_triggers=True),
+        time_scale=86400 * 4,
+        launch=False,
+        graph=graph,
+    )
+    job = run_claimed(JobStore(ops), ro.rollout_status(ops, run_id).run.job_id, settings, poll_s=0.05)
+    assert job.state is JobState.SUCCEEDED, job.error
+    return run_id
+
+
+def wait_for_state(ops, run_id: int, states: Iterable[str] = SETTLED, timeout_s: float = 180.0):
+    """Poll the run until its effective state is one of ``states``; its status then (or at the timeout)."""
+    wanted = set(states)
+    end = time.time() + timeout_s
+    while time.time() < end and ro.rollout_status(ops, run_id).state not in wanted:
+        time.sleep(0.1)
+    return ro.rollout_status(ops, run_id)
+
+
+class StoreGoesAway:
+    """``graph`` whose restore fails as an unreachable FalkorDB would (everything else passes through)."""
+
+    def __init__(self, graph):
+        self._graph = graph
+
+    def __getattr__(self, name):
+        return getattr(self._graph, name)
+
+    def restore(self, snapshot):
+        raise StoreUnavailable("FalkorDB went away (test)")

@@ -277,11 +277,12 @@ def test_max_hop_cost_flag_sets_the_ceiling_and_bad_values_are_one_line_errors(c
     ev.costing("0.5")
     try:
         cli("discover", "--entity", ENTITY, "--shadow", "--evaluator-url", ev.url, "--max-hop-cost", "0.25")
-        for bad in ("nan", "inf", "0", "-1"):
+        for bad, says in (("nan", "--max-hop-cost"), ("inf", "--max-hop-cost"), ("0", "--max-hop-cost"),
+                          ("-1", "--max-hop-cost"), ("0.01", "ceiling")):  # fmt: skip
             msg = one_line_error(
                 cli("discover", "--entity", ENTITY, "--evaluator-url", ev.url, "--max-hop-cost", bad, check=False)
             )
-            assert "ceiling" in msg
+            assert says in msg, msg
     finally:
         ev.close()
     (event,) = query_events(open_ops_db(cli.settings), shadow=True)

@@ -11,9 +11,11 @@ import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from engine.core.errors import StoreUnavailable
 from engine.core.settings import Settings, load_settings
+from engine.jobs.queue import kill_frozen_workers
 from engine.store.graph import GraphStore
-from engine.store.opsdb import OpsDB, open_ops_db
+from engine.store.opsdb import OpsDB, is_lock_error, open_ops_db
 
 
 def actor() -> str:
@@ -25,8 +27,18 @@ def actor() -> str:
 
 
 def open_ops(settings: Settings | None = None) -> OpsDB:
-    """The OpsDB of ``settings`` (default: the environment's data dir), its folders created."""
-    return open_ops_db((settings or load_settings()).ensure_dirs())
+    """The OpsDB of ``settings`` (default: the environment's data dir), its folders created.
+
+    A database that a stopped worker keeps locked is freed (the worker killed) and opened once more, so
+    `worker --reap` and `rollout rollback` work whatever point a worker was frozen at.
+    """
+    settings = (settings or load_settings()).ensure_dirs()
+    try:
+        return open_ops_db(settings)
+    except StoreUnavailable as exc:
+        if not is_lock_error(exc) or not kill_frozen_workers(settings.ops_db_path):
+            raise
+        return open_ops_db(settings)
 
 
 @contextmanager

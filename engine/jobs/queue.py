@@ -56,7 +56,7 @@ import psutil
 
 from engine.core.errors import DiscoveryError, LeaseLost, StoreUnavailable
 from engine.core.settings import REPO_ROOT, Settings
-from engine.store.opsdb import Migration
+from engine.store.opsdb import Migration, is_lock_error, lock_holders
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -373,6 +373,34 @@ class JobStore:
             self._fenced(db, job, "UPDATE jobs SET state = ?, heartbeat_at = ?", [str(state), self.clock()])
             self._event(db, job.id, str(state), "worker", detail)
 
+    def pause_for_fault(self, job: Job, reason: str) -> Control:
+        """The worker pauses itself because the machinery failed: state PAUSED with ``reason`` as the message;
+        control becomes PAUSE only if it was RUN (an operator's pending cancel or pause is kept). Returns the
+        control now in force."""
+        now = self.clock()
+        with self.ops.transaction() as db:
+            self._fenced(
+                db,
+                job,
+                "UPDATE jobs SET state = ?, heartbeat_at = ?, message = ?, "
+                "control = CASE WHEN control = 'run' THEN 'pause' ELSE control END",
+                [str(JobState.PAUSED), now, reason],
+            )
+            self._event(db, job.id, str(JobState.PAUSED), "worker", reason)
+            return Control(next(iter(db.query("SELECT control FROM jobs WHERE id = ?", [job.id])))["control"])
+
+    def resume_after_fault(self, job: Job) -> None:
+        """The fault is gone: RUNNING again; control back to RUN unless an operator asked to cancel meanwhile."""
+        with self.ops.transaction() as db:
+            self._fenced(
+                db,
+                job,
+                "UPDATE jobs SET state = ?, heartbeat_at = ?, "
+                "control = CASE WHEN control = 'cancel' THEN control ELSE 'run' END",
+                [str(JobState.RUNNING), self.clock()],
+            )
+            self._event(db, job.id, str(JobState.RUNNING), "worker", "resumed after a fault")
+
     def finish(self, job: Job, state: JobState, *, result: Mapping | None = None, error: str | None = None) -> None:
         assert state.is_terminal()
         now = self.clock()
@@ -410,15 +438,15 @@ class JobStore:
     def reap(self, *, stale_after_s: float = DEFAULT_STALE_AFTER_S, kind: str | None = None) -> builtins.list[Job]:
         """Mark DEAD every running or paused job whose worker is gone or silent; return them.
 
-        Reading needs no lock (WAL). If the database stays locked for the busy
-        timeout, the likeliest holder is a silent worker stopped inside a write
-        transaction: those on this host are killed (``kill_silent_workers``),
-        which releases the lock, and the reap is tried once more.
+        If the database stays locked for the busy timeout, the likeliest holder
+        is a worker stopped inside a write transaction (or while it closes):
+        ``kill_frozen_workers`` kills it, which releases the lock, and the reap
+        is tried once more.
         """
         try:
             return self._reap(stale_after_s, kind)
         except StoreUnavailable as exc:
-            if "locked" not in str(exc) or not self.kill_silent_workers(stale_after_s=stale_after_s):
+            if not is_lock_error(exc) or not kill_frozen_workers(self.ops.path):
                 raise
             return self._reap(stale_after_s, kind)
 
@@ -439,35 +467,6 @@ class JobStore:
                     dead.append(job.id)
         return [self.get(i) for i in dead]
 
-    def kill_silent_workers(self, *, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> builtins.list[int]:
-        """SIGKILL the local worker processes of running or paused jobs whose heartbeat is stale; their pids.
-
-        Only a process that is provably the job's worker (same host, same pid
-        and the same process start time as at its claim) is killed. A silent
-        worker has lost its job anyway (every write it makes is fenced by its
-        lease), but a stopped one may sit on a SQLite write lock that nothing
-        else can break.
-        """
-        now = self.clock()
-        killed: builtins.list[int] = []
-        for job in self.list(states=(JobState.RUNNING, JobState.PAUSED), limit=1000):
-            if job.host != socket.gethostname() or not job.pid or job.pid == os.getpid():
-                continue
-            age = now - (job.heartbeat_at or job.started_at or job.created_at)
-            started = _process_started(job.pid)
-            if age <= stale_after_s or started is None or job.pid_started is None:
-                continue
-            if abs(started - job.pid_started) > 1.0:
-                continue
-            try:
-                proc = psutil.Process(job.pid)
-                proc.kill()
-                proc.wait(timeout=5)
-            except (psutil.NoSuchProcess, psutil.TimeoutExpired, psutil.AccessDenied, ChildProcessError):
-                continue
-            killed.append(job.pid)
-        return killed
-
     def requeue(self, job_id: int, *, actor: str) -> Job:
         """Put a DEAD or FAILED job back in the queue (its handler resumes from its checkpoints)."""
         with self.ops.transaction() as db:
@@ -482,6 +481,41 @@ class JobStore:
             )
             self._event(db, job_id, "requeued", actor, f"was {state}")
         return self.get(job_id)
+
+
+# --------------------------------------------------------------------------- frozen workers
+
+
+def is_worker_command(cmdline: Iterable[str]) -> bool:
+    """The command line of a worker process (``python -m engine worker ...``, engine.jobs.queue.launch_worker)."""
+    args = list(cmdline)
+    return any(args[i : i + 3] == ["-m", "engine", "worker"] for i in range(len(args)))
+
+
+def kill_frozen_workers(db_path: Path | str) -> builtins.list[int]:
+    """SIGKILL the stopped worker processes that hold a lock on the operations database; their pids.
+
+    Found through the kernel's lock table (engine.store.opsdb.lock_holders),
+    not through the database, which they lock. Only a process that is stopped
+    (SIGSTOP, a debugger) and runs ``python -m engine worker`` is killed: it
+    cannot make progress, and whatever it was doing is refused by its lease
+    and the graph fence once it is declared dead; the kernel releases its
+    locks as it dies.
+    """
+    killed: builtins.list[int] = []
+    for pid in sorted(lock_holders(db_path)):
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+                continue
+            if not is_worker_command(proc.cmdline()):
+                continue
+            proc.kill()
+            proc.wait(timeout=5)
+        except (psutil.NoSuchProcess, psutil.TimeoutExpired, psutil.AccessDenied, ChildProcessError):
+            continue
+        killed.append(pid)
+    return killed
 
 
 # --------------------------------------------------------------------------- reading from a page or a command

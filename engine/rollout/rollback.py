@@ -27,7 +27,7 @@ from typing import Any
 
 from engine.core.errors import StoreUnavailable
 from engine.core.settings import Settings
-from engine.jobs.queue import Control, JobError, JobState, JobStore
+from engine.jobs.queue import Control, JobError, JobState, JobStore, kill_frozen_workers
 from engine.rollout.records import (
     RollbackResult,
     RolloutError,
@@ -38,6 +38,7 @@ from engine.rollout.records import (
 )
 from engine.rollout.states import RunState, StageState, rollback_interrupted
 from engine.store.graph import GraphStore
+from engine.store.opsdb import is_lock_error
 
 #: how long a manual rollback waits for the worker to stop at its next checkpoint
 ROLLBACK_WAIT_S = 120.0
@@ -130,8 +131,8 @@ def rollback(
 
     try:
         claimed = claim()
-    except StoreUnavailable as exc:  # a frozen worker may sit on the write lock: kill it (if silent), retry once
-        if "locked" not in str(exc) or not JobStore(ops).kill_silent_workers():
+    except StoreUnavailable as exc:  # a stopped worker may sit on the write lock: kill it, retry once
+        if not is_lock_error(exc) or not kill_frozen_workers(ops.path):
             raise
         claimed = claim()
     if isinstance(claimed, RollbackResult):

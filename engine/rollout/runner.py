@@ -60,7 +60,7 @@ from engine.core.errors import DiscoveryError, LeaseLost, StoreUnavailable, firs
 from engine.core.params import ParameterConfig
 from engine.discovery.evidence import EvidenceUnavailable
 from engine.discovery.runs import METRICS_LOG_NAME, EvidenceSpec, make_source, run_entities
-from engine.jobs.queue import Control, JobCancelled, JobState
+from engine.jobs.queue import Control, JobCancelled
 from engine.monitoring.events import MetricEvent, record_events
 from engine.monitoring.jsonlog import JsonlLog
 from engine.rollout.cohorts import CohortMember, derive_seed, next_cohort, shadow_subset, stratified_sample
@@ -233,11 +233,12 @@ class _Runner:
         delay = FAULT_RETRY_S
         announced = audited = False
         while True:
+            if not self.ctx.settings.data_dir.exists():
+                raise exc  # the data dir itself is gone: nothing to wait for
             if not announced:
                 try:
-                    store.request(job.id, Control.PAUSE, actor="worker")
-                    store.set_state(job, JobState.PAUSED, reason)
-                    store.heartbeat(job, message=reason)
+                    if store.pause_for_fault(job, reason) is Control.CANCEL:
+                        raise JobCancelled(f"job {job.id} cancelled by an operator")
                     with self.ops.transaction() as db:
                         db.execute(
                             "UPDATE rollout_runs SET message = ?, updated_at = ? WHERE id = ?",
@@ -254,19 +255,15 @@ class _Runner:
                 self.ctx.sleep(min(self.ctx.poll_s, max(0.0, end - time.monotonic())))
                 try:
                     control = store.heartbeat(job, message=f"{reason}; retrying in {end - time.monotonic():.0f}s")
+                    self._check_active()
                 except StoreUnavailable:
                     continue
                 if control is Control.CANCEL:
                     raise JobCancelled(f"job {job.id} cancelled by an operator")
                 resumed = control is Control.RUN
-                try:
-                    self._check_active()
-                except StoreUnavailable:
-                    continue
             if self._store_is_back():
                 try:
-                    store.request(job.id, Control.RUN, actor="worker")
-                    store.set_state(job, JobState.RUNNING, "resumed after a fault")
+                    store.resume_after_fault(job)
                 except StoreUnavailable:
                     delay = min(FAULT_RETRY_MAX_S, delay * 2)
                     continue

@@ -7,13 +7,6 @@ file.
 
 No process can hold the file hostage by stopping at the wrong moment:
 
-* **No checkpoint on close.** SQLite's last connection to close normally
-  checkpoints the WAL and deletes it under an EXCLUSIVE lock; a process
-  stopped (SIGSTOP, a debugger, a frozen VM) in there locked every other
-  process out, including ``worker --reap`` and ``rollout rollback``. Every
-  connection sets ``SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE``; the WAL is
-  checkpointed by SQLite's automatic PASSIVE checkpoints, which never block
-  readers or writers.
 * **A fresh file is born in WAL mode.** Switching a file to WAL takes an
   exclusive lock that SQLite refuses at once (no busy handler) while another
   process is creating the same file. So the file is never created in place:
@@ -22,9 +15,16 @@ No process can hold the file hostage by stopping at the wrong moment:
   process won the race; the loser opens the winner's file, already in WAL.
   Connections open with ``mode=rw``, so no one creates an empty file by
   accident.
-* A process stopped *inside* a write transaction still holds the write lock;
-  the job reaper kills such a worker (engine.jobs.queue.JobStore.reap) before
-  it writes, which releases the lock. ``transaction()`` is the one helper for multi-statement writes
+* **Opening takes no lock.** Applied migrations are read first; the write
+  lock is taken only for a migration that is missing.
+* **A stopped process that holds a lock can be found without the database.**
+  SQLite's locks are POSIX record locks, which the kernel lists with their
+  owner's pid (``/proc/locks``): ``lock_holders`` names the processes that
+  hold one on this file, its ``-wal`` or its ``-shm``. A process stopped
+  inside a write transaction, or while its last connection checkpoints on
+  close, keeps everyone else out; the job layer kills such a process when it
+  is one of our stopped workers (engine.jobs.queue.kill_frozen_workers), and
+  the database is free again. ``transaction()`` is the one helper for multi-statement writes
 (``BEGIN IMMEDIATE`` .. ``COMMIT``, ``ROLLBACK`` on error); sqlite-utils
 calls made inside it nest as savepoints.
 
@@ -442,7 +442,57 @@ class OpsDB:
 
 
 #: what an sqlite3.OperationalError says when the machinery failed, not the statement
-_OUTAGE_MARKERS = ("locked", "disk i/o", "disk is full", "unable to open", "readonly database", "busy")
+_OUTAGE_MARKERS = (
+    "locked",
+    "locking protocol",
+    "disk i/o",
+    "disk is full",
+    "unable to open",
+    "readonly database",
+    "busy",
+)
+#: what an error says when another process holds the lock (as opposed to a broken disk)
+_LOCK_MARKERS = ("locked", "locking protocol", "busy")
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    """Another process holds the database's lock (the message of a sqlite3 error or of our StoreUnavailable)."""
+    text = str(exc).lower()
+    return any(marker in text for marker in _LOCK_MARKERS)
+
+
+def lock_holders(path: Path | str) -> set[int]:
+    """Pids of the other processes that hold a POSIX lock on the database file, its -wal or its -shm.
+
+    Read from the kernel (``/proc/locks``), not from the database, so it works while the database is
+    locked. Empty where the kernel does not list locks (not Linux).
+    """
+    base = Path(path)
+    inodes: set[tuple[int, int, int]] = set()
+    for name in (base, base.with_name(base.name + "-wal"), base.with_name(base.name + "-shm")):
+        try:
+            st = name.stat()
+        except OSError:
+            continue
+        inodes.add((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return set()
+    holders: set[int] = set()
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 6 or parts[1] == "->":  # "->" lines are processes waiting for a lock, not holding it
+            continue
+        try:
+            pid = int(parts[4])
+            major, minor, inode = parts[5].split(":")
+            key = (int(major, 16), int(minor, 16), int(inode))
+        except ValueError:
+            continue
+        if key in inodes and pid != os.getpid():
+            holders.add(pid)
+    return holders
 
 
 def is_outage(exc: sqlite3.Error) -> bool:
@@ -452,8 +502,7 @@ def is_outage(exc: sqlite3.Error) -> bool:
 
 
 def _configure(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
-    """The settings of every connection (see the module docstring for why no checkpoint on close)."""
-    conn.setconfig(sqlite3.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, True)
+    """The settings of every connection."""
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode, much faster

@@ -24,8 +24,9 @@ from engine.jobs.queue import JobStore
 from engine.monitoring.events import query_events
 from engine.rollout.records import discovery_run_id
 from engine.store.graph import Fence
+from engine.store.opsdb import lock_holders
 from tests.support.graphs import seed
-from tests.support.rollouts import wait_for_state
+from tests.support.rollouts import cancel_and_wait, wait_for_state
 from tests.support.stages import stage_table
 
 ATTEMPT_FIELDS = ("accepts", "weak_accepts", "rejects", "no_progress")
@@ -98,7 +99,15 @@ def stop_mid_batch(ops, graph, run_id: int) -> psutil.Process:
         done = ro.rollout_status(ops, run_id).progress[0]
         if job.pid and done >= 8 and live_entities(graph, run_id, "pilot") > done:
             os.kill(job.pid, signal.SIGSTOP)
-            return psutil.Process(job.pid)
+            # stopped inside a SQLite transaction it would hold the lock, and the reaper would (rightly) kill
+            # it: this test is about a worker that wakes up, so stop it between two database operations
+            for _ in range(200):
+                if job.pid not in lock_holders(ops.path):
+                    return psutil.Process(job.pid)
+                os.kill(job.pid, signal.SIGCONT)
+                time.sleep(0.005)
+                os.kill(job.pid, signal.SIGSTOP)
+            raise AssertionError("the worker never let go of the database")
         time.sleep(0.02)
     raise AssertionError("the worker made no progress")
 
@@ -177,7 +186,7 @@ def test_stopped_worker_reaped_then_resumed_leaves_events_matching_checkpoints(s
         wake_and_wait_for_exit(proc)
     st = wait_for_state(ops, run_id)
     assert st.state in ("soaking", "inconclusive", "completed"), st.state
-    ro.cancel(ops, run_id, "test")
+    cancel_and_wait(ops, run_id)
     outcomes = ro.paired_outcomes(ops, run_id)
     with ops.connect() as db:
         cohort = json.loads(

@@ -3,9 +3,10 @@
 * a fresh file opened by many processes at once is created and migrated once, and none of them fails
   ("cannot switch ... to WAL mode (database is locked)" was a real race);
 * a worker stopped at a random point of its work never keeps `worker --reap` and `rollout rollback` from
-  working (SQLite's checkpoint-on-close, under an exclusive lock, is switched off);
-* a worker stopped inside a write transaction, which does hold the write lock, is killed by the reaper
-  once its heartbeat is stale, and the reap goes through.
+  working;
+* a worker stopped while it holds a lock (inside a write transaction, or checkpointing as its last
+  connection closes) is found in the kernel's lock table and killed, and the reap goes through; a lock
+  holder that is running, or is not a worker, is left alone.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ import pytest
 
 from engine import rollout as ro
 from engine.core.settings import REPO_ROOT
-from engine.jobs.queue import JobState, JobStore, worker_env
-from engine.store.opsdb import OpsDB
+from engine.jobs.queue import JobState, JobStore, is_worker_command, kill_frozen_workers, launch_worker, worker_env
+from engine.store.opsdb import OpsDB, lock_holders
 from tests.support.stages import stage_table
 
 OPENER = textwrap.dedent(
     """
     import sys, time
-    from engine.store.opsdb import OpsDB
+    from engine.store.opsdb import OpsDB, lock_holders
     path, start_at, who = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     while time.time() < start_at:
         time.sleep(0.001)
@@ -69,47 +70,66 @@ def test_many_processes_opening_fresh_files_at_once_never_fail(tmp_path):
         assert not list(path.parent.glob(".ops.sqlite.*"))  # no temporary file left behind
 
 
-HOLDER = textwrap.dedent(
-    """
-    import sys, time
-    from engine.jobs.queue import JobStore
-    from engine.store.opsdb import OpsDB
-    ops = OpsDB(sys.argv[1])
-    store = JobStore(ops)
-    job = store.claim(int(sys.argv[2]))
-    with ops.transaction() as db:   # holds the write lock ...
-        db.execute("UPDATE jobs SET message = 'holding the write lock' WHERE id = ?", [job.id])
-        print("holding", flush=True)
-        time.sleep(600)             # ... until it is stopped, then killed
-    """
-)
+@pytest.mark.slow  # starts, stops and kills a worker process
+def test_a_worker_stopped_inside_a_write_transaction_is_killed_and_the_reap_goes_through(settings, ops, tmp_path):
+    """case 3: the stopped worker holds the write lock; `worker --reap` finds it in the kernel's lock table,
+    kills it (it is a stopped `python -m engine worker`) and marks its job dead."""
+    ready = tmp_path / "ready"
+    job = JobStore(ops).submit("tests.support.holder:hold_the_write_lock", {"ready": str(ready)}, actor="test")
+    pid = launch_worker(settings, job.id)
+    end = time.time() + 60
+    while time.time() < end and not ready.exists():
+        time.sleep(0.05)
+    assert ready.exists(), "the worker never took the lock"
+    worker = psutil.Process(pid)
+    worker.suspend()
+    try:
+        assert pid in lock_holders(settings.ops_db_path)
+        time.sleep(1.5)  # its heartbeat is now older than --stale-after below
+        reap = cli(settings, "worker", "--reap", "--stale-after", "1")
+        assert reap.returncode == 0, reap.stderr
+        assert JobStore(ops).get(job.id).state is JobState.DEAD
+        assert JobStore(ops).get(job.id).message != "holding the write lock"  # its transaction died uncommitted
+        assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+    finally:
+        if worker.is_running():
+            worker.kill()
 
 
-@pytest.mark.slow  # starts, stops and kills a process
-def test_a_worker_stopped_inside_a_write_transaction_is_killed_by_the_reaper(tmp_path):
+def test_only_a_stopped_worker_is_killed(tmp_path):
+    """A lock holder that is running, or that is not a worker, is never killed."""
+    assert is_worker_command(["/x/python", "-m", "engine", "worker", "--job", "3"])
+    assert not is_worker_command(["/x/python", "-m", "engine", "rollout", "rollback"])
+    assert not is_worker_command(["streamlit", "run", "streamlit_app.py"])
     path = tmp_path / "ops.sqlite"
-    ops = OpsDB(path, busy_timeout_s=1.0)
-    store = JobStore(ops)
-    job = store.submit("test.hold", {}, actor="test")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path), str(job.id)],
+    OpsDB(path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_WITHOUT_WORKER, str(path)],
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
-        os.kill(proc.pid, signal.SIGSTOP)
-        time.sleep(1.2)  # its heartbeat is now older than the stale window below
-        [dead] = store.reap(stale_after_s=1.0)
-        assert dead.id == job.id and dead.state is JobState.DEAD
-        proc.wait(timeout=10)  # killed (the reaper's own wait may have collected it first)
-        assert store.get(job.id).message != "holding the write lock"  # its transaction died uncommitted
-        ops.audit("test", "after", "the lock is free again")
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        os.kill(holder.pid, signal.SIGSTOP)
+        assert holder.pid in lock_holders(path)
+        assert kill_frozen_workers(path) == []  # stopped, but not a worker: left alone
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        holder.kill()
+        holder.wait()
+
+
+HOLD_WITHOUT_WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from engine.store.opsdb import OpsDB, lock_holders
+    ops = OpsDB(sys.argv[1])
+    with ops.transaction() as db:
+        db.execute("INSERT INTO audit (at, actor, action) VALUES (0, 'x', 'y')")
+        print("holding", flush=True)
+        time.sleep(600)
+    """
+)
 
 
 def cli(settings, *args: str) -> subprocess.CompletedProcess:

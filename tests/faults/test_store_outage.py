@@ -18,7 +18,7 @@ from engine.jobs.queue import JobStore
 from engine.monitoring.events import query_events
 from engine.store import falkor
 from engine.store.graph import GraphStore
-from tests.support.rollouts import StoreGoesAway, run_pilot_here, wait_for_state
+from tests.support.rollouts import StoreGoesAway, cancel_and_wait, run_pilot_here, wait_for_state
 from tests.support.stages import stage_table
 
 ATTEMPT_FIELDS = ("accepts", "weak_accepts", "rejects", "no_progress")
@@ -58,7 +58,7 @@ def test_killing_the_graph_store_mid_stage_pauses_and_resumes_exactly_once(setti
 
     st = wait_for_state(ops, run_id)
     assert st.state in ("soaking", "inconclusive", "completed"), (st.state, st.run.message)
-    ro.cancel(ops, run_id, "test")
+    cancel_and_wait(ops, run_id)
     assert store.get(job_id).attempts == 1  # the same worker carried on: no resume was needed
 
     outcomes = ro.paired_outcomes(ops, run_id)

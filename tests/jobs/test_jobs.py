@@ -265,3 +265,22 @@ def test_real_worker_killed_while_paused_is_detected_and_resumed_exactly_once(st
     assert [a for _, a in _units(ops, job.id)] == [1, 2, 2, 2, 2]
     events = [e["event"] for e in reversed(real.events(job.id))]
     assert "dead" in events and "requeued" in events
+
+
+def test_a_fault_pause_keeps_an_operators_cancel_and_a_resume_after_it_too(store):
+    """A worker that pauses itself for an outage never overwrites what an operator asked meanwhile."""
+    job = store.claim(store.submit("count", {"n": 1}).id)
+    assert store.pause_for_fault(job, "paused by a fault of the store: gone") is Control.PAUSE
+    got = store.get(job.id)
+    assert got.state is JobState.PAUSED and got.message.startswith("paused by a fault")
+    store.request(job.id, Control.RUN, actor="op")  # the operator says: retry now
+    store.resume_after_fault(job)
+    assert store.get(job.id).state is JobState.RUNNING and store.get(job.id).control is Control.RUN
+    store.request(job.id, Control.CANCEL, actor="op")
+    assert store.pause_for_fault(job, "paused by a fault of the store: gone again") is Control.CANCEL
+    store.resume_after_fault(job)
+    assert store.get(job.id).control is Control.CANCEL
+    with store.ops.transaction() as db:  # declared dead (what the reaper writes)
+        db.execute("UPDATE jobs SET state = 'dead', token = NULL WHERE id = ?", [job.id])
+    with pytest.raises(LeaseLost):  # the old worker's fault pause is refused
+        store.pause_for_fault(job, "late")

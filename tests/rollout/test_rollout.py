@@ -16,7 +16,7 @@ from engine.core.errors import ConfigError, DiscoveryError
 from engine.core.params import ParameterConfig
 from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.monitoring.events import query_events
-from tests.support.rollouts import StoreGoesAway, wait_for_state
+from tests.support.rollouts import StoreGoesAway, cancel_and_wait, wait_for_state
 from tests.support.stages import stage_table
 
 #: a candidate that really costs more: no early stop, four times the iterations and ten times the budget
@@ -432,7 +432,7 @@ def test_sigkilled_worker_resumed_processes_every_entity_exactly_once(settings, 
     ro.resume(ops, run_id, "test", settings=settings)  # requeue + a new detached worker
     st = wait_for_state(ops, run_id)
     assert st.state in ("soaking", "inconclusive", "completed"), st.state
-    ro.cancel(ops, run_id, "test")
+    cancel_and_wait(ops, run_id)
     rows = ro.paired_outcomes(ops, run_id)
     exposed = cohort(ops, run_id, "pilot")
     assert sorted(r["entity_id"] for r in rows) == sorted(exposed)  # none twice, none skipped

@@ -52,3 +52,15 @@ class StoreGoesAway:
 
     def restore(self, snapshot):
         raise StoreUnavailable("FalkorDB went away (test)")
+
+
+def cancel_and_wait(ops, run_id: int, timeout_s: float = 60.0) -> None:
+    """Cancel the run and wait until its worker has stopped: a test never leaves a worker running after it
+    (its store would be torn down under it)."""
+    ro.cancel(ops, run_id, "test")
+    job_id = ro.rollout_status(ops, run_id).run.job_id
+    store = JobStore(ops)
+    end = time.time() + timeout_s
+    while time.time() < end and store.get(job_id).state.is_active():
+        time.sleep(0.1)
+    assert not store.get(job_id).state.is_active(), store.get(job_id)

@@ -11,11 +11,10 @@ import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from engine.core.errors import StoreUnavailable
 from engine.core.settings import Settings, load_settings
-from engine.jobs.queue import kill_frozen_workers
+from engine.jobs.queue import freeing_frozen_workers
 from engine.store.graph import GraphStore
-from engine.store.opsdb import OpsDB, is_lock_error, open_ops_db
+from engine.store.opsdb import OpsDB, open_ops_db
 
 
 def actor() -> str:
@@ -33,12 +32,7 @@ def open_ops(settings: Settings | None = None) -> OpsDB:
     `worker --reap` and `rollout rollback` work whatever point a worker was frozen at.
     """
     settings = (settings or load_settings()).ensure_dirs()
-    try:
-        return open_ops_db(settings)
-    except StoreUnavailable as exc:
-        if not is_lock_error(exc) or not kill_frozen_workers(settings.ops_db_path):
-            raise
-        return open_ops_db(settings)
+    return freeing_frozen_workers(settings.ops_db_path, lambda: open_ops_db(settings))
 
 
 @contextmanager

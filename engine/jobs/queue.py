@@ -443,12 +443,7 @@ class JobStore:
         ``kill_frozen_workers`` kills it, which releases the lock, and the reap
         is tried once more.
         """
-        try:
-            return self._reap(stale_after_s, kind)
-        except StoreUnavailable as exc:
-            if not is_lock_error(exc) or not kill_frozen_workers(self.ops.path):
-                raise
-            return self._reap(stale_after_s, kind)
+        return freeing_frozen_workers(self.ops.path, lambda: self._reap(stale_after_s, kind))
 
     def _reap(self, stale_after_s: float, kind: str | None) -> builtins.list[Job]:
         now = self.clock()
@@ -516,6 +511,18 @@ def kill_frozen_workers(db_path: Path | str) -> builtins.list[int]:
             continue
         killed.append(pid)
     return killed
+
+
+def freeing_frozen_workers[T](db_path: Path | str, attempt: Callable[[], T]) -> T:
+    """``attempt()``; when it finds the operations database locked, kill the stopped workers holding the
+    lock (``kill_frozen_workers``) and try once more. Any other error, or a lock nobody frozen holds,
+    propagates. What reap, rollback and the CLI's open do, so a frozen worker never holds them hostage."""
+    try:
+        return attempt()
+    except StoreUnavailable as exc:
+        if not is_lock_error(exc) or not kill_frozen_workers(db_path):
+            raise
+        return attempt()
 
 
 # --------------------------------------------------------------------------- reading from a page or a command

@@ -25,9 +25,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from engine.core.errors import StoreUnavailable
 from engine.core.settings import Settings
-from engine.jobs.queue import Control, JobError, JobState, JobStore, kill_frozen_workers
+from engine.jobs.queue import Control, JobError, JobState, JobStore, freeing_frozen_workers
 from engine.rollout.records import (
     RollbackResult,
     RolloutError,
@@ -38,7 +37,6 @@ from engine.rollout.records import (
 )
 from engine.rollout.states import RunState, StageState, rollback_interrupted
 from engine.store.graph import GraphStore
-from engine.store.opsdb import is_lock_error
 
 #: how long a manual rollback waits for the worker to stop at its next checkpoint
 ROLLBACK_WAIT_S = 120.0
@@ -129,32 +127,30 @@ def rollback(
             ops.audit(actor, "rollout.rollback.start", f"run {run['id']}", {"reason": reason, "was": state}, db=db)
         return run, state
 
-    try:
-        claimed = claim()
-    except StoreUnavailable as exc:  # a stopped worker may sit on the write lock: kill it, retry once
-        if not is_lock_error(exc) or not kill_frozen_workers(ops.path):
-            raise
-        claimed = claim()
+    claimed = freeing_frozen_workers(ops.path, claim)  # a stopped worker may sit on the write lock
     if isinstance(claimed, RollbackResult):
         return claimed
     run, state = claimed
     own = graph is None
     try:
-        if not run["dry_run"]:
-            if own:
-                graph = GraphStore.open(settings)
-            # from now on no worker of this run writes the graph, not even a frozen one that wakes up later
-            graph.take_fence(f"rollout:{run['id']}", f"rollback:{token}")
-    except BaseException:
-        _interrupted(ops, run["id"], token)
-        if own and graph is not None:
-            graph.close()
-        raise
-    try:
+        try:
+            if not run["dry_run"]:
+                if own:
+                    graph = GraphStore.open(settings)
+                # from now on no worker of this run writes the graph, not even a frozen one that wakes up later
+                graph.take_fence(fence_scope(run["id"]), f"rollback:{token}")
+        except BaseException:
+            _interrupted(ops, run["id"], token)
+            raise
         return _finish(settings, ops, run, state, token, actor, reason, graph, from_job, trigger, wait_s, sleep)
     finally:
         if own and graph is not None:
             graph.close()
+
+
+def fence_scope(run_id: int) -> str:
+    """The graph fence of a rollout run's live writes (taken by each worker attempt, then by a rollback)."""
+    return f"rollout:{run_id}"
 
 
 def _interrupted(ops, run_id: int, token: str) -> None:

@@ -77,7 +77,7 @@ from engine.rollout.records import (
     stage_key,
     verdict_record,
 )
-from engine.rollout.rollback import rollback
+from engine.rollout.rollback import fence_scope, rollback
 from engine.rollout.stages import StagePolicy
 from engine.rollout.states import ACTIVE_RUN_STATES, RunState, StageState, rollback_interrupted
 from engine.rollout.stats import PairedOutcome
@@ -99,11 +99,6 @@ NOT_OUTCOMES: tuple[type[DiscoveryError], ...] = (*INFRA_FAULTS, LeaseLost)
 #: first wait after a fault before the worker retries by itself; doubled per failed retry up to the max
 FAULT_RETRY_S = 2.0
 FAULT_RETRY_MAX_S = 60.0
-
-
-def fence_scope(run_id: int) -> str:
-    """The graph fence of a rollout run's live writes (taken by each worker attempt, then by a rollback)."""
-    return f"rollout:{run_id}"
 
 
 class _Runner:

@@ -24,7 +24,9 @@ No process can hold the file hostage by stopping at the wrong moment:
   inside a write transaction, or while its last connection checkpoints on
   close, keeps everyone else out; the job layer kills such a process when it
   is one of our stopped workers (engine.jobs.queue.kill_frozen_workers), and
-  the database is free again. ``transaction()`` is the one helper for multi-statement writes
+  the database is free again.
+
+``transaction()`` is the one helper for multi-statement writes
 (``BEGIN IMMEDIATE`` .. ``COMMIT``, ``ROLLBACK`` on error); sqlite-utils
 calls made inside it nest as savepoints.
 
@@ -441,18 +443,10 @@ class OpsDB:
         return {k: json.loads(v) for k, v in rows}
 
 
-#: what an sqlite3.OperationalError says when the machinery failed, not the statement
-_OUTAGE_MARKERS = (
-    "locked",
-    "locking protocol",
-    "disk i/o",
-    "disk is full",
-    "unable to open",
-    "readonly database",
-    "busy",
-)
 #: what an error says when another process holds the lock (as opposed to a broken disk)
 _LOCK_MARKERS = ("locked", "locking protocol", "busy")
+#: what an sqlite3.OperationalError says when the machinery failed, not the statement
+_OUTAGE_MARKERS = (*_LOCK_MARKERS, "disk i/o", "disk is full", "unable to open", "readonly database")
 
 
 def is_lock_error(exc: BaseException) -> bool:

@@ -118,3 +118,19 @@ def _no_stray_falkordb(tmp_path_factory: pytest.TempPathFactory):
     stray = stop_servers_under(base)
     if stray and os.environ.get("DISCOVERY_REPORT_STRAY_SERVERS"):
         print(f"\nconftest: stopped {len(stray)} embedded FalkorDB server(s) left running: {stray}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """On a failure, attach the tail of the test's embedded FalkorDB log (why a server went away)."""
+    report = yield
+    if report.failed:
+        settings = getattr(item, "funcargs", {}).get("settings")
+        log = settings.graph_dir / falkor.LOG_NAME if isinstance(settings, Settings) else None
+        if log is not None and log.is_file():
+            try:
+                tail = log.read_text(errors="replace").splitlines()[-25:]
+            except OSError:
+                tail = []
+            report.sections.append(("embedded FalkorDB log (last lines)", "\n".join(tail)))
+    return report

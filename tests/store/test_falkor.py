@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -191,16 +190,17 @@ def test_sigkilled_server_loses_no_acknowledged_write(settings):
     try:
         for i in range(20):  # separate commands, each acknowledged
             store.graph.query("CREATE (:Acked {i: $i})", {"i": i})
-        pid = falkor.server_status(settings).pid
-        os.kill(pid, signal.SIGKILL)
-        assert falkor._wait_for_exit(pid, deadline=float("inf"))  # gone (a zombie counts as gone)
+        server = falkor._server_process(settings.graph_dir)
+        assert server is not None
+        server.kill()
+        assert falkor._wait_for_exit(server, deadline=float("inf"))  # gone (a zombie counts as gone)
     finally:
         store.close()
     assert falkor.server_status(settings).running is False  # stale pidfile and socket are left behind
     store = GraphStore.open(settings)  # detects the stale files and starts a fresh server
     try:
         rows = store.graph.ro_query("MATCH (a:Acked) RETURN count(a), sum(a.i)").result_set
-        assert falkor.server_status(settings).pid != pid
+        assert falkor.server_status(settings).pid != server.pid
     finally:
         store.close()
         falkor.stop_embedded_server(settings)
@@ -220,6 +220,33 @@ def test_stale_pidfile_of_a_dead_or_foreign_process_is_replaced(settings):
         status = falkor.server_status(settings)
         assert status.running and status.responding and status.pid != stale_pid
         assert falkor.stop_embedded_server(settings) is True
+
+
+@pytest.mark.slow  # starts real servers
+def test_a_stale_pidfile_naming_another_data_dirs_server_never_touches_it(tmp_path):
+    """Pids are reused: a pidfile left by a SIGKILLed server may name another data dir's live server by now.
+
+    That server is not ours: status does not report it, start does not wait on it, and stop
+    neither shuts it down nor signals it (it once SIGTERMed a neighbour's server after 2 minutes).
+    """
+    from engine.core.settings import Settings
+
+    mine = Settings(data_dir=tmp_path / "mine", falkordb_url=None).ensure_dirs()
+    theirs = Settings(data_dir=tmp_path / "theirs", falkordb_url=None).ensure_dirs()
+    falkor.ensure_embedded_server(theirs)
+    try:
+        their_pid = falkor.server_status(theirs).pid
+        (mine.graph_dir / falkor.PID_NAME).write_text(f"{their_pid}\n")
+        assert falkor.server_status(mine).running is False
+        assert falkor.stop_embedded_server(mine, timeout_s=1) is False
+        falkor.ensure_embedded_server(mine)  # starts its own instead of waiting on theirs
+        assert falkor.server_status(mine).pid not in (None, their_pid)
+        assert falkor.stop_embedded_server(mine) is True
+        status = falkor.server_status(theirs)
+        assert status.pid == their_pid and status.responding
+    finally:
+        falkor.stop_embedded_server(mine)
+        falkor.stop_embedded_server(theirs)
 
 
 def test_stop_when_not_running_is_a_no_op(settings):

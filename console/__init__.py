@@ -12,10 +12,12 @@ Pure — pandas, altair and plain Python over engine results, no Streamlit, test
     naming         download file names (discovery-<kind>-...-<UTC minute>.<ext>)
     rollout_view   Rollout page timeline, criteria, charts, actions and hints
     text           stored and typed text put into Markdown as text (md_escape, md_code)
+    vocab          one vocabulary: missing and unbounded numbers, units, human labels for internal names
     tuning_view    Tuning page frames, charts and tiles
 
 Streamlit — they draw, cache or keep session state:
-    services       the shared stores and cache service, the error edge, the Operator field
+    services       the shared stores and cache service, the error edge
+    identity       the operator's name, one per browser tab, shared by every page (console:<name>)
     feedback       a button's outcome message and the one way a button calls the engine
     tables         column configurations shared by tables
     entity_panel   the entity view on the Hypotheses page

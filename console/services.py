@@ -155,17 +155,3 @@ def call[T](fn: Callable[..., T], *args, **kwargs) -> T:
     with stop_on_error():
         return fn(*args, **kwargs)
     raise AssertionError("unreachable: st.stop() raises")  # pragma: no cover
-
-
-def operator_field(key: str, help: str = "Recorded as console:<name> in the audit log.") -> Callable[[], str]:
-    """Draw the sidebar's Operator field under ``key``; return a function naming who acts.
-
-    The function reads the field when a button fires (callbacks run before the
-    script, so it never returns a stale value): ``console:<name>``.
-    """
-    st.sidebar.text_input("Operator", value="operator", key=key, help=help)  # md-safe: help is the page's literal
-
-    def actor() -> str:
-        return f"console:{(st.session_state.get(key) or '').strip() or 'operator'}"
-
-    return actor

@@ -17,6 +17,7 @@ from console.alerts_view import (
     states_frame,
 )
 from console.feedback import Feedback
+from console.identity import actor, operator_field
 from console.naming import download_name
 from console.services import call, get_services
 from console.text import md_code, md_escape
@@ -28,6 +29,7 @@ REFRESH_S = 10
 INTERVALS = ("30s", "1m", "5m", "15m")
 
 services = get_services()
+operator_field()  # one name for every page of this tab (console.identity)
 settings, ops = services.settings, services.ops
 
 st.title("Alerts")
@@ -54,7 +56,7 @@ def on_start() -> None:
         settings,
         ops,
         interval=interval,
-        actor="console",
+        actor=actor(),
         done=lambda out: (
             f"periodic evaluation {'started in a worker' if out[1] else 'was already running'} "
             f"(job {out[0].id}, every {interval})"
@@ -67,19 +69,18 @@ def on_stop() -> None:
         "",
         alert_jobs.stop_evaluator,
         ops,
-        actor="console",
+        actor=actor(),
         done=lambda job: f"stop requested for job {job.id}" if job else "periodic evaluation had already stopped",
     )
 
 
 def on_acknowledge() -> None:
-    who = (st.session_state.get("ack_actor") or "").strip()
     feedback.act(
         "",
         alerts.acknowledge,
         ops,
         st.session_state["ack_rule"],
-        actor=f"console:{who}" if who else "",
+        actor=actor(),
         now=time.time(),
         note=(st.session_state.get("ack_note") or "").strip(),
         done=lambda rec: f"acknowledged {rec.rule_id} as {rec.acknowledged_by}",
@@ -152,7 +153,6 @@ if open_alerts:
     st.subheader("Acknowledge")
     with st.form("ack_form", border=True):
         st.selectbox("Alert", open_alerts, key="ack_rule", format_func=lambda r: f"{r} ({states_now[r].state.value})")
-        st.text_input("Your name", key="ack_actor", placeholder="who takes it (recorded in the audit log)")
         st.text_input("Note", key="ack_note", placeholder="optional: what you are doing about it")
         st.form_submit_button("Acknowledge", icon=":material/done:", on_click=on_acknowledge)
 
@@ -219,7 +219,7 @@ edited = st.data_editor(
 save_col, reset_col, _ = st.columns([1, 1, 3])
 if save_col.button("Save rules", key="rules_save", icon=":material/save:"):
     try:
-        saved = alerts.save_rules(settings, rules_from_editor(edited), ops=ops, actor="console")
+        saved = alerts.save_rules(settings, rules_from_editor(edited), ops=ops, actor=actor())
     except ConfigError as exc:
         st.error(f"Not saved, nothing changed. {md_escape(exc)}", icon=":material/error:")
     else:
@@ -234,7 +234,7 @@ if save_col.button("Save rules", key="rules_save", icon=":material/save:"):
 if source != alerts.SHIPPED_RULES and reset_col.button(
     "Reset to defaults", key="rules_reset", icon=":material/restart_alt:"
 ):
-    alerts.reset_rules(settings, ops=ops, actor="console")
+    alerts.reset_rules(settings, ops=ops, actor=actor())
     feedback.flash("rules reset to the shipped defaults")
     st.session_state.pop("rules_editor", None)
     st.rerun()

@@ -13,7 +13,8 @@ import streamlit as st
 
 from console import cache_view as cv
 from console.feedback import Feedback
-from console.services import call, get_cache_service, get_services, operator_field
+from console.identity import actor, operator_field
+from console.services import call, get_cache_service, get_services
 from console.text import md_escape
 from engine.bench import store as bench_store
 from engine.cache import service as cache_service
@@ -24,11 +25,11 @@ REFRESH_S = 2.0
 ss = st.session_state
 
 services = get_services()
+operator_field()  # one name for every page of this tab (console.identity)
 settings, ops = services.settings, services.ops
 service = call(get_cache_service, services)
 
 st.title("Cache")
-actor = operator_field("cache_operator")
 st.caption(
     "Hypothesis reads of this console go through an LRU cache with a TTL and a memory limit; every write "
     "through it updates or drops the entries it touches. A warmer loads recently read entities, the "

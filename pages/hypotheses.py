@@ -12,6 +12,7 @@ from console.format import (
     match_caption,
     statuses_of,
 )
+from console.identity import operator_field
 from console.services import cached_graph, call, get_services
 from console.tables import HYPOTHESIS_COLUMN_CONFIG
 from console.text import md_code, md_escape
@@ -19,6 +20,7 @@ from console.text import md_code, md_escape
 SEARCH_LIMIT = 50
 
 services = get_services()
+operator_field()  # one name for every page of this tab (console.identity)
 graph = cached_graph(services)  # hypotheses through the console's cache, synced with other writers
 
 st.title("Hypotheses")

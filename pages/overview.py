@@ -4,6 +4,7 @@ import streamlit as st
 
 from console import charts
 from console.format import counts_frame, overview_tiles, status_frame
+from console.identity import operator_field
 from console.live_panel import render_live_charts
 from console.services import call, get_services
 from console.text import md_code
@@ -11,6 +12,7 @@ from console.text import md_code
 TOP_CLUSTERS = 15
 
 services = get_services()
+operator_field()  # one name for every page of this tab (console.identity)
 stats = call(services.graph.stats)
 
 st.title("Overview")

@@ -6,6 +6,7 @@ import time
 
 import streamlit as st
 
+from console.identity import operator_field
 from console.services import call, get_services
 from console.text import md_code, md_escape
 from engine.monitoring import alerts
@@ -18,6 +19,7 @@ FORMAT_LABELS = {"md": "Markdown", "json": "JSON", "html": "HTML"}
 ALL_STAGES = "all stages"
 
 services = get_services()
+operator_field()  # one name for every page of this tab (console.identity)
 ops = services.ops
 
 st.title("Reports")

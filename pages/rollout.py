@@ -17,7 +17,8 @@ import streamlit as st
 
 from console import rollout_view as rv
 from console.feedback import Feedback
-from console.services import call, get_services, operator_field
+from console.identity import actor, operator_field
+from console.services import call, get_services
 from console.text import md_code, md_escape
 from engine import rollout
 from engine.jobs.queue import recent_jobs
@@ -34,6 +35,7 @@ BadgeColour = Literal["red", "orange", "yellow", "blue", "green", "violet", "gra
 CANDIDATE, LIVE, FILE = "candidate", "live", "file"
 
 services = get_services()
+operator_field()  # one name for every page of this tab (console.identity)
 settings, ops = services.settings, services.ops
 ss = st.session_state
 
@@ -43,8 +45,6 @@ st.caption(
     "entities. Every stage ends in a verdict: pass (promote after the minimum duration), fail (rolled back "
     "automatically) or inconclusive (waits for you). The work runs in a worker process; this page polls it."
 )
-
-actor = operator_field("rollout_operator", "Recorded as console:<name> in the audit log and the decision records.")
 
 
 stage_config = call(load_stage_config)

@@ -11,7 +11,8 @@ import streamlit as st
 
 from console import tuning_view as tv
 from console.feedback import Feedback
-from console.services import call, get_services, operator_field
+from console.identity import actor, operator_field
+from console.services import call, get_services
 from console.text import md_code, md_escape
 from engine import tuning as studies
 from engine.core.errors import ConfigError
@@ -24,6 +25,7 @@ REFRESH_S = 2.0
 LATEST = 0
 
 services = get_services()
+operator_field()  # one name for every page of this tab (console.identity)
 settings, ops = services.settings, services.ops
 ss = st.session_state
 
@@ -34,7 +36,6 @@ st.caption(
     "is the current config. The best trials are re-scored on hold-out entities chosen by hash when the study is "
     "created; the winner must beat the current config on training and never loses to it on hold-out."
 )
-actor = operator_field("tuning_operator")
 
 
 feedback = Feedback("tuning_flash")

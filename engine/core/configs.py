@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.core.params import ParameterConfig
+from engine.core.params import PARAMETER_SPECS, ParameterConfig
 
 #: settings_kv keys (names kept from the first release: existing data dirs keep their configs)
 CANDIDATE_KEY = "rollout.candidate"
@@ -45,6 +45,54 @@ class ResolvedConfig:
 
     config: ParameterConfig
     label: str
+
+
+@dataclass(frozen=True)
+class ParamChange:
+    """One parameter whose value differs between two configs, with what bounds it."""
+
+    name: str
+    old: float | int
+    new: float | int
+    default: float | int
+    low: float | int
+    high: float | int
+    group: str
+    help: str
+
+    @property
+    def delta(self) -> float:
+        return float(self.new) - float(self.old)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "old": self.old,
+            "new": self.new,
+            "default": self.default,
+            "low": self.low,
+            "high": self.high,
+            "group": self.group,
+        }
+
+
+def config_diff(old: ParameterConfig, new: ParameterConfig) -> list[ParamChange]:
+    """The parameters whose values differ from ``old`` to ``new``, in PARAMETER_SPECS order (empty: the same)."""
+    changes = []
+    for spec in PARAMETER_SPECS:
+        a, b = getattr(old, spec.name), getattr(new, spec.name)
+        if a != b:
+            changes.append(ParamChange(spec.name, a, b, spec.default, spec.low, spec.high, spec.group, spec.help))
+    return changes
+
+
+def describe_diff(changes: list[ParamChange], limit: int = 4) -> str:
+    """A one-line summary: "max_iterations 20 → 30, delta_accept 0.06 → 0.08 and 3 more" ("no parameter differs")."""
+    if not changes:
+        return "no parameter differs"
+    parts = [f"{c.name} {c.old:g} → {c.new:g}" for c in changes[:limit]]
+    more = len(changes) - limit
+    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
 def live_config(ops: SettingsStore) -> ParameterConfig:

@@ -22,8 +22,9 @@ PURE = (
     "rollout_view",
     "text",
     "tuning_view",
+    "vocab",
 )
-DRAWING = ("services", "feedback", "tables", "entity_panel", "live_panel")
+DRAWING = ("services", "feedback", "identity", "tables", "entity_panel", "live_panel")
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -62,7 +62,7 @@ def test_page_shows_the_console_cache_and_warm_now_fills_it(seeded):
     assert "hyps/" + ids[0] in at.dataframe[0].value["key"].tolist()
     assert open_ops_db(settings).list_audit(1)[0]["action"] == "cache.warm"
     assert open_ops_db(settings).list_audit(1)[0]["actor"] == "console:operator"  # the sidebar's Operator
-    at.text_input(key="cache_operator").input("ana").run()
+    at.text_input(key="operator_name").input("ana").run()
     at.button(key="cache_clear").click().run()
     assert any("Clear cache:" in as_shown(s.value) for s in at.success)
     assert open_ops_db(settings).list_audit(1, action="cache.clear")[0]["actor"] == "console:ana"

@@ -127,7 +127,7 @@ def test_alerts_acknowledgement_message_names_rule_and_operator_as_text(hostile)
     """case 8: acknowledging a rule whose id is Markdown, as an operator named with Markdown."""
     at = run_page("pages/alerts.py")
     check(at)
-    at.text_input(key="ack_actor").input(f"Mallory {hostile.pixel}")
+    at.text_input(key="operator_name").input(f"Mallory {hostile.pixel}")
     at.text_input(key="ack_note").input(hostile.note)
     next(b for b in at.button if b.label == "Acknowledge").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -104,7 +104,7 @@ def open_page() -> AppTest:
 def start(
     at: AppTest, *, stage: str = "pilot", dry_run: bool = False, time_scale: float = FAST, operator: str = "tester"
 ) -> AppTest:
-    at.text_input(key="rollout_operator").input(operator)
+    at.text_input(key="operator_name").input(operator)
     at.selectbox(key="rollout_stage").select(stage)
     at.number_input(key="rollout_time_scale").set_value(time_scale)
     if dry_run:

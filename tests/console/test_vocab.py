@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from console import vocab
+from console.configs_view import diff_frame
 from console.identity import actor_of, clean
 from engine.core.configs import config_diff, describe_diff
 from engine.core.params import ParameterConfig
@@ -67,3 +68,6 @@ def test_config_diff_lists_changed_values_only_with_their_bounds():
     assert changes[1].old == 20 and changes[1].new == 30 and changes[1].low <= 30 <= changes[1].high
     assert describe_diff(changes) == "delta_accept 0.06 → 0.08, max_iterations 20 → 30"
     assert config_diff(live, live) == [] and describe_diff([]) == "no parameter differs"
+    frame = diff_frame(changes)
+    assert frame["parameter"].tolist() == ["delta_accept", "max_iterations"]
+    assert frame.iloc[1][["from", "to", "change", "default"]].tolist() == ["20", "30", "+10", "20"]

@@ -11,14 +11,24 @@ Markdown escapes them (console.text).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import pandas as pd
 
 from console.naming import download_name
 from console.vocab import MISSING, display_frame
-from engine.core.configs import LiveConfigEntry, ParamChange, SavedConfig, config_diff, describe_vs_live
+from engine.core.configs import (
+    WHEN_FORMAT,
+    LiveConfigEntry,
+    ParamChange,
+    SavedConfig,
+    candidate_origin,
+    config_diff,
+    describe_vs_live,
+    live_origin,
+    value_text,
+    when,
+)
 from engine.core.params import PARAMETER_SPECS, ParameterConfig
 
 DIFF_COLUMNS = ("parameter", "group", "from", "to", "change", "default", "bounds")
@@ -26,8 +36,6 @@ PARAMS_COLUMNS = ("group", "parameter", "value", "default", "bounds", "meaning")
 HISTORY_COLUMNS = ("became live (UTC)", "by", "run", "config", "replaced", "against the live config now")
 SAVED_COLUMNS = ("file", "config", "modified (UTC)", "against the live config")
 
-#: how a time reads in these tables and captions
-WHEN_FORMAT = "%Y-%m-%d %H:%M"
 #: what the values of a promotion recorded before parameters were kept read as
 NOT_RECORDED = "values not recorded (promoted before the history was kept)"
 #: the defaults' hash: a past config with this hash is "the defaults"
@@ -36,7 +44,7 @@ DEFAULTS_HASH = ParameterConfig().hash()
 
 def fmt_value(value: float | int) -> str:
     """A parameter value as it would be written in a config file: 20, 0.06, 86400 (no exponent, no commas)."""
-    return str(value) if isinstance(value, int) else f"{value:.10g}"
+    return value_text(value)
 
 
 def fmt_change(delta: float) -> str:
@@ -45,13 +53,6 @@ def fmt_change(delta: float) -> str:
 
 def fmt_bounds(low: float | int, high: float | int) -> str:
     return f"{fmt_value(low)} – {fmt_value(high)}"
-
-
-def when(at: float | None) -> str:
-    """A stored time as "YYYY-MM-DD HH:MM UTC", or "—" when it is unknown."""
-    if at is None:
-        return MISSING
-    return time.strftime(WHEN_FORMAT, time.gmtime(at)) + " UTC"
 
 
 def config_label(config_hash: str | None) -> str:
@@ -98,30 +99,6 @@ def params_frame(config: ParameterConfig) -> pd.DataFrame:
 def changed_from_defaults(config: ParameterConfig) -> int:
     """How many parameters of ``config`` differ from the defaults."""
     return len(config_diff(ParameterConfig(), config))
-
-
-def live_origin(info: Mapping[str, Any] | None) -> str:
-    """Where the live config came from, in words: the defaults, or "promoted by run 3 · console:alice ·
-    2026-12-01 21:54 UTC" (plain text: escape it for Markdown)."""
-    if not info:
-        return "the defaults: no rollout has made a config live yet"
-    run_id = info.get("run_id")
-    parts = [f"promoted by run {run_id}" if run_id is not None else "promoted by a rollout"]
-    if info.get("actor"):
-        parts.append(f"by {info['actor']}")
-    at = info.get("at")
-    parts.append(when(float(at)) if isinstance(at, int | float) and not isinstance(at, bool) else "time unknown")
-    return " · ".join(parts)
-
-
-def candidate_origin(info: Mapping[str, Any]) -> str:
-    """Who handed the candidate over, from where and when (plain text: escape it for Markdown)."""
-    source = str(info.get("source") or "file")
-    actor = str(info.get("actor") or "someone")
-    at = info.get("at")
-    stamp = when(float(at)) if isinstance(at, int | float) and not isinstance(at, bool) else "at an unknown time"
-    path = str(info.get("path") or "")
-    return f"handed over by {actor} on {stamp} · source: {source}" + (f" · file {path}" if path else "")
 
 
 def history_frame(entries: Sequence[LiveConfigEntry], live: ParameterConfig) -> pd.DataFrame:

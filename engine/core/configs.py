@@ -24,6 +24,7 @@ actor, time). Saved ParameterConfig files live in ``<data dir>/configs``
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +44,10 @@ HISTORY_LIMIT = 500
 CONFIGS_FOLDER = "configs"
 #: saved config files listed at most (a folder with more is listed by name up to this many)
 SAVED_LIMIT = 200
+#: how a time reads where configs are described (console and CLI), always UTC
+WHEN_FORMAT = "%Y-%m-%d %H:%M"
+#: a time, run or actor that is not known
+UNKNOWN = "—"
 
 
 class SettingsStore(Protocol):
@@ -110,6 +115,11 @@ def config_diff(old: ParameterConfig, new: ParameterConfig) -> list[ParamChange]
         if a != b:
             changes.append(ParamChange(spec.name, a, b, spec.default, spec.low, spec.high, spec.group, spec.help))
     return changes
+
+
+def value_text(value: float | int) -> str:
+    """A parameter value as a config file would hold it: 20, 0.06, 86400, 1000000 (no exponent, no commas)."""
+    return str(value) if isinstance(value, int) else f"{value:.10g}"
 
 
 def describe_diff(changes: list[ParamChange], limit: int = 4) -> str:
@@ -255,10 +265,6 @@ def _as_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _as_time(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def _params_config(params: Any, source: str) -> ParameterConfig | None:
     """The config stored in a history row, or None when it is absent or no longer valid."""
     if not isinstance(params, dict):
@@ -282,14 +288,16 @@ def live_config_history(ops: AuditedSettingsStore, limit: int = HISTORY_LIMIT) -
     rows = ops.list_audit(limit, action=LIVE_CONFIG_ACTION)
     entries: list[dict[str, Any]] = []
     for row in rows:
-        detail = row.get("details") if isinstance(row.get("details"), dict) else {}
+        stored = row.get("details")
+        detail: dict[str, Any] = stored if isinstance(stored, dict) else {}
+        at = _stored_time(detail.get("at"))
         entries.append(
             {
                 "hash": str(row.get("target", "")),
                 "config": _params_config(detail.get("params"), f"live config of audit row {row.get('id')}"),
                 "run_id": _as_int(detail.get("run_id")),
                 "actor": str(row.get("actor", "")),
-                "at": _as_time(detail.get("at")) or _as_time(row.get("at")),
+                "at": at if at is not None else _stored_time(row.get("at")),
                 "replaced": detail.get("replaced") if isinstance(detail.get("replaced"), str) else None,
             }
         )
@@ -304,7 +312,7 @@ def live_config_history(ops: AuditedSettingsStore, limit: int = HISTORY_LIMIT) -
                     "config": live_cfg,
                     "run_id": _as_int(live.get("run_id")),
                     "actor": str(live.get("actor", "")),
-                    "at": _as_time(live.get("at")),
+                    "at": _stored_time(live.get("at")),
                     "replaced": None,
                 },
             )
@@ -387,6 +395,41 @@ def saved_configs(settings: Settings, limit: int = SAVED_LIMIT) -> list[SavedCon
         except DiscoveryError as exc:
             out.append(SavedConfig(path, None, _problem_line(exc, path), modified))
     return out
+
+
+def when(at: float | None) -> str:
+    """A stored time as "YYYY-MM-DD HH:MM UTC", or "—" when it is unknown."""
+    if at is None:
+        return UNKNOWN
+    return time.strftime(WHEN_FORMAT, time.gmtime(at)) + " UTC"
+
+
+def _stored_time(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def live_origin(info: Mapping[str, Any] | None) -> str:
+    """Where the live config came from (``live_config_info``), in words: the defaults, or "promoted by
+    run 3 · by console:alice · 2026-12-01 21:54 UTC". Plain text: a page escapes it for Markdown."""
+    if not info:
+        return "the defaults: no rollout has made a config live yet"
+    run_id = info.get("run_id")
+    parts = [f"promoted by run {run_id}" if run_id is not None else "promoted by a rollout"]
+    if info.get("actor"):
+        parts.append(f"by {info['actor']}")
+    at = _stored_time(info.get("at"))
+    parts.append(when(at) if at is not None else "time unknown")
+    return " · ".join(parts)
+
+
+def candidate_origin(info: Mapping[str, Any]) -> str:
+    """Who handed the candidate over (``candidate_info``), from where and when, in words. Plain text."""
+    source = str(info.get("source") or "file")
+    actor = str(info.get("actor") or "someone")
+    at = _stored_time(info.get("at"))
+    stamp = when(at) if at is not None else "an unknown date"
+    path = str(info.get("path") or "")
+    return f"handed over by {actor} on {stamp} · source: {source}" + (f" · file {path}" if path else "")
 
 
 def describe_vs_live(config: ParameterConfig, live: ParameterConfig) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from console.naming import download_name
-from console.vocab import MISSING, display_frame
+from console.vocab import display_frame
 from engine.core.configs import (
     WHEN_FORMAT,
     LiveConfigEntry,
@@ -24,6 +24,7 @@ from engine.core.configs import (
     SavedConfig,
     candidate_origin,
     config_diff,
+    config_label,
     describe_vs_live,
     live_origin,
     value_text,
@@ -38,8 +39,6 @@ SAVED_COLUMNS = ("file", "config", "modified (UTC)", "against the live config")
 
 #: what the values of a promotion recorded before parameters were kept read as
 NOT_RECORDED = "values not recorded (promoted before the history was kept)"
-#: the defaults' hash: a past config with this hash is "the defaults"
-DEFAULTS_HASH = ParameterConfig().hash()
 
 
 def fmt_value(value: float | int) -> str:
@@ -53,13 +52,6 @@ def fmt_change(delta: float) -> str:
 
 def fmt_bounds(low: float | int, high: float | int) -> str:
     return f"{fmt_value(low)} – {fmt_value(high)}"
-
-
-def config_label(config_hash: str | None) -> str:
-    """A config's hash, or "defaults (<hash>)" when it is the defaults; "—" when unknown."""
-    if not config_hash:
-        return MISSING
-    return f"defaults ({config_hash})" if config_hash == DEFAULTS_HASH else config_hash
 
 
 def diff_frame(changes: list[ParamChange]) -> pd.DataFrame:

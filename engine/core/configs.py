@@ -408,6 +408,13 @@ def _stored_time(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def config_label(config_hash: str | None) -> str:
+    """A config's hash, or "defaults (<hash>)" when it is the defaults' hash; "—" when unknown."""
+    if not config_hash:
+        return UNKNOWN
+    return f"defaults ({config_hash})" if config_hash == ParameterConfig().hash() else config_hash
+
+
 def live_origin(info: Mapping[str, Any] | None) -> str:
     """Where the live config came from (``live_config_info``), in words: the defaults, or "promoted by
     run 3 · by console:alice · 2026-12-01 21:54 UTC". Plain text: a page escapes it for Markdown."""

@@ -33,7 +33,7 @@ from engine.core.configs import (
 from engine.core.params import PARAMETER_SPECS, ParameterConfig
 
 DIFF_COLUMNS = ("parameter", "group", "from", "to", "change", "default", "bounds")
-PARAMS_COLUMNS = ("group", "parameter", "value", "default", "bounds", "meaning")
+PARAMS_COLUMNS = ("group", "parameter", "value", "default", "vs default", "bounds", "meaning")
 HISTORY_COLUMNS = ("became live (UTC)", "by", "run", "config", "replaced", "against the live config now")
 SAVED_COLUMNS = ("file", "config", "modified (UTC)", "against the live config")
 
@@ -72,14 +72,15 @@ def diff_frame(changes: list[ParamChange]) -> pd.DataFrame:
 
 
 def params_frame(config: ParameterConfig) -> pd.DataFrame:
-    """Every parameter of ``config`` grouped by group (PARAMETER_SPECS order), with its default, bounds and
-    meaning: the full table of the live config."""
+    """Every parameter of ``config`` grouped by group (PARAMETER_SPECS order), with its default, whether it
+    differs from it, its bounds and meaning: the full table of the live config."""
     rows = [
         {
             "group": spec.group,
             "parameter": spec.name,
             "value": fmt_value(getattr(config, spec.name)),
             "default": fmt_value(spec.default),
+            "vs default": "changed" if getattr(config, spec.name) != spec.default else "same",
             "bounds": fmt_bounds(spec.low, spec.high),
             "meaning": spec.help,
         }

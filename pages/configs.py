@@ -124,17 +124,17 @@ if not history:
 else:
     st.dataframe(cv.history_frame(history, live), hide_index=True, width="stretch", key="configs_history")
     for i, entry in enumerate(history[:EXPANDERS_SHOWN]):
+        if entry.current:
+            continue  # the live config itself: shown in full above
         run = f"run {entry.run_id}" if entry.run_id is not None else "a rollout"
         title = f"{entry.hash} · live from {cv.when(entry.at)} · {run} · by {entry.actor or 'unknown'}"
-        with st.expander(md_escape(title) + (" · live now" if entry.current else "")):
+        with st.expander(md_escape(title)):
             if entry.config is None:
                 st.caption(md_escape(cv.NOT_RECORDED.capitalize()) + ".")
-            elif entry.current:
-                st.caption("This is the live config now.")
-            else:
-                diff_table(entry.config, f"configs_history_diff_{i}", "This config")
-                kind = f"run-{entry.run_id}" if entry.run_id is not None else "past"
-                download("Download this config (JSON)", kind, entry.config, f"configs_dl_history_{i}")
+                continue
+            diff_table(entry.config, f"configs_history_diff_{i}", "This config")
+            kind = f"run-{entry.run_id}" if entry.run_id is not None else "past"
+            download("Download this config (JSON)", kind, entry.config, f"configs_dl_history_{i}")
 
 # --------------------------------------------------------------------------- saved files
 
@@ -145,10 +145,11 @@ if not saved:
 else:
     st.dataframe(cv.saved_frame(saved, live), hide_index=True, width="stretch", key="configs_saved")
     for i, item in enumerate(saved[:EXPANDERS_SHOWN]):
-        with st.expander(md_escape(item.name) + ("" if item.valid else " · not a valid config")):
+        relation = describe_vs_live(item.config, live) if item.config is not None else "not a valid config"
+        with st.expander(f"{md_escape(item.name)} · {md_escape(relation)}"):
             if item.config is None:
                 st.error(md_escape(item.problem or "not a valid config"))
                 continue
-            st.caption(f"{md_code(item.hash)} · {md_escape(describe_vs_live(item.config, live))}")
+            st.caption(f"{md_code(item.hash)} · {md_escape(relation)}")
             diff_table(item.config, f"configs_saved_diff_{i}", "This file")
             download("Download (JSON)", slug(item.path.stem) or "saved", item.config, f"configs_dl_saved_{i}")

@@ -34,7 +34,8 @@ def test_params_frame_lists_every_parameter_grouped_with_default_and_bounds():
     groups = frame["group"].tolist()
     assert groups == sorted(groups, key=lambda g: groups.index(g))  # each group's rows together
     row = frame.set_index("parameter").loc["max_iterations"]
-    assert (row["value"], row["default"], row["bounds"]) == ("30", "20", "1 – 100")
+    assert (row["value"], row["default"], row["vs default"], row["bounds"]) == ("30", "20", "changed", "1 – 100")
+    assert frame["vs default"].tolist().count("changed") == 1
     assert cv.changed_from_defaults(LIVE) == 1 and cv.changed_from_defaults(ParameterConfig()) == 0
 
 

@@ -128,3 +128,26 @@ def test_a_candidate_identical_to_live_is_called_out(console_env, tmp_path):
     set_candidate(ops, live.save(tmp_path / "same.json"), "console:carol", source="file")
     at = run_configs()
     assert any("identical to the live config" in w.value for w in at.warning)
+
+
+def test_stored_and_file_names_are_shown_as_text(console_env):
+    """Actors, sources, paths and file names come from stores and the disk: escaped wherever Markdown is read."""
+    from tests.pages.test_markdown_data_pages import BARE_CONSTRUCT, markdown_texts
+    from tests.support.console_env import DIRECTIVES, SCRIPT_LINK
+
+    ops = open_ops_db(console_env)
+    actor = f"console:Mallory {PIXEL} {DIRECTIVES}"
+    promote(ops, ParameterConfig(max_iterations=25), 1, actor, 1_000.0)
+    promote(ops, ParameterConfig(max_iterations=30), 2, actor, 2_000.0)
+    folder = configs_dir(console_env)
+    folder.mkdir(parents=True, exist_ok=True)
+    evil = f"evil {DIRECTIVES} {SCRIPT_LINK}.json"
+    path = ParameterConfig(max_depth=2).save(folder / evil)
+    set_candidate(ops, path, actor, source=f"tuning {SCRIPT_LINK} {DIRECTIVES}")
+    (folder / f"broken {SCRIPT_LINK}.json").write_text("{", encoding="utf-8")
+
+    at = run_configs()
+    texts = markdown_texts(at)
+    assert [t for t in texts if BARE_CONSTRUCT.search(t[2])] == []
+    for shown in (actor, evil, f"tuning {SCRIPT_LINK} {DIRECTIVES}"):
+        assert any(md_escape(shown) in t[2] for t in texts), shown

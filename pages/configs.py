@@ -49,13 +49,18 @@ st.caption(
     "The CLI shows the same: `python -m engine config show`, `config history`, `config diff A B`."
 )
 
-t1, t2, t3, t4 = st.columns(4)
-t1.metric("Live config", md_escape(live.hash()), help="hash of the parameters production runs")
-t2.metric(
-    "Handed-over candidate", md_escape(candidate.hash()) if candidate else "none", help="what the next rollout tries"
+# one line that wraps on a narrow screen (hashes in metric tiles are cut to "fda…" below ~1100 px)
+past = max(len(history) - 1, 0)
+st.markdown(
+    f"**Live** {md_code(live.hash())} · **candidate** "
+    + (
+        f"{md_code(candidate.hash())} ({md_escape(describe_vs_live(candidate, live))})"
+        if candidate is not None
+        else "none handed over"
+    )
+    + f" · **{past:,}** past live config{'' if past == 1 else 's'} · **{len(saved):,}** saved file"
+    + ("" if len(saved) == 1 else "s")
 )
-t3.metric("Past live configs", f"{max(len(history) - 1, 0):,}", help="configs that were live before this one")
-t4.metric("Saved config files", f"{len(saved):,}", help="JSON files in the data dir's configs folder")
 
 
 def download(label: str, kind: str, config, key: str) -> None:

@@ -33,10 +33,11 @@ def tables(at: AppTest, columns) -> list:
     return [d.value for d in at.dataframe if tuple(d.value.columns) == tuple(columns)]
 
 
-def metric(at: AppTest, label: str) -> str:
-    values = [m.value for m in at.metric if m.label == label]
-    assert len(values) == 1, (label, values)
-    return values[0]
+def summary(at: AppTest) -> str:
+    """The page's one-line summary under the title (live, candidate, counts), as a person reads it."""
+    found = [as_shown(m.value) for m in at.markdown if m.value.startswith("**Live**")]
+    assert len(found) == 1, [m.value for m in at.markdown]
+    return found[0]
 
 
 def promote(ops, cfg: ParameterConfig, run_id: int, actor: str, at: float) -> None:
@@ -48,8 +49,10 @@ def promote(ops, cfg: ParameterConfig, run_id: int, actor: str, at: float) -> No
 def test_a_fresh_data_dir_runs_the_defaults_and_has_nothing_handed_over(console_env):
     at = run_configs()
     assert at.title[0].value == "Configs"
-    assert metric(at, "Live config") == ParameterConfig().hash()
-    assert metric(at, "Handed-over candidate") == "none"
+    assert summary(at) == (
+        f"**Live** `{ParameterConfig().hash()}` · **candidate** none handed over · **0** past live configs · "
+        "**0** saved files"
+    )
     (params,) = tables(at, PARAMS_COLUMNS)
     assert params["parameter"].tolist() == [s.name for s in PARAMETER_SPECS]
     assert (params["value"] == params["default"]).all()
@@ -73,9 +76,10 @@ def test_live_candidate_history_and_saved_files(console_env):
     (folder / "broken.json").write_text(json.dumps({"max_iterations": 1000}), encoding="utf-8")
 
     at = run_configs()
-    assert metric(at, "Live config") == live.hash()
-    assert metric(at, "Handed-over candidate") == candidate.hash()
-    assert metric(at, "Past live configs") == "1"
+    assert summary(at) == (
+        f"**Live** `{live.hash()}` · **candidate** `{candidate.hash()}` (2 parameters differ from the live config) · "
+        "**1** past live config · **2** saved files"
+    )
     assert any("promoted by run 5 · by console:bob" in as_shown(m.value) for m in at.markdown)
 
     # the candidate's diff against live: only what changes, from the live value to the candidate's

@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "engine.cli.cache",  # cache stats|warm|clear, bench store
     "engine.cli.rollout",  # rollout ..., worker
     "engine.cli.tuning",  # tune ...
+    "engine.cli.configs",  # config show|history|diff
 )
 
 

@@ -105,7 +105,7 @@ download("Download the live config (JSON)", "live", live, "configs_dl_live")
 st.header("Handed-over candidate")
 if not cand_info or candidate is None:
     st.info(
-        "None handed over: a rollout started without a config file would run the live config on the new system. "
+        "No candidate handed over: a rollout started without a config file would run the live config on the new system. "
         "Hand one over on the Rollout page, or from a tuning study's winner."
     )
 else:

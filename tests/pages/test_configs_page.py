@@ -57,7 +57,7 @@ def test_a_fresh_data_dir_runs_the_defaults_and_has_nothing_handed_over(console_
     assert params["parameter"].tolist() == [s.name for s in PARAMETER_SPECS]
     assert (params["value"] == params["default"]).all()
     infos = [i.value for i in at.info]
-    assert any(i.startswith("None handed over") for i in infos)
+    assert any(i.startswith("No candidate handed over") for i in infos)
     assert any("No rollout has made a config live yet" in i for i in infos)
     assert any("no rollout has made a config live yet" in as_shown(m.value) for m in at.markdown)
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.core.configs import set_candidate
+from engine.core.configs import config_diff, live_config, set_candidate
 from engine.core.errors import ConfigError
 from engine.core.params import ParameterConfig
 from engine.monitoring.reports import md_cell
@@ -211,9 +211,16 @@ def winner_config(study: Study) -> ParameterConfig:
 
 
 def handoff(ops, settings, study_id: int, *, actor: str, name: str | None = None) -> Path:
-    """Write the winner to <data_dir>/configs/<name>.json and make it the rollout candidate (audited)."""
+    """Write the winner to <data_dir>/configs/<name>.json and make it the rollout candidate (audited).
+
+    Refused (ConfigError, nothing written) when the winner is the live config: a rollout of it would
+    compare the live config with itself."""
     study = get_study(ops, study_id)
     cfg = winner_config(study)
+    if not config_diff(live_config(ops), cfg):
+        raise ConfigError(
+            f"study {study.id}'s winner (config {cfg.hash()}) is identical to the live config: nothing to hand over"
+        )
     name = name or f"tuning-study-{study.id}-{cfg.hash()}"
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"config name {name!r}: use letters, digits, '-' and '_' only")

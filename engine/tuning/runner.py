@@ -159,7 +159,9 @@ class StudyRunner:
         results = run_entities(config, self.workload, entity_ids)
         self._record(results, run_id)
         rewards = self.study.spec.rewards
-        return score_results(results, self.workload.truth, rewards), entity_scores(results, self.workload.truth, rewards)
+        return score_results(results, self.workload.truth, rewards), entity_scores(
+            results, self.workload.truth, rewards
+        )
 
     def _total_evaluations(self) -> int:
         return self.study.total_trials + self.study.spec.top_k + 1

@@ -98,7 +98,9 @@ def test_the_holdout_interval_pairs_by_entity_is_seeded_and_covers_at_the_stated
     rng = np.random.default_rng(11)
     covered = sum(
         iv.low <= 0.2 <= iv.high
-        for iv in (paired_bootstrap(rng.normal(0.2, 1.0, 100), confidence=0.9, resamples=1000, seed=s) for s in range(200))
+        for iv in (
+            paired_bootstrap(rng.normal(0.2, 1.0, 100), confidence=0.9, resamples=1000, seed=s) for s in range(200)
+        )
     )
     assert 0.8 <= covered / 200 <= 0.97
     with pytest.raises(ValueError):

@@ -227,7 +227,9 @@ def test_validate_scores_a_config_file_on_the_study_holdout_set(ops, settings, t
 
 def test_outputs_and_handoff_to_rollout(ops, settings):
     # trial 0 runs a config other than the live one (the defaults), so the winner differs from live
-    study = create_study(ops, _spec(iterations=2), actor="t", base_config=ParameterConfig().with_changes(max_iterations=12))
+    study = create_study(
+        ops, _spec(iterations=2), actor="t", base_config=ParameterConfig().with_changes(max_iterations=12)
+    )
     _run(ops, settings, study)
     out = settings.data_dir / "tuning" / f"study-{study.id}"
     best = ParameterConfig.load(out / "best-config.json")

@@ -164,7 +164,9 @@ def live_defaults(env):
 
 def texts(at) -> str:
     return "\n".join(
-        as_shown(str(e.value)) for kind in ("markdown", "caption", "info", "success", "error", "warning") for e in at.get(kind)
+        as_shown(str(e.value))
+        for kind in ("markdown", "caption", "info", "success", "error", "warning")
+        for e in at.get(kind)
     )
 
 

@@ -225,14 +225,14 @@ def draw_winner(study: studies.Study, trials: list[studies.Trial]) -> None:
     live_label = "live config" if live_config_info(ops) else "live config (the defaults)"
     if not changes:
         st.info(
-            f"Not handed to rollout: the winner ({md_code(winner.hash())}) is identical to the {live_label}; "
+            f"Not handed to rollout: the winner ({md_code(winner.hash())}) is identical to the {md_escape(live_label)}; "
             "a rollout would compare it with itself.",
             icon=":material/block:",
         )
     else:
         st.markdown(
             f"**What Hand to rollout gives the next rollout**: winner {md_code(winner.hash())} against the "
-            f"{live_label} {md_code(live_hash)}, {len(changes)} parameter(s) changed"
+            f"{md_escape(live_label)} {md_code(live_hash)}, {len(changes)} parameter(s) changed"
         )
         st.dataframe(tv.winner_diff_frame(changes), hide_index=True, width="stretch", key=f"tune_diff_{study.id}")
         cand = candidate_info(ops)
@@ -314,7 +314,7 @@ def draw_trials(study: studies.Study, trials: list[studies.Trial]) -> None:
         bounds = tv.filter_bounds(trials, param)
         if bounds:
             plo, phi = f4.slider(
-                f"{param} range", float(bounds[0]), float(bounds[1]), value=(float(bounds[0]), float(bounds[1])),
+                f"{md_escape(param)} range", float(bounds[0]), float(bounds[1]), value=(float(bounds[0]), float(bounds[1])),
                 key=f"tune_f_range_{sid}_{param}",
             )  # fmt: skip
             flt = TrialFilter(flt.states, flt.score_min, flt.score_max, param, plo, phi)

@@ -66,7 +66,7 @@ def param_importance(
     if float(np.ptp(y)) == 0.0:
         return {name: 0.0 for name in params}
     # lazy: scikit-learn takes a second to import and only this reading of a study needs it
-    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.ensemble import RandomForestRegressor  # type: ignore[import-untyped]
 
     forest = RandomForestRegressor(n_estimators=FOREST_TREES, min_samples_leaf=1, random_state=seed)
     forest.fit(x, y)

@@ -225,8 +225,8 @@ def draw_winner(study: studies.Study, trials: list[studies.Trial]) -> None:
     live_label = "live config" if live_config_info(ops) else "live config (the defaults)"
     if not changes:
         st.info(
-            f"Not handed to rollout: the winner ({md_code(winner.hash())}) is identical to the {md_escape(live_label)}; "
-            "a rollout would compare it with itself.",
+            f"Not handed to rollout: the winner ({md_code(winner.hash())}) is identical to the "
+            f"{md_escape(live_label)}; a rollout would compare it with itself.",
             icon=":material/block:",
         )
     else:
@@ -270,7 +270,8 @@ def draw_charts(study: studies.Study, trials: list[studies.Trial], frame) -> Non
     with right:
         st.markdown("**Parameter importance** (share of the training score's variance each parameter explains)")
         if importance and any(importance.values()):
-            st.altair_chart(tv.importance_chart(tv.importance_frame(importance)), width="stretch")
+            with st.container(key="tune_importance_chart"):  # the key names it for the browser test
+                st.altair_chart(tv.importance_chart(tv.importance_frame(importance)), width="stretch")
         else:
             st.caption("Shown from 4 finished trials whose scores differ.")
     top = tv.top_params(importance, params)
@@ -281,7 +282,8 @@ def draw_charts(study: studies.Study, trials: list[studies.Trial], frame) -> Non
     if chosen:
         st.altair_chart(tv.slice_chart(tv.slice_frame(frame, chosen)))
     st.markdown(f"**Parallel coordinates** over the {len(top)} most important parameters and the score")
-    st.altair_chart(tv.parallel_chart(tv.parallel_frame(frame, top)), width="stretch")
+    with st.container(key="tune_parallel_chart"):
+        st.altair_chart(tv.parallel_chart(tv.parallel_frame(frame, top)), width="stretch")
 
     hold = tv.holdout_frame(trials, study.result["winner"]["trial"] if study.result else None)
     if not hold.empty:
@@ -313,10 +315,10 @@ def draw_trials(study: studies.Study, trials: list[studies.Trial]) -> None:
     if param != "(any)":
         bounds = tv.filter_bounds(trials, param)
         if bounds:
+            low, high = float(bounds[0]), float(bounds[1])
             plo, phi = f4.slider(
-                f"{md_escape(param)} range", float(bounds[0]), float(bounds[1]), value=(float(bounds[0]), float(bounds[1])),
-                key=f"tune_f_range_{sid}_{param}",
-            )  # fmt: skip
+                f"{md_escape(param)} range", low, high, value=(low, high), key=f"tune_f_range_{sid}_{param}"
+            )
             flt = TrialFilter(flt.states, flt.score_min, flt.score_max, param, plo, phi)
     shown = filter_trials(trials, flt)
     st.caption(f"{len(shown)} of {len(trials)} trials shown")

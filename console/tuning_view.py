@@ -416,12 +416,14 @@ def status_line(
         if cancel_requested:
             return f"{state_label(state)} · {count} · cancel requested: it stops after the trial in progress"
         return f"{state_label(state)} · {count}" + (f" · {job_message}" if job_message else "")
+    # a study that stopped: the worker's last message is what it was doing then, said as such
+    last = f" · last step: {job_message}" if job_message else ""
     if state == "cancelled":
-        return f"cancelled · {count} · Resume continues from the finished trials"
+        return f"cancelled · {count}{last} · Resume continues from the finished trials"
     if state == "dead":
-        return f"worker stopped · {count} · Resume continues from the finished trials"
+        return f"worker stopped · {count}{last} · Resume continues from the finished trials"
     if state == "failed":
-        return f"failed · {count} · see the error below; Resume retries from the finished trials"
+        return f"failed · {count}{last} · see the error below; Resume retries from the finished trials"
     return f"{state_label(state)} · {count}"
 
 

@@ -52,7 +52,8 @@ def test_the_status_line_follows_the_state_and_never_keeps_a_stale_worker_messag
         "finished", trials_done=5, trials_total=5, result={"winner": {"trial": 0}, "winner_is_base": True}
     )
     assert "the current config (trial 0) won" in base
-    assert "starting" not in tv.status_line("cancelled", trials_done=2, trials_total=5, job_message="starting")
+    stopped = tv.status_line("cancelled", trials_done=2, trials_total=5, job_message="trial 2/4 done")
+    assert stopped == "cancelled · 2/5 trials · last step: trial 2/4 done · Resume continues from the finished trials"
     assert tv.status_line("queued", trials_done=0, trials_total=5, job_message="").startswith("queued")
     running = tv.status_line("running", trials_done=2, trials_total=5, job_message="trial 1/4 done")
     assert running == "running · 2/5 trials · trial 1/4 done"

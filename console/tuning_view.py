@@ -123,6 +123,24 @@ def trials_table(trials: Iterable[Trial], params: Sequence[str]) -> pd.DataFrame
     return shown.rename(columns=TRIAL_COLUMNS)
 
 
+#: printf formats of the table's columns that stay numbers (complete columns: display_frame keeps them numeric
+#: so they sort as numbers), so one column reads with one number of decimals
+NUMBER_FORMATS = {
+    TRIAL_COLUMNS["score"]: "%.4f",
+    TRIAL_COLUMNS["holdout_score"]: "%.4f",
+    TRIAL_COLUMNS["gap"]: "%+.4f",
+    TRIAL_COLUMNS["precision"]: "%.3f",
+    TRIAL_COLUMNS["recall"]: "%.3f",
+    TRIAL_COLUMNS["cost_per_entity"]: "%.4f",
+    TRIAL_COLUMNS["seconds"]: "%.2f",
+}
+
+
+def number_formats(table: pd.DataFrame) -> dict[str, str]:
+    """``NUMBER_FORMATS`` of the columns of ``table`` that are numeric (a column with a missing value is text)."""
+    return {c: f for c, f in NUMBER_FORMATS.items() if c in table.columns and pd.api.types.is_numeric_dtype(table[c])}
+
+
 def filter_bounds(trials: Sequence[Trial], param: str | None = None) -> tuple[float, float] | None:
     """(lowest, highest) training score of the complete trials, or of ``param``'s values; None when there is
     no range to filter on (no values, or all equal)."""
@@ -194,10 +212,10 @@ def importance_chart(frame: pd.DataFrame) -> alt.Chart:
         .encode(
             x=alt.X("importance:Q", title="share of score variance (main effect)", axis=alt.Axis(format="%")),
             y=alt.Y("parameter:N", title=None, sort="-x"),
-            color=alt.Color("group:N", title="parameter group"),
+            color=alt.Color("group:N", title="parameter group", legend=alt.Legend(orient="bottom", columns=2)),
             tooltip=["parameter", "group", alt.Tooltip("importance:Q", format=".1%")],
         )
-        .properties(height=max(120, 26 * len(frame)))
+        .properties(height=alt.Step(26))
     )
 
 
@@ -435,10 +453,6 @@ def result_tiles(result: Mapping[str, Any], interval: Interval | None = None) ->
         return fmt_num(x, spec)
 
     improvement = f(result["improvement_holdout"], "+.4f")
-    if interval is not None:  # short enough for a quarter-width tile: "+0.66 (-0.12 to +1.41)"
-        improvement = (
-            f"{f(result['improvement_holdout'], '+.2f')} ({f(interval.low, '+.2f')} to {f(interval.high, '+.2f')})"
-        )
     return [
         (
             "Current config, hold-out",
@@ -451,7 +465,7 @@ def result_tiles(result: Mapping[str, Any], interval: Interval | None = None) ->
             improvement,
             f"winner minus current config, {SCORE_UNIT}"
             + (
-                f"; in brackets its {interval.confidence:.0%} interval (paired bootstrap over "
+                f"; below it its {interval.confidence:.0%} interval (paired bootstrap over "
                 f"{interval.n:,} hold-out entities)"
                 if interval is not None
                 else ""
@@ -459,6 +473,13 @@ def result_tiles(result: Mapping[str, Any], interval: Interval | None = None) ->
         ),
         ("Optimism gap", f(win["gap"], "+.4f"), f"winner's training minus hold-out score, {SCORE_UNIT}"),
     ]
+
+
+def interval_delta(iv: Interval | None) -> str | None:
+    """The line under the improvement tile: "95% interval -1.15 to +2.04" (None without an interval)."""
+    if iv is None:
+        return None
+    return f"{iv.confidence:.0%} interval {fmt_num(iv.low, '+.2f')} to {fmt_num(iv.high, '+.2f')}"
 
 
 def file_name(what: str, study_id: int, ext: str, now: float | None = None) -> str:

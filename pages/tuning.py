@@ -203,7 +203,9 @@ def draw_winner(study: studies.Study, trials: list[studies.Trial]) -> None:
     if base_t and win_t and base_t.holdout_entity_scores and win_t.holdout_entity_scores:
         interval = holdout_interval(base_t.holdout_entity_scores, win_t.holdout_entity_scores, seed=study.spec.seed)
     for col, (label, value, help_) in zip(st.columns(4), tv.result_tiles(result, interval)):
-        col.metric(label, value, help=help_, border=True)  # md-safe: constant labels and formatted numbers
+        # the improvement carries its interval under it, in grey (it is neither good nor bad news)
+        delta = tv.interval_delta(interval) if label == "Hold-out improvement" else None
+        col.metric(label, value, delta, "off", help=help_, border=True, delta_arrow="off")  # md-safe: labels, numbers
     st.caption(f"Hold-out improvement: {md_escape(tv.interval_text(interval))}")
     warning = tv.small_holdout_warning(len(study.holdout_ids))
     if warning:
@@ -297,7 +299,7 @@ def draw_trials(study: studies.Study, trials: list[studies.Trial]) -> None:
     """The trials table with its filters: state, training-score range, one parameter's range."""
     st.markdown("**Trials**")
     sid = study.id
-    f1, f2, f3, f4 = st.columns([1, 2, 1, 2])
+    f1, f2, f3, f4 = st.columns([1.5, 2, 1.2, 2])
     states = sorted({t.state for t in trials})
     picked = f1.multiselect("State", states, default=states, format_func=tv.state_label, key=f"tune_f_state_{sid}")
     flt = TrialFilter(states=set(picked))
@@ -322,7 +324,14 @@ def draw_trials(study: studies.Study, trials: list[studies.Trial]) -> None:
             flt = TrialFilter(flt.states, flt.score_min, flt.score_max, param, plo, phi)
     shown = filter_trials(trials, flt)
     st.caption(f"{len(shown)} of {len(trials)} trials shown")
-    st.dataframe(tv.trials_table(shown, study.spec.params), hide_index=True, width="stretch", key=f"tune_trials_{sid}")
+    table = tv.trials_table(shown, study.spec.params)
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key=f"tune_trials_{sid}",
+        column_config={c: st.column_config.NumberColumn(format=f) for c, f in tv.number_formats(table).items()},
+    )
 
 
 @st.fragment(run_every=REFRESH_S)

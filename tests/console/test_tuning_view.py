@@ -40,6 +40,8 @@ def test_the_trials_table_reads_in_words_with_units_and_no_raw_missing_values():
     assert table.loc[2, "training score (per entity)"] == "—"
     assert table.loc[0, "error"] == "—" and table.loc[2, "error"].startswith("ConfigError")
     assert not RAW.search(table.astype(str).to_string())
+    formats = tv.number_formats(table)
+    assert formats["duration (s)"] == "%.2f" and "training score (per entity)" not in formats  # that one is text
 
 
 def test_the_status_line_follows_the_state_and_never_keeps_a_stale_worker_message():
@@ -111,7 +113,9 @@ def test_result_tiles_carry_the_interval_and_never_read_none():
         "improvement_holdout": 0.5,
     }
     tiles = dict((label, value) for label, value, _ in tv.result_tiles(result, Interval(0.5, 0.1, 0.9, 300, 0.95)))
-    assert tiles["Hold-out improvement"] == "+0.50 (+0.10 to +0.90)"
+    assert tiles["Hold-out improvement"] == "+0.5000"
+    assert tv.interval_delta(Interval(0.5, 0.1, 0.9, 300, 0.95)) == "95% interval +0.10 to +0.90"
+    assert tv.interval_delta(None) is None
     assert tiles["Optimism gap"] == "—"
     assert tv.result_tiles(result)[2][1] == "+0.5000"
 

@@ -102,8 +102,9 @@ def test_a_finished_study_shows_trials_holdout_result_and_its_charts(env):
     at = tuning_page()
     labels = {m.label: m.value for m in at.metric}
     assert float(labels["Winner, hold-out"]) >= float(labels["Current config, hold-out"])
-    # the improvement tile carries its interval: "+0.12 (-0.05 to +0.31)"
-    assert re.fullmatch(r"[+-]\d+\.\d\d \([+-]\d+\.\d\d to [+-]\d+\.\d\d\)", labels["Hold-out improvement"])
+    # the improvement tile carries its interval under it: "95% interval -0.05 to +0.31"
+    (tile,) = [m for m in at.metric if m.label == "Hold-out improvement"]
+    assert re.fullmatch(r"95% interval [+-]\d+\.\d\d to [+-]\d+\.\d\d", tile.delta), tile.delta
     tables = [df.value for df in at.dataframe]
     trials_table = next(t for t in tables if "config hash" in t.columns)
     assert list(trials_table["trial"]) == [t.number for t in list_trials(ops, study.id)] == [0, 1, 2, 3]

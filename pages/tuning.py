@@ -20,8 +20,9 @@ from engine.core.errors import ConfigError
 from engine.core.params import PARAMETER_SPECS
 from engine.jobs.queue import Control, JobState, get_job, reap_dead_workers
 from engine.tuning import DEFAULT_TUNED, METHODS
-from engine.tuning.analysis import TrialFilter, filter_trials, holdout_interval, param_importance
+from engine.tuning.analysis import TrialFilter, filter_trials, param_importance
 from engine.tuning.objective import Rewards
+from engine.tuning.outputs import holdout_improvement
 
 REFRESH_S = 2.0
 LATEST = 0
@@ -197,11 +198,7 @@ def draw_winner(study: studies.Study, trials: list[studies.Trial]) -> None:
     result = study.result
     assert result is not None
     st.markdown(f"#### {md_escape(tv.winner_heading(result))}")
-    by_number = {t.number: t for t in trials}
-    base_t, win_t = by_number.get(0), by_number.get(result["winner"]["trial"])
-    interval = None
-    if base_t and win_t and base_t.holdout_entity_scores and win_t.holdout_entity_scores:
-        interval = holdout_interval(base_t.holdout_entity_scores, win_t.holdout_entity_scores, seed=study.spec.seed)
+    interval = holdout_improvement(ops, study, trials)
     for col, (label, value, help_) in zip(st.columns(4), tv.result_tiles(result, interval)):
         # the improvement carries its interval under it, in grey (it is neither good nor bad news)
         delta = tv.interval_delta(interval) if label == "Hold-out improvement" else None

@@ -24,9 +24,11 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from engine.tuning.objective import Rewards
 from engine.tuning.store import Trial
 
 #: below this many hold-out entities the improvement's interval is too wide to act on: say so
@@ -160,6 +162,22 @@ def holdout_interval(
     return paired_bootstrap(diffs, confidence=confidence, resamples=resamples, seed=seed)
 
 
+def scores_from_events(events: Iterable[Any], rewards: Rewards) -> dict[str, float]:
+    """Each entity's own score rebuilt from its recorded metric events (actionable, correct, cost, errors): the
+    same terms as engine.tuning.objective.entity_scores, for trials re-scored before those were kept."""
+    out: dict[str, float] = {}
+    for e in events:
+        s = -rewards.per_usd * float(e.cost_usd) - rewards.per_error * int(e.error_count)
+        if e.correct is not None:
+            truly = bool(e.actionable) == bool(e.correct)  # correct: the call matched the truth
+            if e.actionable:
+                s += rewards.true_actionable if truly else -rewards.false_actionable
+            elif truly:
+                s -= rewards.missed_actionable
+        out[e.entity_id] = s
+    return out
+
+
 # --------------------------------------------------------------------------- filters
 
 
@@ -214,5 +232,6 @@ __all__ = [
     "holdout_interval",
     "paired_bootstrap",
     "param_importance",
+    "scores_from_events",
     "trial_importance",
 ]

@@ -27,7 +27,9 @@ from typing import Any
 from engine.core.configs import config_diff, live_config, set_candidate
 from engine.core.errors import ConfigError
 from engine.core.params import ParameterConfig
+from engine.monitoring.events import query_events
 from engine.monitoring.reports import md_cell
+from engine.tuning.analysis import Interval, holdout_interval, scores_from_events
 from engine.tuning.store import Study, Trial, get_study, list_trials
 
 
@@ -229,3 +231,29 @@ def handoff(ops, settings, study_id: int, *, actor: str, name: str | None = None
     set_candidate(ops, path, actor, source=source)
     ops.audit(actor, "tuning.handoff", f"study:{study.id}", {"path": str(path), "config_hash": cfg.hash()})
     return path
+
+
+def holdout_entity_scores(ops, study: Study, trial: Trial) -> dict[str, float] | None:
+    """Each hold-out entity's own score of a re-scored trial: as kept at re-scoring, else rebuilt from the
+    metric events its hold-out run recorded (a study re-scored before they were kept); None when neither."""
+    if trial.holdout_score is None:
+        return None
+    if trial.holdout_entity_scores:
+        return dict(trial.holdout_entity_scores)
+    events = query_events(ops, run_id=f"tuning-{study.id}-t{trial.number}-holdout", experiments=True)
+    return scores_from_events(events, study.spec.rewards) or None
+
+
+def holdout_improvement(ops, study: Study, trials: Sequence[Trial]) -> Interval | None:
+    """The winner's hold-out improvement over the current config with its paired bootstrap interval (seeded by
+    the study's seed); None before the study finished or without per-entity hold-out scores."""
+    if not study.result:
+        return None
+    by_number = {t.number: t for t in trials}
+    base, win = by_number.get(0), by_number.get(study.result["winner"]["trial"])
+    if base is None or win is None:
+        return None
+    a, b = holdout_entity_scores(ops, study, base), holdout_entity_scores(ops, study, win)
+    if not a or not b:
+        return None
+    return holdout_interval(a, b, seed=study.spec.seed)

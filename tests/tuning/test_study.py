@@ -16,7 +16,7 @@ from engine.core.params import ParameterConfig
 from engine.jobs.queue import Control, JobState, JobStore, launch_worker, resume_job, wait_for, worker_liveness
 from engine.monitoring.events import count_events, query_events
 from engine.tuning.objective import ObjectiveResult
-from engine.tuning.outputs import handoff, summarize, winner_config
+from engine.tuning.outputs import handoff, holdout_improvement, summarize, winner_config
 from engine.tuning.runner import StudyRunner, submit_study
 from engine.tuning.spec import EntitySpec, StudySpec, file_entity_spec
 from engine.tuning.store import Trial, create_study, get_study, list_trials
@@ -430,4 +430,25 @@ def test_rescoring_keeps_each_holdout_entitys_score_and_progress_names_the_trial
     assert seen[-1].done == seen[-1].total
     assert seen[-1].message.startswith("finished:") and (
         f"trial {winner} won" in seen[-1].message or summary["winner_is_base"]
+    )
+
+
+def test_the_holdout_interval_of_a_study_rescored_before_entity_scores_were_kept_comes_from_its_events(ops, settings):
+    study = create_study(ops, _spec(iterations=2), actor="t")
+    _run(ops, settings, study)
+    study = get_study(ops, study.id)
+    kept = holdout_improvement(ops, study, list_trials(ops, study.id))
+    assert kept is not None and kept.n == len(study.holdout_ids)
+    assert kept.mean == pytest.approx(study.result["improvement_holdout"])
+    with ops.transaction() as db:  # as a data dir written before the per-entity scores were kept
+        for row in list(db.query("SELECT id, holdout_result FROM tuning_trials WHERE holdout_result IS NOT NULL")):
+            data = json.loads(row["holdout_result"])
+            data.pop("entity_scores")
+            db.execute("UPDATE tuning_trials SET holdout_result = ? WHERE id = ?", [json.dumps(data), row["id"]])
+    trials = list_trials(ops, study.id)
+    assert all(t.holdout_entity_scores is None for t in trials)
+    rebuilt = holdout_improvement(ops, study, trials)
+    assert rebuilt is not None
+    assert (rebuilt.mean, rebuilt.low, rebuilt.high, rebuilt.n) == pytest.approx(
+        (kept.mean, kept.low, kept.high, kept.n)
     )

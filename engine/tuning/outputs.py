@@ -87,6 +87,25 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
+def _interval_note(trials: Sequence[Trial], summary: Mapping[str, Any], seed: int) -> str:
+    """ " (95% interval a to b, paired bootstrap over n hold-out entities)." plus the small-sample warning; just
+    "." when the per-entity hold-out scores were not kept."""
+    by_number = {t.number: t for t in trials}
+    base, win = by_number.get(0), by_number.get(summary["winner"]["trial"])
+    if not (base and win and base.holdout_entity_scores and win.holdout_entity_scores):
+        return "."
+    iv = holdout_interval(base.holdout_entity_scores, win.holdout_entity_scores, seed=seed)
+    if iv is None:
+        return "."
+    note = (
+        f" ({iv.confidence:.0%} interval {iv.low:+.4f} to {iv.high:+.4f}, paired bootstrap over {iv.n} hold-out "
+        "entities)."
+    )
+    if iv.small_sample:
+        note += f" Only {iv.n} hold-out entities: the interval is wide; re-score on more before trusting it."
+    return note
+
+
 def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, Any]) -> str:
     """The study as Markdown (pure)."""
     spec = study.spec
@@ -118,7 +137,8 @@ def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, A
         f"| **winner** | {winner['trial']} | {_fmt(winner['score'])} | {_fmt(winner['holdout_score'])} "
         f"| {_fmt(winner['gap'])} | {winner['config_hash']} |",
         "",
-        f"Hold-out improvement over the current config: {_fmt(summary['improvement_holdout'])} per entity.",
+        f"Hold-out improvement over the current config: {_fmt(summary['improvement_holdout'])} per entity"
+        + _interval_note(trials, summary, study.spec.seed),
         f"Optimism gap of the winner (training − hold-out): {_fmt(winner['gap'])} per entity.",
         "",
         (
@@ -139,7 +159,7 @@ def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, A
         lines += ["| parameter | current | winner |", "|---|---:|---:|"]
         lines += [f"| {k} | {v['from']} | {v['to']} |" for k, v in summary["changes"].items()]
     else:
-        lines.append("None: the winner is the current config.")
+        lines.append("No parameter changes: the winner is the current config.")
     lines += [
         "",
         "## Hold-out re-scoring",

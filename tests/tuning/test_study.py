@@ -236,6 +236,8 @@ def test_outputs_and_handoff_to_rollout(ops, settings):
     assert best == winner_config(get_study(ops, study.id))
     report = (out / "report.md").read_text()
     assert f"# Tuning study {study.id}" in report and "Hold-out re-scoring" in report
+    assert "95% interval" in report and "paired bootstrap over" in report  # the improvement with its interval
+    assert "hold-out entities: the interval is wide" in report  # 40 entities: a small hold-out set
     path = handoff(ops, settings, study.id, actor="tester", name="my-candidate")
     assert path == settings.data_dir / "configs" / "my-candidate.json"
     assert ParameterConfig.load(path) == best

@@ -15,11 +15,14 @@ from console.identity import actor, operator_field
 from console.services import call, get_services
 from console.text import md_code, md_escape
 from engine import tuning as studies
+from engine.core.configs import candidate_info, config_diff, live_config, live_config_info
 from engine.core.errors import ConfigError
 from engine.core.params import PARAMETER_SPECS
-from engine.jobs.queue import JobState, get_job, reap_dead_workers
+from engine.jobs.queue import Control, JobState, get_job, reap_dead_workers
 from engine.tuning import DEFAULT_TUNED, METHODS
+from engine.tuning.analysis import TrialFilter, filter_trials, param_importance
 from engine.tuning.objective import Rewards
+from engine.tuning.outputs import holdout_improvement
 
 REFRESH_S = 2.0
 LATEST = 0
@@ -38,7 +41,11 @@ st.caption(
 )
 
 
-feedback = Feedback("tuning_flash")
+feedback = Feedback("tuning_flash")  # Start study (a form: its outcome shows on the full rerun)
+#: the study's buttons sit in the polling fragment, whose reruns never reach a message drawn outside it:
+#: their outcome is drawn inside it, right under the button, in the same rerun as the click
+controls = Feedback("tuning_controls")
+handover = Feedback("tuning_handover")
 
 
 # --------------------------------------------------------------------------- launch
@@ -123,38 +130,204 @@ labels = {LATEST: "latest study"} | {s.id: tv.study_label(s, studies.study_state
 st.selectbox("Study", list(labels), format_func=labels.__getitem__, key="tune_pick")
 
 
+def study_signature(study_id: int) -> tuple:
+    """What a button's message is about: while this stays the same the message is current; once the study moves
+    on (the worker picked it up, the cancel took effect, another candidate was handed over) it is stale."""
+    study = studies.get_study(ops, study_id)
+    job = get_job(ops, study.job_id) if study.job_id else None
+    cand = candidate_info(ops) or {}
+    return (study_id, studies.study_state(ops, study), str(job.control) if job else "", cand.get("hash"))
+
+
+def remember(fb: Feedback, study_id: int) -> None:
+    ss[f"{fb.key}_about"] = study_signature(study_id)
+
+
+def show_fresh(fb: Feedback, study_id: int) -> None:
+    """Draw ``fb``'s message while the study is as the button left it; drop it once stale."""
+    if ss.get(f"{fb.key}_about") != study_signature(study_id):
+        ss.pop(fb.key, None)
+    fb.show(keep=True)
+
+
+def cancel_done(job) -> str:
+    if job.state is JobState.CANCELLED:
+        return f"Cancel: study {job.params.get('study_id')} cancelled (it had not started)"
+    return f"Cancel requested for study {job.params.get('study_id')}: it stops after the trial in progress"
+
+
 def cancel(study_id: int) -> None:
-    feedback.act(
-        "Cancel",
-        studies.cancel_study,
-        ops,
-        study_id,
-        actor=actor(),
-        done=f"Cancel requested for study {study_id}: it stops after the trial in progress",
-    )
+    controls.act("Cancel", studies.cancel_study, ops, study_id, actor=actor(), done=cancel_done)
+    remember(controls, study_id)
 
 
 def resume(study_id: int) -> None:
-    feedback.act(
+    controls.act(
         "Resume",
         studies.resume_study,
         ops,
         settings,
         study_id,
         actor=actor(),
-        done=lambda out: f"Study {study_id}: {out[1]}",
+        done=lambda out: f"Study {study_id} resumed: {out[1]}",
     )
+    remember(controls, study_id)
 
 
 def hand_off(study_id: int) -> None:
-    feedback.act(
+    handover.act(
         "Hand to rollout",
         studies.handoff,
         ops,
         settings,
         study_id,
         actor=actor(),
-        done=lambda path: f"Winner written to {path} and set as the candidate of the next rollout (Rollout page)",
+        done=lambda path: tv.handed_over_text(candidate_info(ops) or {"path": str(path)}),
+    )
+    remember(handover, study_id)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def importance_of(params: tuple[str, ...], points: tuple, scores: tuple, seed: int) -> dict[str, float]:
+    """engine.tuning.analysis.param_importance, once per set of finished trials (the fragment polls)."""
+    return param_importance([dict(zip(params, p)) for p in points], list(scores), params, seed=seed)
+
+
+def draw_winner(study: studies.Study, trials: list[studies.Trial]) -> None:
+    """The winner as a diff against the live config, its tiles with the hold-out interval, the hand-over."""
+    result = study.result
+    assert result is not None
+    st.markdown(f"#### {md_escape(tv.winner_heading(result))}")
+    interval = holdout_improvement(ops, study, trials)
+    for col, (label, value, help_) in zip(st.columns(4), tv.result_tiles(result, interval)):
+        # the improvement carries its interval under it, in grey (it is neither good nor bad news)
+        delta = tv.interval_delta(interval) if label == "Hold-out improvement" else None
+        col.metric(label, value, delta, "off", help=help_, border=True, delta_arrow="off")  # md-safe: labels, numbers
+    st.caption(f"Hold-out improvement: {md_escape(tv.interval_text(interval))}")
+    warning = tv.small_holdout_warning(len(study.holdout_ids))
+    if warning:
+        st.warning(md_escape(warning), icon=":material/warning:")
+
+    live_cfg, winner = live_config(ops), studies.winner_config(study)
+    live_hash = live_cfg.hash()
+    changes = config_diff(live_cfg, winner)
+    if result["winner_is_base"]:
+        st.info(
+            "The current config won on the hold-out set: no tuned trial beat it on training and held up "
+            "on hold-out, so there is nothing to roll out."
+        )
+    if study.base_config.hash() != live_hash:
+        st.caption(
+            f"The live config changed since this study started: trial 0 ran {md_code(study.base_config.hash())}, "
+            f"the diff below is against today's live config {md_code(live_hash)}."
+        )
+    live_label = "live config" if live_config_info(ops) else "live config (the defaults)"
+    if not changes:
+        st.info(
+            f"Not handed to rollout: the winner ({md_code(winner.hash())}) is identical to the "
+            f"{md_escape(live_label)}; a rollout would compare it with itself.",
+            icon=":material/block:",
+        )
+    else:
+        st.markdown(
+            f"**What Hand to rollout gives the next rollout**: winner {md_code(winner.hash())} against the "
+            f"{md_escape(live_label)} {md_code(live_hash)}, {len(changes)} parameter(s) changed"
+        )
+        st.dataframe(tv.winner_diff_frame(changes), hide_index=True, width="stretch", key=f"tune_diff_{study.id}")
+        cand = candidate_info(ops)
+        if cand and cand.get("hash") != winner.hash():
+            st.caption(
+                f"Replaces the current candidate {md_code(cand.get('hash', ''))} ({md_escape(cand.get('source', ''))})."
+            )
+    st.button(
+        "Hand to rollout",
+        disabled=result["winner_is_base"] or not changes,
+        on_click=hand_off,
+        args=(study.id,),
+        key=f"tune_handoff_{study.id}",
+        type="primary",
+        help="write the winner to <data dir>/configs/ and make it the candidate config of the next rollout",
+    )
+    show_fresh(handover, study.id)
+
+
+def draw_charts(study: studies.Study, trials: list[studies.Trial], frame) -> None:
+    """Best so far, importance, slice, parallel coordinates, training vs hold-out."""
+    params = list(study.spec.params)
+    done = [t for t in trials if t.complete and t.score is not None]
+    importance = importance_of(
+        tuple(params),
+        tuple(tuple(float(t.point[p]) for p in params) for t in done),
+        tuple(float(t.training_score) for t in done),
+        study.spec.seed,
+    )
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Best so far** (training score)")
+        base_score = next((t.score for t in trials if t.number == 0), None)
+        st.altair_chart(tv.best_so_far_chart(tv.best_so_far_frame(trials), base_score), width="stretch")
+    with right:
+        st.markdown("**Parameter importance** (share of the training score's variance each parameter explains)")
+        if importance and any(importance.values()):
+            with st.container(key="tune_importance_chart"):  # the key names it for the browser test
+                st.altair_chart(tv.importance_chart(tv.importance_frame(importance)), width="stretch")
+        else:
+            st.caption("Shown from 4 finished trials whose scores differ.")
+    top = tv.top_params(importance, params)
+    st.markdown("**Slice**: training score against each parameter")
+    chosen = st.multiselect(
+        "Parameters in the slice plot", params, default=top, key=f"tune_slice_{study.id}", max_selections=9
+    )
+    if chosen:
+        st.altair_chart(tv.slice_chart(tv.slice_frame(frame, chosen)))
+    st.markdown(f"**Parallel coordinates** over the {len(top)} most important parameters and the score")
+    with st.container(key="tune_parallel_chart"):
+        st.altair_chart(tv.parallel_chart(tv.parallel_frame(frame, top)), width="stretch")
+
+    hold = tv.holdout_frame(trials, study.result["winner"]["trial"] if study.result else None)
+    if not hold.empty:
+        st.markdown("**Training vs hold-out** (re-scored trials; gap = training − hold-out)")
+        c1, c2 = st.columns(2)
+        c1.altair_chart(tv.holdout_chart(hold), width="stretch")
+        c2.dataframe(tv.holdout_table(hold), hide_index=True, width="stretch", key=f"tune_hold_{study.id}")
+
+
+def draw_trials(study: studies.Study, trials: list[studies.Trial]) -> None:
+    """The trials table with its filters: state, training-score range, one parameter's range."""
+    st.markdown("**Trials**")
+    sid = study.id
+    f1, f2, f3, f4 = st.columns([1.5, 2, 1.2, 2])
+    states = sorted({t.state for t in trials})
+    picked = f1.multiselect("State", states, default=states, format_func=tv.state_label, key=f"tune_f_state_{sid}")
+    flt = TrialFilter(states=set(picked))
+    score_range = tv.filter_bounds(trials)
+    if score_range:
+        lo, hi = f2.slider(
+            "Training score (per entity)", *score_range, value=score_range, format="%.4f", key=f"tune_f_score_{sid}"
+        )
+        flt = TrialFilter(
+            states=flt.states,
+            score_min=lo if lo > score_range[0] else None,
+            score_max=hi if hi < score_range[1] else None,
+        )
+    param = f3.selectbox("Parameter", ["(any)", *study.spec.params], key=f"tune_f_param_{sid}")
+    if param != "(any)":
+        bounds = tv.filter_bounds(trials, param)
+        if bounds:
+            low, high = float(bounds[0]), float(bounds[1])
+            plo, phi = f4.slider(
+                f"{md_escape(param)} range", low, high, value=(low, high), key=f"tune_f_range_{sid}_{param}"
+            )
+            flt = TrialFilter(flt.states, flt.score_min, flt.score_max, param, plo, phi)
+    shown = filter_trials(trials, flt)
+    st.caption(f"{len(shown)} of {len(trials)} trials shown")
+    table = tv.trials_table(shown, study.spec.params)
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key=f"tune_trials_{sid}",
+        column_config={c: st.column_config.NumberColumn(format=f) for c, f in tv.number_formats(table).items()},
     )
 
 
@@ -181,15 +354,20 @@ def live() -> None:
     )
     done = job.progress_done if job else len(trials)
     total = job.progress_total if job and job.progress_total else study.total_trials
-    st.progress(
-        tv.progress_of(done, total),
-        text=f"{md_escape(state)} · {len(trials)}/{study.total_trials:,} trials · "
-        f"{md_escape(job.message if job else '')}",
+    finished = state == "finished"
+    line = tv.status_line(
+        state,
+        trials_done=len(trials),
+        trials_total=study.total_trials,
+        job_message=job.message if job else "",
+        cancel_requested=bool(job and job.control is Control.CANCEL),
+        result=study.result,
     )
-    if job and job.error:
+    st.progress(1.0 if finished else tv.progress_of(done, total), text=md_escape(line))
+    if job and job.error and state == "failed":
         st.error(f"job {job.id:d}: {md_escape(job.error)}")
 
-    b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+    b1, b2, _ = st.columns([1, 1, 4])
     running = state in JobState and JobState(state).is_active()  # "created" and "finished" are study states
     b1.button("Cancel", disabled=not running, on_click=cancel, args=(study.id,), key=f"tune_cancel_{study.id}")
     b2.button(
@@ -199,56 +377,16 @@ def live() -> None:
         args=(study.id,),
         key=f"tune_resume_{study.id}",
     )
-    b3.button(
-        "Hand to rollout",
-        disabled=study.result is None or study.result.get("winner_is_base", True),
-        on_click=hand_off,
-        args=(study.id,),
-        key=f"tune_handoff_{study.id}",
-        type="primary",
-        help="write the winner to <data dir>/configs/ and make it the candidate config of the next rollout",
-    )
+    show_fresh(controls, study.id)
 
     if study.result:
-        for col, (label, value, help_) in zip(st.columns(4), tv.result_tiles(study.result)):
-            col.metric(label, value, help=help_, border=True)  # md-safe: constant labels, scores and trial numbers
-        if study.result["winner_is_base"]:
-            st.info(
-                "The current config won on the hold-out set: no tuned trial beat it on training and held up "
-                "on hold-out, so there is nothing to roll out."
-            )
-        else:
-            st.markdown(
-                "Winner's changes: "
-                + ", ".join(
-                    f"{md_code(k)} {md_escape(v['from'])} → {md_escape(v['to'])}"
-                    for k, v in study.result["changes"].items()
-                )
-            )
+        draw_winner(study, trials)
 
-    frame = tv.trials_frame(trials, spec.params)
     if not trials:
         st.info("Waiting for trial 0 (the current config)…")
         return
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Best so far** (training score)")
-        base_score = next((t.score for t in trials if t.number == 0), None)
-        st.altair_chart(tv.best_so_far_chart(tv.best_so_far_frame(trials), base_score), width="stretch")
-    with right:
-        param = st.selectbox("Objective against parameter", list(spec.params), key=f"tune_param_{study.id}")
-        st.altair_chart(tv.param_chart(frame, param), width="stretch")
-
-    winner = study.result["winner"]["trial"] if study.result else None
-    hold = tv.holdout_frame(trials, winner)
-    if not hold.empty:
-        st.markdown("**Training vs hold-out** (re-scored trials; gap = training − hold-out)")
-        c1, c2 = st.columns(2)
-        c1.altair_chart(tv.holdout_chart(hold), width="stretch")
-        c2.dataframe(hold, hide_index=True, width="stretch", key=f"tune_hold_{study.id}")
-
-    st.markdown("**Trials**")
-    st.dataframe(frame, hide_index=True, width="stretch", key=f"tune_trials_{study.id}")
+    draw_charts(study, trials, tv.trials_frame(trials, spec.params))
+    draw_trials(study, trials)
 
     if study.result:
         cfg = studies.winner_config(study)

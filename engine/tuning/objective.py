@@ -188,6 +188,25 @@ def score_results(results: Sequence[RunResult], truth: Truth, rewards: Rewards) 
     )
 
 
+def entity_scores(results: Sequence[RunResult], truth: Truth, rewards: Rewards) -> dict[str, float]:
+    """Each entity's own score (the terms of ``score_results`` for that entity alone), keyed by entity id.
+
+    Their mean is ``score_results(...).score``; kept for the hold-out set so the winner's improvement over the
+    current config can be bootstrapped entity by entity (engine.tuning.analysis). Pure.
+    """
+    out: dict[str, float] = {}
+    for r in results:
+        actual = truth(r.entity_id)
+        s = -rewards.per_usd * r.cost_usd - rewards.per_error * r.error_count
+        if actual is not None:
+            if r.actionable:
+                s += rewards.true_actionable if actual else -rewards.false_actionable
+            elif actual:
+                s -= rewards.missed_actionable
+        out[r.entity_id] = s
+    return out
+
+
 @dataclass(frozen=True)
 class Workload:
     """What trials run on: the entities (by id), their templates, an evidence source and the truth.

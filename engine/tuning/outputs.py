@@ -24,10 +24,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.core.configs import set_candidate
+from engine.core.configs import config_diff, live_config, set_candidate
 from engine.core.errors import ConfigError
 from engine.core.params import ParameterConfig
+from engine.monitoring.events import query_events
 from engine.monitoring.reports import md_cell
+from engine.tuning.analysis import Interval, holdout_interval, scores_from_events
 from engine.tuning.store import Study, Trial, get_study, list_trials
 
 
@@ -85,6 +87,25 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
+def _interval_note(trials: Sequence[Trial], summary: Mapping[str, Any], seed: int) -> str:
+    """ " (95% interval a to b, paired bootstrap over n hold-out entities)." plus the small-sample warning; just
+    "." when the per-entity hold-out scores were not kept."""
+    by_number = {t.number: t for t in trials}
+    base, win = by_number.get(0), by_number.get(summary["winner"]["trial"])
+    if not (base and win and base.holdout_entity_scores and win.holdout_entity_scores):
+        return "."
+    iv = holdout_interval(base.holdout_entity_scores, win.holdout_entity_scores, seed=seed)
+    if iv is None:
+        return "."
+    note = (
+        f" ({iv.confidence:.0%} interval {iv.low:+.4f} to {iv.high:+.4f}, paired bootstrap over {iv.n} hold-out "
+        "entities)."
+    )
+    if iv.small_sample:
+        note += f" Only {iv.n} hold-out entities: the interval is wide; re-score on more before trusting it."
+    return note
+
+
 def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, Any]) -> str:
     """The study as Markdown (pure)."""
     spec = study.spec
@@ -116,7 +137,8 @@ def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, A
         f"| **winner** | {winner['trial']} | {_fmt(winner['score'])} | {_fmt(winner['holdout_score'])} "
         f"| {_fmt(winner['gap'])} | {winner['config_hash']} |",
         "",
-        f"Hold-out improvement over the current config: {_fmt(summary['improvement_holdout'])} per entity.",
+        f"Hold-out improvement over the current config: {_fmt(summary['improvement_holdout'])} per entity"
+        + _interval_note(trials, summary, study.spec.seed),
         f"Optimism gap of the winner (training − hold-out): {_fmt(winner['gap'])} per entity.",
         "",
         (
@@ -137,7 +159,7 @@ def render_report(study: Study, trials: Sequence[Trial], summary: Mapping[str, A
         lines += ["| parameter | current | winner |", "|---|---:|---:|"]
         lines += [f"| {k} | {v['from']} | {v['to']} |" for k, v in summary["changes"].items()]
     else:
-        lines.append("None: the winner is the current config.")
+        lines.append("No parameter changes: the winner is the current config.")
     lines += [
         "",
         "## Hold-out re-scoring",
@@ -211,9 +233,16 @@ def winner_config(study: Study) -> ParameterConfig:
 
 
 def handoff(ops, settings, study_id: int, *, actor: str, name: str | None = None) -> Path:
-    """Write the winner to <data_dir>/configs/<name>.json and make it the rollout candidate (audited)."""
+    """Write the winner to <data_dir>/configs/<name>.json and make it the rollout candidate (audited).
+
+    Refused (ConfigError, nothing written) when the winner is the live config: a rollout of it would
+    compare the live config with itself."""
     study = get_study(ops, study_id)
     cfg = winner_config(study)
+    if not config_diff(live_config(ops), cfg):
+        raise ConfigError(
+            f"study {study.id}'s winner (config {cfg.hash()}) is identical to the live config: nothing to hand over"
+        )
     name = name or f"tuning-study-{study.id}-{cfg.hash()}"
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"config name {name!r}: use letters, digits, '-' and '_' only")
@@ -222,3 +251,29 @@ def handoff(ops, settings, study_id: int, *, actor: str, name: str | None = None
     set_candidate(ops, path, actor, source=source)
     ops.audit(actor, "tuning.handoff", f"study:{study.id}", {"path": str(path), "config_hash": cfg.hash()})
     return path
+
+
+def holdout_entity_scores(ops, study: Study, trial: Trial) -> dict[str, float] | None:
+    """Each hold-out entity's own score of a re-scored trial: as kept at re-scoring, else rebuilt from the
+    metric events its hold-out run recorded (a study re-scored before they were kept); None when neither."""
+    if trial.holdout_score is None:
+        return None
+    if trial.holdout_entity_scores:
+        return dict(trial.holdout_entity_scores)
+    events = query_events(ops, run_id=f"tuning-{study.id}-t{trial.number}-holdout", experiments=True)
+    return scores_from_events(events, study.spec.rewards) or None
+
+
+def holdout_improvement(ops, study: Study, trials: Sequence[Trial]) -> Interval | None:
+    """The winner's hold-out improvement over the current config with its paired bootstrap interval (seeded by
+    the study's seed); None before the study finished or without per-entity hold-out scores."""
+    if not study.result:
+        return None
+    by_number = {t.number: t for t in trials}
+    base, win = by_number.get(0), by_number.get(study.result["winner"]["trial"])
+    if base is None or win is None:
+        return None
+    a, b = holdout_entity_scores(ops, study, base), holdout_entity_scores(ops, study, win)
+    if not a or not b:
+        return None
+    return holdout_interval(a, b, seed=study.spec.seed)

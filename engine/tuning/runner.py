@@ -44,7 +44,7 @@ from engine.jobs.queue import Control, JobState, JobStore, resume_job
 from engine.monitoring.events import TABLE as EVENTS_TABLE
 from engine.monitoring.events import events_of_runs, record_events
 from engine.monitoring.jsonlog import JsonlLog
-from engine.tuning.objective import ObjectiveResult, Workload, run_entities, score_results
+from engine.tuning.objective import ObjectiveResult, Workload, entity_scores, run_entities, score_results
 from engine.tuning.outputs import summarize, write_outputs
 from engine.tuning.samplers import GridSampler, make_sampler
 from engine.tuning.space import search_space
@@ -150,9 +150,18 @@ class StudyRunner:
             record_events(self.ops, events, log=log, db=db)
 
     def evaluate(self, config: ParameterConfig, entity_ids: Sequence[str], run_id: str) -> ObjectiveResult:
+        return self.evaluate_per_entity(config, entity_ids, run_id)[0]
+
+    def evaluate_per_entity(
+        self, config: ParameterConfig, entity_ids: Sequence[str], run_id: str
+    ) -> tuple[ObjectiveResult, dict[str, float]]:
+        """The score and each entity's own score (the hold-out re-scoring keeps both)."""
         results = run_entities(config, self.workload, entity_ids)
         self._record(results, run_id)
-        return score_results(results, self.workload.truth, self.study.spec.rewards)
+        rewards = self.study.spec.rewards
+        return score_results(results, self.workload.truth, rewards), entity_scores(
+            results, self.workload.truth, rewards
+        )
 
     def _total_evaluations(self) -> int:
         return self.study.total_trials + self.study.spec.top_k + 1
@@ -238,16 +247,32 @@ class StudyRunner:
         base_done = len(trials)
         total = base_done + len(chosen)
         for i, t in enumerate(chosen):
+            # said before the work, naming the trial being re-scored: a message read after the step
+            # ("re-scoring 4/4 (trial 1)") was taken for the winner's
+            self.checkpoint(Progress(base_done + i, total, holdout_message(i, len(chosen), t.number)))
             if t.holdout_score is None:
-                res = self.evaluate(t.trial_config, study.holdout_ids, f"tuning-{study.id}-t{t.number}-holdout")
-                set_holdout(self.ops, study, t.number, res, self.fence)
-            self.checkpoint(
-                Progress(base_done + i + 1, total, f"hold-out re-scoring {i + 1}/{len(chosen)} (trial {t.number})")
-            )
+                res, per_entity = self.evaluate_per_entity(
+                    t.trial_config, study.holdout_ids, f"tuning-{study.id}-t{t.number}-holdout"
+                )
+                set_holdout(self.ops, study, t.number, res, self.fence, per_entity)
         summary = summarize(study, list_trials(self.ops, study.id), grid_exhausted=grid_exhausted)
+        self.checkpoint(Progress(total, total, finished_message(summary)))
         write_outputs(self.ops, study, summary, self.settings)
         finish_study(self.ops, study, summary, finished_at=self.clock(), fence=self.fence)
         return summary
+
+
+def holdout_message(index: int, count: int, trial: int) -> str:
+    """The progress line while trial ``trial`` is re-scored, the ``index``-th (0-based) of ``count``."""
+    return f"re-scoring trial {trial} on the hold-out entities ({index + 1} of {count} re-scored trials)"
+
+
+def finished_message(summary: Mapping[str, Any]) -> str:
+    """The study's last progress line: which trial won (never the last trial that was re-scored)."""
+    winner = summary["winner"]["trial"]
+    if summary["winner_is_base"]:
+        return "finished: the current config (trial 0) won on the hold-out entities"
+    return f"finished: trial {winner} won on the hold-out entities"
 
 
 # --------------------------------------------------------------------------- the study's job

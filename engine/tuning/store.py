@@ -35,6 +35,9 @@ from engine.tuning.spec import StudySpec, spec_from_dict, spec_to_json, workload
 
 Clock = Callable[[], float]
 
+#: the key of the per-entity hold-out scores inside a trial's stored hold-out result
+ENTITY_SCORES_KEY = "entity_scores"
+
 STAGE_PREFIX = EXPERIMENT_STAGE_PREFIX  # "tuning-": monitoring leaves these stages out of its windows
 
 
@@ -114,6 +117,9 @@ class Trial:
     finished_at: float
     holdout_score: float | None
     holdout_result: ObjectiveResult | None
+    #: each hold-out entity's own score (engine.tuning.objective.entity_scores); None for a trial re-scored
+    #: before they were kept
+    holdout_entity_scores: Mapping[str, float] | None = None
 
     @property
     def complete(self) -> bool:
@@ -150,6 +156,7 @@ class Trial:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Trial:
         cfg = json.loads(row["config"]) if row["config"] else None
+        holdout = json.loads(row["holdout_result"]) if row["holdout_result"] else None
         return cls(
             study_id=row["study_id"],
             number=row["number"],
@@ -163,9 +170,8 @@ class Trial:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             holdout_score=row["holdout_score"],
-            holdout_result=(
-                ObjectiveResult.from_components(json.loads(row["holdout_result"])) if row["holdout_result"] else None
-            ),
+            holdout_result=ObjectiveResult.from_components(holdout) if holdout else None,
+            holdout_entity_scores=holdout.get(ENTITY_SCORES_KEY) if holdout else None,
         )
 
     def row_summary(self) -> dict[str, Any]:
@@ -317,14 +323,25 @@ def insert_trial(
         )
 
 
-def set_holdout(ops, study: Study, number: int, result: ObjectiveResult, fence: Callable[[Any], None] | None) -> None:
-    """Add the hold-out re-scoring of trial ``number`` to its row."""
+def set_holdout(
+    ops,
+    study: Study,
+    number: int,
+    result: ObjectiveResult,
+    fence: Callable[[Any], None] | None,
+    entity_scores: Mapping[str, float] | None = None,
+) -> None:
+    """Add the hold-out re-scoring of trial ``number`` to its row (with each entity's own score, kept beside
+    the result's components so the improvement over the current config can be bootstrapped)."""
+    components = result.components()
+    if entity_scores is not None:
+        components[ENTITY_SCORES_KEY] = dict(entity_scores)
     with ops.transaction() as db:
         if fence is not None:
             fence(db)
         db.execute(
             "UPDATE tuning_trials SET holdout_score = ?, holdout_result = ? WHERE study_id = ? AND number = ?",
-            [result.score, json.dumps(result.components()), study.id, number],
+            [result.score, json.dumps(components), study.id, number],
         )
 
 

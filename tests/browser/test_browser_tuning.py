@@ -1,5 +1,7 @@
 """Tuning page in a real browser: a study started elsewhere (a real worker process) shows up and progresses on
-the open page without a click, and the best-config download is the winner's JSON."""
+the open page without a click, its importance and parallel-coordinates charts are drawn with marks, the
+best-config download is the winner's JSON, and Cancel answers on the open page at once (its button sits in the
+polling fragment, whose reruns never redraw a message drawn outside it)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,24 @@ from tests.support.browser_harness import browser_page, chromium, console_data_d
 pytestmark = pytest.mark.browser
 
 LIVE_TIMEOUT_MS = 120_000
+
+#: true once the chart in the container with this key has drawn marks: an SVG with mark paths, or a canvas
+#: with enough painted pixels that it holds more than axes (vega draws into either)
+CHART_DRAWN_JS = """(key) => {
+  const root = document.querySelector('.st-key-' + key + ' [data-testid="stVegaLiteChart"]');
+  if (!root) return false;
+  const svg = root.querySelector('svg.marks, svg');
+  if (svg) return svg.querySelectorAll('g[class*="mark-rect"] path, g[class*="mark-line"] path').length > 0;
+  const canvas = root.querySelector('canvas');
+  if (!canvas || !canvas.width || !canvas.height) return false;
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let colored = 0;  // axes and labels are grey: count saturated pixels (bars, coloured lines)
+  for (let i = 0; i < data.length; i += 4) {
+    const [r, g, b, a] = [data[i], data[i + 1], data[i + 2], data[i + 3]];
+    if (a > 0 && Math.max(r, g, b) - Math.min(r, g, b) > 40) colored++;
+  }
+  return colored > 200;
+}"""
 
 
 def test_a_running_study_updates_the_open_page_and_its_best_config_downloads(console_server, browser_page):
@@ -42,6 +62,9 @@ def test_a_running_study_updates_the_open_page_and_its_best_config_downloads(con
     page.get_by_role("heading", name=re.compile(rf"^Study {study.id}:")).wait_for(timeout=LIVE_TIMEOUT_MS)
     page.get_by_text(re.compile(r"finished · 5/5 trials")).wait_for(timeout=LIVE_TIMEOUT_MS)
     page.get_by_text("Winner, hold-out").wait_for(timeout=LIVE_TIMEOUT_MS)
+    page.get_by_text("Parameter importance").first.wait_for()
+    for key in ("tune_importance_chart", "tune_parallel_chart"):
+        page.wait_for_function(CHART_DRAWN_JS, arg=key, timeout=30_000)
 
     button = page.get_by_test_id("stDownloadButton").filter(has_text="Download best config")
     with page.expect_download(timeout=30_000) as info:
@@ -51,4 +74,19 @@ def test_a_running_study_updates_the_open_page_and_its_best_config_downloads(con
     data = json.loads(dl.path().read_text(encoding="utf-8"))
     winner = get_study(ops, study.id).result["winner"]
     assert ParameterConfig.from_dict(data).hash() == winner["config_hash"]
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_cancel_answers_on_the_open_page_at_once(console_server, browser_page):
+    settings = load_settings({"DISCOVERY_DATA_DIR": str(console_server.data_dir)})
+    ops = open_ops_db(settings)
+    spec = StudySpec(method="random", params=("max_iterations",), iterations=2, entities=EntitySpec(n=20), seed=1)
+    study, _, _ = start_study(ops, settings, spec, actor="browser-test", launch=False)  # stays queued
+    page = open_console(browser_page, console_server.url, "tuning")
+    page.get_by_role("heading", name=re.compile(rf"^Study {study.id}:")).wait_for(timeout=LIVE_TIMEOUT_MS)
+    page.get_by_role("button", name="Cancel").click()
+    # no navigation, no reload: the outcome shows under the button and the state line follows
+    page.get_by_text(f"Cancel: study {study.id} cancelled (it had not started)").wait_for(timeout=10_000)
+    page.get_by_text(re.compile(r"^cancelled · 0/3 trials")).wait_for(timeout=10_000)
+    assert get_study(ops, study.id).job_id is not None
     assert page.locator('[data-testid="stException"]').count() == 0

@@ -10,12 +10,13 @@ import time
 
 import pytest
 
+from engine.core.configs import set_live_config
 from engine.core.errors import ConfigError
 from engine.core.params import ParameterConfig
 from engine.jobs.queue import Control, JobState, JobStore, launch_worker, resume_job, wait_for, worker_liveness
 from engine.monitoring.events import count_events, query_events
 from engine.tuning.objective import ObjectiveResult
-from engine.tuning.outputs import handoff, summarize, winner_config
+from engine.tuning.outputs import handoff, holdout_improvement, summarize, winner_config
 from engine.tuning.runner import StudyRunner, submit_study
 from engine.tuning.spec import EntitySpec, StudySpec, file_entity_spec
 from engine.tuning.store import Trial, create_study, get_study, list_trials
@@ -225,13 +226,18 @@ def test_validate_scores_a_config_file_on_the_study_holdout_set(ops, settings, t
 
 
 def test_outputs_and_handoff_to_rollout(ops, settings):
-    study = create_study(ops, _spec(iterations=2), actor="t")
+    # trial 0 runs a config other than the live one (the defaults), so the winner differs from live
+    study = create_study(
+        ops, _spec(iterations=2), actor="t", base_config=ParameterConfig().with_changes(max_iterations=12)
+    )
     _run(ops, settings, study)
     out = settings.data_dir / "tuning" / f"study-{study.id}"
     best = ParameterConfig.load(out / "best-config.json")
     assert best == winner_config(get_study(ops, study.id))
     report = (out / "report.md").read_text()
     assert f"# Tuning study {study.id}" in report and "Hold-out re-scoring" in report
+    assert "95% interval" in report and "paired bootstrap over" in report  # the improvement with its interval
+    assert "hold-out entities: the interval is wide" in report  # 40 entities: a small hold-out set
     path = handoff(ops, settings, study.id, actor="tester", name="my-candidate")
     assert path == settings.data_dir / "configs" / "my-candidate.json"
     assert ParameterConfig.load(path) == best
@@ -240,6 +246,20 @@ def test_outputs_and_handoff_to_rollout(ops, settings):
     assert candidate["hash"] == best.hash() and candidate["params"] == best.to_dict()
     assert ops.list_audit(action="rollout.candidate")[0]["actor"] == "tester"
     assert ops.list_audit(action="tuning.handoff")[0]["target"] == f"study:{study.id}"
+
+
+def test_handoff_of_a_winner_identical_to_the_live_config_is_refused_in_one_line(ops, settings):
+    study = create_study(ops, _spec(iterations=1), actor="t")
+    _run(ops, settings, study)
+    study = get_study(ops, study.id)
+    # the live config becomes the winner (whichever trial won): handing it over would roll out live vs live
+    with ops.transaction() as db:
+        set_live_config(ops, db, winner_config(study), run_id=1, actor="t", at=0.0)
+    with pytest.raises(ConfigError, match="identical to the live config: nothing to hand over") as err:
+        handoff(ops, settings, study.id, actor="t")
+    assert "\n" not in str(err.value)
+    assert ops.get_setting("rollout.candidate") is None
+    assert not (settings.data_dir / "configs").exists() or not list((settings.data_dir / "configs").iterdir())
 
 
 def test_handoff_of_an_unfinished_study_is_refused(ops, settings):
@@ -392,3 +412,45 @@ def test_replay_without_labels_and_bad_labels_are_one_line_errors(ops, tmp_path)
         create_study(ops, _spec(evidence=evidence_ref("replay", replay=replay), labels=labels_ref(other)), actor="t")
     with ops.connect() as db:
         assert next(db.query("SELECT COUNT(*) AS n FROM tuning_studies"))["n"] == 0
+
+
+def test_rescoring_keeps_each_holdout_entitys_score_and_progress_names_the_trial_being_rescored(ops, settings):
+    study = create_study(ops, _spec(iterations=3, top_k=2), actor="t")
+    seen = []
+    summary = _run(ops, settings, study, checkpoint=seen.append)
+    rescored = [t for t in list_trials(ops, study.id) if t.holdout_score is not None]
+    assert rescored
+    for t in rescored:
+        scores = t.holdout_entity_scores
+        assert scores is not None and set(scores) == set(study.holdout_ids)
+        assert sum(scores.values()) / len(scores) == pytest.approx(t.holdout_score)
+    # each re-scoring is announced before it runs, naming that trial; the last line names the winner
+    lines = [p.message for p in seen if "hold-out" in p.message]
+    announced = [int(m.split("re-scoring trial ")[1].split(" ")[0]) for m in lines if m.startswith("re-scoring")]
+    assert announced == [t.number for t in sorted(rescored, key=lambda t: (t.number != 0, -(t.score or 0)))]
+    winner = summary["winner"]["trial"]
+    assert seen[-1].done == seen[-1].total
+    assert seen[-1].message.startswith("finished:") and (
+        f"trial {winner} won" in seen[-1].message or summary["winner_is_base"]
+    )
+
+
+def test_the_holdout_interval_of_a_study_rescored_before_entity_scores_were_kept_comes_from_its_events(ops, settings):
+    study = create_study(ops, _spec(iterations=2), actor="t")
+    _run(ops, settings, study)
+    study = get_study(ops, study.id)
+    kept = holdout_improvement(ops, study, list_trials(ops, study.id))
+    assert kept is not None and kept.n == len(study.holdout_ids)
+    assert kept.mean == pytest.approx(study.result["improvement_holdout"])
+    with ops.transaction() as db:  # as a data dir written before the per-entity scores were kept
+        for row in list(db.query("SELECT id, holdout_result FROM tuning_trials WHERE holdout_result IS NOT NULL")):
+            data = json.loads(row["holdout_result"])
+            data.pop("entity_scores")
+            db.execute("UPDATE tuning_trials SET holdout_result = ? WHERE id = ?", [json.dumps(data), row["id"]])
+    trials = list_trials(ops, study.id)
+    assert all(t.holdout_entity_scores is None for t in trials)
+    rebuilt = holdout_improvement(ops, study, trials)
+    assert rebuilt is not None
+    assert (rebuilt.mean, rebuilt.low, rebuilt.high, rebuilt.n) == pytest.approx(
+        (kept.mean, kept.low, kept.high, kept.n)
+    )

@@ -32,7 +32,7 @@ from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.reports import build_report, md_cell, render
 from engine.store import falkor
 from engine.store.opsdb import open_ops_db
-from tests.support.browser_harness import browser_page, chromium, console_server, free_port, open_console  # noqa: F401
+from tests.support.browser_harness import browser_page, chromium, console_server, free_port, open_console, wait_for_run  # noqa: F401
 from tests.support.console_env import DIRECTIVES, SCRIPT_LINK, HostileData, seed_hostile_console, tracking_pixel
 from tests.support.monitoring_data import make_run
 

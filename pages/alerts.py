@@ -123,20 +123,19 @@ def evaluator_panel() -> None:
     """The periodic evaluator's line and its one button, from one read (alert_jobs.evaluator_view): a worker
     that died shows as off with Start, a running one with Stop; they never disagree."""
     view = alert_jobs.evaluator_view(ops, time.time())
-    line, button = st.columns([3, 1], vertical_alignment="center")
-    line.caption(md_escape(view.line))
-    if view.running:
-        button.button(
-            "Stop periodic evaluation",
-            key="evaluator_stop",
-            icon=":material/stop:",
-            on_click=on_stop,
-            disabled=view.stopping,
-            help="stop already requested: the worker stops at its next heartbeat" if view.stopping else None,
-        )
-    else:
-        with button.container(horizontal=True, vertical_alignment="bottom"):
-            st.selectbox("Every", INTERVALS, index=1, key="evaluator_interval", width=90)
+    st.caption(md_escape(view.line))
+    with st.container(horizontal=True, vertical_alignment="bottom"):  # buttons as wide as their labels
+        if view.running:
+            st.button(
+                "Stop periodic evaluation",
+                key="evaluator_stop",
+                icon=":material/stop:",
+                on_click=on_stop,
+                disabled=view.stopping,
+                help="stop already requested: the worker stops at its next heartbeat" if view.stopping else None,
+            )
+        else:
+            st.selectbox("Every", INTERVALS, index=1, key="evaluator_interval", width=100)
             st.button(
                 "Start periodic evaluation",
                 key="evaluator_start",

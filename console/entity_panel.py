@@ -37,7 +37,7 @@ from console.naming import download_name
 from console.services import Services, cached_graph, call
 from console.tables import HYPOTHESIS_COLUMN_CONFIG
 from console.text import md_code, md_escape
-from console.vocab import human
+from console.vocab import ENGINE_TIME, human
 from engine.discovery.entity_view import (
     CONFIDENCE_COLUMNS,
     HOP_COLUMNS,
@@ -139,9 +139,11 @@ def _render_run(run: EntityRun) -> None:
     c[2].metric("Cost", f"${s['cost_usd']:.3f}")
     c[3].metric("Actionable", "yes" if s["actionable"] else "no")
     c[4].metric("Errored hops", f"{s['errors']:d}")
+    code, _, detail = str(s["stop_reason"]).partition(":")
+    because = human(code) + (f":{detail}" if detail else "")
     st.caption(
-        f"Stopped because {md_escape(s['stop_reason'])}. Evidence latency {s['evidence_latency_s']:.1f} s "
-        f"(virtual), engine time {s['engine_time_ms']:.1f} ms."
+        f"Stopped because {md_escape(because)}. Evidence latency {s['evidence_latency_s']:.1f} s "
+        f"(virtual), {ENGINE_TIME} {s['engine_time_ms']:.1f} ms."
     )
     hops = run.hop_rows()
     if hops:

@@ -4,6 +4,7 @@ Hypotheses page's entity view under AppTest (select an entity, Run discovery, se
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -584,3 +585,30 @@ def test_bench_measures_real_runs_and_cleans_up():
     assert figures["runs"] == 3 and figures["hops_max"] >= figures["hops_mean"] > 0
     assert figures["run_wall_ms_p95"] >= figures["run_wall_ms_p50"] > 0
     assert len(lines) == 5 and "3 live new-system runs" in lines[0]
+
+
+RAW = re.compile(r"\b(None|nan|NaN|NaT|inf|Infinity)\b|\b[a-z]+_[a-z_]+\b")
+
+
+def _page_text(at: AppTest) -> list[str]:
+    """Everything the page shows as text: messages, captions, metrics and every table cell."""
+    texts = [as_shown(e.value) for e in (*at.caption, *at.markdown, *at.info, *at.warning, *at.success, *at.error)]
+    texts += [f"{m.label} {as_shown(m.value)}" for m in at.metric]
+    for d in at.dataframe:
+        frame = d.value
+        texts += [str(v) for column in frame.columns for v in frame[column].tolist() if column not in ("at", "updated")]
+        texts += [str(v) for column in ("at", "updated") if column in frame for v in frame[column].isna().tolist() if v]
+    return texts
+
+
+def test_the_hypotheses_page_shows_no_raw_values_or_internal_names(console_graph):
+    entity = console_graph.list_entities(limit=6)[5]
+    at = run_live(open_entity(entity.id), entity)
+    ids = {h.id for h in console_graph.get_hypotheses(entity.id)} | {entity.id, entity.cluster, entity.template_id}
+    found = []
+    for text in _page_text(at):
+        for match in RAW.finditer(text):
+            word = match.group(0)
+            if not any(word in i for i in ids) and not re.fullmatch(r"(run|new|old)[-_].*", word):
+                found.append((word, text[:120]))
+    assert not found, found[:10]

@@ -145,3 +145,18 @@ def test_benchmark_runs_in_a_worker_and_the_page_charts_it(seeded):
     table = [d for d in at.dataframe if "batch read chunked (ms)" in d.value.columns]
     assert len(table) == 1 and table[0].value["entities"].tolist() == [12]
     assert ops.list_audit(5, action="cache.bench")[0]["target"] == f"job:{job.id}"
+
+
+def test_cache_page_text_has_no_raw_values(seeded):
+    """After a warm and a benchmark: no "None"/"nan"/"inf" and no internal snake_case name on the page."""
+    import re
+
+    at = run_page()
+    at.button(key="cache_warm").click().run()
+    raw = re.compile(r"\b(None|nan|NaN|NaT|inf|Infinity)\b|\b[a-z]+_[a-z_]+\b")
+    texts = [as_shown(e.value) for e in (*at.caption, *at.markdown, *at.success, *at.info, *at.warning)]
+    texts += [f"{m.label} {m.value}" for m in at.metric]
+    texts += [str(v) for d in at.dataframe for c in d.value.columns for v in d.value[c].tolist()]
+    texts += [str(c) for d in at.dataframe for c in d.value.columns]
+    found = [(m.group(0), t[:100]) for t in texts for m in raw.finditer(t) if "python -m engine" not in t]
+    assert not found, found[:10]

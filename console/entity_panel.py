@@ -141,7 +141,7 @@ def _render_run(run: EntityRun) -> None:
     c[4].metric("Errored hops", f"{s['errors']:d}")
     code, _, detail = str(s["stop_reason"]).partition(":")
     because = human(code) + (f":{detail}" if detail else "")
-    st.caption(
+    st.caption(  # md-safe: the stop reason escaped; ENGINE_TIME a constant of console.vocab; numbers
         f"Stopped because {md_escape(because)}. Evidence latency {s['evidence_latency_s']:.1f} s "
         f"(virtual), {ENGINE_TIME} {s['engine_time_ms']:.1f} ms."
     )
@@ -196,11 +196,11 @@ def render_entity_view(services: Services, entity_id: str) -> None:
             st.altair_chart(eig_chart(rows), width="stretch")
 
     st.subheader("Run discovery")
-    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
-    system = c1.selectbox(
-        "System", list(SYSTEM_OPTIONS), format_func=SYSTEM_OPTIONS.__getitem__, key="entity_run_system"
+    row = st.container(horizontal=True, vertical_alignment="bottom")  # the button as wide as its label
+    system = row.selectbox(
+        "System", list(SYSTEM_OPTIONS), format_func=SYSTEM_OPTIONS.__getitem__, key="entity_run_system", width=260
     )
-    shadow = c2.toggle(
+    shadow = row.toggle(
         "Shadow run",
         value=True,
         key="entity_run_shadow",
@@ -218,9 +218,13 @@ def render_entity_view(services: Services, entity_id: str) -> None:
         st.session_state[LAST_RUN_KEY] = (entity_id, result)
         st.rerun()  # redraw the whole page (its hypotheses table too) from the state after the run
 
-    label = "Run discovery" if shadow else "Run discovery (live)…"
-    # md-safe: label is one of two literals above
-    if c3.button(label, type="primary", key="entity_run_button", help="shadow: writes nothing to the graph"):
+    label, help_ = (
+        ("Run discovery", "a shadow run: writes nothing to the graph")
+        if shadow
+        else ("Run discovery (live)…", "a live run: says what it will write and asks to confirm first")
+    )
+    # md-safe: label and help_ are literals above
+    if row.button(label, type="primary", key="entity_run_button", help=help_):
         if shadow:
             run()
         st.session_state[CONFIRM_KEY] = entity_id

@@ -111,6 +111,15 @@ def test_at_900px_the_sidebar_starts_collapsed_and_leaves_the_overview_its_width
     page.evaluate("() => window.localStorage.clear()")
 
 
+def assert_whole(page, name: str, label: str) -> None:
+    page.get_by_role("button", name=label).first.wait_for()
+    found = page.evaluate(BUTTON_TEXT_JS, label)
+    assert found, f"{name}: no button labelled {label!r}"
+    for button in found:
+        assert button["text"].endswith(label), (name, label, button)  # the label, after its icon
+        assert button["cut"] == 0, f"{name}: {label!r} is cut: {button}"
+
+
 @pytest.mark.parametrize("name", sorted(BUTTONS))
 def test_at_900px_the_buttons_keep_their_whole_labels(console_server, page, name):
     open_console(page, console_server.url, name)
@@ -118,10 +127,22 @@ def test_at_900px_the_buttons_keep_their_whole_labels(console_server, page, name
     wait_for_run(page)
     assert sidebar_state(page)["collapsed"] == "true"
     for label in BUTTONS[name]:
-        page.get_by_role("button", name=label).first.wait_for()
-        found = page.evaluate(BUTTON_TEXT_JS, label)
-        assert found, f"{name}: no button labelled {label!r}"
-        for button in found:
-            assert button["text"].endswith(label), (name, label, button)  # the label, after its icon
-            assert button["cut"] == 0, f"{name}: {label!r} is cut: {button}"
+        assert_whole(page, name, label)
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_at_900px_run_discovery_keeps_its_label(console_server, page):
+    settings = load_settings({"DISCOVERY_DATA_DIR": str(console_server.data_dir)})
+    with GraphStore.open(settings) as store:
+        entity = store.list_entities(limit=1)[0]
+    open_console(page, console_server.url, "hypotheses")
+    box = page.get_by_label("Find an entity")
+    assert entity.name in (box.get_attribute("placeholder") or "")  # the hint names a real entity
+    box.fill(entity.name)
+    box.press("Enter")
+    page.get_by_role("heading", name="Run discovery", exact=True).wait_for()
+    wait_for_run(page)
+    assert_whole(page, "hypotheses", "Run discovery")
+    page.get_by_text("Shadow run", exact=True).click()
+    wait_for_run(page)
+    assert_whole(page, "hypotheses", "Run discovery (live)…")

@@ -33,7 +33,7 @@ STATES_COLUMN_CONFIG = {
     "state": st.column_config.TextColumn("state", width="small"),
     "name": st.column_config.TextColumn("name", width="medium"),
     "value": st.column_config.TextColumn("value", width="small"),
-    "acknowledged by": st.column_config.TextColumn("acknowledged by", width="small"),
+    "acknowledged by": st.column_config.TextColumn("acknowledged by", width="medium"),
     "runbook": st.column_config.TextColumn("runbook", width="large", help="what to check first"),
     "condition": st.column_config.TextColumn("condition", width="medium"),
     "reason": st.column_config.TextColumn("reason", width="medium"),

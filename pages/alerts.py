@@ -28,6 +28,8 @@ from engine.monitoring.alerts import OPS, SCOPES, Severity
 
 REFRESH_S = 10
 INTERVALS = ("30s", "1m", "5m", "15m")
+#: width of a state tile: "not evaluated" and its icon whole; six fit a row at 1400 px, they wrap when narrower
+TILE_PX = 140
 #: the states table: short columns narrow, so "acknowledged by" and "runbook" are on screen at 1400 px
 STATES_COLUMN_CONFIG = {
     "state": st.column_config.TextColumn("state", width="small"),
@@ -154,9 +156,10 @@ def current_states() -> None:
     """States as the store holds them now (the worker may change them between two page runs)."""
     states = alerts.current_states(ops)
     counts = state_counts(rules, states)
-    for column, (state, n) in zip(st.columns(len(counts)), counts.items()):
-        # md-safe: the states are the fixed AlertStatus values and their icons (STATE_ICONS)
-        column.metric(f"{STATE_ICONS[state]} {md_escape(human(state))}", f"{n:,}", border=True)
+    with st.container(horizontal=True):  # tiles as wide as their labels, wrapping on a narrow screen
+        for state, n in counts.items():
+            # md-safe: the states are the fixed AlertStatus values and their icons (STATE_ICONS)
+            st.metric(f"{STATE_ICONS[state]} {md_escape(human(state))}", f"{n:,}", border=True, width=TILE_PX)
     frame = states_frame(rules, states)
     st.dataframe(
         # the "state" column holds state names; str() only tells the type checker, which sees any cell value

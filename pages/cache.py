@@ -120,7 +120,7 @@ def live_stats() -> None:
         w = service.warmer.stats()
         interval = cache_service.warm_interval(ops)
         st.write(
-            f"{w.rounds:,} rounds ({w.failed_rounds:,} failed), {w.entries_loaded:,} entries loaded, "
+            f"{w.rounds:,} rounds ({w.failed_rounds:,} failed), {w.entries_loaded:,} cache entries loaded, "
             f"{w.seconds:,.2f} s spent; " + (f"every {interval:g} s" if interval else "periodic warming off")
         )
         runs = cv.warm_runs_frame(list_warm_runs(ops, 20))

@@ -57,6 +57,14 @@ BUTTON_TEXT_JS = """(label) => {
 }"""
 
 
+#: every metric tile's label and value, and whether any part of them is cut
+TILES_JS = """() => [...document.querySelectorAll('[data-testid="stMetric"]')].map((m) => {
+  const parts = [...m.querySelectorAll('[data-testid="stMetricLabel"] *, [data-testid="stMetricValue"] *')];
+  return {text: m.innerText.replace(/\\s+/g, ' '),
+          cut: parts.some((e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)};
+})"""
+
+
 @pytest.fixture(scope="module")
 def console_data_dir(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("browser-layout")
@@ -128,6 +136,8 @@ def test_at_900px_the_buttons_keep_their_whole_labels(console_server, page, name
     assert sidebar_state(page)["collapsed"] == "true"
     for label in BUTTONS[name]:
         assert_whole(page, name, label)
+    tiles = page.evaluate(TILES_JS)
+    assert tiles and not [t for t in tiles if t["cut"]], f"{name}: a tile is cut: {tiles}"
     assert page.locator('[data-testid="stException"]').count() == 0
 
 

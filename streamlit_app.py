@@ -10,7 +10,38 @@ from engine.core.settings import make_process_private
 # before anything is created: the console's files in the data dir (and a graph server it starts) are owner-only
 make_process_private()
 
-st.set_page_config(page_title="Discovery Ops", page_icon=":material/travel_explore:", layout="wide")
+#: below this window width the sidebar starts collapsed. Streamlit's "auto" collapses it only up to 768 px; at
+#: 900 px it took a third of the screen and squeezed the pages (tiles "E… 3..", buttons without labels).
+NARROW_PX = 1000
+#: On a first visit narrower than NARROW_PX, close the sidebar once (its own button), then forget that this
+#: script did it (Streamlit remembers a click in localStorage): a wider window later opens with it, and an
+#: operator who opens or closes it themselves is never overruled (their choice is kept by Streamlit).
+COLLAPSE_WHEN_NARROW = f"""<script>
+(() => {{
+  const KEY = "stSidebarCollapsed-";
+  const chosen = () => Object.keys(window.localStorage).filter((k) => k.startsWith(KEY));
+  if (window.innerWidth >= {NARROW_PX} || chosen().length) return;
+  const collapse = (tries) => {{
+    const sidebar = document.querySelector('[data-testid="stSidebar"]');
+    const button = document.querySelector('[data-testid="stSidebarCollapseButton"] button');
+    if (sidebar && button && sidebar.getAttribute("data-collapsed") === "false") {{
+      button.click();
+      setTimeout(() => chosen().forEach((k) => window.localStorage.removeItem(k)), 0);
+    }} else if (tries > 0 && !(sidebar && sidebar.getAttribute("data-collapsed") === "true")) {{
+      setTimeout(() => collapse(tries - 1), 100);
+    }}
+  }};
+  collapse(50);
+}})();
+</script>"""
+
+st.set_page_config(
+    page_title="Discovery Ops",
+    page_icon=":material/travel_explore:",
+    layout="wide",
+    initial_sidebar_state="auto",  # collapsed on phones by Streamlit; up to NARROW_PX by COLLAPSE_WHEN_NARROW
+)
+st.sidebar.html(COLLAPSE_WHEN_NARROW, unsafe_allow_javascript=True, width="content")  # md-safe: a constant
 
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),

@@ -24,11 +24,20 @@ from __future__ import annotations
 
 import streamlit as st
 
-from console.entity_view import confidence_chart, eig_chart, evidence_frame, rows_frame, trajectory_chart
+from console.entity_view import (
+    confidence_chart,
+    eig_chart,
+    evidence_frame,
+    rows_frame,
+    run_warning,
+    shown_frame,
+    trajectory_chart,
+)
 from console.naming import download_name
 from console.services import Services, cached_graph, call
 from console.tables import HYPOTHESIS_COLUMN_CONFIG
 from console.text import md_code, md_escape
+from console.vocab import ENGINE_TIME, human
 from engine.discovery.entity_view import (
     CONFIDENCE_COLUMNS,
     HOP_COLUMNS,
@@ -41,17 +50,18 @@ from engine.discovery.entity_view import (
 )
 
 LAST_RUN_KEY = "entity_view_last_run"
+#: the entity a live run waits to be confirmed for (Run discovery, live, asks first)
+CONFIRM_KEY = "entity_view_confirm_live"
 SYSTEM_OPTIONS = {
     "new": "New system (EIG)",
     "old": "Old system (baseline)",
 }
 
 RANKING_COLUMN_CONFIG = {
-    "rank": st.column_config.NumberColumn(
+    "rank": st.column_config.TextColumn(
         "Next pick",
-        format="%d",
         help="order in which the new system would pick the ACTIVE hypotheses; "
-        "empty (None) for a hypothesis it never picks (not ACTIVE)",
+        "— for a hypothesis it never picks (not ACTIVE)",
     ),
     "pattern": st.column_config.TextColumn("Pattern"),
     "category": st.column_config.TextColumn("Category"),
@@ -124,20 +134,22 @@ def _render_run(run: EntityRun) -> None:
         f"config {md_code(s['config_hash'])} · recorded as a metric event"
     )
     c = st.columns([2, 1, 1, 1, 1])
-    c[0].metric("Stop reason", md_escape(s["stop"]))
+    c[0].metric("Stop reason", md_escape(human(s["stop"])))
     c[1].metric("Iterations", f"{s['iterations']:d}")
     c[2].metric("Cost", f"${s['cost_usd']:.3f}")
     c[3].metric("Actionable", "yes" if s["actionable"] else "no")
     c[4].metric("Errored hops", f"{s['errors']:d}")
-    st.caption(
-        f"Stopped because {md_escape(s['stop_reason'])}. Evidence latency {s['evidence_latency_s']:.1f} s "
-        f"(virtual), engine time {s['engine_time_ms']:.1f} ms."
+    code, _, detail = str(s["stop_reason"]).partition(":")
+    because = human(code) + (f":{detail}" if detail else "")
+    st.caption(  # md-safe: the stop reason escaped; ENGINE_TIME a constant of console.vocab; numbers
+        f"Stopped because {md_escape(because)}. Evidence latency {s['evidence_latency_s']:.1f} s "
+        f"(virtual), {ENGINE_TIME} {s['engine_time_ms']:.1f} ms."
     )
     hops = run.hop_rows()
     if hops:
         st.markdown("**Hop by hop**")
         st.dataframe(
-            rows_frame(hops, HOP_COLUMNS),
+            shown_frame(rows_frame(hops, HOP_COLUMNS)),
             hide_index=True,
             width="stretch",
             column_config=TRAIL_COLUMN_CONFIG,
@@ -150,7 +162,7 @@ def _render_run(run: EntityRun) -> None:
     left, right = st.columns([1, 1])
     left.altair_chart(confidence_chart(conf), width="stretch")
     right.dataframe(
-        rows_frame(conf, CONFIDENCE_COLUMNS).drop(columns=["id"]),
+        shown_frame(rows_frame(conf, CONFIDENCE_COLUMNS).drop(columns=["id"])),
         hide_index=True,
         width="stretch",
         column_config=CONFIDENCE_COLUMN_CONFIG,
@@ -158,7 +170,7 @@ def _render_run(run: EntityRun) -> None:
     )
     trajectory = run.trajectory_rows()
     if trajectory:
-        st.markdown("**Confidence hop by hop** (the hypotheses the run probed)")
+        st.markdown("**Confidence hop by hop** (the hypotheses the run probed; a point per hop that probed it)")
         st.altair_chart(trajectory_chart(trajectory), width="stretch")
 
 
@@ -175,8 +187,7 @@ def render_entity_view(services: Services, entity_id: str) -> None:
         "Only ACTIVE hypotheses are picked; the new system takes the highest score first."
     )
     rows = view.ranking_rows()
-    ranking = rows_frame(rows, RANKING_COLUMNS)
-    ranking["rank"] = ranking["rank"].astype("Int64")  # blank, not "None", for hypotheses never picked
+    ranking = shown_frame(rows_frame(rows, RANKING_COLUMNS))  # "—", not "None", for hypotheses never picked
     st.dataframe(
         ranking, hide_index=True, width="stretch", column_config=RANKING_COLUMN_CONFIG, key="entity_eig_ranking"
     )
@@ -185,21 +196,53 @@ def render_entity_view(services: Services, entity_id: str) -> None:
             st.altair_chart(eig_chart(rows), width="stretch")
 
     st.subheader("Run discovery")
-    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
-    system = c1.selectbox(
-        "System", list(SYSTEM_OPTIONS), format_func=SYSTEM_OPTIONS.__getitem__, key="entity_run_system"
+    row = st.container(horizontal=True, vertical_alignment="bottom")  # the button as wide as its label
+    system = row.selectbox(
+        "System", list(SYSTEM_OPTIONS), format_func=SYSTEM_OPTIONS.__getitem__, key="entity_run_system", width=260
     )
-    shadow = c2.toggle(
+    shadow = row.toggle(
         "Shadow run",
+        value=True,
         key="entity_run_shadow",
-        help="compute the run and record its metric event, but write nothing to the graph",
+        help="on (the default): compute the run and record its metric event, but write nothing to the graph; "
+        "off: a live run, which writes the graph (asked to confirm first)",
     )
-    if c3.button("Run discovery", type="primary", key="entity_run_button"):
+
+    def run(live_confirmed: bool = False) -> None:
+        st.session_state.pop(CONFIRM_KEY, None)
         # inline on purpose: one entity is well under a second in virtual time (see the module docstring)
         with st.spinner(f"Running the {md_escape(system)} system on {md_escape(view.entity.name)}…"):
-            run = call(run_entity, graph, services.ops, entity_id, system=system, shadow=shadow, params=params)
-        st.session_state[LAST_RUN_KEY] = (entity_id, run)
+            result = call(
+                run_entity, graph, services.ops, entity_id, system=system, shadow=not live_confirmed, params=params
+            )
+        st.session_state[LAST_RUN_KEY] = (entity_id, result)
         st.rerun()  # redraw the whole page (its hypotheses table too) from the state after the run
+
+    label, help_ = (
+        ("Run discovery", "a shadow run: writes nothing to the graph")
+        if shadow
+        else ("Run discovery (live)…", "a live run: says what it will write and asks to confirm first")
+    )
+    # md-safe: label and help_ are literals above
+    if row.button(label, type="primary", key="entity_run_button", help=help_):
+        if shadow:
+            run()
+        st.session_state[CONFIRM_KEY] = entity_id
+    if not shadow and st.session_state.get(CONFIRM_KEY) == entity_id:
+        with st.container(border=True):
+            st.warning(
+                md_escape(run_warning(view.entity.name, len(view.hypotheses), params.max_iterations)),
+                icon=":material/warning:",
+            )
+            with st.container(horizontal=True):
+                confirm = st.button("Write to the graph: run live", key="entity_run_confirm", type="primary")
+                if st.button("Cancel", key="entity_run_cancel"):
+                    st.session_state.pop(CONFIRM_KEY, None)
+                    st.rerun()
+            if confirm:
+                run(live_confirmed=True)
+    elif shadow:
+        st.session_state.pop(CONFIRM_KEY, None)
 
     last = st.session_state.get(LAST_RUN_KEY)
     if last is not None and last[0] == entity_id:
@@ -214,7 +257,9 @@ def render_entity_view(services: Services, entity_id: str) -> None:
     run_ids = f1.multiselect("Run", list(dict.fromkeys(r["run_id"] for r in all_rows)), key="entity_evidence_runs")
     patterns = f2.multiselect("Hypothesis", sorted({r["pattern"] for r in all_rows}), key="entity_evidence_patterns")
     hide_rolled = f3.toggle("Hide rolled back", key="entity_evidence_hide_rolled_back")
-    evidence = evidence_frame(filter_evidence(all_rows, run_ids, patterns, include_rolled_back=not hide_rolled))
+    evidence = shown_frame(
+        evidence_frame(filter_evidence(all_rows, run_ids, patterns, include_rolled_back=not hide_rolled))
+    )
     rolled = sum(1 for r in all_rows if r["rolled_back"])
     st.caption(
         f"{len(evidence)} of {len(all_rows)} hops, newest first"

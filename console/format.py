@@ -75,6 +75,11 @@ def entity_label(entity: Entity) -> str:
     return f"{entity.name} · {entity.id}"
 
 
+def search_placeholder(example: Entity | None) -> str:
+    """The search box's hint, naming an entity this graph really holds (a made-up example finds nothing)."""
+    return f"name or id, e.g. {example.name}" if example is not None else "name or id"
+
+
 def match_caption(found: int, limit: int) -> str:
     """Caption of a search that asked the store for ``limit + 1`` matches and got ``found``."""
     if found > limit:

@@ -8,7 +8,7 @@ from console.alerts_view import (
     METRIC_HELP,
     STATE_ICONS,
     acknowledgeable,
-    changed_rules,
+    evaluated_line,
     history_frame,
     rules_frame,
     rules_from_editor,
@@ -21,12 +21,25 @@ from console.identity import actor, operator_field
 from console.naming import download_name
 from console.services import call, get_services
 from console.text import md_code, md_escape
+from console.vocab import human
 from engine.core.errors import ConfigError
 from engine.monitoring import alert_jobs, alerts
 from engine.monitoring.alerts import OPS, SCOPES, Severity
 
 REFRESH_S = 10
 INTERVALS = ("30s", "1m", "5m", "15m")
+#: width of a state tile: "not evaluated" and its icon whole; six fit a row at 1400 px, they wrap when narrower
+TILE_PX = 140
+#: the states table: short columns narrow, so "acknowledged by" and "runbook" are on screen at 1400 px
+STATES_COLUMN_CONFIG = {
+    "state": st.column_config.TextColumn("state", width="small"),
+    "name": st.column_config.TextColumn("name", width="medium"),
+    "value": st.column_config.TextColumn("value", width="small"),
+    "acknowledged by": st.column_config.TextColumn("acknowledged by", width="medium"),
+    "runbook": st.column_config.TextColumn("runbook", width="large", help="what to check first"),
+    "condition": st.column_config.TextColumn("condition", width="medium"),
+    "reason": st.column_config.TextColumn("reason", width="medium"),
+}
 
 services = get_services()
 operator_field()  # one name for every page of this tab (console.identity)
@@ -36,7 +49,11 @@ st.title("Alerts")
 rules = call(alerts.load_rules, settings)
 
 # Actions run as widget callbacks: they finish before the page is drawn, so what follows shows their effect.
+# Each section has its own message, drawn beside the buttons that made it (in the same run).
 feedback = Feedback("alerts_flash")
+evaluator_feedback = Feedback("alerts_evaluator_flash")
+ack_feedback = Feedback("alerts_ack_flash")
+rules_feedback = Feedback("alerts_rules_flash")
 
 
 def evaluated(evaluations) -> str:
@@ -50,7 +67,7 @@ def on_evaluate() -> None:
 
 def on_start() -> None:
     interval = st.session_state.get("evaluator_interval", "1m")
-    feedback.act(
+    evaluator_feedback.act(
         "",
         alert_jobs.start_evaluator,
         settings,
@@ -65,17 +82,21 @@ def on_start() -> None:
 
 
 def on_stop() -> None:
-    feedback.act(
+    evaluator_feedback.act(
         "",
         alert_jobs.stop_evaluator,
         ops,
         actor=actor(),
-        done=lambda job: f"stop requested for job {job.id}" if job else "periodic evaluation had already stopped",
+        done=lambda job: (
+            f"stop requested for job {job.id}: it stops at its next heartbeat"
+            if job
+            else "periodic evaluation had already stopped"
+        ),
     )
 
 
 def on_acknowledge() -> None:
-    feedback.act(
+    ack_feedback.act(
         "",
         alerts.acknowledge,
         ops,
@@ -87,11 +108,8 @@ def on_acknowledge() -> None:
     )
 
 
-feedback.show()
-
 # ----------------------------------------------------------------- evaluation
-left, mid, right = st.columns([1, 1, 2], vertical_alignment="bottom")
-left.button(
+st.button(
     "Evaluate now",
     key="evaluate_now",
     type="primary",
@@ -99,29 +117,49 @@ left.button(
     on_click=on_evaluate,
     help="measure every rule over its window ending now and record the transitions",
 )
-if alert_jobs.running_evaluator(ops) is None:  # a worker that died shows as off, with a Start button
-    mid.selectbox("Every", INTERVALS, index=1, key="evaluator_interval")
-    right.button(
-        "Start periodic evaluation",
-        key="evaluator_start",
-        icon=":material/play_arrow:",
-        on_click=on_start,
-        help="a worker process evaluates every rule at this interval until stopped",
-    )
-else:
-    right.button("Stop periodic evaluation", key="evaluator_stop", icon=":material/stop:", on_click=on_stop)
+feedback.show()
+
+
+@st.fragment(run_every=REFRESH_S)
+def evaluator_panel() -> None:
+    """The periodic evaluator's line and its one button, from one read (alert_jobs.evaluator_view): a worker
+    that died shows as off with Start, a running one with Stop; they never disagree."""
+    view = alert_jobs.evaluator_view(ops, time.time())
+    st.caption(md_escape(view.line))
+    with st.container(horizontal=True, vertical_alignment="bottom"):  # buttons as wide as their labels
+        if view.running:
+            st.button(
+                "Stop periodic evaluation",
+                key="evaluator_stop",
+                icon=":material/stop:",
+                on_click=on_stop,
+                disabled=view.stopping,
+                help="stop already requested: the worker stops at its next heartbeat" if view.stopping else None,
+            )
+        else:
+            st.selectbox("Every", INTERVALS, index=1, key="evaluator_interval", width=100)
+            st.button(
+                "Start periodic evaluation",
+                key="evaluator_start",
+                icon=":material/play_arrow:",
+                on_click=on_start,
+                help="a worker process evaluates every rule at this interval until stopped",
+            )
+    evaluator_feedback.show()
+
+
+evaluator_panel()
 
 
 @st.fragment(run_every=REFRESH_S)
 def current_states() -> None:
     """States as the store holds them now (the worker may change them between two page runs)."""
-    now = time.time()
     states = alerts.current_states(ops)
-    st.caption(md_escape(alert_jobs.evaluator_status(ops, now)))
     counts = state_counts(rules, states)
-    for column, (state, n) in zip(st.columns(len(counts)), counts.items()):
-        # md-safe: the states are the fixed AlertStatus values and their icons (STATE_ICONS)
-        column.metric(f"{STATE_ICONS[state]} {md_escape(state.replace('_', ' '))}", f"{n:,}", border=True)
+    with st.container(horizontal=True):  # tiles as wide as their labels, wrapping on a narrow screen
+        for state, n in counts.items():
+            # md-safe: the states are the fixed AlertStatus values and their icons (STATE_ICONS)
+            st.metric(f"{STATE_ICONS[state]} {md_escape(human(state))}", f"{n:,}", border=True, width=TILE_PX)
     frame = states_frame(rules, states)
     st.dataframe(
         # the "state" column holds state names; str() only tells the type checker, which sees any cell value
@@ -129,11 +167,7 @@ def current_states() -> None:
         hide_index=True,
         width="stretch",
         key="alert_states",
-        column_config={
-            "since": st.column_config.DatetimeColumn("since (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-            "evaluated": st.column_config.DatetimeColumn("evaluated (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-            "sample": st.column_config.NumberColumn("sample (runs)", format="%d"),
-        },
+        column_config=STATES_COLUMN_CONFIG,
     )
     if states:
         last = max(r.evaluated_at for r in states.values())
@@ -152,9 +186,10 @@ open_alerts = acknowledgeable(states_now)
 if open_alerts:
     st.subheader("Acknowledge")
     with st.form("ack_form", border=True):
-        st.selectbox("Alert", open_alerts, key="ack_rule", format_func=lambda r: f"{r} ({states_now[r].state.value})")
+        st.selectbox("Alert", open_alerts, key="ack_rule", format_func=lambda r: f"{r} ({human(states_now[r].state)})")
         st.text_input("Note", key="ack_note", placeholder="optional: what you are doing about it")
         st.form_submit_button("Acknowledge", icon=":material/done:", on_click=on_acknowledge)
+ack_feedback.show()
 
 # ----------------------------------------------------------------- history
 st.subheader("History")
@@ -171,7 +206,6 @@ else:
         hide_index=True,
         width="stretch",
         key="alert_history",
-        column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss")},
     )
     st.caption(f"{len(frame)} transitions, newest first (last 500 kept on screen)")
     st.download_button(
@@ -216,25 +250,35 @@ edited = st.data_editor(
         "runbook": st.column_config.TextColumn("runbook", width="large"),
     },
 )
-save_col, reset_col, _ = st.columns([1, 1, 3])
-if save_col.button("Save rules", key="rules_save", icon=":material/save:"):
+with st.container(horizontal=True):
+    save = st.button("Save rules", key="rules_save", icon=":material/save:")
+    reset = source != alerts.SHIPPED_RULES and st.button(
+        "Reset to defaults", key="rules_reset", icon=":material/restart_alt:"
+    )
+if save:
     try:
-        saved = alerts.save_rules(settings, rules_from_editor(edited), ops=ops, actor=actor())
+        update = alerts.update_rules(settings, rules_from_editor(edited), ops=ops, actor=actor(), now=time.time())
     except ConfigError as exc:
         st.error(f"Not saved, nothing changed. {md_escape(exc)}", icon=":material/error:")
     else:
-        diff = changed_rules(rules, saved)
-        feedback.flash(
-            f"saved {len(saved)} rules to {alerts.rules_path(settings)}"
-            + (f" (changed: {', '.join(diff)})" if diff else " (no change)")
-            + "; they apply at the next evaluation"
-        )
+        if not update.written:
+            rules_feedback.flash("no change: the rules are as saved, nothing written", "info")
+        else:
+            rules_feedback.flash(
+                f"saved {len(update.rules)} rules to {alerts.rules_path(settings)} "
+                f"(changed: {', '.join(update.changed)}); re-evaluated at once: {evaluated_line(update.evaluations)}"
+            )
         st.session_state.pop("rules_editor", None)
-        st.rerun()
-if source != alerts.SHIPPED_RULES and reset_col.button(
-    "Reset to defaults", key="rules_reset", icon=":material/restart_alt:"
-):
+        st.rerun()  # the states table above shows the changed rules' new states
+if reset:
     alerts.reset_rules(settings, ops=ops, actor=actor())
-    feedback.flash("rules reset to the shipped defaults")
+    defaults = alerts.load_rules(settings)
+    changed = alerts.changed_rule_ids(rules, defaults)
+    evaluations = alerts.evaluate_alerts(ops, [r for r in defaults if r.id in changed], time.time())
+    rules_feedback.flash(
+        "rules reset to the shipped defaults"
+        + (f"; re-evaluated at once: {evaluated_line(evaluations)}" if evaluations else " (no rule changed)")
+    )
     st.session_state.pop("rules_editor", None)
     st.rerun()
+rules_feedback.show()

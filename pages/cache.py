@@ -16,12 +16,14 @@ from console.feedback import Feedback
 from console.identity import actor, operator_field
 from console.services import call, get_cache_service, get_services
 from console.text import md_escape
+from console.vocab import human
 from engine.bench import store as bench_store
 from engine.cache import service as cache_service
 from engine.cache.warmer import list_warm_runs
 from engine.jobs.queue import JobState, get_job, latest_job
 
 REFRESH_S = 2.0
+TILES_PER_ROW = 3
 ss = st.session_state
 
 services = get_services()
@@ -39,6 +41,8 @@ st.caption(
 
 
 feedback = Feedback("cache_flash")
+#: the benchmark's message is drawn by its polling fragment, which replaces it with the job's own state
+bench_feedback = Feedback("cache_bench_flash")
 
 
 def warm_now() -> None:
@@ -48,10 +52,7 @@ def warm_now() -> None:
         service,
         ops,
         actor=actor(),
-        done=lambda r: (
-            f"Warm now: {r.planned:,} entities planned, {r.loaded:,} entries loaded "
-            f"({r.already_cached:,} already cached) in {r.elapsed_s * 1000:,.0f} ms"
-        ),
+        done=cv.warm_message,
     )
 
 
@@ -78,7 +79,7 @@ def save_interval() -> None:
 
 
 def run_bench() -> None:
-    job_id = feedback.act(
+    job_id = bench_feedback.act(
         "Benchmark",
         bench_store.submit_bench_job,
         settings,
@@ -86,7 +87,7 @@ def run_bench() -> None:
         entities=int(ss["cache_bench_entities"]),
         growth=10 if ss["cache_bench_growth"] else 1,
         actor=actor(),
-        done=lambda job_id: f"Benchmark: job {job_id} queued; a worker process is starting",
+        done=lambda job_id: f"Benchmark: job {job_id} queued for a worker process",
     )
     if job_id is not None:
         ss["cache_bench_job"] = job_id
@@ -94,22 +95,24 @@ def run_bench() -> None:
 
 feedback.show()
 
-b1, b2, _ = st.columns([1, 1, 4])
-b1.button("Warm now", icon=":material/local_fire_department:", on_click=warm_now, key="cache_warm")
-b2.button("Clear cache", icon=":material/delete_sweep:", on_click=clear_cache, key="cache_clear")
+with st.container(horizontal=True):  # buttons as wide as their labels, at any screen width
+    st.button("Warm now", icon=":material/local_fire_department:", on_click=warm_now, key="cache_warm")
+    st.button("Clear cache", icon=":material/delete_sweep:", on_click=clear_cache, key="cache_clear")
 
 
 @st.fragment(run_every=REFRESH_S)
 def live_stats() -> None:
     stats = service.cache.stats()
-    for column, (label, value, help_) in zip(st.columns(6), cv.stat_tiles(stats)):
-        column.metric(label, value, help=help_, border=True)  # md-safe: cv.stat_tiles: constant labels, numbers
+    tiles = cv.stat_tiles(stats)
+    for row in (tiles[:TILES_PER_ROW], tiles[TILES_PER_ROW:]):  # two rows: every value whole at 1400 px
+        for column, (label, value, help_) in zip(st.columns(TILES_PER_ROW), row):
+            column.metric(label, value, help=help_, border=True)  # md-safe: cv.stat_tiles: constant labels, numbers
     left, right = st.columns(2)
     with left:
         st.subheader("Most accessed")
         frame = cv.most_accessed_frame(service.cache.most_accessed(20))
         if frame.empty:
-            st.caption("Nothing cached yet: open the Hypotheses page, or Warm now.")
+            st.caption(cv.most_accessed_empty(stats.items))  # md-safe: a literal sentence and a count
         else:
             st.dataframe(frame, hide_index=True, width="stretch", key="cache_most_accessed")
     with right:
@@ -117,7 +120,7 @@ def live_stats() -> None:
         w = service.warmer.stats()
         interval = cache_service.warm_interval(ops)
         st.write(
-            f"{w.rounds:,} rounds ({w.failed_rounds:,} failed), {w.entries_loaded:,} entries loaded, "
+            f"{w.rounds:,} rounds ({w.failed_rounds:,} failed), {w.entries_loaded:,} cache entries loaded, "
             f"{w.seconds:,.2f} s spent; " + (f"every {interval:g} s" if interval else "periodic warming off")
         )
         runs = cv.warm_runs_frame(list_warm_runs(ops, 20))
@@ -141,15 +144,17 @@ st.caption(
     "batch reads, hot gets, batch vs row-by-row updates, a Zipf trace cold vs warmed and peak memory — the "
     "same figures as `python -m engine bench store`. It runs in a worker process."
 )
-c1, c2, c3 = st.columns([1, 1, 2])
-c1.number_input("Entities", min_value=10, max_value=100_000, value=3400, step=100, key="cache_bench_entities")
-c2.checkbox(
-    "Also at 10× the entities",
-    value=False,
-    key="cache_bench_growth",
-    help="Adds a run at ten times the size and how each figure grew (takes several minutes).",
-)
-c3.button("Run batch benchmark", icon=":material/speed:", on_click=run_bench, key="cache_bench_run")
+with st.container(horizontal=True, vertical_alignment="bottom"):
+    st.number_input(
+        "Entities", min_value=10, max_value=100_000, value=3400, step=100, key="cache_bench_entities", width=180
+    )
+    st.checkbox(
+        "Also at 10× the entities",
+        value=False,
+        key="cache_bench_growth",
+        help="Adds a run at ten times the size and how each figure grew (takes several minutes).",
+    )
+    st.button("Run batch benchmark", icon=":material/speed:", on_click=run_bench, key="cache_bench_run")
 
 
 def latest_bench_job():
@@ -159,6 +164,7 @@ def latest_bench_job():
 
 @st.fragment(run_every=REFRESH_S)
 def bench_progress() -> None:
+    bench_feedback.show()  # drawn once, then the job's own state below says what happens
     job = latest_bench_job()
     if job is None:
         st.caption("No benchmark has run yet.")
@@ -170,8 +176,10 @@ def bench_progress() -> None:
         )
         return
     if not job.state.is_terminal():
-        st.progress(job.progress, text=f"Job {job.id:d} {md_escape(job.state)}: {md_escape(job.message or 'starting')} "
-                                       f"({job.progress_done:,}/{md_escape(job.progress_total or '?')})")  # fmt: skip
+        total = f"{job.progress_total:,}" if job.progress_total else "?"
+        what = job.message or ("waiting for a worker process" if job.state == JobState.QUEUED else "starting")
+        st.progress(job.progress, text=f"Job {job.id:d} {md_escape(human(job.state))}: {md_escape(what)} "
+                                       f"({job.progress_done:,}/{md_escape(total)})")  # fmt: skip
         return
     if job.state != JobState.SUCCEEDED or not job.result:
         st.error(f"Benchmark job {job.id:d} {md_escape(job.state)}: {md_escape(job.error or 'no result')}")

@@ -10,6 +10,7 @@ from console.format import (
     filter_hypotheses,
     hypotheses_frame,
     match_caption,
+    search_placeholder,
     statuses_of,
 )
 from console.identity import operator_field
@@ -24,7 +25,9 @@ operator_field()  # one name for every page of this tab (console.identity)
 graph = cached_graph(services)  # hypotheses through the console's cache, synced with other writers
 
 st.title("Hypotheses")
-query = st.text_input("Find an entity", placeholder="name or id, e.g. arsenal", key="entity_query").strip()
+# the hint names the graph's first entity: an example that is really there (the catalogue is the operator's)
+example = next(iter(call(services.graph.list_entities, limit=1)), None)
+query = st.text_input("Find an entity", placeholder=search_placeholder(example), key="entity_query").strip()
 if not query:
     st.info("Type part of an entity's name or id.")
     st.stop()

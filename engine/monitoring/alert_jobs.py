@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from engine.core.errors import ConfigError
 from engine.jobs.queue import Control, Job, JobContext, JobState, JobStore, launch_worker
@@ -47,7 +48,8 @@ def parse_interval(value: str | float) -> float:
 
 def round_summary(evaluations) -> str:
     counts = Counter(ev.current.state.value for ev in evaluations)
-    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no rules"
+    # states in words ("no data"): this line is shown to operators as it is
+    return ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in sorted(counts.items())) or "no rules"
 
 
 def run_alert_evaluation_job(ctx: JobContext) -> dict:
@@ -140,12 +142,39 @@ def describe_evaluator(job: Job | None, now: float) -> str:
         return "periodic evaluation is off: start it to evaluate every rule at an interval in a worker process"
     interval = format_window(float(job.params.get("interval_s", DEFAULT_INTERVAL_S)))
     if job.state.is_active():
-        beat = f", heartbeat {now - job.heartbeat_at:.0f}s ago" if job.heartbeat_at else ""
+        beat = f", heartbeat {max(0.0, now - job.heartbeat_at):.0f}s ago" if job.heartbeat_at else ""
+        if job.control is Control.CANCEL:
+            return f"periodic evaluation is stopping (job {job.id}, every {interval}{beat}): stop requested"
         return f"periodic evaluation {job.state} (job {job.id}, every {interval}{beat}): {job.message or 'starting'}"
     why = f": {job.error}" if job.error else ""
     return f"periodic evaluation is off (last job {job.id}, every {interval}, {job.state}{why})"
 
 
+@dataclass(frozen=True)
+class EvaluatorView:
+    """The evaluator as a page shows it: the status line and which button goes beside it, from one read.
+
+    ``running``: an evaluator is active (offer Stop); otherwise offer Start. ``stopping``: a stop was
+    requested and the worker has not honoured it yet (Stop is pressed already). The line and the button
+    can never disagree: both come from the same job.
+    """
+
+    job: Job | None
+    running: bool
+    stopping: bool
+    line: str
+
+
+def evaluator_view(ops, now: float, *, clock: Callable[[], float] = time.time) -> EvaluatorView:
+    """Reap dead evaluators, then the active one (else the newest): its line, and whether it runs."""
+    store = JobStore(ops, clock=clock)
+    store.reap(kind=KIND)
+    active = active_evaluator(store)
+    job = active if active is not None else latest_evaluator(store)
+    stopping = active is not None and active.control is Control.CANCEL
+    return EvaluatorView(job, active is not None, stopping, describe_evaluator(job, now))
+
+
 def evaluator_status(ops, now: float) -> str:
-    """``describe_evaluator`` of the newest evaluator job: one line for the page and the CLI."""
-    return describe_evaluator(latest_evaluator(JobStore(ops)), now)
+    """The line of ``evaluator_view``: one line for the page and the CLI."""
+    return evaluator_view(ops, now).line

@@ -112,6 +112,12 @@ class Metric(StrEnum):
     COST_INCREASE_PCT = "cost_increase_pct"  # new cost/entity vs old, percent
 
     @property
+    def label(self) -> str:
+        """What an operator reads for this figure (the console's vocabulary: the latency is the run's,
+        evidence + engine, never just "p95 latency")."""
+        return METRIC_LABELS[self]
+
+    @property
     def unit(self) -> str:
         return {
             Metric.ERROR_RATE: "fraction",
@@ -135,6 +141,28 @@ class Metric(StrEnum):
         if self.unit == "s":
             return f"{value:.2f}s"
         return f"{value:+.1f}%"
+
+
+#: the figures' names for people (console.vocab.RUN_LATENCY names the run latency the same way)
+METRIC_LABELS: dict[Metric, str] = {
+    Metric.ERROR_RATE: "error rate",
+    Metric.COST_PER_ENTITY: "cost per entity",
+    Metric.ACTIONABLE_RATE: "actionable rate",
+    Metric.LATENCY_P95_S: "p95 run latency (evidence + engine)",
+    Metric.COST_INCREASE_PCT: "cost increase vs old",
+}
+
+#: windows said in words ("over the last hour"), by their length in seconds
+_WINDOW_UNITS = ((86_400.0, "day"), (3_600.0, "hour"), (60.0, "minute"), (1.0, "second"))
+
+
+def window_words(seconds: float) -> str:
+    """``3600`` -> "the last hour", ``21600`` -> "the last 6 hours", ``90`` -> "the last 90 seconds"."""
+    for size, unit in _WINDOW_UNITS:
+        n = seconds / size
+        if n >= 1 and float(n).is_integer():
+            return f"the last {unit}" if n == 1 else f"the last {n:,.0f} {unit}s"
+    return f"the last {format_window(seconds)}"
 
 
 class Severity(StrEnum):
@@ -188,7 +216,11 @@ class AlertRule:
         }[self.op]
 
     def condition(self) -> str:
-        return f"{self.metric.value} {self.op} {self.metric.format_value(self.threshold)}"
+        """The rule in words: "p95 run latency (evidence + engine) > 30.00s over the last hour"."""
+        return (
+            f"{self.metric.label} {self.op} {self.metric.format_value(self.threshold)} "
+            f"over {window_words(self.window_s)}"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -240,7 +272,7 @@ def step(rule: AlertRule, previous: AlertState | None, m: Measurement, now: floa
     if m.sample < rule.min_sample:
         return stay_or(AlertStatus.NO_DATA, f"no data: sample {m.sample} < minimum {rule.min_sample}")
 
-    shown = f"{rule.metric.value} {rule.metric.format_value(m.value)}"
+    shown = f"{rule.metric.label} {rule.metric.format_value(m.value)}"
     if rule.breached(m.value):
         cond = f"{shown} {rule.op} {rule.metric.format_value(rule.threshold)} (n={m.sample})"
         if prev is AlertStatus.FIRING:
@@ -639,3 +671,39 @@ def acknowledge(ops, rule_id: str, *, actor: str, now: float, note: str = "") ->
             db=db,
         )
     return replace(record, acknowledged_by=actor, acknowledged_at=now, ack_note=note)
+
+
+@dataclass(frozen=True)
+class RulesUpdate:
+    """What saving the rule editor did: the rules now in force, the ids that changed, and their new states."""
+
+    rules: list[AlertRule]
+    changed: list[str]
+    evaluations: list[Evaluation]
+
+    @property
+    def written(self) -> bool:
+        return bool(self.changed)
+
+
+def changed_rule_ids(before: Sequence[AlertRule], after: Sequence[AlertRule]) -> list[str]:
+    """Ids of rules in ``after`` whose definition differs from (or is missing in) ``before``."""
+    old = {r.id: r for r in before}
+    return [r.id for r in after if old.get(r.id) != r]
+
+
+def update_rules(settings, rules: Sequence[AlertRule] | list[dict], *, ops, actor: str, now: float) -> RulesUpdate:
+    """Save edited rules and re-evaluate the changed ones at once, so their state shown is the new rule's.
+
+    An unchanged document writes nothing: no copy of the shipped defaults in the data dir, no audit row
+    (ConfigError, as save_rules, when a rule is invalid).
+    """
+    raw = [r.to_json() if isinstance(r, AlertRule) else r for r in rules]
+    parsed = parse_rules(raw, "alert rules")
+    current = load_rules(settings)
+    changed = changed_rule_ids(current, parsed)
+    if not changed and len(parsed) == len(current):
+        return RulesUpdate(current, [], [])
+    saved = save_rules(settings, parsed, ops=ops, actor=actor)
+    evaluations = evaluate_alerts(ops, [r for r in saved if r.id in changed], now)
+    return RulesUpdate(saved, changed, evaluations)

@@ -54,7 +54,15 @@ def test_search_run_discovery_and_see_the_hop_trail(console_server, browser_page
     page.get_by_text("No evidence yet").wait_for()
     wait_for_run(page)
 
-    page.get_by_role("button", name="Run discovery").click()
+    # Run discovery is a shadow run by default: a live one is switched on and then confirmed
+    page.get_by_text("Shadow run", exact=True).click()
+    wait_for_run(page)
+    page.get_by_role("button", name="Run discovery (live)…").click()
+    page.get_by_text("A live run writes to the graph").wait_for()
+    wait_for_run(page)
+    with GraphStore.open(settings) as store:
+        assert store.get_evidence(entity.id) == [], "nothing is written before the confirmation"
+    page.get_by_role("button", name="Write to the graph: run live").click()
     page.get_by_role("heading", name="Last run").wait_for()
     page.get_by_role("heading", name="Hop by hop").or_(page.get_by_text("Hop by hop")).first.wait_for()
     page.get_by_text(re.compile(r"\d+ of \d+ hops, newest first")).wait_for()

@@ -71,3 +71,56 @@ def test_cli_warm_and_clear_reach_the_console_and_the_page_refreshes_itself(cons
     page.get_by_text("Warm now:").wait_for()
     entries_become(page, "n > 0")
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+#: every bar the benchmark chart drew (vega's SVG renderer: one path per bar, inside the rect marks) with
+#: its size, and the y axis's labels as drawn
+CHART_MARKS_JS = """() => {
+  const chart = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].pop();
+  if (!chart) return null;
+  const bars = [...chart.querySelectorAll('svg g.mark-rect path')].map((p) => {
+    const box = p.getBBox();
+    return {d: (p.getAttribute('d') || '').length, width: box.width, height: box.height};
+  });
+  const labels = [...chart.querySelectorAll('svg g.role-axis-label text')].map((t) => t.textContent);
+  return {svg: chart.querySelectorAll('svg').length, bars, labels};
+}"""
+
+
+def test_the_benchmark_chart_is_drawn_with_distinct_whole_labels(console_server, browser_page, monkeypatch):
+    page = open_console(browser_page, console_server.url, "cache")
+    page.get_by_role("heading", name="Store benchmark", exact=True).wait_for()
+    wait_for_run(page)
+    entities = page.get_by_label("Entities", exact=True)
+    entities.fill("12")
+    entities.press("Enter")
+    wait_for_run(page)
+    page.get_by_role("button", name="Run batch benchmark").click()
+    page.get_by_text("queued for a worker process").or_(page.get_by_text("Job ")).first.wait_for()
+    page.get_by_text("finished").first.wait_for(timeout=240_000)  # the fragment polls the worker's job
+    page.locator('[data-testid="stVegaLiteChart"] svg g.mark-rect path').first.wait_for()
+    drawn = page.evaluate(CHART_MARKS_JS)
+    assert drawn and drawn["svg"] >= 1, drawn
+    bars = [b for b in drawn["bars"] if b["d"] > 0 and b["height"] > 0]
+    assert len(bars) == 5, drawn  # the five timed figures of one size
+    assert sum(1 for b in bars if b["width"] > 1) >= 4, drawn  # bars with a length, not a blank plot
+    figures = [t for t in drawn["labels"] if t.startswith(("read all", "update"))]
+    assert len(figures) == 5 and len(set(figures)) == 5, drawn["labels"]
+    assert not [t for t in drawn["labels"] if t.endswith("…")], drawn["labels"]
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_the_cache_tiles_show_whole_values(console_server, browser_page):
+    """At 1400 px every tile's value is whole (the Size tile read "4.49 …")."""
+    page = open_console(browser_page, console_server.url, "cache")
+    page.get_by_role("heading", name="Cache", exact=True).wait_for()
+    page.get_by_role("button", name="Warm now").click()
+    page.get_by_text("Warm now:").wait_for()
+    values = page.evaluate(
+        """() => [...document.querySelectorAll('[data-testid="stMetricValue"]')].map((v) => {
+             const inner = v.querySelector('div') || v;
+             return {text: v.innerText, cut: [v, ...v.querySelectorAll('*')]
+               .some((e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)};
+           })"""
+    )
+    assert len(values) == 6 and not [v for v in values if v["cut"] or "…" in v["text"]], values

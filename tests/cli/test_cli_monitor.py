@@ -80,7 +80,7 @@ def test_alerts_before_and_after_evaluation(data_dir, capsys):
     assert "no alert evaluated yet" in out and "not evaluated" in out
     assert main(["alerts", "--evaluate", "--rules"]) == 0
     out = capsys.readouterr().out
-    assert "rules from" in out and "error_rate > 10.0%" in out
+    assert "rules from" in out and "error rate > 10.0% over the last hour" in out
     assert out.count("no_data") == 5  # an empty store is no data for every rule, not ok
 
 

@@ -4,8 +4,10 @@ Hypotheses page's entity view under AppTest (select an entity, Run discovery, se
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -364,12 +366,93 @@ def open_entity(entity_id: str) -> AppTest:
     return at
 
 
+def run_live(at: AppTest, entity) -> AppTest:
+    """Run discovery live, as an operator must: shadow off, Run discovery, then confirm the write."""
+    at.toggle(key="entity_run_shadow").set_value(False).run()
+    at.button(key="entity_run_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    (warning,) = [w.value for w in at.warning if "writes to the graph" in w.value]
+    assert as_shown(entity.name) in as_shown(warning) or entity.name in warning
+    at.button(key="entity_run_confirm").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_the_search_hint_names_an_entity_the_graph_holds(console_graph):
+    first = console_graph.list_entities(limit=1)[0]
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/hypotheses.py").run()
+    hint = at.text_input(key="entity_query").placeholder
+    assert hint == f"name or id, e.g. {first.name}" and "arsenal" not in hint.lower()
+    assert console_graph.search_entities(first.name, limit=1)  # the example finds something
+
+
+def test_run_discovery_is_a_shadow_run_unless_a_live_write_is_confirmed(console_graph):
+    entity = console_graph.list_entities(limit=5)[4]
+    before = console_graph.get_hypotheses(entity.id)
+    at = open_entity(entity.id)
+    assert at.toggle(key="entity_run_shadow").value is True  # the default writes nothing
+    at.button(key="entity_run_button").click().run()
+    assert not at.exception and any("shadow, nothing written" in as_shown(c.value) for c in at.caption), [
+        c.value for c in at.caption
+    ]
+    assert console_graph.get_evidence(entity.id) == [] and console_graph.get_hypotheses(entity.id) == before
+    # live asks first, saying what it will write; Cancel writes nothing
+    at.toggle(key="entity_run_shadow").set_value(False).run()
+    assert "live" in at.button(key="entity_run_button").label
+    at.button(key="entity_run_button").click().run()
+    (warning,) = [w.value for w in at.warning if "writes to the graph" in w.value]
+    assert f"{len(before)} hypotheses" in warning and "evidence row per hop" in warning
+    assert console_graph.get_evidence(entity.id) == []
+    at.button(key="entity_run_cancel").click().run()
+    assert not [w for w in at.warning if "writes to the graph" in w.value]
+    assert console_graph.get_evidence(entity.id) == []
+    at = run_live(at, entity)
+    assert console_graph.get_evidence(entity.id) and any("live, written" in as_shown(c.value) for c in at.caption)
+
+
+def test_entity_tables_read_in_words_without_none():
+    from console.entity_view import shown_frame
+
+    frame = shown_frame(
+        pd.DataFrame(
+            [
+                {"rank": 1, "status": "active", "hop_type": "linkedin_job", "decision": "WEAK_ACCEPT", "error": None},
+                {"rank": None, "status": "killed", "hop_type": "rfp_portal", "decision": "NO_PROGRESS", "error": "x"},
+            ]
+        )
+    )
+    assert list(frame["rank"]) == ["1", "—"] and list(frame["error"]) == ["—", "x"]
+    assert list(frame["hop_type"]) == ["linkedin job", "rfp portal"]
+    assert "_" not in frame.astype(str).to_string(header=False)
+
+
+def test_hop_chart_lines_never_cross_hops_that_did_not_probe_the_hypothesis():
+    from console.entity_view import hop_segments, trajectory_chart
+
+    rows = [
+        {"iteration": 0, "pattern": "a", "confidence": 0.5, "decision": "start"},
+        {"iteration": 1, "pattern": "a", "confidence": 0.56, "decision": "ACCEPT"},
+        {"iteration": 0, "pattern": "b", "confidence": 0.4, "decision": "start"},
+        {"iteration": 2, "pattern": "b", "confidence": 0.42, "decision": "WEAK_ACCEPT"},
+        {"iteration": 3, "pattern": "a", "confidence": 0.58, "decision": "WEAK_ACCEPT"},
+        {"iteration": 4, "pattern": "a", "confidence": 0.64, "decision": "ACCEPT"},
+    ]
+    seg = {(r["pattern"], r["iteration"]): r["segment"] for r in hop_segments(rows)}
+    assert seg[("a", 0)] == seg[("a", 1)] != seg[("a", 3)] == seg[("a", 4)]  # a: 0-1, then 3-4
+    assert seg[("b", 0)] != seg[("b", 2)]  # b was not probed at hop 1: no line from its start
+    spec = trajectory_chart(rows).to_dict()
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
+    assert marks == ["line", "point"]
+    assert spec["layer"][0]["encoding"]["detail"]["field"] == "segment"
+
+
 def test_page_shows_the_eig_ranking_of_the_selected_entity(console_graph):
     entity = console_graph.list_entities(limit=1)[0]
     at = open_entity(entity.id)
     ranking = table(at, "rank", "eig", "novelty")
     assert sorted(ranking["id"]) == sorted(h.id for h in console_graph.get_hypotheses(entity.id))
-    assert list(ranking["rank"]) == list(range(1, len(ranking) + 1))  # fresh: all ACTIVE
+    assert [str(r) for r in ranking["rank"]] == [str(i) for i in range(1, len(ranking) + 1)]  # fresh: all ACTIVE
     assert list(ranking["score"]) == sorted(ranking["score"], reverse=True)
     assert any("No evidence yet" in i.value for i in at.info)
     assert not [m for m in at.metric if m.label == "Stop reason"]
@@ -383,8 +466,7 @@ def test_run_discovery_shows_the_result_and_the_updated_state(console_graph):
     ops = OpsDB(console_graph.settings.ops_db_path)
     events_before = count_events(ops)
     at = open_entity(entity.id)
-    at.button(key="entity_run_button").click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = run_live(at, entity)
     assert not at.error
     metrics = {m.label: m.value for m in at.metric}
     evidence = console_graph.get_evidence(entity.id)
@@ -392,14 +474,14 @@ def test_run_discovery_shows_the_result_and_the_updated_state(console_graph):
     (run_id,) = {e["run_id"] for e in evidence}
     assert metrics["Iterations"] == str(len(evidence))
     assert metrics["Actionable"] in ("yes", "no")
-    assert as_shown(metrics["Stop reason"]) in (
+    assert as_shown(metrics["Stop reason"]) in (  # in words, never the internal code
         "actionable",
-        "nothing_active",
+        "nothing active",
         "flat",
-        "depth_exhausted",
-        "max_iterations",
-        "cost_cap",
-        "no_channel",
+        "depth exhausted",
+        "max iterations",
+        "cost cap reached",
+        "no channel",
     )
     cost = sum(e["cost_usd"] for e in evidence)
     assert metrics["Cost"] == f"${cost:.3f}"
@@ -503,3 +585,30 @@ def test_bench_measures_real_runs_and_cleans_up():
     assert figures["runs"] == 3 and figures["hops_max"] >= figures["hops_mean"] > 0
     assert figures["run_wall_ms_p95"] >= figures["run_wall_ms_p50"] > 0
     assert len(lines) == 5 and "3 live new-system runs" in lines[0]
+
+
+RAW = re.compile(r"\b(None|nan|NaN|NaT|inf|Infinity)\b|\b[a-z]+_[a-z_]+\b")
+
+
+def _page_text(at: AppTest) -> list[str]:
+    """Everything the page shows as text: messages, captions, metrics and every table cell."""
+    texts = [as_shown(e.value) for e in (*at.caption, *at.markdown, *at.info, *at.warning, *at.success, *at.error)]
+    texts += [f"{m.label} {as_shown(m.value)}" for m in at.metric]
+    for d in at.dataframe:
+        frame = d.value
+        texts += [str(v) for column in frame.columns for v in frame[column].tolist() if column not in ("at", "updated")]
+        texts += [str(v) for column in ("at", "updated") if column in frame for v in frame[column].isna().tolist() if v]
+    return texts
+
+
+def test_the_hypotheses_page_shows_no_raw_values_or_internal_names(console_graph):
+    entity = console_graph.list_entities(limit=6)[5]
+    at = run_live(open_entity(entity.id), entity)
+    ids = {h.id for h in console_graph.get_hypotheses(entity.id)} | {entity.id, entity.cluster, entity.template_id}
+    found = []
+    for text in _page_text(at):
+        for match in RAW.finditer(text):
+            word = match.group(0)
+            if not any(word in i for i in ids) and not re.fullmatch(r"(run|new|old)[-_].*", word):
+                found.append((word, text[:120]))
+    assert not found, found[:10]

@@ -162,3 +162,17 @@ def test_an_evaluator_whose_worker_died_shows_as_off_and_can_be_started_again(se
     assert "dead" in alert_jobs.evaluator_status(ops, time.time())
     new, started = alert_jobs.start_evaluator(settings, ops, interval="1m", actor="op", launch=lambda s, j: 1)
     assert started and new.id != job.id
+
+
+def test_the_evaluator_view_gives_the_line_and_the_button_from_one_read(settings, ops, clock):
+    """Off: no Stop; active: Stop and a line that is not "off"; stop requested: "stopping" (Stop pressed)."""
+    view = alert_jobs.evaluator_view(ops, clock.now, clock=clock)
+    assert not view.running and "is off" in view.line
+    job, _ = alert_jobs.start_evaluator(settings, ops, interval="1m", actor="t", launch=lambda *a: 0, clock=clock)
+    store = JobStore(ops, clock=clock)
+    claimed = store.claim(job.id)  # as a worker would: running, under this (live) process
+    view = alert_jobs.evaluator_view(ops, clock.now, clock=clock)
+    assert view.running and not view.stopping and "is off" not in view.line and view.job.id == job.id
+    alert_jobs.stop_evaluator(ops, actor="t", clock=clock)
+    view = alert_jobs.evaluator_view(ops, clock.now, clock=clock)
+    assert claimed is not None and view.running and view.stopping and "stopping" in view.line, view

@@ -466,3 +466,37 @@ def test_evaluate_measures_each_rule_on_its_own_window(ops, settings):
     assert evs["short"].current.state is NO_DATA
     assert evs["long"].current.state is PENDING
     assert evs["long"].measurement.value == pytest.approx(2.0)
+
+
+# --------------------------------------------------------------------------- names and rule edits
+
+
+def test_figures_and_windows_read_in_words():
+    from console.vocab import RUN_LATENCY
+    from engine.monitoring.alerts import Metric, window_words
+
+    assert Metric.LATENCY_P95_S.label == f"p95 {RUN_LATENCY}"  # one name with the console's vocabulary
+    assert all("_" not in m.label for m in Metric)
+    assert [window_words(s) for s in (3600, 21600, 300, 86400, 90, 45.5)] == [
+        "the last hour",
+        "the last 6 hours",
+        "the last 5 minutes",
+        "the last day",
+        "the last 90 seconds",
+        "the last 45.5s",
+    ]
+
+
+def test_update_rules_writes_nothing_when_unchanged_and_reevaluates_what_changed(settings, ops):
+    from engine.monitoring.alerts import SHIPPED_RULES, load_rules, rules_path, update_rules
+
+    rules = load_rules(settings)
+    unchanged = update_rules(settings, [r.to_json() for r in rules], ops=ops, actor="t", now=1_000.0)
+    assert not unchanged.written and unchanged.changed == [] and unchanged.evaluations == []
+    assert not rules_path(settings).exists() and not ops.list_audit(action="alert_rules.save")
+    edited = [r.to_json() | ({"threshold": 0.5} if r.id == "error-rate" else {}) for r in rules]
+    done = update_rules(settings, edited, ops=ops, actor="t", now=1_000.0)
+    assert done.written and done.changed == ["error-rate"]
+    assert [ev.rule.id for ev in done.evaluations] == ["error-rate"]  # the edited rule only, evaluated now
+    assert rules_path(settings).exists() and ops.list_audit(action="alert_rules.save")
+    assert SHIPPED_RULES.exists()

@@ -17,6 +17,8 @@ from console.alerts_view import (
     state_counts,
     states_frame,
 )
+from engine.jobs.queue import JobStore
+from engine.monitoring import alert_jobs
 from engine.monitoring.alerts import (
     SHIPPED_RULES,
     AlertRecord,
@@ -55,6 +57,7 @@ def test_states_frame_lists_every_rule_worst_first_and_marks_never_evaluated():
     frame = states_frame(rules, states)
     assert list(frame["rule"])[:3] == ["error-rate", "cost-per-entity", "latency-p95"]
     assert frame["state"].iloc[0] == "firing" and frame["value"].iloc[0] == "50.0%"
+    assert frame["state"].iloc[1] == "no data"  # a state in words, never its internal name
     never = frame[frame["state"] == NOT_EVALUATED]
     assert sorted(never["rule"]) == ["actionable-rate", "cost-increase-vs-old"]
     counts = state_counts(rules, states)
@@ -88,7 +91,25 @@ def test_history_frame_formats_values_in_the_rules_unit():
         ],
         rules,
     )
-    assert frame.iloc[0]["value"] == "25.0%" and frame.iloc[0]["from"] == ""
+    assert frame.iloc[0]["value"] == "25.0%" and frame.iloc[0]["from"] == "first evaluation"
+    assert frame.iloc[0]["at (UTC)"] == "1970-01-01 00:00:01"
+
+
+def test_states_frame_has_no_missing_cells_and_puts_acknowledgement_and_runbook_first():
+    """Never "None" in an alert row; "acknowledged by" and "runbook" among the first columns (on screen at
+    1400 px, no horizontal scrolling); the latency rule named as the run latency, its window in words."""
+    rules = shipped_rules()
+    frame = states_frame(rules, {"error-rate": _rec("error-rate", "firing", ack="console:ana")})
+    columns = list(frame.columns)
+    assert columns.index("acknowledged by") < 4 and columns.index("runbook") < 5, columns
+    text = frame.astype(str).to_string()
+    for raw in ("None", "nan", "NaT", "no_data", "latency_p95_s", "error_rate"):
+        assert raw not in text, raw
+    never = frame.set_index("rule").loc["latency-p95"]
+    assert never["value"] == never["since (UTC)"] == never["acknowledged by"] == never["sample (runs)"] == "—"
+    assert never["condition"] == "p95 run latency (evidence + engine) > 30.00s over the last hour"
+    assert never["name"] == "p95 run latency (evidence + engine)"
+    assert frame.set_index("rule").loc["error-rate", "acknowledged by"] == "console:ana"
 
 
 # --------------------------------------------------------------------------- the page
@@ -138,7 +159,8 @@ def test_evaluate_now_then_acknowledge_is_audited(console_env):
     assert any("evaluated 5 rules" in text and "1 firing" in text for text in shown), shown
     table = _states_table(at).set_index("rule")
     assert table.loc["error-rate", "state"] == "firing"
-    assert table.loc["actionable-rate", "state"] == "no_data"  # 3 runs < minimum 50: not ok
+    assert table.loc["actionable-rate", "state"] == "no data"  # 3 runs < minimum 50: not ok
+    assert "error rate 50.0% > 10.0%" in table.loc["error-rate", "reason"]  # the figure's name, not error_rate
     history = next(d.value for d in at.dataframe if "to" in d.value.columns)
     assert ("error-rate", "firing") in set(zip(history["rule"], history["to"]))
     assert [b.proto.label for b in at.get("download_button")] == ["Download history (CSV)"]
@@ -178,3 +200,78 @@ def test_threshold_edit_is_validated_and_saved(console_env):
     saved = {r.id: r for r in load_rules(console_env)}
     assert saved["error-rate"].threshold == 0.2 and saved["error-rate"].hold_s == 60
     assert open_ops_db(console_env).list_audit(action="alert_rules.save")
+
+
+def _save(at, edits):
+    at.session_state["rules_editor"] = {"edited_rows": edits, "added_rows": [], "deleted_rows": []}
+    next(b for b in at.button if b.label == "Save rules").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_saving_unchanged_rules_writes_nothing_and_says_no_change(console_env):
+    at = _save(open_page(), {})
+    assert any("no change" in as_shown(i.value) for i in at.info), [i.value for i in at.info]
+    assert not rules_path(console_env).exists()  # no copy of the shipped defaults
+    assert not open_ops_db(console_env).list_audit(action="alert_rules.save")
+    # an edit that sets a value to what it already is is no change either
+    at = _save(at, {0: {"threshold": 0.1}})
+    assert any("no change" in as_shown(i.value) for i in at.info)
+    assert not rules_path(console_env).exists()
+
+
+def test_a_threshold_edit_shows_the_new_rules_state_at_once(console_env):
+    """The edited rule is re-evaluated when saved: its row shows the new rule's state, not the old one."""
+    _breaching(console_env)
+    at = open_page()
+    at.button(key="evaluate_now").click().run()
+    assert _states_table(at).set_index("rule").loc["error-rate", "state"] == "firing"
+    row = next(i for i, r in enumerate(rules_frame(load_rules(console_env)).itertuples()) if r.id == "error-rate")
+    at = _save(at, {row: {"threshold": 0.9}})  # 50% errored is below 90%: no longer breaching
+    shown = [as_shown(s.value) for s in at.success]
+    assert any("changed: error-rate" in t and "error-rate is now resolved" in t for t in shown), shown
+    table = _states_table(at).set_index("rule")
+    assert table.loc["error-rate", "state"] == "resolved"
+    assert "> 90.0%" in table.loc["error-rate", "condition"]
+    assert current_states(open_ops_db(console_env))["error-rate"].state is AlertStatus.RESOLVED
+
+
+def test_the_evaluator_line_and_its_button_agree(console_env):
+    """Off: the line says so and the button is Start; once a job is active: Stop, and never "is off"."""
+    at = open_page()
+    assert any("periodic evaluation is off" in c.value for c in at.caption)
+    assert [b.key for b in at.button if b.key in ("evaluator_start", "evaluator_stop")] == ["evaluator_start"]
+    ops = open_ops_db(console_env)
+    job, started = alert_jobs.start_evaluator(console_env, ops, interval="1m", actor="t", launch=lambda *a: 0)
+    assert started
+    at = open_page()
+    assert [b.key for b in at.button if b.key in ("evaluator_start", "evaluator_stop")] == ["evaluator_stop"]
+    assert not any("is off" in c.value for c in at.caption)
+    # Stop: its outcome is shown in the same run, and the button shows the stop is on its way
+    at.button(key="evaluator_stop").click().run()
+    assert not at.exception
+    assert any(f"stop requested for job {job.id}" in as_shown(s.value) for s in at.success)
+    line = next(c.value for c in at.caption if "periodic evaluation" in c.value)
+    buttons = [b for b in at.button if b.key in ("evaluator_start", "evaluator_stop")]
+    if JobStore(ops).get(job.id).state.is_active():  # a worker would stop at its next heartbeat
+        assert "stopping" in line and buttons[0].key == "evaluator_stop" and buttons[0].disabled, line
+    else:  # a job no worker had taken is cancelled at once
+        assert "is off" in line and buttons[0].key == "evaluator_start", line
+
+
+def test_alert_page_text_has_no_raw_values(console_env):
+    """No "None"/"nan"/"inf" and no internal snake_case name (a state, a metric) anywhere on the page."""
+    import re
+
+    _breaching(console_env)
+    at = open_page()
+    at.button(key="evaluate_now").click().run()
+    raw = re.compile(r"\b(None|nan|NaN|NaT|inf|Infinity)\b|\b[a-z]+_[a-z_]+\b")
+    texts = [as_shown(e.value) for e in (*at.caption, *at.success, *at.info, *at.markdown)]
+    texts += [str(m.label) for m in at.metric]
+    texts += [str(v) for d in at.dataframe for c in d.value.columns for v in d.value[c].tolist()]
+    # (column headers are relabelled by column_config; material icon names are drawn as icons)
+    texts = [re.sub(r":material/[a-z_]+:", "", t) for t in texts]
+    found = [(m.group(0), t[:100]) for t in texts for m in raw.finditer(t)]
+    found = [(w, t) for w, t in found if f"{w}.json" not in t]  # the rules file's path in the caption
+    assert not found, found[:10]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from console.vocab import RUN_LATENCY, fmt_num, fmt_pct, fmt_pp
@@ -54,8 +54,10 @@ def tiles_caption(window_label: str) -> str:
     return f"New system, {window_words(window_label)}; each change is against the old system over the same window."
 
 
-#: how st.metric colours a tile's delta: "normal": up is good (green); "inverse": down is good
-DeltaColor = Literal["normal", "inverse"]
+#: how st.metric colours a tile's delta: "normal": up is good (green); "inverse": down is good; "off": grey
+DeltaColor = Literal["normal", "inverse", "off"]
+#: a delta of exactly nothing: st.metric would draw "+0.0" as a green rise
+NO_CHANGE = "no change"
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ def comparison_tiles(summary: WindowSummary, window_label: str = DEFAULT_WINDOW)
     def diff(a: float | None, b: float | None, kind: str) -> str | None:
         if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
             return None
+        if round(a - b, 6) == 0:
+            return f"{NO_CHANGE} vs old {_fmt(b, kind)}"
         if kind == "rate":
             return f"{fmt_pp(a - b)} vs old {_fmt(b, kind)}"
         if kind == "usd":
@@ -111,7 +115,7 @@ def comparison_tiles(summary: WindowSummary, window_label: str = DEFAULT_WINDOW)
         f"actionable runs / runs of the new system, {window}; actionable increase vs old "
         f"{fmt_num(c.actionable_increase_pct, '+.1f', unit='%')}; {sizes}{why}"
     )
-    return [
+    tiles = [
         Tile(
             "Cost per entity",
             _fmt(c.new_cost_per_entity, "usd"),
@@ -142,6 +146,7 @@ def comparison_tiles(summary: WindowSummary, window_label: str = DEFAULT_WINDOW)
             f"errored hops / hops of the new system, {window}; {sizes}",
         ),
     ]
+    return [replace(t, delta_color="off") if (t.delta or "").startswith(NO_CHANGE) else t for t in tiles]
 
 
 # --------------------------------------------------------------------------- the alert banner
@@ -161,13 +166,22 @@ class AlertBanner:
 
     @property
     def text(self) -> str:
-        """The banner's line; it is a link to the Alerts page, so it ends saying so."""
+        """The banner's link: short enough to stay on one line at 900 px; it says where it leads."""
+        counts = [f"{len(ids)} {label}" for label, ids in (("firing", self.firing), ("pending", self.pending)) if ids]
+        if not counts:
+            return f"Alerts: {self.acknowledged} acknowledged — open the Alerts page"
+        return f"Alerts: {', '.join(counts)} — open the Alerts page"
+
+    @property
+    def detail(self) -> str:
+        """The line under the link: which rules (by id) nobody acknowledged yet, and how many others are."""
         groups = (("firing", self.firing), ("pending", self.pending))
-        parts = [f"{len(ids)} {label} ({', '.join(ids)})" for label, ids in groups if ids]
-        acked = f"{self.acknowledged} acknowledged" if self.acknowledged else ""
-        if not parts:
-            return f"Alerts: {acked}, still firing or pending — open the Alerts page"
-        return "Alerts: " + "; ".join(parts) + (f" · {acked}" if acked else "") + " — open the Alerts page"
+        parts = [f"{label}: {', '.join(ids)}" for label, ids in groups if ids]
+        if self.acknowledged:
+            parts.append(
+                f"{self.acknowledged} acknowledged, still firing or pending" + (" (not listed)" if parts else "")
+            )
+        return " · ".join(parts)
 
 
 def alert_banner(states) -> AlertBanner | None:

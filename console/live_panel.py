@@ -62,13 +62,14 @@ def _alert_banner(services) -> None:
     if banner is None:
         return
     colour = "red" if banner.firing else "orange" if banner.pending else "gray"
-    with st.container(border=True, key="alert_banner"):
+    with st.container(border=True, key="alert_banner", gap=None):
         st.page_link(
             ALERTS_PAGE,
             label=f":{colour}[{md_escape(banner.text)}]",  # md-safe: the whole text escaped, inside our colour
             icon=":material/notifications_active:" if banner.open else ":material/notifications:",
             width="stretch",
         )
+        st.caption(md_escape(banner.detail))  # the rule ids are data
 
 
 def _live_body(services, window_label: str) -> None:
@@ -94,9 +95,10 @@ def _live_body(services, window_label: str) -> None:
         for tile in comparison_tiles(summary, window_label):
             # md-safe: console.live.comparison_tiles: constant labels, numbers and the engine's comparison note
             st.metric(tile.label, tile.value, tile.delta, delta_color=tile.delta_color, help=tile.help, border=True)
-    for row in (LIVE_METRICS[:2], LIVE_METRICS[2:]):
-        for column, metric in zip(st.columns(2), row):
-            with column:
+    # two charts a row when they fit, one a row on a narrow screen (a chart's title is not cut)
+    for i, row in enumerate((LIVE_METRICS[:2], LIVE_METRICS[2:])):
+        with st.container(horizontal=True, key=f"live_charts_{i}"):
+            for metric in row:
                 st.altair_chart(metric_chart(frame, metric, window_label), width="stretch")
     st.caption(md_escape(runs_caption(summary, window_label, bucket_s, now)))
 

@@ -63,7 +63,7 @@ class LiveMetric:
 LIVE_METRICS: tuple[LiveMetric, ...] = (
     LiveMetric("cost_per_entity", "Cost per entity (USD)", "$.2f", "$.4f"),
     LiveMetric("actionable_rate", "Actionable rate (%)", ".0%", ".1%"),
-    LiveMetric("latency_p95_s", f"p95 {RUN_LATENCY} (s)", ".1f", ".2f"),
+    LiveMetric("latency_p95_s", f"p95 {RUN_LATENCY}, s", ".1f", ".2f"),
     LiveMetric("error_rate", "Evidence error rate (% of hops)", ".1%", ".2%"),
 )
 

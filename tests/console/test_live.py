@@ -72,7 +72,7 @@ def test_comparison_tiles_show_new_against_old_with_units_sizes_and_window_and_s
     assert tiles["Evidence error rate"].delta == "+25.0 pp vs old 0.0%"
     latency = tiles[LATENCY_LABEL]
     assert LATENCY_LABEL == "p95 run latency (evidence + engine)"
-    assert (latency.value, latency.delta) == ("3.0 s", "+0.0 s vs old 3.0 s")
+    assert (latency.value, latency.delta, latency.delta_color) == ("3.0 s", "no change vs old 3.0 s", "off")
     assert "not the engine time per entity" in latency.help
     only_new = summarize_events([make_event(T0, system="new")], start=T0 - 60, end=T0 + 60, now=T0 + 60)
     tiles = {t.label: t for t in comparison_tiles(only_new, "1h")}
@@ -143,14 +143,17 @@ def test_alert_banner_names_firing_and_pending_rules_nobody_acknowledged():
     states = {r: _rec(r, s) for r, s in (("x", "firing"), ("y", "pending"), ("z", "firing"), ("w", "resolved"))}
     banner = alert_banner(states)
     assert (banner.firing, banner.pending, banner.acknowledged) == (("x", "z"), ("y",), 0)
-    assert banner.text == "Alerts: 2 firing (x, z); 1 pending (y) — open the Alerts page"
+    assert banner.text == "Alerts: 2 firing, 1 pending — open the Alerts page"
+    assert banner.detail == "firing: x, z · pending: y"
     states |= {"v": _rec("v", "firing", "console:alice"), "u": _rec("u", "pending", "console:bob")}
     banner = alert_banner(states)
     assert (banner.firing, banner.pending, banner.acknowledged) == (("x", "z"), ("y",), 2)
-    assert banner.text == "Alerts: 2 firing (x, z); 1 pending (y) · 2 acknowledged — open the Alerts page"
+    assert banner.text == "Alerts: 2 firing, 1 pending — open the Alerts page"
+    assert banner.detail == "firing: x, z · pending: y · 2 acknowledged, still firing or pending (not listed)"
     only_acked = alert_banner({"v": _rec("v", "firing", "console:alice")})
     assert only_acked.open == 0
-    assert only_acked.text == "Alerts: 1 acknowledged, still firing or pending — open the Alerts page"
+    assert only_acked.text == "Alerts: 1 acknowledged — open the Alerts page"
+    assert only_acked.detail == "1 acknowledged, still firing or pending"
 
 
 def _firing_alerts(console_env, rule_ids=("error-rate", "cost-increase")):
@@ -183,7 +186,8 @@ def test_overview_banner_is_a_link_to_the_alerts_page_while_an_alert_fires(conso
     assert not at.exception
     (link,) = _banner_links(at)
     assert link.proto.page.endswith("alerts")
-    assert as_shown(link.proto.label) == ":red[Alerts: 1 firing (error-rate) — open the Alerts page]"
+    assert as_shown(link.proto.label) == ":red[Alerts: 1 firing — open the Alerts page]"
+    assert any(as_shown(c.value) == "firing: error-rate" for c in at.caption)  # the rule, under the link
     assert not at.warning  # the banner is the link, not a text beside it
 
 
@@ -196,5 +200,7 @@ def test_overview_banner_leaves_acknowledged_alerts_out_and_counts_them(console_
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception
     (link,) = _banner_links(at)
-    label = as_shown(link.proto.label)
-    assert "error-rate" not in label and "1 acknowledged" in label and "firing (" not in label
+    assert as_shown(link.proto.label) == ":gray[Alerts: 1 acknowledged — open the Alerts page]"
+    shown = [as_shown(c.value) for c in at.caption]
+    assert "1 acknowledged, still firing or pending" in shown
+    assert not any("error-rate" in line for line in shown)  # acknowledged: counted, not listed

@@ -117,7 +117,7 @@ def test_html_draws_the_consoles_charts_rendered_offline_by_vl_convert(report):
         assert svg in page
         assert f">{html.escape(metric.title)}</text>" in svg
         assert "time (UTC), last 24 h" in svg
-    assert f"p95 {vocab.RUN_LATENCY} (s)" in page  # the run latency keeps its full name in the report
+    assert f"p95 {vocab.RUN_LATENCY}, s" in page  # the run latency keeps its full name in the report
     svgs = re.findall(r"<svg\b[^>]*>", page)
     assert len(svgs) == 5 and all('class="marks"' in tag for tag in svgs)  # Vega's SVG renderer made them all
     assert ">Final confidence of hypotheses</text>" in page

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from html.parser import HTMLParser
 
@@ -174,3 +175,37 @@ def test_report_filename_names_time_window_and_format():
     assert re.fullmatch(r"discovery-report-\d{4}-\d\d-\d\dT\d{4}Z-7d\.md", report_filename(T0, "7d", "md"))
     with pytest.raises(ConfigError):
         report_filename(T0, "24h", "pdf")
+
+
+def test_missing_and_unbounded_figures_read_as_words_never_none_nan_or_inf():
+    from engine.monitoring.reports import ms, num, pct, secs, signed_pct, usd
+
+    assert [f(None) for f in (usd, pct, signed_pct, secs, num, ms)] == ["n/a"] * 6
+    assert secs(float("nan")) == "n/a" and secs(math.inf) == "no upper bound" and num(-math.inf) == "no lower bound"
+    shown = (usd(0.5), pct(0.125), signed_pct(-3.0), secs(1.234), ms(2.0))
+    assert shown == ("$0.500", "12.5%", "-3.0%", "1.23 s", "2.00 ms")
+
+
+def test_a_window_reads_with_its_unit_in_words():
+    assert [charts.window_words(w) for w in ("24h", "15m", "1d", "7d", "2w", "90s", "odd")] == [
+        "last 24 h",
+        "last 15 min",
+        "last 1 day",
+        "last 7 days",
+        "last 2 weeks",
+        "last 90 s",
+        "last odd",
+    ]
+
+
+def test_svg_ids_are_made_unique_per_chart():
+    """Two SVGs of one page must not share an id: a clip path of one would clip the other's marks."""
+    import altair as alt
+    import pandas as pd
+
+    clipped = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(clip=True).encode(x="x:Q", y="y:Q")
+    svg = charts.to_svg(clipped, prefix="cost")
+    assert "http" not in svg and svg.startswith("<svg ")
+    ids = re.findall(r'\bid="([^"]+)"', svg)
+    assert ids and all(i.startswith("cost-") for i in ids)
+    assert all(ref.startswith("cost-") for ref in re.findall(r"url\(#([^)]+)\)", svg))

@@ -1,73 +1,38 @@
-"""Frames, tiles and charts of the Overview's live monitoring: cost per entity, actionable rate,
-p95 latency and error rate over time, old against new, over a selectable window.
+"""Frames, tiles and the alert banner of the Overview's live monitoring: cost per entity, actionable
+rate, p95 run latency and evidence error rate over time, old against new, over a selectable window.
 
-Pure pandas/altair over what engine.monitoring.windows aggregates (``summarize_events``,
-``series_from_events``), tested without Streamlit; console/live_panel.py draws them.
+The charts themselves are engine.monitoring.charts' (the HTML report draws the very same ones);
+this module re-exports them for the console and adds what only the page shows. Pure pandas/altair
+over what engine.monitoring.windows aggregates (``summarize_events``, ``series_from_events``),
+tested without Streamlit; console/live_panel.py draws them.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from typing import Literal
 
-import altair as alt
-import pandas as pd
-
+from console.vocab import RUN_LATENCY, fmt_num, fmt_pct, fmt_pp
 from engine.monitoring.alerts import AlertStatus
-from engine.monitoring.reports import SYSTEM_COLOURS
-from engine.monitoring.windows import (
-    PERCENTILE_METHOD,
-    SeriesPoint,
-    WindowSummary,
-    format_window,
+from engine.monitoring.charts import (
+    LIVE_METRICS,
+    SYSTEM_COLOURS,
+    LiveMetric,
+    metric_chart,
+    series_frame,
+    window_words,
 )
+from engine.monitoring.windows import PERCENTILE_METHOD, WindowSummary, format_window
 
 #: seconds between two refreshes of the live fragment, by window: a long window reads many
 #: events (about 1 s per 10,000 on a small machine), and its 30-odd buckets move slowly anyway
 REFRESH_S = {"15m": 5, "1h": 5, "6h": 10, "24h": 10, "7d": 30}
 WINDOWS = ("15m", "1h", "6h", "24h", "7d")
 DEFAULT_WINDOW = "24h"
-
-
-@dataclass(frozen=True)
-class LiveMetric:
-    field: str  # attribute of SeriesPoint
-    title: str
-    axis_format: str
-    tooltip_format: str
-
-
-LIVE_METRICS: tuple[LiveMetric, ...] = (
-    LiveMetric("cost_per_entity", "Cost per entity (USD)", "$.2f", "$.4f"),
-    LiveMetric("actionable_rate", "Actionable rate", ".0%", ".1%"),
-    LiveMetric("latency_p95_s", "p95 run latency (s)", ".1f", ".2f"),
-    LiveMetric("error_rate", "Evidence error rate (errored hops / hops)", ".1%", ".2%"),
-)
-
-
-# --------------------------------------------------------------------------- pure frames
-
-
-def series_frame(points: Sequence[SeriesPoint]) -> pd.DataFrame:
-    """Long frame of the chart series: one row per (bucket, system, metric) with a value.
-
-    Buckets without a figure (no hops for the error rate) are left out, so the
-    line shows a gap rather than a made-up zero. ``time`` is the bucket start (UTC).
-    """
-    rows = []
-    for p in points:
-        at = datetime.fromtimestamp(p.bucket_start, tz=UTC)
-        for m in LIVE_METRICS:
-            value = getattr(p, m.field)
-            if value is None:
-                continue
-            rows.append({"time": at, "system": p.system, "metric": m.field, "value": float(value), "runs": p.runs})
-    frame = pd.DataFrame(rows, columns=["time", "system", "metric", "value", "runs"])
-    frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    return frame
+#: the tile of the run latency: the full name, never "p95 latency" (Rollout's latency is engine time only)
+LATENCY_LABEL = f"p95 {RUN_LATENCY}"
 
 
 def refresh_s(window_label: str) -> int:
@@ -79,13 +44,20 @@ def runs_caption(summary: WindowSummary, window_label: str, bucket_s: float, now
     new, old = summary.by_system["new"].runs, summary.by_system["old"].runs
     stamp = time.strftime("%H:%M:%S", time.gmtime(now))
     return (
-        f"{summary.overall.runs:,} runs in the last {window_label} (new {new:,}, old {old:,}) · "
-        f"buckets of {format_window(bucket_s)} · read {stamp} UTC · refreshes every {refresh_s(window_label)}s"
+        f"{summary.overall.runs:,} runs in the {window_words(window_label)} (new {new:,}, old {old:,}) · "
+        f"buckets of {format_window(bucket_s)} · read {stamp} UTC · refreshes every {refresh_s(window_label)} s"
     )
 
 
-#: how st.metric colours a tile's delta: "normal": up is good (green); "inverse": down is good
-DeltaColor = Literal["normal", "inverse"]
+def tiles_caption(window_label: str) -> str:
+    """The line above the tiles: whose figures they are, over which window, and what the deltas compare."""
+    return f"New system, {window_words(window_label)}; each change is against the old system over the same window."
+
+
+#: how st.metric colours a tile's delta: "normal": up is good (green); "inverse": down is good; "off": grey
+DeltaColor = Literal["normal", "inverse", "off"]
+#: a delta of exactly nothing: st.metric would draw "+0.0" as a green rise
+NO_CHANGE = "no change"
 
 
 @dataclass(frozen=True)
@@ -98,97 +70,149 @@ class Tile:
 
 
 def _fmt(x: float | None, kind: str) -> str:
-    if x is None:
-        return "n/a"
-    return {"usd": f"${x:.3f}", "rate": f"{x * 100:.1f}%", "s": f"{x:.1f} s"}[kind]
+    """A figure with its unit; a missing one reads console.vocab's "—", a non-finite one its words."""
+    if kind == "rate":
+        return fmt_pct(x)
+    if x is None or not math.isfinite(x):
+        return fmt_num(x)
+    return f"${x:.3f}" if kind == "usd" else f"{x:.1f} s"
 
 
-def comparison_tiles(summary: WindowSummary) -> list[Tile]:
+def _usd(x: float) -> str:
+    return f"-${-x:.3f}" if x < 0 else f"+${x:.3f}"
+
+
+def comparison_tiles(summary: WindowSummary, window_label: str = DEFAULT_WINDOW) -> list[Tile]:
     """One tile per chart: the new system's figure over the window, with its change against the old one.
 
-    Cost and actionable rate carry the monitor's old-vs-new figures (cost reduction %, actionable
-    increase in points and %); a missing side says why instead of showing a made-up delta.
+    Labels are short (a tile must stay readable at 900 px); the help says whose figure, which window
+    and how it is measured. Cost and actionable rate carry the monitor's old-vs-new figures (cost
+    reduction %, actionable increase in points and %); a missing side says why instead of showing a
+    made-up delta.
     """
     c = summary.comparison
     new, old = summary.by_system["new"], summary.by_system["old"]
+    window = window_words(window_label)
     sizes = f"old n={c.old_runs:,}, new n={c.new_runs:,}"
     why = f" — {c.reason}" if c.reason else ""
 
     def diff(a: float | None, b: float | None, kind: str) -> str | None:
-        if a is None or b is None:
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
             return None
+        if round(a - b, 6) == 0:
+            return f"{NO_CHANGE} vs old {_fmt(b, kind)}"
         if kind == "rate":
-            return f"{(a - b) * 100:+.1f} pp vs old {_fmt(b, kind)}"
-        return f"{a - b:+.3f} vs old {_fmt(b, kind)}" if kind == "usd" else f"{a - b:+.1f} s vs old {_fmt(b, kind)}"
+            return f"{fmt_pp(a - b)} vs old {_fmt(b, kind)}"
+        if kind == "usd":
+            return f"{_usd(a - b)} vs old {_fmt(b, kind)}"
+        return f"{a - b:+.1f} s vs old {_fmt(b, kind)}"
 
     cost_help = (
-        f"cost per entity of the new system; cost reduction vs old "
-        f"{'n/a' if c.cost_reduction_pct is None else f'{c.cost_reduction_pct:+.1f}%'}; {sizes}{why}"
+        f"cost per entity of the new system, {window}; cost reduction vs old "
+        f"{fmt_num(c.cost_reduction_pct, '+.1f', unit='%')}; {sizes}{why}"
     )
     act_help = (
-        f"actionable runs / runs of the new system; actionable increase vs old "
-        f"{'n/a' if c.actionable_increase_pct is None else f'{c.actionable_increase_pct:+.1f}%'}; "
-        f"{sizes}{why}"
+        f"actionable runs / runs of the new system, {window}; actionable increase vs old "
+        f"{fmt_num(c.actionable_increase_pct, '+.1f', unit='%')}; {sizes}{why}"
     )
-    return [
+    tiles = [
         Tile(
-            "Cost / entity (new)",
+            "Cost per entity",
             _fmt(c.new_cost_per_entity, "usd"),
             diff(c.new_cost_per_entity, c.old_cost_per_entity, "usd"),
             "inverse",
             cost_help,
         ),
         Tile(
-            "Actionable rate (new)",
+            "Actionable rate",
             _fmt(c.new_actionable_rate, "rate"),
             diff(c.new_actionable_rate, c.old_actionable_rate, "rate"),
             "normal",
             act_help,
         ),
         Tile(
-            "p95 latency (new)",
+            LATENCY_LABEL,
             _fmt(new.latency_s.p95, "s"),
             diff(new.latency_s.p95, old.latency_s.p95, "s"),
             "inverse",
-            f"95th percentile of run latency (evidence + engine), {PERCENTILE_METHOD}; {sizes}",
+            f"95th percentile of the {RUN_LATENCY} of the new system's runs, {window} ({PERCENTILE_METHOD}); "
+            f"not the engine time per entity of the Rollout page; {sizes}",
         ),
         Tile(
-            "Error rate (new)",
+            "Evidence error rate",
             _fmt(new.error_rate, "rate"),
             diff(new.error_rate, old.error_rate, "rate"),
             "inverse",
-            f"errored hops / hops of the new system; {sizes}",
+            f"errored hops / hops of the new system, {window}; {sizes}",
         ),
     ]
+    return [replace(t, delta_color="off") if (t.delta or "").startswith(NO_CHANGE) else t for t in tiles]
 
 
-# --------------------------------------------------------------------------- charts
+# --------------------------------------------------------------------------- the alert banner
 
 
-def metric_chart(frame: pd.DataFrame, metric: LiveMetric, window_label: str) -> alt.Chart:
-    """Old vs new line chart of one metric (frame from series_frame)."""
-    data = frame[frame["metric"] == metric.field]
-    colours = alt.Scale(domain=list(SYSTEM_COLOURS), range=list(SYSTEM_COLOURS.values()))
-    base = alt.Chart(data, title=metric.title).encode(
-        x=alt.X("time:T", title=f"time (UTC), last {window_label}"),
-        y=alt.Y("value:Q", title=None, axis=alt.Axis(format=metric.axis_format)),
-        color=alt.Color("system:N", scale=colours, title="system"),
-        tooltip=[
-            alt.Tooltip("time:T", title="bucket start (UTC)", format="%Y-%m-%d %H:%M"),
-            alt.Tooltip("system:N"),
-            alt.Tooltip("value:Q", title=metric.title, format=metric.tooltip_format),
-            alt.Tooltip("runs:Q", title="runs in bucket", format=","),
-        ],
-    )
-    return (base.mark_line() + base.mark_point(filled=True, size=30)).properties(height=220)
+@dataclass(frozen=True)
+class AlertBanner:
+    """Alerts that need attention (firing or pending) and nobody has acknowledged yet, by rule id."""
+
+    firing: tuple[str, ...]
+    pending: tuple[str, ...]
+    acknowledged: int  # firing or pending, already acknowledged: counted, not listed
+
+    @property
+    def open(self) -> int:
+        return len(self.firing) + len(self.pending)
+
+    @property
+    def text(self) -> str:
+        """The banner's link: short enough to stay on one line at 900 px; it says where it leads."""
+        counts = [f"{len(ids)} {label}" for label, ids in (("firing", self.firing), ("pending", self.pending)) if ids]
+        if not counts:
+            return f"Alerts: {self.acknowledged} acknowledged — open the Alerts page"
+        return f"Alerts: {', '.join(counts)} — open the Alerts page"
+
+    @property
+    def detail(self) -> str:
+        """The line under the link: which rules (by id) nobody acknowledged yet, and how many others are."""
+        groups = (("firing", self.firing), ("pending", self.pending))
+        parts = [f"{label}: {', '.join(ids)}" for label, ids in groups if ids]
+        if self.acknowledged:
+            parts.append(
+                f"{self.acknowledged} acknowledged, still firing or pending" + (" (not listed)" if parts else "")
+            )
+        return " · ".join(parts)
 
 
-def alert_banner(states) -> str | None:
-    """One line when alerts need attention (firing or pending), naming them; None when none does."""
-    firing = sorted(r.rule_id for r in states.values() if r.state is AlertStatus.FIRING)
-    pending = sorted(r.rule_id for r in states.values() if r.state is AlertStatus.PENDING)
-    if not firing and not pending:
+def alert_banner(states) -> AlertBanner | None:
+    """The Overview's banner from the alert states: None when no alert fires or is pending."""
+    attention = [r for r in states.values() if r.state.needs_attention()]
+    if not attention:
         return None
-    groups = (("firing", firing), ("pending", pending))
-    parts = [f"{len(ids)} {label} ({', '.join(ids)})" for label, ids in groups if ids]
-    return "Alerts: " + "; ".join(parts) + " — see the Alerts page."
+    open_ = [r for r in attention if not r.acknowledged]
+    return AlertBanner(
+        firing=tuple(sorted(r.rule_id for r in open_ if r.state is AlertStatus.FIRING)),
+        pending=tuple(sorted(r.rule_id for r in open_ if r.state is AlertStatus.PENDING)),
+        acknowledged=len(attention) - len(open_),
+    )
+
+
+__all__ = [
+    "DEFAULT_WINDOW",
+    "LATENCY_LABEL",
+    "LIVE_METRICS",
+    "REFRESH_S",
+    "SYSTEM_COLOURS",
+    "WINDOWS",
+    "AlertBanner",
+    "LiveMetric",
+    "Tile",
+    "alert_banner",
+    "comparison_tiles",
+    "metric_chart",
+    "refresh_s",
+    "runs_caption",
+    "series_frame",
+    "tiles_caption",
+    "window_words",
+]

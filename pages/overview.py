@@ -10,6 +10,8 @@ from console.services import call, get_services
 from console.text import md_code
 
 TOP_CLUSTERS = 15
+#: the graph's tiles (console.format.overview_tiles) of its size; the others (hypotheses by status) are the second row
+SIZE_TILES = ("Entities", "Hypotheses", "Templates", "Clusters")
 
 services = get_services()
 operator_field()  # one name for every page of this tab (console.identity)
@@ -24,10 +26,17 @@ if stats.entities == 0:
         "(what `make run` does) or import your own entities with `python -m engine import FILE`."
     )
 
+# two wrapping rows (the graph's size, then hypotheses by status): as many tiles side by side as fit,
+# so at 900 px a tile moves to the next line instead of reading "E… 3.."
 tiles = overview_tiles(stats)
-for row in (tiles[:5], tiles[5:]):
-    for column, tile in zip(st.columns(5), row):
-        column.metric(tile.label, f"{tile.value:,}", help=tile.help, border=True)  # md-safe: constant labels
+rows = {
+    "graph_tiles": [t for t in tiles if t.label in SIZE_TILES],
+    "status_tiles": [t for t in tiles if t.label not in SIZE_TILES],
+}
+for key, row in rows.items():
+    with st.container(horizontal=True, key=key):
+        for tile in row:
+            st.metric(tile.label, f"{tile.value:,}", help=tile.help, border=True)  # md-safe: constant labels
 
 render_live_charts(services)  # old vs new over a chosen window, refreshing by itself
 

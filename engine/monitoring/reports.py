@@ -2,16 +2,21 @@
 
 ``build_report`` reads the store once (metric events of the window, alert
 states) and computes everything; the three renderers only format that data.
-Markdown and HTML draw the same sections (``sections(report)``), the HTML adds
-hand-made inline SVG charts, so the file opens offline: no script, no CDN, no
-external reference of any kind. Every text that reaches HTML goes through
-``html.escape``; Markdown cells and lines go through ``md_cell``, so an entity
-name, a rule id or an operator's note is shown as the characters it is made of
-wherever the file is opened (``Evil ![pixel](http://host/t.png)`` draws no
-image and fetches nothing).
+Markdown and HTML draw the same sections (``sections(report)``). The HTML adds
+the Overview's own altair charts (engine.monitoring.charts), rendered offline to
+inline SVG, so the file opens offline and reads like the console: no script, no
+CDN, no external reference of any kind.
+
+Each format escapes for itself: every text that reaches HTML goes through
+``html.escape``; Markdown lines and cells go through ``md_cell`` (backslash
+escapes, never HTML entities, which a plain-text reader would see as ``&amp;``).
+So an entity name, a rule id or an operator's note is shown as the characters
+it is made of wherever the file is opened (``Evil ![pixel](http://host/t.png)``
+draws no image and fetches nothing).
 
 Each report states its window, the config hash(es) seen, its generation time
-and the percentile method.
+and the percentile method. Latency is named as in the console: the run latency
+(evidence + engine), apart from the engine's own time per entity.
 """
 
 from __future__ import annotations
@@ -27,6 +32,16 @@ from typing import Any
 
 from engine.core.errors import ConfigError
 from engine.monitoring.alerts import AlertRecord, AlertRule, current_states
+from engine.monitoring.charts import (
+    ENGINE_TIME,
+    LIVE_METRICS,
+    RUN_LATENCY,
+    SYSTEM_COLOURS,
+    confidence_chart,
+    metric_chart,
+    series_frame,
+    to_svg,
+)
 from engine.monitoring.events import MetricEvent, query_events
 from engine.monitoring.windows import (
     HISTOGRAM_BUCKETS,
@@ -42,7 +57,6 @@ from engine.monitoring.windows import (
 
 FORMATS = ("md", "json", "html")
 MEDIA_TYPES = {"md": "text/markdown", "json": "application/json", "html": "text/html"}
-SYSTEM_COLOURS = {"new": "#4c78a8", "old": "#f58518"}
 TOP_RUNS = 20
 
 
@@ -125,30 +139,48 @@ def _check_format(fmt: str) -> None:
 # --------------------------------------------------------------------------- formatting helpers
 
 
+#: how a number that is not there or not finite reads (the words of console.vocab, which engine cannot import)
+NOT_AVAILABLE = "n/a"
+NO_UPPER_BOUND = "no upper bound"
+
+
+def _shown(x: float | None, render: Callable[[float], str]) -> str:
+    """``render(x)``, or what a value that is not there (None, NaN) or not finite reads as."""
+    if x is None or math.isnan(x):
+        return NOT_AVAILABLE
+    if math.isinf(x):
+        return NO_UPPER_BOUND if x > 0 else "no lower bound"
+    return render(x)
+
+
 def iso(ts: float | None) -> str:
     return "n/a" if ts is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
 
 
 def usd(x: float | None, digits: int = 3) -> str:
-    return "n/a" if x is None else f"${x:,.{digits}f}"
+    return _shown(x, lambda v: f"${v:,.{digits}f}")
 
 
 def pct(x: float | None) -> str:
     """A fraction as a percentage."""
-    return "n/a" if x is None else f"{x * 100:.1f}%"
+    return _shown(x, lambda v: f"{v * 100:.1f}%")
 
 
 def signed_pct(x: float | None) -> str:
     """A value already in percent, with its sign."""
-    return "n/a" if x is None else f"{x:+.1f}%"
+    return _shown(x, lambda v: f"{v:+.1f}%")
 
 
 def secs(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.2f} s"
+    return _shown(x, lambda v: f"{v:.2f} s")
 
 
-def num(x: float | None, digits: int = 2) -> str:
-    return "n/a" if x is None else f"{x:,.{digits}f}"
+def num(x: float | None, digits: int = 2, unit: str = "") -> str:
+    return _shown(x, lambda v: f"{v:,.{digits}f}{unit}")
+
+
+def ms(x: float | None) -> str:
+    return num(x, 2, " ms")
 
 
 def entity_label(e: MetricEvent) -> str:
@@ -182,12 +214,12 @@ SUMMARY_ROWS: tuple[tuple[str, Callable[[GroupStats], str]], ...] = (
     ("promotion rate (of hypotheses tested)", lambda g: pct(g.promotion_rate)),
     ("accuracy where truth is known", lambda g: f"{pct(g.accuracy)} (n={g.scored})"),
     ("iterations mean / max", lambda g: f"{num(g.iterations_mean)} / {g.iterations_max}"),
-    ("latency mean", lambda g: secs(g.latency_s.mean)),
+    (f"{RUN_LATENCY}, mean", lambda g: secs(g.latency_s.mean)),
     (
-        "latency p50 / p95 / p99",
+        f"{RUN_LATENCY}, p50 / p95 / p99",
         lambda g: " / ".join(secs(v) for v in (g.latency_s.p50, g.latency_s.p95, g.latency_s.p99)),
     ),
-    ("engine time p50 / p95 (ms)", lambda g: f"{num(g.engine_latency_ms.p50)} / {num(g.engine_latency_ms.p95)}"),
+    (f"{ENGINE_TIME}, p50 / p95", lambda g: f"{ms(g.engine_latency_ms.p50)} / {ms(g.engine_latency_ms.p95)}"),
     ("error rate (errored hops / hops)", lambda g: f"{pct(g.error_rate)} ({g.errors}/{g.hops})"),
     ("runs with an error", lambda g: str(g.runs_with_errors)),
 )
@@ -222,7 +254,8 @@ def sections(r: Report) -> list[Section]:
                 f"Config hashes: {hashes}",
                 f"Percentile method: {s.percentile_method}",
                 "Cost per entity = cost / runs (one run covers one entity); "
-                "latency = evidence latency + engine time per run.",
+                f"{RUN_LATENCY} = evidence latency + engine time, per run; "
+                f"{ENGINE_TIME} = the engine's own decision time.",
             ),
         ),
         Section(
@@ -266,7 +299,7 @@ def sections(r: Report) -> list[Section]:
                         "runs",
                         "cost/entity",
                         "actionable rate",
-                        "p95 latency",
+                        f"p95 {RUN_LATENCY}",
                         "error rate",
                         "cost reduction (stage)",
                         "actionable increase (stage)",
@@ -329,7 +362,15 @@ def sections(r: Report) -> list[Section]:
             () if r.series else ("No runs in the window.",),
             (
                 Table(
-                    ("bucket start", "system", "runs", "cost/entity", "actionable rate", "p95 latency", "error rate"),
+                    (
+                        "bucket start (UTC)",
+                        "system",
+                        "runs",
+                        "cost/entity",
+                        "actionable rate",
+                        f"p95 {RUN_LATENCY}",
+                        "error rate",
+                    ),
                     tuple(
                         (
                             iso(p.bucket_start),
@@ -356,7 +397,7 @@ def sections(r: Report) -> list[Section]:
         alert_rows.append(
             (
                 a.rule_id,
-                a.state.value,
+                a.state.value.replace("_", " "),
                 iso(a.since),
                 rule.metric.format_value(a.value) if rule else num(a.value, 4),
                 rule.condition() if rule else "",
@@ -422,20 +463,22 @@ def sections(r: Report) -> list[Section]:
 #: Characters that start inline Markdown in a line or a table cell: escapes, code, links and images
 #: (``[`` and ``]``: an escaped bracket makes neither ``[x](url)`` nor ``![x](url)``), and emphasis or
 #: strikethrough marks unless they stand alone between spaces ("q/100 * n" can never be emphasis, so
-#: the report's own prose stays readable as plain text).
-_INLINE_MARKUP = re.compile(r"[\\`\[\]]|(?<=\S)[*_~]|[*_~](?=\S)")
+#: the report's own prose stays readable as plain text). HTML is Markdown too: ``<`` before a letter,
+#: ``/``, ``!`` or ``?`` would open a tag, a comment or an autolink, and ``&`` before ``name;`` or ``#123;``
+#: would be a character reference; a lone ``&`` or ``<`` ("Hyndman & Fan", "p95 < 30 s") is plain text.
+_INLINE_MARKUP = re.compile(r"[\\`\[\]]|(?<=\S)[*_~]|[*_~](?=\S)|<(?=[A-Za-z/!?])|&(?=#?\w+;)")
 
 
 def md_cell(text: str) -> str:
     """``text`` for a Markdown line or table cell: shown as it is, never as markup.
 
-    HTML's ``& < >`` become entities (no tag, no autolink), ``|`` cannot end a cell, line breaks
-    become spaces, and every character that could start a link, an image, code or emphasis gets
-    a backslash. Block markup (headings, lists) cannot start inside a line the report begins.
+    Escapes are Markdown's own backslashes, never HTML entities (a reader of the plain file would see
+    ``&amp;``): a ``<`` that would open a tag and an ``&`` that would start a reference get a backslash,
+    as does every character that could start a link, an image, code or emphasis; ``|`` cannot end a
+    cell and line breaks become spaces. Block markup (headings, lists) cannot start inside a line the
+    report begins.
     """
-    escaped = (
-        str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", " ").replace("\n", " ")
-    )
+    escaped = str(text).replace("\r", " ").replace("\n", " ")
     return _INLINE_MARKUP.sub(lambda m: "\\" + m.group(0), escaped).replace("|", "\\|")
 
 
@@ -526,139 +569,31 @@ CSS = (
     "th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}\n"
     "th{background:#f4f4f4}td.num{text-align:right}\n"
     ".charts{display:flex;flex-wrap:wrap;gap:1rem}.chart{border:1px solid #eee;padding:.5rem}\n"
-    ".legend span{display:inline-block;margin-right:1rem}.swatch{display:inline-block;width:.8rem;"
-    "height:.8rem;margin-right:.3rem}\n"
+    ".chart svg{max-width:100%;height:auto}\n"
     "p.meta{margin:.2rem 0}\n"
 )
 
 
-def _svg_line_chart(
-    title: str,
-    points: Sequence[SeriesPoint],
-    value: Callable[[SeriesPoint], float | None],
-    fmt: Callable[[float | None], str],
-    bucket_s: float,
-    width: int = 520,
-    height: int = 220,
-) -> str:
-    left, right, top, bottom = 64, 12, 28, 34
-    pw, ph = width - left - right, height - top - bottom
-    data: list[tuple[float, float, str]] = []
-    for p in points:
-        v = value(p)
-        if v is not None:
-            data.append((p.bucket_start, v, p.system))
-    parts = [
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">',
-        f"<title>{esc(title)}</title>",
-        f'<text x="{left}" y="16" font-size="13" font-weight="bold">{esc(title)}</text>',
-    ]
-    if not data:
-        parts.append(f'<text x="{left}" y="{top + ph / 2}" font-size="12" fill="#888">no data</text></svg>')
-        return "".join(parts)
-    xs = [d[0] for d in data]
-    x0, x1 = min(xs), max(xs) + bucket_s
-    ymax = max(d[1] for d in data)
-    ymax = ymax * 1.1 if ymax > 0 else 1.0
-
-    def sx(x: float) -> float:
-        return left + (x + bucket_s / 2 - x0) / (x1 - x0) * pw
-
-    def sy(y: float) -> float:
-        return top + ph - y / ymax * ph
-
-    parts.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#999"/>')
-    parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="#999"/>')
-    for frac in (0.0, 0.5, 1.0):
-        y = ymax * frac
-        parts.append(f'<text x="{left - 4}" y="{sy(y) + 4:.1f}" font-size="10" text-anchor="end">{esc(fmt(y))}</text>')
-    parts.append(f'<text x="{left}" y="{height - 8}" font-size="10">{esc(iso(x0))}</text>')
-    parts.append(f'<text x="{left + pw}" y="{height - 8}" font-size="10" text-anchor="end">{esc(iso(x1))}</text>')
-    for system in sorted({d[2] for d in data}):
-        colour = SYSTEM_COLOURS.get(system, "#666")
-        pts = [(x, y) for x, y, s in data if s == system]
-        # a gap of more than one bucket breaks the line: an empty bucket is missing data, not zero
-        run: list[tuple[float, float]] = []
-        for x, y in pts + [(math.inf, 0.0)]:
-            if run and x - run[-1][0] > bucket_s * 1.5:
-                if len(run) > 1:
-                    coords = " ".join(f"{sx(a):.1f},{sy(b):.1f}" for a, b in run)
-                    parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')
-                run = []
-            run.append((x, y))
-        for x, y in pts:
-            parts.append(
-                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}">'
-                f"<title>{esc(f'{system} {iso(x)}: {fmt(y)}')}</title></circle>"
-            )
-    parts.append("</svg>")
-    return "".join(parts)
+#: the HTML report's time series: the Overview's live charts (engine.monitoring.charts.LIVE_METRICS)
+SERIES_CHARTS = LIVE_METRICS
 
 
-def _svg_histogram(s: WindowSummary, width: int = 520, height: int = 220) -> str:
-    left, right, top, bottom = 44, 12, 28, 34
-    pw, ph = width - left - right, height - top - bottom
-    title = "Final confidence of hypotheses"
-    systems = [sys for sys in ("new", "old") if s.by_system[sys].runs]
-    parts = [
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">',
-        f"<title>{esc(title)}</title>",
-        f'<text x="{left}" y="16" font-size="13" font-weight="bold">{esc(title)}</text>',
-    ]
-    if not systems:
-        parts.append(f'<text x="{left}" y="{top + ph / 2}" font-size="12" fill="#888">no data</text></svg>')
-        return "".join(parts)
-    ymax = max(max(s.by_system[sys].confidence_histogram) for sys in systems) or 1
-    slot = pw / HISTOGRAM_BUCKETS
-    bar = (slot - 4) / len(systems)
-    parts.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#999"/>')
-    parts.append(f'<text x="{left - 4}" y="{top + 4}" font-size="10" text-anchor="end">{ymax}</text>')
-    parts.append(f'<text x="{left - 4}" y="{top + ph}" font-size="10" text-anchor="end">0</text>')
-    for i in range(HISTOGRAM_BUCKETS):
-        for j, sys in enumerate(systems):
-            n = s.by_system[sys].confidence_histogram[i]
-            h = n / ymax * ph
-            x = left + i * slot + 2 + j * bar
-            label = f"{sys} [{i / 10:.1f}, {(i + 1) / 10:.1f}{']' if i == HISTOGRAM_BUCKETS - 1 else ')'}: {n}"
-            parts.append(
-                f'<rect x="{x:.1f}" y="{top + ph - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                f'fill="{SYSTEM_COLOURS[sys]}"><title>{esc(label)}</title></rect>'
-            )
-        parts.append(
-            f'<text x="{left + i * slot + slot / 2:.1f}" y="{top + ph + 14}" font-size="10" '
-            f'text-anchor="middle">{i / 10:.1f}</text>'
-        )
-    parts.append(f'<text x="{left + pw}" y="{top + ph + 14}" font-size="10" text-anchor="end">1.0</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _legend() -> str:
-    return (
-        '<p class="legend">'
-        + "".join(
-            f'<span><span class="swatch" style="background:{c}"></span>{esc(s)}</span>'
-            for s, c in SYSTEM_COLOURS.items()
-        )
-        + "</p>"
-    )
+def chart_svgs(r: Report, key: str) -> list[str]:
+    """The inline SVGs of a section's charts: the console's altair charts, rendered offline."""
+    if key == "histogram":
+        ran = any(r.summary.by_system[system].runs for system in SYSTEM_COLOURS)
+        return [to_svg(confidence_chart(r.summary), prefix="histogram")] if ran else []
+    if key == "series":
+        frame = series_frame(r.series)
+        return [to_svg(metric_chart(frame, m, r.window_label), prefix=m.field) for m in SERIES_CHARTS]
+    return []
 
 
 def _charts(r: Report, key: str) -> str:
-    if key == "histogram":
-        return f'<div class="charts"><div class="chart">{_svg_histogram(r.summary)}</div></div>{_legend()}'
-    if key == "series":
-        specs = (
-            ("Cost per entity", lambda p: p.cost_per_entity, usd),
-            ("Actionable rate", lambda p: p.actionable_rate, pct),
-            ("p95 latency", lambda p: p.latency_p95_s, secs),
-            ("Error rate", lambda p: p.error_rate, pct),
-        )
-        charts = "".join(
-            f'<div class="chart">{_svg_line_chart(t, r.series, f, fmt, r.bucket_s)}</div>' for t, f, fmt in specs
-        )
-        return f'<div class="charts">{charts}</div>{_legend()}'
-    return ""
+    svgs = chart_svgs(r, key)
+    if not svgs:
+        return '<p class="meta">no data to chart</p>' if key else ""
+    return '<div class="charts">' + "".join(f'<div class="chart">{svg}</div>' for svg in svgs) + "</div>"
 
 
 def to_html(r: Report) -> str:

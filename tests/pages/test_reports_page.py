@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import re
 import time
@@ -90,3 +92,24 @@ def test_an_empty_store_still_gives_a_valid_report(console_env):
     at = open_page()
     assert any("No discovery runs recorded in the last 24h" in i.value for i in at.info)
     assert len(downloads(at)) == 3
+
+
+def test_the_previews_show_the_overviews_charts_offline_and_markdown_without_entities(console_env):
+    """The HTML preview is the downloadable file: the Overview's charts as inline SVG, nothing fetched; the
+    Markdown preview escapes the Markdown way (an entity name keeps its characters, no "&amp;")."""
+    from console.live import LIVE_METRICS
+    from console.vocab import RUN_LATENCY
+
+    _record(console_env)
+    at = open_page()
+    (frame,) = at.get("iframe")
+    src = frame.proto.src
+    assert src.startswith("data:text/html;base64,")
+    page = base64.b64decode(src.split(",", 1)[1]).decode("utf-8")
+    assert page.count("<svg") == 5  # the confidence histogram and the Overview's four live charts
+    assert all(f">{html.escape(m.title)}</text>" in page for m in LIVE_METRICS)
+    assert not re.search(r"https?://|<script|<link|<img|src=|href=|url\(|@import", page, re.I)
+    md = next(c.value for c in at.code)
+    assert "\\<script>alert(1)\\</script>" in md
+    assert not re.search(r"&(#\d+|[a-z]+);", md)
+    assert f"p95 {RUN_LATENCY}" in md

@@ -591,12 +591,17 @@ def time_scale_help(time_scale: float) -> str:
     if time_scale == 1:
         return "real time"
     seconds_per_day = 86400.0 / time_scale
-    for limit, unit, size in ((120, "second", 1), (7200, "minute", 60), (172800, "hour", 3600)):
+    for limit, unit, size in (
+        (120, "second", 1),
+        (7200, "minute", 60),
+        (172800, "hour", 3600),
+        (math.inf, "day", 86400),
+    ):
         if seconds_per_day < limit:
             n = seconds_per_day / size
-            return f"one stage day every {n:.3g} wall {unit}{'' if n == 1 else 's'}"
-    n = seconds_per_day / 86400
-    return f"one stage day every {n:.3g} wall day{'' if n == 1 else 's'}"
+            count = f"{n:.3g}" if n < 1000 else f"{n:,.0f}"  # never "1e+04"
+            return f"one stage day every {count} wall {unit}{'' if n == 1 else 's'}"
+    return "time scale must be a positive number"  # not reached: the last limit is infinite
 
 
 # --------------------------------------------------------------------------- which buttons make sense now
@@ -672,8 +677,8 @@ def state_hint(
         return (
             "info",
             f"{stage} passed every success criterion. It is promoted automatically once its minimum "
-            f"duration of {min_days:g} days has passed (about {duration_text(left)} from now at time "
-            f"scale {time_scale:g}); Promote with Force to go now.",
+            f"duration of {min_days:g} stage days has passed (about {duration_text(left)} wall time from now, "
+            f"{time_scale_help(time_scale)}); tick Force and Promote to go now (it asks to confirm).",
         )
     if state == EffectiveState.INCONCLUSIVE:
         return (
@@ -1098,10 +1103,18 @@ def criteria_display(frame: pd.DataFrame, pp: float | None = None) -> pd.DataFra
                 "interval": interval,
                 "n": int(r["n"]),
                 "result": r["result"],
-                "reason": r["reason"] or MISSING,
+                "reason": reason_text(r["reason"]),
             }
         )
     return pd.DataFrame(rows, columns=list(CRITERIA_DISPLAY_COLUMNS))
+
+
+def reason_text(reason: Any) -> str:
+    """A verdict's or gate's reason with metric names in words ('not shown: cost reduction value -12.5 < 15')."""
+    text = str(reason or "")
+    for metric, (words, _) in METRIC_TEXT.items():
+        text = text.replace(metric, words)
+    return text or MISSING
 
 
 def _is_nan(v: Any) -> bool:
@@ -1117,7 +1130,7 @@ def records_display(records: Iterable[Mapping[str, Any] | Any]) -> pd.DataFrame:
     frame = decision_records_frame(records)
     frame["forced"] = frame["forced"].map(lambda f: "yes" if f else "")
     frame["phase"] = frame["phase"].map(lambda p: p or MISSING)
-    frame["reason"] = frame["reason"].map(lambda r: r or MISSING)
+    frame["reason"] = frame["reason"].map(reason_text)
     frame = frame.rename(columns={"candidate_hash": "candidate"})
     return display_frame(frame, names=("gate", "action", "phase"), specs={"n": ",.0f"})
 

@@ -449,7 +449,7 @@ def render_criteria(stage, policy) -> None:
         key="rollout_criteria",
         column_config={"n": st.column_config.NumberColumn("n", help="entities (hops for the error rate)")},
     )
-    st.caption(
+    st.caption(  # md-safe: numbers of the stage table and a constant of console.vocab
         f"Intervals at {policy.confidence:.0%}: paired bootstrap over entities ({policy.bootstrap_resamples:,} "
         f"resamples) for the cost and actionable changes and the p95 {ENGINE_TIME}, exact Clopper-Pearson for the "
         f"error rate. Triggers fire only from {policy.min_sample:,} entities. The actionable criterion is a "

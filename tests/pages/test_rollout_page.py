@@ -30,7 +30,7 @@ from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
 from tests.support.console_env import as_shown
-from tests.support.rollouts import SAME_DISCOVERY, hand_over_candidate
+from tests.support.rollouts import hand_over_candidate
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 PAGE = "pages/rollout.py"

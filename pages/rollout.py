@@ -23,7 +23,7 @@ from console.services import call, get_services
 from console.text import md_code, md_escape
 from console.vocab import ENGINE_TIME, human
 from engine import rollout
-from engine.core.configs import config_diff
+from engine.core.configs import config_diff, describe_diff
 from engine.core.errors import DiscoveryError
 from engine.core.params import ParameterConfig
 from engine.jobs.queue import recent_jobs
@@ -308,6 +308,7 @@ def render_promote_confirmation(status) -> None:
             )
             if changes:
                 st.dataframe(diff_frame(changes), hide_index=True, width="stretch", key="rollout_promote_diff")
+                st.caption(md_escape(f"In short: {describe_diff(changes)}."))
             else:
                 st.caption("No parameter differs: only the system changes.")
         else:

@@ -1131,14 +1131,25 @@ def records_display(records: Iterable[Mapping[str, Any] | Any]) -> pd.DataFrame:
     frame["forced"] = frame["forced"].map(lambda f: "yes" if f else "")
     frame["phase"] = frame["phase"].map(lambda p: p or MISSING)
     frame["reason"] = frame["reason"].map(reason_text)
-    frame = frame.rename(columns={"candidate_hash": "candidate"})
+    frame["at"] = frame["at"].map(time_cell)
+    frame = frame.rename(columns={"candidate_hash": "candidate", "at": "at (UTC)"})
     return display_frame(frame, names=("gate", "action", "phase"), specs={"n": ",.0f"})
+
+
+def time_cell(t: Any) -> str:
+    """A timestamp cell as text ('2026-12-01 21:54:10'); a missing one reads '—' (Streamlit draws NaT as 'None')."""
+    if t is None or t is pd.NaT or (isinstance(t, float) and math.isnan(t)):
+        return MISSING
+    return pd.Timestamp(t).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def jobs_display(jobs: Iterable[Any]) -> pd.DataFrame:
     """The rollout jobs table with states in words and no empty cell read as 'None'."""
     frame = jobs_frame(jobs)
     frame["message"] = frame["message"].map(lambda m: m or MISSING)
+    frame["created"] = frame["created"].map(time_cell)
+    frame["heartbeat"] = frame["heartbeat"].map(time_cell)
+    frame = frame.rename(columns={"created": "created (UTC)", "heartbeat": "last heartbeat (UTC)"})
     return display_frame(frame, names=("state",), specs={"done": ",.0f", "total": ",.0f"})
 
 

@@ -573,7 +573,6 @@ def live() -> None:
         hide_index=True,
         width="stretch",
         key="rollout_decisions",
-        column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss")},
     )
 
     # the downloads are made when clicked (on Streamlit's download thread), not at every poll; the defaults bind
@@ -712,9 +711,5 @@ with st.expander("Rollout jobs", icon=":material/work_history:"):
         hide_index=True,
         width="stretch",
         key="rollout_jobs",
-        column_config={
-            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
-            "created": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-            "heartbeat": st.column_config.DatetimeColumn("heartbeat (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-        },
+        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 
 from console import rollout_view as rv
@@ -216,9 +215,11 @@ def test_records_jobs_and_stage_table_have_no_raw_values(config):
     assert list(records["gate"]) == ["stage end", "start"] and list(records["action"]) == ["await operator", "start"]
     assert list(records["n"]) == ["10", "—"] and list(records["forced"]) == ["yes", ""]
     assert list(records["phase"]) == ["inconclusive", "—"]
+    assert list(records["at (UTC)"]) == ["1970-01-01 00:00:02", "1970-01-01 00:00:01"]
     table = rv.stage_table_display(config)
     assert "minimum duration (days)" in table.columns and not any("_" in c for c in table.columns)
     assert "cost reduction ≥ 15 %" in table.iloc[0]["success criteria"]
     job = make_job(JobState.CANCELLED, heartbeat=None)
     jobs = rv.jobs_display([job])
-    assert not RAW.search(pd.DataFrame(jobs.drop(columns=["created", "heartbeat"])).to_string())
+    assert jobs.iloc[0]["last heartbeat (UTC)"] == "—" and jobs.iloc[0]["state"] == "cancelled"
+    assert not RAW.search(jobs.to_string())

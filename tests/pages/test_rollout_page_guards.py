@@ -4,6 +4,8 @@ and a run that ended before the last stage says the live config did not change a
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -129,3 +131,29 @@ def test_a_second_pilot_of_the_same_candidate_says_it_exposed_no_entity(console)
     assert any(m.startswith("### Rollout 2 ") and "no entity exposed" in m for m in markdown(at))
     assert any("No entity was exposed (0/0 entities)" in as_shown(w.value) for w in at.warning)
     assert not any(m.startswith("### Rollout 2 ") and ":green-badge" in m for m in markdown(at))
+
+
+RAW_WORDS = ("None", "nan", "inf", "Infinity", "rolled_back", "stage_end", "await_operator", "min_duration_days")
+
+
+def rendered_text(at: AppTest) -> str:
+    """Everything the page drew as text: markdown, captions, alerts, buttons and every table cell."""
+    parts = [as_shown(m.value) for m in at.markdown] + shown_texts(at)
+    parts += [b.label for b in at.button] + [df.value.to_string() for df in at.dataframe]
+    return "\n".join(parts)
+
+
+def test_a_rolled_back_run_shows_no_raw_value_anywhere(console):
+    _, _, ops = console
+    at = open_page()
+    start(at, time_scale=1.0)
+    settle(ops)
+    at.run()
+    at.button(key="rollout_rollback").click().run()
+    at.button(key="rollout_confirm_rollback").click().run()
+    assert rollout.rollout_status(ops).state == "rolled_back"
+    at.run()
+    text = rendered_text(at)
+    raw = [w for w in RAW_WORDS if re.search(rf"(?<![\w-]){w}(?![\w-])", text)]
+    assert raw == [], text
+    assert "p95 engine time per entity" in text and "pp" in text

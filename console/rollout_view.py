@@ -954,8 +954,10 @@ def run_view(status: Any) -> RunView:
     label = labels.get(state) or human(state)
     if state == EffectiveState.STOPPED:
         kind, text = "warning", "The worker ended but the run is still open: Resume continues it, or Roll back."
-    if state in (EffectiveState.ROLLED_BACK, EffectiveState.CANCELLED):
-        notes.append("The live config did not change.")
+    if state in (EffectiveState.ROLLED_BACK, EffectiveState.CANCELLED) and status.message:
+        notes.append(str(status.message))  # who rolled back or cancelled it, and why, as typed
+    if state == EffectiveState.CANCELLED:
+        notes.append("The live config did not change.")  # only an active run can be cancelled
     return RunView(label, icon, colour, kind, text, label, None, tuple(notes))
 
 

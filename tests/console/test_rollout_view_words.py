@@ -62,6 +62,7 @@ def status(run, stages, state, *, job_state=JobState.SUCCEEDED, alive=False, hea
         worker_alive=alive,
         worker_note="",
         now=100.0,
+        message="",
         stage=lambda n: next((s for s in stages if s.name == n), None),
     )
 
@@ -223,3 +224,10 @@ def test_records_jobs_and_stage_table_have_no_raw_values(config):
     jobs = rv.jobs_display([job])
     assert jobs.iloc[0]["last heartbeat (UTC)"] == "—" and jobs.iloc[0]["state"] == "cancelled"
     assert not RAW.search(jobs.to_string())
+
+
+def test_a_rolled_back_run_says_who_and_why_as_typed():
+    rolled = status(run_info(("pilot",), state=RunState.ROLLED_BACK), [stage("pilot", "rolled_back")], "rolled_back")
+    rolled.message = "rolled back by console:bob: cost up"
+    view = rv.run_view(rolled)
+    assert view.label == "rolled back" and view.notes == ("rolled back by console:bob: cost up",)

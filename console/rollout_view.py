@@ -407,7 +407,10 @@ def _difference(new: float | None, old: float | None, fmt: str) -> str | None:
         return None
     if fmt == ".1%":
         return f"{(new - old) * 100:+.1f} pp vs old"
-    return f"{new - old:+.3f} vs old" if fmt.startswith("$") else f"{new - old:+.1f} ms vs old"
+    if fmt.startswith("$"):
+        d = new - old
+        return f"{'+' if d >= 0 else '-'}${abs(d):.3f} per entity vs old"
+    return f"{new - old:+.1f} ms vs old"
 
 
 def figure_tiles(latest: dict[str, SideBySide]) -> list[Tile]:
@@ -726,8 +729,8 @@ SKIPPED_AT_START = "skipped_at_start"
 #: timeline badge words where the state's own name would mislead
 STAGE_LABELS: dict[str, str] = {
     NOT_IN_RUN: "not in this run",
-    SKIPPED_AT_START: "skipped (started later)",
-    StageState.SKIPPED.value: "skipped (nothing left to expose)",
+    SKIPPED_AT_START: "skipped",  # short: a badge on a narrow card; the run's note says the run started later
+    StageState.SKIPPED.value: "nothing left",
 }
 STATE_STYLE[SKIPPED_AT_START] = (":material/skip_next:", "orange")
 
@@ -1171,3 +1174,8 @@ def stage_table_display(config: StageConfig) -> pd.DataFrame:
         for s in config.stages
     ]
     return pd.DataFrame(rows)
+
+
+def count_text(n: int, noun: str) -> str:
+    """'1 parameter', '3 parameters'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -440,7 +440,7 @@ def render_criteria(stage, policy) -> None:
     phase, reason, icon, colour = rv.verdict_summary(verdict)
     st.markdown(  # md-safe: icon and colour come from rv.PHASE_STYLE; the verdict's own texts are escaped
         f"**Verdict{f' after {verdict.n:,} entities' if verdict else ''}:** "
-        f":{colour}-badge[{icon} {md_escape(phase)}] {md_escape(reason)}"
+        f":{colour}-badge[{icon} {md_escape(phase)}] {md_escape(rv.reason_text(reason))}"
     )
     frame = rv.criteria_frame(verdict) if verdict else rv.policy_criteria_frame(policy)
     st.dataframe(
@@ -492,7 +492,10 @@ def render_header(status, view) -> None:
     changes = config_diff(
         ParameterConfig.from_dict(run.baseline_params), ParameterConfig.from_dict(run.candidate_params)
     )
-    with st.expander(f"What the candidate changes ({len(changes)} parameters)", icon=":material/difference:"):
+    with st.expander(
+        f"What the candidate changes against the old config ({rv.count_text(len(changes), 'parameter')})",
+        icon=":material/difference:",
+    ):
         if changes:
             st.dataframe(diff_frame(changes), hide_index=True, width="stretch", key="rollout_run_diff")
         else:
@@ -632,7 +635,7 @@ with st.expander("Start a rollout", icon=":material/rocket_launch:", expanded=no
             if offered and candidate
             else ""
         ),
-        LIVE: f"Live config {md_escape(live_label)} (dry run only: a live run would compare it with itself)",
+        LIVE: f"Live config: {md_escape(live_label)}, dry run only (a live run would compare it with itself)",
         FILE: "ParameterConfig file",
     }
     configs_dir = settings.data_dir / "configs"
@@ -683,7 +686,11 @@ with st.expander("Start a rollout", icon=":material/rocket_launch:", expanded=no
     else:
         changes = config_diff(live_cfg, chosen)
         if changes:
-            st.caption(md_escape(f"Candidate vs the live config {live_label}: {len(changes)} parameters change"))
+            st.caption(
+                md_escape(
+                    f"Candidate vs the live config {live_label}: {rv.count_text(len(changes), 'parameter')} change"
+                )
+            )
             st.dataframe(diff_frame(changes), hide_index=True, width="stretch", key="rollout_start_diff")
         else:
             st.caption(

@@ -411,7 +411,7 @@ def test_figure_tiles_format_each_metric_and_give_no_delta_without_an_old_side()
         "p95_engine_latency_ms": rv.SideBySide("p95_engine_latency_ms", None, 12.34, 0, 5),
     }
     cost, rate, p95 = rv.figure_tiles(latest)
-    assert (cost.label, cost.value, cost.delta) == ("Cost per entity · new", "$0.250", "-0.050 vs old")
+    assert (cost.label, cost.value, cost.delta) == ("Cost per entity · new", "$0.250", "-$0.050 per entity vs old")
     assert cost.delta_color == "inverse"
     assert cost.help == "old: $0.300 over 4 runs; new over 5 runs"
     assert (rate.value, rate.delta, rate.delta_color) == ("25.0%", "+5.0 pp vs old", "normal")

@@ -492,7 +492,7 @@ def render_header(status, view) -> None:
     changes = config_diff(
         ParameterConfig.from_dict(run.baseline_params), ParameterConfig.from_dict(run.candidate_params)
     )
-    with st.expander(
+    with st.expander(  # md-safe: a count and literal words
         f"What the candidate changes against the old config ({rv.count_text(len(changes), 'parameter')})",
         icon=":material/difference:",
     ):

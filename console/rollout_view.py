@@ -21,6 +21,7 @@ What the page draws, and where each figure comes from:
 from __future__ import annotations
 
 import math
+import time
 from bisect import insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import pandas as pd
 
 from console.live import Tile
 from console.naming import download_name, slug
+from console.vocab import ENGINE_TIME, MISSING, display_frame, fmt_num, fmt_pp, human
 from engine.core.percentiles import percentile_sorted
 from engine.monitoring.events import MetricEvent
 from engine.rollout.stages import StageConfig, StagePolicy
@@ -116,7 +118,7 @@ class TimelineStep:
 
     @property
     def badge(self) -> str:
-        return self.state.replace("_", " ")
+        return stage_label(self.state)
 
 
 def timeline_steps(
@@ -311,7 +313,7 @@ def verdict_summary(verdict: Verdict | Mapping[str, Any] | None) -> tuple[str, s
 SERIES_METRICS: dict[str, tuple[str, str, str]] = {
     "cost_per_entity": ("Cost per entity", "USD per entity (running mean)", "$.3f"),
     "actionable_rate": ("Actionable rate", "actionable runs / runs (running)", ".1%"),
-    "p95_engine_latency_ms": ("p95 latency", "p95 engine decision time, ms (running)", ",.1f"),
+    "p95_engine_latency_ms": (f"p95 {ENGINE_TIME}", f"p95 {ENGINE_TIME}, ms (running)", ",.1f"),
 }
 
 SERIES_COLUMNS = ("system", "entities", "at", "metric", "value")
@@ -405,7 +407,10 @@ def _difference(new: float | None, old: float | None, fmt: str) -> str | None:
         return None
     if fmt == ".1%":
         return f"{(new - old) * 100:+.1f} pp vs old"
-    return f"{new - old:+.3f} vs old" if fmt.startswith("$") else f"{new - old:+.1f} ms vs old"
+    if fmt.startswith("$"):
+        d = new - old
+        return f"{'+' if d >= 0 else '-'}${abs(d):.3f} per entity vs old"
+    return f"{new - old:+.1f} ms vs old"
 
 
 def figure_tiles(latest: dict[str, SideBySide]) -> list[Tile]:
@@ -549,20 +554,29 @@ def run_stage_states(
     names: Sequence[str], run_stages: Sequence[str] | None, states: Mapping[str, str]
 ) -> dict[str, str]:
     """State per stage of the stage table for one run: its own stages' states (``pending`` until reached),
-    ``not_in_run`` for stages the run does not go through (a run of one stage); all pending without a run."""
+    ``skipped_at_start`` for stages before its first (it started later), ``not_in_run`` for stages after its
+    last (it ends earlier); all pending without a run."""
     if run_stages is None:
         return {n: str(StageState.PENDING) for n in names}
-    return {n: (str(states.get(n, StageState.PENDING)) if n in run_stages else NOT_IN_RUN) for n in names}
+    first = names.index(run_stages[0]) if run_stages and run_stages[0] in names else 0
+    return {
+        n: (
+            str(states.get(n, StageState.PENDING)) if n in run_stages else SKIPPED_AT_START if i < first else NOT_IN_RUN
+        )
+        for i, n in enumerate(names)
+    }
 
 
-def stage_detail(done: int, total: int, elapsed_days: float, min_days: float, state: str) -> str:
-    """'7/10 entities · 1.25 of 3 days' (just the entities while nothing ran yet)."""
-    if state in (StageState.PENDING, NOT_IN_RUN):
+def stage_detail(
+    done: int, total: int, elapsed_days: float, min_days: float, state: str, time_scale: float = 1.0
+) -> str:
+    """'7/10 entities · 1.25 of 3 stage days · …' (just the entities while nothing ran yet); a stage that
+    exposed nobody says so."""
+    if state in (StageState.PENDING, NOT_IN_RUN, SKIPPED_AT_START):
         return ""
-    text = f"{done:,}/{total:,} entities"
-    if state != StageState.SKIPPED:
-        text += f" · {elapsed_days:.2f} of {min_days:g} days"
-    return text
+    text = f"{done:,}/{total:,} entities" + (" (none exposed)" if total == 0 else "")
+    clock = stage_clock(state, elapsed_days, min_days, time_scale)
+    return f"{text} · {clock}" if clock else text
 
 
 # --------------------------------------------------------------------------- downloads
@@ -574,15 +588,23 @@ def report_file_name(what: str, now: float, ext: str = "md") -> str:
 
 
 def time_scale_help(time_scale: float) -> str:
-    """What a time scale means in words: 86400 -> 'one stage day passes every 1 s'."""
+    """What a time scale means in words: 1 -> 'real time', 36000 -> 'one stage day every 2.4 wall seconds'."""
     if not time_scale > 0 or math.isinf(time_scale):
         return "time scale must be a positive number"
+    if time_scale == 1:
+        return "real time"
     seconds_per_day = 86400.0 / time_scale
-    if seconds_per_day < 120:
-        return f"one stage day passes every {seconds_per_day:.3g} s"
-    if seconds_per_day < 7200:
-        return f"one stage day passes every {seconds_per_day / 60:.3g} min"
-    return f"one stage day passes every {seconds_per_day / 3600:.3g} h"
+    for limit, unit, size in (
+        (120, "second", 1),
+        (7200, "minute", 60),
+        (172800, "hour", 3600),
+        (math.inf, "day", 86400),
+    ):
+        if seconds_per_day < limit:
+            n = seconds_per_day / size
+            count = f"{n:.3g}" if n < 1000 else f"{n:,.0f}"  # never "1e+04"
+            return f"one stage day every {count} wall {unit}{'' if n == 1 else 's'}"
+    return "time scale must be a positive number"  # not reached: the last limit is infinite
 
 
 # --------------------------------------------------------------------------- which buttons make sense now
@@ -643,17 +665,6 @@ def available_actions(state: str | None, stage_state: str | None = None) -> dict
 FAULT_PAUSE_PREFIX = "paused by a fault"
 
 
-def duration_text(seconds: float) -> str:
-    """A short real-time duration: '45 s', '12 min', '3.5 h', '2.1 days'."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 def state_hint(
     state: str | None,
     stage_name: str | None,
@@ -669,8 +680,8 @@ def state_hint(
         return (
             "info",
             f"{stage} passed every success criterion. It is promoted automatically once its minimum "
-            f"duration of {min_days:g} days has passed (about {duration_text(left)} from now at time "
-            f"scale {time_scale:g}); Promote with Force to go now.",
+            f"duration of {min_days:g} stage days has passed (about {duration_text(left)} wall time from now, "
+            f"{time_scale_help(time_scale)}); tick Force and Promote to go now (it asks to confirm).",
         )
     if state == EffectiveState.INCONCLUSIVE:
         return (
@@ -706,3 +717,465 @@ def state_hint(
     if state == EffectiveState.QUEUED:
         return ("info", "Queued: a worker process is starting.")
     return None
+
+
+# --------------------------------------------------------------------------- words for the page (issue 12)
+
+
+#: stage states after which a stage's clock stands still
+DECIDED_STAGE_STATES = (StageState.PROMOTED, StageState.ROLLED_BACK, StageState.SKIPPED, StageState.CANCELLED)
+#: a stage of the table before the run's first stage: the run started later and did not run it
+SKIPPED_AT_START = "skipped_at_start"
+#: timeline badge words where the state's own name would mislead
+STAGE_LABELS: dict[str, str] = {
+    NOT_IN_RUN: "not in this run",
+    SKIPPED_AT_START: "skipped",  # short: a badge on a narrow card; the run's note says the run started later
+    StageState.SKIPPED.value: "nothing left",
+}
+STATE_STYLE[SKIPPED_AT_START] = (":material/skip_next:", "orange")
+
+
+def stage_label(state: str) -> str:
+    """A stage or run state as an operator reads it (never its snake_case name)."""
+    return STAGE_LABELS.get(str(state), "") or human(state)
+
+
+def wall_seconds(stage_days: float, time_scale: float) -> float:
+    """How long ``stage_days`` stage days take on the wall clock under ``time_scale``."""
+    return max(0.0, stage_days) * 86400.0 / time_scale if time_scale > 0 else math.inf
+
+
+def stage_clock(state: str, elapsed_days: float, min_days: float, time_scale: float) -> str:
+    """Elapsed and remaining time of a stage in stage days and wall time; frozen once the stage is decided.
+
+    'promoted after 1.25 of 3 stage days (3 s wall time)' / '1.25 of 3 stage days · 1.75 left (about 4 s wall
+    time)' / '3.50 of 3 stage days: minimum duration reached'. Empty for a stage not reached.
+    """
+    state = str(state)
+    if state in (StageState.PENDING, NOT_IN_RUN, SKIPPED_AT_START, StageState.SKIPPED):
+        return ""
+    shown = f"{elapsed_days:.2f} of {min_days:g} stage days"
+    wall = duration_text(wall_seconds(elapsed_days, time_scale))
+    if state in DECIDED_STAGE_STATES:
+        return f"{stage_label(state)} after {shown} ({wall} wall time)"
+    left = max(0.0, min_days - elapsed_days)
+    if left <= 0:
+        return f"{shown} ({wall} wall time): minimum duration reached"
+    return f"{shown} · {left:.2f} left (about {duration_text(wall_seconds(left, time_scale))} wall time)"
+
+
+def promote_countdown(state: str, elapsed_days: float, min_days: float, time_scale: float, now: float) -> str:
+    """When Promote works without Force, for a soaking or inconclusive stage ('' otherwise)."""
+    if str(state) not in (StageState.SOAKING, StageState.INCONCLUSIVE):
+        return ""
+    left_s = wall_seconds(min_days - elapsed_days, time_scale)
+    if left_s <= 0:
+        return "The minimum duration has passed: Promote works without Force."
+    if math.isinf(left_s):
+        return "Promote needs Force: the minimum duration cannot pass at this time scale."
+    when = time.strftime("%H:%M:%S UTC", time.gmtime(now + left_s))
+    auto = " (a passed stage is promoted automatically then)" if str(state) == StageState.SOAKING else ""
+    return f"Promote works without Force in about {duration_text(left_s)}, at {when}{auto}."
+
+
+def duration_text(seconds: float) -> str:
+    """A short wall-clock duration: '0.4 s', '45 s', '12 min', '3.5 h', '2.1 days'."""
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+@dataclass(frozen=True)
+class StartGuard:
+    """Whether a start needs the operator's acknowledgement, and why (one line each)."""
+
+    reasons: tuple[str, ...]
+
+    @property
+    def needs_ack(self) -> bool:
+        return bool(self.reasons)
+
+    def ack_label(self) -> str:
+        return "I understand: " + "; ".join(self.reasons)
+
+    def refusal(self) -> str:
+        return "tick the acknowledgement first: " + "; ".join(self.reasons)
+
+
+def start_guard(
+    config: StageConfig, stage: str, entity_limit: int | None, dry_run: bool, passed: Sequence[str] = ()
+) -> StartGuard:
+    """What a start skips or risks: starting later than the first stage (except over stages that ``passed``
+    in the run being continued), or going live on every entity at once (the start stage exposes all of them,
+    no entity limit, not a dry run)."""
+    names = config.names()
+    reasons = []
+    skipped = [n for n in (names[: names.index(stage)] if stage in names else []) if n not in passed]
+    if skipped:
+        reasons.append(f"this rollout skips {', '.join(skipped)} and starts at {stage}")
+    first = names[0] if stage == "all" else stage
+    if first in names and config.stage(first).entities is None and not entity_limit and not dry_run:
+        reasons.append(f"{first} runs the candidate live on every entity of the graph at once")
+    return StartGuard(tuple(reasons))
+
+
+def candidate_offered(candidate: Mapping[str, Any] | None, live_hash: str) -> bool:
+    """The handed-over candidate is offered unless there is none or it is already the live config (consumed)."""
+    return bool(candidate) and str((candidate or {}).get("hash")) != live_hash
+
+
+def config_label(hash_: str, source: str = "", *, defaults_hash: str = "") -> str:
+    """'`abc123` (file x.json)' / 'the defaults (`abc123`)' for a config named in words."""
+    if defaults_hash and hash_ == defaults_hash:
+        return f"the defaults ({hash_})"
+    return f"{hash_} ({source})" if source else hash_
+
+
+@dataclass(frozen=True)
+class RunView:
+    """Everything the page says about a run's state: ONE function (``run_view``) makes every line of it."""
+
+    label: str  # the header badge: 'completed · live config changed', 'running pilot', ...
+    icon: str
+    colour: str
+    hint_kind: str  # info | warning | error | success | '' (nothing to say)
+    hint: str
+    progress_label: str  # the word the progress bar carries after the entity count
+    continue_to: str | None = None  # the next stage of the table, for a run that ended before the last
+    notes: tuple[str, ...] = ()  # further lines (skipped stages, no entity exposed, live config unchanged)
+
+
+def _exposed(status: Any) -> int:
+    return sum(s.done for s in status.stages)
+
+
+def run_view(status: Any) -> RunView:
+    """The run's state in words and colour, from a RolloutStatus; never two lines that contradict.
+
+    Completed runs are told apart: live config changed, dry run, ended before the last stage of the table
+    (live config unchanged, continue offered), nothing exposed ('0/0 entities'), last stage skipped.
+    """
+    run = status.run
+    state = str(status.state)
+    if run is None:
+        return RunView("no rollout", *state_style(None), "", "", "")
+    stage = status.stage(status.current_stage) if status.current_stage else None
+    name = status.current_stage or "the stage"
+    notes: list[str] = []
+    if run.skipped_stages:
+        notes.append(f"This run started at {run.stages[0]}: {', '.join(run.skipped_stages)} skipped.")
+    exposed = _exposed(status)
+    last_table_stage = run.stages_of_table[-1] if run.stages_of_table else None
+    icon, colour = state_style(state)
+    if state == EffectiveState.COMPLETED:
+        last = status.stage(run.stages[-1]) if run.stages else None
+        if exposed == 0:
+            notes.append(
+                "No entity was exposed (0/0 entities): every entity of its stages already ran this candidate in "
+                "an earlier run, or none was left. Nothing was measured and the live config did not change."
+            )
+            return RunView(
+                "completed · no entity exposed",
+                ":material/block:",
+                "orange",
+                "warning",
+                notes[-1],
+                "nothing exposed",
+                run.next_stage,
+                tuple(notes[:-1]),
+            )
+        if run.dry_run:
+            return RunView(
+                "dry run completed",
+                ":material/science:",
+                "blue",
+                "info",
+                "Dry run: both systems ran in shadow; nothing live was written and the live config did not change.",
+                "dry run completed",
+                run.next_stage,
+                tuple(notes),
+            )
+        if run.next_stage is not None:
+            return RunView(
+                f"ended after {run.stages[-1]} · live config unchanged",
+                ":material/flag:",
+                "blue",
+                "info",
+                f"This run ended after {run.stages[-1]}: the live config did NOT change. Continue to "
+                f"{run.next_stage} to take the same candidate further.",
+                "stage promoted",
+                run.next_stage,
+                tuple(notes),
+            )
+        if last is not None and last.state == StageState.SKIPPED and last.name == last_table_stage:
+            return RunView(
+                f"completed · {last.name} skipped",
+                ":material/skip_next:",
+                "orange",
+                "warning",
+                f"{last.name} was skipped (no entity left to expose): the live config did NOT change.",
+                "skipped",
+                None,
+                tuple(notes),
+            )
+        return RunView(
+            "completed · live config changed",
+            icon,
+            colour,
+            "success",
+            f"{run.candidate_hash} is now the live config (was {run.baseline_hash}).",
+            "promoted",
+            None,
+            tuple(notes),
+        )
+    hint = state_hint(
+        state,
+        status.current_stage,
+        stage.elapsed_days if stage else 0.0,
+        stage.min_duration_days if stage else 0.0,
+        run.time_scale,
+        note=_job_note(status),
+    )
+    kind, text = hint or ("", "")
+    labels = {
+        EffectiveState.RUNNING.value: f"running {name}",
+        EffectiveState.SOAKING.value: f"{name} passed · soaking",
+        EffectiveState.INCONCLUSIVE.value: f"{name} inconclusive · waiting for you",
+        EffectiveState.QUEUED.value: "queued · waiting for a worker",
+        EffectiveState.PAUSED.value: f"paused in {name}",
+        EffectiveState.DEAD.value: "worker stopped",
+        EffectiveState.FAILED.value: "failed",
+        EffectiveState.STOPPED.value: "worker ended · run still open",
+    }
+    label = labels.get(state) or human(state)
+    if state == EffectiveState.STOPPED:
+        kind, text = "warning", "The worker ended but the run is still open: Resume continues it, or Roll back."
+    if state in (EffectiveState.ROLLED_BACK, EffectiveState.CANCELLED) and status.message:
+        notes.append(str(status.message))  # who rolled back or cancelled it, and why, as typed
+    if state == EffectiveState.CANCELLED:
+        notes.append("The live config did not change.")  # only an active run can be cancelled
+    return RunView(label, icon, colour, kind, text, label, None, tuple(notes))
+
+
+def _job_note(status: Any) -> str:
+    job = status.job
+    if job is not None and job.error:
+        return str(job.error)
+    if job is not None and str(job.message).startswith(FAULT_PAUSE_PREFIX):
+        return str(job.message)
+    return worker_text(status)
+
+
+def worker_text(status: Any) -> str:
+    """The worker in words: 'alive, last heartbeat 2 s ago' / 'ended (job succeeded)' / 'waiting for a worker'."""
+    job = status.job
+    if job is None:
+        return "no worker"
+    state = str(job.state)
+    if state == "queued":
+        return "waiting for a worker process to start"
+    if status.worker_alive:
+        beat = job.heartbeat_at or job.started_at or job.created_at
+        return f"alive, last heartbeat {duration_text(max(0.0, status.now - beat))} ago"
+    if state in ("running", "paused"):
+        return f"stopped ({status.worker_note})"
+    return f"ended (job {human(state)})"
+
+
+@dataclass(frozen=True)
+class PromotionPlan:
+    """What a Promote click would do, so the page can ask first when it matters."""
+
+    stage: str
+    next_stage: str | None  # the stage that starts next in this run
+    makes_live: bool  # promoting this stage makes the candidate the live config
+    forced: bool  # before the minimum duration, with Force
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.makes_live or self.forced
+
+
+def promotion_plan(status: Any, force: bool) -> PromotionPlan | None:
+    """The plan for promoting the run's current stage now (None without a run or stage)."""
+    run = status.run
+    stage = status.stage(status.current_stage) if run and status.current_stage else None
+    if stage is None:
+        return None
+    i = run.stages.index(stage.name)
+    nxt = run.stages[i + 1] if i + 1 < len(run.stages) else None
+    last_of_table = bool(run.stages_of_table) and stage.name == run.stages_of_table[-1]
+    return PromotionPlan(
+        stage=stage.name,
+        next_stage=nxt,
+        makes_live=nxt is None and last_of_table and not run.dry_run,
+        forced=bool(force) and stage.elapsed_days < stage.min_duration_days,
+    )
+
+
+def promotion_message(
+    plan: PromotionPlan, candidate: str, old: str, *, dry_run: bool, next_of_table: str | None
+) -> str:
+    """What the page says after a promotion, in words."""
+    forced = " (forced)" if plan.forced else ""
+    if plan.makes_live:
+        return f"{candidate} is now the live config (was {old}){forced}."
+    if plan.next_stage:
+        return f"{plan.stage} passed{forced}: the {plan.next_stage} stage starts now."
+    tail = f"; continue to {next_of_table} to take it further" if next_of_table else ""
+    return (
+        f"{plan.stage} promoted{forced}: this run ends here and the live config did NOT change"
+        + (" (dry run)" if dry_run else "")
+        + tail
+        + "."
+    )
+
+
+# --------------------------------------------------------------------------- tables with units and words
+
+
+#: metric -> (words, unit) for criteria and thresholds
+METRIC_TEXT: dict[str, tuple[str, str]] = {
+    "cost_reduction_pct": ("cost reduction", "%"),
+    "cost_increase_pct": ("cost increase", "%"),
+    "actionable_increase_pct": ("actionable change (relative)", "%"),
+    "error_rate_pct": ("error rate", "%"),
+    "p95_latency_ms": (f"p95 {ENGINE_TIME}", "ms"),
+}
+OP_TEXT = {">=": "≥", ">": ">", "<=": "≤", "<": "<"}
+
+
+def threshold_text(metric: str, op: str, threshold: float) -> str:
+    """'≥ 15 %', '< 500 ms'."""
+    unit = METRIC_TEXT.get(str(metric), ("", ""))[1]
+    return f"{OP_TEXT.get(op, op)} {threshold:g} {unit}".rstrip()
+
+
+def criterion_text(metric: str, op: str, threshold: float) -> str:
+    """'cost reduction ≥ 15 %'."""
+    words = METRIC_TEXT.get(str(metric), (human(metric), ""))[0]
+    return f"{words} {threshold_text(metric, op, threshold)}"
+
+
+def measured_text(metric: str, value: float | None, pp: float | None = None) -> str:
+    """A measured value with its unit; the actionable change also in points when known ('−60.0 % (−30.0 pp)')."""
+    unit = METRIC_TEXT.get(str(metric), ("", ""))[1]
+    signed = str(metric) in ("cost_reduction_pct", "cost_increase_pct", "actionable_increase_pct")
+    text = fmt_num(value, "+,.1f" if signed else ",.1f", unit=f" {unit}" if unit else "")
+    if str(metric) == "actionable_increase_pct" and pp is not None and value is not None:
+        text += f" relative ({fmt_pp(pp)})"
+    return text.replace("-", "−") if value is not None else text
+
+
+def actionable_pp(paired: Any) -> float | None:
+    """The candidate's actionable rate minus the old system's over the stage's paired entities (a fraction)."""
+    if paired is None or not getattr(paired, "paired", 0):
+        return None
+    return (paired.new_actionable - paired.old_actionable) / paired.paired
+
+
+CRITERIA_DISPLAY_COLUMNS = ("kind", "criterion", "threshold", "test", "measured", "interval", "n", "result", "reason")
+
+
+def criteria_display(frame: pd.DataFrame, pp: float | None = None) -> pd.DataFrame:
+    """A ``criteria_frame`` / ``policy_criteria_frame`` as the page shows it: thresholds and values with
+    units, criteria in words, the actionable change also in pp, nothing read 'None', 'nan' or 'inf'."""
+    rows = []
+    for _, r in frame.iterrows():
+        metric = str(r["metric"])
+        low, high = r["low"], r["high"]
+        unit = METRIC_TEXT.get(metric, ("", ""))[1]
+        interval = (
+            MISSING
+            if low is None and high is None or (_is_nan(low) and _is_nan(high))
+            else f"{fmt_num(_clean(low), ',.1f')} to {fmt_num(_clean(high), ',.1f')} {unit}".rstrip()
+        )
+        value = _clean(r["value"])
+        rows.append(
+            {
+                "kind": r["kind"],
+                "criterion": criterion_text(metric, str(r["op"]), float(r["threshold"])),
+                "threshold": threshold_text(metric, str(r["op"]), float(r["threshold"])),
+                "test": "interval bound" if r["test"] == "bound" else "measured value",
+                "measured": measured_text(metric, value, pp),
+                "interval": interval,
+                "n": int(r["n"]),
+                "result": r["result"],
+                "reason": reason_text(r["reason"]),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(CRITERIA_DISPLAY_COLUMNS))
+
+
+def reason_text(reason: Any) -> str:
+    """A verdict's or gate's reason with metric names in words ('not shown: cost reduction value -12.5 < 15')."""
+    text = str(reason or "")
+    for metric, (words, _) in METRIC_TEXT.items():
+        text = text.replace(metric, words)
+    return text or MISSING
+
+
+def _is_nan(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _clean(v: Any) -> float | None:
+    return None if _is_nan(v) else float(v)
+
+
+def records_display(records: Iterable[Mapping[str, Any] | Any]) -> pd.DataFrame:
+    """Decision records for the page: words for gates, actions and phases, 'yes' for forced, '—' for missing."""
+    frame = decision_records_frame(records)
+    frame["forced"] = frame["forced"].map(lambda f: "yes" if f else "")
+    frame["phase"] = frame["phase"].map(lambda p: p or MISSING)
+    frame["reason"] = frame["reason"].map(reason_text)
+    frame["at"] = frame["at"].map(time_cell)
+    frame = frame.rename(columns={"candidate_hash": "candidate", "at": "at (UTC)"})
+    return display_frame(frame, names=("gate", "action", "phase"), specs={"n": ",.0f"})
+
+
+def time_cell(t: Any) -> str:
+    """A timestamp cell as text ('2026-12-01 21:54:10'); a missing one reads '—' (Streamlit draws NaT as 'None')."""
+    if t is None or t is pd.NaT or (isinstance(t, float) and math.isnan(t)):
+        return MISSING
+    return pd.Timestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def jobs_display(jobs: Iterable[Any]) -> pd.DataFrame:
+    """The rollout jobs table with states in words and no empty cell read as 'None'."""
+    frame = jobs_frame(jobs)
+    frame["message"] = frame["message"].map(lambda m: m or MISSING)
+    frame["created"] = frame["created"].map(time_cell)
+    frame["heartbeat"] = frame["heartbeat"].map(time_cell)
+    frame = frame.rename(columns={"created": "created (UTC)", "heartbeat": "last heartbeat (UTC)"})
+    return display_frame(frame, names=("state",), specs={"done": ",.0f", "total": ",.0f"})
+
+
+def stage_table_display(config: StageConfig) -> pd.DataFrame:
+    """The stage table with criteria in words and units and column names in words."""
+    rows = [
+        {
+            "stage": s.name,
+            "entities": entities_label(s.entities),
+            "minimum duration (days)": float(s.min_duration_days),
+            "batch size": s.batch_size,
+            "minimum sample": s.min_sample,
+            "shadow fraction": float(s.shadow_fraction),
+            "success criteria": "; ".join(criterion_text(str(c.metric), c.op, c.threshold) for c in s.success),
+            "rollback triggers": "; ".join(criterion_text(str(c.metric), c.op, c.threshold) for c in s.rollback),
+        }
+        for s in config.stages
+    ]
+    return pd.DataFrame(rows)
+
+
+def count_text(n: int, noun: str) -> str:
+    """'1 parameter', '3 parameters'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

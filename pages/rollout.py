@@ -16,11 +16,16 @@ from typing import Literal, cast
 import streamlit as st
 
 from console import rollout_view as rv
+from console.configs_view import diff_frame
 from console.feedback import Feedback
 from console.identity import actor, operator_field
 from console.services import call, get_services
 from console.text import md_code, md_escape
+from console.vocab import ENGINE_TIME, human
 from engine import rollout
+from engine.core.configs import config_diff, describe_diff
+from engine.core.errors import DiscoveryError
+from engine.core.params import ParameterConfig
 from engine.jobs.queue import recent_jobs
 from engine.monitoring.events import query_events
 from engine.rollout.stages import load_stage_config
@@ -43,11 +48,15 @@ st.title("Rollout")
 st.caption(
     "A candidate system goes out pilot → limited → production, paired against the old system on the same "
     "entities. Every stage ends in a verdict: pass (promote after the minimum duration), fail (rolled back "
-    "automatically) or inconclusive (waits for you). The work runs in a worker process; this page polls it."
+    "automatically) or inconclusive (waits for you). Only promoting the last stage changes the live config. The "
+    "work runs in a worker process; this page polls it."
 )
 
 
 stage_config = call(load_stage_config)
+
+
+DEFAULTS_HASH = ParameterConfig().hash()
 
 
 # --------------------------------------------------------------------------- actions (callbacks: one engine call each)
@@ -61,11 +70,39 @@ def control(label: str, fn, run_id: int, done: str, **kwargs) -> None:
     feedback.act(label, fn, ops, run_id, actor(), done=f"{label}: {done}", **kwargs)
 
 
+def started(run_id: int) -> str:
+    status = rollout.rollout_status(ops, run_id)
+    run = status.run
+    skipped = f"; skipped: {', '.join(run.skipped_stages)}" if run and run.skipped_stages else ""
+    return f"Start: rollout {run_id} started ({' → '.join(run.stages) if run else ''}{skipped})"
+
+
+def chosen_config(choice: str, path: str) -> tuple[ParameterConfig | None, str]:
+    """The config the start form's choice names, or None with why (a file not given or not readable)."""
+    if choice == CANDIDATE:
+        cand = rollout.candidate_config(ops)
+        return cand, "" if cand else "no candidate was handed over"
+    if choice == LIVE:
+        return rollout.live_config(ops), ""
+    if not path:
+        return None, "choose the candidate's ParameterConfig JSON file (a path on this machine)"
+    try:
+        return ParameterConfig.load(path), ""
+    except DiscoveryError as exc:
+        return None, str(exc)
+
+
 def start() -> None:
     choice = ss["rollout_candidate"]
     path = (ss.get("rollout_config_file") or "").strip()
     if choice == FILE and not path:
         feedback.flash("Start: choose the candidate's ParameterConfig JSON file (a path on this machine)", "error")
+        return
+    entities = int(ss["rollout_entities"]) or None
+    dry_run = bool(ss["rollout_dry_run"])
+    guard = rv.start_guard(stage_config, ss["rollout_stage"], entities, dry_run)
+    if guard.needs_ack and not ss.get("rollout_ack"):
+        feedback.flash(f"Start: {guard.refusal()}", "error")
         return
     run_id = feedback.act(
         "Start",
@@ -73,21 +110,101 @@ def start() -> None:
         settings,
         ops,
         stage=ss["rollout_stage"],
-        entities=int(ss["rollout_entities"]) or None,
+        entities=entities,
         config_file=path if choice == FILE else None,
-        dry_run=bool(ss["rollout_dry_run"]),
+        use_live_config=choice == LIVE,
+        dry_run=dry_run,
         time_scale=float(ss["rollout_time_scale"]),
         actor=actor(),
         graph=services.graph,
-        done=lambda run_id: f"Start: rollout {run_id} queued; a worker process is starting",
+        done=started,
     )
+    ss["rollout_ack"] = False
     if run_id is not None:
         ss["rollout_run"] = LATEST
         ss.pop("rollout_confirm", None)
+        ss.pop("rollout_promote_confirm", None)
 
 
-def promote(run_id: int) -> None:
-    feedback.act("Promote", rollout.promote, ops, run_id, actor(), force=bool(ss.get("rollout_force")))
+def continue_run(run_id: int, stage: str, needs_ack: bool, refusal: str) -> None:
+    """Start the next stage of the table for the same candidate (same population, time scale, dry run)."""
+    if needs_ack and not ss.get("rollout_continue_ack"):
+        feedback.flash(f"Continue: {refusal}", "error")
+        return
+    ss["rollout_continue_ack"] = False
+    run = by_id_now(run_id)
+    new_id = feedback.act(
+        "Continue",
+        rollout.start_rollout,
+        settings,
+        ops,
+        stage=stage,
+        entities=run.entity_limit,
+        from_run=run_id,
+        dry_run=run.dry_run,
+        time_scale=run.time_scale,
+        actor=actor(),
+        graph=services.graph,
+        done=lambda new: f"Continue: rollout {new} started at {stage} with the candidate of rollout {run_id}",
+    )
+    if new_id is not None:
+        ss["rollout_run"] = LATEST
+
+
+def by_id_now(run_id: int):
+    status = rollout.rollout_status(ops, run_id, decisions=0)
+    if status.run is None:  # a run picked on this page exists: only a deleted OpsDB loses it
+        raise rollout.UnknownRollout(run_id)
+    return status.run
+
+
+def promote_now(run_id: int, force: bool) -> None:
+    """Promote with a message in words: what starts next, or what is live now."""
+    status = rollout.rollout_status(ops, run_id, decisions=0)
+    plan = rv.promotion_plan(status, force)
+    run = status.run
+    if plan is None or run is None:
+        feedback.flash("Promote: the run has no stage to promote", "error")
+        return
+    candidate = rv.config_label(run.candidate_hash, run.candidate_source)
+    old = rv.config_label(run.baseline_hash, defaults_hash=DEFAULTS_HASH)
+    feedback.act(
+        "Promote",
+        rollout.promote,
+        ops,
+        run_id,
+        actor(),
+        force=plan.forced,
+        done=lambda _: (
+            "success",
+            "Promote: " + rv.promotion_message(plan, candidate, old, dry_run=run.dry_run, next_of_table=run.next_stage),
+        ),
+    )
+
+
+def ask_promote(run_id: int) -> None:
+    """Promote: straight on into a next stage; confirm first when it is forced or makes the candidate live.
+    Force resets at every click, so it never stays ticked for the next one."""
+    force = bool(ss.get("rollout_force"))
+    ss["rollout_force"] = False
+    status = rollout.rollout_status(ops, run_id, decisions=0)
+    plan = rv.promotion_plan(status, force)
+    if plan is not None and plan.needs_confirmation:
+        ss["rollout_promote_confirm"] = {"run": run_id, "force": plan.forced, "stage": plan.stage}
+        return
+    promote_now(run_id, force)
+
+
+def confirm_promote(run_id: int) -> None:
+    asked = ss.pop("rollout_promote_confirm", None) or {}
+    ss["rollout_force"] = False
+    promote_now(run_id, bool(asked.get("force")))
+
+
+def cancel_promote() -> None:
+    ss.pop("rollout_promote_confirm", None)
+    ss["rollout_force"] = False
+    feedback.flash("Promote: not promoted", "info")
 
 
 def ask_rollback(run_id: int) -> None:
@@ -126,7 +243,7 @@ def run_label(run_id: int) -> str:
         return f"Latest (rollout {runs[0].id})" if runs else "Latest"
     r = by_id[run_id]
     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.created_at))
-    return f"Rollout {r.id} · {r.target}{' · dry run' if r.dry_run else ''} · {r.state} · {when} UTC"
+    return f"Rollout {r.id} · {r.target}{' · dry run' if r.dry_run else ''} · {human(r.state)} · {when} UTC"
 
 
 st.selectbox("Rollout run", [LATEST, *by_id], format_func=run_label, key="rollout_run")
@@ -140,8 +257,10 @@ def render_timeline(status) -> None:
     states = rv.run_stage_states(
         stage_config.names(), run.stages if run else None, {s.name: s.state for s in status.stages}
     )
+    scale = run.time_scale if run else stage_config.time_scale
     details = {
-        s.name: rv.stage_detail(s.done, s.total, s.elapsed_days, s.min_duration_days, s.state) for s in status.stages
+        s.name: rv.stage_detail(s.done, s.total, s.elapsed_days, s.min_duration_days, s.state, scale)
+        for s in status.stages
     }
     steps = rv.timeline_steps(stage_config, states, current=status.current_stage, details=details)
     for column, step in zip(st.columns(len(steps)), steps):
@@ -154,10 +273,69 @@ def render_timeline(status) -> None:
                 st.caption(md_escape(step.detail))
 
 
+def render_promote_confirmation(status) -> None:
+    asked = ss.get("rollout_promote_confirm") or {}
+    run = status.run
+    if asked.get("run") != run.id:
+        return
+    plan = rv.promotion_plan(status, bool(asked.get("force")))
+    if plan is None or plan.stage != asked.get("stage"):
+        ss.pop("rollout_promote_confirm", None)
+        return
+    with st.container(border=True, key="rollout_promote_box"):
+        stage = status.stage(plan.stage)
+        if plan.forced and stage is not None:
+            st.warning(
+                md_escape(
+                    f"Force-promote {plan.stage} before its minimum duration: "
+                    f"{stage.elapsed_days:.2f} of {stage.min_duration_days:g} stage days have passed. "
+                    "The decision record marks it as forced."
+                ),
+                icon=":material/bolt:",
+            )
+        if plan.makes_live:
+            candidate = rv.config_label(run.candidate_hash, run.candidate_source)
+            old = rv.config_label(run.baseline_hash, defaults_hash=DEFAULTS_HASH)
+            st.warning(
+                md_escape(
+                    f"Promoting {plan.stage} makes {candidate} the live config (now {old}): every entity "
+                    "no rollout holds runs with it from then on. These parameters change:"
+                ),
+                icon=":material/warning:",
+            )
+            changes = config_diff(
+                ParameterConfig.from_dict(run.baseline_params), ParameterConfig.from_dict(run.candidate_params)
+            )
+            if changes:
+                st.dataframe(diff_frame(changes), hide_index=True, width="stretch", key="rollout_promote_diff")
+                st.caption(md_escape(f"In short: {describe_diff(changes)}."))
+            else:
+                st.caption("No parameter differs: only the system changes.")
+        else:
+            st.info(
+                md_escape(
+                    f"Promote {plan.stage}: "
+                    + (f"the {plan.next_stage} stage starts next." if plan.next_stage else "the run ends here.")
+                )
+            )
+        k1, k2 = st.columns(2)
+        k1.button(
+            "Confirm forced promotion" if plan.forced else "Confirm promotion",
+            key="rollout_confirm_promote",
+            type="primary",
+            icon=":material/upgrade:",
+            on_click=confirm_promote,
+            args=(run.id,),
+            width="stretch",
+        )
+        k2.button("Do not promote", key="rollout_cancel_promote", on_click=cancel_promote, width="stretch")
+
+
 def render_controls(status, stage) -> None:
     run_id = status.run.id
     actions = rv.available_actions(status.state, stage.state if stage else None)
-    c1, c2, c3, c4, c5 = st.columns([1, 1, 1.6, 1, 2])
+    # two rows of two: each button keeps its label down to a 900 px wide window
+    c1, c2 = st.columns(2)
     c1.button(
         "Pause",
         key="rollout_pause",
@@ -179,23 +357,18 @@ def render_controls(status, stage) -> None:
         kwargs={"settings": settings},
         width="stretch",
     )
-    c3.checkbox(
-        "Force (before the minimum duration)",
-        key="rollout_force",
-        disabled=not actions["promote"].enabled,
-        help="Promote before the stage's minimum duration has passed; recorded as forced.",
-    )
-    c4.button(
-        "Promote",
+    c3, c4 = st.columns(2)
+    c3.button(
+        "Promote…",
         key="rollout_promote",
         icon=":material/upgrade:",
-        disabled=not actions["promote"].enabled,
+        disabled=not actions["promote"].enabled or bool(ss.get("rollout_promote_confirm")),
         help=md_escape(actions["promote"].why),
-        on_click=promote,
+        on_click=ask_promote,
         args=(run_id,),
         width="stretch",
     )
-    c5.button(
+    c4.button(
         "Roll back…",
         key="rollout_rollback",
         icon=":material/undo:",
@@ -206,6 +379,15 @@ def render_controls(status, stage) -> None:
         args=(run_id,),
         width="stretch",
     )
+    c3.checkbox(
+        "Force: promote before the minimum duration",
+        key="rollout_force",
+        disabled=not actions["promote"].enabled,
+        help="Promote before the stage's minimum duration has passed; asks to confirm, is recorded as forced "
+        "and resets after every Promote.",
+    )
+    if actions["promote"].enabled:
+        render_promote_confirmation(status)
     if ss.get("rollout_confirm") == run_id and actions["rollback"].enabled:
         with st.container(border=True):
             exposed = sum(s.done for s in status.stages)
@@ -221,7 +403,7 @@ def render_controls(status, stage) -> None:
                 key="rollout_rollback_reason",
                 value="rolled back by an operator from the console",
             )
-            k1, k2, _ = st.columns([1, 1, 3])
+            k1, k2 = st.columns(2)
             k1.button(
                 "Confirm rollback",
                 key="rollout_confirm_rollback",
@@ -234,32 +416,45 @@ def render_controls(status, stage) -> None:
             k2.button("Keep the rollout", key="rollout_keep", on_click=keep_rollout, width="stretch")
 
 
+def render_continue(status, view) -> None:
+    """A run that ended before the last stage: start the next one for the same candidate."""
+    run = status.run
+    nxt = view.continue_to
+    passed = [s.name for s in status.stages if s.state == rollout.StageState.PROMOTED] + list(run.skipped_stages)
+    guard = rv.start_guard(stage_config, nxt, run.entity_limit, run.dry_run, passed=passed)
+    if guard.needs_ack:
+        st.checkbox(md_escape(guard.ack_label()), key="rollout_continue_ack")
+    st.button(
+        f"Continue to {md_escape(nxt)}",
+        key="rollout_continue",
+        type="primary",
+        icon=":material/skip_next:",
+        on_click=continue_run,
+        args=(run.id, nxt, guard.needs_ack, guard.refusal()),
+        help="Start a new rollout at the next stage with this run's candidate, entity limit and time scale.",
+    )
+
+
 def render_criteria(stage, policy) -> None:
     verdict = stage.verdict if stage else None
     phase, reason, icon, colour = rv.verdict_summary(verdict)
     st.markdown(  # md-safe: icon and colour come from rv.PHASE_STYLE; the verdict's own texts are escaped
         f"**Verdict{f' after {verdict.n:,} entities' if verdict else ''}:** "
-        f":{colour}-badge[{icon} {md_escape(phase)}] {md_escape(reason)}"
+        f":{colour}-badge[{icon} {md_escape(phase)}] {md_escape(rv.reason_text(reason))}"
     )
     frame = rv.criteria_frame(verdict) if verdict else rv.policy_criteria_frame(policy)
     st.dataframe(
-        frame.drop(columns=["metric", "op"]),
+        rv.criteria_display(frame, rv.actionable_pp(stage.paired if stage else None)),
         hide_index=True,
         width="stretch",
         key="rollout_criteria",
-        column_config={
-            "threshold": st.column_config.NumberColumn("threshold", format="%g"),
-            "value": st.column_config.NumberColumn("measured", format="%.2f"),
-            "low": st.column_config.NumberColumn("interval low", format="%.2f"),
-            "high": st.column_config.NumberColumn("interval high", format="%.2f"),
-            "n": st.column_config.NumberColumn("n", format="%d", help="entities (hops for the error rate)"),
-        },
+        column_config={"n": st.column_config.NumberColumn("n", help="entities (hops for the error rate)")},
     )
-    st.caption(
+    st.caption(  # md-safe: numbers of the stage table and a constant of console.vocab
         f"Intervals at {policy.confidence:.0%}: paired bootstrap over entities ({policy.bootstrap_resamples:,} "
-        "resamples) for cost and actionable changes and p95 latency, exact Clopper-Pearson for the error rate. "
-        f"Triggers fire only from {policy.min_sample:,} entities. Latency = the candidate's own engine time per "
-        "entity (evidence latency excluded)."
+        f"resamples) for the cost and actionable changes and the p95 {ENGINE_TIME}, exact Clopper-Pearson for the "
+        f"error rate. Triggers fire only from {policy.min_sample:,} entities. The actionable criterion is a "
+        "relative change in %; its change in percentage points (pp) over the paired entities is beside it."
     )
 
 
@@ -280,6 +475,33 @@ def render_charts(stage) -> None:
     )
 
 
+def render_header(status, view) -> None:
+    run = status.run
+    st.markdown(  # md-safe: icon and colour come from rv.STATE_STYLE / rv.run_view; the label is escaped
+        f"### Rollout {run.id:d} :{view.colour}-badge[{view.icon} {md_escape(view.label)}]"
+        + (" :gray-badge[dry run]" if run.dry_run else "")
+    )
+    candidate = rv.config_label(run.candidate_hash, run.candidate_source)
+    old = rv.config_label(run.baseline_hash, defaults_hash=DEFAULTS_HASH)
+    st.caption(
+        md_escape(
+            f"Candidate {candidate} vs old {old} · worker: {rv.worker_text(status)} · time scale "
+            f"{run.time_scale:g} ({rv.time_scale_help(run.time_scale)}) · started by {run.actor}"
+        )
+    )
+    changes = config_diff(
+        ParameterConfig.from_dict(run.baseline_params), ParameterConfig.from_dict(run.candidate_params)
+    )
+    with st.expander(  # md-safe: a count and literal words
+        f"What the candidate changes against the old config ({rv.count_text(len(changes), 'parameter')})",
+        icon=":material/difference:",
+    ):
+        if changes:
+            st.dataframe(diff_frame(changes), hide_index=True, width="stretch", key="rollout_run_diff")
+        else:
+            st.caption("No parameter differs from the old system's config: only the system (algorithm) changes.")
+
+
 def live() -> None:
     feedback.show(keep=True)
     run_id = ss.get("rollout_run") or None
@@ -292,47 +514,35 @@ def live() -> None:
         render_timeline(status)
         return
     run = status.run
-    icon, colour = rv.state_style(status.state)
-    st.markdown(  # md-safe: icon and colour come from rv.STATE_STYLE; the state is escaped
-        f"### Rollout {run.id:d} :{colour}-badge[{icon} {md_escape(status.state.replace('_', ' '))}]"
-        + (" :gray-badge[dry run]" if run.dry_run else "")
-    )
-    # the run's message carries the rollback reason and the operator's name as typed: text, not Markdown
-    st.caption(
-        f"{md_escape(status.message)} · worker: {md_escape(status.worker_note)} · "
-        f"candidate {md_code(run.candidate_hash)} ({md_escape(run.candidate_source)}) vs old "
-        f"{md_code(run.baseline_hash)} · time scale {run.time_scale:g} "
-        f"({md_escape(rv.time_scale_help(run.time_scale))}) · started by {md_escape(run.actor)}"
-    )
+    view = rv.run_view(status)
+    render_header(status, view)
     render_timeline(status)
 
     current = status.stage(status.current_stage) if status.current_stage else None
     if current is not None:
-        message = status.job.message if status.job else ""
+        message = status.job.message if status.job and status.state == rollout.EffectiveState.RUNNING else ""
         st.progress(
-            current.progress,
-            text=md_escape(
-                rv.progress_text(current.name, current.done, current.total, status.state.replace("_", " "), message)
-            ),
+            current.progress if current.total else 0.0,
+            text=md_escape(rv.progress_text(current.name, current.done, current.total, view.progress_label, message)),
         )
     done, total = status.progress
     st.caption(f"Whole run: {done:,} of {total:,} entities of the stages reached so far.")
-    hint = rv.state_hint(
-        status.state,
-        status.current_stage,
-        current.elapsed_days if current else 0.0,
-        current.min_duration_days if current else 0.0,
-        run.time_scale,
-        note=status.job.error
-        if status.job and status.job.error
-        else status.job.message
-        if status.job and status.job.message.startswith(rv.FAULT_PAUSE_PREFIX)
-        else status.worker_note,
-    )
-    if hint:
-        {"error": st.error, "warning": st.warning}.get(hint[0], st.info)(md_escape(hint[1]))
+    for note in view.notes:
+        st.warning(md_escape(note), icon=":material/info:")
+    if view.hint:
+        {"error": st.error, "warning": st.warning, "success": st.success}.get(view.hint_kind, st.info)(
+            md_escape(view.hint)
+        )
+    if current is not None:
+        countdown = rv.promote_countdown(
+            current.state, current.elapsed_days, current.min_duration_days, run.time_scale, status.now
+        )
+        if countdown:
+            st.caption(md_escape(countdown))
 
     render_controls(status, current)
+    if view.continue_to and not status.state.is_active():
+        render_continue(status, view)
 
     reached = [s.name for s in status.stages if s.state.is_reached()]
     if not reached:
@@ -362,11 +572,10 @@ def live() -> None:
     st.subheader("Decision records")
     records = call(rollout.decision_records, ops, run.id)
     st.dataframe(
-        rv.decision_records_frame(records),
+        rv.records_display(records),
         hide_index=True,
         width="stretch",
         key="rollout_decisions",
-        column_config={"at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss")},
     )
 
     # the downloads are made when clicked (on Streamlit's download thread), not at every poll; the defaults bind
@@ -412,72 +621,102 @@ st.fragment(live, run_every=IDLE_REFRESH_S if settled else REFRESH_S)()
 # --------------------------------------------------------------------------- start
 
 
-with st.expander("Start a rollout", icon=":material/rocket_launch:", expanded=not runs):
+with st.expander("Start a rollout", icon=":material/rocket_launch:", expanded=not runs or settled):
     candidate = call(rollout.candidate_info, ops)
-    choices = [CANDIDATE, FILE] if candidate else [LIVE, FILE]
+    live_cfg = call(rollout.live_config, ops)
+    offered = rv.candidate_offered(candidate, live_cfg.hash())
+    choices = [CANDIDATE, LIVE, FILE] if offered else [LIVE, FILE]
+    if ss.get("rollout_candidate") not in choices:
+        ss.pop("rollout_candidate", None)
+    live_label = rv.config_label(live_cfg.hash(), defaults_hash=DEFAULTS_HASH)
     labels = {  # radio options are read as Markdown: the candidate's hash and source are data
         CANDIDATE: (
             f"Handed-over candidate {md_code(candidate['hash'])} ({md_escape(candidate.get('source', ''))})"
-            if candidate
+            if offered and candidate
             else ""
         ),
-        LIVE: "Live config (new system, same parameters as the old)",
+        LIVE: f"Live config: {md_escape(live_label)}, dry run only (a live run would compare it with itself)",
         FILE: "ParameterConfig file",
     }
     configs_dir = settings.data_dir / "configs"
     known = sorted(str(p) for p in configs_dir.glob("*.json")) if configs_dir.is_dir() else []
-    with st.form("rollout_start_form", border=False):
-        f1, f2, f3 = st.columns(3)
-        f1.selectbox(
-            "Stage",
-            rv.stage_choices(stage_config),
-            key="rollout_stage",
-            help="One stage, or 'all' to go through every stage in order.",
-        )
-        f2.number_input(
-            "Entities (0 = every entity in the graph)",
-            min_value=0,
-            value=0,
-            step=10,
-            key="rollout_entities",
-            help="Limit the population to a seeded stratified sample of N entities; stage sizes are capped at N.",
-        )
-        f3.number_input(
-            "Time scale",
-            min_value=0.001,
-            value=float(stage_config.time_scale),
-            format="%g",
-            key="rollout_time_scale",
-            help="Stage seconds per real second for minimum durations: 1 = real time, "
-            "86400 = a stage day passes every second.",
-        )
-        st.radio(  # md-safe: the labels above are escaped where they hold data
-            "Candidate (new system)", choices, format_func=labels.get, key="rollout_candidate", horizontal=True
-        )
+    f1, f2, f3 = st.columns(3)
+    f1.selectbox(
+        "Stage",
+        rv.stage_choices(stage_config),
+        key="rollout_stage",
+        help="Where the run starts: the first stage (the safe default), a later one (asks you to acknowledge "
+        "the stages it skips), or 'all' to go through every stage in order.",
+    )
+    f2.number_input(
+        "Entities (0 = every entity in the graph)",
+        min_value=0,
+        value=0,
+        step=10,
+        key="rollout_entities",
+        help="Limit the population to a seeded stratified sample of N entities; stage sizes are capped at N.",
+    )
+    f3.number_input(
+        "Time scale",
+        min_value=0.001,
+        value=float(stage_config.time_scale),
+        format="%g",
+        key="rollout_time_scale",
+        help="Stage seconds per wall second for minimum durations: 1 = real time, "
+        "86400 = one stage day every wall second.",
+    )
+    st.caption(md_escape(f"Time scale: {rv.time_scale_help(float(ss.get('rollout_time_scale') or 1.0))}."))
+    st.radio(  # md-safe: the labels above are escaped where they hold data
+        "Candidate (new system)", choices, format_func=labels.get, key="rollout_candidate", horizontal=True
+    )
+    if ss.get("rollout_candidate") == FILE:
         st.text_input(
-            "Config file (when 'ParameterConfig file' is chosen)",
+            "Config file",
             key="rollout_config_file",
             placeholder=known[0] if known else str(configs_dir / "candidate.json"),
         )
         if known:
             st.caption("Configs in the data dir: " + ", ".join(md_code(Path(k).name) for k in known))
-        st.checkbox("Dry run (both systems in shadow: nothing live is written)", key="rollout_dry_run")
-        st.form_submit_button(
-            "Start", type="primary", icon=":material/rocket_launch:", on_click=start, key="rollout_start"
-        )
+    st.checkbox("Dry run (both systems in shadow: nothing live is written)", key="rollout_dry_run")
+    chosen, why_not = chosen_config(
+        ss.get("rollout_candidate") or choices[0], (ss.get("rollout_config_file") or "").strip()
+    )
+    if chosen is None:
+        st.caption(md_escape(f"Candidate vs live: {why_not}"))
+    else:
+        changes = config_diff(live_cfg, chosen)
+        if changes:
+            st.caption(
+                md_escape(
+                    f"Candidate vs the live config {live_label}: {rv.count_text(len(changes), 'parameter')} change"
+                )
+            )
+            st.dataframe(diff_frame(changes), hide_index=True, width="stretch", key="rollout_start_diff")
+        else:
+            st.caption(
+                md_escape(
+                    f"This candidate is identical to the live config {live_label}: a live rollout of it is "
+                    "refused (it would change nothing); a dry run measures the new system with these parameters."
+                )
+            )
+    guard = rv.start_guard(
+        stage_config,
+        ss.get("rollout_stage") or stage_config.names()[0],
+        int(ss.get("rollout_entities") or 0) or None,
+        bool(ss.get("rollout_dry_run")),
+    )
+    if guard.needs_ack:
+        st.checkbox(md_escape(guard.ack_label()), key="rollout_ack")
+    st.button("Start", type="primary", icon=":material/rocket_launch:", on_click=start, key="rollout_start")
     st.caption("Stage table: " + md_code(stage_config.source or "data/stages.json"))
-    st.dataframe(rv.stage_table_frame(stage_config), hide_index=True, width="stretch", key="rollout_stage_table")
+    st.dataframe(rv.stage_table_display(stage_config), hide_index=True, width="stretch", key="rollout_stage_table")
 
 with st.expander("Rollout jobs", icon=":material/work_history:"):
     jobs = call(recent_jobs, ops, rollout.JOB_KIND, 20)
     st.dataframe(
-        rv.jobs_frame(jobs),
+        rv.jobs_display(jobs),
         hide_index=True,
         width="stretch",
         key="rollout_jobs",
-        column_config={
-            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
-            "created": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-            "heartbeat": st.column_config.DatetimeColumn("heartbeat (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-        },
+        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
     )

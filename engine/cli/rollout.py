@@ -189,6 +189,12 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             f"{' (dry run: nothing live is touched)' if args.dry_run else ''}; job {st.run.job_id}, worker log "
             f"{settings.log_dir}/worker-job-{st.run.job_id}.log"
         )
+        skipped = ro.skipped_stages(list(st.run.stages_of_table), args.stage)
+        if skipped:
+            print(
+                f"skipped stages: {', '.join(skipped)} (not run before {st.run.stages[0]}; kept in the start "
+                "decision record)"
+            )
         print("follow it with `python -m engine rollout status`")
         return _wait(ops, run_id) if args.wait else 0
     if action == "status":

@@ -11,7 +11,7 @@ from engine.core.configs import (
     live_config_info,
     set_candidate,
 )
-from engine.rollout.control import cancel, pause, promote, resume, start_rollout
+from engine.rollout.control import cancel, pause, promote, resume, skipped_stages, start_rollout
 from engine.rollout.records import (
     ALL,
     JOB_KIND,
@@ -52,6 +52,7 @@ __all__ = [
     "RolloutStatus",
     "RollbackResult",
     "start_rollout",
+    "skipped_stages",
     "rollout_status",
     "list_runs",
     "decision_records",

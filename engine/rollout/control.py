@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.core.configs import live_config, rollout_candidate, set_live_config
+from engine.core.configs import ResolvedConfig, live_config, live_config_info, rollout_candidate, set_live_config
+from engine.core.errors import ConfigError
 from engine.core.inputs import MAX_INT64 as MAX_SEED
 from engine.core.inputs import checked_number
 from engine.core.params import ParameterConfig
@@ -53,6 +54,27 @@ BUSY_RUN_STATES: tuple[RunState, ...] = tuple(s for s in RunState if s.blocks_ne
 PROMOTABLE_STAGE_STATES: tuple[StageState, ...] = tuple(s for s in StageState if s.can_promote())
 
 
+def skipped_stages(names: list[str], stage: str) -> list[str]:
+    """The stages of the table a run that starts at ``stage`` goes without (``all``: none).
+
+    Starting later than the first stage exposes the candidate to a stage's entities without the earlier,
+    smaller stages having judged it; the console asks for an acknowledgement, the CLI prints them and
+    the run's ``start`` decision record keeps them."""
+    if stage == ALL or stage not in names:
+        return []
+    return names[: names.index(stage)]
+
+
+def _run_candidate(ops, run_id: int) -> ResolvedConfig:
+    """The candidate of an earlier run (``from_run``: continue it at its next stage)."""
+    with ops.connect() as db:
+        run = read_run(db, run_id)
+    return ResolvedConfig(
+        ParameterConfig.from_dict(json.loads(run["candidate"]), source=f"rollout {run['id']} candidate"),
+        run["candidate_source"],
+    )
+
+
 def start_rollout(
     settings: Settings,
     ops,
@@ -68,6 +90,8 @@ def start_rollout(
     actor: str = "cli",
     launch: bool = True,
     graph=None,
+    use_live_config: bool = False,
+    from_run: int | None = None,
 ) -> int:
     """Validate, record a new rollout run, submit its ``rollout`` job and (``launch``) start a worker.
 
@@ -77,8 +101,18 @@ def start_rollout(
     (default: the handed-over candidate, else the live config). ``stages_file``:
     another stage table (default ``data/stages.json``). ``time_scale``: scaled
     seconds per real second for minimum durations (86400: a day per second).
+    ``use_live_config``: roll out the live config even when a candidate was
+    handed over (only useful as a dry run). ``from_run``: the candidate of that
+    earlier run (the console's "Continue to <next stage>").
     Returns the run id. Every bad input is a one-line DiscoveryError and
     nothing is written; only one rollout may be active at a time.
+
+    A live (not dry-run) rollout of a candidate identical to the live config is
+    refused (ConfigError): it would compare the live config with itself and its
+    promotion would change nothing. A dry run of it is allowed (it measures the
+    new system's algorithm with the live parameters, writing nothing).
+    Stages before ``stage`` are skipped: the run's first decision record
+    (gate ``start``) names them and who started it.
     """
     if not isinstance(actor, str) or not actor.strip():
         raise RolloutError("a rollout needs an actor (who starts it, e.g. 'cli' or 'console')")
@@ -94,9 +128,23 @@ def start_rollout(
         raise RolloutError(f"unknown stage {stage!r}: use one of {', '.join([*names, ALL])}")
     if entities is not None:
         checked_number(entities, "entities", 1, MAX_ROLLOUT_ENTITIES, integer=True)
-    resolved = rollout_candidate(ops, config_file)
+    if from_run is not None and config_file is not None:
+        raise RolloutError("give either a config file or a run to continue, not both")
+    if from_run is not None:
+        resolved = _run_candidate(ops, from_run)
+    elif use_live_config and config_file is None:
+        resolved = ResolvedConfig(live_config(ops), "live config (new system, same parameters)")
+    else:
+        resolved = rollout_candidate(ops, config_file)
     candidate, candidate_source = resolved.config, resolved.label
     baseline = live_config(ops)
+    if not dry_run and candidate.hash() == baseline.hash():
+        live_label = f"live config {baseline.hash()}" if live_config_info(ops) else "live config (the defaults)"
+        raise ConfigError(
+            f"the candidate ({candidate_source}) is identical to the {live_label}: rolling it out live changes "
+            "nothing; hand over a different candidate, choose a config file, or make it a dry run"
+        )
+    skipped = skipped_stages(names, stage)
     seed = cfg.seed if seed is None else seed
     checked_number(seed, "seed", 0, MAX_SEED, integer=True)
     if world_seed is None:
@@ -122,8 +170,8 @@ def start_rollout(
         )
         if busy:
             raise RolloutError(
-                f"rollout {busy[0]['id']} is still {busy[0]['state']}: promote, roll back or cancel it first "
-                f"(python -m engine rollout status)"
+                f"rollout {busy[0]['id']} is still {busy[0]['state'].replace('_', ' ')}: promote, roll back or "
+                "cancel it first"
             )
         cur = db.execute(
             """INSERT INTO rollout_runs (state, target, stages, current_stage, stage_config, candidate,
@@ -166,8 +214,30 @@ def start_rollout(
                 "time_scale": cfg.time_scale,
                 "seed": seed,
                 "config_file": str(config_file) if config_file else None,
+                "skipped_stages": skipped,
+                "from_run": from_run,
             },
             db=db,
+        )
+        insert_decision(
+            db,
+            run_id,
+            run_stages[0],
+            at=now,
+            gate="start",
+            action="start",
+            phase="",
+            actor=actor,
+            reason=start_reason(run_stages, skipped, actor, from_run=from_run, dry_run=bool(dry_run)),
+            record={
+                "skipped_stages": skipped,
+                "stages": run_stages,
+                "entities": entities,
+                "dry_run": bool(dry_run),
+                "from_run": from_run,
+                "config": {"candidate_hash": candidate.hash(), "baseline_hash": baseline.hash()},
+                "candidate_source": candidate_source,
+            },
         )
     job = JobStore(ops).submit(JOB_KIND, {"run_id": run_id}, actor=actor)
     with ops.transaction() as db:
@@ -175,6 +245,17 @@ def start_rollout(
     if launch:
         launch_worker(settings, job.id)
     return run_id
+
+
+def start_reason(
+    run_stages: list[str], skipped: list[str], actor: str, *, from_run: int | None = None, dry_run: bool = False
+) -> str:
+    """The ``start`` decision record's reason: which stages run, which are skipped and by whom."""
+    text = f"started by {actor}: {' -> '.join(run_stages)}" + (" (dry run)" if dry_run else "")
+    if skipped:
+        why = f"passed in rollout {from_run}" if from_run is not None else "skipped at the start"
+        text += f"; {', '.join(skipped)} {why}"
+    return text
 
 
 # --------------------------------------------------------------------------- operator controls
@@ -390,6 +471,11 @@ def promote(ops, run_id: int | None, actor: str, force: bool = False, *, now: fl
     days = elapsed_days(row["started_at"], now, run["time_scale"])
     gate = promotion_gate(phase, days, policy.min_duration_days, force=force, operator=True)
     if not gate.allowed:
+        if phase.is_terminal() and phase is not Phase.FAILED and days < policy.min_duration_days:
+            raise RolloutError(
+                f"stage {row['stage']}: {days:.2f} of {policy.min_duration_days:g} minimum days elapsed; "
+                "force it (Force in the console, --force on the command line) to promote earlier"
+            )
         raise RolloutError(f"stage {row['stage']}: {gate.reason}")
     if not promote_stage(
         ops, run, row["stage"], actor=actor, operator=True, force=force, gate_reason=gate.reason, days=days, now=now

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -180,11 +180,32 @@ class RunInfo:
     updated_at: float
     finished_at: float | None
     message: str
+    #: every stage of the run's stage table, in order (``stages`` is the part this run goes through)
+    stages_of_table: tuple[str, ...] = ()
+    #: the candidate's and the old system's parameters (for the diff the console shows)
+    candidate_params: dict = field(default_factory=dict)
+    baseline_params: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["stages"] = list(self.stages)
+        d["stages_of_table"] = list(self.stages_of_table)
         return d
+
+    @property
+    def skipped_stages(self) -> tuple[str, ...]:
+        """The stages of the table before this run's first: it did not run them."""
+        if not self.stages or self.stages[0] not in self.stages_of_table:
+            return ()
+        return self.stages_of_table[: self.stages_of_table.index(self.stages[0])]
+
+    @property
+    def next_stage(self) -> str | None:
+        """The stage of the table after this run's last one (None when the run reaches the last stage)."""
+        if not self.stages or self.stages[-1] not in self.stages_of_table:
+            return None
+        i = self.stages_of_table.index(self.stages[-1]) + 1
+        return self.stages_of_table[i] if i < len(self.stages_of_table) else None
 
 
 @dataclass(frozen=True)
@@ -376,6 +397,9 @@ def run_info_from_row(row: Mapping[str, Any]) -> RunInfo:
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
         message=row["message"],
+        stages_of_table=tuple(s["name"] for s in _loads(row["stage_config"], {}).get("stages", [])),
+        candidate_params=dict(_loads(row["candidate"], {})),
+        baseline_params=dict(_loads(row["baseline"], {})),
     )
 
 

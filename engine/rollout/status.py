@@ -86,7 +86,8 @@ def rollout_status(ops, run_id: int | None = None, *, decisions: int = 50, now: 
                 continue
             outcomes = read_outcomes(db, run["id"], name)
             last = row["verdict"] and json.loads(row["verdict"])
-            end = row["promoted_at"] or row["rolled_back_at"] or now
+            # a decided stage's clock stops: at its promotion or rollback, or when the run ended (cancelled)
+            end = row["promoted_at"] or row["rolled_back_at"] or run["finished_at"] or now
             stages.append(
                 StageStatus(
                     name=name,

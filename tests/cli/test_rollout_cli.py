@@ -8,6 +8,7 @@ import json
 import pytest
 
 from engine.cli.main import main
+from tests.support.rollouts import candidate_file
 from tests.support.stages import stage_table
 
 
@@ -47,6 +48,8 @@ def test_start_wait_status_report_and_confirmed_rollback(cli_env, tmp_path, caps
             str(stages),
             "--entities",
             "20",
+            "--config-file",
+            str(candidate_file(tmp_path)),
             "--time-scale",
             "400000",
             "--wait",

@@ -15,6 +15,7 @@ from engine.monitoring.events import MetricEvent, query_events
 from engine.rollout.stages import load_stage_config
 from engine.rollout.stats import Measurement
 from engine.rollout.verdict import Phase, assess
+from tests.support.rollouts import candidate_file
 from tests.support.stages import stage_table
 
 
@@ -317,9 +318,17 @@ def test_run_stage_states_and_details():
         "production": rv.NOT_IN_RUN,
     }
     assert rv.run_stage_states(names, names, {"pilot": "promoted"})["limited"] == "pending"
-    assert rv.stage_detail(7, 10, 1.25, 3, "running") == "7/10 entities · 1.25 of 3 days"
+    assert rv.run_stage_states(names, ["limited"], {"limited": "running"}) == {
+        "pilot": rv.SKIPPED_AT_START,
+        "limited": "running",
+        "production": rv.NOT_IN_RUN,
+    }
+    assert rv.stage_detail(7, 10, 1.25, 3, "running", 1.0) == (
+        "7/10 entities · 1.25 of 3 stage days · 1.75 left (about 42.0 h wall time)"
+    )
     assert rv.stage_detail(0, 0, 0, 3, "pending") == ""
-    assert rv.timeline_steps(load_stage_config(), {"limited": rv.NOT_IN_RUN})[1].badge == "not in run"
+    assert rv.stage_detail(0, 0, 0.5, 3, "skipped") == "0/0 entities (none exposed)"
+    assert rv.timeline_steps(load_stage_config(), {"limited": rv.NOT_IN_RUN})[1].badge == "not in this run"
 
 
 def test_report_file_name():
@@ -328,8 +337,11 @@ def test_report_file_name():
 
 
 def test_time_scale_help():
-    assert rv.time_scale_help(86400) == "one stage day passes every 1 s"
-    assert rv.time_scale_help(1) == "one stage day passes every 24 h"
+    assert rv.time_scale_help(86400) == "one stage day every 1 wall second"
+    assert rv.time_scale_help(36000) == "one stage day every 2.4 wall seconds"
+    assert rv.time_scale_help(1) == "real time"
+    assert rv.time_scale_help(4) == "one stage day every 6 wall hours"
+    assert rv.time_scale_help(0.5) == "one stage day every 2 wall days"
     assert "positive" in rv.time_scale_help(0)
 
 
@@ -354,9 +366,10 @@ def test_available_actions_follow_the_state():
 
 def test_state_hints():
     kind, text = rv.state_hint("soaking", "pilot", elapsed_days=1.0, min_days=3.0, time_scale=86400.0)
-    assert kind == "info" and "about 2 s from now" in text
+    assert kind == "info" and "about 2.0 s wall time from now, one stage day every 1 wall second" in text
+    assert "--force" not in text and "tick Force" in text
     kind, text = rv.state_hint("soaking", "pilot", elapsed_days=1.0, min_days=3.0, time_scale=1.0)
-    assert "about 2.0 days from now" in text
+    assert "about 2.0 days wall time from now, real time" in text
     assert rv.state_hint("inconclusive", "limited")[0] == "warning"
     kind, text = rv.state_hint("dead", "pilot", note="worker pid 12 is gone")
     assert kind == "error" and "worker pid 12 is gone" in text
@@ -368,7 +381,7 @@ def test_state_hints():
     kind, text = rv.state_hint("rollback_interrupted", "limited")
     assert kind == "error" and "Resume" in text
     assert rv.state_style("rollback_interrupted")[1] == "red"
-    assert [rv.duration_text(s) for s in (5, 600, 7200, 259200)] == ["5 s", "10 min", "2.0 h", "3.0 days"]
+    assert [rv.duration_text(s) for s in (5, 45, 600, 7200, 259200)] == ["5.0 s", "45 s", "10 min", "2.0 h", "3.0 days"]
 
 
 # --------------------------------------------------------------------------- one p95, on a real stage
@@ -379,7 +392,7 @@ def test_the_rollout_page_p95_is_the_criteria_p95(settings, ops, seed_graph, tmp
     graph = seed_graph(60, 7)
     run_id = rollout.start_rollout(
         settings, ops, stage="pilot", stages_file=stage_table(tmp_path), time_scale=86400 * 4, launch=False,
-        actor="test", graph=graph,
+        actor="test", graph=graph, config_file=candidate_file(tmp_path),
     )  # fmt: skip
     job_id = rollout.rollout_status(ops, run_id).run.job_id
     assert run_claimed(JobStore(ops), job_id, settings, poll_s=0.05).state is JobState.SUCCEEDED
@@ -398,7 +411,7 @@ def test_figure_tiles_format_each_metric_and_give_no_delta_without_an_old_side()
         "p95_engine_latency_ms": rv.SideBySide("p95_engine_latency_ms", None, 12.34, 0, 5),
     }
     cost, rate, p95 = rv.figure_tiles(latest)
-    assert (cost.label, cost.value, cost.delta) == ("Cost per entity · new", "$0.250", "-0.050 vs old")
+    assert (cost.label, cost.value, cost.delta) == ("Cost per entity · new", "$0.250", "-$0.050 per entity vs old")
     assert cost.delta_color == "inverse"
     assert cost.help == "old: $0.300 over 4 runs; new over 5 runs"
     assert (rate.value, rate.delta, rate.delta_color) == ("25.0%", "+5.0 pp vs old", "normal")

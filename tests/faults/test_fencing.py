@@ -26,7 +26,7 @@ from engine.rollout.records import discovery_run_id
 from engine.store.graph import Fence
 from engine.store.opsdb import lock_holders
 from tests.support.graphs import seed
-from tests.support.rollouts import cancel_and_wait, wait_for_state
+from tests.support.rollouts import cancel_and_wait, candidate_file, wait_for_state
 from tests.support.stages import stage_table
 
 ATTEMPT_FIELDS = ("accepts", "weak_accepts", "rejects", "no_progress")
@@ -137,7 +137,16 @@ def events_by_entity(ops, run_id: int, stage: str, system: str) -> Counter[str]:
 
 def start(settings, ops, graph, tmp_path) -> int:
     stages = stage_table(tmp_path, counts=(40, 50, "all"), batch=(4, 10, 10), loose_triggers=True)
-    return ro.start_rollout(settings, ops, stage="pilot", stages_file=stages, time_scale=1.0, actor="test", graph=graph)
+    return ro.start_rollout(
+        settings,
+        ops,
+        stage="pilot",
+        stages_file=stages,
+        config_file=candidate_file(tmp_path),
+        time_scale=1.0,
+        actor="test",
+        graph=graph,
+    )
 
 
 @pytest.mark.slow  # starts and stops real processes

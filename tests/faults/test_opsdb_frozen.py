@@ -27,6 +27,7 @@ from engine import rollout as ro
 from engine.core.settings import REPO_ROOT
 from engine.jobs.queue import JobState, JobStore, is_worker_command, kill_frozen_workers, launch_worker, worker_env
 from engine.store.opsdb import OpsDB, lock_holders
+from tests.support.rollouts import candidate_file
 from tests.support.stages import stage_table
 
 OPENER = textwrap.dedent(
@@ -150,7 +151,14 @@ def test_reap_and_rollback_always_work_whatever_point_a_worker_was_stopped_at(se
     stages = stage_table(tmp_path, counts=(40, 50, "all"), batch=(2, 10, 10), loose_triggers=True)
     for _ in range(5):
         run_id = ro.start_rollout(
-            settings, ops, stage="pilot", stages_file=stages, time_scale=1.0, actor="test", graph=graph
+            settings,
+            ops,
+            stage="pilot",
+            stages_file=stages,
+            config_file=candidate_file(tmp_path),
+            time_scale=1.0,
+            actor="test",
+            graph=graph,
         )
         job_id = ro.rollout_status(ops, run_id).run.job_id
         end = time.time() + 60

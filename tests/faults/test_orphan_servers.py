@@ -27,6 +27,7 @@ from engine.jobs.queue import JobStore
 from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
+from tests.support.rollouts import candidate_file
 from tests.support.stages import stage_table
 
 PY = sys.executable
@@ -244,7 +245,7 @@ def test_a_worker_launched_by_rollout_start_keeps_working_and_leaves_nothing(dat
     _cli(data.data_dir, "seed", "--entities", "40", "--seed", "3")
     stages = stage_table(tmp_path, counts=(10, 20, "all"), loose_triggers=True)
     started = _cli(data.data_dir, "rollout", "--stage", "all", "--stages-file", str(stages), "--entities", "20",
-                   "--time-scale", "400000")  # fmt: skip
+                   "--time-scale", "400000", "--config-file", str(candidate_file(tmp_path)))  # fmt: skip
     assert "rollout 1 started" in started.stdout
     jobs = JobStore(open_ops_db(data))
     deadline = time.monotonic() + PATIENCE_S

@@ -18,7 +18,7 @@ from engine.jobs.queue import JobStore
 from engine.monitoring.events import query_events
 from engine.store import falkor
 from engine.store.graph import GraphStore
-from tests.support.rollouts import StoreGoesAway, cancel_and_wait, run_pilot_here, wait_for_state
+from tests.support.rollouts import StoreGoesAway, cancel_and_wait, candidate_file, run_pilot_here, wait_for_state
 from tests.support.stages import stage_table
 
 ATTEMPT_FIELDS = ("accepts", "weak_accepts", "rejects", "no_progress")
@@ -37,7 +37,14 @@ def test_killing_the_graph_store_mid_stage_pauses_and_resumes_exactly_once(setti
     }
     stages = stage_table(tmp_path, counts=(40, 50, "all"), batch=(4, 10, 10))  # the shipped triggers
     run_id = ro.start_rollout(
-        settings, ops, stage="pilot", stages_file=stages, time_scale=1.0, actor="test", graph=seeded
+        settings,
+        ops,
+        stage="pilot",
+        stages_file=stages,
+        config_file=candidate_file(tmp_path),
+        time_scale=1.0,
+        actor="test",
+        graph=seeded,
     )
     store = JobStore(ops)
     job_id = ro.rollout_status(ops, run_id).run.job_id

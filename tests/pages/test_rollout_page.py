@@ -30,6 +30,7 @@ from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
 from tests.support.console_env import as_shown
+from tests.support.rollouts import hand_over_candidate
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 PAGE = "pages/rollout.py"
@@ -51,6 +52,7 @@ def seeded_console(tmp_path, monkeypatch, catalogue_seed: int):
     ops = open_ops_db(settings)
     try:
         seed_catalogue(graph, N_ENTITIES, seed=catalogue_seed, templates=load_templates())
+        hand_over_candidate(ops, tmp_path)  # a live rollout of the live config itself is refused
         yield settings, graph, ops
     finally:
         try:
@@ -154,10 +156,15 @@ def test_empty_page_shows_the_stage_table_and_the_start_form(console):
     for i, name in enumerate(names, 1):
         assert f"**{i}. {name}**" in markdown(at)
     assert sum("pending" in m for m in markdown(at) if m.startswith(":gray-badge")) == len(names)
-    table = next(df.value for df in at.dataframe if "rollback_triggers" in df.value.columns)
+    table = next(df.value for df in at.dataframe if "rollback triggers" in df.value.columns)
     assert list(table["stage"]) == names
     assert at.selectbox(key="rollout_stage").options == [*names, "all"]
+    assert at.selectbox(key="rollout_stage").value == names[0]  # the safe default: the first stage
     assert buttons(at) == {"rollout_start": True}  # no run: no run controls yet
+    # the form shows what the handed-over candidate changes against the live config
+    diff = next(df.value for df in at.dataframe if "parameter" in df.value.columns)
+    assert list(diff["parameter"]) == ["cache_ttl_s"]
+    assert at.radio(key="rollout_candidate").options[1].startswith("Live config")
 
 
 def test_start_without_a_config_file_path_is_a_one_line_error_and_starts_nothing(console):
@@ -184,7 +191,7 @@ def test_dry_run_pilot_runs_in_a_worker_and_the_page_shows_its_state(console):
     at = open_page()
     start(at, dry_run=True)
     ok, errors = flashes(at)
-    assert not errors and ok and ok[0].startswith("Start: rollout 1 queued")
+    assert not errors and ok and ok[0].startswith("Start: rollout 1 started (pilot)")
     status = settle(ops)  # the worker ran the 10 pilot entities (old and new, both in shadow)
     assert status.run.dry_run and status.run.actor == "console:tester"
     pilot = status.stage("pilot")
@@ -197,19 +204,20 @@ def test_dry_run_pilot_runs_in_a_worker_and_the_page_shows_its_state(console):
     assert "**1. pilot**  ← current" in shown
     pilot_badge = shown[shown.index("**1. pilot**  ← current") + 1]
     assert status.stage("pilot").state.replace("_", " ") in pilot_badge
-    assert ":gray-badge[:material/remove: not in run]" in shown  # limited and production: not in this run
+    assert ":gray-badge[:material/remove: not in this run]" in shown  # limited and production: not in this run
     [progress] = at.get("progress")
     assert as_shown(progress.proto.text).startswith("pilot: 10 of 10 entities (100%)")
 
-    # criteria: the verdict's rows with their measured values, intervals and thresholds
+    # criteria: the verdict's rows with their measured values, intervals and thresholds, in words and units
     criteria = next(df.value for df in at.dataframe if "criterion" in df.value.columns)
     rows = status.stage("pilot").verdict.rows
     assert len(criteria) == len(rows) == 5
     for (_, shown_row), row in zip(criteria.iterrows(), rows):
-        assert shown_row["threshold"] == row.threshold
-        assert shown_row["value"] == pytest.approx(row.value)
-        assert shown_row["low"] == pytest.approx(row.low) and shown_row["n"] == row.n
-        assert shown_row["phase"] == row.phase.value
+        assert shown_row["threshold"].split()[1] == f"{row.threshold:g}" and shown_row["n"] == row.n
+        assert shown_row["threshold"].endswith("%")  # every pilot criterion is a percentage
+        assert "None" not in shown_row.to_string() and "nan" not in shown_row.to_string()
+    actionable = criteria[criteria["criterion"].str.startswith("actionable change")]
+    assert actionable["measured"].str.contains(" pp\\)").all()  # the relative change and its points
     assert any(
         m.startswith("**Verdict after 10 entities:**") and status.stage("pilot").verdict.phase.value in m for m in shown
     )
@@ -217,11 +225,15 @@ def test_dry_run_pilot_runs_in_a_worker_and_the_page_shows_its_state(console):
     # decision records: the engine's, newest first
     records = next(df.value for df in at.dataframe if "gate" in df.value.columns)
     assert list(records["id"]) == [d.id for d in rollout.decision_records(ops, 1)]
-    assert set(records["gate"]) >= {"check", "stage_end"}
+    assert set(records["gate"]) >= {"start", "check", "stage end"}  # in words, not snake_case
 
     # live old-vs-new: both systems ran every pilot entity
     assert len(at.get("vega_lite_chart")) == 3
-    assert [m.label for m in at.metric] == ["Cost per entity · new", "Actionable rate · new", "p95 latency · new"]
+    assert [m.label for m in at.metric] == [
+        "Cost per entity · new",
+        "Actionable rate · new",
+        "p95 engine time per entity · new",
+    ]
 
     downloads = {d.key: d for d in at.get("download_button")}
     assert set(downloads) == {"rollout_report_download", "rollout_records_download"}
@@ -301,22 +313,32 @@ def test_pause_resume_and_a_forced_promotion_before_the_minimum_duration(console
     wait_for(JobStore(ops), job_id, until=lambda j: j.state.value == "running", timeout_s=WORKER_TIMEOUT_S)
     at.run()
 
-    # 3 minimum days at real time: promotion is refused without force ...
+    # 3 minimum days at real time: promotion is refused without force, in words about the Force control ...
     at.button(key="rollout_promote").click().run()
     ok, errors = flashes(at)
-    assert len(errors) == 1 and "minimum days elapsed" in errors[0] and "force" in errors[0]
+    assert len(errors) == 1 and "minimum days elapsed" in errors[0] and "Force in the console" in errors[0]
     assert rollout.rollout_status(ops).stage("pilot").state == status.stage("pilot").state
-    # ... and done, recorded as forced, with it
+    # ... and with Force it asks first; Force is unticked again at once
     at.checkbox(key="rollout_force").check()
     at.button(key="rollout_promote").click().run()
+    assert at.checkbox(key="rollout_force").value is False
+    assert any("Force-promote pilot before its minimum duration" in as_shown(w.value) for w in at.warning)
+    assert rollout.rollout_status(ops).stage("pilot").state == status.stage("pilot").state  # nothing yet
+    at.button(key="rollout_confirm_promote").click().run()
     ok, errors = flashes(at)
-    assert not errors and ok == ["Promote: done"]
+    assert not errors and ok == [
+        "Promote: pilot promoted (forced): this run ends here and the live config did NOT change (dry run); "
+        "continue to limited to take it further."
+    ]
+    assert at.checkbox(key="rollout_force").value is False
     after = rollout.rollout_status(ops)
     assert after.stage("pilot").state == "promoted" and after.state == "completed"
     [promotion] = [d for d in rollout.decision_records(ops, 1) if d.gate == "promote"]
     assert promotion.forced and promotion.actor == "console:tester"
     audit = [a for a in ops.list_audit(actor="console:tester") if a["action"] == "rollout.promote"]
     assert audit and audit[0]["details"]["forced"] is True
+    # the stage's clock stopped at the promotion
+    assert "promoted after" in next(m for m in (c.value for c in at.caption) if "stage days" in m)
 
 
 # --------------------------------------------------------------------------- an automatic rollback, as shown
@@ -364,7 +386,7 @@ def test_a_killed_worker_shows_as_dead_and_resume_starts_a_new_one_from_the_chec
 
     at.run()
     assert rollout.rollout_status(ops).state == "dead"
-    assert any(m.startswith("### Rollout 1 ") and "dead" in m for m in markdown(at))
+    assert any(m.startswith("### Rollout 1 ") and "worker stopped" in m for m in markdown(at))
     assert any("Resume starts a new worker" in as_shown(e.value) for e in at.error)
     assert buttons(at)["rollout_resume"] and not buttons(at)["rollout_pause"]
 

@@ -16,7 +16,7 @@ from engine.core.errors import ConfigError, DiscoveryError
 from engine.core.params import ParameterConfig
 from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.monitoring.events import query_events
-from tests.support.rollouts import StoreGoesAway, cancel_and_wait, wait_for_state
+from tests.support.rollouts import StoreGoesAway, cancel_and_wait, hand_over_candidate, wait_for_state
 from tests.support.stages import stage_table
 
 #: a candidate that really costs more: no early stop, four times the iterations and ten times the budget
@@ -33,7 +33,10 @@ BAD = ParameterConfig().with_changes(
 
 
 @pytest.fixture
-def seeded(seed_graph):
+def seeded(seed_graph, ops, tmp_path):
+    """60 entities, and a handed-over candidate the discovery runs cannot tell from the live config (a live
+    rollout of the live config itself is refused)."""
+    hand_over_candidate(ops, tmp_path / "handed")
     return seed_graph(60, 7)
 
 

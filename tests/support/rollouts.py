@@ -9,8 +9,27 @@ from pathlib import Path
 
 from engine import rollout as ro
 from engine.core.errors import StoreUnavailable
+from engine.core.params import ParameterConfig
 from engine.jobs.queue import JobState, JobStore, run_claimed
 from tests.support.stages import stage_table
+
+#: a live rollout of the live config itself is refused (it would change nothing): tests of the rollout's
+#: mechanics hand over this candidate, which differs only in the cache TTL (discovery runs do not read it), so
+#: every verdict stays what the live config's own would be
+SAME_DISCOVERY = ParameterConfig().with_changes(cache_ttl_s=600.0)
+
+
+def candidate_file(tmp_path: Path, config: ParameterConfig = SAME_DISCOVERY) -> Path:
+    """``config`` saved as a candidate file under ``tmp_path``."""
+    return config.save(tmp_path / f"candidate-{config.hash()}.json")
+
+
+def hand_over_candidate(ops, tmp_path: Path, config: ParameterConfig = SAME_DISCOVERY) -> Path:
+    """Hand ``config`` to the next rollout (what tuning's handoff does); its file."""
+    path = candidate_file(tmp_path, config)
+    ro.set_candidate(ops, path, "test", source="test")
+    return path
+
 
 #: the states a stage's worker stops in by itself
 SETTLED = ("soaking", "inconclusive", "completed", "rolled_back")
@@ -23,6 +42,7 @@ def run_pilot_here(settings, ops, graph, tmp_path: Path) -> int:
         ops,
         stage="pilot",
         stages_file=stage_table(tmp_path, loose_triggers=True),
+        config_file=candidate_file(tmp_path),
         time_scale=86400 * 4,
         launch=False,
         graph=graph,

@@ -270,7 +270,7 @@ def take_screenshots(
 
     On the Hypotheses page, ``search`` is typed into the search box; with
     ``run_discovery`` the entity view's "Run discovery" button is clicked too
-    (a live run: it writes to the data dir's graph).
+    (a shadow run, the console's default: it shows the hop-by-hop result and writes nothing).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -313,7 +313,7 @@ def _main(argv: list[str] | None = None) -> int:
     shots.add_argument(
         "--run-discovery",
         action="store_true",
-        help="click 'Run discovery' on the Hypotheses page first (writes to DATA_DIR)",
+        help="click 'Run discovery' on the Hypotheses page first (a shadow run: the graph is not written)",
     )
     shots.add_argument("--pages", default="", help="comma-separated page names (default: every page of the menu)")
     args = parser.parse_args(argv)

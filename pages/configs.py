@@ -105,8 +105,8 @@ download("Download the live config (JSON)", "live", live, "configs_dl_live")
 st.header("Handed-over candidate")
 if not cand_info or candidate is None:
     st.info(
-        "No candidate handed over: a rollout started without a config file would run the live config on the new system. "
-        "Hand one over on the Rollout page, or from a tuning study's winner."
+        "No candidate handed over: hand one over from a tuning study's winner, or start a rollout with a config "
+        "file on the Rollout page (a rollout of the live config itself runs only as a dry run)."
     )
 else:
     st.markdown(f"{md_code(candidate.hash())} · {md_escape(cv.candidate_origin(cand_info))}")

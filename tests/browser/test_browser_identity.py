@@ -4,6 +4,7 @@ and is who the audit log says acted (issue 12, point 5)."""
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from engine.catalogue.generator import seed_catalogue
 from engine.catalogue.templates import load_templates
@@ -46,10 +47,11 @@ def test_the_operator_name_is_on_every_page_after_a_reload_and_in_the_audit_log(
     for name in console_pages():
         page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=name.title(), exact=True).click()
         wait_for_run(page)
-        assert operator_box(page).input_value() == NAME, f"{name}: the name did not follow"
+        expect(operator_box(page), f"{name}: the name did not follow").to_have_value(NAME, timeout=30_000)
     page.reload(wait_until="domcontentloaded")
     wait_for_run(page)
-    assert operator_box(page).input_value() == NAME, "a reload lost the name"
+    # the widget may be drawn an instant before its value arrives: expect() polls until it holds the name
+    expect(operator_box(page), "a reload lost the name").to_have_value(NAME, timeout=30_000)
     # an action records it: clear the cache from the Cache page
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Cache", exact=True).click()
     wait_for_run(page)

@@ -29,6 +29,7 @@ from tests.support.browser_harness import (  # noqa: F401
     console_server,
     open_console,
     running_console,
+    wait_for_run,
 )
 from tests.support.monitoring_data import make_run
 
@@ -184,6 +185,12 @@ def test_overview_at_900_px_keeps_every_tile_readable_and_its_banner_leads_to_al
     page.set_viewport_size(NARROW)
     open_console(page, narrow_console.url)
     page.get_by_text(re.compile(r"^\d+ runs in the last 24 h")).wait_for(timeout=LIVE_TIMEOUT_MS)
+    # the live section can arrive before the graph's tiles on a loaded machine: wait for all thirteen
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=stMetric] [data-testid=stMetricValue]').length >= 13",
+        timeout=LIVE_TIMEOUT_MS,
+    )
+    wait_for_run(page)
     tiles = page.evaluate(CUT_NODES_JS)
     shown = {t["label"]: t["value"] for t in tiles}
     assert shown["Entities"] == f"{NARROW_ENTITIES:,}" and len(shown["Hypotheses"].replace(",", "")) >= 4

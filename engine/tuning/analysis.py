@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.tuning.objective import Rewards
+from engine.tuning.objective import Rewards, entity_score
 from engine.tuning.store import Trial
 
 #: below this many hold-out entities the improvement's interval is too wide to act on: say so
@@ -167,14 +167,9 @@ def scores_from_events(events: Iterable[Any], rewards: Rewards) -> dict[str, flo
     same terms as engine.tuning.objective.entity_scores, for trials re-scored before those were kept."""
     out: dict[str, float] = {}
     for e in events:
-        s = -rewards.per_usd * float(e.cost_usd) - rewards.per_error * int(e.error_count)
-        if e.correct is not None:
-            truly = bool(e.actionable) == bool(e.correct)  # correct: the call matched the truth
-            if e.actionable:
-                s += rewards.true_actionable if truly else -rewards.false_actionable
-            elif truly:
-                s -= rewards.missed_actionable
-        out[e.entity_id] = s
+        # correct: the call matched the truth, so the entity truly is actionable when call and correctness agree
+        actual = None if e.correct is None else bool(e.actionable) == bool(e.correct)
+        out[e.entity_id] = entity_score(e.cost_usd, e.error_count, bool(e.actionable), actual, rewards)
     return out
 
 

@@ -194,17 +194,21 @@ def entity_scores(results: Sequence[RunResult], truth: Truth, rewards: Rewards) 
     Their mean is ``score_results(...).score``; kept for the hold-out set so the winner's improvement over the
     current config can be bootstrapped entity by entity (engine.tuning.analysis). Pure.
     """
-    out: dict[str, float] = {}
-    for r in results:
-        actual = truth(r.entity_id)
-        s = -rewards.per_usd * r.cost_usd - rewards.per_error * r.error_count
-        if actual is not None:
-            if r.actionable:
-                s += rewards.true_actionable if actual else -rewards.false_actionable
-            elif actual:
-                s -= rewards.missed_actionable
-        out[r.entity_id] = s
-    return out
+    return {
+        r.entity_id: entity_score(r.cost_usd, r.error_count, r.actionable, truth(r.entity_id), rewards) for r in results
+    }
+
+
+def entity_score(cost_usd: float, error_count: int, actionable: bool, actual: bool | None, rewards: Rewards) -> float:
+    """One entity's score: dollars and errors cost, a right actionable call earns, a wrong or missed one costs
+    (``actual``: whether the entity truly is actionable; None when unknown, then only cost and errors count)."""
+    s = -rewards.per_usd * float(cost_usd) - rewards.per_error * int(error_count)
+    if actual is not None:
+        if actionable:
+            s += rewards.true_actionable if actual else -rewards.false_actionable
+        elif actual:
+            s -= rewards.missed_actionable
+    return s
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ and is who the audit log says acted (issue 12, point 5)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -54,9 +56,14 @@ def test_the_operator_name_is_on_every_page_after_a_reload_and_in_the_audit_log(
     expect(operator_box(page), "a reload lost the name").to_have_value(NAME, timeout=30_000)
     # an action records it: clear the cache from the Cache page
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Cache", exact=True).click()
+    page.wait_for_url(re.compile(r".*/cache(\?.*)?$"), timeout=30_000)
     wait_for_run(page)
-    page.get_by_role("button", name="Clear cache").click()
-    wait_for_run(page)
+    button = page.get_by_role("button", name="Clear cache")
+    expect(button).to_be_visible(timeout=30_000)
+    expect(operator_box(page)).to_have_value(NAME, timeout=30_000)
+    button.click()
+    # "notRunning" may still be the previous run's state right after the click: wait for the outcome itself
+    expect(page.get_by_text(re.compile(r"Clear cache: [\d,]+ entries dropped"))).to_be_visible(timeout=30_000)
     ops = open_ops_db(load_settings({"DISCOVERY_DATA_DIR": str(console_server.data_dir)}))
     rows = ops.list_audit(5, action="cache.clear")
     assert rows and rows[0]["actor"] == f"console:{NAME}"

@@ -83,7 +83,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from engine.catalogue.templates import load_templates
 from engine.core.errors import ConfigError, DiscoveryError, LeaseLost, StoreUnavailable
@@ -154,6 +154,26 @@ class EvidenceSpec:
             )
         if isinstance(self.world_seed, bool) or not isinstance(self.world_seed, int):
             raise ConfigError(f"world seed must be a whole number, got {self.world_seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a rollout run stores of its source (JSON-safe); ``from_dict`` rebuilds the same spec."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        for k in ("replay_path", "profile_path"):
+            out[k] = None if out[k] is None else str(out[k])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "evidence spec") -> EvidenceSpec:
+        """The spec ``to_dict`` wrote; an unknown key or a bad value is a one-line ConfigError naming ``source``."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: expected an object with a 'kind', got {type(data).__name__}")
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}")
+        try:
+            return cls(**dict(data))
+        except TypeError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
     def describe(self) -> str:
         if self.kind == "world":
@@ -362,7 +382,7 @@ def run_entities(
             source,
             params,
             system,
-            store=sink,
+            store=cast(Any, sink),  # run_discovery only calls apply_run on it
             shadow=shadow,
             clock=clock,
             cluster_confirmations=confirmed,

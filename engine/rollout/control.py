@@ -24,7 +24,9 @@ from engine.core.inputs import MAX_INT64 as MAX_SEED
 from engine.core.inputs import checked_number
 from engine.core.params import ParameterConfig
 from engine.core.settings import Settings, load_settings
-from engine.discovery.runs import DEFAULT_WORLD_SEED
+from engine.discovery.limits import RunLimits
+from engine.discovery.pool import check_concurrency
+from engine.discovery.runs import DEFAULT_WORLD_SEED, EvidenceSpec, make_source
 from engine.jobs.queue import Control, Job, JobError, JobState, JobStore, launch_worker, resume_job
 from engine.rollout.records import (
     ALL,
@@ -35,9 +37,11 @@ from engine.rollout.records import (
     insert_decision,
     read_run,
     read_stages,
+    run_evidence,
     stage_config_from_dict,
     verdict_from_dict,
 )
+from engine.rollout.estimate import CostNotConfirmed, check_budget, estimate_run_cost
 from engine.rollout.rollback import rollback
 from engine.rollout.stages import load_stage_config
 from engine.rollout.states import ACTIVE_RUN_STATES, OPEN_STAGE_STATES, RunState, StageState, rollback_interrupted
@@ -92,6 +96,11 @@ def start_rollout(
     graph=None,
     use_live_config: bool = False,
     from_run: int | None = None,
+    evidence: EvidenceSpec | None = None,
+    concurrency: int | None = None,
+    limits: RunLimits | None = None,
+    budget_usd: float | None = None,
+    confirm_cost: bool = False,
 ) -> int:
     """Validate, record a new rollout run, submit its ``rollout`` job and (``launch``) start a worker.
 
@@ -113,6 +122,15 @@ def start_rollout(
     new system's algorithm with the live parameters, writing nothing).
     Stages before ``stage`` are skipped: the run's first decision record
     (gate ``start``) names them and who started it.
+
+    ``evidence``: the source both systems meet (default: the simulated world of
+    ``world_seed``); a replay file is read and checked now, an HTTP evaluator is
+    not contacted. ``concurrency``: entities in flight in every stage (default:
+    each stage's ``concurrency`` setting); ``limits``: the evaluator's hops per
+    second and requests in flight. The cost estimate of the run
+    (engine.rollout.estimate) is stored with it; against a source that costs
+    money, an estimate above ``budget_usd`` is refused (CostNotConfirmed, one
+    line with the figure) unless ``confirm_cost``.
     """
     if not isinstance(actor, str) or not actor.strip():
         raise RolloutError("a rollout needs an actor (who starts it, e.g. 'cli' or 'console')")
@@ -150,15 +168,43 @@ def start_rollout(
     if world_seed is None:
         world_seed = DEFAULT_WORLD_SEED
     checked_number(world_seed, "world seed", 0, MAX_SEED, integer=True)
+    if from_run is not None:  # "Continue to <next stage>": the same evidence, in flight and limits by default
+        with ops.connect() as db:
+            earlier = read_run(db, from_run)
+        evidence = evidence or run_evidence(earlier)
+        concurrency = concurrency if concurrency is not None else earlier.get("concurrency")
+        if limits is None and earlier.get("limits"):
+            limits = RunLimits.from_dict(json.loads(earlier["limits"]))
+    if evidence is None:
+        evidence = EvidenceSpec(world_seed=world_seed)
+    if concurrency is not None:
+        check_concurrency(concurrency)
+    budget_usd = check_budget(budget_usd)
+    if evidence.kind == "replay":
+        make_source(evidence)  # a missing or unsound replay file is refused now, not by the worker
     own_graph = graph is None
     if own_graph:
         graph = GraphStore.open(settings)
     try:
-        if graph.count_entities() == 0:
+        population = graph.count_entities()
+        if population == 0:
             raise RolloutError("the graph holds no entities: seed it first (python -m engine seed --entities 3400)")
     finally:
         if own_graph:
             graph.close()
+    estimate = estimate_run_cost(
+        ops,
+        stages=[cfg.stage(n) for n in run_stages],
+        population=population,
+        entity_limit=entities,
+        candidate=candidate,
+        baseline=baseline,
+        evidence=evidence,
+    )
+    if estimate.needs_confirmation(budget_usd) and not confirm_cost:
+        raise CostNotConfirmed(
+            f"{estimate.describe()}: above the ${budget_usd:,.2f} budget; confirm it (--yes) or raise --budget-usd"
+        )
     now = time.time()
     with ops.transaction() as db:
         busy = list(
@@ -176,8 +222,8 @@ def start_rollout(
         cur = db.execute(
             """INSERT INTO rollout_runs (state, target, stages, current_stage, stage_config, candidate,
                candidate_hash, candidate_source, baseline, baseline_hash, dry_run, seed, world_seed, time_scale,
-               entity_limit, actor, created_at, updated_at, message)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               entity_limit, actor, created_at, updated_at, message, evidence, concurrency, limits, cost_estimate)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
                 RunState.RUNNING,
                 stage,
@@ -198,6 +244,10 @@ def start_rollout(
                 now,
                 now,
                 "queued for a worker",
+                dumps(evidence.to_dict()),
+                concurrency,
+                dumps(limits.to_dict()) if limits is not None else None,
+                dumps(estimate.to_dict()),
             ],
         )
         run_id = int(cur.lastrowid)
@@ -216,6 +266,12 @@ def start_rollout(
                 "config_file": str(config_file) if config_file else None,
                 "skipped_stages": skipped,
                 "from_run": from_run,
+                "evidence": evidence.describe(),
+                "concurrency": concurrency,
+                "limits": limits.to_dict() if limits is not None else None,
+                "estimated_cost_usd": round(estimate.total_usd, 4),
+                "budget_usd": budget_usd,
+                "cost_confirmed": bool(confirm_cost and estimate.needs_confirmation(budget_usd)),
             },
             db=db,
         )
@@ -237,6 +293,9 @@ def start_rollout(
                 "from_run": from_run,
                 "config": {"candidate_hash": candidate.hash(), "baseline_hash": baseline.hash()},
                 "candidate_source": candidate_source,
+                "evidence": evidence.describe(),
+                "concurrency": concurrency,
+                "cost_estimate": estimate.to_dict(),
             },
         )
     job = JobStore(ops).submit(JOB_KIND, {"run_id": run_id}, actor=actor)

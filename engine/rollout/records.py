@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from engine.core.errors import DiscoveryError
+from engine.discovery.runs import EvidenceSpec
 from engine.jobs.queue import Job
 from engine.rollout.cohorts import derive_seed
 from engine.rollout.stages import StageConfig, StagePolicy
@@ -135,6 +136,17 @@ MIGRATIONS: list[Migration] = [
             """,
         ),
     ),
+    Migration(
+        component="rollout",
+        version=2,
+        name="rollout runs: evidence source, concurrency, limits and the cost estimate shown at the start",
+        statements=(
+            "ALTER TABLE rollout_runs ADD COLUMN evidence TEXT",
+            "ALTER TABLE rollout_runs ADD COLUMN concurrency INTEGER",
+            "ALTER TABLE rollout_runs ADD COLUMN limits TEXT",
+            "ALTER TABLE rollout_runs ADD COLUMN cost_estimate TEXT",
+        ),
+    ),
 ]
 
 
@@ -185,6 +197,14 @@ class RunInfo:
     #: the candidate's and the old system's parameters (for the diff the console shows)
     candidate_params: dict = field(default_factory=dict)
     baseline_params: dict = field(default_factory=dict)
+    #: the evidence source (EvidenceSpec.describe()) and its stored spec; runs from before: the world
+    evidence: str = ""
+    evidence_spec: dict = field(default_factory=dict)
+    #: entities in flight (None: each stage's own setting) and the evaluator limits (RunLimits.to_dict())
+    concurrency: int | None = None
+    limits: dict = field(default_factory=dict)
+    #: the estimate shown when the run was started (engine.rollout.estimate.CostEstimate.to_dict())
+    cost_estimate: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -400,7 +420,20 @@ def run_info_from_row(row: Mapping[str, Any]) -> RunInfo:
         stages_of_table=tuple(s["name"] for s in _loads(row["stage_config"], {}).get("stages", [])),
         candidate_params=dict(_loads(row["candidate"], {})),
         baseline_params=dict(_loads(row["baseline"], {})),
+        evidence=run_evidence(row).describe(),
+        evidence_spec=run_evidence(row).to_dict(),
+        concurrency=row["concurrency"] if "concurrency" in row.keys() else None,
+        limits=dict(_loads(row["limits"], {}) or {}) if "limits" in row.keys() else {},
+        cost_estimate=dict(_loads(row["cost_estimate"], {}) or {}) if "cost_estimate" in row.keys() else {},
     )
+
+
+def run_evidence(row) -> EvidenceSpec:
+    """The evidence source of a run row: its stored spec, or (runs from before sources were stored) the world."""
+    raw = row["evidence"] if "evidence" in row.keys() else None
+    if raw:
+        return EvidenceSpec.from_dict(json.loads(raw), source=f"rollout {row['id']} evidence")
+    return EvidenceSpec(world_seed=int(row["world_seed"]))
 
 
 def read_run(db, run_id: int | None) -> dict:

@@ -55,11 +55,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from engine.core.errors import DiscoveryError, LeaseLost, StoreUnavailable, first_line
 from engine.core.params import ParameterConfig
 from engine.discovery.evidence import EvidenceUnavailable
-from engine.discovery.runs import METRICS_LOG_NAME, EvidenceSpec, make_source, run_entities
+from engine.discovery.limits import RunLimits, limit_source
+from engine.discovery.runs import METRICS_LOG_NAME, make_source, run_entities
 from engine.jobs.queue import Control, JobCancelled
 from engine.monitoring.events import MetricEvent, record_events
 from engine.monitoring.jsonlog import JsonlLog
@@ -73,6 +75,7 @@ from engine.rollout.records import (
     read_outcomes,
     read_run,
     read_stages,
+    run_evidence,
     stage_config_from_dict,
     stage_key,
     verdict_record,
@@ -119,7 +122,10 @@ class _Runner:
         self.baseline = ParameterConfig.from_dict(json.loads(self.run["baseline"]), source="rollout baseline")
         self.dry = bool(self.run["dry_run"])
         self.templates = {t.id: t for t in graph.list_templates()}
-        self.source = make_source(EvidenceSpec(world_seed=int(self.run["world_seed"])), templates=self.templates)
+        self.evidence = run_evidence(self.run)
+        self.limits = RunLimits.from_dict(json.loads(self.run["limits"])) if self.run.get("limits") else None
+        source = make_source(self.evidence, templates=self.templates)
+        self.source = limit_source(source, self.limits) if self.limits is not None else source
         self.log = JsonlLog.for_settings(graph.settings, METRICS_LOG_NAME)
         self.restored_this_attempt: set[str] = set()
         #: a fault interrupted a batch: the stage's not-checkpointed entities are restored before going on
@@ -390,72 +396,81 @@ class _Runner:
         self.ctx.heartbeat(done=0, total=len(cohort), message=f"{name}: starting with {len(cohort)} entities")
         return self._existing_stage_row(name)
 
-    def _pair(self, name: str, entity_id: str, shadowed: bool) -> dict:
-        """Run the entity on both systems; its metric events wait in ``pending_events`` for the checkpoint."""
+    def concurrency(self, policy: StagePolicy) -> int:
+        """Entities in flight in this stage: the run's ``--concurrency``, else the stage table's setting."""
+        return int(self.run.get("concurrency") or policy.concurrency)
+
+    def _pairs(self, name: str, batch: list[str], shadow: set[str], progress: Callable[[int], None]) -> list[dict]:
+        """Run the batch on both systems, many entities in flight (engine.discovery.runs.run_entities): the old
+        system in shadow on the shadowed ones, then the new one (live unless a dry run), both from the graph
+        state at the start of the batch; the batch's live runs are one graph write. A run of one system that
+        fails on one entity (not the machinery) is that system's crash on that entity; a fault of the
+        machinery propagates and nothing of the batch counts. Metric events wait in ``pending_events``."""
         stage_id = stage_key(self.run_id, name)
-        old = None
-        old_error = None
-        if shadowed:
-            try:
-                [old] = run_entities(
-                    self.graph,
-                    self.ops,
-                    [entity_id],
-                    system="old",
-                    params=self.baseline,
-                    shadow=True,
-                    run_id=discovery_run_id(self.run_id, name, "old"),
-                    source=self.source,
-                    stage_id=stage_id,
-                    log=self.log,
-                    events_out=self.pending_events,
-                )
-            except NOT_OUTCOMES:
-                raise  # the machinery, not the baseline: never an outcome
-            except DiscoveryError as exc:
-                old_error = str(exc)
-        new = None
-        new_error = None
-        try:
-            [new] = run_entities(
-                self.graph,
-                self.ops,
-                [entity_id],
-                system="new",
-                params=self.candidate,
-                shadow=self.dry,
-                run_id=discovery_run_id(self.run_id, name, "new"),
-                source=self.source,
-                stage_id=stage_id,
-                log=self.log,
-                events_out=self.pending_events,
-            )
-        except NOT_OUTCOMES:
-            raise  # the machinery, not the candidate: never booked as new_crashed
-        except DiscoveryError as exc:
-            new_error = str(exc)
-        outcome = PairedOutcome(
-            entity_id=entity_id,
-            new_cost=float(new.cost_usd) if new else 0.0,
-            new_actionable=bool(new.actionable) if new else False,
-            new_hops=len(new.hops) if new else 0,
-            new_errors=new.error_count if new else 0,
-            new_engine_ms=float(new.engine_time_s) * 1000.0 if new else 0.0,
-            new_crashed=new is None,
-            old_cost=float(old.cost_usd) if old else None,
-            old_actionable=bool(old.actionable) if old else None,
-        ).to_dict()
-        outcome.update(
-            {
-                "new_stop": new.stop_reason if new else "",
-                "old_stop": old.stop_reason if old else "",
-                "new_error": new_error,
-                "old_error": old_error,
-                "shadowed": shadowed,
-                "new_evidence_latency_s": float(new.evidence_latency_s) if new else 0.0,
-            }
+        in_flight = self.concurrency(self.cfg.stage(name))
+        shadowed = [e for e in batch if e in shadow]
+        common = dict(
+            source=self.source,
+            stage_id=stage_id,
+            log=self.log,
+            events_out=self.pending_events,
+            concurrency=in_flight,
+            batch_size=max(1, len(batch)),
         )
-        return outcome
+        old_errors: dict[str, DiscoveryError] = {}
+        new_errors: dict[str, DiscoveryError] = {}
+        old_runs = run_entities(
+            self.graph,
+            self.ops,
+            shadowed,
+            system="old",
+            params=self.baseline,
+            shadow=True,
+            run_id=discovery_run_id(self.run_id, name, "old"),
+            errors=old_errors,
+            tick=progress,
+            **common,
+        )
+        new_runs = run_entities(
+            self.graph,
+            self.ops,
+            batch,
+            system="new",
+            params=self.candidate,
+            shadow=self.dry,
+            run_id=discovery_run_id(self.run_id, name, "new"),
+            errors=new_errors,
+            tick=progress,
+            **common,
+        )
+        olds = {r.entity_id: r for r in old_runs}
+        news = {r.entity_id: r for r in new_runs}
+        outcomes = []
+        for entity_id in batch:
+            old, new = olds.get(entity_id), news.get(entity_id)
+            outcome = PairedOutcome(
+                entity_id=entity_id,
+                new_cost=float(new.cost_usd) if new else 0.0,
+                new_actionable=bool(new.actionable) if new else False,
+                new_hops=len(new.hops) if new else 0,
+                new_errors=new.error_count if new else 0,
+                new_engine_ms=float(new.engine_time_s) * 1000.0 if new else 0.0,
+                new_crashed=new is None,
+                old_cost=float(old.cost_usd) if old else None,
+                old_actionable=bool(old.actionable) if old else None,
+            ).to_dict()
+            outcome.update(
+                {
+                    "new_stop": new.stop_reason if new else "",
+                    "old_stop": old.stop_reason if old else "",
+                    "new_error": str(new_errors[entity_id]) if entity_id in new_errors else None,
+                    "old_error": str(old_errors[entity_id]) if entity_id in old_errors else None,
+                    "shadowed": entity_id in shadow,
+                    "new_evidence_latency_s": float(new.evidence_latency_s) if new else 0.0,
+                }
+            )
+            outcomes.append(outcome)
+        return outcomes
 
     def _process(self, name: str) -> None:
         policy = self.cfg.stage(name)
@@ -494,16 +509,26 @@ class _Runner:
         total = len(cohort)
         for start in range(0, len(remaining), policy.batch_size):
             batch = remaining[start : start + policy.batch_size]
-            results: list[dict] = []
-            for eid in batch:
-                self.ctx.checkpoint(
-                    done=done + len(results), total=total, message=f"{name}: {done + len(results)}/{total} entities"
-                )
-                self._check_active()
-                results.append(self._pair(name, eid, eid in shadow))
+            # pause and cancel are honoured between batches; within one, a heartbeat a second keeps the lease
+            self.ctx.checkpoint(done=done, total=total, message=f"{name}: {done}/{total} entities")
+            self._check_active()
+            results = self._pairs(name, batch, shadow, self._beat(name, done, total, len(batch)))
             done = self._commit_batch(name, policy, results, batch_no, done, total)
             batch_no += 1
         self._stage_end(name, policy)
+
+    def _beat(self, name: str, done: int, total: int, size: int) -> Callable[[int], None]:
+        """The heartbeat of a batch in flight (about once a second, from the worker's own thread): liveness,
+        progress "n of the batch under way", and a cancel (raised; the runs in flight finish first)."""
+
+        def beat(finished: int) -> None:
+            control = self.ctx.heartbeat(
+                message=f"{name}: {done}/{total} entities; batch of {size} in flight ({min(finished, size)} run)"
+            )
+            if control is Control.CANCEL:
+                raise JobCancelled(f"job {self.ctx.job.id} cancelled by an operator")
+
+        return beat
 
     def _commit_batch(
         self, name: str, policy: StagePolicy, results: list[dict], batch_no: int, done: int, total: int
@@ -683,3 +708,6 @@ def run_rollout_job(ctx) -> dict:
         return runner.execute()
     finally:
         runner.base_graph.close()
+        close = getattr(runner.source, "close", None)
+        if callable(close):
+            close()  # an HTTP evaluator's pooled connections

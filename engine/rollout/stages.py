@@ -27,6 +27,7 @@ from typing import Any
 from engine.core.errors import ConfigError
 from engine.core.inputs import MAX_INT64, number_problem, read_json_file, shown, shown_name
 from engine.core.settings import SHIPPED_DATA_DIR
+from engine.discovery.pool import MAX_CONCURRENCY
 
 DEFAULT_STAGES_FILE = SHIPPED_DATA_DIR / "stages.json"
 SECONDS_PER_DAY = 86400.0
@@ -38,6 +39,9 @@ SECONDS_PER_DAY = 86400.0
 MAX_STAGE_ENTITIES = 10_000_000
 #: entities processed (and checkpointed) together
 MAX_BATCH_SIZE = 100_000
+#: entities in flight while a stage runs when its entry in the stage table does not say: enough to keep an
+#: HTTP evaluator of seconds per hop busy without flooding it (the simulated world answers the same either way)
+DEFAULT_STAGE_CONCURRENCY = 16
 #: minimum duration of a stage: ten years
 MAX_MIN_DURATION_DAYS = 3650.0
 #: confidence level of the intervals
@@ -114,6 +118,8 @@ class StagePolicy:
     bootstrap_resamples: int
     success: tuple[Criterion, ...]
     rollback: tuple[Criterion, ...]
+    #: entities in flight at once while the stage runs (engine.discovery.pool); ``--concurrency`` overrides it
+    concurrency: int = DEFAULT_STAGE_CONCURRENCY
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -139,6 +145,7 @@ class StagePolicy:
             bootstrap_resamples=int(d["bootstrap_resamples"]),
             success=crit(d["success"]),
             rollback=crit(d["rollback"]),
+            concurrency=int(d.get("concurrency", DEFAULT_STAGE_CONCURRENCY)),  # runs stored before the setting
         )
 
 
@@ -242,6 +249,7 @@ STAGE_FIELDS = {
     "bootstrap_resamples",
     "success",
     "rollback",
+    "concurrency",
 }
 TOP_FIELDS = {"version", "seed", "time_scale", "confidence", "bootstrap_resamples", "stages"}
 
@@ -308,6 +316,14 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
         batch = _num(errors, f"{w}.batch_size", s.get("batch_size", 10), lo=1, hi=MAX_BATCH_SIZE, integer=True)
         min_sample = _num(errors, f"{w}.min_sample", s.get("min_sample", 1), lo=1, hi=MAX_STAGE_ENTITIES, integer=True)
         shadow = _num(errors, f"{w}.shadow_fraction", s.get("shadow_fraction", 1.0), lo=0, hi=1, lo_open=True)
+        in_flight = _num(
+            errors,
+            f"{w}.concurrency",
+            s.get("concurrency", DEFAULT_STAGE_CONCURRENCY),
+            lo=1,
+            hi=MAX_CONCURRENCY,
+            integer=True,
+        )
         conf = _num(
             errors,
             f"{w}.confidence",
@@ -338,6 +354,7 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
             and shadow is not None
             and conf is not None
             and res is not None
+            and in_flight is not None
         ):
             stages.append(
                 StagePolicy(
@@ -351,6 +368,7 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
                     bootstrap_resamples=int(res),
                     success=success,
                     rollback=rollback,
+                    concurrency=int(in_flight),
                 )
             )
     if errors or seed is None or time_scale is None:  # _num records an error for every None it returns

@@ -558,7 +558,12 @@ class ReplayRow:
 
 
 class RecordingSource:
-    """Wraps a source and keeps every answer as a ReplayRow; ``save(path)`` writes JSONL."""
+    """Wraps a source and keeps every answer as a ReplayRow; ``save(path)`` writes JSONL.
+
+    Safe to call from many threads at once: rows and quotes are kept under one lock, and ``save``
+    writes whole lines under it, so a concurrent run's file is never torn (its lines are in the
+    order the hops finished; a replay matches hops by key, not by position).
+    """
 
     def __init__(self, inner: EvidenceSource):
         self.inner = inner
@@ -566,37 +571,46 @@ class RecordingSource:
         #: every quote the engine asked for, (hop type, depth) -> USD: a replay needs the quotes of the
         #: channels that were considered but not bought too, or it would choose channels differently
         self.quotes: dict[tuple[str, int], float] = {}
+        self._lock = threading.Lock()
 
     def max_cost(self, hop_type: HopType, depth: Depth) -> float:
         quote = self.inner.max_cost(hop_type, depth)
         key = (HopType(hop_type).value, int(depth))
-        self.quotes[key] = max(self.quotes.get(key, 0.0), float(quote))
+        with self._lock:
+            self.quotes[key] = max(self.quotes.get(key, 0.0), float(quote))
         return quote
 
     def evaluate(self, entity, hypothesis, hop_type, depth, attempt) -> EvidenceResult:
         result = self.inner.evaluate(entity, hypothesis, hop_type, depth, attempt)
-        self.rows.append(
-            ReplayRow(
-                entity=entity.id,
-                hypothesis=hypothesis.id,
-                pattern=hypothesis.pattern,
-                hop_type=HopType(hop_type).value,
-                depth=int(depth),
-                attempt=attempt,
-                decision=result.decision.value,
-                cost_usd=result.cost_usd,
-                latency_s=result.latency_s,
-                url=result.url,
-                excerpt=result.excerpt,
-                error=result.error,
-                quote_usd=self.inner.max_cost(hop_type, depth),
-            )
+        row = ReplayRow(
+            entity=entity.id,
+            hypothesis=hypothesis.id,
+            pattern=hypothesis.pattern,
+            hop_type=HopType(hop_type).value,
+            depth=int(depth),
+            attempt=attempt,
+            decision=result.decision.value,
+            cost_usd=result.cost_usd,
+            latency_s=result.latency_s,
+            url=result.url,
+            excerpt=result.excerpt,
+            error=result.error,
+            quote_usd=self.inner.max_cost(hop_type, depth),
         )
+        with self._lock:
+            self.rows.append(row)
         return result
 
     def save(self, path: str | Path, append: bool = False) -> Path:
         """Write the hop rows, then one quote line per (hop type, depth) the engine asked about."""
-        return write_replay(self.rows, path, append=append, quotes=self.quotes)
+        with self._lock:
+            return write_replay(self.rows, path, append=append, quotes=self.quotes)
+
+    def close(self) -> None:
+        """Close the wrapped source, if it holds anything open (an HTTP evaluator's connections)."""
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()
 
 
 def rows_from_run(result: RunResult) -> list[ReplayRow]:
@@ -682,6 +696,9 @@ class ReplaySource:
     (entity, hypothesis id, hop type, attempt); a line without a hypothesis id
     matches by pattern name. A hop that was never recorded is an errored hop
     ``replay_miss`` (counted, cost 0), or raises with ``strict=True``.
+
+    Safe to call from many threads at once: the recorded answers are read-only once loaded and
+    the miss count is kept under a lock.
     """
 
     def __init__(
@@ -707,7 +724,14 @@ class ReplaySource:
                 self._quote[k] = max(self._quote.get(k, 0.0), r.quote_usd)
             self._dearest[r.hop_type] = max(self._dearest.get(r.hop_type, 0.0), r.cost_usd)
         self.default_quote_usd = default_quote_usd
-        self.misses = 0
+        self._lock = threading.Lock()
+        self._misses = 0
+
+    @property
+    def misses(self) -> int:
+        """Hops asked for that were never recorded (each answered as a ``replay_miss``)."""
+        with self._lock:
+            return self._misses
 
     @classmethod
     def load(
@@ -758,7 +782,8 @@ class ReplaySource:
                     f"replay has no record of {entity.id} / {hypothesis.pattern} / {hop} attempt {attempt}: "
                     "record the run first, or replay non-strictly (strict=False counts it as a replay_miss)"
                 )
-            self.misses += 1
+            with self._lock:
+                self._misses += 1
             return EvidenceResult(
                 decision=Decision.NO_PROGRESS,
                 cost_usd=0.0,

@@ -45,6 +45,9 @@ class Evaluator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            #: headers and body go out as two writes: without this a kept-alive connection waits out the
+            #: client's delayed ACK (~40 ms) on every answer
+            disable_nagle_algorithm = True
             #: an idle kept-alive connection is dropped after this long (its thread ends)
             timeout = IDLE_TIMEOUT_S
 

@@ -22,19 +22,21 @@ format ``ReplaySource`` reads).
 
 from __future__ import annotations
 
-import http.client
-import io
 import json
 import math
-import socket
 import ssl
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 from engine.core.errors import ConfigError, DiscoveryError
 from engine.core.model import Decision, Depth, Entity, EvidenceResult, HopType, Hypothesis, RunResult
@@ -46,8 +48,11 @@ DEFAULT_HOP_COST_CEILING_USD = 5.00
 DEFAULT_HOP_QUOTE_USD = 0.05
 #: an answer longer than this is not an answer (the contract's is a few hundred bytes)
 MAX_RESPONSE_BYTES = 1024 * 1024
-#: bytes asked of the socket per read while reading an answer
-READ_CHUNK_BYTES = 64 * 1024
+#: connections one HTTP source keeps open at most: the most entities a run keeps in flight
+#: (``engine.discovery.limits.MAX_CONCURRENCY``), so no hop of a run queues for a connection
+DEFAULT_MAX_CONNECTIONS = 256
+#: an idle kept-alive connection is closed after this long (an evaluator may drop it sooner)
+KEEPALIVE_EXPIRY_S = 5.0
 #: the longest a replayed hop may have taken (a recorded latency above it is corrupt)
 MAX_REPLAY_LATENCY_S = 24 * 3600.0
 #: url and excerpt kept of an answer (the evidence trail stores them)
@@ -121,6 +126,11 @@ class HTTPEvidenceSource:
     reply: ``{"decision": "ACCEPT|WEAK_ACCEPT|REJECT|NO_PROGRESS", "cost_usd": 0.02,
     "url": "...", "excerpt": "..."}``. See README, "Plugging in a real evidence source".
 
+    One ``httpx.Client`` per source keeps up to ``max_connections`` connections open
+    (keep-alive), so many entities can be in flight at once without a TCP (and TLS)
+    handshake per hop; ``close()`` (or leaving a ``with`` block) closes them. Every
+    method may be called from many threads at once.
+
     Retries only when no charge can have happened: the TCP connection could not
     be opened (refused, DNS failure, connect timeout), so the request was never
     sent. Once the request may have reached the evaluator, nothing is retried:
@@ -141,7 +151,9 @@ class HTTPEvidenceSource:
     evaluator may have charged but said nothing usable (timeout, dropped
     connection, unreadable body) the hop is booked at its quote too, so budgets
     err on the safe side. The quote is ``max_hop_cost_usd`` (or the dearest hop
-    seen, if higher; never above the ceiling).
+    seen, if higher; never above the ceiling). A hop whose deadline passed while
+    it waited for a free pooled connection is a ``timeout`` booked at 0: its
+    request was never sent.
     """
 
     def __init__(
@@ -155,6 +167,7 @@ class HTTPEvidenceSource:
         max_hop_cost_usd: float = DEFAULT_HOP_QUOTE_USD,
         hop_cost_ceiling_usd: float = DEFAULT_HOP_COST_CEILING_USD,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         headers: Mapping[str, str] | None = None,
         sleeper: Callable[[float], None] = time.sleep,
         timer: Callable[[], float] = time.perf_counter,
@@ -172,11 +185,9 @@ class HTTPEvidenceSource:
             raise ConfigError(f"{exc}: the quote must lie between 0 and the ceiling (e.g. 0.05 and 5.00)") from None
         if ceiling <= 0:
             raise ConfigError("per-hop cost ceiling must be > 0 USD (e.g. 5.00)")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+            raise ConfigError(f"evaluator max_connections must be a whole number >= 1, got {max_connections!r}")
         self.url = url
-        self._scheme = parts.scheme
-        self._host = parts.hostname
-        self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_retries = max_retries
@@ -184,15 +195,56 @@ class HTTPEvidenceSource:
         self.max_hop_cost_usd = float(max_hop_cost_usd)
         self.hop_cost_ceiling_usd = ceiling
         self.max_response_bytes = max_response_bytes
-        self.headers = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
+        self.max_connections = max_connections
+        # identity: an answer is counted against max_response_bytes as it arrives, never inflated from gzip
+        self.headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+            **(headers or {}),
+        }
         self._sleep = sleeper
         self._timer = timer
+        self._lock = threading.Lock()
         self._dearest: dict[str, float] = {}
-        self.errors: Counter[str] = Counter()
-        self.retries = 0
+        self._errors: Counter[str] = Counter()
+        self._retries = 0
+        self._closed = False
+        self._backend = _DeadlineBackend(timer)
+        self._client = httpx.Client(
+            transport=_DeadlineTransport(self._backend, max_connections, https=parts.scheme == "https"),
+            follow_redirects=False,
+            trust_env=False,  # the evaluator is reached directly, as it always was: no proxy from the environment
+        )
+
+    @property
+    def errors(self) -> Counter[str]:
+        """Errored hops so far by type (a copy: other threads keep counting)."""
+        with self._lock:
+            return Counter(self._errors)
+
+    @property
+    def retries(self) -> int:
+        """Connect attempts repeated so far (only ever when nothing was sent)."""
+        with self._lock:
+            return self._retries
+
+    def close(self) -> None:
+        """Close the pooled connections; a hop asked for afterwards raises EvidenceUnavailable."""
+        with self._lock:
+            self._closed = True
+        self._client.close()
+
+    def __enter__(self) -> HTTPEvidenceSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def max_cost(self, hop_type: HopType, depth: Depth) -> float:
-        return max(self.max_hop_cost_usd, self._dearest.get(HopType(hop_type).value, 0.0))
+        with self._lock:
+            dearest = self._dearest.get(HopType(hop_type).value, 0.0)
+        return max(self.max_hop_cost_usd, dearest)
 
     @staticmethod
     def request_body(entity: Entity, hypothesis: Hypothesis, hop_type: HopType, depth: Depth) -> dict[str, Any]:
@@ -216,59 +268,53 @@ class HTTPEvidenceSource:
             "depth": Depth(depth).name,
         }
 
-    def _connection(self, timeout_s: float) -> http.client.HTTPConnection:
-        if self._scheme == "https":
-            return http.client.HTTPSConnection(
-                self._host, self._port, timeout=timeout_s, context=ssl.create_default_context()
-            )
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout_s)
-
-    def _connect(self, deadline: float) -> http.client.HTTPConnection:
-        """An open connection, retried only while nothing can have been sent, and never past ``deadline``."""
+    def _post(self, body: bytes, deadline: float) -> tuple[int, bytes]:
+        """The evaluator's answer (status, body bytes), retried only while the connection could not be opened
+        (nothing was sent, so nothing can have been charged), and never past ``deadline``."""
         last_exc: BaseException | None = None
         tries = 0
         for attempt_no in range(self.max_retries + 1):
             left = deadline - self._timer()
             if left <= 0:
                 break
-            conn = self._connection(min(self.connect_timeout_s, left))
             tries += 1
             try:
-                conn.connect()  # nothing has been sent yet: failing here cannot have charged anyone
-                return conn
-            except OSError as exc:  # refused, DNS failure, connect timeout, TLS handshake
-                conn.close()
+                return self._exchange(body, deadline, left)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # refused, DNS, connect timeout, TLS handshake
                 last_exc = exc
                 if attempt_no < self.max_retries:
-                    self.retries += 1
+                    with self._lock:
+                        self._retries += 1
                     self._sleep(min(self.backoff_s * 2**attempt_no, max(0.0, deadline - self._timer())))
-        reason = type(last_exc).__name__ if last_exc else f"no connection within the {self.timeout_s:g} s deadline"
+        reason = _reason(last_exc) if last_exc else f"no connection within the {self.timeout_s:g} s deadline"
         raise EvidenceUnavailable(
             f"evidence evaluator at {self.url} is unreachable ({reason} after {tries} "
             f"{'try' if tries == 1 else 'tries'}): start it, or check the URL"
         )
 
-    def _exchange(self, conn: http.client.HTTPConnection, body: bytes, deadline: float) -> tuple[int, bytes]:
+    def _exchange(self, body: bytes, deadline: float, left: float) -> tuple[int, bytes]:
         """Send the request and read the whole answer before ``deadline`` (status, body bytes).
 
-        Every send and every read of the socket gets the time left until the deadline as its
-        timeout, so an answer dripping in byte by byte cannot hold the hop open past it.
+        httpx's timeouts bound each operation, not the hop: every socket read and write of this hop
+        gets the time left until the deadline as its timeout (``_DeadlineBackend``), so an answer
+        dripping in byte by byte (status line and headers included) cannot hold the hop open past it.
         """
-        if conn.sock is None:  # connect() succeeded, so this only narrows the Optional
-            raise ConnectionError("the connection closed before the request was sent")
-        conn.sock = _DeadlineSocket(conn.sock, deadline, self._timer)
-        conn.request("POST", self._path, body=body, headers=self.headers)
-        resp = conn.getresponse()
-        if resp.length is not None and resp.length > self.max_response_bytes:
-            raise _AnswerTooLarge
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := resp.read(READ_CHUNK_BYTES):
-            size += len(chunk)
-            if size > self.max_response_bytes:
+        timeout = httpx.Timeout(connect=min(self.connect_timeout_s, left), read=left, write=left, pool=left)
+        request = self._client.stream("POST", self.url, content=body, headers=self.headers, timeout=timeout)
+        with self._backend.deadline(deadline), request as resp:
+            length = resp.headers.get("content-length", "")
+            if length.isdigit() and int(length) > self.max_response_bytes:
                 raise _AnswerTooLarge
-            chunks.append(chunk)
-        return resp.status, b"".join(chunks)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in resp.iter_bytes():
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    raise _AnswerTooLarge
+                chunks.append(chunk)
+                if self._timer() > deadline:
+                    raise _DeadlinePassed("the hop's deadline passed while its answer was arriving")
+            return resp.status_code, b"".join(chunks)
 
     def evaluate(
         self, entity: Entity, hypothesis: Hypothesis, hop_type: HopType, depth: Depth, attempt: int
@@ -276,12 +322,18 @@ class HTTPEvidenceSource:
         hop_type = HopType(hop_type)
         quote = self.max_cost(hop_type, depth)
         body = json.dumps(self.request_body(entity, hypothesis, hop_type, depth)).encode("utf-8")
+        with self._lock:
+            if self._closed:
+                raise EvidenceUnavailable(
+                    f"evidence evaluator client for {self.url} was closed: build a new source for a new run"
+                )
         started = self._timer()
         deadline = started + self.timeout_s
-        conn = self._connect(deadline)
         try:
-            status, raw = self._exchange(conn, body, deadline)
-        except TimeoutError:  # a socket timeout or the hop's deadline: the answer did not come in time
+            status, raw = self._post(body, deadline)
+        except httpx.PoolTimeout:  # the deadline passed waiting for a free connection: nothing was sent
+            return self._failed("timeout", 0.0, self._timer() - started, hop_type, "no free connection in time")
+        except (httpx.TimeoutException, _DeadlinePassed):  # the answer did not come in time
             return self._failed("timeout", quote, self._timer() - started, hop_type)
         except _AnswerTooLarge:
             return self._failed(
@@ -291,10 +343,8 @@ class HTTPEvidenceSource:
                 hop_type,
                 f"answer over {self.max_response_bytes:,} bytes",
             )
-        except (ConnectionError, http.client.HTTPException, OSError):
+        except httpx.TransportError:  # reset, closed mid-answer, a garbled status line or headers
             return self._failed("connection_dropped", quote, self._timer() - started, hop_type)
-        finally:
-            conn.close()
         latency = self._timer() - started
         data: Any = None
         try:
@@ -328,11 +378,13 @@ class HTTPEvidenceSource:
 
     def _note_cost(self, hop_type: HopType, cost: float) -> None:
         """Raise the hop type's quote to ``cost``; only costs checked against the ceiling come here."""
-        if cost > self._dearest.get(hop_type.value, 0.0):
-            self._dearest[hop_type.value] = cost
+        with self._lock:
+            if cost > self._dearest.get(hop_type.value, 0.0):
+                self._dearest[hop_type.value] = cost
 
     def _failed(self, error: str, cost: float, latency: float, hop_type: HopType, detail: str = "") -> EvidenceResult:
-        self.errors[error] += 1
+        with self._lock:
+            self._errors[error] += 1
         self._note_cost(hop_type, cost)
         return EvidenceResult(
             decision=Decision.NO_PROGRESS,
@@ -350,53 +402,111 @@ def _text(value: Any, limit: int) -> str:
     return (value if isinstance(value, str) else _short(value))[:limit]
 
 
-class _DeadlineSocket:
-    """The socket of one hop as http.client sees it: each send and each read first sets the socket's
-    timeout to the time left until the hop's deadline (TimeoutError once it has passed)."""
+def _reason(exc: BaseException) -> str:
+    """Why a connection could not be opened, by the name of its root cause (e.g. ConnectionRefusedError)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return type(cause).__name__
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
 
-    def __init__(self, sock: socket.socket, deadline: float, timer: Callable[[], float]):
-        self._sock = sock
-        self._deadline = deadline
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's socket backend with a per-thread hop deadline: while ``deadline(t)`` is open in a thread,
+    each connect, read and write that thread makes is given at most the time left until ``t`` (and fails
+    as a timeout once it has passed). A hop runs wholly in its caller's thread, so the deadline a socket
+    operation sees is always its own hop's, whichever pooled connection it uses."""
+
+    def __init__(self, timer: Callable[[], float]):
+        self._inner = httpcore.SyncBackend()
         self._timer = timer
+        self._local = threading.local()
 
-    def arm(self) -> None:
-        left = self._deadline - self._timer()
+    @contextmanager
+    def deadline(self, deadline: float) -> Iterator[None]:
+        previous = getattr(self._local, "deadline", None)
+        self._local.deadline = deadline
+        try:
+            yield
+        finally:
+            self._local.deadline = previous
+
+    def left(self, timeout: float | None, expired: type[Exception]) -> float | None:
+        """``timeout`` cut to the time left until this thread's deadline; ``expired`` once it has passed."""
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is None:
+            return timeout
+        left = deadline - self._timer()
         if left <= 0:
-            raise _DeadlinePassed("the hop's deadline passed")
-        self._sock.settimeout(left)
+            raise expired("the hop's deadline passed")
+        return left if timeout is None else min(timeout, left)
 
-    def sendall(self, data: Any) -> None:
-        self.arm()
-        self._sock.sendall(data)
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(
+            host, port, self.left(timeout, httpcore.ConnectTimeout), local_address, socket_options
+        )
+        return _DeadlineStream(stream, self)
 
-    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
-        # the socket's own unbuffered reader keeps its reference counting (the fd stays open while the
-        # response reads after the connection object is closed); every read through it is armed first
-        return io.BufferedReader(_DeadlineReader(self._sock.makefile("rb", buffering=0), self.arm))
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_unix_socket(path, self.left(timeout, httpcore.ConnectTimeout), socket_options)
+        return _DeadlineStream(stream, self)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """One pooled connection's socket stream; every operation is bounded by the calling hop's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream, backend: _DeadlineBackend):
+        self._inner = inner
+        self._backend = backend
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._backend.left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._backend.left(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
-        self._sock.close()
+        self._inner.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.start_tls(
+            ssl_context, server_hostname, self._backend.left(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(stream, self._backend)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
 
 
-class _DeadlineReader(io.RawIOBase):
-    def __init__(self, raw: Any, arm: Callable[[], None]):
-        self._raw = raw
-        self._arm = arm
+class _DeadlineTransport(httpx.HTTPTransport):
+    """httpx's own transport (its error mapping and response streaming) over a pool whose sockets keep
+    the hop deadline. Only the pool is rebuilt: ``httpx.HTTPTransport`` has no way to pass a backend."""
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        self._arm()
-        return self._raw.readinto(buffer)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._raw.close()
-        super().close()
+    def __init__(self, backend: _DeadlineBackend, max_connections: int, *, https: bool):
+        super().__init__(trust_env=False, retries=0)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl.create_default_context() if https else None,
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=KEEPALIVE_EXPIRY_S,
+            retries=0,  # connect retries are the source's own: counted, with backoff, bounded by the deadline
+            network_backend=backend,
+        )
 
 
 # --------------------------------------------------------------------------- recording and replay
@@ -448,7 +558,12 @@ class ReplayRow:
 
 
 class RecordingSource:
-    """Wraps a source and keeps every answer as a ReplayRow; ``save(path)`` writes JSONL."""
+    """Wraps a source and keeps every answer as a ReplayRow; ``save(path)`` writes JSONL.
+
+    Safe to call from many threads at once: rows and quotes are kept under one lock, and ``save``
+    writes whole lines under it, so a concurrent run's file is never torn (its lines are in the
+    order the hops finished; a replay matches hops by key, not by position).
+    """
 
     def __init__(self, inner: EvidenceSource):
         self.inner = inner
@@ -456,37 +571,46 @@ class RecordingSource:
         #: every quote the engine asked for, (hop type, depth) -> USD: a replay needs the quotes of the
         #: channels that were considered but not bought too, or it would choose channels differently
         self.quotes: dict[tuple[str, int], float] = {}
+        self._lock = threading.Lock()
 
     def max_cost(self, hop_type: HopType, depth: Depth) -> float:
         quote = self.inner.max_cost(hop_type, depth)
         key = (HopType(hop_type).value, int(depth))
-        self.quotes[key] = max(self.quotes.get(key, 0.0), float(quote))
+        with self._lock:
+            self.quotes[key] = max(self.quotes.get(key, 0.0), float(quote))
         return quote
 
     def evaluate(self, entity, hypothesis, hop_type, depth, attempt) -> EvidenceResult:
         result = self.inner.evaluate(entity, hypothesis, hop_type, depth, attempt)
-        self.rows.append(
-            ReplayRow(
-                entity=entity.id,
-                hypothesis=hypothesis.id,
-                pattern=hypothesis.pattern,
-                hop_type=HopType(hop_type).value,
-                depth=int(depth),
-                attempt=attempt,
-                decision=result.decision.value,
-                cost_usd=result.cost_usd,
-                latency_s=result.latency_s,
-                url=result.url,
-                excerpt=result.excerpt,
-                error=result.error,
-                quote_usd=self.inner.max_cost(hop_type, depth),
-            )
+        row = ReplayRow(
+            entity=entity.id,
+            hypothesis=hypothesis.id,
+            pattern=hypothesis.pattern,
+            hop_type=HopType(hop_type).value,
+            depth=int(depth),
+            attempt=attempt,
+            decision=result.decision.value,
+            cost_usd=result.cost_usd,
+            latency_s=result.latency_s,
+            url=result.url,
+            excerpt=result.excerpt,
+            error=result.error,
+            quote_usd=self.inner.max_cost(hop_type, depth),
         )
+        with self._lock:
+            self.rows.append(row)
         return result
 
     def save(self, path: str | Path, append: bool = False) -> Path:
         """Write the hop rows, then one quote line per (hop type, depth) the engine asked about."""
-        return write_replay(self.rows, path, append=append, quotes=self.quotes)
+        with self._lock:
+            return write_replay(self.rows, path, append=append, quotes=self.quotes)
+
+    def close(self) -> None:
+        """Close the wrapped source, if it holds anything open (an HTTP evaluator's connections)."""
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()
 
 
 def rows_from_run(result: RunResult) -> list[ReplayRow]:
@@ -572,6 +696,9 @@ class ReplaySource:
     (entity, hypothesis id, hop type, attempt); a line without a hypothesis id
     matches by pattern name. A hop that was never recorded is an errored hop
     ``replay_miss`` (counted, cost 0), or raises with ``strict=True``.
+
+    Safe to call from many threads at once: the recorded answers are read-only once loaded and
+    the miss count is kept under a lock.
     """
 
     def __init__(
@@ -597,7 +724,14 @@ class ReplaySource:
                 self._quote[k] = max(self._quote.get(k, 0.0), r.quote_usd)
             self._dearest[r.hop_type] = max(self._dearest.get(r.hop_type, 0.0), r.cost_usd)
         self.default_quote_usd = default_quote_usd
-        self.misses = 0
+        self._lock = threading.Lock()
+        self._misses = 0
+
+    @property
+    def misses(self) -> int:
+        """Hops asked for that were never recorded (each answered as a ``replay_miss``)."""
+        with self._lock:
+            return self._misses
 
     @classmethod
     def load(
@@ -648,7 +782,8 @@ class ReplaySource:
                     f"replay has no record of {entity.id} / {hypothesis.pattern} / {hop} attempt {attempt}: "
                     "record the run first, or replay non-strictly (strict=False counts it as a replay_miss)"
                 )
-            self.misses += 1
+            with self._lock:
+                self._misses += 1
             return EvidenceResult(
                 decision=Decision.NO_PROGRESS,
                 cost_usd=0.0,

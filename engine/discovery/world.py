@@ -13,6 +13,10 @@ which is what scoring is handed; the engine never sees it.
 
 Time is virtual by default: each hop's latency is drawn and reported, not
 slept. ``sleep=True`` sleeps it for real (scaled by ``time_scale``).
+
+A world may be called from many threads at once: every answer is a pure
+function of its key, and the one thing it keeps (the entities it knows, for
+:meth:`SimulatedWorld.truth`) is changed under a lock.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import hashlib
 import json
 import math
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -216,13 +221,16 @@ class SimulatedWorld:
         self.sleep = sleep
         self.time_scale = time_scale
         self._sleeper = sleeper
+        self._lock = threading.Lock()
         self._entities: dict[str, Entity] = {}
         self.register(entities)
 
     def register(self, entities: Iterable[Entity]) -> None:
         """Make entities known to :meth:`truth` (evaluate registers the entity it is asked about)."""
-        for e in entities:
-            self._entities[e.id] = e
+        batch = list(entities)  # drawn outside the lock: the iterable may be a slow generator
+        with self._lock:
+            for e in batch:
+                self._entities[e.id] = e
 
     # ------------------------------------------------------------------ hidden truth
 
@@ -255,7 +263,8 @@ class SimulatedWorld:
 
     def truth(self, entity_id: str) -> bool | None:
         """Ground truth of 'actionable' for a registered entity; None when unknown (not scored)."""
-        entity = self._entities.get(entity_id)
+        with self._lock:
+            entity = self._entities.get(entity_id)
         if entity is None or entity.template_id not in self.templates:
             return None
         return self.truly_actionable(entity)
@@ -281,7 +290,8 @@ class SimulatedWorld:
     def evaluate(
         self, entity: Entity, hypothesis: Hypothesis, hop_type: HopType, depth: Depth, attempt: int
     ) -> EvidenceResult:
-        self._entities.setdefault(entity.id, entity)
+        with self._lock:
+            self._entities.setdefault(entity.id, entity)
         hop_type = HopType(hop_type)
         depth = Depth(depth)
         if depth < hop_type.min_depth:

@@ -1,10 +1,12 @@
-"""Evidence sources: the HTTP evaluator against a real local server, replay and recording."""
+"""Evidence sources: the HTTP evaluator against a real local server, replay and recording, from many threads."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -13,6 +15,7 @@ from engine.catalogue.templates import load_templates
 from engine.core.errors import ConfigError
 from engine.core.model import Decision, Depth, HopType
 from engine.discovery.evidence import (
+    DEFAULT_MAX_CONNECTIONS,
     EvidenceUnavailable,
     HTTPEvidenceSource,
     RecordingSource,
@@ -21,6 +24,7 @@ from engine.discovery.evidence import (
     rows_from_run,
     write_replay,
 )
+from engine.discovery.limits import MAX_CONCURRENCY
 from engine.discovery.systems import run_discovery
 from engine.discovery.world import SimulatedWorld
 from tests.support.evaluator import Evaluator
@@ -250,3 +254,141 @@ def test_bad_replay_file_names_the_line(tmp_path):
         ReplaySource.load(p)
     with pytest.raises(ConfigError, match="does not exist"):
         ReplaySource.load(tmp_path / "missing.jsonl")
+
+
+# --------------------------------------------------------------------------- pooled connections
+
+
+def test_sequential_hops_share_one_kept_alive_connection(evaluator):
+    with _source(evaluator.url) as src:
+        for attempt in range(20):
+            assert src.evaluate(E, H, HopType.OFFICIAL_SITE, Depth.SURFACE, attempt).error is None
+    assert len(evaluator.requests) == 20
+    assert evaluator.connections == 1  # one TCP (and TLS) handshake for the whole run, not one per hop
+
+
+def test_a_stopped_evaluator_is_unreachable_even_through_a_kept_connection(evaluator):
+    src = _source(evaluator.url, max_retries=1)
+    assert src.evaluate(E, H, HopType.OFFICIAL_SITE, Depth.SURFACE, 0).error is None
+    evaluator.close()
+    with pytest.raises(EvidenceUnavailable, match="unreachable"):
+        src.evaluate(E, H, HopType.OFFICIAL_SITE, Depth.SURFACE, 1)
+    assert src.errors == {}  # the kept connection was not mistaken for a sent request
+    src.close()
+
+
+def test_a_closed_source_refuses_hops_in_one_line(evaluator):
+    src = _source(evaluator.url)
+    src.close()
+    with pytest.raises(EvidenceUnavailable, match="closed") as err:
+        src.evaluate(E, H, HopType.OFFICIAL_SITE, Depth.SURFACE, 0)
+    assert "\n" not in str(err.value) and evaluator.requests == []
+
+
+def test_the_pool_holds_as_many_connections_as_a_run_keeps_entities_in_flight():
+    assert DEFAULT_MAX_CONNECTIONS == MAX_CONCURRENCY
+    with pytest.raises(ConfigError, match="max_connections"):
+        HTTPEvidenceSource("http://127.0.0.1:9/x", max_connections=0)
+
+
+# --------------------------------------------------------------------------- many threads at once
+
+THREADS = 32
+PEOPLE = ENTITIES[:8]
+
+
+def _hops(attempts: int = 2) -> list[tuple]:
+    """(entity, hypothesis, hop type, depth, attempt) of a few hundred hops over several entities."""
+    out = []
+    for e in PEOPLE:
+        for h in build_hypotheses(e, TEMPLATES[e.template_id], NOW)[:4]:
+            for hop in (HopType.OFFICIAL_SITE, HopType.CAREERS_PAGE, HopType.PRESS_RELEASE, HopType.DOCUMENT):
+                for a in range(attempts):
+                    out.append((e, h, hop, Depth.AUTHORITY, a))
+    return out
+
+
+def _answer(r) -> tuple:
+    return (r.decision, r.cost_usd, r.error, r.url, r.excerpt)
+
+
+def _run(source, hops, threads: int) -> list[tuple]:
+    """The answers to ``hops`` in their order, asked from ``threads`` threads at once (1: in this thread)."""
+    if threads == 1:
+        return [_answer(source.evaluate(*hop)) for hop in hops]
+    with ThreadPoolExecutor(threads) as pool:
+        return [_answer(r) for r in pool.map(lambda hop: source.evaluate(*hop), hops)]
+
+
+def _scripted(body: dict) -> tuple[int, str]:
+    """An answer that is a pure function of the hop: decisions at costs under the quote (so the quote, and
+    the errored hops booked at it, do not depend on the order hops finish in), some 503s, some junk."""
+    key = f"{body['entity']['id']}|{body['hypothesis']['id']}|{body['hop_type']}"
+    k = int(hashlib.sha256(key.encode()).hexdigest(), 16) % 7
+    if k == 0:
+        return 503, ""
+    if k == 1:
+        return 200, "not json"
+    decision = ("ACCEPT", "REJECT", "WEAK_ACCEPT", "NO_PROGRESS")[k % 4]
+    return 200, json.dumps({"decision": decision, "cost_usd": round(0.005 * k, 4), "url": f"https://x.example/{key}"})
+
+
+def test_the_http_source_gives_the_same_answers_and_counts_from_32_threads(evaluator):
+    evaluator.reply = _scripted
+    hops = _hops()
+    with _source(evaluator.url, timeout_s=30.0) as one:
+        sequential = _run(one, hops, 1)
+        seq_quotes = {h: one.max_cost(h, Depth.AUTHORITY) for h in HopType}
+        seq_errors = one.errors
+    assert evaluator.connections == 1
+    with _source(evaluator.url, timeout_s=30.0) as many:
+        concurrent = _run(many, hops, THREADS)
+        assert concurrent == sequential
+        assert many.errors == seq_errors and set(seq_errors) == {"http_5xx", "bad_response"}
+        assert {h: many.max_cost(h, Depth.AUTHORITY) for h in HopType} == seq_quotes
+        assert many.retries == 0
+    assert len(evaluator.requests) == 2 * len(hops)  # each hop asked exactly once, from any thread
+    assert 1 < evaluator.connections <= 1 + THREADS  # the threads shared a pool of kept connections
+
+
+def test_the_world_gives_the_same_answers_and_truth_from_32_threads():
+    hops = _hops(attempts=3)
+    sequential = _run(SimulatedWorld(4, TEMPLATES), hops, 1)
+    world = SimulatedWorld(4, TEMPLATES)
+    with ThreadPoolExecutor(THREADS) as pool:  # registering while others evaluate
+        pool.map(lambda e: world.register([e]), ENTITIES)
+        concurrent = _run(world, hops, THREADS)
+    assert concurrent == sequential
+    reference = SimulatedWorld(4, TEMPLATES, ENTITIES)
+    assert [world.truth(e.id) for e in ENTITIES] == [reference.truth(e.id) for e in ENTITIES]
+
+
+def test_replay_gives_the_same_answers_and_miss_count_from_32_threads():
+    world = SimulatedWorld(4, TEMPLATES, ENTITIES)
+    hops = _hops()
+    recorded = RecordingSource(world)
+    _run(recorded, hops[::2], 1)  # every other hop recorded: the rest are misses
+    one, many = ReplaySource(recorded.rows), ReplaySource(recorded.rows)
+    sequential = _run(one, hops, 1)
+    assert _run(many, hops, THREADS) == sequential
+    assert many.misses == one.misses == len(hops) - len(hops[::2])
+
+
+def test_recording_from_32_threads_keeps_every_hop_as_a_whole_line(tmp_path):
+    hops = _hops()
+    alone = RecordingSource(SimulatedWorld(4, TEMPLATES, ENTITIES))
+    sequential = _run(alone, hops, 1)
+    shared = RecordingSource(SimulatedWorld(4, TEMPLATES, ENTITIES))
+    with ThreadPoolExecutor(THREADS) as pool:  # quotes asked and files saved while hops are recorded
+        quotes = [pool.submit(shared.max_cost, h, Depth.AUTHORITY) for h in HopType]
+        concurrent = _run(shared, hops, THREADS)
+        saves = [pool.submit(shared.save, tmp_path / f"part-{i}.jsonl") for i in range(4)]
+        assert all(q.result() > 0 for q in quotes) and all(s.result() for s in saves)
+    assert concurrent == sequential
+    for h in HopType:
+        alone.max_cost(h, Depth.AUTHORITY)
+    a = alone.save(tmp_path / "alone.jsonl").read_text().splitlines()
+    b = shared.save(tmp_path / "shared.jsonl").read_text().splitlines()
+    assert len(b) == len(hops) + len(HopType)
+    assert sorted(json.loads(line)["entity"] for line in b if "entity" in line) == sorted(e.id for e, *_ in hops)
+    assert sorted(a) == sorted(b)  # the same whole lines, in the order the hops finished

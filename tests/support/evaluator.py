@@ -4,14 +4,22 @@ Besides a scripted reply (``reply(body) -> (status, text)``), it can misbehave t
 evaluator does: answer a cost as any JSON literal (``costing("1e999")``), or drip its whole answer
 (status line, headers, body) one byte every ``drip_s`` seconds, so a client that only bounds each
 socket read would wait for ever.
+
+It speaks HTTP/1.1 with keep-alive, as a real evaluator behind any web server does, so a pooling
+client reuses its connections (``connections`` counts the TCP connections it accepted). ``close()``
+also cuts the connections still open, so a stopped evaluator is really gone for a pooled client.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+#: seconds a kept-alive connection may sit idle before the evaluator drops it
+IDLE_TIMEOUT_S = 5.0
 
 
 class Evaluator:
@@ -28,14 +36,37 @@ class Evaluator:
         self.drip_s = 0.0
         #: bytes each dripping answer got out before the client hung up (one entry per dripped answer)
         self.dripped: list[int] = []
+        #: TCP connections accepted so far (a pooled client opens far fewer than it sends requests)
+        self.connections = 0
         self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            #: headers and body go out as two writes: without this a kept-alive connection waits out the
+            #: client's delayed ACK (~40 ms) on every answer
+            disable_nagle_algorithm = True
+            #: an idle kept-alive connection is dropped after this long (its thread ends)
+            timeout = IDLE_TIMEOUT_S
+
+            def setup(self):
+                super().setup()
+                with outer._lock:
+                    outer.connections += 1
+                    outer._open.add(self.connection)
+
+            def finish(self):
+                with outer._lock:
+                    outer._open.discard(self.connection)
+                super().finish()
+
             def do_POST(self):  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 body = json.loads(raw)
-                outer.requests.append({"path": self.path, "body": body, "ctype": self.headers.get("Content-Type")})
+                with outer._lock:
+                    outer.requests.append({"path": self.path, "body": body, "ctype": self.headers.get("Content-Type")})
                 if outer.delay_s:
                     time.sleep(outer.delay_s)
                 status, text = outer.reply(body)
@@ -88,3 +119,10 @@ class Evaluator:
         self._closing.set()
         self.server.shutdown()
         self.server.server_close()
+        with self._lock:
+            still_open = list(self._open)
+        for conn in still_open:  # kept-alive connections would otherwise go on answering a pooled client
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

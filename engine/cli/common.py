@@ -7,14 +7,20 @@ names the same actor.
 
 from __future__ import annotations
 
+import argparse
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from engine.cli.args import number, whole
 from engine.core.settings import Settings, load_settings
+from engine.discovery.limits import MAX_CONCURRENCY, MAX_IN_FLIGHT, RunLimits
 from engine.jobs.queue import freeing_frozen_workers
 from engine.store.graph import GraphStore
 from engine.store.opsdb import OpsDB, open_ops_db
+
+#: the highest --max-hops-per-s accepted (a million hops a second is no limit at all)
+MAX_HOPS_PER_S = 1_000_000.0
 
 
 def actor() -> str:
@@ -51,3 +57,39 @@ def stores(settings: Settings) -> Iterator[tuple[GraphStore, OpsDB]]:
     ops = open_ops(settings)
     with open_graph(settings) as graph:
         yield graph, ops
+
+
+# --------------------------------------------------------------------------- entities in flight and evaluator limits
+
+
+def add_limit_options(p: argparse.ArgumentParser, *, concurrency_default: str) -> None:
+    """``--concurrency``, ``--max-hops-per-s`` and ``--max-in-flight`` (engine.discovery.limits)."""
+    p.add_argument(
+        "--concurrency",
+        type=whole(1, MAX_CONCURRENCY),
+        default=None,
+        metavar="N",
+        help=f"entities in flight at once, each entity's hops in order; 1 to {MAX_CONCURRENCY} "
+        f"(default {concurrency_default}); answers are the same at any value",
+    )
+    p.add_argument(
+        "--max-hops-per-s",
+        type=number(0.0, MAX_HOPS_PER_S, low_open=True),
+        default=None,
+        metavar="R",
+        help="at most R hops start per second against the evaluator (default: no limit)",
+    )
+    p.add_argument(
+        "--max-in-flight",
+        type=whole(1, MAX_IN_FLIGHT),
+        default=None,
+        metavar="N",
+        help="at most N evaluator requests open at once (default: no limit beyond --concurrency)",
+    )
+
+
+def source_limits(args: argparse.Namespace, concurrency: int = 1) -> RunLimits | None:
+    """The evaluator limits the flags ask for (None: neither --max-hops-per-s nor --max-in-flight given)."""
+    if args.max_hops_per_s is None and args.max_in_flight is None:
+        return None
+    return RunLimits(concurrency=concurrency, max_hops_per_s=args.max_hops_per_s, max_in_flight=args.max_in_flight)

@@ -15,11 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-from engine.cli.args import ENTITIES, LIMIT, ROW_ID, SEED, WAIT_S, number, output_path
+from engine.cli.args import ENTITIES, LIMIT, ROW_ID, SEED, TIMEOUT_S, WAIT_S, number, output_path
 from engine.cli.common import actor as cli_actor
-from engine.cli.common import open_ops
-from engine.core.errors import DiscoveryError
+from engine.cli.common import add_limit_options, open_ops, source_limits
+from engine.core.errors import ConfigError, DiscoveryError
 from engine.core.settings import load_settings
+from engine.discovery.limits import DEFAULT_BUDGET_USD, MAX_BUDGET_USD
+from engine.discovery.runs import DEFAULT_WORLD_SEED, SOURCE_KINDS, EvidenceSpec
 from engine.jobs.queue import (
     DEFAULT_STALE_AFTER_S,
     JobState,
@@ -152,6 +154,37 @@ def _wait(ops, run_id: int, poll_s: float = 1.0) -> int:
         time.sleep(poll_s)
 
 
+def _evidence(args: argparse.Namespace) -> EvidenceSpec:
+    """The evidence source the start flags ask for (--evaluator-url implies http, --replay implies replay)."""
+    kind = args.evidence or ("http" if args.evaluator_url else "replay" if args.replay else "world")
+    if kind != "http" and args.evaluator_url:
+        raise ConfigError(f"--evaluator-url is for --evidence http, not {kind}: drop one of them")
+    if kind != "replay" and args.replay:
+        raise ConfigError(f"--replay is for --evidence replay, not {kind}: drop one of them")
+    if kind == "http":
+        return EvidenceSpec(kind="http", url=args.evaluator_url, timeout_s=args.evaluator_timeout)
+    if kind == "replay":
+        return EvidenceSpec(kind="replay", replay_path=args.replay)
+    return EvidenceSpec(world_seed=DEFAULT_WORLD_SEED if args.world_seed is None else args.world_seed)
+
+
+def _in_flight(run) -> str:
+    """Entities in flight and evaluator limits of a run, one phrase."""
+    text = f"{run.concurrency} entities in flight" if run.concurrency else "entities in flight: each stage's setting"
+    limits = run.limits or {}
+    if limits.get("max_hops_per_s") is not None:
+        text += f", at most {limits['max_hops_per_s']:g} hops/s"
+    if limits.get("max_in_flight") is not None:
+        text += f", at most {limits['max_in_flight']} requests at once"
+    return text
+
+
+def _estimate_line(est: dict) -> str:
+    stages = ", ".join(f"{s['stage']} {s['entities']:,} entities ${s['usd']:,.2f}" for s in est.get("stages", []))
+    paid = "" if est.get("paid") else " (this source costs nothing real; the figure is what the evaluator would)"
+    return f"estimated cost: ${est.get('total_usd', 0.0):,.2f} ({stages}){paid}"
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
     from engine import rollout as ro  # lazy: scipy.stats (~1 s); every CLI command imports this module
 
@@ -180,6 +213,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             seed=args.seed,
             world_seed=args.world_seed,
             actor=actor,
+            evidence=_evidence(args),
+            concurrency=args.concurrency,
+            limits=source_limits(args, args.concurrency or 1),
+            budget_usd=args.budget_usd,
+            confirm_cost=args.yes,
         )
         st = ro.rollout_status(ops, run_id)
         if st.run is None:  # just created: only a deleted OpsDB could lose it
@@ -189,6 +227,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             f"{' (dry run: nothing live is touched)' if args.dry_run else ''}; job {st.run.job_id}, worker log "
             f"{settings.log_dir}/worker-job-{st.run.job_id}.log"
         )
+        print(f"evidence: {st.run.evidence}; {_in_flight(st.run)}")
+        if st.run.cost_estimate:
+            print(_estimate_line(st.run.cost_estimate))
         skipped = ro.skipped_stages(list(st.run.stages_of_table), args.stage)
         if skipped:
             print(
@@ -317,7 +358,38 @@ def register(subparsers) -> None:
     r.add_argument("--run", type=ROW_ID, metavar="ID", help="which run (default: the latest)")
     r.add_argument("--json", action="store_true", help="status/runs: print JSON")
     r.add_argument("--force", action="store_true", help="promote before the stage's minimum duration (audited)")
-    r.add_argument("--yes", action="store_true", help="rollback: do not ask for confirmation")
+    r.add_argument(
+        "--yes",
+        action="store_true",
+        help="rollback: do not ask for confirmation; start: confirm an estimated cost above --budget-usd",
+    )
+    r.add_argument(
+        "--evidence",
+        choices=SOURCE_KINDS,
+        default=None,
+        help="start: the evidence both systems meet: world (default), replay (--replay FILE) or http "
+        "(--evaluator-url URL)",
+    )
+    r.add_argument("--evaluator-url", metavar="URL", help="start: your HTTP evaluator (implies --evidence http)")
+    r.add_argument(
+        "--evaluator-timeout",
+        type=TIMEOUT_S,
+        default=30.0,
+        metavar="S",
+        help="start: seconds the whole hop may take, answer included; above 0 and at most 3600 (default 30)",
+    )
+    r.add_argument(
+        "--replay", type=Path, metavar="FILE", help="start: recorded evidence (JSONL; implies --evidence replay)"
+    )
+    r.add_argument(
+        "--budget-usd",
+        type=number(0.0, MAX_BUDGET_USD),
+        default=DEFAULT_BUDGET_USD,
+        metavar="USD",
+        help="start: on a paid source (http), an estimated cost above this needs --yes "
+        f"(default {DEFAULT_BUDGET_USD:g})",
+    )
+    add_limit_options(r, concurrency_default="each stage's setting in the stage table")
     r.add_argument("--reason", help="rollback: why (kept in the decision record and the audit log)")
     r.add_argument(
         "--output",

@@ -28,11 +28,16 @@ from engine.discovery.evidence import EvidenceSource
 MAX_CONCURRENCY = 256
 #: the most evaluator requests one source may have open at once
 MAX_IN_FLIGHT = 1024
+#: what a run on a paid source (an HTTP evaluator) may be estimated to cost before an operator must confirm it (USD)
+DEFAULT_BUDGET_USD = 25.0
+#: the largest budget one can set (USD); above it a typo is likelier than a plan
+MAX_BUDGET_USD = 1_000_000.0
 #: the fields of a stored RunLimits, in order
 FIELDS = ("concurrency", "max_hops_per_s", "max_in_flight")
 
 
-def _whole(value: Any, flag: str, top: int) -> int:
+def check_whole(value: Any, flag: str, top: int) -> int:
+    """``value`` as a whole number in 1..top; a one-line ConfigError naming ``flag`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
         raise ConfigError(f"{flag} must be a whole number from 1 to {top}, got {value!r}")
     return value
@@ -47,14 +52,14 @@ class RunLimits:
     max_in_flight: int | None = None
 
     def __post_init__(self) -> None:
-        _whole(self.concurrency, "--concurrency", MAX_CONCURRENCY)
+        check_whole(self.concurrency, "--concurrency", MAX_CONCURRENCY)
         rate = self.max_hops_per_s
         if rate is not None:
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
                 raise ConfigError(f"--max-hops-per-s must be a finite number of hops per second > 0, got {rate!r}")
             object.__setattr__(self, "max_hops_per_s", float(rate))
         if self.max_in_flight is not None:
-            _whole(self.max_in_flight, "--max-in-flight", MAX_IN_FLIGHT)
+            check_whole(self.max_in_flight, "--max-in-flight", MAX_IN_FLIGHT)
 
     @property
     def limits_source(self) -> bool:

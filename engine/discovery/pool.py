@@ -29,10 +29,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from engine.core.errors import ConfigError
+from engine.discovery.limits import MAX_CONCURRENCY, check_whole
 
-#: the most entities one map keeps in flight (threads); the same bound as RunLimits.concurrency
-MAX_CONCURRENCY = 256
 #: how often (s) the caller's ``tick`` runs while it waits for a batch
 TICK_S = 1.0
 
@@ -51,10 +49,8 @@ class Done[R]:
 
 
 def check_concurrency(concurrency: object, what: str = "--concurrency") -> int:
-    """``concurrency`` as an int in 1..MAX_CONCURRENCY; a one-line ConfigError otherwise."""
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise ConfigError(f"{what} must be a whole number from 1 to {MAX_CONCURRENCY}, got {concurrency!r}")
-    return concurrency
+    """``concurrency`` as an int in 1..MAX_CONCURRENCY (engine.discovery.limits); a one-line ConfigError otherwise."""
+    return check_whole(concurrency, what, MAX_CONCURRENCY)
 
 
 def map_in_flight[T, R](

@@ -28,6 +28,7 @@ from engine.discovery.limits import RunLimits
 from engine.discovery.pool import check_concurrency
 from engine.discovery.runs import DEFAULT_WORLD_SEED, EvidenceSpec, make_source
 from engine.jobs.queue import Control, Job, JobError, JobState, JobStore, launch_worker, resume_job
+from engine.rollout.estimate import CostNotConfirmed, check_budget, estimate_run_cost
 from engine.rollout.records import (
     ALL,
     JOB_KIND,
@@ -41,7 +42,6 @@ from engine.rollout.records import (
     stage_config_from_dict,
     verdict_from_dict,
 )
-from engine.rollout.estimate import CostNotConfirmed, check_budget, estimate_run_cost
 from engine.rollout.rollback import rollback
 from engine.rollout.stages import load_stage_config
 from engine.rollout.states import ACTIVE_RUN_STATES, OPEN_STAGE_STATES, RunState, StageState, rollback_interrupted

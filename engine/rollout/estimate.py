@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from engine.core.errors import ConfigError
 from engine.core.params import ParameterConfig
+from engine.discovery.limits import MAX_BUDGET_USD
 from engine.discovery.runs import EvidenceSpec
 from engine.monitoring.events import TABLE
 from engine.rollout.stages import StagePolicy
@@ -36,8 +37,6 @@ from engine.rollout.stages import StagePolicy
 RECENT_EVENTS = 500
 #: sources whose hops cost real money
 PAID_SOURCES = ("http",)
-#: the largest budget one can set (USD); above it a typo is likelier than a plan
-MAX_BUDGET_USD = 1_000_000.0
 
 
 class CostNotConfirmed(ConfigError):

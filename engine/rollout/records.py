@@ -422,15 +422,15 @@ def run_info_from_row(row: Mapping[str, Any]) -> RunInfo:
         baseline_params=dict(_loads(row["baseline"], {})),
         evidence=run_evidence(row).describe(),
         evidence_spec=run_evidence(row).to_dict(),
-        concurrency=row["concurrency"] if "concurrency" in row.keys() else None,
-        limits=dict(_loads(row["limits"], {}) or {}) if "limits" in row.keys() else {},
-        cost_estimate=dict(_loads(row["cost_estimate"], {}) or {}) if "cost_estimate" in row.keys() else {},
+        concurrency=row.get("concurrency"),
+        limits=dict(_loads(row.get("limits"), {}) or {}),
+        cost_estimate=dict(_loads(row.get("cost_estimate"), {}) or {}),
     )
 
 
 def run_evidence(row) -> EvidenceSpec:
     """The evidence source of a run row: its stored spec, or (runs from before sources were stored) the world."""
-    raw = row["evidence"] if "evidence" in row.keys() else None
+    raw = row.get("evidence")
     if raw:
         return EvidenceSpec.from_dict(json.loads(raw), source=f"rollout {row['id']} evidence")
     return EvidenceSpec(world_seed=int(row["world_seed"]))

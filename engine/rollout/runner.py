@@ -53,6 +53,7 @@ SAME entities (paired):
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -409,39 +410,35 @@ class _Runner:
         stage_id = stage_key(self.run_id, name)
         in_flight = self.concurrency(self.cfg.stage(name))
         shadowed = [e for e in batch if e in shadow]
-        common = dict(
+        common = functools.partial(
+            run_entities,
+            self.graph,
+            self.ops,
             source=self.source,
             stage_id=stage_id,
             log=self.log,
             events_out=self.pending_events,
             concurrency=in_flight,
             batch_size=max(1, len(batch)),
+            tick=progress,
         )
         old_errors: dict[str, DiscoveryError] = {}
         new_errors: dict[str, DiscoveryError] = {}
-        old_runs = run_entities(
-            self.graph,
-            self.ops,
+        old_runs = common(
             shadowed,
             system="old",
             params=self.baseline,
             shadow=True,
             run_id=discovery_run_id(self.run_id, name, "old"),
             errors=old_errors,
-            tick=progress,
-            **common,
         )
-        new_runs = run_entities(
-            self.graph,
-            self.ops,
+        new_runs = common(
             batch,
             system="new",
             params=self.candidate,
             shadow=self.dry,
             run_id=discovery_run_id(self.run_id, name, "new"),
             errors=new_errors,
-            tick=progress,
-            **common,
         )
         olds = {r.entity_id: r for r in old_runs}
         news = {r.entity_id: r for r in new_runs}

@@ -27,7 +27,7 @@ from typing import Any
 from engine.core.errors import ConfigError
 from engine.core.inputs import MAX_INT64, number_problem, read_json_file, shown, shown_name
 from engine.core.settings import SHIPPED_DATA_DIR
-from engine.discovery.pool import MAX_CONCURRENCY
+from engine.discovery.limits import MAX_CONCURRENCY
 
 DEFAULT_STAGES_FILE = SHIPPED_DATA_DIR / "stages.json"
 SECONDS_PER_DAY = 86400.0

@@ -51,7 +51,7 @@ from typing import Any
 
 from engine.cache.lru import HypothesisCache
 from engine.core.model import Entity, HopRecord, Hypothesis, Template
-from engine.store.graph import GraphStore, WritePosition
+from engine.store.graph import GraphStore, RunWrite, WritePosition
 
 
 def entity_key(entity_id: str) -> tuple[str, str]:
@@ -215,6 +215,13 @@ class CachedGraph:
         with self._write_lock:
             self.store.apply_run(entity_id, run_id, system, hyps, records, at=at)
             self._written(hyps)
+
+    def apply_runs(self, runs: Sequence[RunWrite], *, at: float | None = None) -> None:
+        """Many entities' runs in one write (the batch runner); the cache takes every saved hypothesis."""
+        runs = list(runs)
+        with self._write_lock:
+            self.store.apply_runs(runs, at=at)
+            self._written([h for r in runs for h in r.hyps])
 
     def add_evidence(self, entity_id: str, run_id: str, system: str, records: Sequence[HopRecord], *,
                      at: float | None = None) -> None:  # fmt: skip

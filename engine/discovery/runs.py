@@ -18,42 +18,60 @@ Contract (keep stable; other areas build on it)::
 
     run_entities(graph, ops, entity_ids, *, system="new", params=None, source=None,
                  shadow=False, run_id=None, stage_id=None, clock=time.time, log=None,
-                 truth=None, on_result=None, rng=None, events_out=None) -> list[RunResult]
+                 truth=None, on_result=None, rng=None, events_out=None, concurrency=1,
+                 batch_size=CONFIRMATION_BATCH, errors=None, tick=None) -> list[RunResult]
 
-What ``run_entities`` does, per entity, in the order given (duplicates once):
+What ``run_entities`` does (the batch runner), in the order given (duplicates once):
 
-1. loads everything first: entities (an unknown id -> ``UnknownEntity`` naming
-   it, one line, before anything runs or is written), their templates and
-   hypotheses, cluster sizes and the cluster confirmations (PROMOTED
-   patterns per cluster, engine.store.graph.cluster_confirmations);
-2. runs the new or the old system (engine.discovery.systems.run_discovery) against
-   ``source`` (default: the simulated world, seed DEFAULT_WORLD_SEED, with the
-   graph's templates) with ``params`` (default ParameterConfig());
-3. live (``shadow=False``): writes the hypotheses' new state and the evidence
-   trail through ``graph.apply_run`` (one atomic call per entity, evidence ids
-   keyed by ``run_id``); shadow: writes nothing to the graph;
-4. records one MetricEvent per run through engine.monitoring.events.record_runs (with
-   truth when the source knows it, ``run_id``, ``stage_id``, system, config
-   hash, entity name). Events are flushed every ``METRIC_CHUNK`` runs and on
-   any exit, so every run written to the graph has its metric event, even
-   when a later entity fails (e.g. the HTTP evaluator goes away:
-   EvidenceUnavailable propagates after the flush).
+1. loads everything first, in a few batched reads: entities (an unknown id ->
+   ``UnknownEntity`` naming it, one line, before anything runs or is written;
+   with ``errors`` given, unknown ids are recorded there and skipped), their
+   templates and hypotheses, cluster sizes and the cluster confirmations
+   (PROMOTED patterns per cluster, engine.store.graph.cluster_confirmations);
+2. then, batch by batch (``batch_size`` entities), runs the new or the old
+   system (engine.discovery.systems.run_discovery) on every entity of the batch
+   with at most ``concurrency`` entities in flight (engine.discovery.pool: one
+   entity's hops in order, many entities at once) against ``source`` (default:
+   the simulated world, seed DEFAULT_WORLD_SEED, with the graph's templates)
+   with ``params`` (default ParameterConfig());
+3. live (``shadow=False``): writes the batch's hypothesis states and evidence
+   trails in ONE write (``graph.apply_runs``: all or nothing, one write-sequence
+   bump, so a console cache stays exact; evidence ids keyed by ``run_id``);
+   shadow: writes nothing to the graph;
+4. records one MetricEvent per run of the batch (engine.monitoring.events;
+   with truth when the source knows it, ``run_id``, ``stage_id``, system,
+   config hash, entity name) right after the batch's write, so every run
+   written to the graph has its metric event.
 
-Within one call, cluster dampening sees the confirmations that the earlier
-entities of the same call produced (as it would in the graph after their live
-runs); shadow runs do the same in memory so a paired shadow comparison sees
-what a live run in that order would have seen.
+**Same answers at any concurrency.** What a run sees of the others' results
+is fixed by the batches, not by timing: every entity of a batch sees the
+cluster confirmations as they stood when its batch began (the graph's, plus
+the promotions of this call's earlier batches, counted in the order given).
+So concurrency 1 and 64 give the same per-entity results and metric events
+(on any source whose answers do not depend on call order: the simulated
+world, a replay file). ``rng`` (the old system's pattern shuffle) is shared
+across entities: pass it only at concurrency 1.
+
+**Faults.** A fault of the machinery (``MACHINERY_FAULTS``: the store, the
+evaluator unreachable, a lost lease) stops the run: nothing more starts, runs
+in flight finish, the entities of the batch before the failing one (in the
+order given) are written and recorded, and the fault propagates. Any other
+DiscoveryError of one entity propagates the same way, unless ``errors`` (a
+dict) is given: then it is recorded there (entity id -> error), that entity
+has no result, and the others go on (a rollout books it as a crash of that
+system on that entity).
 
 ``events_out``: a list that receives the metric events instead of their being
 written; a rollout worker stores them with its checkpoint, in one transaction
 fenced by its lease (engine.rollout.runner), so events and checkpoints match
 one to one even when a worker is declared dead mid-batch.
 
-``on_result(result)`` is called after each entity (after its write); a rollout
-job uses it for heartbeats and checkpoints. If it raises, the run stops there
-(what was done is kept and recorded) and the exception propagates.
-``clock`` stamps hypothesis updates, EIG recency and metric events; pass a
-fixed clock for virtual, reproducible time.
+``on_result(result)`` is called for each entity after its batch was written
+and recorded (progress); if it raises, the run stops there (what was written
+is recorded) and the exception propagates. ``tick(finished)`` is called at
+least once a second while a batch runs (a job's heartbeat). ``clock`` stamps
+hypothesis updates, EIG recency and metric events; pass a fixed clock for
+virtual, reproducible time.
 """
 
 from __future__ import annotations
@@ -68,7 +86,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.catalogue.templates import load_templates
-from engine.core.errors import ConfigError, DiscoveryError
+from engine.core.errors import ConfigError, DiscoveryError, LeaseLost, StoreUnavailable
 from engine.core.model import Entity, Hypothesis, RunResult, Status, Template, UnknownEntity
 from engine.core.params import DEFAULT_PARAMS, ParameterConfig
 from engine.core.settings import Settings
@@ -77,20 +95,24 @@ from engine.discovery.evidence import (
     DEFAULT_HOP_COST_CEILING_USD,
     DEFAULT_HOP_QUOTE_USD,
     EvidenceSource,
+    EvidenceUnavailable,
     HTTPEvidenceSource,
     ReplaySource,
     finite_number,
 )
-from engine.discovery.systems import SYSTEMS, run_discovery
+from engine.discovery.pool import check_concurrency, map_in_flight
+from engine.discovery.systems import CONFIRMATION_BATCH, SYSTEMS, run_discovery
 from engine.discovery.world import SimulatedWorld, WorldProfile
-from engine.monitoring.events import MetricEvent, events_of_runs, record_runs
+from engine.monitoring.events import MetricEvent, events_of_runs, record_events
 from engine.monitoring.jsonlog import JsonlLog
+from engine.store.graph import RunWrite
 
 DEFAULT_WORLD_SEED = 1
 SOURCE_KINDS = ("world", "http", "replay")
-#: metric events are written in batches of this many runs (and on every exit)
-METRIC_CHUNK = 200
 METRICS_LOG_NAME = "metrics.jsonl"
+#: faults of the machinery (the store, the evaluator, a lost lease): never an outcome of one entity's run;
+#: they stop a batch (what came before them in the order given is kept) and propagate
+MACHINERY_FAULTS: tuple[type[DiscoveryError], ...] = (StoreUnavailable, EvidenceUnavailable, LeaseLost)
 
 Truth = Callable[[str], "bool | None"]
 
@@ -217,11 +239,19 @@ def cluster_sizes(graph: Any, clusters: Iterable[str]) -> dict[str, int]:
     return {c: found.get(c, 0) for c in wanted}
 
 
-def load_contexts(graph: Any, entity_ids: Iterable[str]) -> list[EntityContext]:
-    """Contexts of the entities in the order given; UnknownEntity (first unknown id) before anything else."""
+def load_contexts(
+    graph: Any, entity_ids: Iterable[str], *, skip_unknown: dict[str, DiscoveryError] | None = None
+) -> list[EntityContext]:
+    """Contexts of the entities in the order given, in a few batched reads; UnknownEntity (first unknown id)
+    before anything else, or (``skip_unknown``, a dict) each unknown id recorded there and left out."""
     ids = _dedupe(entity_ids)
     entities = graph.get_entities(ids)
     missing = [eid for eid in ids if eid not in entities]
+    if missing and skip_unknown is not None:
+        for eid in missing:
+            skip_unknown[eid] = UnknownEntity(eid)
+        ids = [eid for eid in ids if eid in entities]
+        missing = []
     if missing:
         err = UnknownEntity(missing[0])
         if len(missing) > 1:
@@ -263,6 +293,16 @@ def new_run_id(system: str, shadow: bool, clock: Callable[[], float] = time.time
 # --------------------------------------------------------------------------- running
 
 
+class _Collect:
+    """The store ``run_discovery`` writes a live run to: keeps it for the batch's one write."""
+
+    def __init__(self) -> None:
+        self.write: RunWrite | None = None
+
+    def apply_run(self, entity_id, run_id, system, hyps, records, *, at=None) -> None:  # noqa: ANN001
+        self.write = RunWrite(entity_id, run_id, system, tuple(hyps), tuple(records))
+
+
 def run_entities(
     graph: Any,
     ops: Any,
@@ -280,12 +320,19 @@ def run_entities(
     on_result: Callable[[RunResult], None] | None = None,
     rng: random.Random | None = None,
     events_out: list[MetricEvent] | None = None,
+    concurrency: int = 1,
+    batch_size: int = CONFIRMATION_BATCH,
+    errors: dict[str, DiscoveryError] | None = None,
+    tick: Callable[[int], None] | None = None,
 ) -> list[RunResult]:
     """Run ``system`` over the entities; see the module docstring for the contract."""
     if system not in SYSTEMS:
         raise DiscoveryError(f"unknown system {system!r}: use one of {', '.join(SYSTEMS)}")
+    check_concurrency(concurrency)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise DiscoveryError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     params = params or DEFAULT_PARAMS
-    contexts = load_contexts(graph, entity_ids)
+    contexts = load_contexts(graph, entity_ids, skip_unknown=errors)
     if source is None:
         source = make_source(
             EvidenceSpec(),
@@ -300,52 +347,107 @@ def run_entities(
         log = JsonlLog.for_settings(graph.settings, METRICS_LOG_NAME)
     run_id = run_id or new_run_id(system, shadow, clock)
     names = {c.entity.id: c.entity.name for c in contexts}
-    # confirmations each cluster has seen so far in this call (graph state + this call's promotions)
+    # confirmations each cluster has seen so far in this call (graph state + earlier batches' promotions)
     seen: dict[str, Counter[str]] = {}
     results: list[RunResult] = []
-    pending: list[RunResult] = []
+    finished = 0
 
-    def flush() -> None:
-        if pending and events_out is not None:
-            events_out.extend(
-                events_of_runs(pending, run_id=run_id, stage_id=stage_id, truth=truth, at=clock(), names=names)
-            )
-            pending.clear()
-        elif pending:
-            record_runs(
-                ops, list(pending), run_id=run_id, stage_id=stage_id, truth=truth, clock=clock, log=log, names=names
-            )
-            pending.clear()
+    def one(item: tuple[EntityContext, dict[str, int]]) -> tuple[RunResult, RunWrite | None]:
+        ctx, confirmed = item
+        sink = None if shadow else _Collect()
+        result = run_discovery(
+            ctx.entity,
+            ctx.template,
+            ctx.hypotheses,
+            source,
+            params,
+            system,
+            store=sink,
+            shadow=shadow,
+            clock=clock,
+            cluster_confirmations=confirmed,
+            cluster_size=ctx.cluster_size,
+            run_id=run_id,
+            rng=rng,
+        )
+        return result, sink.write if sink is not None else None
 
-    try:
-        for ctx in contexts:
-            confirmed = seen.setdefault(ctx.entity.cluster, Counter(ctx.confirmations))
+    def progress(n: int) -> None:
+        if tick is not None:
+            tick(finished + n)
+
+    for start in range(0, len(contexts), batch_size):
+        batch = contexts[start : start + batch_size]
+        # every entity of the batch sees the confirmations as they stood when the batch began
+        frozen: dict[str, dict[str, int]] = {}
+        for ctx in batch:
+            cluster = ctx.entity.cluster
+            if cluster not in frozen:
+                frozen[cluster] = dict(seen.setdefault(cluster, Counter(ctx.confirmations)))
+        done = map_in_flight(
+            one,
+            [(ctx, frozen[ctx.entity.cluster]) for ctx in batch],
+            concurrency,
+            stop_on=MACHINERY_FAULTS if errors is not None else (Exception,),
+            tick=progress,
+        )
+        kept: list[tuple[EntityContext, RunResult, RunWrite | None]] = []
+        failure: BaseException | None = None
+        for ctx, d in zip(batch, done):
+            if d.ok and d.value is not None:
+                kept.append((ctx, *d.value))
+                continue
+            if not d.started:
+                break
+            if errors is not None and isinstance(d.error, DiscoveryError) and not isinstance(d.error, MACHINERY_FAULTS):
+                errors[ctx.entity.id] = d.error
+                continue
+            failure = d.error
+            break  # keep what came before it in the order given; nothing after it counts
+        writes = [w for _, _, w in kept if w is not None and w.records]
+        if writes:
+            _write_batch(graph, writes, errors)
+        kept = [k for k in kept if errors is None or k[0].entity.id not in errors]
+        batch_results = [r for _, r, _ in kept]
+        # every run written to the graph has its metric event: both land before anything else can fail
+        events = events_of_runs(batch_results, run_id=run_id, stage_id=stage_id, truth=truth, at=clock(), names=names)
+        if events_out is not None:
+            events_out.extend(events)
+        elif events:
+            record_events(ops, events, log=log)
+        for ctx, r, _ in kept:
             before = {h.id for h in ctx.hypotheses if h.status is Status.PROMOTED}
-            result = run_discovery(
-                ctx.entity,
-                ctx.template,
-                ctx.hypotheses,
-                source,
-                params,
-                system,
-                store=None if shadow else graph,
-                shadow=shadow,
-                clock=clock,
-                cluster_confirmations=dict(confirmed),
-                cluster_size=ctx.cluster_size,
-                run_id=run_id,
-                rng=rng,
+            seen[ctx.entity.cluster].update(
+                o.pattern for o in r.outcomes if o.status is Status.PROMOTED and o.id not in before
             )
-            confirmed.update(o.pattern for o in result.outcomes if o.status is Status.PROMOTED and o.id not in before)
-            results.append(result)
-            pending.append(result)
-            if len(pending) >= METRIC_CHUNK:
-                flush()
-            if on_result is not None:
-                on_result(result)
-    finally:
-        flush()
+        results.extend(batch_results)
+        finished += len(batch)
+        if on_result is not None:
+            for r in batch_results:
+                on_result(r)
+        if failure is not None:
+            raise failure
     return results
+
+
+def _write_batch(graph: Any, writes: list[RunWrite], errors: dict[str, DiscoveryError] | None) -> None:
+    """The batch's live runs in one write; when ``errors`` collects per-entity failures and the batch write
+    is refused for one entity's data, each entity is written alone so only that one fails."""
+    try:
+        graph.apply_runs(writes)
+        return
+    except MACHINERY_FAULTS:
+        raise
+    except DiscoveryError:
+        if errors is None:
+            raise
+    for w in writes:
+        try:
+            graph.apply_run(w.entity_id, w.run_id, w.system, w.hyps, w.records)
+        except MACHINERY_FAULTS:
+            raise
+        except DiscoveryError as exc:
+            errors[w.entity_id] = exc
 
 
 @dataclass

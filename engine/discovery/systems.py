@@ -64,8 +64,12 @@ from engine.core.model import (
 from engine.core.params import DEFAULT_PARAMS, ParameterConfig
 from engine.discovery.eig import best_hypothesis, score_hypothesis
 from engine.discovery.evidence import EvidenceSource
+from engine.discovery.pool import map_in_flight
 
 SYSTEMS = ("new", "old")
+#: entities per batch of a many-entity run: every entity of a batch sees the cluster confirmations as they
+#: stood when its batch began, so how many run at once never changes an answer (engine.discovery.runs)
+CONFIRMATION_BATCH = 50
 
 #: Stop reason codes; RunResult.stop_reason is "<code>: <why, with the numbers>".
 STOP_CODES = (
@@ -432,24 +436,30 @@ def run_batch(
     now: float = 0.0,
     cluster_sizes: Mapping[str, int] | None = None,
     timer: Callable[[], float] = time.perf_counter,
+    concurrency: int = 1,
+    batch_size: int = CONFIRMATION_BATCH,
 ) -> list[RunResult]:
     """Shadow-run one system over fresh hypotheses of many entities, with no store.
 
     Hypotheses start from their priors (catalogue.build_hypotheses). Cluster
-    dampening sees what a live run in this order would have written: each
-    entity's PROMOTED patterns count as confirmations for the entities of its
-    cluster that run after it. ``cluster_sizes`` defaults to counting
-    ``entities`` per cluster. Time is frozen at ``now`` (virtual).
+    dampening sees what live runs in batches would have written: each batch of
+    ``batch_size`` entities sees the PROMOTED patterns of the earlier batches'
+    entities of its cluster (as engine.discovery.runs.run_entities does), so
+    ``concurrency`` (entities in flight, engine.discovery.pool) never changes
+    an answer. ``cluster_sizes`` defaults to counting ``entities`` per cluster.
+    Time is frozen at ``now`` (virtual). The first error (in the order given)
+    stops the run and propagates.
     """
 
     entities = list(entities)
     sizes = dict(cluster_sizes) if cluster_sizes is not None else dict(Counter(e.cluster for e in entities))
     confirmed: dict[str, Counter[str]] = {}
-    results = []
-    for e in entities:
+    results: list[RunResult] = []
+
+    def one(item: tuple[Entity, dict[str, int]]) -> RunResult:
+        e, seen = item
         template = templates[e.template_id]
-        seen = confirmed.setdefault(e.cluster, Counter())
-        result = run_discovery(
+        return run_discovery(
             e,
             template,
             build_hypotheses(e, template, now),
@@ -463,6 +473,16 @@ def run_batch(
             run_id=f"{system}-batch-{e.id}",
             timer=timer,
         )
-        seen.update(o.pattern for o in result.outcomes if o.status is Status.PROMOTED)
-        results.append(result)
+
+    for start in range(0, len(entities), batch_size):
+        batch = entities[start : start + batch_size]
+        frozen = {e.cluster: dict(confirmed.setdefault(e.cluster, Counter())) for e in batch}
+        done = map_in_flight(one, [(e, frozen[e.cluster]) for e in batch], concurrency, stop_on=(Exception,))
+        for e, d in zip(batch, done):
+            if d.error is not None:
+                raise d.error
+            if d.value is None:  # never started: only after an earlier item's error, raised above
+                break
+            confirmed[e.cluster].update(o.pattern for o in d.value.outcomes if o.status is Status.PROMOTED)
+            results.append(d.value)
     return results

@@ -165,6 +165,17 @@ class Fence:
     token: str
 
 
+@dataclass(frozen=True)
+class RunWrite:
+    """One entity's live run as ``GraphStore.apply_runs`` writes it (what ``apply_run`` takes, as a value)."""
+
+    entity_id: str
+    run_id: str
+    system: str
+    hyps: Sequence[Hypothesis]
+    records: Sequence[HopRecord]
+
+
 _Q_WRITE_POSITION = "MATCH (meta:Meta {id: 'writes'}) RETURN meta.epoch, meta.seq"
 
 _Q_CHANGED_SINCE = """
@@ -297,6 +308,37 @@ CALL {
   RETURN count(ev) AS added
 }
 RETURN saved, added, 1 / (CASE WHEN saved = $n_hyps AND added = $n_records THEN 1 ELSE 0 END) AS guard
+"""
+)
+
+# Many entities' runs in ONE query (the batch runner): the same writes as _Q_APPLY_RUN per row of $runs,
+# all or nothing, one write-sequence bump for the lot.
+_Q_APPLY_RUNS = (
+    BUMP_WRITE_SEQ
+    + """
+CALL {
+  WITH write_seq
+  UNWIND $entity_ids AS eid
+  MATCH (e:Entity {id: eid})
+  SET e.changed_seq = write_seq
+  RETURN count(e) AS found
+}
+CALL {
+  UNWIND $hyps AS row
+  MATCH (:Entity {id: row.entity_id})-[:HAS_HYPOTHESIS]->(h:Hypothesis {id: row.id})
+  SET h = row
+  RETURN count(h) AS saved
+}
+CALL {
+  UNWIND $records AS rec
+  MATCH (:Entity {id: rec.entity_id})-[:HAS_HYPOTHESIS]->(h:Hypothesis {id: rec.hypothesis_id})
+  MERGE (ev:Evidence {id: rec.id})
+  ON CREATE SET ev = rec
+  MERGE (h)-[:HAS_EVIDENCE]->(ev)
+  RETURN count(ev) AS added
+}
+RETURN found, saved, added,
+       1 / (CASE WHEN found = $n_runs AND saved = $n_hyps AND added = $n_records THEN 1 ELSE 0 END) AS guard
 """
 )
 
@@ -676,6 +718,53 @@ class GraphStore:
         if not result:
             self._raise_if_fence_lost()
             raise UnknownEntity(entity_id)
+
+    def apply_runs(self, runs: Sequence[RunWrite], *, at: float | None = None) -> None:
+        """``apply_run`` for many entities in ONE query: all or nothing, one write-sequence bump.
+
+        The batch runner's write (engine.discovery.runs): a batch of live runs lands together or not at
+        all, and a fenced view refuses it whole (LeaseLost) once its fence has passed on. Each entity
+        appears once. A run that does not fit (a hypothesis of another entity, an unknown entity) fails
+        the whole call with the same one-line DomainError/UnknownEntity as ``apply_run``.
+        """
+        if not runs:
+            return
+        _no_duplicates((r.entity_id for r in runs), "entity")
+        hyps: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
+        for r in runs:
+            hyp_rows = [hypothesis_props(h) for h in r.hyps]
+            for row in hyp_rows:
+                if row["entity_id"] != r.entity_id:
+                    raise DomainError(
+                        f"hypothesis {row['id']!r} belongs to {row['entity_id']!r}, not {r.entity_id!r}: "
+                        "apply a run to one entity's hypotheses only"
+                    )
+            _no_duplicates((row["id"] for row in hyp_rows), "hypothesis id")
+            hyps.extend(hyp_rows)
+            records.extend(self._evidence_rows(r.entity_id, r.run_id, r.system, r.records, at))
+        _no_duplicates((r["id"] for r in records), "evidence (run, system, entity, iteration)")
+        params = {
+            "entity_ids": [r.entity_id for r in runs],
+            "hyps": _stored(hyps),
+            "records": _stored(records),
+            "n_runs": len(runs),
+            "n_hyps": len(hyps),
+            "n_records": len(records),
+        }
+
+        def explain() -> None:
+            for r in runs:
+                self.get_entity(r.entity_id)  # raises UnknownEntity
+            self._raise_missing_hypotheses(
+                hyps + [{"id": ev["hypothesis_id"], "entity_id": ev["entity_id"]} for ev in records]
+            )
+
+        cypher, params = self._fence_cypher(_Q_APPLY_RUNS, params)
+        result = self._guarded(cypher, params, explain)
+        if not result:
+            self._raise_if_fence_lost()
+            raise UnknownEntity(runs[0].entity_id)
 
     def add_evidence(
         self, entity_id: str, run_id: str, system: str, records: Sequence[HopRecord], *, at: float | None = None

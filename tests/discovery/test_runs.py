@@ -132,12 +132,17 @@ def test_cluster_confirmations_of_earlier_entities_dampen_later_ones(seeded, ops
     easy = dict(promote_confidence=0.40, promote_accepts=1, delta_accept=0.20, cluster_min_size=1)
     strong = ParameterConfig(novelty_decay=5.0, **easy)
     none = ParameterConfig(novelty_decay=0.0, **easy)
-    a = run_entities(seeded, ops, ids, params=strong, shadow=True, clock=clock, source=AlwaysAccept())
-    b = run_entities(seeded, ops, ids, params=none, shadow=True, clock=clock, source=AlwaysAccept())
+    # batches of one entity: each later entity sees what the earlier ones confirmed
+    a = run_entities(seeded, ops, ids, params=strong, shadow=True, clock=clock, source=AlwaysAccept(), batch_size=1)
+    b = run_entities(seeded, ops, ids, params=none, shadow=True, clock=clock, source=AlwaysAccept(), batch_size=1)
     assert any(o.status.value == "PROMOTED" for o in a[0].outcomes)
     assert a[0].hops == b[0].hops  # the first entity sees no confirmation either way
     assert [h.eig for h in a[1].hops] != [h.eig for h in b[1].hops]
     assert min(h.eig for h in a[1].hops) < min(h.eig for h in b[1].hops)
+    # one batch: every entity sees the confirmations as they stood when the batch began (none here)
+    c = run_entities(seeded, ops, ids, params=strong, shadow=True, clock=clock, source=AlwaysAccept(), batch_size=50)
+    d = run_entities(seeded, ops, ids, params=none, shadow=True, clock=clock, source=AlwaysAccept(), batch_size=50)
+    assert [r.hops for r in c] == [r.hops for r in d]
 
 
 def test_promotions_stored_in_the_graph_dampen_novelty(seeded, ops):
@@ -177,7 +182,8 @@ def test_on_result_failure_keeps_and_records_what_was_done(seeded, ops):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_entities(seeded, ops, ids, run_id="cut", clock=clock, on_result=stop_after_two)
+        run_entities(seeded, ops, ids, run_id="cut", clock=clock, on_result=stop_after_two, batch_size=2)
+    # on_result runs after its batch was written and recorded: the first batch is kept whole, nothing after it
     events = query_events(ops, run_id="cut")
     assert [e.entity_id for e in events] == ids[:2]
     assert seeded.get_evidence(ids[2]) == []

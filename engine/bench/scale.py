@@ -48,7 +48,9 @@ VIRTUAL_NOW = 1_700_000_000.0
 EVALUATOR_TIMEOUT_S = 120.0
 PROJECTION_FORMULA = "projected pass = (wall / latency factor) x {n:,} / N"
 #: a stage line of the rollout benchmark: "  production   3400 entities in    60.1 s =   56.5 paired entities/s ..."
-_ROLLOUT_STAGE = re.compile(r"^\s*(?P<stage>\S+)\s+(?P<n>[\d,]+) entities in\s+(?P<s>[\d.]+) s =\s+(?P<rate>[\d.]+) paired")
+_ROLLOUT_STAGE = re.compile(
+    r"^\s*(?P<stage>\S+)\s+(?P<n>[\d,]+) entities in\s+(?P<s>[\d.]+) s =\s+(?P<rate>[\d.]+) paired"
+)
 
 
 @dataclass(frozen=True)
@@ -109,20 +111,7 @@ def rollout_rate(lines: Sequence[str]) -> tuple[str, int, float] | None:
 
 
 def _batch(entities, templates, source, params: ParameterConfig, concurrency: int) -> list[RunResult]:
-    import inspect  # TEMP-FALLBACK until run_batch(concurrency=) lands on main
-
-    if "concurrency" in inspect.signature(run_batch).parameters:
-        return run_batch(entities, templates, source, params, "new", now=VIRTUAL_NOW, concurrency=concurrency)  # type: ignore[call-arg]
-    from concurrent.futures import ThreadPoolExecutor  # TEMP-FALLBACK
-
-    sizes = {}
-    for e in entities:
-        sizes[e.cluster] = sizes.get(e.cluster, 0) + 1
-    with ThreadPoolExecutor(concurrency) as pool:  # TEMP-FALLBACK: no confirmations shared between entities
-        parts = pool.map(
-            lambda e: run_batch([e], templates, source, params, "new", now=VIRTUAL_NOW, cluster_sizes=sizes), entities
-        )
-        return [r for part in parts for r in part]
+    return run_batch(entities, templates, source, params, "new", now=VIRTUAL_NOW, concurrency=concurrency)
 
 
 def measure_concurrency(
@@ -250,7 +239,10 @@ def run_scale_bench(
             "lines": lines,
         }
         if rate:
-            echo(f"rollout runner: {rate[2]:.1f} paired entities/s in virtual time ({rate[0]} stage, {rate[1]:,} entities)")
+            echo(
+                f"rollout runner: {rate[2]:.1f} paired entities/s in virtual time "
+                f"({rate[0]} stage, {rate[1]:,} entities)"
+            )
     rss = peak_rss_mib()
     echo(f"peak RSS of this process: {rss:,.0f} MiB")
     ok = all(r.identical for r in rows) and (rollout is None or bool(rollout["succeeded"]))

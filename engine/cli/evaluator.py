@@ -73,7 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--port", type=PORT, default=DEFAULT_PORT, metavar="PORT", help=f"port (default {DEFAULT_PORT}; 0: a free one)"
     )
     _world_flags(
-        p, "sleep each hop's drawn latency times F before answering (default 0.01; 1 = real time, 0 = none)", zero_ok=True
+        p,
+        "sleep each hop's drawn latency times F before answering (default 0.01; 1 = real time, 0 = none)",
+        zero_ok=True,
     )
     p.set_defaults(func=cmd_evaluator)
 
@@ -91,7 +93,13 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
             "paired entities/s in virtual time (a throwaway data dir; yours is not touched) and the peak RSS."
         ),
     )
-    p.add_argument("--entities", type=ENTITIES, default=DEFAULT_ENTITIES, metavar="N", help=f"entities per concurrency (default {DEFAULT_ENTITIES})")
+    p.add_argument(
+        "--entities",
+        type=ENTITIES,
+        default=DEFAULT_ENTITIES,
+        metavar="N",
+        help=f"entities per concurrency (default {DEFAULT_ENTITIES})",
+    )
     p.add_argument(
         "--concurrency",
         type=concurrency_list,
@@ -100,9 +108,7 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         help="concurrencies to run, the first is the baseline (default 1,8,32,128)",
     )
     _world_flags(p, "sleep each hop's latency times F (default 0.01)", zero_ok=False)
-    p.add_argument(
-        "--seed", type=SEED, default=DEFAULT_CATALOGUE_SEED, metavar="S", help="catalogue seed (default 7)"
-    )
+    p.add_argument("--seed", type=SEED, default=DEFAULT_CATALOGUE_SEED, metavar="S", help="catalogue seed (default 7)")
     p.add_argument(
         "--rollout-entities",
         type=whole(0, MAX_ENTITIES),

@@ -60,6 +60,8 @@ REQUEST_QUEUE_SIZE = 1024
 MAX_BODY_BYTES = 64 * 1024
 #: an idle keep-alive connection is closed after this many seconds
 IDLE_TIMEOUT_S = 120.0
+#: how often the serving loop looks for a stop (stop() waits up to this long)
+SERVE_POLL_S = 0.05
 #: how long stop() waits for the serving thread
 STOP_JOIN_S = 5.0
 #: the status of an answer to a hop the world says failed
@@ -127,7 +129,7 @@ def parse_request(
         confidence=confidence,
     )
     try:
-        hop_type = HopType(data.get("hop_type"))
+        hop_type = HopType(str(data.get("hop_type")))
     except ValueError:
         raise BadRequest(f"hop_type must be one of {', '.join(t.value for t in HopType)}") from None
     depth_name = data.get("depth")
@@ -167,7 +169,8 @@ class EvaluatorServer:
     """The simulated world behind the HTTP evidence contract, started and stopped in process.
 
     ``requests`` counts hop requests answered (any status), ``in_flight`` the hops
-    being answered now and ``peak_in_flight`` the most at once since the last reset.
+    being answered now, ``peak_in_flight`` the most at once since the last reset and
+    ``connections`` the connections accepted.
     """
 
     def __init__(
@@ -194,6 +197,7 @@ class EvaluatorServer:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.bad_requests = 0
+        self.connections = 0  # connections accepted: with keep-alive, far fewer than requests
         self._attempts: Counter[tuple[str, str, str]] = Counter()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -226,7 +230,9 @@ class EvaluatorServer:
             ) from None
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="evaluator-server", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(SERVE_POLL_S,), name="evaluator-server", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -270,6 +276,7 @@ class EvaluatorServer:
                 "in_flight": self.in_flight,
                 "peak_in_flight": self.peak_in_flight,
                 "bad_requests": self.bad_requests,
+                "connections": self.connections,
                 "world_seed": self.world_seed,
                 "latency_factor": self.latency_factor,
             }
@@ -305,6 +312,7 @@ class EvaluatorServer:
         with self._lock:
             if open_:
                 self._connections.add(conn)
+                self.connections += 1
             else:
                 self._connections.discard(conn)
 
@@ -371,4 +379,3 @@ class EvaluatorServer:
                 pass  # one line per hop would drown the operator's terminal
 
         return Handler
-

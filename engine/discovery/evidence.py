@@ -578,6 +578,11 @@ class RecordingSource:
         self.quotes: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
 
+    @property
+    def waits(self) -> bool:
+        """Whether a hop waits: the wrapped source's (engine.discovery.pool.in_flight_for)."""
+        return bool(getattr(self.inner, "waits", True))
+
     def max_cost(self, hop_type: HopType, depth: Depth) -> float:
         quote = self.inner.max_cost(hop_type, depth)
         key = (HopType(hop_type).value, int(depth))
@@ -705,6 +710,9 @@ class ReplaySource:
     Safe to call from many threads at once: the recorded answers are read-only once loaded and
     the miss count is kept under a lock.
     """
+
+    #: answers come from memory: a hop never waits (engine.discovery.pool.in_flight_for)
+    waits = False
 
     def __init__(
         self,

@@ -48,6 +48,13 @@ class Done[R]:
         return self.started and self.error is None
 
 
+def in_flight_for(source: object, concurrency: int) -> int:
+    """Entities to keep in flight against ``source``: ``concurrency``, or 1 for a source that never waits
+    (``source.waits`` False: the simulated world in virtual time, a replay file), whose hops are pure CPU
+    work that threads would only slow down under the GIL. The answers are the same either way."""
+    return concurrency if getattr(source, "waits", True) else 1
+
+
 def check_concurrency(concurrency: object, what: str = "--concurrency") -> int:
     """``concurrency`` as an int in 1..MAX_CONCURRENCY (engine.discovery.limits); a one-line ConfigError otherwise."""
     return check_whole(concurrency, what, MAX_CONCURRENCY)

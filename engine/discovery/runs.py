@@ -100,7 +100,7 @@ from engine.discovery.evidence import (
     ReplaySource,
     finite_number,
 )
-from engine.discovery.pool import check_concurrency, map_in_flight
+from engine.discovery.pool import check_concurrency, in_flight_for, map_in_flight
 from engine.discovery.systems import CONFIRMATION_BATCH, SYSTEMS, run_discovery
 from engine.discovery.world import SimulatedWorld, WorldProfile
 from engine.monitoring.events import MetricEvent, events_of_runs, record_events
@@ -363,6 +363,7 @@ def run_entities(
         source.register(c.entity for c in contexts)
     if truth is None:
         truth = truth_of(source)
+    concurrency = in_flight_for(source, concurrency)
     if log is None:
         log = JsonlLog.for_settings(graph.settings, METRICS_LOG_NAME)
     run_id = run_id or new_run_id(system, shadow, clock)

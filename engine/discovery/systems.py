@@ -64,12 +64,13 @@ from engine.core.model import (
 from engine.core.params import DEFAULT_PARAMS, ParameterConfig
 from engine.discovery.eig import best_hypothesis, score_hypothesis
 from engine.discovery.evidence import EvidenceSource
-from engine.discovery.pool import map_in_flight
+from engine.discovery.pool import in_flight_for, map_in_flight
 
 SYSTEMS = ("new", "old")
 #: entities per batch of a many-entity run: every entity of a batch sees the cluster confirmations as they
 #: stood when its batch began, so how many run at once never changes an answer (engine.discovery.runs)
-CONFIRMATION_BATCH = 50
+#: (big enough that a batch is many times the entities in flight: a batch waits for its slowest entity)
+CONFIRMATION_BATCH = 400
 
 #: Stop reason codes; RunResult.stop_reason is "<code>: <why, with the numbers>".
 STOP_CODES = (
@@ -455,6 +456,7 @@ def run_batch(
     sizes = dict(cluster_sizes) if cluster_sizes is not None else dict(Counter(e.cluster for e in entities))
     confirmed: dict[str, Counter[str]] = {}
     results: list[RunResult] = []
+    concurrency = in_flight_for(source, concurrency)
 
     def one(item: tuple[Entity, dict[str, int]]) -> RunResult:
         e, seen = item

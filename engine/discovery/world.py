@@ -219,6 +219,8 @@ class SimulatedWorld:
         self.templates = dict(templates)
         self.profile = profile or WorldProfile.load()
         self.sleep = sleep
+        #: a hop waits only when latencies are slept for real (engine.discovery.pool.in_flight_for)
+        self.waits = bool(sleep)
         self.time_scale = time_scale
         self._sleeper = sleeper
         self._lock = threading.Lock()

@@ -40,7 +40,7 @@ from engine.core.errors import ConfigError
 from engine.core.model import Entity, RunResult, Template
 from engine.core.params import ParameterConfig
 from engine.discovery.evidence import EvidenceSource
-from engine.discovery.pool import map_in_flight
+from engine.discovery.pool import in_flight_for, map_in_flight
 from engine.discovery.scoring import confusion
 from engine.discovery.systems import run_discovery
 from engine.discovery.world import SimulatedWorld
@@ -267,7 +267,8 @@ def run_entities(params: ParameterConfig, workload: Workload, entity_ids: Iterab
         )
 
     results = []
-    for done in map_in_flight(one, list(entity_ids), workload.concurrency, stop_on=(Exception,)):
+    in_flight = in_flight_for(workload.source, workload.concurrency)
+    for done in map_in_flight(one, list(entity_ids), in_flight, stop_on=(Exception,)):
         if done.error is not None:
             raise done.error
         if done.value is not None:

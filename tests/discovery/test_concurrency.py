@@ -59,8 +59,20 @@ def test_live_runs_at_concurrency_1_and_64_leave_the_same_graph_results_and_even
         try:
             seed_catalogue(store, 120, 11, load_templates(), clock=clock)
             ids = store.list_entity_ids()
+            # a world that "sleeps" (0 s): it counts as waiting, so the entities really run in threads
+            world = make_source(
+                EvidenceSpec(sleep=True, time_scale=0.0), templates={t.id: t for t in store.list_templates()}
+            )
+            assert world.waits
             results = run_entities(
-                store, ops, ids, params=EAGER, clock=clock, run_id=f"c{concurrency}", concurrency=concurrency
+                store,
+                ops,
+                ids,
+                params=EAGER,
+                clock=clock,
+                run_id=f"c{concurrency}",
+                concurrency=concurrency,
+                source=world,
             )
             events = query_events(ops, run_id=f"c{concurrency}", limit=10_000)
             runs[concurrency] = (results, sorted(map(_event_key, events)), _state(store, ids))
@@ -101,7 +113,7 @@ def test_shadow_runs_on_a_replay_file_are_the_same_at_any_concurrency(seed_graph
 def test_in_memory_batches_are_the_same_at_any_concurrency():
     entities = generate_catalogue(150, 4)
     templates = templates_for(entities, load_templates())
-    world = make_source(EvidenceSpec(world_seed=2), templates=templates, entities=entities)
+    world = make_source(EvidenceSpec(world_seed=2, sleep=True, time_scale=0.0), templates=templates, entities=entities)
     one = run_batch(entities, templates, world, EAGER, concurrency=1)
     many = run_batch(entities, templates, world, EAGER, concurrency=32)
     assert [(r.entity_id, r.hops, r.outcomes) for r in one] == [(r.entity_id, r.hops, r.outcomes) for r in many]

@@ -344,15 +344,18 @@ def run_entities(
     batch_size: int = CONFIRMATION_BATCH,
     errors: dict[str, DiscoveryError] | None = None,
     tick: Callable[[int], None] | None = None,
+    contexts: Sequence[EntityContext] | None = None,
 ) -> list[RunResult]:
-    """Run ``system`` over the entities; see the module docstring for the contract."""
+    """Run ``system`` over the entities; see the module docstring for the contract. ``contexts``: the
+    entities' contexts already loaded (``load_contexts``; ``entity_ids`` is then ignored), so two systems
+    run on one batch read it once."""
     if system not in SYSTEMS:
         raise DiscoveryError(f"unknown system {system!r}: use one of {', '.join(SYSTEMS)}")
     check_concurrency(concurrency)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DiscoveryError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     params = params or DEFAULT_PARAMS
-    contexts = load_contexts(graph, entity_ids, skip_unknown=errors)
+    contexts = list(contexts) if contexts is not None else load_contexts(graph, entity_ids, skip_unknown=errors)
     if source is None:
         source = make_source(
             EvidenceSpec(),

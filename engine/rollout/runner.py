@@ -62,7 +62,7 @@ from engine.core.errors import DiscoveryError, LeaseLost, StoreUnavailable, firs
 from engine.core.params import ParameterConfig
 from engine.discovery.evidence import EvidenceUnavailable
 from engine.discovery.limits import RunLimits, limit_source
-from engine.discovery.runs import METRICS_LOG_NAME, make_source, run_entities
+from engine.discovery.runs import METRICS_LOG_NAME, load_contexts, make_source, run_entities
 from engine.jobs.queue import Control, JobCancelled
 from engine.monitoring.events import MetricEvent, record_events
 from engine.monitoring.jsonlog import JsonlLog
@@ -133,6 +133,9 @@ class _Runner:
         self.after_fault = False
         #: metric events of the entities run since the last checkpoint (written with it)
         self.pending_events: list[MetricEvent] = []
+        #: the checkpointed outcomes of the stage being processed, as in rollout_entities (read once per
+        #: ``_process``, extended by each commit): a batch's verdict does not re-read every earlier one
+        self.outcomes: dict[str, list[PairedOutcome]] = {}
 
     # -- state
     def run_state(self) -> RunState:
@@ -409,7 +412,6 @@ class _Runner:
         machinery propagates and nothing of the batch counts. Metric events wait in ``pending_events``."""
         stage_id = stage_key(self.run_id, name)
         in_flight = self.concurrency(self.cfg.stage(name))
-        shadowed = [e for e in batch if e in shadow]
         common = functools.partial(
             run_entities,
             self.graph,
@@ -422,10 +424,12 @@ class _Runner:
             batch_size=max(1, len(batch)),
             tick=progress,
         )
-        old_errors: dict[str, DiscoveryError] = {}
         new_errors: dict[str, DiscoveryError] = {}
+        contexts = load_contexts(self.graph, batch, skip_unknown=new_errors)  # one read for both systems
+        old_errors: dict[str, DiscoveryError] = {e: err for e, err in new_errors.items() if e in shadow}
         old_runs = common(
-            shadowed,
+            [],
+            contexts=[c for c in contexts if c.entity.id in shadow],
             system="old",
             params=self.baseline,
             shadow=True,
@@ -433,7 +437,8 @@ class _Runner:
             errors=old_errors,
         )
         new_runs = common(
-            batch,
+            [],
+            contexts=contexts,
             system="new",
             params=self.candidate,
             shadow=self.dry,
@@ -471,6 +476,7 @@ class _Runner:
 
     def _process(self, name: str) -> None:
         policy = self.cfg.stage(name)
+        self.outcomes.pop(name, None)  # read afresh from the checkpoints (a retry, a resumed attempt)
         row = self._existing_stage_row(name)
         cohort: list[str] = json.loads(row["cohort"])
         shadow = set(json.loads(row["shadow"]))
@@ -530,8 +536,10 @@ class _Runner:
     def _commit_batch(
         self, name: str, policy: StagePolicy, results: list[dict], batch_no: int, done: int, total: int
     ) -> int:
-        with self.ops.connect() as db:
-            before = read_outcomes(db, self.run_id, name)
+        if name not in self.outcomes:
+            with self.ops.connect() as db:
+                self.outcomes[name] = read_outcomes(db, self.run_id, name)
+        before = self.outcomes[name]
         outcomes = before + [PairedOutcome.from_dict(r) for r in results]
         n = len(outcomes)
         final = n >= total
@@ -577,6 +585,7 @@ class _Runner:
                     record=record,
                 )
         self.pending_events.clear()
+        self.outcomes[name] = outcomes  # committed: what rollout_entities now holds
         self.ctx.heartbeat(done=n, total=total, message=f"{name}: {n}/{total} entities; {verdict.phase}")
         if failed:
             self._auto_rollback(name, verdict, record)

@@ -103,7 +103,10 @@ def format_status(st) -> str:
         f"  stages {' -> '.join(r.stages)}; current {st.current_stage}; entities {done}/{total}",
         f"  candidate {r.candidate_hash} ({r.candidate_source}); baseline {r.baseline_hash}; "
         f"time scale {r.time_scale:g}; worker: {st.worker_note}",
+        f"  evidence {r.evidence or 'simulated world'}; {_in_flight(r)}",
     ]
+    if r.cost_estimate:
+        lines.append(f"  {_estimate_line(r.cost_estimate)} (at the start)")
     for s in st.stages:
         width = 20
         fill = int(round(s.progress * width))
@@ -228,6 +231,12 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             f"{settings.log_dir}/worker-job-{st.run.job_id}.log"
         )
         print(f"evidence: {st.run.evidence}; {_in_flight(st.run)}")
+        from engine.rollout.stages import load_stage_config  # lazy: with the rollout package, above
+
+        table = load_stage_config(args.stages_file)
+        capped = [n for n in st.run.stages if args.concurrency and table.stage(n).batch_size < args.concurrency]
+        if capped:
+            print(f"note: in flight is capped by the batch size of {', '.join(capped)} (a batch ends before the next)")
         if st.run.cost_estimate:
             print(_estimate_line(st.run.cost_estimate))
         skipped = ro.skipped_stages(list(st.run.stages_of_table), args.stage)

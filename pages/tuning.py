@@ -18,6 +18,7 @@ from engine import tuning as studies
 from engine.core.configs import candidate_info, config_diff, live_config, live_config_info
 from engine.core.errors import ConfigError
 from engine.core.params import PARAMETER_SPECS
+from engine.discovery.limits import MAX_CONCURRENCY
 from engine.jobs.queue import Control, JobState, get_job, reap_dead_workers
 from engine.tuning import DEFAULT_TUNED, METHODS
 from engine.tuning.analysis import TrialFilter, filter_trials, param_importance
@@ -69,6 +70,7 @@ def form_spec() -> studies.StudySpec:
         ),
         train_fraction=float(ss["tune_split"]),
         top_k=int(ss["tune_top_k"]),
+        concurrency=int(ss["tune_concurrency"]),
     )
     if not spec.params:
         raise ConfigError("pick at least one parameter to tune")
@@ -110,7 +112,16 @@ with st.expander("Start a study", expanded=not studies.list_studies(ops, limit=1
     c2.number_input("Top trials re-scored on hold-out", 1, 20, 3, key="tune_top_k")
     c3.number_input("Catalogue seed", 0, 10**6, studies.DEFAULT_CATALOGUE_SEED, key="tune_catalogue_seed")
     c4.number_input("World seed", 0, 10**6, studies.DEFAULT_WORLD_SEED, key="tune_world_seed")
-    c1, c2, c3, _ = st.columns(4)
+    c1, c2, c3, c4 = st.columns(4)
+    c4.number_input(
+        "Entities in flight",
+        1,
+        MAX_CONCURRENCY,
+        1,
+        key="tune_concurrency",
+        help="entities of a trial run at once (each entity's hops in order); the scores are the same at any "
+        "value. It pays against an evaluator that waits; the simulated world in virtual time runs one at a time",
+    )
     c1.number_input("Reward per true actionable call", 0.0, 1000.0, Rewards().true_actionable, key="tune_r_true")
     c2.number_input("Penalty per false actionable call", 0.0, 1000.0, Rewards().false_actionable, key="tune_r_false")
     c3.number_input("Penalty per USD spent", 0.0, 1000.0, Rewards().per_usd, key="tune_r_usd")

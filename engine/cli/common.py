@@ -12,7 +12,7 @@ import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from engine.cli.args import number, whole
+from engine.cli.args import TIMEOUT_S, number, whole
 from engine.core.settings import Settings, load_settings
 from engine.discovery.limits import MAX_CONCURRENCY, MAX_IN_FLIGHT, RunLimits
 from engine.jobs.queue import freeing_frozen_workers
@@ -60,6 +60,17 @@ def stores(settings: Settings) -> Iterator[tuple[GraphStore, OpsDB]]:
 
 
 # --------------------------------------------------------------------------- entities in flight and evaluator limits
+
+
+def add_evaluator_timeout(p: argparse.ArgumentParser, *, when: str = "") -> None:
+    """``--evaluator-timeout S``: the wall-clock deadline of one whole hop (``when``: a help prefix)."""
+    p.add_argument(
+        "--evaluator-timeout",
+        type=TIMEOUT_S,
+        default=30.0,
+        metavar="S",
+        help=f"{when}seconds the whole hop may take, answer included; above 0 and at most 3600 (default 30)",
+    )
 
 
 def add_limit_options(p: argparse.ArgumentParser, *, concurrency_default: str) -> None:

@@ -28,8 +28,8 @@ from typing import Any
 from engine.bench.discovery import bench_discovery
 from engine.catalogue.generator import generate_catalogue, templates_for
 from engine.catalogue.templates import load_templates
-from engine.cli.args import ENTITIES, SEED, TIMEOUT_S, number
-from engine.cli.common import add_limit_options, source_limits, stores
+from engine.cli.args import ENTITIES, SEED, number
+from engine.cli.common import add_evaluator_timeout, add_limit_options, source_limits, stores
 from engine.core.configs import config_for_system
 from engine.core.errors import ConfigError
 from engine.core.model import RunResult
@@ -67,13 +67,7 @@ def _source_options(p: argparse.ArgumentParser, seed_flags: Sequence[str]) -> No
         metavar="URL",
         help="use your HTTP evaluator instead of the simulated world (see README, evidence contract)",
     )
-    p.add_argument(
-        "--evaluator-timeout",
-        type=TIMEOUT_S,
-        default=30.0,
-        metavar="S",
-        help="seconds the whole hop may take, answer included; above 0 and at most 3600 (default 30)",
-    )
+    add_evaluator_timeout(p)
     p.add_argument(
         "--max-hop-cost",
         type=number(0.0, MAX_HOP_COST_USD, low_open=True),

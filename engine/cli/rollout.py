@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from engine.cli.args import ENTITIES, LIMIT, ROW_ID, SEED, TIMEOUT_S, WAIT_S, number, output_path
+from engine.cli.args import ENTITIES, LIMIT, ROW_ID, SEED, WAIT_S, number, output_path
 from engine.cli.common import actor as cli_actor
-from engine.cli.common import add_limit_options, open_ops, source_limits
+from engine.cli.common import add_evaluator_timeout, add_limit_options, open_ops, source_limits
 from engine.core.errors import ConfigError, DiscoveryError
 from engine.core.settings import load_settings
 from engine.discovery.limits import DEFAULT_BUDGET_USD, MAX_BUDGET_USD
@@ -380,13 +380,7 @@ def register(subparsers) -> None:
         "(--evaluator-url URL)",
     )
     r.add_argument("--evaluator-url", metavar="URL", help="start: your HTTP evaluator (implies --evidence http)")
-    r.add_argument(
-        "--evaluator-timeout",
-        type=TIMEOUT_S,
-        default=30.0,
-        metavar="S",
-        help="start: seconds the whole hop may take, answer included; above 0 and at most 3600 (default 30)",
-    )
+    add_evaluator_timeout(r, when="start: ")
     r.add_argument(
         "--replay", type=Path, metavar="FILE", help="start: recorded evidence (JSONL; implies --evidence replay)"
     )

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from engine.bench.tuning import format_seed, format_summary, run_tuning_bench
-from engine.cli.args import LIMIT, MAX_ENTITIES, ROW_ID, SEED, TIMEOUT_S, number, output_path, whole
-from engine.cli.common import actor, add_limit_options, open_ops
+from engine.cli.args import LIMIT, MAX_ENTITIES, ROW_ID, SEED, number, output_path, whole
+from engine.cli.common import actor, add_evaluator_timeout, add_limit_options, open_ops
 from engine.core.errors import ConfigError
 from engine.core.params import PARAMETER_SPECS, ParameterConfig
 from engine.core.settings import load_settings
@@ -456,12 +456,7 @@ def register(sub) -> None:
     p.add_argument("--replay", metavar="FILE", help="with --evidence replay: recorded evidence (JSONL)")
     add_limit_options(p, concurrency_default="1; use 16-64 against an HTTP evaluator")
     p.add_argument("--evaluator-url", metavar="URL", help="with --evidence http: your evaluator service")
-    p.add_argument(
-        "--evaluator-timeout",
-        type=TIMEOUT_S,
-        default=30.0,
-        help="seconds per evaluator call, at most 3600 (default 30)",
-    )
+    add_evaluator_timeout(p, when="with --evidence http: ")
     p.add_argument(
         "--labels",
         metavar="FILE",

@@ -285,34 +285,8 @@ RETURN saved, 1 / (CASE WHEN saved = $n THEN 1 ELSE 0 END) AS guard
 """
 )
 
-_Q_APPLY_RUN = (
-    BUMP_WRITE_SEQ
-    + """
-MATCH (e:Entity {id: $entity_id})
-SET e.changed_seq = write_seq
-WITH e
-CALL {
-  WITH e
-  UNWIND $hyps AS row
-  MATCH (e)-[:HAS_HYPOTHESIS]->(h:Hypothesis {id: row.id})
-  SET h = row
-  RETURN count(h) AS saved
-}
-CALL {
-  WITH e
-  UNWIND $records AS rec
-  MATCH (e)-[:HAS_HYPOTHESIS]->(h:Hypothesis {id: rec.hypothesis_id})
-  MERGE (ev:Evidence {id: rec.id})
-  ON CREATE SET ev = rec
-  MERGE (h)-[:HAS_EVIDENCE]->(ev)
-  RETURN count(ev) AS added
-}
-RETURN saved, added, 1 / (CASE WHEN saved = $n_hyps AND added = $n_records THEN 1 ELSE 0 END) AS guard
-"""
-)
-
-# Many entities' runs in ONE query (the batch runner): the same writes as _Q_APPLY_RUN per row of $runs,
-# all or nothing, one write-sequence bump for the lot.
+# Entities' runs in ONE query (apply_runs, and apply_run as a batch of one): each entity's hypothesis states
+# and evidence trail, all or nothing, one write-sequence bump for the lot.
 _Q_APPLY_RUNS = (
     BUMP_WRITE_SEQ
     + """
@@ -682,7 +656,7 @@ class GraphStore:
         *,
         at: float | None = None,
     ) -> None:
-        """Save the hypotheses' state and add the run's evidence trail in ONE query.
+        """Save the hypotheses' state and add the run's evidence trail in ONE query (``apply_runs`` of one).
 
         All or nothing: a record or hypothesis that does not belong to the
         entity, or a value that cannot be stored, fails the whole call and
@@ -690,34 +664,7 @@ class GraphStore:
         evidence (ids are run/system/entity/iteration). ``at`` defaults to the
         store's clock.
         """
-        hyp_rows = [hypothesis_props(h) for h in hyps]
-        for r in hyp_rows:
-            if r["entity_id"] != entity_id:
-                raise DomainError(
-                    f"hypothesis {r['id']!r} belongs to {r['entity_id']!r}, not {entity_id!r}: "
-                    "apply a run to one entity's hypotheses only"
-                )
-        _no_duplicates((r["id"] for r in hyp_rows), "hypothesis id")
-        ev_rows = self._evidence_rows(entity_id, run_id, system, records, at)
-        params = {
-            "entity_id": entity_id,
-            "hyps": _stored(hyp_rows),
-            "records": _stored(ev_rows),
-            "n_hyps": len(hyp_rows),
-            "n_records": len(ev_rows),
-        }
-
-        def explain() -> None:
-            self.get_entity(entity_id)  # raises UnknownEntity
-            self._raise_missing_hypotheses(
-                hyp_rows + [{"id": r["hypothesis_id"], "entity_id": entity_id} for r in ev_rows]
-            )
-
-        cypher, params = self._fence_cypher(_Q_APPLY_RUN, params)
-        result = self._guarded(cypher, params, explain)
-        if not result:
-            self._raise_if_fence_lost()
-            raise UnknownEntity(entity_id)
+        self.apply_runs([RunWrite(entity_id, run_id, system, tuple(hyps), tuple(records))], at=at)
 
     def apply_runs(self, runs: Sequence[RunWrite], *, at: float | None = None) -> None:
         """``apply_run`` for many entities in ONE query: all or nothing, one write-sequence bump.

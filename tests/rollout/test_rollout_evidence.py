@@ -15,10 +15,10 @@ from engine.core.errors import ConfigError
 from engine.discovery.evaluator_server import EvaluatorServer
 from engine.discovery.limits import RunLimits
 from engine.discovery.runs import EvidenceSpec
-from engine.jobs.queue import JobState, JobStore, run_claimed
+from engine.jobs.queue import JobState, JobStore
 from engine.monitoring.events import query_events
 from engine.rollout.estimate import CostNotConfirmed
-from tests.support.rollouts import cancel_and_wait, hand_over_candidate, wait_for_state
+from tests.support.rollouts import cancel_and_wait, hand_over_candidate, run_here, wait_for_state
 from tests.support.stages import stage_table
 
 
@@ -26,12 +26,6 @@ from tests.support.stages import stage_table
 def seeded(seed_graph, ops, tmp_path):
     hand_over_candidate(ops, tmp_path / "handed")
     return seed_graph(60, 7)
-
-
-def run_here(settings, ops, run_id):
-    job = run_claimed(JobStore(ops), ro.rollout_status(ops, run_id).run.job_id, settings, poll_s=0.05)
-    assert job.state is JobState.SUCCEEDED, job.error
-    return ro.rollout_status(ops, run_id)
 
 
 def test_a_pilot_over_http_runs_every_entity_in_flight_and_sends_each_hop_once(settings, ops, seeded, tmp_path):

@@ -12,20 +12,13 @@ from engine import rollout as ro
 from engine.cli.main import main
 from engine.core.errors import ConfigError
 from engine.core.params import ParameterConfig
-from engine.jobs.queue import JobState, JobStore, run_claimed
-from tests.support.rollouts import SAME_DISCOVERY, candidate_file, hand_over_candidate
+from tests.support.rollouts import SAME_DISCOVERY, candidate_file, hand_over_candidate, run_here
 from tests.support.stages import stage_table
 
 
 @pytest.fixture
 def seeded(seed_graph):
     return seed_graph(40, 3)
-
-
-def run_here(settings, ops, run_id):
-    job = run_claimed(JobStore(ops), ro.rollout_status(ops, run_id).run.job_id, settings, poll_s=0.05)
-    assert job.state is JobState.SUCCEEDED, job.error
-    return ro.rollout_status(ops, run_id)
 
 
 def test_a_live_rollout_of_the_live_config_is_refused_in_one_line_and_a_dry_run_is_not(settings, ops, seeded, tmp_path):

@@ -52,6 +52,13 @@ def run_pilot_here(settings, ops, graph, tmp_path: Path) -> int:
     return run_id
 
 
+def run_here(settings, ops, run_id: int):
+    """Run the rollout's job in this process until it returns (what `worker --job ID` does); its status then."""
+    job = run_claimed(JobStore(ops), ro.rollout_status(ops, run_id).run.job_id, settings, poll_s=0.05)
+    assert job.state is JobState.SUCCEEDED, job.error
+    return ro.rollout_status(ops, run_id)
+
+
 def wait_for_state(ops, run_id: int, states: Iterable[str] = SETTLED, timeout_s: float = 180.0):
     """Poll the run until its effective state is one of ``states``; its status then (or at the timeout)."""
     wanted = set(states)

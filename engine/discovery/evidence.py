@@ -51,8 +51,10 @@ MAX_RESPONSE_BYTES = 1024 * 1024
 #: connections one HTTP source keeps open at most: the most entities a run keeps in flight
 #: (``engine.discovery.limits.MAX_CONCURRENCY``), so no hop of a run queues for a connection
 DEFAULT_MAX_CONNECTIONS = 256
-#: an idle kept-alive connection is closed after this long (an evaluator may drop it sooner)
-KEEPALIVE_EXPIRY_S = 5.0
+#: an idle kept-alive connection is closed after this long: well under the 5 s many servers keep an idle
+#: connection (uvicorn, Apache), so the client never sends a hop down a connection the server is closing at
+#: that instant (a hop that would be lost as connection_dropped, and is never retried once sent)
+KEEPALIVE_EXPIRY_S = 2.0
 #: the longest a replayed hop may have taken (a recorded latency above it is corrupt)
 MAX_REPLAY_LATENCY_S = 24 * 3600.0
 #: url and excerpt kept of an answer (the evidence trail stores them)

@@ -242,7 +242,7 @@ def test_cli_serves_until_ctrl_c():
         with urllib.request.urlopen(match[1].replace("/evaluate", "/health"), timeout=10) as resp:
             assert json.loads(resp.read())["status"] == "ok"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=90)  # interpreter exit on a loaded machine
         assert proc.returncode == 0, err
         assert "evaluator stopped after 0 hops" in out
     finally:

@@ -19,7 +19,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 #: seconds a kept-alive connection may sit idle before the evaluator drops it
-IDLE_TIMEOUT_S = 5.0
+IDLE_TIMEOUT_S = 30.0
 
 
 class Evaluator:

@@ -29,7 +29,7 @@ from engine.bench.discovery import bench_discovery
 from engine.catalogue.generator import generate_catalogue, templates_for
 from engine.catalogue.templates import load_templates
 from engine.cli.args import ENTITIES, SEED, TIMEOUT_S, number
-from engine.cli.common import stores
+from engine.cli.common import add_limit_options, source_limits, stores
 from engine.core.configs import config_for_system
 from engine.core.errors import ConfigError
 from engine.core.model import RunResult
@@ -37,6 +37,7 @@ from engine.core.params import ParameterConfig
 from engine.core.settings import load_settings
 from engine.discovery import runs
 from engine.discovery.evidence import DEFAULT_HOP_COST_CEILING_USD
+from engine.discovery.limits import limit_source
 from engine.discovery.runs import EvidenceSpec, make_source, truth_of
 from engine.discovery.scoring import comparison_rows, score_runs
 from engine.discovery.systems import run_batch
@@ -158,6 +159,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the old system's ParameterConfig JSON (default: live config)",
     )
     _source_options(p, ("--world-seed",))
+    add_limit_options(p, concurrency_default="1; use 16-64 against an HTTP evaluator")
     p.add_argument("--json", action="store_true", help="print both scorecards as JSON")
     p.set_defaults(func=cmd_compare)
 
@@ -343,12 +345,14 @@ def cmd_discover(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- compare
 
 
-def _catalogue_runs(n: int, seed: int, spec, params_new, params_old):
+def _catalogue_runs(n: int, seed: int, spec, params_new, params_old, concurrency: int = 1, limits=None):
     entities = generate_catalogue(n, seed)
     templates = templates_for(entities, load_templates())
     source = make_source(spec, templates=templates, entities=entities)
-    new = run_batch(entities, templates, source, params_new, "new", now=VIRTUAL_NOW)
-    old = run_batch(entities, templates, source, params_old, "old", now=VIRTUAL_NOW)
+    if limits is not None:
+        source = limit_source(source, limits)
+    new = run_batch(entities, templates, source, params_new, "new", now=VIRTUAL_NOW, concurrency=concurrency)
+    old = run_batch(entities, templates, source, params_old, "old", now=VIRTUAL_NOW, concurrency=concurrency)
     return new, old, truth_of(source), f"{n:,} generated catalogue entities (seed {seed}), fresh hypotheses, in memory"
 
 
@@ -369,6 +373,9 @@ def _graph_runs(args, spec, settings):
         chosen = sorted(random.Random(args.seed).sample(ids, args.entities)) if args.entities < len(ids) else ids
         templates = {t.id: t for t in graph.list_templates()}
         source = runs.make_source(spec, templates=templates)
+        limits = source_limits(args, args.concurrency or 1)
+        if limits is not None:
+            source = limit_source(source, limits)
         done = [0]
         total = 2 * len(chosen)
 
@@ -378,7 +385,14 @@ def _graph_runs(args, spec, settings):
                 print(f"\r{done[0]:,}/{total:,} runs", end="" if done[0] < total else "\n", file=sys.stderr)
 
         cmp = runs.compare_entities(
-            graph, ops, chosen, params_new=params_new, params_old=params_old, source=source, on_result=progress
+            graph,
+            ops,
+            chosen,
+            params_new=params_new,
+            params_old=params_old,
+            source=source,
+            on_result=progress,
+            concurrency=args.concurrency or 1,
         )
         where = (
             f"{len(chosen):,} of the graph's {len(ids):,} entities (sample seed {args.seed}), stored state; "
@@ -397,7 +411,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
             str(args.old_config_file) if args.old_config_file else "defaults",
         )
         t0 = time.perf_counter()
-        new, old, truth, where = _catalogue_runs(args.entities, args.seed, spec, params_new, params_old)
+        new, old, truth, where = _catalogue_runs(
+            args.entities,
+            args.seed,
+            spec,
+            params_new,
+            params_old,
+            args.concurrency or 1,
+            source_limits(args, args.concurrency or 1),
+        )
     else:
         settings = load_settings().ensure_dirs()
         t0 = time.perf_counter()

@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "engine.cli.rollout",  # rollout ..., worker
     "engine.cli.tuning",  # tune ...
     "engine.cli.configs",  # config show|history|diff
+    "engine.cli.evaluator",  # evaluator, bench scale
 )
 
 

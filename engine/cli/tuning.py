@@ -19,7 +19,7 @@ from pathlib import Path
 
 from engine.bench.tuning import format_seed, format_summary, run_tuning_bench
 from engine.cli.args import LIMIT, MAX_ENTITIES, ROW_ID, SEED, TIMEOUT_S, number, output_path, whole
-from engine.cli.common import actor, open_ops
+from engine.cli.common import actor, add_limit_options, open_ops
 from engine.core.errors import ConfigError
 from engine.core.params import PARAMETER_SPECS, ParameterConfig
 from engine.core.settings import load_settings
@@ -88,6 +88,9 @@ def _spec_from_args(args):
             args.evidence, replay=args.replay, url=args.evaluator_url, timeout_s=args.evaluator_timeout
         ),
         labels=labels_ref(args.labels) if args.labels else None,
+        concurrency=args.concurrency or 1,
+        max_hops_per_s=args.max_hops_per_s,
+        max_in_flight=args.max_in_flight,
     )
 
 
@@ -451,6 +454,7 @@ def register(sub) -> None:
         "evaluator; replay and http need --labels",
     )
     p.add_argument("--replay", metavar="FILE", help="with --evidence replay: recorded evidence (JSONL)")
+    add_limit_options(p, concurrency_default="1; use 16-64 against an HTTP evaluator")
     p.add_argument("--evaluator-url", metavar="URL", help="with --evidence http: your evaluator service")
     p.add_argument(
         "--evaluator-timeout",

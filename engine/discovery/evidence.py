@@ -247,7 +247,11 @@ class HTTPEvidenceSource:
         return max(self.max_hop_cost_usd, dearest)
 
     @staticmethod
-    def request_body(entity: Entity, hypothesis: Hypothesis, hop_type: HopType, depth: Depth) -> dict[str, Any]:
+    def request_body(
+        entity: Entity, hypothesis: Hypothesis, hop_type: HopType, depth: Depth, attempt: int = 0
+    ) -> dict[str, Any]:
+        """The JSON of one hop (README, "Request"); ``attempt``: how many times this hop type was already used on
+        this hypothesis in this run (an evaluator may look further on a repeat; the local one answers by it)."""
         return {
             "entity": {
                 "id": entity.id,
@@ -266,6 +270,7 @@ class HTTPEvidenceSource:
             },
             "hop_type": HopType(hop_type).value,
             "depth": Depth(depth).name,
+            "attempt": int(attempt),
         }
 
     def _post(self, body: bytes, deadline: float) -> tuple[int, bytes]:
@@ -321,7 +326,7 @@ class HTTPEvidenceSource:
     ) -> EvidenceResult:
         hop_type = HopType(hop_type)
         quote = self.max_cost(hop_type, depth)
-        body = json.dumps(self.request_body(entity, hypothesis, hop_type, depth)).encode("utf-8")
+        body = json.dumps(self.request_body(entity, hypothesis, hop_type, depth, attempt)).encode("utf-8")
         with self._lock:
             if self._closed:
                 raise EvidenceUnavailable(

@@ -493,8 +493,10 @@ def compare_entities(
     clock: Callable[[], float] = time.time,
     log: JsonlLog | None = None,
     on_result: Callable[[RunResult], None] | None = None,
+    concurrency: int = 1,
 ) -> CompareResult:
-    """Shadow-run the new and the old system on the same entities; nothing is written to the graph."""
+    """Shadow-run the new and the old system on the same entities (``concurrency`` of them in flight);
+    nothing is written to the graph."""
     run_id = run_id or new_run_id("compare", True, clock)
     new, old = (
         run_entities(
@@ -510,6 +512,7 @@ def compare_entities(
             clock=clock,
             log=log,
             on_result=on_result,
+            concurrency=concurrency,
         )
         for system, params in (("new", params_new), ("old", params_old))
     )

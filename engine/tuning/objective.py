@@ -40,6 +40,7 @@ from engine.core.errors import ConfigError
 from engine.core.model import Entity, RunResult, Template
 from engine.core.params import ParameterConfig
 from engine.discovery.evidence import EvidenceSource
+from engine.discovery.pool import map_in_flight
 from engine.discovery.scoring import confusion
 from engine.discovery.systems import run_discovery
 from engine.discovery.world import SimulatedWorld
@@ -225,6 +226,9 @@ class Workload:
     description: str = ""
     now: float = 1_700_000_000.0
     meta: Mapping[str, Any] = field(default_factory=dict)
+    #: entities in flight while a trial runs (engine.discovery.pool); every entity starts from fresh
+    #: hypotheses and no cluster confirmations, so the answers never depend on it
+    concurrency: int = 1
 
     @property
     def entity_ids(self) -> list[str]:
@@ -241,28 +245,33 @@ class Workload:
 
 
 def run_entities(params: ParameterConfig, workload: Workload, entity_ids: Iterable[str]) -> list[RunResult]:
-    """The new system, in shadow, over each entity with fresh hypotheses. Writes nothing."""
+    """The new system, in shadow, over each entity with fresh hypotheses, ``workload.concurrency`` entities in
+    flight. Writes nothing. The first error (in the order given) propagates."""
     clock = lambda: workload.now  # noqa: E731  virtual and fixed: runs are reproducible
-    results = []
-    for entity_id in entity_ids:
+
+    def one(entity_id: str) -> RunResult:
         entity = workload.entity(entity_id)
         template = workload.templates[entity.template_id]
-        hypotheses = build_hypotheses(entity, template, workload.now)
-        results.append(
-            run_discovery(
-                entity,
-                template,
-                hypotheses,
-                workload.source,
-                params,
-                "new",
-                store=None,
-                shadow=True,
-                clock=clock,
-                cluster_confirmations={},
-                run_id=f"tuning-{entity_id}",
-            )
+        return run_discovery(
+            entity,
+            template,
+            build_hypotheses(entity, template, workload.now),
+            workload.source,
+            params,
+            "new",
+            store=None,
+            shadow=True,
+            clock=clock,
+            cluster_confirmations={},
+            run_id=f"tuning-{entity_id}",
         )
+
+    results = []
+    for done in map_in_flight(one, list(entity_ids), workload.concurrency, stop_on=(Exception,)):
+        if done.error is not None:
+            raise done.error
+        if done.value is not None:
+            results.append(done.value)
     return results
 
 

@@ -30,6 +30,7 @@ from engine.catalogue.importer import check_file
 from engine.catalogue.templates import load_templates
 from engine.core.errors import ConfigError
 from engine.discovery.evidence import HTTPEvidenceSource, ReplaySource
+from engine.discovery.limits import RunLimits, limit_source
 from engine.discovery.runs import EvidenceSpec
 from engine.tuning.objective import Rewards, Workload, catalogue_workload, simulated_workload
 from engine.tuning.samplers import METHODS
@@ -136,12 +137,14 @@ def workload_for(spec: StudySpec) -> Workload:
         source = ReplaySource.load(_unchanged(spec.evidence.path or "", spec.evidence.sha256, "replay file"))
     elif spec.evidence.kind == "http":
         source = HTTPEvidenceSource(spec.evidence.url or "", timeout_s=spec.evidence.timeout_s)
+    limits = RunLimits(spec.concurrency, spec.max_hops_per_s, spec.max_in_flight)
+    source = limit_source(source, limits)
     if source is workload.source and truth is workload.truth:
-        return workload
+        return replace(workload, concurrency=spec.concurrency)
     desc = f"{spec.entities.describe()}, {spec.evidence.describe(spec.world_seed)}" + (
         f", truth from {spec.labels.path}" if spec.labels else ""
     )
-    return replace(workload, source=source, truth=truth, description=desc)
+    return replace(workload, source=source, truth=truth, description=desc, concurrency=spec.concurrency)
 
 
 @dataclass(frozen=True)
@@ -272,6 +275,11 @@ class StudySpec:
     name: str = ""
     evidence: EvidenceRef = field(default_factory=EvidenceRef)
     labels: LabelsRef | None = None
+    #: entities of a trial in flight at once (engine.discovery.pool): the same answers at any value
+    concurrency: int = 1
+    #: the evaluator's limits (RunLimits.to_dict() without concurrency); None: no limit
+    max_hops_per_s: float | None = None
+    max_in_flight: int | None = None
 
     @property
     def salt(self) -> str:
@@ -293,6 +301,7 @@ class StudySpec:
         if not isinstance(self.top_k, int) or self.top_k < 1:
             raise ConfigError(f"top_k {self.top_k!r} must be at least 1 (best trials re-scored on the hold-out set)")
         search_space(self.params)  # unknown names -> ConfigError
+        RunLimits(self.concurrency, self.max_hops_per_s, self.max_in_flight)  # one-line ConfigError naming the flag
         if self.evidence.kind != "world" and self.labels is None:
             raise ConfigError(
                 f"{self.evidence.kind} evidence carries no ground truth to score trials by: give --labels FILE "
@@ -323,4 +332,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
         name=d.get("name", ""),
         evidence=EvidenceRef(**d.get("evidence", {})),
         labels=LabelsRef(**d["labels"]) if d.get("labels") else None,
+        concurrency=int(d.get("concurrency", 1)),
+        max_hops_per_s=d.get("max_hops_per_s"),
+        max_in_flight=d.get("max_in_flight"),
     )

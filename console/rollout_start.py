@@ -31,7 +31,7 @@ WORLD, REPLAY, HTTP = "world", "replay", "http"
 EVIDENCE_CHOICES = (WORLD, REPLAY, HTTP)
 EVIDENCE_LABELS = {WORLD: "Simulated world", REPLAY: "Replay file", HTTP: "HTTP evaluator"}
 #: the evaluator timeout the form starts with (the engine's default for an HTTP source)
-DEFAULT_TIMEOUT_S = EvidenceSpec.__dataclass_fields__["timeout_s"].default
+DEFAULT_TIMEOUT_S = float(EvidenceSpec().timeout_s)
 #: the longest timeout the form accepts (the CLI's bound on --evaluator-timeout)
 TIMEOUT_MAX_S = MAX_TIMEOUT_S
 #: what the URL field shows while empty (the local evaluator's path)

@@ -651,10 +651,10 @@ st.fragment(live, run_every=IDLE_REFRESH_S if settled else REFRESH_S)()
 def render_evidence_form(chosen: ParameterConfig | None, live_cfg: ParameterConfig) -> None:
     """Evidence source, entities in flight and the evaluator's limits; on an HTTP evaluator the run's estimated
     cost per stage and, above the budget, the tick that confirms it (engine.rollout.estimate)."""
-    st.radio(  # md-safe: the labels are constants of console.rollout_start
+    st.radio(
         "Evidence",
         rs.EVIDENCE_CHOICES,
-        format_func=rs.EVIDENCE_LABELS.get,
+        format_func=rs.EVIDENCE_LABELS.get,  # md-safe: constant labels of console.rollout_start
         key="rollout_evidence",
         horizontal=True,
         help="What both systems meet: the seeded simulated world (free), a recorded evidence file (free), or your "

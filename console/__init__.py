@@ -12,6 +12,7 @@ Pure — pandas, altair and plain Python over engine results, no Streamlit, test
     live           live monitoring frames, tiles and charts
     naming         download file names (discovery-<kind>-...-<UTC minute>.<ext>)
     rollout_view   Rollout page timeline, criteria, charts, actions and hints
+    rollout_start  Rollout Start form: evidence source, entities in flight, limits, the cost estimate
     text           stored and typed text put into Markdown as text (md_escape, md_code)
     vocab          one vocabulary: missing and unbounded numbers, units, human labels for internal names
     tuning_view    Tuning page frames, charts and tiles

@@ -15,6 +15,7 @@ from typing import Literal, cast
 
 import streamlit as st
 
+from console import rollout_start as rs
 from console import rollout_view as rv
 from console.configs_view import diff_frame
 from console.feedback import Feedback
@@ -26,8 +27,10 @@ from engine import rollout
 from engine.core.configs import config_diff, describe_diff
 from engine.core.errors import DiscoveryError
 from engine.core.params import ParameterConfig
+from engine.discovery.limits import DEFAULT_BUDGET_USD, MAX_BUDGET_USD, MAX_CONCURRENCY, MAX_IN_FLIGHT
 from engine.jobs.queue import recent_jobs
 from engine.monitoring.events import query_events
+from engine.rollout.estimate import estimate_run_cost
 from engine.rollout.stages import load_stage_config
 
 REFRESH_S = 2.0
@@ -74,7 +77,8 @@ def started(run_id: int) -> str:
     status = rollout.rollout_status(ops, run_id)
     run = status.run
     skipped = f"; skipped: {', '.join(run.skipped_stages)}" if run and run.skipped_stages else ""
-    return f"Start: rollout {run_id} started ({' → '.join(run.stages) if run else ''}{skipped})"
+    source = f" on {run.evidence}" if run and run.evidence_spec.get("kind", rs.WORLD) != rs.WORLD else ""
+    return f"Start: rollout {run_id} started ({' → '.join(run.stages) if run else ''}{skipped}){source}"
 
 
 def chosen_config(choice: str, path: str) -> tuple[ParameterConfig | None, str]:
@@ -104,6 +108,21 @@ def start() -> None:
     if guard.needs_ack and not ss.get("rollout_ack"):
         feedback.flash(f"Start: {guard.refusal()}", "error")
         return
+    try:
+        source = rs.source_choice(
+            ss.get("rollout_evidence") or rs.WORLD,
+            url=ss.get("rollout_evaluator_url") or "",
+            timeout_s=float(ss.get("rollout_evaluator_timeout") or rs.DEFAULT_TIMEOUT_S),
+            replay_path=ss.get("rollout_replay_path") or "",
+            in_flight=ss.get("rollout_in_flight"),
+            max_hops_per_s=ss.get("rollout_max_hops_per_s"),
+            max_in_flight=ss.get("rollout_max_in_flight"),
+        )
+    except DiscoveryError as exc:  # a bad URL, no replay file, a limit out of range: nothing is started
+        feedback.flash(f"Start: {exc}", "error")
+        return
+    confirmed = bool(ss.get("rollout_cost_ack"))
+    ss["rollout_cost_ack"] = False  # a confirmation is for one start, of the figure it named
     run_id = feedback.act(
         "Start",
         rollout.start_rollout,
@@ -117,6 +136,11 @@ def start() -> None:
         time_scale=float(ss["rollout_time_scale"]),
         actor=actor(),
         graph=services.graph,
+        evidence=source.evidence,
+        concurrency=source.concurrency,
+        limits=source.limits,
+        budget_usd=float(ss.get("rollout_budget", DEFAULT_BUDGET_USD)) if source.paid else None,
+        confirm_cost=confirmed,
         done=started,
     )
     ss["rollout_ack"] = False
@@ -489,6 +513,9 @@ def render_header(status, view) -> None:
             f"{run.time_scale:g} ({rv.time_scale_help(run.time_scale)}) · started by {run.actor}"
         )
     )
+    st.caption(md_escape(rs.source_text(run)))
+    if run.cost_estimate:
+        st.caption(md_escape(rs.estimate_text(run.cost_estimate)))
     changes = config_diff(
         ParameterConfig.from_dict(run.baseline_params), ParameterConfig.from_dict(run.candidate_params)
     )
@@ -621,6 +648,101 @@ st.fragment(live, run_every=IDLE_REFRESH_S if settled else REFRESH_S)()
 # --------------------------------------------------------------------------- start
 
 
+def render_evidence_form(chosen: ParameterConfig | None, live_cfg: ParameterConfig) -> None:
+    """Evidence source, entities in flight and the evaluator's limits; on an HTTP evaluator the run's estimated
+    cost per stage and, above the budget, the tick that confirms it (engine.rollout.estimate)."""
+    st.radio(
+        "Evidence",
+        rs.EVIDENCE_CHOICES,
+        format_func=rs.EVIDENCE_LABELS.get,  # md-safe: constant labels of console.rollout_start
+        key="rollout_evidence",
+        horizontal=True,
+        help="What both systems meet: the seeded simulated world (free), a recorded evidence file (free), or your "
+        "HTTP evaluator (every hop is paid: the page shows the estimate first).",
+    )
+    kind = ss.get("rollout_evidence") or rs.WORLD
+    if kind == rs.HTTP:
+        u1, u2 = st.columns([3, 1])
+        u1.text_input("Evaluator URL", key="rollout_evaluator_url", placeholder=rs.URL_PLACEHOLDER)
+        u2.number_input(
+            "Timeout (s)",
+            min_value=0.1,
+            max_value=rs.TIMEOUT_MAX_S,
+            value=rs.DEFAULT_TIMEOUT_S,
+            format="%g",
+            key="rollout_evaluator_timeout",
+            help="A wall-clock deadline for each whole hop (connect, send, read the answer).",
+        )
+    elif kind == rs.REPLAY:
+        st.text_input("Replay file", key="rollout_replay_path", placeholder="evidence.jsonl (a path on this machine)")
+    p1, p2, p3 = st.columns(3)
+    p1.number_input(
+        "Entities in flight",
+        min_value=0,
+        max_value=MAX_CONCURRENCY,
+        value=None,
+        step=1,
+        key="rollout_in_flight",
+        placeholder="each stage's setting",
+        help=md_escape(
+            "How many entities run at once (each entity's hops stay in order); the answers are the same at any "
+            f"value. Blank or 0: each stage's setting in the stage table ({rs.stage_concurrency_text(stage_config)})."
+        ),
+    )
+    p2.number_input(
+        "Max hops per second",
+        min_value=0.01,
+        value=None,
+        format="%g",
+        key="rollout_max_hops_per_s",
+        placeholder="no limit",
+        help="At most this many hops start per second against the evidence source. Blank: no limit.",
+    )
+    p3.number_input(
+        "Max requests at once",
+        min_value=1,
+        max_value=MAX_IN_FLIGHT,
+        value=None,
+        step=1,
+        key="rollout_max_in_flight",
+        placeholder="no limit",
+        help="At most this many evaluator requests open at once. Blank: no limit beyond the entities in flight.",
+    )
+    if kind != rs.HTTP:
+        return
+    st.number_input(
+        "Confirm above (USD)",
+        min_value=0.0,
+        max_value=MAX_BUDGET_USD,
+        value=DEFAULT_BUDGET_USD,
+        format="%g",
+        key="rollout_budget",
+        help="An estimated cost above this needs your confirmation before the run starts.",
+    )
+    if chosen is None:
+        st.caption("Estimated cost: choose the candidate first.")
+        return
+    estimate = call(
+        estimate_run_cost,
+        ops,
+        stages=rs.run_stage_policies(stage_config, ss.get("rollout_stage") or stage_config.names()[0]),
+        population=call(services.graph.count_entities),
+        entity_limit=int(ss.get("rollout_entities") or 0) or None,
+        candidate=chosen,
+        baseline=live_cfg,
+        evidence=rs.estimate_spec(ss.get("rollout_evaluator_url") or ""),
+    )
+    budget = float(ss.get("rollout_budget", DEFAULT_BUDGET_USD))
+    st.dataframe(rs.estimate_frame(estimate), hide_index=True, width="stretch", key="rollout_estimate")
+    st.caption(md_escape(rs.estimate_summary(estimate, budget)))
+    if estimate.needs_confirmation(budget):
+        label = rs.confirm_label(estimate)
+        if ss.get("rollout_cost_figure") != label:  # the figure changed: a tick of the old one does not count
+            ss["rollout_cost_figure"] = label
+            ss["rollout_cost_ack"] = False
+        st.checkbox(md_escape(label), key="rollout_cost_ack")
+
+
 with st.expander("Start a rollout", icon=":material/rocket_launch:", expanded=not runs or settled):
     candidate = call(rollout.candidate_info, ops)
     live_cfg = call(rollout.live_config, ops)
@@ -699,6 +821,7 @@ with st.expander("Start a rollout", icon=":material/rocket_launch:", expanded=no
                     "refused (it would change nothing); a dry run measures the new system with these parameters."
                 )
             )
+    render_evidence_form(chosen, live_cfg)
     guard = rv.start_guard(
         stage_config,
         ss.get("rollout_stage") or stage_config.names()[0],

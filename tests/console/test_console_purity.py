@@ -20,6 +20,7 @@ PURE = (
     "format",
     "live",
     "naming",
+    "rollout_start",
     "rollout_view",
     "text",
     "tuning_view",

@@ -180,8 +180,13 @@ def start_rollout(
     if concurrency is not None:
         check_concurrency(concurrency)
     budget_usd = check_budget(budget_usd)
-    if evidence.kind == "replay":
-        make_source(evidence)  # a missing or unsound replay file is refused now, not by the worker
+    if evidence.kind != "world":
+        # a missing or unsound replay file, or a URL that is not http(s), is refused now, not by the worker
+        # (the evaluator itself is not contacted)
+        checked = make_source(evidence)
+        close = getattr(checked, "close", None)
+        if callable(close):
+            close()
     own_graph = graph is None
     if own_graph:
         graph = GraphStore.open(settings)
@@ -203,7 +208,8 @@ def start_rollout(
     )
     if estimate.needs_confirmation(budget_usd) and not confirm_cost:
         raise CostNotConfirmed(
-            f"{estimate.describe()}: above the ${budget_usd:,.2f} budget; confirm it (--yes) or raise --budget-usd"
+            f"{estimate.describe()}: above the ${budget_usd:,.2f} budget; confirm the cost (--yes on the command "
+            "line) or raise the budget (--budget-usd)"
         )
     now = time.time()
     with ops.transaction() as db:

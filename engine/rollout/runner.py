@@ -136,6 +136,8 @@ class _Runner:
         #: the checkpointed outcomes of the stage being processed, as in rollout_entities (read once per
         #: ``_process``, extended by each commit): a batch's verdict does not re-read every earlier one
         self.outcomes: dict[str, list[PairedOutcome]] = {}
+        #: the wait before the next retry after a fault: doubles per fault up to the max, reset by a commit
+        self.fault_delay = FAULT_RETRY_S
 
     # -- state
     def run_state(self) -> RunState:
@@ -235,7 +237,9 @@ class _Runner:
         what = "evaluator" if isinstance(exc, EvidenceUnavailable) else "store"
         reason = f"paused by a fault of the {what}, nothing of the batch counted: {first_line(exc)}"
         store, job = self.ctx.store, self.ctx.job
-        delay = FAULT_RETRY_S
+        delay = self.fault_delay
+        # the next fault before a batch commits waits twice as long (a source that stays away is not hammered)
+        self.fault_delay = min(FAULT_RETRY_MAX_S, self.fault_delay * 2)
         announced = audited = False
         while True:
             if not self.ctx.settings.data_dir.exists():
@@ -586,6 +590,7 @@ class _Runner:
                 )
         self.pending_events.clear()
         self.outcomes[name] = outcomes  # committed: what rollout_entities now holds
+        self.fault_delay = FAULT_RETRY_S  # the machinery works again
         self.ctx.heartbeat(done=n, total=total, message=f"{name}: {n}/{total} entities; {verdict.phase}")
         if failed:
             self._auto_rollback(name, verdict, record)

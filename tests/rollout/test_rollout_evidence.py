@@ -6,6 +6,7 @@ exactly once per entity."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -116,6 +117,14 @@ def test_an_evaluator_gone_mid_stage_pauses_the_stage_and_resume_counts_every_en
         assert paused.run.state == "running"  # not failed, not rolled back
         assert JobStore(ops).get(paused.run.job_id).state is JobState.PAUSED
         assert paused.progress[0] < 30
+        # it retries by itself, each time waiting longer (2 s, then 4 s, ...): never hammering a source that is away
+        waits: list[int] = []
+        end = time.time() + 60
+        while time.time() < end and not any(w >= 3 for w in waits):
+            message = JobStore(ops).get(paused.run.job_id).message or ""
+            waits += [int(m) for m in re.findall(r"retrying in (\d+)s", message)]
+            time.sleep(0.2)
+        assert any(w >= 3 for w in waits), waits
         evaluator.start()  # the same port
         ro.resume(ops, run_id, "test", settings=settings)
         st = wait_for_state(ops, run_id)

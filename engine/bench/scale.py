@@ -21,18 +21,24 @@ on every run.
 
 from __future__ import annotations
 
+import json
 import re
 import resource
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.catalogue.generator import generate_catalogue, templates_for
 from engine.catalogue.templates import load_templates
+from engine.core.errors import ConfigError
 from engine.core.model import RunResult
 from engine.core.params import ParameterConfig
-from engine.discovery.evaluator_server import EvaluatorServer
+from engine.discovery.evaluator_server import EVALUATE_PATH, HEALTH_PATH, RESET_PATH, EvaluatorServer
 from engine.discovery.runs import EvidenceSpec, make_source
 from engine.discovery.systems import run_batch
 
@@ -114,6 +120,56 @@ def _batch(entities, templates, source, params: ParameterConfig, concurrency: in
     return run_batch(entities, templates, source, params, "new", now=VIRTUAL_NOW, concurrency=concurrency)
 
 
+class EvaluatorProcess:
+    """The local evaluator in its own process (``python -m engine evaluator --port 0``), as a real evaluator is
+    another service: its request handling does not share this process's GIL with the client's threads. The
+    same surface as EvaluatorServer for the benchmark: ``url``, ``reset()``, ``peak_in_flight``."""
+
+    def __init__(self, world_seed: int, latency_factor: float):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine", "evaluator", "--port", "0", "--world-seed", str(world_seed),
+             "--latency-factor", repr(latency_factor)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        first = self.proc.stdout.readline() if self.proc.stdout else ""
+        found = re.search(r"(http://[\w.]+:\d+/evaluate)", first)
+        if not found:
+            self.stop()
+            raise ConfigError(f"the local evaluator did not start: {first.strip() or 'no output'}")
+        self.url = found[1]
+
+    def _call(self, method: str, path: str) -> dict[str, Any]:
+        req = urllib.request.Request(
+            self.url.replace(EVALUATE_PATH, path), method=method, data=b"" if method == "POST" else None
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return dict(json.loads(resp.read() or b"{}"))
+
+    def reset(self) -> None:
+        self._call("POST", RESET_PATH)
+
+    @property
+    def peak_in_flight(self) -> int:
+        return int(self._call("GET", HEALTH_PATH)["peak_in_flight"])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.communicate()
+
+    def __enter__(self) -> EvaluatorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def measure_concurrency(
     entities: int,
     concurrency: Sequence[int],
@@ -123,11 +179,13 @@ def measure_concurrency(
     seed: int = 7,
     params: ParameterConfig | None = None,
     on_row: Callable[[ScaleRow], None] = lambda row: None,
+    separate_process: bool = True,
 ) -> tuple[list[ScaleRow], str]:
     """Run the same ``entities`` through a fresh local evaluator at each concurrency; (rows, evaluator URL).
 
     The first concurrency is the baseline of speed-up and identity. The evaluator's attempt counters and
-    peak are reset before each concurrency, and a fresh HTTP source is built for each.
+    peak are reset before each concurrency, and a fresh HTTP source is built for each. ``separate_process``:
+    the evaluator runs in its own process (EvaluatorProcess, the default), else in this one.
     """
     params = params or ParameterConfig()
     catalogue = generate_catalogue(entities, seed)
@@ -135,7 +193,8 @@ def measure_concurrency(
     rows: list[ScaleRow] = []
     baseline: list[tuple] | None = None
     base_wall = 0.0
-    with EvaluatorServer(world_seed=world_seed, latency_factor=latency_factor) as server:
+    evaluator = EvaluatorProcess if separate_process else EvaluatorServer
+    with evaluator(world_seed=world_seed, latency_factor=latency_factor) as server:
         for c in concurrency:
             server.reset()
             source = make_source(EvidenceSpec(kind="http", url=server.url, timeout_s=EVALUATOR_TIMEOUT_S))
@@ -197,8 +256,8 @@ def run_scale_bench(
     base = concurrency[0]
     echo(
         f"bench scale: {entities:,} catalogue entities (seed {seed}), new system, shadow, HTTP evidence against a "
-        f"local evaluator answering from simulated world seed {world_seed}, sleeping each hop's latency x "
-        f"{latency_factor:g}"
+        f"local evaluator (its own process) answering from simulated world seed {world_seed}, sleeping each hop's "
+        f"latency x {latency_factor:g}"
     )
     echo(TABLE_HEADER)
     rows, url = measure_concurrency(

@@ -637,7 +637,7 @@ def available_actions(state: str | None, stage_state: str | None = None) -> dict
     promote_ok = state.can_promote(stage_state)
     rollback_ok = state.can_rollback()
     return {
-        "pause": Action("pause", pause_ok, "pause between entities" if pause_ok else f"the rollout is {state}"),
+        "pause": Action("pause", pause_ok, "pause between batches" if pause_ok else f"the rollout is {state}"),
         "resume": Action(
             "resume",
             resume_ok,
@@ -707,7 +707,7 @@ def state_hint(
             f"{note}. The worker retries by itself once the store or evaluator answers; Resume retries now.",
         )
     if state == EffectiveState.PAUSED:
-        return ("info", "Paused between entities; the worker keeps its place. Resume continues.")
+        return ("info", "Paused between batches; the worker keeps its place. Resume continues.")
     if state == EffectiveState.ROLLBACK_INTERRUPTED:
         return (
             "error",

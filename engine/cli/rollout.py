@@ -324,7 +324,7 @@ def register(subparsers) -> None:
         description="Roll the new discovery system (with a candidate config) out pilot -> limited -> production, "
         "paired against the old system with the live config on the same entities. `rollout --stage S` starts a run "
         "in a detached worker; `rollout status` shows progress, criteria and decisions; pause/resume/cancel act "
-        "between entities; promote moves a passed (or, by a person, an inconclusive) stage on; rollback restores "
+        "between batches; promote moves a passed (or, by a person, an inconclusive) stage on; rollback restores "
         "every exposed entity from its stage's snapshot.",
     )
     r.add_argument(

@@ -332,7 +332,7 @@ def _job_of(ops, run: Mapping[str, Any]) -> Job | None:
 
 
 def pause(ops, run_id: int | None, actor: str) -> RolloutStatus:
-    """Ask the worker to pause between entities (it keeps heartbeating); audited."""
+    """Ask the worker to pause between batches (it keeps heartbeating); audited."""
     with ops.connect() as db:
         run = read_run(db, run_id)
     if not RunState(run["state"]).is_active():

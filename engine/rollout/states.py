@@ -88,7 +88,7 @@ class EffectiveState(StrEnum):
     RUNNING = "running"
     SOAKING = "soaking"
     INCONCLUSIVE = "inconclusive"
-    PAUSED = "paused"  # the worker holds its place between entities
+    PAUSED = "paused"  # the worker holds its place between batches
     DEAD = "dead"  # the worker stopped heartbeating or is gone
     FAILED = "failed"  # the job raised
     STOPPED = "stopped"  # the job ended but the run is still active
@@ -126,7 +126,7 @@ class EffectiveState(StrEnum):
         )
 
     def can_pause(self) -> bool:
-        """A worker is (or is about to be) carrying the run on: it can be asked to pause between entities."""
+        """A worker is (or is about to be) carrying the run on: it can be asked to pause between batches."""
         return self in (
             EffectiveState.RUNNING,
             EffectiveState.SOAKING,

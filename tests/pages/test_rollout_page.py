@@ -307,7 +307,7 @@ def test_pause_resume_and_a_forced_promotion_before_the_minimum_duration(console
     wait_for(JobStore(ops), job_id, until=lambda j: j.state.value == "paused", timeout_s=WORKER_TIMEOUT_S)
     at.run()
     assert buttons(at)["rollout_resume"] and not buttons(at)["rollout_pause"]
-    assert any(as_shown(i.value).startswith("Paused between entities") for i in at.info)
+    assert any(as_shown(i.value).startswith("Paused between batches") for i in at.info)
     at.button(key="rollout_resume").click().run()
     assert flashes(at)[0] == ["Resume: requested; the worker continues from its last checkpoint"]
     wait_for(JobStore(ops), job_id, until=lambda j: j.state.value == "running", timeout_s=WORKER_TIMEOUT_S)

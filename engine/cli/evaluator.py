@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import threading
 
 from engine.bench.scale import DEFAULT_CONCURRENCY, DEFAULT_ENTITIES, DEFAULT_ROLLOUT_ENTITIES, run_scale_bench
 from engine.cli.args import ENTITIES, MAX_ENTITIES, SEED, number, whole
 from engine.discovery.evaluator_server import EvaluatorServer
+from engine.discovery.limits import MAX_CONCURRENCY
 
 DEFAULT_PORT = 8765
+#: how often the serving command looks whether it was asked to stop (Ctrl-C, SIGTERM)
+STOP_POLL_S = 0.5
 DEFAULT_WORLD_SEED = 1
 DEFAULT_CATALOGUE_SEED = 7
 #: the largest latency factor the flags take (1 = the world's real latencies; above slows it further)
 MAX_LATENCY_FACTOR = 100.0
-#: the most entities in flight the benchmark tries (the run limits' bound)
-MAX_CONCURRENCY = 256
 
 PORT = whole(0, 65535)
 CONCURRENCY = whole(1, MAX_CONCURRENCY)
@@ -130,10 +132,14 @@ def cmd_evaluator(args: argparse.Namespace) -> int:
         f"--evaluator-url {server.url}; Ctrl-C stops it",
         flush=True,
     )
+    # Ctrl-C and a plain kill both stop it cleanly. Explicit handlers, not KeyboardInterrupt: a process started
+    # in the background by a non-interactive shell inherits SIGINT ignored, and would never see Ctrl-C's signal
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        while not stopping.wait(STOP_POLL_S):
+            pass
     finally:
         server.stop()
     stats = server.stats()

@@ -224,8 +224,17 @@ def test_template_comes_from_the_body_or_the_catalogue_rule():
     assert parse_request(json.dumps(body).encode(), load_templates())[0].template_id == "league"
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a non-interactive shell's background job inherits
+
+
 @pytest.mark.slow
-def test_cli_serves_until_ctrl_c():
+@pytest.mark.parametrize(
+    ("sig", "inherited"),
+    [(signal.SIGINT, None), (signal.SIGINT, _ignore_sigint), (signal.SIGTERM, None)],
+    ids=["ctrl-c", "ctrl-c-with-sigint-ignored-by-the-parent", "sigterm"],
+)
+def test_cli_serves_until_ctrl_c(sig, inherited):
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", "evaluator", "--port", "0", "--latency-factor", "0"],
         cwd=REPO_ROOT,
@@ -233,6 +242,7 @@ def test_cli_serves_until_ctrl_c():
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        preexec_fn=inherited,  # noqa: PLW1509 - a signal disposition, nothing that could deadlock
     )
     try:
         assert proc.stdout is not None
@@ -241,7 +251,7 @@ def test_cli_serves_until_ctrl_c():
         assert match, first
         with urllib.request.urlopen(match[1].replace("/evaluate", "/health"), timeout=10) as resp:
             assert json.loads(resp.read())["status"] == "ok"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=90)  # interpreter exit on a loaded machine
         assert proc.returncode == 0, err
         assert "evaluator stopped after 0 hops" in out

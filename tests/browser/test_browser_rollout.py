@@ -21,11 +21,10 @@ from engine import rollout
 from engine.catalogue.generator import seed_catalogue
 from engine.catalogue.templates import load_templates
 from engine.core.settings import load_settings
-from engine.jobs.queue import JobStore
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
 from tests.support.browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
-from tests.support.rollouts import SAME_DISCOVERY, hand_over_candidate
+from tests.support.rollouts import SAME_DISCOVERY, hand_over_candidate, stop_rollout_workers
 
 pytestmark = pytest.mark.browser
 
@@ -52,12 +51,7 @@ def stores(console_data_dir):
     try:
         yield settings, graph, ops
     finally:
-        for run in rollout.list_runs(ops):  # never leave a worker running into the next module
-            if run.state.is_active():
-                rollout.cancel(ops, run.id, "test-teardown")
-        deadline = time.monotonic() + 60
-        while any(j.state.has_worker() for j in JobStore(ops).list(limit=50)) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        stop_rollout_workers(ops)
         graph.close()
 
 

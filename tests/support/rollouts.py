@@ -91,3 +91,14 @@ def cancel_and_wait(ops, run_id: int, timeout_s: float = 60.0) -> None:
     while time.time() < end and store.get(job_id).state.is_active():
         time.sleep(0.1)
     assert not store.get(job_id).state.is_active(), store.get(job_id)
+
+
+def stop_rollout_workers(ops, timeout_s: float = 60.0) -> None:
+    """Cancel every active rollout and wait until no job has a worker: a module never leaves a worker running
+    into the next one (its data dir would be torn down under it)."""
+    for run in ro.list_runs(ops):
+        if run.state.is_active():
+            ro.cancel(ops, run.id, "test-teardown")
+    deadline = time.monotonic() + timeout_s
+    while any(j.state.has_worker() for j in JobStore(ops).list(limit=50)) and time.monotonic() < deadline:
+        time.sleep(0.2)

@@ -98,8 +98,6 @@ class _Stop(Exception):
 WAIT_POLL_S = 1.0
 #: faults of the machinery: they pause the run, they are never an outcome of the candidate
 INFRA_FAULTS: tuple[type[DiscoveryError], ...] = (StoreUnavailable, EvidenceUnavailable)
-#: what a run of one system may raise that is not an outcome of that system (a fault, or a lost lease)
-NOT_OUTCOMES: tuple[type[DiscoveryError], ...] = (*INFRA_FAULTS, LeaseLost)
 #: first wait after a fault before the worker retries by itself; doubled per failed retry up to the max
 FAULT_RETRY_S = 2.0
 FAULT_RETRY_MAX_S = 60.0

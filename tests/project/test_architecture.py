@@ -3,7 +3,7 @@
 Layers, lowest first; a module may import from its own package and from lower layers only::
 
     engine.core < engine.store < engine.jobs < {catalogue, monitoring} < {cache, discovery} < {rollout, tuning}
-        < engine.bench < engine.cli < engine (its __main__) < console < pages (+ streamlit_app.py)
+        < {production, notify} < engine.bench < engine.cli < engine (its __main__) < console < pages (+ streamlit_app.py)
 
 ``engine.jobs`` sits under the areas that run work in workers (monitoring's periodic alert
 evaluation, rollout, tuning, the store benchmark); it imports none of them, it names their handlers
@@ -51,6 +51,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine.catalogue", "engine.monitoring"),
     ("engine.cache", "engine.discovery"),
     ("engine.rollout", "engine.tuning"),
+    ("engine.production", "engine.notify"),  # operation over the catalogue; telling people (outbox sender, exporter)
     ("engine.bench",),
     ("engine.cli",),
     ("engine",),  # engine/__init__.py and engine/__main__.py: the entry point over the CLI

@@ -3,7 +3,8 @@
 Layers, lowest first; a module may import from its own package and from lower layers only::
 
     engine.core < engine.store < engine.jobs < {catalogue, monitoring} < {cache, discovery} < {rollout, tuning}
-        < {production, notify} < engine.bench < engine.cli < engine (its __main__) < console < pages (+ streamlit_app.py)
+        < {production, notify} < engine.bench < engine.cli < engine (its __main__) < console
+        < pages (+ streamlit_app.py)
 
 ``engine.jobs`` sits under the areas that run work in workers (monitoring's periodic alert
 evaluation, rollout, tuning, the store benchmark); it imports none of them, it names their handlers

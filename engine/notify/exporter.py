@@ -70,8 +70,6 @@ from engine.jobs.queue import JobState, JobStore, worker_liveness
 from engine.monitoring.alerts import STATES_TABLE, AlertStatus
 from engine.monitoring.events import EXPERIMENT_STAGE_PREFIX
 from engine.monitoring.events import TABLE as EVENTS_TABLE
-from engine.rollout.records import stage_config_from_dict
-from engine.rollout.states import EffectiveState, RunState, StageState, effective_state, rollback_interrupted
 from engine.store.opsdb import OpsDB
 
 #: the port Prometheus exporters of this kind customarily use (the README's scrape config says the same)
@@ -238,6 +236,9 @@ class OpsCollector(Collector):
                 error = None
             except (DiscoveryError, sqlite3.Error, OSError, ValueError, KeyError) as exc:
                 families, error = [], first_line(exc) or type(exc).__name__
+            if error is not None and error != self._last_error:
+                print(f"exporter: the operations database did not answer: {error}", file=sys.stderr, flush=True)
+            self._last_error = error
         up = GaugeMetricFamily(
             "discovery_opsdb_up", "1 when the operations database answered this scrape, 0 when it did not"
         )
@@ -251,9 +252,6 @@ class OpsCollector(Collector):
             )
             info.add_metric([error], 1.0)
             yield info
-            if error != self._last_error:
-                print(f"exporter: the operations database did not answer: {error}", file=sys.stderr, flush=True)
-        self._last_error = error
         yield from families
         took = GaugeMetricFamily(
             "discovery_exporter_scrape_duration_seconds", "how long this scrape took to read the operations database"
@@ -411,6 +409,8 @@ def _latest_run(conn: sqlite3.Connection) -> dict[str, Any] | None:
 
 
 def _run_counts(conn: sqlite3.Connection) -> list[Metric]:
+    from engine.rollout.states import RunState  # lazy: with the rollout package, as in _rollout
+
     counts = dict(conn.execute("SELECT state, COUNT(*) FROM rollout_runs GROUP BY state").fetchall())
     family = GaugeMetricFamily("discovery_rollout_runs", "rollout runs in each stored state", labels=["state"])
     for state in RunState:
@@ -420,6 +420,17 @@ def _run_counts(conn: sqlite3.Connection) -> list[Metric]:
 
 def _rollout(ops: OpsDB, run: dict[str, Any] | None, now: float) -> list[Metric]:
     """The latest run: its effective state (the Rollout page's), each stage's state and entities done / total."""
+    # The rollout package loads scipy.stats (~1-2 s), and every CLI command imports this module (through
+    # engine.cli.exporter) to build its parser: the exporter pays it once, at its first read.
+    from engine.rollout.records import stage_config_from_dict  # lazy: scipy.stats, see above
+    from engine.rollout.states import (  # lazy: scipy.stats, see above
+        EffectiveState,
+        RunState,
+        StageState,
+        effective_state,
+        rollback_interrupted,
+    )
+
     state = GaugeMetricFamily(
         "discovery_rollout_state",
         "the latest rollout run's state as the Rollout page shows it: 1 for the current one, 0 otherwise",
@@ -607,9 +618,19 @@ class ExporterServer:
             self._thread.join(10)
 
 
-def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> ExporterServer:
-    """Start serving the data dir's metrics (nothing is read before the first scrape)."""
-    return ExporterServer(OpsCollector.for_settings(settings), host=host, port=port).start()
+def serve(
+    settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, warm: bool = True
+) -> ExporterServer:
+    """Start serving the data dir's metrics.
+
+    With ``warm`` one read is made at once in a background thread: it sums every event recorded so far (the
+    costly part, once per process) before Prometheus's first scrape, which then reads only what came after,
+    and it says at start, on stderr, when the ops DB cannot be read.
+    """
+    server = ExporterServer(OpsCollector.for_settings(settings), host=host, port=port).start()
+    if warm:
+        threading.Thread(target=lambda: list(server.collector.collect()), name="exporter-warm", daemon=True).start()
+    return server
 
 
 __all__ = [

@@ -3,8 +3,9 @@
 Teams that run Prometheus and Grafana scrape a service's figures rather than
 open another console. ``OpsCollector`` is a prometheus_client custom collector:
 each scrape reads the operations database (engine.store.opsdb) and turns what
-is stored into metric families; nothing is counted in this process's memory,
-so two exporters, or one restarted, serve the same numbers.
+is stored into metric families. Nothing is counted in this process's memory
+(it keeps only a cache of sums the table gives again), so two exporters, or
+one restarted, serve the same numbers.
 
 What is served (every name starts with ``discovery_``; the README's "Metrics
 for Prometheus" lists them with their labels):
@@ -37,8 +38,8 @@ the append-only ``metric_events`` table. Cheap to scrape: the sums, bucket
 counts (``SUM(CASE ...)``) and error types (``json_each``) are computed by
 SQLite with GROUP BY, never by loading rows, and each process keeps an
 incremental cursor: the totals up to the highest event id already summed, so
-a scrape reads only the events recorded since the last one (the first scrape
-of a process reads them all). The cursor restarts from zero when the file is
+a scrape reads only the events recorded since the last one (the first read
+of a process sums them all; ``serve`` makes it in the background at start). The cursor restarts from zero when the file is
 replaced or holds fewer events than it had. ``python -m engine bench
 exporter`` states the cost.
 """

@@ -39,9 +39,9 @@ counts (``SUM(CASE ...)``) and error types (``json_each``) are computed by
 SQLite with GROUP BY, never by loading rows, and each process keeps an
 incremental cursor: the totals up to the highest event id already summed, so
 a scrape reads only the events recorded since the last one (the first read
-of a process sums them all; ``serve`` makes it in the background at start). The cursor restarts from zero when the file is
-replaced or holds fewer events than it had. ``python -m engine bench
-exporter`` states the cost.
+of a process sums them all; ``serve`` makes it in the background at start).
+The cursor restarts from zero when the file is replaced or holds fewer events
+than it had. ``python -m engine bench exporter`` states the cost.
 """
 
 from __future__ import annotations
@@ -223,6 +223,11 @@ class OpsCollector(Collector):
     @classmethod
     def for_settings(cls, settings: Settings) -> OpsCollector:
         return cls(settings.ops_db_path)
+
+    @property
+    def cursor(self) -> int:
+        """The highest metric event id summed so far (0 before the first read)."""
+        return self._totals.cursor
 
     # ------------------------------------------------------------------ Collector
 

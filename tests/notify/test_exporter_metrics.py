@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -16,7 +17,7 @@ from engine.discovery.runs import run_entities
 from engine.monitoring import alerts as alerts_mod
 from engine.monitoring.events import events_of_runs, query_events, record_events
 from engine.monitoring.jsonlog import JsonlLog
-from engine.notify.exporter import LATENCY_BUCKETS_S, EventTotals, _Group, event_families
+from engine.notify.exporter import LATENCY_BUCKETS_S, EventTotals, _Group, event_families, serve
 from engine.rollout.states import EffectiveState, StageState
 from engine.store.opsdb import OpsDB
 from engine.tuning.spec import EntitySpec, StudySpec
@@ -271,3 +272,19 @@ def test_event_families_from_literal_totals():
     assert [s.value for s in buckets][:-1] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3, 3]
     assert by_name["discovery_hop_errors"].samples[0].labels["type"] == "timeout"
     assert by_name["discovery_last_event_timestamp_seconds"].samples[0].value == 12.0
+
+
+def test_serve_sums_the_events_in_the_background_before_the_first_scrape(settings, ops):
+    clock = FakeClock()
+    _record_synthetic_errors(ops, settings, at=clock.now)
+    with ops.connect() as db:
+        last_id = db.conn.execute("SELECT MAX(id) FROM metric_events").fetchone()[0]
+    server = serve(settings, host="127.0.0.1", port=0, warm=True)
+    try:
+        deadline = time.monotonic() + 120
+        while server.collector.cursor < last_id and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.collector.cursor == last_id  # summed with no scrape made
+        assert_events_match(scrape_text(server.url), ops)
+    finally:
+        server.stop()

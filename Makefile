@@ -9,9 +9,10 @@ REQ_HASH := $(shell sha1sum requirements.txt | cut -c1-12)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 HOST ?= 127.0.0.1
 PORT ?= 8501
+EXPORTER_PORT ?= 9108
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench stop-store clean-venv
+.PHONY: run test lint bench exporter stop-store clean-venv
 
 $(STAMP): requirements.txt
 	@PY312=$$(command -v python3.12 || (command -v pyenv >/dev/null && pyenv root >/dev/null && ls -d $$(pyenv root)/versions/3.12*/bin/python3.12 2>/dev/null | tail -n1)); \
@@ -45,6 +46,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m engine bench discovery
 	$(PY) -m engine bench store --entities 3400
+
+# /metrics for Prometheus from the data dir's ops DB, on HOST (loopback by default) until Ctrl-C.
+exporter: $(STAMP)
+	$(PY) -m engine exporter --host $(HOST) --port $(EXPORTER_PORT)
 
 stop-store: $(STAMP)
 	$(PY) -m engine store stop

@@ -589,6 +589,10 @@ class GraphStore:
     def list_entity_ids(self) -> list[str]:
         return [r[0] for r in self._rows("MATCH (e:Entity) RETURN e.id ORDER BY e.id")]
 
+    def entity_countries(self) -> list[str]:
+        """The distinct countries of the catalogue's entities, sorted (what a country filter may name)."""
+        return [str(r[0]) for r in self._rows("MATCH (e:Entity) RETURN DISTINCT e.country AS c ORDER BY c")]
+
     def search_entities(self, text: str, limit: int = 50) -> list[Entity]:
         """Entities whose name or id contains ``text`` (case-insensitive); exact, then prefix matches first.
 
@@ -738,6 +742,28 @@ class GraphStore:
         LIMIT $limit
         """
         return [evidence_from_props(r[0]) for r in self._rows(q, {"id": entity_id, "limit": int(limit)})]
+
+    def get_evidence_many(
+        self, entity_ids: Iterable[str], *, decisions: Sequence[str] = ()
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Evidence trails of many entities in few round trips (chunks of ids through the entity_id index):
+        every requested id maps to its rows, newest first (``get_evidence``'s order); ``decisions`` keeps
+        only those decisions (e.g. ``("ACCEPT", "REJECT")``), empty keeps all."""
+        q = """
+        UNWIND $ids AS eid
+        MATCH (ev:Evidence {entity_id: eid})
+        WHERE $every OR ev.decision IN $decisions
+        RETURN properties(ev)
+        ORDER BY ev.entity_id, ev.at DESC, ev.iteration DESC, ev.id DESC
+        """
+        wanted = list(dict.fromkeys(entity_ids))
+        out: dict[str, list[dict[str, Any]]] = {eid: [] for eid in wanted}
+        params: dict[str, Any] = {"every": not decisions, "decisions": [str(d) for d in decisions]}
+        for chunk in _chunks(wanted, CHUNK * 4):
+            for (props,) in self._rows(q, {**params, "ids": list(chunk)}):
+                row = evidence_from_props(props)
+                out[row["entity_id"]].append(row)
+        return out
 
     def mark_evidence_rolled_back(self, entity_ids: Iterable[str], run_id: str) -> int:
         """Flag the run's evidence of these entities as rolled back (kept, not deleted). Returns how many changed."""

@@ -29,6 +29,8 @@ graph reads (entities, hypotheses, evidence of many entities per round trip), wh
 from __future__ import annotations
 
 import calendar
+import csv
+import io
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,7 +53,7 @@ from engine.monitoring.events import EXPERIMENT_STAGE_PREFIX, TABLE
 #: the longest excerpt a feed row carries in its table column (the evidence detail has the whole text)
 EXCERPT_CHARS = 160
 #: values an unknown-filter error lists at most before "and N more"
-LISTED_CHOICES = 12
+LISTED_CHOICES = 20
 #: what a time reads like in the feed's own texts (UTC)
 WHEN_FORMAT = "%Y-%m-%d %H:%M UTC"
 #: departure causes: a later live run was not actionable / the graph's state no longer passes the gate
@@ -553,6 +555,112 @@ def build_feed(
     return Feed(tuple(rows), tuple(gone), f, live_runs)
 
 
+# --------------------------------------------------------------------------- tables (CSV, the CLI, the console)
+
+#: one row per entity in the feed: the CSV's columns, the CLI table's and the console's (as words)
+FEED_COLUMNS = (
+    "became_actionable", "entity", "entity_id", "template", "country", "categories", "system", "stage", "config",
+    "config_origin", "run_id", "best_hypothesis", "best_category", "best_confidence", "accepts",
+    "evidence_count", "evidence_url", "evidence_excerpt",
+)  # fmt: skip
+#: one row per departure
+LEFT_COLUMNS = (
+    "left", "entity", "entity_id", "template", "country", "joined", "cause", "reason", "run_id", "config",
+)  # fmt: skip
+#: one row per piece of accepting evidence of one entity (the detail)
+EVIDENCE_COLUMNS = ("found", "run_id", "pattern", "category", "hop_type", "url", "excerpt", "confidence_after")
+#: how times read in the tables: ISO 8601 UTC to the second (sorts as text, parses everywhere)
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def iso(at: float | None) -> str:
+    """``at`` as ISO 8601 UTC (``2026-12-01T10:00:00Z``); "" when unknown."""
+    return "" if at is None else time.strftime(ISO_FORMAT, time.gmtime(at))
+
+
+def feed_rows(feed: Feed) -> list[dict[str, Any]]:
+    """The feed as plain table rows (FEED_COLUMNS), newest first; times as ISO text, categories joined."""
+    return [
+        {
+            "became_actionable": iso(r.became_at),
+            "entity": r.entity_name,
+            "entity_id": r.entity_id,
+            "template": r.template,
+            "country": r.country,
+            "categories": "; ".join(r.categories),
+            "system": r.system,
+            "stage": r.stage_id or "",
+            "config": r.config_hash,
+            "config_origin": r.config_origin,
+            "run_id": r.run_id,
+            "best_hypothesis": r.best_pattern,
+            "best_category": r.best_category,
+            "best_confidence": r.best_confidence,
+            "accepts": r.accepts,
+            "evidence_count": len(r.evidence),
+            "evidence_url": r.link,
+            "evidence_excerpt": r.excerpt,
+        }
+        for r in feed.rows
+    ]
+
+
+def left_rows(feed: Feed) -> list[dict[str, Any]]:
+    """The departures as plain table rows (LEFT_COLUMNS), newest first; an unknown time is ""."""
+    return [
+        {
+            "left": iso(d.left_at),
+            "entity": d.entity_name,
+            "entity_id": d.entity_id,
+            "template": d.template,
+            "country": d.country,
+            "joined": iso(d.joined_at),
+            "cause": d.cause,
+            "reason": d.reason,
+            "run_id": d.run_id,
+            "config": d.config_hash,
+        }
+        for d in feed.departures
+    ]
+
+
+def evidence_rows(row: FeedRow) -> list[dict[str, Any]]:
+    """The accepting evidence of one entity (EVIDENCE_COLUMNS), oldest first."""
+    return [
+        {
+            "found": iso(e.at),
+            "run_id": e.run_id,
+            "pattern": e.pattern,
+            "category": e.category,
+            "hop_type": e.hop_type,
+            "url": e.url,
+            "excerpt": e.excerpt,
+            "confidence_after": e.confidence_after,
+        }
+        for e in row.evidence
+    ]
+
+
+def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """RFC 4180 CSV with a header line; None is an empty cell. Stored text is data: a cell that a spreadsheet
+    would run as a formula (=, +, -, @ first) gets a leading apostrophe."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow([_cell(r.get(c)) for c in columns])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}".rstrip("0").rstrip(".")
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
 # --------------------------------------------------------------------------- store edges
 
 
@@ -651,6 +759,14 @@ def load_feed(graph: Any, ops: Any, f: FeedFilter = FeedFilter(), *, check: bool
 
 
 __all__ = [
+    "EVIDENCE_COLUMNS",
+    "FEED_COLUMNS",
+    "LEFT_COLUMNS",
+    "evidence_rows",
+    "feed_rows",
+    "iso",
+    "left_rows",
+    "to_csv",
     "Departure",
     "EvidenceItem",
     "Feed",

@@ -67,9 +67,7 @@ def actionable_now(graph, entity_ids: Sequence[str], params: ParameterConfig | N
     p = params or ParameterConfig()
     hyps = graph.get_hypotheses_many(entity_ids)
     return {
-        eid
-        for eid in entity_ids
-        if is_actionable(hyps[eid], p.actionable_min_accepts, p.actionable_min_categories)
+        eid for eid in entity_ids if is_actionable(hyps[eid], p.actionable_min_accepts, p.actionable_min_categories)
     }
 
 

@@ -2,8 +2,10 @@
 them (engine.discovery.runs, stage ``production``, the live config), an evaluator that answers REJECT to
 everything, and a stricter config made live the way a rollout promotes one.
 
-``seed_feed(settings, n, ran)`` seeds a catalogue of ``n`` entities, runs the first ``ran`` of them live at
-``T0`` and returns (entity ids, the ids the graph says are actionable after that).
+``seed_feed(graph, ops, n, ran)`` seeds a catalogue of ``n`` entities, runs the first ``ran`` of them live at
+``T0`` and returns (entity ids, the ids the graph says are actionable after that). ``feed_with_departure``
+does that on a seeded graph and then takes one actionable entity out (a stricter config made live, a run that
+meets only REJECTs), as the page and browser tests need.
 """
 
 from __future__ import annotations
@@ -78,3 +80,17 @@ def seed_feed(graph, ops, n: int, ran: int, *, seed: int = 7, at: float = T0) ->
     assert not actionable_now(graph, ids), "a freshly seeded catalogue has no ACCEPT yet"
     production_runs(graph, ops, ids[:ran], at=at)
     return ids, actionable_now(graph, ids)
+
+
+def feed_with_departure(graph, ops, ran: int) -> tuple[set[str], str]:
+    """On a seeded graph: run the first ``ran`` entities live at T0, then make a stricter gate live (DAY later)
+    and run one of the actionable ones again at T0 + 2 DAY against REJECTs only. Returns (the entities in the
+    feed now, the one that left)."""
+    ids = graph.list_entity_ids()
+    production_runs(graph, ops, ids[:ran], at=T0)
+    truth = actionable_now(graph, ids)
+    assert truth, "the world should make some entities actionable"
+    gone = sorted(truth)[0]
+    promote(ops, ParameterConfig(actionable_min_accepts=10), run_id=2, at=T0 + DAY)
+    production_runs(graph, ops, [gone], at=T0 + 2 * DAY, source=RejectEverything())
+    return truth - {gone}, gone

@@ -50,7 +50,7 @@ country = c5.selectbox(
     "Country", av.choices_with_any(choices.countries), format_func=any_label, key="actionable_country"
 )
 
-start, end = av.window(since, until)  # type: ignore[arg-type]  # one date each (not a range picker)
+start, end = av.window(since, until)  # one date each (not a range picker)
 if start is not None and end is not None and end <= start:
     st.warning("The window ends before it begins: pick an until date on or after the since date.")
     st.stop()

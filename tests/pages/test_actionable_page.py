@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from console.actionable_view import EVIDENCE_TABLE_COLUMNS, LEFT_TABLE_COLUMNS, TABLE_COLUMNS
-from console.text import md_code
+from console.text import md_code, md_escape
 from engine.store.opsdb import open_ops_db
 from tests.support.console_env import as_shown, seeded_console_env
 from tests.support.feed import feed_with_departure
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 TIMEOUT = 90
+HOSTILE = "Evil ![pixel](http://127.0.0.1:9/track.png) FC"
 RAW = ("None", "nan", "NaN", "inf", "Infinity", "NaT")
 
 
@@ -26,6 +28,9 @@ def fed(tmp_path_factory):
     with seeded_console_env(tmp_path_factory, "actionable-page", 40, 7) as (settings, graph):
         ops = open_ops_db(settings)
         in_feed, gone = feed_with_departure(graph, ops, 30)
+        # the entity shown first in the evidence detail gets a name that is Markdown: it must show as text
+        first = graph.get_entity(sorted(in_feed)[0])
+        graph.upsert_entities([replace(first, name=HOSTILE)])
         entities = graph.get_entities([*in_feed, gone])
         yield in_feed, gone, entities
 
@@ -56,6 +61,9 @@ def test_the_feed_its_evidence_and_its_departures(fed):
 
     evidence = frame(at, EVIDENCE_TABLE_COLUMNS)
     assert len(evidence) >= 2 and evidence["category"].nunique() >= 2
+    detail = [m.value for m in at.markdown if "· run " in m.value]
+    assert len(detail) == 1 and detail[0].startswith(md_escape(HOSTILE) + " `" + sorted(in_feed)[0] + "`")
+    assert not any("![pixel]" in m.value for m in at.markdown)
     assert all(link == url for link, url in zip(evidence["link"], evidence["url"]))
 
     left = frame(at, LEFT_TABLE_COLUMNS)

@@ -480,10 +480,15 @@ def build_feed(
     origins: Mapping[str, str],
     f: FeedFilter = FeedFilter(),
     live_runs: int = 0,
+    check_state: bool = True,
 ) -> Feed:
     """The feed of ``f`` (pure): ``all_stays`` from ``stays``, the graph's entities, hypotheses and evidence
     (ACCEPT and REJECT rows at least) of the entities concerned, the gate of each config hash (default
-    ``default_gate``) and where each config came from."""
+    ``default_gate``) and where each config came from.
+
+    ``check_state``: compare the graph's hypotheses now with the gate (a restored entity leaves). Only right
+    when the runs read are the latest ones: a window that ends before the last live run shows the feed as it
+    stood then, and the graph now says nothing about that."""
     rows: list[FeedRow] = []
     gone: list[Departure] = []
     for eid, seq in all_stays.items():
@@ -513,7 +518,7 @@ def build_feed(
         if last.left is not None or (f.until is not None and last.joined.at >= f.until):
             continue
         gate = gates.get(last.last.config_hash, default_gate)
-        if not passes_gate(h, gate):
+        if check_state and not passes_gate(h, gate):
             rolled = any(e.get("rolled_back") and e["decision"] == Decision.ACCEPT.value for e in ev)
             gone.append(
                 Departure(
@@ -690,6 +695,13 @@ def read_live_runs(ops: Any, until: float | None = None) -> list[LiveRun]:
     ]  # fmt: skip
 
 
+def last_live_run_at(ops: Any) -> float | None:
+    """When the latest live run was recorded (None before any)."""
+    with ops.connect() as db:
+        row = db.conn.execute(f"SELECT MAX(at) FROM {TABLE} WHERE shadow = 0").fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
 def feed_choices(graph: Any) -> FeedChoices:
     """What the filters may name, from the graph: its templates, their pattern categories, entity countries."""
     templates = graph.list_templates()
@@ -739,6 +751,7 @@ def load_feed(graph: Any, ops: Any, f: FeedFilter = FeedFilter(), *, check: bool
     if check:
         f = check_filter(f, feed_choices(graph))
     runs = read_live_runs(ops, f.until)
+    latest = last_live_run_at(ops)
     all_stays = stays(runs)
     ids = wanted_entities(all_stays, f)
     entities = graph.get_entities(ids) if ids else {}
@@ -755,6 +768,7 @@ def load_feed(graph: Any, ops: Any, f: FeedFilter = FeedFilter(), *, check: bool
         origins=origins,
         f=f,
         live_runs=len(runs),
+        check_state=f.until is None or latest is None or latest < f.until,
     )
 
 
@@ -787,6 +801,7 @@ __all__ = [
     "departure_reason",
     "feed_choices",
     "gate_counts",
+    "last_live_run_at",
     "load_feed",
     "parse_time",
     "read_live_runs",

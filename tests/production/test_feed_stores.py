@@ -93,6 +93,11 @@ def test_a_restored_graph_takes_the_entity_out_without_a_run(fed):
     (left,) = feed.departures
     assert (left.entity_id, left.cause, left.left_at) == (gone, LEFT_BY_STATE, None)
     assert "no longer pass the actionable gate: 0 ACCEPTs across 0 categories now" in left.reason
+    # a window that ends before a later live run shows the feed as it stood then: the graph now is not asked
+    production_runs(graph, ops, [ids[55]], at=T0 + DAY)
+    then = load_feed(graph, ops, FeedFilter(until=T0 + 60))
+    assert set(then.entity_ids()) == truth and then.departures == ()
+    assert [d.entity_id for d in load_feed(graph, ops).departures] == [gone]
 
 
 def test_filters_by_template_country_and_category(fed):

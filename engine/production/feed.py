@@ -23,7 +23,8 @@ says which and counts the REJECTs seen since.
 Decisions are pure functions over plain rows (``stays``, ``gate_counts``, ``best_hypothesis``,
 ``accepting_evidence``, ``departure_reason``, ``build_feed``); ``read_live_runs``, ``feed_choices`` and
 ``load_feed`` are the thin store reads around them: one SQL read of the metric events and a few batched
-graph reads (entities, hypotheses, evidence of many entities per round trip), whatever the feed's size.
+graph reads (entities, hypothesis tallies, ACCEPT evidence and REJECT counts of up to 2,000 entities per round
+trip, read as columns), whatever the feed's size.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from engine.core.configs import (
     candidate_config,
@@ -46,7 +47,7 @@ from engine.core.configs import (
     when,
 )
 from engine.core.errors import ConfigError
-from engine.core.model import Decision, Entity, Hypothesis
+from engine.core.model import Decision, Entity
 from engine.core.params import ParameterConfig
 from engine.monitoring.events import EXPERIMENT_STAGE_PREFIX, TABLE
 
@@ -62,6 +63,21 @@ LEFT_BY_STATE = "state_restored"
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+class Tallied(Protocol):
+    """What the feed's rules read of a hypothesis (a Hypothesis, or the graph's lighter HypothesisTally)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def pattern(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def accepts(self) -> int: ...
+    @property
+    def confidence(self) -> float: ...
 
 
 class FeedError(ConfigError):
@@ -136,7 +152,7 @@ def stays(runs: Iterable[LiveRun]) -> dict[str, list[Stay]]:
     return out
 
 
-def gate_counts(hyps: Iterable[Hypothesis]) -> tuple[int, int]:
+def gate_counts(hyps: Iterable[Tallied]) -> tuple[int, int]:
     """(ACCEPTs in total, distinct categories with an ACCEPT): what the actionable gate counts."""
     accepts = 0
     categories: set[str] = set()
@@ -147,17 +163,17 @@ def gate_counts(hyps: Iterable[Hypothesis]) -> tuple[int, int]:
     return accepts, len(categories)
 
 
-def passes_gate(hyps: Iterable[Hypothesis], gate: tuple[int, int]) -> bool:
+def passes_gate(hyps: Iterable[Tallied], gate: tuple[int, int]) -> bool:
     accepts, categories = gate_counts(hyps)
     return accepts >= gate[0] and categories >= gate[1]
 
 
-def accepted_categories(hyps: Iterable[Hypothesis]) -> tuple[str, ...]:
+def accepted_categories(hyps: Iterable[Tallied]) -> tuple[str, ...]:
     """The categories whose hypotheses have an ACCEPT, sorted (what the category filter matches)."""
     return tuple(sorted({h.category for h in hyps if h.accepts > 0}))
 
 
-def best_hypothesis(hyps: Iterable[Hypothesis]) -> Hypothesis | None:
+def best_hypothesis[T: Tallied](hyps: Iterable[T]) -> T | None:
     """The entity's most confident hypothesis (ties: more ACCEPTs, then id); None when it has none."""
     return min(hyps, key=lambda h: (-h.confidence, -h.accepts, h.id), default=None)
 
@@ -216,10 +232,9 @@ def accepting_evidence(evidence: Iterable[Mapping[str, Any]], run_ids: Iterable[
     return [_item(ev) for ev in rows]
 
 
-def rejects_in(evidence: Iterable[Mapping[str, Any]], run_ids: Iterable[str]) -> int:
-    """How many REJECTs these runs recorded (rolled back or not: they were seen)."""
-    wanted = set(run_ids)
-    return sum(1 for ev in evidence if ev["decision"] == Decision.REJECT.value and ev["run_id"] in wanted)
+def rejects_in(counts: Mapping[str, int], run_ids: Iterable[str]) -> int:
+    """How many REJECTs these runs recorded (rolled back or not: they were seen), from REJECTs per run id."""
+    return sum(counts.get(r, 0) for r in set(run_ids))
 
 
 def stamp(at: float | None) -> str:
@@ -235,7 +250,7 @@ def departure_reason(
     *,
     cause: str,
     run: LiveRun | None,
-    hyps: Sequence[Hypothesis],
+    hyps: Sequence[Tallied],
     gate: tuple[int, int],
     rejects_since: int,
     rolled_back: bool = False,
@@ -472,8 +487,9 @@ def wanted_entities(all_stays: Mapping[str, Sequence[Stay]], f: FeedFilter) -> l
 def build_feed(
     all_stays: Mapping[str, Sequence[Stay]],
     entities: Mapping[str, Entity],
-    hyps: Mapping[str, Sequence[Hypothesis]],
+    hyps: Mapping[str, Sequence[Tallied]],
     evidence: Mapping[str, Sequence[Mapping[str, Any]]],
+    rejects: Mapping[str, Mapping[str, int]],
     *,
     gates: Mapping[str, tuple[int, int]],
     default_gate: tuple[int, int],
@@ -482,8 +498,8 @@ def build_feed(
     live_runs: int = 0,
     check_state: bool = True,
 ) -> Feed:
-    """The feed of ``f`` (pure): ``all_stays`` from ``stays``, the graph's entities, hypotheses and evidence
-    (ACCEPT and REJECT rows at least) of the entities concerned, the gate of each config hash (default
+    """The feed of ``f`` (pure): ``all_stays`` from ``stays``, the graph's entities, hypotheses, ACCEPT evidence
+    rows and REJECTs per run id of the entities concerned, the gate of each config hash (default
     ``default_gate``) and where each config came from.
 
     ``check_state``: compare the graph's hypotheses now with the gate (a restored entity leaves). Only right
@@ -495,6 +511,7 @@ def build_feed(
         entity = entities.get(eid)
         h = list(hyps.get(eid, ()))
         ev = evidence.get(eid, ())
+        rej = rejects.get(eid, {})
         cats = accepted_categories(h)
         if not _matches(entity, cats, f):
             continue
@@ -509,7 +526,7 @@ def build_feed(
                         eid, entity.name, entity.template_id, entity.country, s.joined.at, s.left.at, LEFT_BY_RUN,
                         departure_reason(
                             cause=LEFT_BY_RUN, run=s.left, hyps=h, gate=gate,
-                            rejects_since=rejects_in(ev, s.later_run_ids),
+                            rejects_since=rejects_in(rej, s.later_run_ids),
                         ),
                         s.left.run_id, s.left.config_hash,
                     )
@@ -525,7 +542,7 @@ def build_feed(
                     eid, entity.name, entity.template_id, entity.country, last.joined.at, None, LEFT_BY_STATE,
                     departure_reason(
                         cause=LEFT_BY_STATE, run=None, hyps=h, gate=gate,
-                        rejects_since=rejects_in(ev, last.later_run_ids), rolled_back=rolled,
+                        rejects_since=rejects_in(rej, last.later_run_ids), rolled_back=rolled,
                     ),
                     "", last.last.config_hash,
                 )
@@ -743,7 +760,8 @@ def config_book(ops: Any) -> tuple[dict[str, tuple[int, int]], dict[str, str], t
 
 def load_feed(graph: Any, ops: Any, f: FeedFilter = FeedFilter(), *, check: bool = True) -> Feed:
     """The feed of ``f`` from the stores: one SQL read of the live runs, then batched graph reads (entities,
-    hypotheses, ACCEPT/REJECT evidence) of only the entities whose stays or departures can fall in the window.
+    hypothesis tallies, ACCEPT evidence, REJECTs per run) of only the entities whose stays or departures can
+    fall in the window.
 
     ``check``: the filter's template, category and country are checked against the catalogue first
     (``check_filter``: an unknown one is a one-line FeedError listing the valid values).
@@ -755,14 +773,16 @@ def load_feed(graph: Any, ops: Any, f: FeedFilter = FeedFilter(), *, check: bool
     all_stays = stays(runs)
     ids = wanted_entities(all_stays, f)
     entities = graph.get_entities(ids) if ids else {}
-    hyps = graph.get_hypotheses_many(ids) if ids else {}
-    evidence = graph.get_evidence_many(ids, decisions=(Decision.ACCEPT.value, Decision.REJECT.value)) if ids else {}
+    hyps = graph.hypothesis_tallies_many(ids) if ids else {}
+    evidence = graph.get_evidence_many(ids, decisions=(Decision.ACCEPT.value,)) if ids else {}
+    rejects = graph.evidence_counts_many(ids, Decision.REJECT.value) if ids else {}
     gates, origins, default_gate = config_book(ops)
     return build_feed(
         {eid: all_stays[eid] for eid in ids},
         entities,
         hyps,
         evidence,
+        rejects,
         gates=gates,
         default_gate=default_gate,
         origins=origins,
@@ -792,6 +812,7 @@ __all__ = [
     "LEFT_BY_STATE",
     "LiveRun",
     "Stay",
+    "Tallied",
     "accepted_categories",
     "accepting_evidence",
     "best_hypothesis",

@@ -105,7 +105,8 @@ def feed_of(runs, hyps, evidence, f: FeedFilter | None = None, gate=(2, 2)):
         stays(runs),
         ents,
         hyps,
-        evidence,
+        {eid: [e for e in rows if e["decision"] == "ACCEPT"] for eid, rows in evidence.items()},
+        {eid: {"r3": sum(1 for e in rows if e["decision"] == "REJECT")} for eid, rows in evidence.items()},
         gates={},
         default_gate=gate,
         origins={"cfg": "the defaults"},
@@ -172,3 +173,10 @@ def test_filters_are_matched_case_insensitively_and_an_unknown_one_lists_the_val
         check_filter(FeedFilter(country="zz"), many)
     with pytest.raises(FeedError, match="before it begins"):
         check_filter(FeedFilter(since=T, until=T), choices)
+
+
+def test_rejects_since_count_only_the_runs_after_it_became_actionable():
+    from engine.production.feed import rejects_in
+
+    assert rejects_in({"r1": 2, "r3": 1, "r4": 5}, ["r3", "r4", "r9"]) == 6
+    assert rejects_in({}, ["r3"]) == 0

@@ -82,6 +82,13 @@ else:
         key="actionable_feed",
         column_config={
             "when": st.column_config.DatetimeColumn("Became actionable", format="YYYY-MM-DD HH:mm"),
+            "entity": st.column_config.TextColumn("Entity"),
+            "template": st.column_config.TextColumn("Template"),
+            "categories": st.column_config.TextColumn("Accepted categories"),
+            "country": st.column_config.TextColumn("Country"),
+            "system": st.column_config.TextColumn("System"),
+            "stage": st.column_config.TextColumn("Stage"),
+            "config": st.column_config.TextColumn("Config"),
             "config_origin": st.column_config.TextColumn("Config from"),
             "best_hypothesis": st.column_config.TextColumn("Best hypothesis"),
             "confidence": st.column_config.NumberColumn("Confidence", format="%.2f"),
@@ -109,6 +116,11 @@ else:
         key="actionable_evidence",
         column_config={
             "found": st.column_config.DatetimeColumn("Found", format="YYYY-MM-DD HH:mm"),
+            "pattern": st.column_config.TextColumn("Pattern"),
+            "category": st.column_config.TextColumn("Category"),
+            "hop": st.column_config.TextColumn("Hop"),
+            "excerpt": st.column_config.TextColumn("Excerpt"),
+            "run": st.column_config.TextColumn("Run"),
             "link": st.column_config.LinkColumn("Link"),
             "url": st.column_config.TextColumn("URL as recorded"),
         },
@@ -129,4 +141,12 @@ else:
         icon=":material/download:",
         on_click="ignore",
     )
-    st.dataframe(av.left_frame(feed), hide_index=True, width="stretch", key="actionable_left")
+    st.dataframe(
+        av.left_frame(feed),
+        hide_index=True,
+        width="stretch",
+        key="actionable_left",
+        column_config={
+            name: st.column_config.TextColumn(name.capitalize()) for name in av.LEFT_TABLE_COLUMNS
+        },  # md-safe: constant column names
+    )

@@ -28,16 +28,24 @@ DAY = 86_400.0
 
 
 def production_runs(
-    graph, ops, entity_ids: Sequence[str], *, at: float, params: ParameterConfig | None = None, source=None
+    graph,
+    ops,
+    entity_ids: Sequence[str],
+    *,
+    at: float,
+    params: ParameterConfig | None = None,
+    source=None,
+    stage_id: str = PRODUCTION,
 ) -> list[RunResult]:
-    """Run the entities live on the live config (or ``params``) with stage ``production``, stamped ``at``."""
+    """Run the entities live on the live config (or ``params``) with stage ``production`` (or, as a rollout's
+    exposed entities run, the candidate and its stage key), stamped ``at``."""
     return runs.run_entities(
         graph,
         ops,
         list(entity_ids),
         params=params or live_config(ops),
         source=source,
-        stage_id=PRODUCTION,
+        stage_id=stage_id,
         clock=lambda: at,
     )
 

@@ -106,9 +106,10 @@ class LiveRun:
 class Stay:
     """One stay of an entity in the feed: the run that made it actionable, its runs since, and how it ended.
 
-    ``runs`` are the entity's live runs from its first one to ``joined`` (their evidence is what made it
-    actionable); ``left`` is the first live run after ``joined`` that was not actionable (None: still in the
-    feed as far as the runs say); ``last`` the latest live run of the stay.
+    ``run_ids`` are the entity's live runs from its first one to ``joined`` (their evidence is what made it
+    actionable); ``later_run_ids`` its runs after that, up to ``left`` (their REJECTs are counted); ``left``
+    is the first live run after ``joined`` that was not actionable (None: still in the feed as far as the
+    runs say); ``last`` the latest actionable run of the stay.
     """
 
     entity_id: str
@@ -462,9 +463,7 @@ def _in_window(at: float | None, f: FeedFilter) -> bool:
     return (f.since is None or at >= f.since) and (f.until is None or at < f.until)
 
 
-def _matches(entity: Entity | None, categories: Sequence[str], f: FeedFilter) -> bool:
-    if entity is None:
-        return False  # removed from the catalogue since: nothing left to sell to
+def _matches(entity: Entity, categories: Sequence[str], f: FeedFilter) -> bool:
     return (
         (f.template is None or entity.template_id == f.template)
         and (f.country is None or entity.country == f.country)
@@ -513,9 +512,8 @@ def build_feed(
         ev = evidence.get(eid, ())
         rej = rejects.get(eid, {})
         cats = accepted_categories(h)
-        if not _matches(entity, cats, f):
-            continue
-        assert entity is not None  # _matches refuses None
+        if entity is None or not _matches(entity, cats, f):
+            continue  # (None: removed from the catalogue since, nothing left to sell to)
         for s in seq:
             if s.left is None:
                 continue

@@ -46,6 +46,7 @@ st.sidebar.html(COLLAPSE_WHEN_NARROW, unsafe_allow_javascript=True, width="conte
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("pages/hypotheses.py", title="Hypotheses", icon=":material/lightbulb:"),
+    st.Page("pages/actionable.py", title="Actionable", icon=":material/verified:"),
     st.Page("pages/rollout.py", title="Rollout", icon=":material/rocket_launch:"),
     st.Page("pages/configs.py", title="Configs", icon=":material/settings:"),
     st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),

@@ -3,6 +3,7 @@
 Two kinds of module, never mixed (tests/test_console_purity.py checks the first kind):
 
 Pure — pandas, altair and plain Python over engine results, no Streamlit, tested without a page:
+    actionable_view  Actionable page frames (feed, accepting evidence, departures) and the CSV download
     alerts_view    Alerts page frames (states, history, editable rules)
     cache_view     Cache page tiles, frames and the benchmark chart
     charts         Overview bar charts

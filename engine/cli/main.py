@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "engine.cli.configs",  # config show|history|diff
     "engine.cli.evaluator",  # evaluator, bench scale
     "engine.cli.exporter",  # exporter (Prometheus /metrics), bench exporter
+    "engine.cli.actionable",  # actionable (the actionable feed)
 )
 
 

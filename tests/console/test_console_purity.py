@@ -12,6 +12,7 @@ import console
 
 CONSOLE = Path(console.__file__).resolve().parent
 PURE = (
+    "actionable_view",
     "alerts_view",
     "cache_view",
     "charts",

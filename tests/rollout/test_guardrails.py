@@ -13,92 +13,25 @@ import pytest
 from engine import rollout as ro
 from engine.core.configs import live_config_history
 from engine.core.params import ParameterConfig
-from engine.discovery.runs import run_entities
 from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.rollout import guardrails as gr
 from engine.rollout.stages import SECONDS_PER_DAY
-from tests.support.rollouts import SAME_DISCOVERY, candidate_file, wait_for_state
-from tests.support.stages import stage_table
-
-#: a config that really costs more in production: no early stop, four times the iterations, ten times the budget
-BAD = ParameterConfig().with_changes(
-    max_iterations=80,
-    max_cost_usd=5.0,
-    stop_confidence=1.0,
-    flat_epsilon=0.0,
-    flat_window=20,
-    depth_patience=10,
-    saturation_count=20,
-    saturation_window=20,
+from tests.support.guardrails import (
+    BAD,
+    BAKE_DAYS,
+    guarded_table,
+    production_traffic,
+    promote_into_production,
+    promote_when_inconclusive,
 )
+from tests.support.rollouts import SAME_DISCOVERY, candidate_file
+
 ENTITIES = 40
-#: the production stage's minimum sample; the rollout's own production stage exposes fewer (it ends
-#: inconclusive and a person promotes it), production traffic then reaches it
-MIN_SAMPLE = 20
-BAKE_DAYS = 7.0
-
-
-def guarded_table(tmp_path, *, bake_days: float = BAKE_DAYS):
-    """The shipped table at a small scale; production keeps its shipped rollback triggers and bakes."""
-    path = stage_table(tmp_path, counts=(5, 10, "all"), min_sample=(5, 10, MIN_SAMPLE), name="guarded.json")
-    data = json.loads(path.read_text())
-    prod = data["stages"][-1]
-    prod["bake_days"] = bake_days
-    prod["rollback"] = [
-        {"metric": "cost_increase_pct", "op": ">", "threshold": 15, "test": "point"},
-        {"metric": "error_rate_pct", "op": ">", "threshold": 10, "test": "point"},
-        {"metric": "p95_latency_ms", "op": ">", "threshold": 1500, "test": "point"},
-    ]
-    path.write_text(json.dumps(data))
-    return path
 
 
 @pytest.fixture
 def seeded(seed_graph):
     return seed_graph(ENTITIES, 7)
-
-
-def production_traffic(graph, ops, ids, params: ParameterConfig, at: float, *, system: str = "new"):
-    """Visits as the production scheduler makes them: live runs with stage id "production", stamped ``at``."""
-    return run_entities(
-        graph, ops, ids, system=system, params=params, stage_id=gr.PRODUCTION_STAGE_ID, clock=lambda: at
-    )
-
-
-def promote_into_production(settings, ops, graph, tmp_path, config: ParameterConfig, *, time_scale: float = 1.0):
-    """A production-only rollout of ``config`` on 10 entities (below the stage's minimum sample: it ends
-    inconclusive) promoted by a person: ``config`` is live and its bake is open. The run id."""
-    run_id = ro.start_rollout(
-        settings,
-        ops,
-        stage="production",
-        entities=10,
-        stages_file=guarded_table(tmp_path),
-        config_file=candidate_file(tmp_path, config),
-        time_scale=time_scale,
-        launch=False,
-        actor="test",
-        graph=graph,
-    )
-    promote_when_inconclusive(settings, ops, run_id, "console:approver")
-    assert ro.live_config(ops) == config
-    return run_id
-
-
-def promote_when_inconclusive(settings, ops, run_id: int, actor: str) -> None:
-    """Run the rollout's job (here, in a thread) until its stage waits for a person, promote it, and let the
-    job finish (it returns once the run completes)."""
-    job_id = ro.rollout_status(ops, run_id).run.job_id
-    done = []
-    worker = threading.Thread(target=lambda: done.append(run_claimed(JobStore(ops), job_id, settings, poll_s=0.05)))
-    worker.start()
-    try:
-        st = wait_for_state(ops, run_id, ("inconclusive", "completed", "rolled_back", "failed"), timeout_s=240)
-        assert st.state == "inconclusive", st.message
-        ro.promote(ops, run_id, actor, force=True)
-    finally:
-        worker.join(240)
-    assert done and done[0].state is JobState.SUCCEEDED, done
 
 
 def decisions(ops, run_id, action):
@@ -228,9 +161,7 @@ def test_two_evaluators_at_once_revert_once(settings, ops, seeded, tmp_path):
     assert [r.state for r in results] == [gr.GuardrailState.REVERTED] * 2
     assert len(decisions(ops, run_id, "revert")) == 1
     assert len(audit_actions(ops, "rollout.guardrail.revert")) == 1
-    assert [e.hash for e in live_config_history(ops)[:3]] == [previous.hash(), BAD.hash(), previous.hash()] or [
-        e.hash for e in live_config_history(ops)[:2]
-    ] == [previous.hash(), BAD.hash()]
+    assert [e.hash for e in live_config_history(ops)[:2]] == [previous.hash(), BAD.hash()]
     assert sum(1 for e in live_config_history(ops) if e.actor == gr.GUARDRAIL_ACTOR) == 1
     # an operator's second click is a no-op too
     again = gr.revert_guardrail(settings, ops, actor="console:approver", reason="click twice")

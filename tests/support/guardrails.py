@@ -10,7 +10,7 @@ from pathlib import Path
 from engine import rollout as ro
 from engine.core.params import ParameterConfig
 from engine.discovery.runs import run_entities
-from engine.jobs.queue import JobState, JobStore, run_claimed
+from engine.jobs.queue import Control, JobState, JobStore, run_claimed
 from engine.rollout import guardrails as gr
 from tests.support.rollouts import candidate_file, wait_for_state
 from tests.support.stages import stage_table
@@ -88,3 +88,11 @@ def promote_when_inconclusive(settings, ops, run_id: int, actor: str) -> None:
     finally:
         worker.join(240)
     assert done and done[0].state is JobState.SUCCEEDED, done
+
+
+def stop_guardrail_evaluators(ops) -> None:
+    """Cancel every active bake evaluation job (a production promotion made from a page or a worker with the
+    data dir in its environment starts one); the caller then waits for their workers as for any other."""
+    store = JobStore(ops)
+    for job in store.list(kind=gr.KIND, states=[s for s in JobState if s.is_active()], limit=100):
+        store.request(job.id, Control.CANCEL, actor="test-teardown")

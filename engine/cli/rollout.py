@@ -404,7 +404,8 @@ def register(subparsers) -> None:
         "paired against the old system with the live config on the same entities. `rollout --stage S` starts a run "
         "in a detached worker; `rollout status` shows progress, criteria and decisions; pause/resume/cancel act "
         "between batches; promote moves a passed (or, by a person, an inconclusive) stage on; rollback restores "
-        "every exposed entity from its stage's snapshot.",
+        "every exposed entity from its stage's snapshot; `rollout guardrail` shows, evaluates, reverts or ends the "
+        "bake after the promotion that made a config live.",
     )
     r.add_argument(
         "action",

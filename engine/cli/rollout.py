@@ -327,11 +327,16 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         print("follow it with `python -m engine rollout status`")
         return _wait(ops, run_id) if args.wait else 0
     if action == "status":
+        from engine.rollout.guardrails import guardrail_status  # lazy: with the rollout package, above
+
         st = ro.rollout_status(ops, args.run)
+        bake = guardrail_status(ops, run_id=st.run.id) if st.run is not None else None
         if args.json:
-            print(json.dumps(st.to_dict(), indent=2, default=str))
+            print(json.dumps({**st.to_dict(), "guardrail": bake.to_dict() if bake else None}, indent=2, default=str))
         else:
             print(format_status(st))
+            if bake is not None:
+                print(f"  {bake.describe()}")
         return 0
     if action == "runs":
         runs = ro.list_runs(ops, limit=args.limit)

@@ -41,6 +41,10 @@ def test_guardrail_commands(settings, ops, seed_graph, tmp_path, monkeypatch, ca
     assert data["state"] == "baking" and data["promoted_hash"] == BAD.hash() and data["min_sample"] == 20
     assert main(["rollout", "guardrail", "evaluate"]) == 0
     assert "not evaluated yet" not in capsys.readouterr().out
+    assert main(["rollout", "status"]) == 0  # the run's status ends with its bake
+    assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith(f"  guardrail of rollout {run_id}")
+    assert main(["rollout", "status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["guardrail"]["state"] == "baking"
 
     production_traffic(graph, ops, ids, BAD, at=time.time())
     assert main(["rollout", "guardrail", "evaluate"]) == 1  # it reverted: a script notices

@@ -1170,6 +1170,7 @@ def stage_table_display(config: StageConfig) -> pd.DataFrame:
             "shadow fraction": float(s.shadow_fraction),
             "success criteria": "; ".join(criterion_text(str(c.metric), c.op, c.threshold) for c in s.success),
             "rollback triggers": "; ".join(criterion_text(str(c.metric), c.op, c.threshold) for c in s.rollback),
+            "bake after promotion": duration_label(s.bake_days),
         }
         for s in config.stages
     ]
@@ -1179,3 +1180,120 @@ def stage_table_display(config: StageConfig) -> pd.DataFrame:
 def count_text(n: int, noun: str) -> str:
     """'1 parameter', '3 parameters'."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+# --------------------------------------------------------------------------- guardrail after promotion
+
+#: (icon, colour, words) per bake state (engine.rollout.guardrails.GuardrailState values)
+GUARDRAIL_STYLE: dict[str, tuple[str, str, str]] = {
+    "baking": (":material/local_fire_department:", "blue", "baking"),
+    "passed": (":material/verified:", "green", "bake passed"),
+    "unjudged": (":material/help:", "orange", "bake ended unjudged"),
+    "reverted": (":material/undo:", "red", "reverted"),
+    "ended": (":material/stop_circle:", "gray", "bake ended early"),
+}
+
+
+@dataclass(frozen=True)
+class GuardrailView:
+    """The guardrail panel of the Rollout page, from one GuardrailStatus (pure: no Streamlit)."""
+
+    label: str  # the state in words
+    icon: str
+    colour: str
+    window: str  # "7 days: 2026-12-01 21:54 UTC to 2026-12-08 21:54 UTC · day 2.4 of 7"
+    progress: float  # elapsed share of the window, 0..1
+    criteria: pd.DataFrame  # the triggers with their latest figures and intervals (criteria_display columns)
+    compared_with: str
+    outcome: str  # how it ended, or the verdict so far
+    outcome_kind: str  # "success" | "warning" | "error" | "info"
+    evaluator: str
+    can_end: bool  # an open window: "End bake early" and "Evaluate now"
+    can_revert: bool  # the promoted config is still live and not reverted yet
+
+
+def _when(t: float | None) -> str:
+    return MISSING if t is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) + " UTC"
+
+
+def guardrail_view(status: Any) -> GuardrailView:
+    """What the panel shows: bake window, criteria with their intervals, the outcome (or the verdict so far)."""
+    state = str(status.state)
+    icon, colour, label = GUARDRAIL_STYLE.get(state, (":material/radio_button_unchecked:", "gray", human(state)))
+    days = float(status.bake_days)
+    elapsed = float(status.elapsed_days)
+    window = (
+        f"{duration_label(days)}: {_when(status.promoted_at)} to {_when(status.ends_at)} · "
+        f"day {elapsed:.1f} of {days:g}"
+    )
+    if status.verdict is not None:
+        criteria = criteria_display(criteria_frame(status.verdict))
+    else:
+        from_policy = policy_criteria_frame(status.policy)
+        from_policy["reason"] = "not evaluated yet"
+        criteria = criteria_display(from_policy)
+    criteria = criteria.drop(columns=["kind"])
+    baseline = (status.record or {}).get("baseline") or {}
+    compared_with = (
+        f"Comparative triggers compare with the previous config's {baseline['describe']}."
+        if baseline.get("describe") and baseline.get("n")
+        else "Comparative triggers compare with the previous config's recorded runs (none read yet)."
+    )
+    if state == "baking":
+        phase = str(status.verdict.phase) if status.verdict is not None else "pending"
+        kind = "error" if phase == Phase.FAILED else "info"
+        outcome = "So far: " + _verdict_words(status)
+    elif state == "reverted":
+        kind = "error"
+        outcome = f"Reverted {_when(status.ended_at)} by {status.ended_by}: {reason_text(status.outcome)}"
+    elif state == "passed":
+        kind, outcome = "success", f"Bake passed {_when(status.ended_at)}: {status.outcome}"
+    elif state == "unjudged":
+        kind, outcome = "warning", f"Bake ended {_when(status.ended_at)}: {status.outcome}"
+    else:
+        kind, outcome = "info", f"Bake ended early {_when(status.ended_at)} by {status.ended_by}: {status.outcome}"
+    job = status.job
+    if job is None:
+        hint = " Evaluate now, or start one from the command line." if state == "baking" else ""
+        evaluator = "No evaluator job." + hint
+    elif job.state.is_active():
+        evaluator = f"Evaluated by job {job.id} ({human(str(job.state))}) every few moments until the window ends."
+    else:
+        evaluator = f"Evaluator job {job.id} {human(str(job.state))}."
+    if status.evaluated_at is not None:
+        evaluator += f" Last evaluated {_when(status.evaluated_at)}."
+    return GuardrailView(
+        label=label,
+        icon=icon,
+        colour=colour,
+        window=window,
+        progress=max(0.0, min(1.0, elapsed / days)) if days > 0 else 1.0,
+        criteria=criteria,
+        compared_with=compared_with,
+        outcome=outcome,
+        outcome_kind=kind,
+        evaluator=evaluator,
+        can_end=state == "baking",
+        can_revert=state != "reverted" and status.live_hash == status.promoted_hash,
+    )
+
+
+def _verdict_words(status: Any) -> str:
+    verdict = status.verdict
+    if verdict is None:
+        return "not evaluated yet."
+    n = int(verdict.n)
+    if verdict.phase == Phase.PENDING:
+        return (
+            f"{n:,} production runs of the promoted config, below the minimum sample of "
+            f"{status.policy.min_sample:,}: no trigger can fire yet."
+        )
+    breached = [r for r in verdict.rows if r.phase == Phase.FAILED]
+    if breached:
+        return "breached: " + "; ".join(criterion_text(r.metric, r.op, r.threshold) for r in breached) + "."
+    return f"no trigger breached in {n:,} production runs."
+
+
+def revert_message(result: Any) -> tuple[str, str]:
+    """(kind, text) of a revert's outcome for the page's feedback."""
+    return ("success" if result.performed else "warning"), f"Revert: {result.message}"

@@ -30,6 +30,7 @@ from engine.core.params import ParameterConfig
 from engine.discovery.limits import DEFAULT_BUDGET_USD, MAX_BUDGET_USD, MAX_CONCURRENCY, MAX_IN_FLIGHT
 from engine.jobs.queue import recent_jobs
 from engine.monitoring.events import query_events
+from engine.rollout import guardrails
 from engine.rollout.estimate import estimate_run_cost
 from engine.rollout.stages import load_stage_config
 
@@ -254,6 +255,57 @@ def confirm_rollback(run_id: int) -> None:
     )
 
 
+def evaluate_guardrail_now(run_id: int) -> None:
+    feedback.act(
+        "Evaluate",
+        guardrails.evaluate_guardrail,
+        settings,
+        ops,
+        run_id=run_id,
+        actor=actor(),
+        done=lambda g: ("info", f"Evaluate: {g.describe()}" if g is not None else "Evaluate: no bake window"),
+    )
+
+
+def end_bake_now(run_id: int) -> None:
+    reason = (ss.get("rollout_guardrail_reason") or "").strip()
+    feedback.act(
+        "End bake",
+        guardrails.end_bake,
+        ops,
+        run_id=run_id,
+        actor=actor(),
+        reason=reason or "ended early by an operator from the console",
+        done=lambda g: ("success", "End bake: the bake window is closed; the promoted config stays live"),
+    )
+
+
+def ask_revert(run_id: int) -> None:
+    ss["rollout_revert_confirm"] = run_id
+
+
+def keep_live() -> None:
+    ss.pop("rollout_revert_confirm", None)
+
+
+def confirm_revert(run_id: int) -> None:
+    reason = (ss.get("rollout_guardrail_reason") or "").strip()
+    restore = bool(ss.get("rollout_revert_restore"))
+    ss.pop("rollout_revert_confirm", None)
+    ss["rollout_revert_restore"] = False
+    feedback.act(
+        "Revert",
+        guardrails.revert_guardrail,
+        settings,
+        ops,
+        run_id=run_id,
+        actor=actor(),
+        reason=reason or "reverted by an operator from the console",
+        restore_graph=restore,
+        done=rv.revert_message,
+    )
+
+
 # --------------------------------------------------------------------------- which run
 
 runs = call(rollout.list_runs, ops, 50)
@@ -440,6 +492,84 @@ def render_controls(status, stage) -> None:
             k2.button("Keep the rollout", key="rollout_keep", on_click=keep_rollout, width="stretch")
 
 
+def render_guardrail(run_id: int) -> None:
+    """The bake window after the promotion that made this run's candidate live: criteria, figures, outcome."""
+    status = call(guardrails.guardrail_status, ops, run_id=run_id)
+    if status is None:
+        return
+    view = rv.guardrail_view(status)
+    st.subheader("Guardrail after promotion")
+    badge = f":{view.colour}-badge[{view.icon} {md_escape(view.label)}]"  # md-safe: colour and icon are constants
+    st.markdown(f"{badge} Bake window {md_escape(view.window)}")  # md-safe: the badge is built above from constants
+    st.progress(view.progress)
+    {"error": st.error, "warning": st.warning, "success": st.success}.get(view.outcome_kind, st.info)(
+        md_escape(view.outcome)
+    )
+    st.dataframe(view.criteria, hide_index=True, width="stretch", key="rollout_guardrail_criteria")
+    st.caption(md_escape(f"{view.compared_with} {view.evaluator}"))
+    if not (view.can_end or view.can_revert):
+        return
+    st.text_input(
+        "Reason (kept in the decision record and the audit log)",
+        key="rollout_guardrail_reason",
+        value="",
+        placeholder="why you end the bake or revert",
+    )
+    g1, g2, g3 = st.columns(3)
+    g1.button(
+        "Evaluate now",
+        key="rollout_guardrail_evaluate",
+        icon=":material/refresh:",
+        disabled=not view.can_end,
+        on_click=evaluate_guardrail_now,
+        args=(run_id,),
+        width="stretch",
+    )
+    g2.button(
+        "End bake early",
+        key="rollout_guardrail_end",
+        icon=":material/stop_circle:",
+        disabled=not view.can_end,
+        help="Stop watching: the promoted config stays live and no trigger is evaluated any more.",
+        on_click=end_bake_now,
+        args=(run_id,),
+        width="stretch",
+    )
+    g3.button(
+        "Revert now…",
+        key="rollout_guardrail_revert",
+        icon=":material/undo:",
+        disabled=not view.can_revert or ss.get("rollout_revert_confirm") == run_id,
+        help="Put the previous config live again and the run's entities back on it.",
+        on_click=ask_revert,
+        args=(run_id,),
+        width="stretch",
+    )
+    if ss.get("rollout_revert_confirm") == run_id and view.can_revert:
+        with st.container(border=True):
+            st.warning(
+                f"Revert the live config from {md_code(status.promoted_hash)} to the previous "
+                f"{md_code(status.previous_hash)}? The run's entities go back on it. Graph state written since the "
+                "promotion is kept unless you tick the restore below.",
+                icon=":material/warning:",
+            )
+            st.checkbox(
+                "Also restore the exposed entities' hypotheses from the stage snapshots (rollback)",
+                key="rollout_revert_restore",
+            )
+            k1, k2 = st.columns(2)
+            k1.button(
+                "Confirm revert",
+                key="rollout_guardrail_confirm",
+                type="primary",
+                icon=":material/undo:",
+                on_click=confirm_revert,
+                args=(run_id,),
+                width="stretch",
+            )
+            k2.button("Keep it live", key="rollout_guardrail_keep", on_click=keep_live, width="stretch")
+
+
 def render_continue(status, view) -> None:
     """A run that ended before the last stage: start the next one for the same candidate."""
     run = status.run
@@ -570,6 +700,7 @@ def live() -> None:
     render_controls(status, current)
     if view.continue_to and not status.state.is_active():
         render_continue(status, view)
+    render_guardrail(run.id)
 
     reached = [s.name for s in status.stages if s.state.is_reached()]
     if not reached:

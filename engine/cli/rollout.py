@@ -81,7 +81,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- rollout
 
-ACTIONS = ("start", "status", "pause", "resume", "promote", "rollback", "cancel", "runs", "report")
+ACTIONS = ("start", "status", "pause", "resume", "promote", "rollback", "cancel", "runs", "report", "guardrail")
+#: `rollout guardrail WHAT`: the bake window after a production promotion (engine.rollout.guardrails)
+GUARDRAIL_ACTIONS = ("status", "evaluate", "start", "revert", "end")
 
 
 def _fmt(x) -> str:
@@ -188,6 +190,79 @@ def _estimate_line(est: dict) -> str:
     return f"estimated cost: ${est.get('total_usd', 0.0):,.2f} ({stages}){paid}"
 
 
+def format_guardrail(st) -> str:
+    """Human text of a GuardrailStatus (what `rollout guardrail status` prints)."""
+    if st is None:
+        return "no bake window: no promotion into production has baked yet (set bake_days on the last stage)"
+    lines = [st.describe()]
+    lines.append(
+        f"  window {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(st.promoted_at))} -> "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(st.ends_at))} UTC "
+        f"({st.elapsed_days:.2f} of {st.bake_days:g} days); min sample {st.policy.min_sample}"
+    )
+    baseline = st.record.get("baseline") or {}
+    if baseline:
+        lines.append(f"  compared with: {baseline.get('describe', '')}")
+    if st.verdict is not None:
+        for row in st.verdict.rows:
+            lines.append(
+                f"    {row.metric:<24} {row.op} {row.threshold:<6g} value {_fmt(row.value):>8} "
+                f"[{_fmt(row.low)}, {_fmt(row.high)}] ({row.test})  {row.phase}"
+            )
+    job = st.job
+    if job is not None:
+        lines.append(f"  evaluator: job {job.id} {job.state}" + (f" ({job.message[:100]})" if job.message else ""))
+    elif st.state.is_open():
+        lines.append("  evaluator: none; start it with `python -m engine rollout guardrail start`")
+    return "\n".join(lines)
+
+
+def cmd_guardrail(args: argparse.Namespace, settings, ops, actor: str) -> int:
+    """`rollout guardrail [status|evaluate|start|revert|end]`."""
+    from engine.rollout import guardrails as gr  # lazy: with the rollout package (scipy.stats)
+
+    what = args.what or "status"
+    if what == "status":
+        st = gr.guardrail_status(ops, run_id=args.run)
+        if args.json:
+            print(json.dumps(st.to_dict() if st else None, indent=2, default=str))
+        else:
+            print(format_guardrail(st))
+        return 0
+    if what == "evaluate":
+        st = gr.evaluate_guardrail(settings, ops, run_id=args.run, actor=actor)
+        print(format_guardrail(st))
+        return 1 if st is not None and st.state is gr.GuardrailState.REVERTED else 0
+    if what == "start":
+        job, started = gr.start_evaluator(ops, args.run, settings=settings, actor=actor)
+        if job is None:
+            print("the bake window is closed: nothing to evaluate")
+        else:
+            print(f"evaluator job {job.id} {'started' if started else 'already ' + str(job.state)}")
+        return 0
+    if what == "end":
+        st = gr.end_bake(ops, run_id=args.run, actor=actor, reason=args.reason or "")
+        print(format_guardrail(st))
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise DiscoveryError("revert puts the previous config live again: confirm with --yes")
+        answer = input("revert the live config to the previous one? type yes: ")
+        if answer.strip().lower() != "yes":
+            print("not reverted")
+            return 1
+    res = gr.revert_guardrail(
+        settings,
+        ops,
+        run_id=args.run,
+        actor=actor,
+        reason=args.reason or "operator request",
+        restore_graph=args.restore_graph,
+    )
+    print(res.message)
+    return 0
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
     from engine import rollout as ro  # lazy: scipy.stats (~1 s); every CLI command imports this module
 
@@ -195,6 +270,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     ops = open_ops(settings)
     actor = cli_actor()
     action = args.action
+    if action != "guardrail" and args.what:
+        raise DiscoveryError(f"`rollout {action}` takes no second word ({args.what!r}): it is for `rollout guardrail`")
+    if action == "guardrail":
+        return cmd_guardrail(args, settings, ops, actor)
     if action == "start" and args.resume:
         st = ro.resume(ops, args.run, actor, settings=settings)
         if st.run is None:  # resume found the run: it cannot have vanished since, short of a deleted OpsDB
@@ -248,11 +327,16 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         print("follow it with `python -m engine rollout status`")
         return _wait(ops, run_id) if args.wait else 0
     if action == "status":
+        from engine.rollout.guardrails import guardrail_status  # lazy: with the rollout package, above
+
         st = ro.rollout_status(ops, args.run)
+        bake = guardrail_status(ops, run_id=st.run.id) if st.run is not None else None
         if args.json:
-            print(json.dumps(st.to_dict(), indent=2, default=str))
+            print(json.dumps({**st.to_dict(), "guardrail": bake.to_dict() if bake else None}, indent=2, default=str))
         else:
             print(format_status(st))
+            if bake is not None:
+                print(f"  {bake.describe()}")
         return 0
     if action == "runs":
         runs = ro.list_runs(ops, limit=args.limit)
@@ -325,14 +409,22 @@ def register(subparsers) -> None:
         "paired against the old system with the live config on the same entities. `rollout --stage S` starts a run "
         "in a detached worker; `rollout status` shows progress, criteria and decisions; pause/resume/cancel act "
         "between batches; promote moves a passed (or, by a person, an inconclusive) stage on; rollback restores "
-        "every exposed entity from its stage's snapshot.",
+        "every exposed entity from its stage's snapshot; `rollout guardrail` shows, evaluates, reverts or ends the "
+        "bake after the promotion that made a config live.",
     )
     r.add_argument(
         "action",
         nargs="?",
         default="start",
         choices=ACTIONS,
-        help="start (default), status, pause, resume, promote, rollback, cancel, runs, report",
+        help="start (default), status, pause, resume, promote, rollback, cancel, runs, report, guardrail",
+    )
+    r.add_argument(
+        "what",
+        nargs="?",
+        choices=GUARDRAIL_ACTIONS,
+        help="guardrail: status (default), evaluate (one round now), start (its periodic evaluator), "
+        "revert (the live config back to the previous one), end (end the bake early)",
     )
     r.add_argument(
         "--stage",
@@ -365,12 +457,13 @@ def register(subparsers) -> None:
     r.add_argument("--world-seed", type=SEED, help="simulated world seed (default 1)")
     r.add_argument("--wait", action="store_true", help="stay and print progress until the run completes or stops")
     r.add_argument("--run", type=ROW_ID, metavar="ID", help="which run (default: the latest)")
-    r.add_argument("--json", action="store_true", help="status/runs: print JSON")
+    r.add_argument("--json", action="store_true", help="status/runs/guardrail status: print JSON")
     r.add_argument("--force", action="store_true", help="promote before the stage's minimum duration (audited)")
     r.add_argument(
         "--yes",
         action="store_true",
-        help="rollback: do not ask for confirmation; start: confirm an estimated cost above --budget-usd",
+        help="rollback, guardrail revert: do not ask for confirmation; start: confirm an estimated cost above "
+        "--budget-usd",
     )
     r.add_argument(
         "--evidence",
@@ -393,7 +486,15 @@ def register(subparsers) -> None:
         f"(default {DEFAULT_BUDGET_USD:g})",
     )
     add_limit_options(r, concurrency_default="each stage's setting in the stage table")
-    r.add_argument("--reason", help="rollback: why (kept in the decision record and the audit log)")
+    r.add_argument(
+        "--reason", help="rollback, guardrail revert/end: why (kept in the decision record and the audit log)"
+    )
+    r.add_argument(
+        "--restore-graph",
+        action="store_true",
+        help="guardrail revert: also restore the exposed entities' graph state from the stage snapshots "
+        "(default: kept)",
+    )
     r.add_argument(
         "--output",
         metavar="FILE",

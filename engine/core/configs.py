@@ -145,19 +145,27 @@ def live_config_info(ops: SettingsStore) -> dict[str, Any] | None:
     return {k: v for k, v in data.items() if k != "params"} if data else None
 
 
-def set_live_config(ops: SettingsStore, db: Any, cfg: ParameterConfig, *, run_id: int, actor: str, at: float) -> None:
+def set_live_config(
+    ops: SettingsStore, db: Any, cfg: ParameterConfig, *, run_id: int, actor: str, at: float, how: str | None = None
+) -> None:
     """Make ``cfg`` the live config inside the caller's transaction ``db`` (audited).
 
     The audit row carries the parameters, the time and the hash of the config
     it replaces, so ``live_config_history`` can list every past live config.
     The caller's transaction holds the write lock (BEGIN IMMEDIATE), so the
-    live config read here is the one being replaced.
+    live config read here is the one being replaced. ``how``: how it became
+    live when that is not a promotion by ``run_id`` (a guardrail's revert says
+    so), shown by ``live_origin``.
     """
     previous = live_config_info(ops)
     replaced = str(previous.get("hash", "")) if previous else ParameterConfig().hash()
     info = {"hash": cfg.hash(), "run_id": run_id, "actor": actor, "at": at, "params": cfg.to_dict()}
+    if how:
+        info["how"] = how
     ops.set_setting(LIVE_CONFIG_KEY, info, db=db)
     detail = {"run_id": run_id, "at": at, "params": cfg.to_dict(), "replaced": replaced or None}
+    if how:
+        detail["how"] = how
     ops.audit(actor, LIVE_CONFIG_ACTION, cfg.hash(), detail, db=db)
 
 
@@ -422,6 +430,8 @@ def live_origin(info: Mapping[str, Any] | None) -> str:
         return "the defaults: no rollout has made a config live yet"
     run_id = info.get("run_id")
     parts = [f"promoted by run {run_id}" if run_id is not None else "promoted by a rollout"]
+    if isinstance(info.get("how"), str) and info["how"]:
+        parts = [str(info["how"])]
     if info.get("actor"):
         parts.append(f"by {info['actor']}")
     at = _stored_time(info.get("at"))

@@ -558,6 +558,7 @@ def reap_dead_workers(ops, *, kind: str | None = None, stale_after_s: float = DE
 JOB_KINDS: dict[str, str] = {
     "rollout": "engine.rollout.runner:run_rollout_job",
     "rollback": "engine.rollout.rollback:run_rollback_job",
+    "rollout.guardrail": "engine.rollout.guardrails:run_guardrail_job",
     "tuning": "engine.tuning.runner:run_tuning_job",
     "alerts.evaluate": "engine.monitoring.alert_jobs:run_alert_evaluation_job",
     "bench.store": "engine.bench.store:run_bench_job",

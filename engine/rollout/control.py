@@ -7,7 +7,9 @@ cancel act on the run's job; promotion is a compare-and-set on the stage's
 state (``promote_stage``), shared by the operator's ``promote`` and the
 worker's automatic promotion after a passed stage has soaked; promoting the
 last stage of the stage table makes the candidate the live config (not in a
-dry run). Rollback lives in engine.rollout.rollback.
+dry run) and, when that stage sets ``bake_days``, opens its bake window and
+submits its evaluation (engine.rollout.guardrails). Rollback lives in
+engine.rollout.rollback.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from engine.discovery.pool import check_concurrency
 from engine.discovery.runs import DEFAULT_WORLD_SEED, EvidenceSpec, make_source
 from engine.jobs.queue import Control, Job, JobError, JobState, JobStore, launch_worker, resume_job
 from engine.rollout.estimate import CostNotConfirmed, check_budget, estimate_run_cost
+from engine.rollout.guardrails import begin_bake
+from engine.rollout.guardrails import start_evaluator as start_guardrail_evaluator
 from engine.rollout.records import (
     ALL,
     JOB_KIND,
@@ -494,10 +498,12 @@ def promote_stage(
             record=record,
             forced=forced,
         )
+        bakes = False
         if record["makes_live"]:
             set_live_config(
                 ops, db, ParameterConfig.from_dict(json.loads(run["candidate"])), run_id=run["id"], actor=actor, at=now
             )
+            bakes = begin_bake(db, ops, run, policy, actor=actor, now=now)
         ops.audit(
             actor,
             "rollout.promote",
@@ -505,6 +511,10 @@ def promote_stage(
             {"stage": stage, "forced": forced, "next": nxt, "reason": gate_reason},
             db=db,
         )
+    if bakes:
+        # the bake evaluates itself: its job, with a worker when this process knows the data dir's settings
+        # (the console, the CLI, a worker they launched); otherwise a `python -m engine worker` loop takes it
+        start_guardrail_evaluator(ops, run["id"], settings=_env_settings_for(ops), actor=actor)
     return True
 
 

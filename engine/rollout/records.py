@@ -36,6 +36,8 @@ from engine.store.opsdb import Migration
 JOB_KIND = "rollout"
 #: ``--stage all``: every stage of the stage table, in order
 ALL = "all"
+#: the gate of the decision records the guardrail after promotion writes (engine.rollout.guardrails)
+GUARDRAIL_GATE = "guardrail"
 
 
 # --------------------------------------------------------------------------- schema
@@ -145,6 +147,36 @@ MIGRATIONS: list[Migration] = [
             "ALTER TABLE rollout_runs ADD COLUMN concurrency INTEGER",
             "ALTER TABLE rollout_runs ADD COLUMN limits TEXT",
             "ALTER TABLE rollout_runs ADD COLUMN cost_estimate TEXT",
+        ),
+    ),
+    Migration(
+        component="rollout",
+        version=3,
+        name="guardrails after promotion: the bake window of a promoted config and its latest evaluation",
+        statements=(
+            """
+            CREATE TABLE IF NOT EXISTS rollout_guardrails (
+                run_id INTEGER PRIMARY KEY,
+                stage TEXT NOT NULL,
+                state TEXT NOT NULL,
+                promoted_at REAL NOT NULL,
+                ends_at REAL NOT NULL,
+                bake_days REAL NOT NULL,
+                time_scale REAL NOT NULL,
+                promoted_hash TEXT NOT NULL,
+                previous_hash TEXT NOT NULL,
+                previous TEXT NOT NULL,
+                policy TEXT NOT NULL,
+                seed INTEGER NOT NULL,
+                job_id INTEGER,
+                evaluated_at REAL,
+                verdict TEXT,
+                ended_at REAL,
+                ended_by TEXT,
+                outcome TEXT NOT NULL DEFAULT ''
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS idx_rollout_guardrails_state ON rollout_guardrails (state, promoted_at)",
         ),
     ),
 ]
@@ -679,6 +711,11 @@ def recompute_decision(ops, decision_id: int) -> tuple[Verdict | None, bool]:
         rec = d.record
         if "policy" not in rec:
             return None, True
+        if d.gate == GUARDRAIL_GATE:
+            # measured on production traffic, not on checkpointed pairs (engine.rollout.guardrails
+            # recomputes it from the metric events too)
+            again = recompute_from_record(rec)
+            return again, again.to_dict() == rec["verdict"]
         policy = StagePolicy.from_dict(rec["policy"])
         outcomes = read_outcomes(db, d.run_id, d.stage, limit=int(rec["n"]))
     from_measurements = recompute_from_record(rec)

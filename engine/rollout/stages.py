@@ -7,6 +7,10 @@ its verdict is assessed against: success criteria (every one must hold to
 pass) and rollback triggers (any one breached fails the stage), each on a
 named metric with an operator, a threshold and a test ("point": the
 measured value; "bound": the whole confidence interval must be on that side).
+The last stage (the one whose promotion makes the candidate the live config)
+may set ``bake_days``: for that long after the promotion its rollback
+triggers keep being evaluated on production traffic, and a breach reverts the
+live config (engine.rollout.guardrails).
 
 Validation reports every bad field in one one-line ConfigError (problems
 separated by "; "), each naming the stage, the field, the bad value and the
@@ -44,6 +48,8 @@ MAX_BATCH_SIZE = 100_000
 DEFAULT_STAGE_CONCURRENCY = 16
 #: minimum duration of a stage: ten years
 MAX_MIN_DURATION_DAYS = 3650.0
+#: bake period after the last stage's promotion (engine.rollout.guardrails): at most a year
+MAX_BAKE_DAYS = 365.0
 #: confidence level of the intervals
 CONFIDENCE_RANGE = (0.5, 0.999)
 #: bootstrap resamples per interval (memory grows with resamples x entities)
@@ -120,6 +126,9 @@ class StagePolicy:
     rollback: tuple[Criterion, ...]
     #: entities in flight at once while the stage runs (engine.discovery.pool); ``--concurrency`` overrides it
     concurrency: int = DEFAULT_STAGE_CONCURRENCY
+    #: last stage only: days after its promotion during which its rollback triggers watch production traffic
+    #: (0: no bake; engine.rollout.guardrails)
+    bake_days: float = 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -146,6 +155,7 @@ class StagePolicy:
             success=crit(d["success"]),
             rollback=crit(d["rollback"]),
             concurrency=int(d.get("concurrency", DEFAULT_STAGE_CONCURRENCY)),  # runs stored before the setting
+            bake_days=float(d.get("bake_days", 0.0)),  # runs stored before guardrails: no bake
         )
 
 
@@ -250,6 +260,7 @@ STAGE_FIELDS = {
     "success",
     "rollback",
     "concurrency",
+    "bake_days",
 }
 TOP_FIELDS = {"version", "seed", "time_scale", "confidence", "bootstrap_resamples", "stages"}
 
@@ -347,6 +358,12 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
         rollback = _criteria(errors, f"{w}.rollback", s.get("rollback", []), "point")
         if not s.get("success"):
             errors.append(f"{w}.success: a stage needs at least one success criterion")
+        bake = _num(errors, f"{w}.bake_days", s.get("bake_days", 0), lo=0, hi=MAX_BAKE_DAYS)
+        if bake and i != len(stages_raw) - 1:
+            errors.append(
+                f"{w}.bake_days: only the last stage (its promotion makes the config live) bakes; "
+                f"set it to 0 or move it to the last stage"
+            )
         if (
             min_days is not None
             and batch is not None
@@ -355,6 +372,7 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
             and conf is not None
             and res is not None
             and in_flight is not None
+            and bake is not None
         ):
             stages.append(
                 StagePolicy(
@@ -369,6 +387,7 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
                     success=success,
                     rollback=rollback,
                     concurrency=int(in_flight),
+                    bake_days=float(bake),
                 )
             )
     if errors or seed is None or time_scale is None:  # _num records an error for every None it returns

@@ -30,6 +30,7 @@ from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
 from tests.support.console_env import as_shown
+from tests.support.guardrails import stop_guardrail_evaluators
 from tests.support.rollouts import hand_over_candidate
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
@@ -85,6 +86,7 @@ def stop_workers(ops) -> None:
     for run in rollout.list_runs(ops):
         if run.state.is_active():
             rollout.cancel(ops, run.id, "test-teardown")
+    stop_guardrail_evaluators(ops)  # a production promotion from the page starts one
     store = JobStore(ops)
     for job in store.list(limit=100):
         if not job.state.is_terminal():

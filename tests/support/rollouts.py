@@ -94,11 +94,14 @@ def cancel_and_wait(ops, run_id: int, timeout_s: float = 60.0) -> None:
 
 
 def stop_rollout_workers(ops, timeout_s: float = 60.0) -> None:
-    """Cancel every active rollout and wait until no job has a worker: a module never leaves a worker running
-    into the next one (its data dir would be torn down under it)."""
+    """Cancel every active rollout (and bake evaluation) and wait until no job has a worker: a module never leaves
+    a worker running into the next one (its data dir would be torn down under it)."""
+    from tests.support.guardrails import stop_guardrail_evaluators  # lazy: that module imports this one
+
     for run in ro.list_runs(ops):
         if run.state.is_active():
             ro.cancel(ops, run.id, "test-teardown")
+    stop_guardrail_evaluators(ops)  # lazy import below: tests.support.guardrails imports this module
     deadline = time.monotonic() + timeout_s
     while any(j.state.has_worker() for j in JobStore(ops).list(limit=50)) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "engine.cli.tuning",  # tune ...
     "engine.cli.configs",  # config show|history|diff
     "engine.cli.evaluator",  # evaluator, bench scale
+    "engine.cli.notify",  # notify channel|deliveries|silence|send|sender|settings|topics
 )
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -39,6 +40,7 @@ from engine.core.inputs import number_problem, read_json_file, shown, shown_name
 from engine.core.settings import SHIPPED_DATA_DIR
 from engine.monitoring.windows import WindowSummary, format_window, parse_window, summarize
 from engine.store.opsdb import Migration
+from engine.store.outbox import DEFAULT_REPEAT_S, REPEAT_SETTING, enqueue
 
 RULES_FILE = "alert_rules.json"
 SHIPPED_RULES = SHIPPED_DATA_DIR / RULES_FILE
@@ -592,6 +594,7 @@ def evaluate_alerts(ops, rules: Iterable[AlertRule], now: float) -> list[Evaluat
     lose a transition.
     """
     rules = list(rules)
+    repeat_s = float(ops.get_setting(REPEAT_SETTING, DEFAULT_REPEAT_S) or 0)
     summaries: dict[float, WindowSummary] = {}
     measurements = {}
     for rule in rules:
@@ -640,8 +643,63 @@ def evaluate_alerts(ops, rules: Iterable[AlertRule], now: float) -> list[Evaluat
                         "sample": current.sample,
                     }
                 )
+            notify_alert(db, ev, now, repeat_s)
             results.append(ev)
     return results
+
+
+#: the states whose entry is told to people (ok is not news; no data only when the rule had data before)
+NOTIFIED_STATES = (AlertStatus.PENDING, AlertStatus.FIRING, AlertStatus.RESOLVED, AlertStatus.NO_DATA)
+
+
+def notify_alert(db, ev: Evaluation, now: float, repeat_s: float) -> None:
+    """Enqueue the message of a transition (engine.store.outbox) in the evaluation's transaction.
+
+    One message per entry into pending, firing, resolved or no data (keyed by rule, state and since, so a
+    concurrent evaluation of the same transition adds nothing); an alert that stays firing is told again
+    every ``repeat_s`` (0: never), each reminder keyed by its episode and its number.
+    """
+    rule, cur = ev.rule, ev.current
+    if ev.changed:
+        if cur.state not in NOTIFIED_STATES or (cur.state is AlertStatus.NO_DATA and ev.previous is None):
+            return
+        key, repeat = f"alert:{rule.id}:{cur.state.value}:{cur.since!r}", 0
+    elif cur.state is AlertStatus.FIRING and repeat_s > 0 and now - cur.since >= repeat_s:
+        repeat = int((now - cur.since) // repeat_s)
+        key = f"alert:{rule.id}:firing:{cur.since!r}:repeat:{repeat}"
+    else:
+        return
+    words = {
+        AlertStatus.PENDING: "is pending",
+        AlertStatus.FIRING: "is firing" if not repeat else "is still firing",
+        AlertStatus.RESOLVED: "is resolved",
+        AlertStatus.NO_DATA: "has no data",
+    }[cur.state]
+    facts: dict[str, Any] = {
+        "rule": rule.name,
+        "rule id": rule.id,
+        "severity": rule.severity.value,
+        "condition": rule.condition(),
+        "value": rule.metric.format_value(cur.value),
+        "sample": cur.sample,
+        "state": cur.reason,
+        "since": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(cur.since)),
+    }
+    if ev.previous is not None:
+        facts["was"] = ev.previous.state.value.replace("_", " ")
+    if repeat:
+        facts["firing for"] = format_window(max(1.0, round(now - cur.since)))
+    facts["runbook"] = rule.runbook
+    enqueue(
+        db,
+        topic="alert.firing" if repeat else f"alert.{cur.state.value}",
+        key=key,
+        subject=f"[{rule.severity.value}] alert {rule.name} {words}: {rule.metric.label} "
+        f"{rule.metric.format_value(cur.value)} (threshold {rule.op} {rule.metric.format_value(rule.threshold)})",
+        facts=facts,
+        link="alerts",
+        at=now,
+    )
 
 
 def acknowledge(ops, rule_id: str, *, actor: str, now: float, note: str = "") -> AlertRecord:

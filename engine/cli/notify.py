@@ -90,9 +90,8 @@ def cmd_channel(args: argparse.Namespace) -> int:
             triggers=_triggers(args.triggers),
             enabled=enabled,
         )
-        print(
-            f"channel {ch.id} ({ch.name}): {'on' if ch.enabled else 'off'}, {len(ch.triggers)} trigger(s), {ch.target()}"
-        )
+        state = "on" if ch.enabled else "off"
+        print(f"channel {ch.id} ({ch.name}): {state}, {len(ch.triggers)} trigger(s), {ch.target()}")
         return 0
     if args.channel_command == "remove":
         ch = ns.remove_channel(ops, args.channel, actor=who)

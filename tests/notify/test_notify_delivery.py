@@ -32,7 +32,9 @@ def put(ops, n: int, *, topic: str = "rollout.started", at: float = T0, prefix: 
     with ops.transaction() as db:
         for i in range(n):
             key = f"{prefix}:{i}"
-            enqueue(db, topic=topic, key=key, subject=f"event {i}", facts={"n": i, "rule id": "r1"}, link="rollout", at=at)
+            enqueue(
+                db, topic=topic, key=key, subject=f"event {i}", facts={"n": i, "rule id": "r1"}, link="rollout", at=at
+            )
             keys.append(key)
     return keys
 

@@ -133,10 +133,14 @@ class SmtpReceiver:
         if login is not None:
 
             def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
-                ok = isinstance(auth_data, LoginPassword) and (
-                    auth_data.login.decode(),
-                    auth_data.password.decode(),
-                ) == login
+                ok = (
+                    isinstance(auth_data, LoginPassword)
+                    and (
+                        auth_data.login.decode(),
+                        auth_data.password.decode(),
+                    )
+                    == login
+                )
                 return AuthResult(success=ok, handled=False)
 
             kw.update(authenticator=authenticate, auth_required=True, auth_require_tls=cert is not None)

@@ -72,12 +72,15 @@ def backoff_s(attempts: int) -> float:
     return min(MAX_BACKOFF_S, BASE_BACKOFF_S * 2 ** max(0, attempts - 1))
 
 
-def alert_rule_of(message: Message) -> str | None:
-    """The alert rule a message is about (silences apply to it), if any."""
+def alert_rules_of(message: Message) -> list[str]:
+    """The alert rules a message is about (silences apply to them): one, or several in a grouped reminder."""
     if not message.topic.startswith("alert."):
-        return None
+        return []
+    many = message.facts.get("rule ids")
+    if many:
+        return [r.strip() for r in str(many).split(",") if r.strip()]
     rule = message.facts.get("rule id")
-    return str(rule) if rule is not None else None
+    return [str(rule)] if rule is not None else []
 
 
 def skip_reason(channel: Channel, message: Message, silenced: Mapping[str, object]) -> str | None:
@@ -90,8 +93,8 @@ def skip_reason(channel: Channel, message: Message, silenced: Mapping[str, objec
         return "channel switched off"
     if not channel.wants(message.topic):
         return "trigger off for this channel"
-    rule = alert_rule_of(message)
-    if rule is not None and rule in silenced:
+    rules = alert_rules_of(message)
+    if rules and all(r in silenced for r in rules):
         return "rule silenced"
     return None
 

@@ -59,7 +59,7 @@ def on_add() -> None:
 
 
 def on_save(channel_id: int) -> None:
-    url = str(ss.get("ne_url") or "").strip()
+    url = str(ss.get(f"ne_url_{channel_id}") or "").strip()
     current = ns.get_channel(ops, channel_id)
     config = {**current.config, "url": url} if url and current.kind is not ns.ChannelKind.EMAIL else None
     edit_feedback.act(
@@ -69,11 +69,11 @@ def on_save(channel_id: int) -> None:
         channel_id,
         actor=actor(),
         config=config,
-        triggers=ss.get("ne_triggers") or [],
-        enabled=bool(ss.get("ne_enabled")),
+        triggers=ss.get(f"ne_triggers_{channel_id}") or [],
+        enabled=bool(ss.get(f"ne_enabled_{channel_id}")),
         done=lambda ch: f"Channel {ch.name} saved ({'on' if ch.enabled else 'off'}, {len(ch.triggers)} triggers)",
     )
-    ss["ne_url"] = ""
+    ss[f"ne_url_{channel_id}"] = ""
 
 
 def on_test(channel_id: int) -> None:
@@ -215,12 +215,16 @@ if channels:
     current = next(c for c in channels if c.id == chosen)
     with st.form(f"ne_form_{current.id}", border=True):
         st.caption(f"sends to {md_escape(current.target())} ({md_escape(current.kind.label)})")
-        st.toggle("On", value=current.enabled, key="ne_enabled")
+        st.toggle("On", value=current.enabled, key=f"ne_enabled_{current.id}")
         st.multiselect(
-            "Triggers", nv.TRIGGER_TOPICS, default=list(current.triggers), format_func=nv.topic_label, key="ne_triggers"
+            "Triggers",
+            nv.TRIGGER_TOPICS,
+            default=list(current.triggers),
+            format_func=nv.topic_label,
+            key=f"ne_triggers_{current.id}",
         )
         if current.kind is not ns.ChannelKind.EMAIL:
-            st.text_input("New URL (empty keeps the stored one)", key="ne_url", type="password")
+            st.text_input("New URL (empty keeps the stored one)", key=f"ne_url_{current.id}", type="password")
         st.form_submit_button("Save", icon=":material/save:", on_click=on_save, args=(current.id,))
     with st.container(horizontal=True):
         st.button("Send a test", icon=":material/send:", on_click=on_test, args=(current.id,), key="ne_test")

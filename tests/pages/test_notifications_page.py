@@ -115,3 +115,22 @@ def test_a_channel_form_becomes_settings_the_engine_accepts():
     assert nv.channel_config("webhook", {"url": " https://x.example/h "}) == {"url": "https://x.example/h"}
     mail = nv.channel_config("email", {"host": "smtp.x", "port": 2525, "sender": "a@x.org", "to": "b@x.org"})
     assert ns.validate_config("email", mail)["to"] == ["b@x.org"] and mail["password_env"] == "DISCOVERY_SMTP_PASSWORD"
+
+
+def test_edit_switches_a_channel_off_with_its_own_triggers(console_env):
+    ops = open_ops_db(console_env)
+    a = ns.add_channel(ops, name="a", kind="webhook", config={"url": "https://a.example/x"}, actor="t")
+    ns.add_channel(
+        ops, name="b", kind="slack", config={"url": "https://b.example/y"}, triggers=["worker.dead"], actor="t"
+    )
+    at = open_page()
+    at.selectbox(key="ne_channel").set_value(a.id + 1).run()
+    assert at.multiselect(key=f"ne_triggers_{a.id + 1}").value == ["worker.dead"]
+    at.selectbox(key="ne_channel").set_value(a.id).run()
+    at.toggle(key=f"ne_enabled_{a.id}").set_value(False)
+    at.button(key=f"FormSubmitter:ne_form_{a.id}-Save").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Channel a saved (off" in as_shown(s.value) for s in at.success), page_text(at)
+    assert ns.get_channel(ops, "a").enabled is False and ns.get_channel(ops, "b").enabled is True
+    [edit] = ops.list_audit(action="notify.channel.edit")
+    assert edit["details"]["changes"]["enabled"] == {"from": True, "to": False}

@@ -499,7 +499,7 @@ def notify_dead(db, job: Job, why: str, now: float) -> None:
         facts={
             "job": job.id,
             "kind": job.kind,
-            "pid": job.pid,
+            "pid": str(job.pid),
             "host": job.host,
             "last heartbeat": beat,
             "progress": job.message or "",

@@ -74,7 +74,8 @@ def idempotency_key(message: Message) -> str:
 
 
 def fact_lines(facts: Mapping[str, Any]) -> list[str]:
-    return [f"{label}: {figure(value)}" for label, value in facts.items()]
+    """One "label: value" line per fact; a fact without a value (an empty text) is left out."""
+    return [f"{label}: {figure(value)}" for label, value in facts.items() if value not in ("", None)]
 
 
 def render(message: Message, base_url: str) -> Rendered:

@@ -36,11 +36,11 @@ def _level(record: Mapping[str, Any] | None) -> Any:
 
 def criteria_facts(record: Mapping[str, Any] | None, kinds: Sequence[str], phases: Sequence[str]) -> dict[str, str]:
     """One fact per criterion row of the record's verdict whose kind and phase match, with its interval."""
+    rows = [r for r in _verdict(record).get("rows") or [] if r.get("kind") in kinds and r.get("phase") in phases]
     out: dict[str, str] = {}
-    for i, row in enumerate(_verdict(record).get("rows") or []):
-        if row.get("kind") in kinds and row.get("phase") in phases:
-            label = "breached trigger" if row.get("kind") == "rollback" else "success criterion"
-            out[f"{label} {i + 1}"] = criterion_text(row, _level(record))
+    for i, row in enumerate(rows):
+        label = "breached trigger" if row.get("kind") == "rollback" else "success criterion"
+        out[label if len(rows) == 1 else f"{label} {i + 1}"] = criterion_text(row, _level(record))
     return out
 
 

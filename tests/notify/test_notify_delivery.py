@@ -9,6 +9,7 @@ import json
 import httpx
 import pytest
 
+from engine.cli.main import main
 from engine.core.errors import DiscoveryError
 from engine.notify import sender as ns_sender
 from engine.notify import store as ns
@@ -207,7 +208,8 @@ def test_mail_goes_over_starttls_with_the_environment_login_and_carries_the_key(
         smtp.stop()
 
 
-def test_a_wrong_password_is_a_failed_attempt_that_never_shows_the_password(ops, tls, monkeypatch, capsys):
+def test_a_wrong_password_is_a_failed_attempt_that_never_shows_the_password(ops, tls, monkeypatch, capsys, settings):
+    monkeypatch.setenv("DISCOVERY_DATA_DIR", str(settings.data_dir))
     smtp = SmtpReceiver(cert=tls, login=(USER, "the-right-one")).start()
     try:
         monkeypatch.setenv(ns.DEFAULT_SMTP_USER_ENV, USER)
@@ -219,14 +221,14 @@ def test_a_wrong_password_is_a_failed_attempt_that_never_shows_the_password(ops,
         assert row.state is ns.DeliveryState.PENDING and row.status == "535" and smtp.messages == []
     finally:
         smtp.stop()
-    from engine.cli.main import main  # lazy: the CLI is what an operator reads the log with
-
     assert main(["notify", "deliveries"]) == 0 and main(["notify", "channel", "list"]) == 0
-    shown = capsys.readouterr().out + json.dumps(ops.list_audit(limit=1000)) + json.dumps(ops.list_settings())
+    out = capsys.readouterr().out
+    assert "mail  pending  attempts 1  535" in out  # the operator sees the server's answer ...
+    shown = out + json.dumps(ops.list_audit(limit=1000)) + json.dumps(ops.list_settings())
     with ops.connect() as db:
         shown += json.dumps([list(r) for r in db.conn.execute("SELECT * FROM notify_channels").fetchall()])
         shown += json.dumps([list(r) for r in db.conn.execute("SELECT * FROM notify_attempts").fetchall()])
-    assert "535" in shown and PASSWORD not in shown
+    assert PASSWORD not in shown  # ... never the password
 
 
 def test_credentials_are_never_sent_without_starttls(ops, monkeypatch):
@@ -244,8 +246,6 @@ def test_credentials_are_never_sent_without_starttls(ops, monkeypatch):
 
 def test_a_webhook_url_token_never_appears_in_the_cli_the_audit_or_the_log(ops, hook, capsys, settings, monkeypatch):
     monkeypatch.setenv("DISCOVERY_DATA_DIR", str(settings.data_dir))
-    from engine.cli.main import main  # lazy: run against this test's data dir
-
     assert main(["notify", "channel", "add", "--name", "h", "--kind", "slack", "--url", hook.url]) == 0
     hook.status = 500
     assert main(["notify", "channel", "test", "h"]) == 1

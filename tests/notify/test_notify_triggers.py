@@ -8,6 +8,7 @@ once. ``test_the_table_covers_every_topic`` fails when a topic is added without 
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -16,6 +17,7 @@ from collections import Counter
 import pytest
 
 from engine import rollout as ro
+from engine.core.errors import ConfigError
 from engine.jobs.queue import JobStore, execute, run_claimed
 from engine.monitoring.alerts import AlertRule, Metric, Severity, evaluate_alerts
 from engine.monitoring.events import record_runs
@@ -89,8 +91,6 @@ def rollout_to_production(ctx) -> dict[str, int]:
 def rollout_inconclusive_then_rolled_back(ctx) -> dict[str, int]:
     """A success criterion nothing can show: inconclusive, a person rolls back."""
     stages = stage_table(ctx["tmp"], loose_triggers=True, name="never.json")
-    import json  # lazy: only this scenario edits a stage table
-
     data = json.loads(stages.read_text())
     data["stages"][0]["success"] = [{"metric": "error_rate_pct", "op": "<", "threshold": 0}]
     stages.write_text(json.dumps(data))
@@ -112,8 +112,6 @@ def rollout_inconclusive_then_rolled_back(ctx) -> dict[str, int]:
 def rollout_failed(ctx) -> dict[str, int]:
     """A rollback trigger every run breaches: the worker rolls back by itself."""
     stages = stage_table(ctx["tmp"], name="fails.json")
-    import json  # lazy: only this scenario edits a stage table
-
     data = json.loads(stages.read_text())
     data["stages"][0]["rollback"] = [{"metric": "error_rate_pct", "op": ">=", "threshold": 0}]
     stages.write_text(json.dumps(data))
@@ -142,8 +140,6 @@ def tuning(ctx) -> dict[str, int]:
     job = store.claim(store.submit("tuning", {"study_id": 99}).id)
 
     def broken(job_ctx):
-        from engine.core.errors import ConfigError  # lazy: the failure this scenario stages
-
         raise ConfigError("the evaluator refused every request")
 
     execute(store, job, ctx["settings"], handler=broken)

@@ -4,6 +4,7 @@ errors; and the sender as a job (kind notify.send) run by the job machinery."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -85,4 +86,38 @@ def test_the_sender_runs_as_a_job(env, ops):
         assert done.state is JobState.SUCCEEDED and done.result == {"rounds": 1, "sent": 1, "failed_attempts": 0}
         assert [p["body"]["topic"] for p in hook.posts] == ["tuning.finished"]
     finally:
+        hook.stop()
+
+
+def eventually(condition, timeout_s: float = 60.0) -> bool:
+    """Poll ``condition`` (a real worker process acts on its own time) until it holds or the time is up."""
+    end = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.slow  # starts a real worker process
+def test_sender_start_delivers_from_a_worker_and_stop_ends_it(env, ops, capsys):
+    hook = WebhookReceiver().start()
+    try:
+        ns.add_channel(ops, name="h", kind="webhook", config={"url": hook.url}, actor="t", now=0)
+        assert main(["notify", "sender", "start", "--interval", "2s"]) == 0
+        assert main(["notify", "sender", "start"]) == 0  # one sender per data dir
+        assert "already running" in capsys.readouterr().out
+        with ops.transaction() as db:
+            enqueue(db, topic="rollout.failed", key="k3", subject="stage failed", facts={}, link="rollout")
+        job = ns_sender.active_sender(ops)
+        assert job is not None
+        assert eventually(lambda: len(hook.posts) == 1), JobStore(ops).get(job.id)
+        assert main(["notify", "sender", "stop"]) == 0
+        assert eventually(lambda: JobStore(ops).get(job.id).state is JobState.CANCELLED)
+        assert [p["body"]["topic"] for p in hook.posts] == ["rollout.failed"]
+    finally:
+        stopping = ns_sender.active_sender(ops)
+        if stopping is not None:
+            ns_sender.stop_sender(ops, actor="test")
+            eventually(lambda: ns_sender.active_sender(ops) is None)
         hook.stop()

@@ -159,3 +159,32 @@ def production_promoted(
         link=PAGE,
         at=at,
     )
+
+
+def guardrail_reverted(
+    db,
+    run: Mapping[str, Any],
+    *,
+    reason: str,
+    record: Mapping[str, Any] | None,
+    reverted_to: str,
+    actor: str = "guardrail",
+    at: float,
+) -> None:
+    """The production guardrail put the previous config back after a promotion (engine.rollout.guardrails:
+    to be called in the transaction that records the revert). ``record``: the guardrail's verdict record
+    (``verdict.rows`` with intervals, ``thresholds.confidence``), ``reverted_to``: the config hash now live."""
+    run_id = run["id"]
+    facts: dict[str, Any] = {"run": run_id, "reverted by": actor, "reason": reason}
+    facts.update(criteria_facts(record, ("rollback",), ("failed",)))
+    facts["live config now"] = reverted_to
+    facts["withdrawn config"] = run.get("candidate_hash", "")
+    enqueue(
+        db,
+        topic="production.guardrail_reverted",
+        key=f"rollout:{run_id}:guardrail_reverted",
+        subject=f"Rollout {run_id}: the production guardrail reverted to config {reverted_to[:12]}: {reason}",
+        facts=facts,
+        link=PAGE,
+        at=at,
+    )

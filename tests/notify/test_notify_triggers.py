@@ -24,6 +24,7 @@ from engine.monitoring.events import record_runs
 from engine.monitoring.jsonlog import JsonlLog
 from engine.notify import sender as ns_sender
 from engine.notify import store as ns
+from engine.rollout import notices
 from engine.store.outbox import REPEAT_SETTING, TOPICS, list_messages
 from engine.tuning.runner import StudyRunner
 from engine.tuning.spec import EntitySpec, StudySpec
@@ -33,8 +34,8 @@ from tests.support.receivers import SmtpReceiver, WebhookReceiver
 from tests.support.rollouts import candidate_file
 from tests.support.stages import stage_table
 
-#: topics no scenario here makes: the guardrail's revert is wired by the lead at merge; a test message is
-#: made by "send a test" (tests/notify/test_notify_delivery.py, the browser test)
+#: topics no scenario here makes: the guardrail's revert is wired by the lead at merge (its message is built by
+#: engine.rollout.notices.guardrail_reverted, tested below); a test message is made by "send a test"
 NOT_HERE = {"production.guardrail_reverted", "notify.test"}
 
 # --------------------------------------------------------------------------- scenarios
@@ -210,3 +211,22 @@ def test_every_trigger_makes_exactly_one_message_per_channel(name, settings, ops
     finally:
         hook.stop()
         smtp.stop()
+
+
+def test_the_guardrail_revert_message_is_ready_for_the_guardrail_to_call(ops):
+    """The one call the guardrail's revert makes (wired at merge): the breached criterion with its interval."""
+    run = {"id": 7, "candidate_hash": "c" * 40}
+    record = {
+        "thresholds": {"confidence": 0.9},
+        "verdict": {
+            "rows": [
+                {"kind": "rollback", "metric": "error_rate_pct", "op": ">", "threshold": 5.0, "value": 9.1,
+                 "low": 6.2, "high": 12.4, "n": 400, "phase": "failed", "reason": "breached"},
+            ]
+        },
+    }  # fmt: skip
+    for _ in range(2):  # a retried revert adds nothing
+        with ops.transaction() as db:
+            notices.guardrail_reverted(db, run, reason="errors up", record=record, reverted_to="b" * 40, at=1.0)
+    [m] = list_messages(ops, topic="production.guardrail_reverted")
+    assert "90% interval [6.2, 12.4]" in m.facts["breached trigger"] and m.facts["live config now"] == "b" * 40

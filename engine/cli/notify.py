@@ -14,7 +14,7 @@ import argparse
 import json
 import time
 
-from engine.cli.args import LIMIT, ROW_ID, duration
+from engine.cli.args import LIMIT, ROW_ID, duration, whole
 from engine.cli.common import actor, open_ops
 from engine.core.settings import load_settings
 from engine.monitoring.windows import format_window, parse_window
@@ -25,6 +25,7 @@ from engine.store.outbox import DEFAULT_REPEAT_S, REPEAT_SETTING, TOPICS
 KINDS = tuple(k.value for k in ns.ChannelKind)
 STATES = tuple(s.value for s in ns.DeliveryState)
 SILENCE = duration(60.0, ns.MAX_SILENCE_S)
+PORT = whole(1, 65535)
 INTERVAL = duration(notify_sender.MIN_INTERVAL_S, 86_400.0)
 REPEAT = duration(60.0, 7 * 86_400.0)
 
@@ -226,7 +227,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--kind", required=True, choices=KINDS, help="webhook (JSON), slack, or email (SMTP)")
     add.add_argument("--url", help="webhook/slack: the receiver's URL (stored, shown masked)")
     add.add_argument("--host", help="email: SMTP server host")
-    add.add_argument("--port", type=int, help=f"email: SMTP port (default {ns.DEFAULT_SMTP_PORT})")
+    add.add_argument("--port", type=PORT, help=f"email: SMTP port (default {ns.DEFAULT_SMTP_PORT})")
     add.add_argument("--sender", help="email: the From address")
     add.add_argument("--to", help="email: recipients, separated by commas")
     add.add_argument("--no-starttls", action="store_true", help="email: do not use STARTTLS (trusted server only)")

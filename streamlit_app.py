@@ -53,6 +53,7 @@ PAGES = [
     st.Page("pages/reports.py", title="Reports", icon=":material/summarize:"),
     st.Page("pages/tuning.py", title="Tuning", icon=":material/tune:"),
     st.Page("pages/cache.py", title="Cache", icon=":material/memory:"),
+    st.Page("pages/notifications.py", title="Notifications", icon=":material/campaign:"),
 ]
 
 st.navigation(PAGES).run()

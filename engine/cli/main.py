@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "engine.cli.evaluator",  # evaluator, bench scale
     "engine.cli.exporter",  # exporter (Prometheus /metrics), bench exporter
     "engine.cli.actionable",  # actionable (the actionable feed)
+    "engine.cli.notify",  # notify channel|deliveries|silence|send|sender|settings|topics
 )
 
 

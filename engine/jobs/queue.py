@@ -57,6 +57,7 @@ import psutil
 from engine.core.errors import DiscoveryError, LeaseLost, StoreUnavailable
 from engine.core.settings import REPO_ROOT, Settings
 from engine.store.opsdb import Migration, is_lock_error, lock_holders
+from engine.store.outbox import enqueue
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -412,6 +413,8 @@ class JobStore:
                 [str(state), now, now, json.dumps(result, default=str) if result is not None else None, error],
             )
             self._event(db, job.id, str(state), "worker", error or "")
+            if state is JobState.FAILED and job.kind == "tuning":
+                notify_tuning_failed(db, job, error or "", now)
 
     def request(self, job_id: int, control: Control, *, actor: str) -> Job:
         """Ask a job to pause, resume or cancel; the worker acts at its next checkpoint.
@@ -459,6 +462,7 @@ class JobStore:
                 )
                 if cur.rowcount == 1:
                     self._event(db, job.id, "dead", "reaper", why)
+                    notify_dead(db, job, why, now)
                     dead.append(job.id)
         return [self.get(i) for i in dead]
 
@@ -476,6 +480,55 @@ class JobStore:
             )
             self._event(db, job_id, "requeued", actor, f"was {state}")
         return self.get(job_id)
+
+
+# --------------------------------------------------------------------------- notifications
+
+#: the console page that shows each job kind (the link of its messages)
+JOB_PAGES = {"rollout": "rollout", "rollback": "rollout", "tuning": "tuning", "alerts.evaluate": "alerts"}
+
+
+def notify_dead(db, job: Job, why: str, now: float) -> None:
+    """Tell people a worker died (in the reaper's transaction): what it ran, when it last spoke, how to resume."""
+    beat = f"{now - job.heartbeat_at:.0f}s before it was declared dead" if job.heartbeat_at else "never"
+    enqueue(
+        db,
+        topic="worker.dead",
+        key=f"job:{job.id}:dead:{job.token or job.attempts}",
+        subject=f"Worker of job {job.id} ({job.kind}) is dead: {why}",
+        facts={
+            "job": job.id,
+            "kind": job.kind,
+            "pid": str(job.pid),
+            "host": job.host,
+            "last heartbeat": beat,
+            "progress": job.message or "",
+            "why": why,
+            "what to do": "resume it from its checkpoint on its page (rollout resume, tune resume, restart evaluator)",
+        },
+        link=JOB_PAGES.get(job.kind, "alerts"),
+        at=now,
+    )
+
+
+def notify_tuning_failed(db, job: Job, error: str, now: float) -> None:
+    """Tell people a tuning study's job failed (in the transaction that records the failure)."""
+    study = job.params.get("study_id")
+    enqueue(
+        db,
+        topic="tuning.failed",
+        key=f"job:{job.id}:failed:{job.attempts}",
+        subject=f"Tuning study {study} failed: {error.splitlines()[0] if error else 'no error text'}",
+        facts={
+            "study": study,
+            "job": job.id,
+            "error": error,
+            "progress": job.message or "",
+            "what to do": "fix the cause, then resume the study on the Tuning page (trials done are kept)",
+        },
+        link="tuning",
+        at=now,
+    )
 
 
 # --------------------------------------------------------------------------- frozen workers
@@ -562,6 +615,7 @@ JOB_KINDS: dict[str, str] = {
     "tuning": "engine.tuning.runner:run_tuning_job",
     "alerts.evaluate": "engine.monitoring.alert_jobs:run_alert_evaluation_job",
     "bench.store": "engine.bench.store:run_bench_job",
+    "notify.send": "engine.notify.sender:run_sender_job",
 }
 
 #: kinds as rows written before the packages existed spell them; a data dir from then still runs

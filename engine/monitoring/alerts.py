@@ -25,9 +25,11 @@ never fire. All problems of a document are reported in one line.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -39,6 +41,7 @@ from engine.core.inputs import number_problem, read_json_file, shown, shown_name
 from engine.core.settings import SHIPPED_DATA_DIR
 from engine.monitoring.windows import WindowSummary, format_window, parse_window, summarize
 from engine.store.opsdb import Migration
+from engine.store.outbox import DEFAULT_REPEAT_S, REPEAT_SETTING, enqueue
 
 RULES_FILE = "alert_rules.json"
 SHIPPED_RULES = SHIPPED_DATA_DIR / RULES_FILE
@@ -81,6 +84,12 @@ MIGRATIONS: list[Migration] = [
             f"CREATE INDEX IF NOT EXISTS idx_{HISTORY_TABLE}_rule_at ON {HISTORY_TABLE} (rule_id, at)",
             f"CREATE INDEX IF NOT EXISTS idx_{HISTORY_TABLE}_at ON {HISTORY_TABLE} (at)",
         ),
+    ),
+    Migration(
+        component="alerts",
+        version=2,
+        name="how many reminders of its firing episode a rule has had",
+        statements=(f"ALTER TABLE {STATES_TABLE} ADD COLUMN reminded INTEGER NOT NULL DEFAULT 0",),
     ),
 ]
 
@@ -592,6 +601,7 @@ def evaluate_alerts(ops, rules: Iterable[AlertRule], now: float) -> list[Evaluat
     lose a transition.
     """
     rules = list(rules)
+    repeat_s = float(ops.get_setting(REPEAT_SETTING, DEFAULT_REPEAT_S) or 0)
     summaries: dict[float, WindowSummary] = {}
     measurements = {}
     for rule in rules:
@@ -599,6 +609,7 @@ def evaluate_alerts(ops, rules: Iterable[AlertRule], now: float) -> list[Evaluat
             summaries[rule.window_s] = summarize(ops, rule.window_s, now=now)
         measurements[rule.id] = measure(rule, summaries[rule.window_s])
     results: list[Evaluation] = []
+    due: list[Evaluation] = []
     with ops.transaction() as db:
         prev_rows = {r["rule_id"]: r for r in db.query(f"SELECT * FROM {STATES_TABLE}")}
         for rule in rules:
@@ -625,6 +636,7 @@ def evaluate_alerts(ops, rules: Iterable[AlertRule], now: float) -> list[Evaluat
                     "acknowledged_by": kept["acknowledged_by"] if kept is not None else None,
                     "acknowledged_at": kept["acknowledged_at"] if kept is not None else None,
                     "ack_note": kept["ack_note"] if kept is not None else None,
+                    "reminded": kept["reminded"] if kept is not None else 0,
                 },
                 pk="rule_id",
             )
@@ -640,8 +652,105 @@ def evaluate_alerts(ops, rules: Iterable[AlertRule], now: float) -> list[Evaluat
                         "sample": current.sample,
                     }
                 )
+            notify_alert(db, ev, now)
+            if reminder_due(ev, now, repeat_s, kept["reminded"] if kept is not None else 0):
+                due.append(ev)
             results.append(ev)
+        if due:
+            notify_still_firing(db, due, now, repeat_s)
     return results
+
+
+#: the states whose entry is told to people (ok is not news; no data only when the rule had data before)
+NOTIFIED_STATES = (AlertStatus.PENDING, AlertStatus.FIRING, AlertStatus.RESOLVED, AlertStatus.NO_DATA)
+
+
+def notify_alert(db, ev: Evaluation, now: float) -> None:
+    """Enqueue the message of a transition (engine.store.outbox) in the evaluation's transaction.
+
+    One message per entry into pending, firing, resolved or no data, keyed by rule, state and since, so a
+    concurrent evaluation of the same transition adds nothing.
+    """
+    rule, cur = ev.rule, ev.current
+    if not ev.changed or cur.state not in NOTIFIED_STATES:
+        return
+    if cur.state is AlertStatus.NO_DATA and ev.previous is None:
+        return  # a rule never measured is not news
+    words = {
+        AlertStatus.PENDING: "is pending",
+        AlertStatus.FIRING: "is firing",
+        AlertStatus.RESOLVED: "is resolved",
+        AlertStatus.NO_DATA: "has no data",
+    }[cur.state]
+    facts: dict[str, Any] = {
+        "rule": rule.name,
+        "rule id": rule.id,
+        "severity": rule.severity.value,
+        "condition": rule.condition(),
+        "value": rule.metric.format_value(cur.value),
+        "sample": cur.sample,
+        "state": cur.reason,
+        "since": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(cur.since)),
+    }
+    if ev.previous is not None:
+        facts["was"] = ev.previous.state.value.replace("_", " ")
+    facts["runbook"] = rule.runbook
+    enqueue(
+        db,
+        topic=f"alert.{cur.state.value}",
+        key=f"alert:{rule.id}:{cur.state.value}:{cur.since!r}",
+        subject=f"[{rule.severity.value}] alert {rule.name} {words}: {rule.metric.label} "
+        f"{rule.metric.format_value(cur.value)} (threshold {rule.op} {rule.metric.format_value(rule.threshold)})",
+        facts=facts,
+        link="alerts",
+        at=now,
+    )
+
+
+def reminders(ev: Evaluation, now: float, repeat_s: float) -> int:
+    """How many repeat intervals a rule has been firing for in its current episode (0: none, or no repeats)."""
+    if ev.changed or ev.current.state is not AlertStatus.FIRING or repeat_s <= 0:
+        return 0
+    return int((now - ev.current.since) // repeat_s)
+
+
+def reminder_due(ev: Evaluation, now: float, repeat_s: float, reminded: int) -> bool:
+    return reminders(ev, now, repeat_s) > reminded
+
+
+def notify_still_firing(db, due: Sequence[Evaluation], now: float, repeat_s: float) -> None:
+    """One grouped reminder for every rule still firing whose repeat interval has come round (the evaluation's
+    transaction); each rule's count of reminders is kept on its state, so none is repeated early or twice."""
+    lines: dict[str, Any] = {}
+    for ev in due:
+        rule, cur = ev.rule, ev.current
+        lines[f"{rule.name} ({rule.severity.value})"] = (
+            f"{rule.metric.label} {rule.metric.format_value(cur.value)}, threshold {rule.op} "
+            f"{rule.metric.format_value(rule.threshold)}, firing for {format_window(max(1.0, round(now - cur.since)))}"
+        )
+        db.execute(f"UPDATE {STATES_TABLE} SET reminded = ? WHERE rule_id = ?", [reminders(ev, now, repeat_s), rule.id])
+    ids = [ev.rule.id for ev in due]
+    episodes = ",".join(f"{ev.rule.id}@{ev.current.since!r}#{reminders(ev, now, repeat_s)}" for ev in due)
+    worst = max((ev.rule.severity for ev in due), key=list(Severity).index)
+    subject = (
+        f"[{worst.value}] alert {due[0].rule.name} is still firing"
+        if len(due) == 1
+        else f"[{worst.value}] {len(due)} alerts are still firing: {', '.join(ev.rule.name for ev in due)}"
+    )
+    enqueue(
+        db,
+        topic="alert.firing",
+        key="alert:reminder:" + hashlib.sha256(episodes.encode()).hexdigest()[:32],
+        subject=subject,
+        facts={
+            "rule ids": ", ".join(ids),
+            **({"rule id": ids[0]} if len(ids) == 1 else {}),
+            **lines,
+            "repeated every": format_window(repeat_s),
+        },
+        link="alerts",
+        at=now,
+    )
 
 
 def acknowledge(ops, rule_id: str, *, actor: str, now: float, note: str = "") -> AlertRecord:

@@ -30,6 +30,7 @@ from engine.discovery.limits import RunLimits
 from engine.discovery.pool import check_concurrency
 from engine.discovery.runs import DEFAULT_WORLD_SEED, EvidenceSpec, make_source
 from engine.jobs.queue import Control, Job, JobError, JobState, JobStore, launch_worker, resume_job
+from engine.rollout import notices
 from engine.rollout.estimate import CostNotConfirmed, check_budget, estimate_run_cost
 from engine.rollout.guardrails import begin_bake
 from engine.rollout.guardrails import start_evaluator as start_guardrail_evaluator
@@ -308,6 +309,21 @@ def start_rollout(
                 "cost_estimate": estimate.to_dict(),
             },
         )
+        notices.started(
+            db,
+            run_id,
+            stages=run_stages,
+            actor=actor,
+            facts={
+                "entities": entities if entities is not None else "the whole population",
+                "dry run": bool(dry_run),
+                "candidate config": candidate.hash(),
+                "baseline config": baseline.hash(),
+                "evidence": evidence.describe(),
+                "estimated cost (USD)": round(estimate.total_usd, 2),
+            },
+            at=now,
+        )
     job = JobStore(ops).submit(JOB_KIND, {"run_id": run_id}, actor=actor)
     with ops.transaction() as db:
         db.execute("UPDATE rollout_runs SET job_id = ? WHERE id = ?", [job.id, run_id])
@@ -504,6 +520,7 @@ def promote_stage(
                 ops, db, ParameterConfig.from_dict(json.loads(run["candidate"])), run_id=run["id"], actor=actor, at=now
             )
             bakes = begin_bake(db, ops, run, policy, actor=actor, now=now)
+            notices.production_promoted(db, run, stage, actor=actor, record=record, at=now)
         ops.audit(
             actor,
             "rollout.promote",

@@ -70,6 +70,7 @@ from engine.core.params import ParameterConfig
 from engine.core.settings import Settings
 from engine.jobs.queue import Job, JobError, JobState, JobStore, launch_worker
 from engine.monitoring.events import TABLE as EVENTS_TABLE
+from engine.rollout import notices
 from engine.rollout.cohorts import derive_seed
 from engine.rollout.records import (
     GUARDRAIL_GATE,
@@ -77,6 +78,7 @@ from engine.rollout.records import (
     RolloutError,
     dumps,
     insert_decision,
+    read_run,
     stage_key,
     verdict_from_dict,
 )
@@ -932,6 +934,10 @@ def revert_guardrail(
                     "restore_graph": restore_graph,
                 },
                 db=db,
+            )
+            # the notification goes in this transaction: it is told exactly when the revert is recorded
+            notices.guardrail_reverted(
+                db, read_run(db, rid), reason=outcome, record=record, reverted_to=previous.hash(), actor=actor, at=now
             )
             result = RevertResult(
                 rid,

@@ -27,6 +27,7 @@ from typing import Any
 
 from engine.core.settings import Settings
 from engine.jobs.queue import Control, JobError, JobState, JobStore, freeing_frozen_workers
+from engine.rollout import notices
 from engine.rollout.records import (
     RollbackResult,
     RolloutError,
@@ -125,6 +126,8 @@ def rollback(
             if cur.rowcount != 1:  # cannot happen inside BEGIN IMMEDIATE, but never do it twice
                 return RollbackResult(run["id"], False, 0, 0, (), f"rollout {run['id']} changed meanwhile")
             ops.audit(actor, "rollout.rollback.start", f"run {run['id']}", {"reason": reason, "was": state}, db=db)
+            if trigger:  # a breached rollback trigger: the worker's automatic rollback
+                notices.failed(db, run, reason, trigger, at=now)
         return run, state
 
     claimed = freeing_frozen_workers(ops.path, claim)  # a stopped worker may sit on the write lock
@@ -269,6 +272,16 @@ def _finish(
                 "automatic": from_job is not None,
             },
             db=db,
+        )
+        notices.rolled_back(
+            db,
+            run,
+            actor=actor,
+            reason=reason,
+            restored=restored,
+            marked=marked,
+            automatic=from_job is not None,
+            at=done_at,
         )
     return RollbackResult(
         run["id"],

@@ -66,6 +66,7 @@ from engine.discovery.runs import METRICS_LOG_NAME, load_contexts, make_source, 
 from engine.jobs.queue import Control, JobCancelled
 from engine.monitoring.events import MetricEvent, record_events
 from engine.monitoring.jsonlog import JsonlLog
+from engine.rollout import notices
 from engine.rollout.cohorts import CohortMember, derive_seed, next_cohort, shadow_subset, stratified_sample
 from engine.rollout.control import promote_stage
 from engine.rollout.records import (
@@ -668,6 +669,7 @@ class _Runner:
                         *ACTIVE_RUN_STATES,
                     ],
                 )
+                notices.stage_end(db, self.run, name, record, passed=new_state == StageState.SOAKING, at=now)
         if verdict.phase is Phase.FAILED:
             self._auto_rollback(name, verdict, record)
 

@@ -66,6 +66,8 @@ COMPONENT_MODULES: tuple[str, ...] = (
     "engine.rollout.records",
     "engine.tuning.store",
     "engine.cache.stats",
+    "engine.store.outbox",
+    "engine.notify.store",
 )
 
 BUSY_TIMEOUT_S = 10.0

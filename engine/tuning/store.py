@@ -27,6 +27,7 @@ from engine.core.errors import DiscoveryError
 from engine.core.params import ParameterConfig
 from engine.monitoring.events import EXPERIMENT_STAGE_PREFIX
 from engine.store.opsdb import Migration
+from engine.store.outbox import enqueue, figure
 from engine.tuning.holdout import split_entities
 from engine.tuning.objective import ObjectiveResult
 from engine.tuning.samplers import make_sampler
@@ -367,6 +368,34 @@ def finish_study(
                 "holdout_base": summary["base"]["holdout_score"],
             },
             db=db,
+        )
+        winner, base = summary["winner"], summary["base"]
+        enqueue(
+            db,
+            topic="tuning.finished",
+            key=f"tuning:{study.id}:finished",
+            subject=(
+                f"Tuning study {study.id} ({study.name}) finished: "
+                + (
+                    "the current config stays best"
+                    if summary.get("winner_is_base")
+                    else f"trial {winner['trial']} wins, hold-out {figure(summary.get('improvement_holdout'))} "
+                    "better than the current config"
+                )
+            ),
+            facts={
+                "study": f"{study.id} ({study.name})",
+                "trials": summary.get("trials"),
+                "failed trials": summary.get("failed"),
+                "winner": f"trial {winner['trial']} (config {winner['config_hash']})",
+                "winner hold-out score": winner.get("holdout_score"),
+                "current config hold-out score": base.get("holdout_score"),
+                "hold-out improvement": summary.get("improvement_holdout"),
+                "parameters changed": len(summary.get("changes") or {}),
+                "next": "hand the winner to a rollout from the Tuning page",
+            },
+            link="tuning",
+            at=finished_at,
         )
 
 

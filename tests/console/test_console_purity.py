@@ -21,6 +21,7 @@ PURE = (
     "format",
     "live",
     "naming",
+    "notify_view",
     "rollout_start",
     "rollout_view",
     "text",

@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "engine.cli.tuning",  # tune ...
     "engine.cli.configs",  # config show|history|diff
     "engine.cli.evaluator",  # evaluator, bench scale
+    "engine.cli.production",  # production start|pause|resume|stop|status|plan, bench production
 )
 
 

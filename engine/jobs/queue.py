@@ -561,6 +561,7 @@ JOB_KINDS: dict[str, str] = {
     "tuning": "engine.tuning.runner:run_tuning_job",
     "alerts.evaluate": "engine.monitoring.alert_jobs:run_alert_evaluation_job",
     "bench.store": "engine.bench.store:run_bench_job",
+    "production": "engine.production.scheduler:run_production_job",
 }
 
 #: kinds as rows written before the packages existed spell them; a data dir from then still runs

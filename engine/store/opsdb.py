@@ -66,6 +66,7 @@ COMPONENT_MODULES: tuple[str, ...] = (
     "engine.rollout.records",
     "engine.tuning.store",
     "engine.cache.stats",
+    "engine.production.records",
 )
 
 BUSY_TIMEOUT_S = 10.0

@@ -47,6 +47,7 @@ PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("pages/hypotheses.py", title="Hypotheses", icon=":material/lightbulb:"),
     st.Page("pages/rollout.py", title="Rollout", icon=":material/rocket_launch:"),
+    st.Page("pages/production.py", title="Production", icon=":material/autorenew:"),
     st.Page("pages/configs.py", title="Configs", icon=":material/settings:"),
     st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     st.Page("pages/reports.py", title="Reports", icon=":material/summarize:"),

@@ -20,6 +20,7 @@ PURE = (
     "format",
     "live",
     "naming",
+    "production_view",
     "rollout_start",
     "rollout_view",
     "text",

@@ -128,7 +128,11 @@ def tiles(status) -> list[tuple[str, str, str]]:
     """(label, value, help) of the page's tiles from a ProductionStatus."""
     s = status.summary
     return [
-        ("Spent today", f"${s.spent_usd:,.2f}", "settled batches at their real cost; a batch in flight at its reservation"),
+        (
+            "Spent today",
+            f"${s.spent_usd:,.2f}",
+            "settled batches at their real cost; a batch in flight at its reservation",
+        ),
         ("Budget today", "—" if status.budget_usd is None else f"${fmt_num(status.budget_usd)}", "per UTC day"),
         ("Visits today", f"{s.visits:,}", f"{s.entities:,} entities"),
         ("Became actionable", f"{s.became_actionable:,}", "entities a visit today made actionable"),

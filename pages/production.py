@@ -73,8 +73,10 @@ def start() -> None:
         limits=source.limits,
         batch_size=int(ss["production_batch_size"]),
         actor=actor(),
-        done=lambda run_id: f"Start: production scheduler {run_id} started (${float(ss['production_budget']):,.2f} "
-        f"a day; {policy.describe()})",
+        done=lambda run_id: (
+            f"Start: production scheduler {run_id} started (${float(ss['production_budget']):,.2f} "
+            f"a day; {policy.describe()})"
+        ),
     )
 
 
@@ -83,9 +85,7 @@ def pause() -> None:
 
 
 def resume() -> None:
-    feedback.act(
-        "Resume", control.resume_production, ops, actor(), settings=settings, done=lambda r: f"Resume: {r[1]}"
-    )
+    feedback.act("Resume", control.resume_production, ops, actor(), settings=settings, done=lambda r: f"Resume: {r[1]}")
 
 
 def stop() -> None:
@@ -124,7 +124,7 @@ def live() -> None:
     if info:
         st.caption(
             md_escape(
-                f"Scheduler {status.run['id']}: {info['evidence']}; {info['in_flight']}; batches of "
+                f"Scheduler {info['id']}: {info['evidence']}; {info['in_flight']}; batches of "
                 f"{info['batch_size']}; {info['policy']}; started by {info['started_by']}."
             )
         )

@@ -10,8 +10,8 @@ In a throwaway data dir with its own embedded FalkorDB (never the user's):
    state** (graph snapshot restored, the ops database copied): once with the EIG-per-dollar scheduler
    and once with a round-robin one (the same refresh policy, the same admission by the day's budget,
    the same batches; only the order differs; a third day runs round robin with the entities not yet
-   actionable first, to show how much of the gain the EIG order itself brings), each on a budget that covers about ``budget_share`` of
-   the catalogue (that share of what a full pass cost in the warm-up);
+   actionable first, to show how much of the gain the EIG order itself brings), each on a budget that
+   covers about ``budget_share`` of the catalogue (that share of what a full pass cost in the warm-up);
 4. prints, for each, the budget against the spend to the cent, the visits, the entities that became
    actionable (and of those, the ones the simulated world's truth says are actionable), that per
    dollar, the ratio between the two, and the scheduler's overhead per visit (wall time of the day

@@ -134,14 +134,14 @@ def cmd_production(args: argparse.Namespace) -> int:
             print(json.dumps(st.to_dict(), indent=2, default=str) if args.json else format_status(st))
             return 0
         # plan
-        policy = None
+        plan_policy: RefreshPolicy | None = None
         if args.min_age is not None or args.max_age is not None:
-            policy = RefreshPolicy(
+            plan_policy = RefreshPolicy(
                 args.min_age if args.min_age is not None else 86400.0,
                 args.max_age if args.max_age is not None else 7 * 86400.0,
             )
         t0 = time.perf_counter()
-        plan = control.production_plan(ops, graph, limit=args.top, policy=policy)
+        plan = control.production_plan(ops, graph, limit=args.top, policy=plan_policy)
         if args.json:
             print(json.dumps([d.to_dict() for d in plan], indent=2))
             return 0

@@ -235,7 +235,8 @@ def resume_production(ops, actor: str, *, settings: Settings | None = None, laun
     run, job = _current(ops)
     if job.state.is_terminal():
         raise ProductionError(
-            f"production scheduler {run['id']} is {state_of(job)}: start a new one with `python -m engine production start`"
+            f"production scheduler {run['id']} is {state_of(job)}: "
+            "start a new one with `python -m engine production start`"
         )
     settings = settings or _env_settings_for(ops)
     if settings is None and launch:
@@ -314,6 +315,7 @@ def run_settings(run: dict | None) -> dict[str, Any]:
     limits = RunLimits.from_dict(json.loads(run["limits"])) if run.get("limits") else RunLimits(int(run["concurrency"]))
     limits = RunLimits(int(run["concurrency"]), limits.max_hops_per_s, limits.max_in_flight)
     return {
+        "id": int(run["id"]),
         "evidence": spec.describe(),
         "in_flight": limits.describe(),
         "policy": RefreshPolicy(float(run["min_age_s"]), float(run["max_age_s"])).describe(),
@@ -321,4 +323,3 @@ def run_settings(run: dict | None) -> dict[str, Any]:
         "started_by": run["actor"],
         "started_at": float(run["created_at"]),
     }
-

@@ -187,7 +187,9 @@ def classify(c: Candidate, policy: RefreshPolicy, now: float) -> tuple[Group | N
     return None, age
 
 
-def _due(candidates: Iterable[Candidate], policy: RefreshPolicy, now: float) -> list[tuple[Candidate, Group, float | None]]:
+def _due(
+    candidates: Iterable[Candidate], policy: RefreshPolicy, now: float
+) -> list[tuple[Candidate, Group, float | None]]:
     out = []
     for c in candidates:
         group, age = classify(c, policy, now)
@@ -221,9 +223,7 @@ def plan(
     """The due entities in visiting order: new, overdue, due; in each group the entities not yet actionable
     first, each by EIG per expected dollar, then id."""
     rows = _due(candidates, policy, now)
-    rows.sort(
-        key=lambda r: (r[1], r[0].actionable, -eig_per_usd(r[0].eig, r[0].expected_cost_usd), r[0].entity_id)
-    )
+    rows.sort(key=lambda r: (r[1], r[0].actionable, -eig_per_usd(r[0].eig, r[0].expected_cost_usd), r[0].entity_id))
     return _entities(rows, limit)
 
 

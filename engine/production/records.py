@@ -115,7 +115,8 @@ def day_spent(db, day: str) -> float:
     row = next(
         iter(
             db.query(
-                "SELECT COALESCE(SUM(CASE WHEN state = ? THEN reserved_usd ELSE COALESCE(spent_usd, reserved_usd) END), 0)"
+                "SELECT COALESCE(SUM(CASE WHEN state = ? THEN reserved_usd "
+                "ELSE COALESCE(spent_usd, reserved_usd) END), 0)"
                 " AS s FROM production_batches WHERE day = ?",
                 [RESERVED, day],
             )

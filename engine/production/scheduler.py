@@ -89,7 +89,8 @@ from engine.production.records import (
 )
 from engine.rollout.records import assigned_systems, stage_key
 from engine.rollout.states import ACTIVE_RUN_STATES, StageState
-from engine.store.graph import Fence, GraphStore
+from engine.store.graph import SNAPSHOT_FORMAT, SNAPSHOT_VERSION, Fence, GraphStore
+from engine.store.rows import hypothesis_props
 
 #: the graph fence every production attempt takes: a worker declared dead writes nothing after it
 FENCE_SCOPE = "production"
@@ -143,7 +144,9 @@ def active_rollout_held(db) -> set[str]:
     )
     held: set[str] = set()
     for r in rows:
-        done = {x["entity_id"] for x in db.query("SELECT entity_id FROM rollout_entities WHERE run_id = ?", [r["run_id"]])}
+        done = {
+            x["entity_id"] for x in db.query("SELECT entity_id FROM rollout_entities WHERE run_id = ?", [r["run_id"]])
+        }
         held.update(e for e in json.loads(r["cohort"]) if e not in done)
     return held
 
@@ -160,7 +163,9 @@ def live_assignments(ops, entity_ids: Sequence[str]) -> dict[str, Assignment]:
             for rid in {int(a["run_id"]) for a in assigned.values()}:
                 rows = list(db.query("SELECT candidate, state FROM rollout_runs WHERE id = ?", [rid]))
                 if rows:
-                    cand = ParameterConfig.from_dict(json.loads(rows[0]["candidate"]), source=f"rollout {rid} candidate")
+                    cand = ParameterConfig.from_dict(
+                        json.loads(rows[0]["candidate"]), source=f"rollout {rid} candidate"
+                    )
                     runs[rid] = (cand, rows[0]["state"] in {str(s) for s in ACTIVE_RUN_STATES})
     out: dict[str, Assignment] = {}
     for eid in entity_ids:
@@ -355,7 +360,8 @@ class Scheduler:
             row = next(
                 iter(
                     db.query(
-                        "SELECT COALESCE(MAX(batch) + 1, 0) AS b FROM production_batches WHERE run_id = ?", [self.run_id]
+                        "SELECT COALESCE(MAX(batch) + 1, 0) AS b FROM production_batches WHERE run_id = ?",
+                        [self.run_id],
                     )
                 )
             )
@@ -369,7 +375,14 @@ class Scheduler:
         for eid in ids:
             groups.setdefault(self.assignments[eid].key, []).append(eid)
         run_ids = {key: f"production-{self.run_id}-b{batch_no}-{key[0]}-{key[1][:8]}" for key in groups}
-        snapshot = self.graph.snapshot(ids)
+        errors: dict[str, DiscoveryError] = {}
+        # one read of the batch: what the runs start from is also the snapshot a dead worker's batch is restored to
+        contexts = {c.entity.id: c for c in load_contexts(self.graph, ids, skip_unknown=errors)}
+        snapshot = {
+            "format": SNAPSHOT_FORMAT,
+            "version": SNAPSHOT_VERSION,
+            "entities": {eid: [hypothesis_props(h) for h in c.hypotheses] for eid, c in contexts.items()},
+        }
         now = self.clock()
         with self.ops.transaction() as db:
             self._assert_lease(db)
@@ -395,8 +408,6 @@ class Scheduler:
         budget = BatchBudget(reserved)
         source = BudgetedSource(self.source, budget)
         events: list[MetricEvent] = []
-        errors: dict[str, DiscoveryError] = {}
-        contexts = {c.entity.id: c for c in load_contexts(self.graph, ids, skip_unknown=errors)}
         results = []
         t_run = time.perf_counter()
         try:
@@ -436,14 +447,17 @@ class Scheduler:
             for r in results:
                 a = self.assignments[r.entity_id]
                 before = is_actionable(
-                    contexts[r.entity_id].hypotheses, a.params.actionable_min_accepts, a.params.actionable_min_categories
+                    contexts[r.entity_id].hypotheses,
+                    a.params.actionable_min_accepts,
+                    a.params.actionable_min_categories,
                 )
                 new_actionable = bool(r.actionable and not before)
                 became += new_actionable
                 d = by_id[r.entity_id]
                 db.execute(
                     "INSERT INTO production_visits (run_id, batch, entity_id, at, day, system, config_hash, stage_id, "
-                    "cost_usd, actionable, became_actionable, was_new, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "cost_usd, actionable, became_actionable, was_new, reason) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         self.run_id,
                         batch_no,
@@ -518,7 +532,9 @@ class _Worker:
                 r = self.sched.step()
                 visits += r.visits
                 if r.kind != "ran":
-                    wait = IDLE_POLL_S if r.wait_until is None else max(0.05, min(IDLE_POLL_S, r.wait_until - time.time()))
+                    wait = (
+                        IDLE_POLL_S if r.wait_until is None else max(0.05, min(IDLE_POLL_S, r.wait_until - time.time()))
+                    )
                     ctx.wait(wait, message=f"{r.message}; {self.sched.progress_message()}")
                 else:
                     ctx.heartbeat(message=f"{r.message}; {self.sched.progress_message()}")
@@ -560,7 +576,11 @@ class _Worker:
                         )
                         if not audited:
                             ctx.ops.audit(
-                                "worker", "production.fault", f"production {self.sched.run_id}", {"reason": reason}, db=db
+                                "worker",
+                                "production.fault",
+                                f"production {self.sched.run_id}",
+                                {"reason": reason},
+                                db=db,
                             )
                     announced = audited = True
                 except StoreUnavailable:

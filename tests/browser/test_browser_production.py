@@ -51,8 +51,9 @@ def stores(console_data_dir):
                     stop_production(ops, "test-teardown")
                 except Exception:  # noqa: BLE001 - already stopping
                     pass
-                wait_for(store, job.id, until=lambda j: j.state.is_terminal() or j.state is JobState.DEAD,
-                         timeout_s=WATCH_S)
+                wait_for(
+                    store, job.id, until=lambda j: j.state.is_terminal() or j.state is JobState.DEAD, timeout_s=WATCH_S
+                )
         graph.close()
 
 

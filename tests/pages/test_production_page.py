@@ -58,8 +58,12 @@ def stop_all(ops) -> None:
                 stop_production(ops, "test-teardown")
             except Exception:  # noqa: BLE001 - already stopping
                 pass
-            wait_for(store, job.id, until=lambda j: not j.state.has_worker() and j.state.value != "queued",
-                     timeout_s=WORKER_TIMEOUT_S)
+            wait_for(
+                store,
+                job.id,
+                until=lambda j: not j.state.has_worker() and j.state.value != "queued",
+                timeout_s=WORKER_TIMEOUT_S,
+            )
 
 
 @pytest.fixture

@@ -20,11 +20,23 @@ from engine.production.records import ABANDONED, RESERVED, SETTLED, day_spent
 
 WORKER_TIMEOUT_S = 180.0
 BUDGET = 6.0
+#: the default config's per-entity cost cap: a batch is admitted only while one more visit's cap fits
+CAP = 0.475
 
 
 def rows(ops, sql, args=()):
     with ops.connect() as db:
         return list(db.query(sql, list(args)))
+
+
+def spent_out_of(ops):
+    def done() -> bool:
+        with ops.connect() as db:
+            left = BUDGET - day_spent(db, day_of(time.time()))
+            open_batches = list(db.query("SELECT 1 FROM production_batches WHERE state = ?", [RESERVED]))
+        return left < CAP and not open_batches
+
+    return done
 
 
 def wait_until(cond, what: str, timeout_s: float = WORKER_TIMEOUT_S):
@@ -49,10 +61,13 @@ def test_a_worker_killed_mid_batch_never_overspends_and_counts_each_visit_once(s
     )
     store = JobStore(ops)
     job = store.list(kind="production")[0]
+    spent_out = spent_out_of(ops)
     try:
         wait_until(
-            lambda: rows(ops, "SELECT 1 FROM production_batches WHERE state = ?", [SETTLED])
-            and rows(ops, "SELECT 1 FROM production_batches WHERE state = ?", [RESERVED]),
+            lambda: (
+                rows(ops, "SELECT 1 FROM production_batches WHERE state = ?", [SETTLED])
+                and rows(ops, "SELECT 1 FROM production_batches WHERE state = ?", [RESERVED])
+            ),
             "a settled batch and one in flight",
         )
         pid = store.get(job.id).pid
@@ -61,7 +76,7 @@ def test_a_worker_killed_mid_batch_never_overspends_and_counts_each_visit_once(s
         assert len(killed) == 1
         job_after, note = resume_production(ops, "test", settings=settings)
         assert "worker started" in note
-        wait_until(lambda: "budget is spent" in store.get(job.id).message, "the day's budget to be spent")
+        wait_until(spent_out, "the day's budget to be spent (no batch in flight, less than a visit's cap left)")
     finally:
         try:
             stop_production(ops, "test")
@@ -79,7 +94,7 @@ def test_a_worker_killed_mid_batch_never_overspends_and_counts_each_visit_once(s
     expected = sum(b["reserved_usd"] if b["state"] == ABANDONED else b["spent_usd"] for b in batches)
     assert spent == pytest.approx(expected)
     assert spent <= BUDGET + 1e-9  # never over the day's budget, to the cent and below
-    assert BUDGET - spent < 0.475  # ... and it stopped only when another visit's cap no longer fitted
+    assert BUDGET - spent < CAP  # ... and it stopped only when another visit's cap no longer fitted
 
     visits = rows(ops, "SELECT * FROM production_visits")
     ids = [v["entity_id"] for v in visits]
@@ -91,7 +106,9 @@ def test_a_worker_killed_mid_batch_never_overspends_and_counts_each_visit_once(s
     assert not any(e.run_id.startswith(f"production-{run_id}-b{killed[0]['batch']}-") for e in events)
     # the dead batch's entities are back at their snapshot unless a later batch visited them
     dead_ids = json.loads(killed[0]["entities"])["ids"]
-    snap = json.loads(rows(ops, "SELECT snapshot FROM production_batches WHERE batch = ?", [killed[0]["batch"]])[0]["snapshot"])
+    snap = json.loads(
+        rows(ops, "SELECT snapshot FROM production_batches WHERE batch = ?", [killed[0]["batch"]])[0]["snapshot"]
+    )
     now_state = graph.snapshot(dead_ids)["entities"]
     for eid in dead_ids:
         if eid not in ids:

@@ -136,7 +136,7 @@ def test_a_batch_left_reserved_is_restored_and_counted_at_its_reservation(settin
     original = sched._run_batch
 
     def run_then_die(chosen, caps, day):
-        result = original(chosen, caps, day)
+        original(chosen, caps, day)
         # the batch ran and was written; now pretend the worker died before it settled
         with ops.transaction() as db:
             db.execute("UPDATE production_batches SET state = ?, spent_usd = NULL WHERE batch = 0", [RESERVED])

@@ -109,7 +109,7 @@ def live() -> None:
     fraction, text = pv.spend_progress(status.summary.spent_usd, status.budget_usd)
     st.progress(fraction, text=md_escape(text))
     for column, (label, value, help_text) in zip(st.columns(6), pv.tiles(status)):
-        column.metric(md_escape(label), value, help=md_escape(help_text) if help_text else None)
+        column.metric(md_escape(label), md_escape(value), help=md_escape(help_text) if help_text else None)
     buttons = pv.controls_for(status.state)
     b1, b2, b3 = st.columns(3)
     b1.button("Pause", on_click=pause, disabled=not buttons.pause, key="production_pause", width="stretch")
@@ -199,7 +199,7 @@ def next_visits(data_dir: str, n: int):
     return plan, names
 
 
-st.subheader(f"Next {PLAN_SIZE} visits and why")
+st.subheader(f"Next {PLAN_SIZE} visits and why")  # md-safe: a constant number
 plan, names = call(next_visits, str(settings.data_dir), PLAN_SIZE)
 if plan:
     st.dataframe(

@@ -303,7 +303,7 @@ def production_plan(
         with ops.connect() as db:
             run = read_run(db)
         policy = RefreshPolicy(float(run["min_age_s"]), float(run["max_age_s"])) if run else RefreshPolicy()
-    candidates, _, _ = read_candidates(graph, ops, None, now)
+    candidates, _, _, _ = read_candidates(graph, ops, None, now)
     return ORDERS["eig_per_usd"](candidates.values(), policy, now, limit)
 
 

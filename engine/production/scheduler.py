@@ -39,9 +39,10 @@ Guarantees, as a rollout's (engine.rollout.runner):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,19 +198,30 @@ def best_eig(ctx: EntityContext, params: ParameterConfig, now: float) -> tuple[f
 
 
 def read_candidates(
-    graph, ops, entity_ids: Sequence[str] | None, now: float
-) -> tuple[dict[str, Candidate], dict[str, Assignment], set[str]]:
+    graph,
+    ops,
+    entity_ids: Sequence[str] | None,
+    now: float,
+    *,
+    known: Mapping[str, EntityContext] | None = None,
+) -> tuple[dict[str, Candidate], dict[str, Assignment], set[str], dict[str, EntityContext]]:
     """What the planner needs of each entity (all of the graph's when ``entity_ids`` is None): its candidate
-    (best ACTIVE EIG with the config it runs, expected cost, last visit) and its assignment; and the entities an
-    active rollout holds (left out)."""
+    (best ACTIVE EIG with the config it runs, expected cost, last visit) and its assignment; the entities an
+    active rollout holds (left out); and the contexts read. With ``known`` contexts of every entity asked, only
+    their hypotheses are read again (one query): their cluster confirmations stay as last read, which only the
+    plan uses (every run reads its own afresh), until the next full read."""
     ids = graph.list_entity_ids() if entity_ids is None else list(entity_ids)
     with ops.connect() as db:
         held = active_rollout_held(db)
     ids = [e for e in ids if e not in held]
     if not ids:
-        return {}, {}, held
+        return {}, {}, held, {}
     assignments = live_assignments(ops, ids)
-    contexts = load_contexts(graph, ids, skip_unknown={})
+    if known is not None and all(e in known for e in ids):
+        hyps = graph.get_hypotheses_many(ids)
+        contexts = [dataclasses.replace(known[e], hypotheses=hyps.get(e, [])) for e in ids]
+    else:
+        contexts = load_contexts(graph, ids, skip_unknown={})
     with ops.connect() as db:
         seen = last_visits(db, None if entity_ids is None else ids)
         history = visit_costs(db, COST_HISTORY, None if entity_ids is None else ids)
@@ -223,7 +235,7 @@ def read_candidates(
         cost, basis = expected_cost(history.get(eid, []), a.params.cost_cap_usd if fallback is None else fallback)
         actionable = is_actionable(c.hypotheses, a.params.actionable_min_accepts, a.params.actionable_min_categories)
         out[eid] = Candidate(eid, eig, cost, seen.get(eid), pattern, basis, actionable)
-    return out, assignments, held
+    return out, assignments, held, {c.entity.id: c for c in contexts}
 
 
 class Scheduler:
@@ -273,6 +285,7 @@ class Scheduler:
         self.source = source
         self.log = log if log is not None else JsonlLog.for_settings(graph.settings, METRICS_LOG_NAME)
         self.candidates: dict[str, Candidate] = {}
+        self.contexts: dict[str, EntityContext] = {}
         self.assignments: dict[str, Assignment] = {}
         self.batches_since_refresh = FULL_REFRESH_BATCHES
         #: what each batch this attempt abandoned had charged (known in process: it is what the ledger counts)
@@ -320,11 +333,15 @@ class Scheduler:
         """Re-read the candidates (all of them, or only ``entity_ids``)."""
         if entity_ids is None:
             self.candidates = {}
-        cands, assigns, held = read_candidates(self.graph, self.ops, entity_ids, self.clock())
+            self.contexts = {}
+        cands, assigns, held, contexts = read_candidates(
+            self.graph, self.ops, entity_ids, self.clock(), known=None if entity_ids is None else self.contexts
+        )
         for e in held:
             self.candidates.pop(e, None)
         self.candidates.update(cands)
         self.assignments.update(assigns)
+        self.contexts.update(contexts)
 
     def plan(self, limit: int | None = None) -> list[DueEntity]:
         if self.batches_since_refresh >= FULL_REFRESH_BATCHES or not self.candidates:

@@ -85,3 +85,14 @@ def test_start_pause_status_and_stop_a_real_worker(cli_env, capsys, ops):
     assert main(["production", "status", "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
     assert st["state"] == "stopped" and st["budget_usd"] == 1.5 and 0 <= st["spent_usd"] <= 1.5
+
+
+@pytest.mark.slow
+def test_bench_production_shrunk_prints_budget_spend_ratio_and_overhead(capsys):
+    assert main(["bench", "production", "--entities", "80", "--batch-size", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "seeded 80 entities" in out and "warm-up day 1: 80 visits" in out
+    lines = [line for line in out.splitlines() if " budget $" in line]
+    assert [line.split()[0] for line in lines] == ["eig_per_usd", "round_robin", "round_robin_open_first"]
+    assert all("(within budget, $" in line and "ms per visit" in line for line in lines)
+    assert "EIG per dollar vs round robin: " in out and "found per dollar" in out

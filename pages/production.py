@@ -73,6 +73,7 @@ def start() -> None:
         limits=source.limits,
         batch_size=int(ss["production_batch_size"]),
         actor=actor(),
+        graph=graph,
         done=lambda run_id: (
             f"Start: production scheduler {run_id} started (${float(ss['production_budget']):,.2f} "
             f"a day; {policy.describe()})"

@@ -93,7 +93,14 @@ def _run_day(
 ) -> DayResult:
     """One virtual day of the scheduler in this process; stops when the day's budget is spent or nothing is due."""
     run_id = start_production(
-        settings, ops, budget_usd=budget_usd, policy=policy, batch_size=batch_size, actor="bench", launch=False
+        settings,
+        ops,
+        budget_usd=budget_usd,
+        policy=policy,
+        batch_size=batch_size,
+        actor="bench",
+        launch=False,
+        graph=graph,
     )
     now = [start]
     sched = Scheduler(graph, ops, run_id, clock=lambda: now[0], order=order, source=source)

@@ -146,7 +146,11 @@ def cmd_production(args: argparse.Namespace) -> int:
             print(json.dumps([d.to_dict() for d in plan], indent=2))
             return 0
         if not plan:
-            print("nothing is due: every entity was visited within the refresh policy's minimum age")
+            print(
+                "nothing is due: every entity was visited within the refresh policy's minimum age"
+                if graph.count_entities()
+                else "the graph holds no entities: seed it first (python -m engine seed --entities 3400)"
+            )
             return 0
         print(f"the next {len(plan)} visits (planned in {time.perf_counter() - t0:.1f} s):")
         print(f"{'#':>4}  {'entity':<36} {'EIG':>6} {'exp. $':>7} {'EIG/$':>7}  why")

@@ -31,6 +31,7 @@ from engine.production.records import (
     read_run,
 )
 from engine.production.scheduler import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, read_candidates
+from engine.store.graph import GraphStore
 
 #: the plan's length shown by default (the page's table, `production plan`)
 DEFAULT_PLAN_SIZE = 20
@@ -138,6 +139,7 @@ def start_production(
     batch_size: int = DEFAULT_BATCH_SIZE,
     actor: str,
     launch: bool = True,
+    graph=None,
 ) -> int:
     """Validate, record a production run, submit its job and (``launch``) start a worker; returns the run id.
 
@@ -155,6 +157,15 @@ def start_production(
         close = getattr(checked, "close", None)
         if callable(close):
             close()
+    own_graph = graph is None
+    if own_graph:
+        graph = GraphStore.open(settings)
+    try:
+        if graph.count_entities() == 0:
+            raise ProductionError("the graph holds no entities: seed it first (python -m engine seed --entities 3400)")
+    finally:
+        if own_graph:
+            graph.close()
     store = JobStore(ops)
     store.reap(kind=JOB_KIND)
     run, job = _active_job(ops)

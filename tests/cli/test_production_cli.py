@@ -96,3 +96,14 @@ def test_bench_production_shrunk_prints_budget_spend_ratio_and_overhead(capsys):
     assert [line.split()[0] for line in lines] == ["eig_per_usd", "round_robin", "round_robin_open_first"]
     assert all("(within budget, $" in line and "ms per visit" in line for line in lines)
     assert "EIG per dollar vs round robin: " in out and "found per dollar" in out
+
+
+def test_start_on_an_empty_graph_is_refused_in_one_line(settings, monkeypatch, capsys):
+    monkeypatch.setenv("DISCOVERY_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("DISCOVERY_GRAPH", settings.graph_name)
+    monkeypatch.delenv("FALKORDB_URL", raising=False)
+    assert main(["production", "start"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: the graph holds no entities: seed it first (python -m engine seed --entities 3400)\n"
+    assert main(["production", "plan"]) == 0
+    assert "the graph holds no entities" in capsys.readouterr().out

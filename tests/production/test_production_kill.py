@@ -71,8 +71,19 @@ def test_a_worker_killed_mid_batch_never_overspends_and_counts_each_visit_once(s
             "a settled batch and one in flight",
         )
         pid = store.get(job.id).pid
+        # freeze the worker, and kill it only while it holds a batch in flight (between two batches: let it go on)
+        killed: list = []
+        deadline = time.monotonic() + WORKER_TIMEOUT_S
+        while not killed:
+            assert time.monotonic() < deadline, "never caught the worker with a batch in flight"
+            os.kill(pid, signal.SIGSTOP)
+            killed = rows(
+                ops, "SELECT batch, reserved_usd, entities FROM production_batches WHERE state = ?", [RESERVED]
+            )
+            if not killed:
+                os.kill(pid, signal.SIGCONT)
+                time.sleep(0.02)
         os.kill(pid, signal.SIGKILL)
-        killed = rows(ops, "SELECT batch, reserved_usd, entities FROM production_batches WHERE state = ?", [RESERVED])
         assert len(killed) == 1
         job_after, note = resume_production(ops, "test", settings=settings)
         assert "worker started" in note

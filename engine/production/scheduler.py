@@ -541,9 +541,12 @@ class _Worker:
     def execute(self) -> dict:
         ctx = self.ctx
         visits = 0
+        fenced = False
         while True:
             try:
-                self.sched.take_fence()
+                if not fenced:  # once per attempt, and again after a fault (the store may have restarted)
+                    self.sched.take_fence()
+                    fenced = True
                 self.sched.recover()
                 ctx.checkpoint(message=self.sched.progress_message())
                 r = self.sched.step()
@@ -556,6 +559,7 @@ class _Worker:
                 else:
                     ctx.heartbeat(message=f"{r.message}; {self.sched.progress_message()}")
             except INFRA_FAULTS as exc:
+                fenced = False
                 self._pause_for_fault(exc)
             except JobCancelled:
                 self._abandon_quietly()

@@ -48,6 +48,7 @@ PAGES = [
     st.Page("pages/hypotheses.py", title="Hypotheses", icon=":material/lightbulb:"),
     st.Page("pages/actionable.py", title="Actionable", icon=":material/verified:"),
     st.Page("pages/rollout.py", title="Rollout", icon=":material/rocket_launch:"),
+    st.Page("pages/production.py", title="Production", icon=":material/autorenew:"),
     st.Page("pages/configs.py", title="Configs", icon=":material/settings:"),
     st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     st.Page("pages/reports.py", title="Reports", icon=":material/summarize:"),

@@ -13,6 +13,7 @@ Pure — pandas, altair and plain Python over engine results, no Streamlit, test
     live           live monitoring frames, tiles and charts
     naming         download file names (discovery-<kind>-...-<UTC minute>.<ext>)
     notify_view    Notifications page tables (channels masked, delivery log filters) and channel form settings
+    production_view Production page: state, spend progress, spend-and-visits chart, the plan table
     rollout_view   Rollout page timeline, criteria, charts, actions and hints
     rollout_start  Rollout Start form: evidence source, entities in flight, limits, the cost estimate
     text           stored and typed text put into Markdown as text (md_escape, md_code)

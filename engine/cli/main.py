@@ -43,6 +43,7 @@ COMMAND_MODULES = (
     "engine.cli.exporter",  # exporter (Prometheus /metrics), bench exporter
     "engine.cli.actionable",  # actionable (the actionable feed)
     "engine.cli.notify",  # notify channel|deliveries|silence|send|sender|settings|topics
+    "engine.cli.production",  # production start|pause|resume|stop|status|plan, bench production
 )
 
 

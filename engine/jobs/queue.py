@@ -616,6 +616,7 @@ JOB_KINDS: dict[str, str] = {
     "alerts.evaluate": "engine.monitoring.alert_jobs:run_alert_evaluation_job",
     "bench.store": "engine.bench.store:run_bench_job",
     "notify.send": "engine.notify.sender:run_sender_job",
+    "production": "engine.production.scheduler:run_production_job",
 }
 
 #: kinds as rows written before the packages existed spell them; a data dir from then still runs

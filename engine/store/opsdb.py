@@ -68,6 +68,7 @@ COMPONENT_MODULES: tuple[str, ...] = (
     "engine.cache.stats",
     "engine.store.outbox",
     "engine.notify.store",
+    "engine.production.records",
 )
 
 BUSY_TIMEOUT_S = 10.0

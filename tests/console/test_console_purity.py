@@ -22,6 +22,7 @@ PURE = (
     "live",
     "naming",
     "notify_view",
+    "production_view",
     "rollout_start",
     "rollout_view",
     "text",

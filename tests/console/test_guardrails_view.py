@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from console import production_view as pv
 from console import rollout_view as rv
 from engine.core.params import ParameterConfig
 from engine.rollout import guardrails as gr
@@ -91,3 +92,16 @@ def test_closed_windows_say_how_they_ended_and_revert_stays_possible_while_the_c
     assert ended.outcome.endswith("by console:ann: clean week")
     superseded = rv.guardrail_view(status(gr.GuardrailState.ENDED, live_hash="other"))
     assert not superseded.can_revert  # another config is live: reverting would undo it
+
+
+def test_the_production_page_tells_an_open_bake_and_warns_of_a_revert():
+    """The Production page's line about the last promotion's guardrail: none before any bake, an open one as
+    information, a revert as a warning, any other ending as a caption; each the status's own one line."""
+    assert pv.guardrail_line(None) is None
+    baking = status(gr.GuardrailState.BAKING)
+    assert pv.guardrail_line(baking) == ("info", baking.describe())
+    reverted = status(gr.GuardrailState.REVERTED, ended_by="guardrail", outcome="cost up 40%")
+    kind, line = pv.guardrail_line(reverted)
+    assert kind == "warning" and "reverted to" in line and "cost up 40%" in line
+    passed = status(gr.GuardrailState.PASSED, outcome="no trigger breached")
+    assert pv.guardrail_line(passed) == ("caption", passed.describe())

@@ -55,6 +55,8 @@ MAX_WORKERS = 64
 CONNECT_TIMEOUT_S = 10.0
 #: seconds between the coordinator's ticks (heartbeat, cancel) while it waits for units
 TICK_S = 1.0
+#: seconds between two looks at the cluster for finished units while none is ready
+POLL_S = 0.02
 #: how many workers a unit may take down with it before it is declared broken (Dask's allowed-failures)
 ALLOWED_FAILURES = 3
 #: where coordinators announce the cluster they use, so the console can show it (under the data dir)
@@ -279,22 +281,23 @@ class DaskExecutor:
 
     def run(self, fn, units, *, tick=None) -> Iterator[UnitDone]:
         # lazy: see __init__
-        from distributed import wait
+        from distributed import as_completed
         from distributed.client import FutureCancelledError
         from distributed.scheduler import KilledWorker
 
         futures = [self.client.submit(fn, *unit, pure=False, retries=0) for unit in units]
         index = {f.key: i for i, f in enumerate(futures)}
-        pending = set(futures)
+        finished = as_completed(futures, loop=self.client.loop)
+        returned = 0
         last = time.monotonic()
         try:
-            while pending:
-                try:
-                    finished, pending = wait(pending, timeout=TICK_S, return_when="FIRST_COMPLETED")
-                except TimeoutError:
-                    finished = set()
-                for f in sorted(finished, key=lambda f: index[f.key]):
+            while returned < len(futures):
+                batch = finished.next_batch(block=False)
+                if not batch:
+                    time.sleep(POLL_S)
+                for f in sorted(batch, key=lambda f: index[f.key]):
                     i = index[f.key]
+                    returned += 1
                     if f.status == "finished":
                         yield UnitDone(i, value=f.result())
                         continue
@@ -312,8 +315,9 @@ class DaskExecutor:
                     tick()
                     last = time.monotonic()
         finally:
-            if pending:
-                self.client.cancel(list(pending))
+            left = [f for f in futures if not f.done()]
+            if left:
+                self.client.cancel(left)
 
     def status(self) -> ClusterStatus:
         return cluster_status_of(self.client, "remote" if self.spec.scheduler else "local")

@@ -19,7 +19,14 @@ from pathlib import Path
 
 from engine.bench.tuning import format_seed, format_summary, run_tuning_bench
 from engine.cli.args import LIMIT, MAX_ENTITIES, ROW_ID, SEED, number, output_path, whole
-from engine.cli.common import actor, add_evaluator_timeout, add_limit_options, open_ops
+from engine.cli.common import (
+    actor,
+    add_evaluator_timeout,
+    add_executor_options,
+    add_limit_options,
+    executor_from_args,
+    open_ops,
+)
 from engine.core.errors import ConfigError
 from engine.core.params import PARAMETER_SPECS, ParameterConfig
 from engine.core.settings import load_settings
@@ -91,6 +98,7 @@ def _spec_from_args(args):
         concurrency=args.concurrency or 1,
         max_hops_per_s=args.max_hops_per_s,
         max_in_flight=args.max_in_flight,
+        workers=args.workers or 1,
     )
 
 
@@ -182,10 +190,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
             "with `python -m engine tune export ID --output-file FILE`"
         )
     spec = _spec_from_args(args)
+    where = executor_from_args(args)
     ops = open_ops(settings)
-    study, job, pid = start_study(ops, settings, spec, actor=actor())
+    study, job, pid = start_study(ops, settings, spec, actor=actor(), scheduler=where.scheduler)
     print(f"study {study.id}: {study.name}")
     print(f"  {study.sampler}")
+    print(f"  trials run {where.describe()}")
     if study.grid_full_size is not None:
         print(f"  full grid size: {study.grid_full_size:,} points")
     print(
@@ -455,6 +465,7 @@ def register(sub) -> None:
     )
     p.add_argument("--replay", metavar="FILE", help="with --evidence replay: recorded evidence (JSONL)")
     add_limit_options(p, concurrency_default="1; use 16-64 against an HTTP evaluator")
+    add_executor_options(p, units="trials")
     p.add_argument("--evaluator-url", metavar="URL", help="with --evidence http: your evaluator service")
     add_evaluator_timeout(p, when="with --evidence http: ")
     p.add_argument(

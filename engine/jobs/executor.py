@@ -137,11 +137,12 @@ def executor_spec(
     """The spec an operator's flags ask for: ``--scheduler`` (else ``DISCOVERY_DASK_SCHEDULER``) names a
     running cluster; else ``--workers N`` > 1 starts a local cluster of N processes; else in this process."""
     env = os.environ if env is None else env
-    scheduler = scheduler or env.get(SCHEDULER_ENV) or None
-    what = "--scheduler" if scheduler and scheduler is not env.get(SCHEDULER_ENV) else SCHEDULER_ENV
-    if scheduler is not None:
+    what = "--scheduler"
+    if not scheduler and env.get(SCHEDULER_ENV):
+        scheduler, what = env[SCHEDULER_ENV], SCHEDULER_ENV
+    if scheduler:
         scheduler = check_scheduler(scheduler, what)
-    return ExecutorSpec(workers=check_workers(1 if workers is None else workers), scheduler=scheduler)
+    return ExecutorSpec(workers=check_workers(1 if workers is None else workers), scheduler=scheduler or None)
 
 
 # --------------------------------------------------------------------------- the interface

@@ -6,6 +6,7 @@ tune --method grid|bayesian|random --iterations N [--params a,b,c] [--entities N
 tune --config-file FILE --validate [--study ID]
 tune status [ID] | list | cancel ID | resume ID | export ID | handoff ID | sensitivity
 bench tuning      Bayesian vs random search on the Branin function (evaluations to near-optimum)
+bench tuning --workers 1,2   a real-engine study in this process and on local Dask clusters
 """
 
 from __future__ import annotations
@@ -14,10 +15,18 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from engine.bench.tuning import format_seed, format_summary, run_tuning_bench
+from engine.bench.tuning import (
+    format_scale_row,
+    format_seed,
+    format_summary,
+    run_scale_bench,
+    run_tuning_bench,
+    scale_projection,
+)
 from engine.cli.args import LIMIT, MAX_ENTITIES, ROW_ID, SEED, number, output_path, whole
 from engine.cli.common import (
     actor,
@@ -30,6 +39,7 @@ from engine.cli.common import (
 from engine.core.errors import ConfigError
 from engine.core.params import PARAMETER_SPECS, ParameterConfig
 from engine.core.settings import load_settings
+from engine.jobs.executor import check_workers
 from engine.jobs.queue import JobStore, worker_liveness
 from engine.tuning import (
     DEFAULT_TUNED,
@@ -383,8 +393,51 @@ def cmd_sensitivity(args) -> int:
 # --------------------------------------------------------------------------- bench
 
 
+def _worker_counts(text: str) -> list[int]:
+    """``--workers 1,2``: distinct worker counts, each 1..MAX_WORKERS (one-line ConfigError)."""
+    out: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            n = int(part)
+        except ValueError:
+            raise ConfigError(f"--workers {text!r}: {part!r} is not a whole number (e.g. --workers 1,2)") from None
+        check_workers(n)
+        if n not in out:
+            out.append(n)
+    if not out:
+        raise ConfigError("--workers needs at least one worker count (e.g. --workers 1,2)")
+    return out
+
+
 def cmd_bench_tuning(args) -> int:
-    """Bayesian vs random search on Branin: evaluations until within ``--tolerance`` of the optimum."""
+    """Bayesian vs random search on Branin: evaluations until within ``--tolerance`` of the optimum; with
+    ``--workers``: a real-engine study in this process and on local Dask clusters of each worker count."""
+    if args.workers:
+        counts = _worker_counts(args.workers)
+        print(
+            f"real-engine {args.method} study: {args.entities:,} catalogue entities, trial 0 + {args.iterations} "
+            f"trials + hold-out re-scoring; in this process, then Dask with {', '.join(map(str, counts))} worker(s)",
+            flush=True,
+        )
+        with tempfile.TemporaryDirectory(prefix="bench-tuning-") as tmp:
+            rows: list = []
+
+            def show(row) -> None:
+                rows.append(row)
+                print(format_scale_row(row, rows[0]), flush=True)
+
+            run_scale_bench(
+                Path(tmp),
+                counts,
+                method=args.method,
+                entities=args.entities,
+                iterations=args.iterations,
+                seed=args.seed,
+                on_row=show,
+            )
+        for line in scale_projection(rows):
+            print(line)
+        return 0
     rows = run_tuning_bench(
         args.seeds,
         budget=args.budget,
@@ -547,4 +600,18 @@ def register_bench(bench) -> None:
         default=0.1,
         help="distance to the optimum 0.397887 that counts",
     )
+    p.add_argument(
+        "--workers",
+        metavar="N,N",
+        help="instead of Branin: a real-engine study in this process and on a local Dask cluster of each worker "
+        "count (e.g. 1,2): wall time, ratios, best trial, overhead and a throughput projection",
+    )
+    p.add_argument("--method", choices=METHODS, default="random", help="with --workers: the study's method")
+    p.add_argument(
+        "--entities", type=STUDY_ENTITIES, default=1000, help="with --workers: catalogue entities (default 1000)"
+    )
+    p.add_argument(
+        "--iterations", type=whole(1, 1000), default=16, help="with --workers: trials besides trial 0 (default 16)"
+    )
+    p.add_argument("--seed", type=SEED, default=0, help="with --workers: the study's seed (default 0)")
     p.set_defaults(func=cmd_bench_tuning)

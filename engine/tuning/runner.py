@@ -9,6 +9,19 @@ When the search is done, trial 0 and the ``top_k`` best search trials are
 re-scored on the hold-out entities and the winner is picked
 (``engine.tuning.outputs.summarize``).
 
+**Trials in parallel.** ``spec.workers`` trials run at once on an executor
+(``engine.jobs.executor``: a local Dask cluster of that many processes, or a
+running cluster); this process stays the coordinator (it alone stores trials,
+records metric events, checkpoints). A trial is a pure unit (``trial_runs``:
+spec, config and entity ids in, the runs out), so a Dask worker that dies has
+its units re-run elsewhere and each result still arrives here once. Grid and
+random points do not depend on earlier trials: all are handed out at once.
+Bayesian trials go in batches of ``workers`` points asked together by
+scikit-optimize's constant liar (``BayesianSampler.ask_batch``), stored as
+each finishes and told in trial order when the batch is in, so the same seed
+and the same parallelism give the same study (one trial in flight is exactly
+the serial study).
+
 **Resume.** A study is a job of kind ``tuning`` (``engine.jobs.queue``;
 handler ``run_tuning_job``). A worker that is killed loses at most the trial
 it was evaluating: on resume the runner reads the finished trials, rebuilds
@@ -31,7 +44,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.core.errors import ConfigError, DiscoveryError
@@ -44,11 +57,11 @@ from engine.jobs import queue as job_queue
 from engine.jobs.executor import ExecutorSpec, InProcessExecutor, UnitDone, announce, make_executor, withdraw
 from engine.jobs.queue import Control, JobState, JobStore, resume_job
 from engine.monitoring.events import TABLE as EVENTS_TABLE
-from engine.monitoring.events import events_of_runs, record_events
+from engine.monitoring.events import MetricEvent, events_of_runs, record_events
 from engine.monitoring.jsonlog import JsonlLog
 from engine.tuning.objective import ObjectiveResult, Workload, entity_scores, run_entities, score_results
 from engine.tuning.outputs import summarize, write_outputs
-from engine.tuning.samplers import GridSampler, make_sampler
+from engine.tuning.samplers import BayesianSampler, GridSampler, make_sampler
 from engine.tuning.space import search_space
 from engine.tuning.spec import StudySpec, spec_to_json, workload_for
 from engine.tuning.store import (
@@ -130,29 +143,22 @@ class StudyRunner:
             self._log = JsonlLog.for_settings(self.settings, name=METRICS_LOG_NAME)
         return self._log
 
-    def _record(self, results, run_id: str) -> None:
-        """The trial's metric events, once per run id, in one transaction fenced by the job's lease (a
-        worker declared dead records nothing)."""
+    def _record(self, events: Sequence[MetricEvent], run_id: str) -> None:
+        """The evaluation's metric events, stamped now, once per run id, in one transaction fenced by the
+        job's lease (a worker declared dead records nothing)."""
         if not self.record_metrics:
             return
         log = self._metrics_log()
         if log is None:
             return
-        names = {e: self.workload.entities[e].name for e in (r.entity_id for r in results)}
-        events = events_of_runs(
-            results,
-            run_id=run_id,
-            stage_id=self.study.stage_id,
-            truth=self.workload.truth,
-            at=self.clock(),
-            names=names,
-        )
+        at = float(self.clock())
+        stamped = [replace(e, at=at) for e in events]
         with self.ops.transaction() as db:
             if self.fence is not None:
                 self.fence(db)
             if db.conn.execute(f"SELECT 1 FROM {EVENTS_TABLE} WHERE run_id = ? LIMIT 1", [run_id]).fetchone():
                 return
-            record_events(self.ops, events, log=log, db=db)
+            record_events(self.ops, stamped, log=log, db=db)
 
     def evaluate(self, config: ParameterConfig, entity_ids: Sequence[str], run_id: str) -> ObjectiveResult:
         return self.evaluate_per_entity(config, entity_ids, run_id)[0]
@@ -161,19 +167,19 @@ class StudyRunner:
         self, config: ParameterConfig, entity_ids: Sequence[str], run_id: str
     ) -> tuple[ObjectiveResult, dict[str, float]]:
         """The score and each entity's own score (the hold-out re-scoring keeps both)."""
-        return self.scored(run_entities(config, self.workload, entity_ids), run_id)
+        self.workload  # noqa: B018 - refuses a study whose entity set changed, before anything runs
+        return self.scored(trial_runs(*self._unit(config, entity_ids, run_id)), run_id)
 
-    def scored(self, results: Sequence[RunResult], run_id: str) -> tuple[ObjectiveResult, dict[str, float]]:
-        """Record a finished unit's runs (once per run id) and score them."""
-        self._record(results, run_id)
+    def scored(self, runs: TrialRuns, run_id: str) -> tuple[ObjectiveResult, dict[str, float]]:
+        """Record a finished unit's metric events (once per run id) and score its runs."""
+        self._record(runs.events, run_id)
         rewards = self.study.spec.rewards
-        return score_results(results, self.workload.truth, rewards), entity_scores(
-            results, self.workload.truth, rewards
-        )
+        truth = self.workload.truth
+        return score_results(runs.results, truth, rewards), entity_scores(runs.results, truth, rewards)
 
-    def _unit(self, config: ParameterConfig, entity_ids: Sequence[str]) -> tuple:
+    def _unit(self, config: ParameterConfig, entity_ids: Sequence[str], run_id: str) -> tuple:
         """The arguments of ``trial_runs`` for one evaluation (plain data: it may run on another machine)."""
-        return (self.study.spec, config, tuple(entity_ids))
+        return (self.study.spec, config, tuple(entity_ids), run_id, self.study.stage_id)
 
     def _total_evaluations(self) -> int:
         return self.study.total_trials + self.study.spec.top_k + 1
@@ -203,7 +209,9 @@ class StudyRunner:
         if isinstance(sampler, GridSampler):  # a grid smaller than the budget ends early: say so in the total
             total = len(trials) + min(len(todo), sampler.remaining()) + spec.top_k + 1
         exhausted = False
-        in_flight = max(1, spec.workers)
+        # grid and random points do not depend on the trials told: every trial left goes to the executor at
+        # once (its workers bound what runs); a Bayesian batch is the trials in flight, told before the next
+        in_flight = max(1, spec.workers) if isinstance(sampler, BayesianSampler) or spec.workers == 1 else len(todo)
         while todo:
             numbers = todo[:in_flight]
             points = sampler.ask_batch(numbers)
@@ -246,7 +254,7 @@ class StudyRunner:
             except ConfigError as exc:  # an invalid combination (cross-field rule): a failed trial, kept
                 losses[number] = self._store_trial(number, point, None, None, str(exc), started)
                 continue
-            units.append(self._unit(config, self.study.train_ids))
+            units.append(self._unit(config, self.study.train_ids, f"tuning-{self.study.id}-t{number}"))
             unit_trial.append((number, point, config))
 
         def tick() -> None:
@@ -324,7 +332,7 @@ class StudyRunner:
         first = chosen.index(todo[0]) if todo else len(chosen)
         if todo:
             self.checkpoint(Progress(base_done + first, total, holdout_message(first, len(chosen), todo[0].number)))
-        units = [self._unit(t.trial_config, study.holdout_ids) for t in todo]
+        units = [self._unit(t.trial_config, study.holdout_ids, f"tuning-{study.id}-t{t.number}-holdout") for t in todo]
         finished = first
 
         def tick() -> None:
@@ -356,7 +364,19 @@ _WORKLOADS: dict[str, Workload] = {}
 _WORKLOADS_KEPT = 4
 
 
-def trial_runs(spec: StudySpec, config: ParameterConfig, entity_ids: Sequence[str]) -> list[RunResult]:
+@dataclass(frozen=True)
+class TrialRuns:
+    """What one evaluation sends back to the coordinator: each run without its hop trail and outcomes (the
+    score needs only its totals; a trail is the bulk of a run and would cross the network for nothing), and
+    the runs' metric events, complete (stamped when the coordinator records them)."""
+
+    results: tuple[RunResult, ...]
+    events: tuple[MetricEvent, ...]
+
+
+def trial_runs(
+    spec: StudySpec, config: ParameterConfig, entity_ids: Sequence[str], run_id: str, stage_id: str
+) -> TrialRuns:
     """One evaluation, pure: the new system in shadow over ``entity_ids`` of the study's workload with
     ``config``. Runs wherever the executor puts it (this process or a Dask worker): the workload is built
     from the spec there (the world from its seed, a replay or entity file from its shared path, checked by
@@ -368,7 +388,10 @@ def trial_runs(spec: StudySpec, config: ParameterConfig, entity_ids: Sequence[st
         if len(_WORKLOADS) >= _WORKLOADS_KEPT:
             _WORKLOADS.pop(next(iter(_WORKLOADS)))
         _WORKLOADS[key] = workload
-    return run_entities(config, workload, entity_ids)
+    results = run_entities(config, workload, entity_ids)
+    names = {r.entity_id: workload.entities[r.entity_id].name for r in results}
+    events = events_of_runs(results, run_id=run_id, stage_id=stage_id, truth=workload.truth, at=0.0, names=names)
+    return TrialRuns(tuple(replace(r, hops=(), outcomes=()) for r in results), tuple(events))
 
 
 def holdout_message(index: int, count: int, trial: int) -> str:

@@ -211,21 +211,25 @@ def run_scale_bench(
     entities: int = 1000,
     iterations: int = 16,
     seed: int = 0,
+    rounds: int = 1,
     on_row: Callable[[ScaleRow], None] | None = None,
 ) -> list[ScaleRow]:
-    """The in-process study first (the baseline and the per-unit cost), then Dask with each worker count; each
-    setting on its own data dir under ``data_dir``."""
-    rows = []
+    """The in-process study (the baseline and the per-unit cost), then Dask with each worker count; each run
+    on its own data dir under ``data_dir``. With ``rounds`` > 1 the settings run in turn that many times and
+    each keeps its fastest run (a machine shared with other work slows one run or another, not all)."""
     settings_list = [(1, False)] + [(w, True) for w in workers]
-    for i, (w, dask) in enumerate(settings_list):
-        settings = Settings(data_dir=Path(data_dir) / f"setting-{i}", falkordb_url=None).ensure_dirs()
-        row = run_scale_setting(
-            settings, workers=w, dask=dask, method=method, entities=entities, iterations=iterations, seed=seed
-        )
-        rows.append(row)
-        if on_row is not None:
-            on_row(row)
-    return rows
+    best: dict[int, ScaleRow] = {}
+    for r in range(rounds):
+        for i, (w, dask) in enumerate(settings_list):
+            settings = Settings(data_dir=Path(data_dir) / f"round-{r}-setting-{i}", falkordb_url=None).ensure_dirs()
+            row = run_scale_setting(
+                settings, workers=w, dask=dask, method=method, entities=entities, iterations=iterations, seed=seed
+            )
+            if on_row is not None:
+                on_row(row)
+            if i not in best or row.wall_s < best[i].wall_s:
+                best[i] = row
+    return [best[i] for i in range(len(settings_list))]
 
 
 def format_scale_row(row: ScaleRow, base: ScaleRow) -> str:
@@ -240,46 +244,58 @@ def format_scale_row(row: ScaleRow, base: ScaleRow) -> str:
 
 def scale_projection(rows: Sequence[ScaleRow]) -> list[str]:
     """The summary lines: the 2-worker ratio, the Dask overhead with one worker, the measured per-unit costs
-    and the projected throughput for more workers (Amdahl: the coordinator's share per unit is serial)."""
+    and the projected throughput for more workers.
+
+    Model: an evaluation costs ``unit`` seconds in a worker and ``coord`` seconds in the coordinator (scoring,
+    metric events, trial rows, sampler: serial, one process), plus ``ovh`` seconds of Dask per evaluation.
+    Grid and random studies hand every trial out at once, so the coordinator's share overlaps the workers':
+    an evaluation every max(coord, (unit + ovh) / N) seconds. A Bayesian study waits for each batch of N
+    before asking the next: about coord + (unit + ovh) / N (more when one trial of a batch is slow)."""
     base = rows[0]
     dask = {r.workers: r for r in rows[1:]}
     units = base.units
-    unit_cost = base.unit_s / units  # one evaluation, in a worker
-    coord_cost = (base.wall_s - base.unit_s) / units  # what the coordinator does per evaluation (serial)
+    unit_cost = base.unit_s / units
+    coord_cost = (base.wall_s - base.unit_s) / units
     lines = [
         f"per evaluation (measured in-process, {units} evaluations): {unit_cost * 1000:.0f} ms in the unit, "
         f"{coord_cost * 1000:.0f} ms in the coordinator (scoring, metric events, trial rows, sampler)"
     ]
-    overhead = None
+    overhead = 0.0
     if 1 in dask:
         one = dask[1]
-        overhead = (one.wall_s - one.startup_s - base.wall_s) / units
+        # one worker, trials pipelined: wall = start-up + units x max(coord, unit + ovh)
+        raw = (one.wall_s - one.startup_s) / units - max(unit_cost, coord_cost)
+        overhead = max(0.0, raw)
         lines.append(
-            f"Dask overhead with 1 worker: wall {one.wall_s / base.wall_s * 100 - 100:+.1f}% vs in-process "
-            f"(target within 15%); {one.startup_s:.2f} s to start and close the cluster, "
-            f"{overhead * 1000:+.0f} ms per evaluation besides (shipping runs back, scheduling)"
+            f"Dask with 1 worker: wall {one.wall_s / base.wall_s * 100 - 100:+.1f}% vs in-process (target within "
+            f"15%; below 0 because the coordinator's share runs beside the worker's unit on the second core); "
+            f"{one.startup_s:.2f} s to start and close the cluster, {raw * 1000:+.0f} ms per evaluation "
+            "besides (scheduling, shipping runs and events back)"
         )
     if 2 in dask:
         two = dask[2]
         lines.append(
             f"2 workers: x{base.wall_s / two.wall_s:.2f} vs in-process"
             + (f", x{dask[1].wall_s / two.wall_s:.2f} vs Dask with 1 worker" if 1 in dask else "")
-            + " (target >= 1.7x on a quiet 2-core machine)"
+            + " (target >= 1.7x vs in-process; on a 2-core machine the coordinator shares the cores with 2 workers)"
         )
-    per_unit_overhead = max(0.0, overhead or 0.0)
     startup = max((r.startup_s for r in dask.values()), default=0.0)
     lines.append(
-        "projected throughput (evaluations/s) with N workers, one core each, for a study of "
-        f"{units} evaluations: 1 / (coordinator {coord_cost * 1000:.0f} ms + Dask {per_unit_overhead * 1000:.0f} ms"
-        f" + unit {unit_cost * 1000:.0f} ms / N), plus {startup:.1f} s start-up:"
+        f"projected throughput with N workers (one core each) from unit {unit_cost * 1000:.0f} ms, coordinator "
+        f"{coord_cost * 1000:.0f} ms, Dask {overhead * 1000:.0f} ms per evaluation, {startup:.1f} s start-up "
+        f"(this study: {units} evaluations):"
     )
+    lines.append(f"  {'N':>3}  {'grid/random evals/s':>20}  {'study s':>8}  {'bayesian evals/s':>17}  {'study s':>8}")
     for n in PROJECTED_WORKERS:
-        per = coord_cost + per_unit_overhead + unit_cost / n
-        wall = startup + units * per
-        lines.append(f"  N={n:>2}: {1 / per:6.2f} evaluations/s, this study in {wall:6.1f} s")
-    ceiling = 1 / (coord_cost + per_unit_overhead) if coord_cost + per_unit_overhead > 0 else float("inf")
-    lines.append(
-        f"  ceiling: {ceiling:.1f} evaluations/s, where the coordinator's serial share per evaluation is the limit "
-        "(a Bayesian study also waits for the slowest trial of each batch)"
-    )
+        piped = max(coord_cost, (unit_cost + overhead) / n)
+        batched = coord_cost + (unit_cost + overhead) / n
+        lines.append(
+            f"  {n:>3}  {1 / piped:>20.2f}  {startup + units * piped:>8.1f}  {1 / batched:>17.2f}  "
+            f"{startup + units * batched:>8.1f}"
+        )
+    if coord_cost > 0:
+        lines.append(
+            f"  ceiling: {1 / coord_cost:.2f} evaluations/s, the coordinator's serial share; reached at about "
+            f"N = {max(1, round((unit_cost + overhead) / coord_cost))} workers"
+        )
     return lines

@@ -426,16 +426,22 @@ def cmd_bench_tuning(args) -> int:
                 rows.append(row)
                 print(format_scale_row(row, rows[0]), flush=True)
 
-            run_scale_bench(
+
+            best = run_scale_bench(
                 Path(tmp),
                 counts,
                 method=args.method,
                 entities=args.entities,
                 iterations=args.iterations,
                 seed=args.seed,
+                rounds=args.rounds,
                 on_row=show,
             )
-        for line in scale_projection(rows):
+        if args.rounds > 1:
+            print(f"fastest of {args.rounds} rounds per setting:")
+            for row in best:
+                print(format_scale_row(row, best[0]))
+        for line in scale_projection(best):
             print(line)
         return 0
     rows = run_tuning_bench(
@@ -614,4 +620,10 @@ def register_bench(bench) -> None:
         "--iterations", type=whole(1, 1000), default=16, help="with --workers: trials besides trial 0 (default 16)"
     )
     p.add_argument("--seed", type=SEED, default=0, help="with --workers: the study's seed (default 0)")
+    p.add_argument(
+        "--rounds",
+        type=whole(1, 20),
+        default=1,
+        help="with --workers: run the settings in turn R times, keep each one's fastest (a shared machine; default 1)",
+    )
     p.set_defaults(func=cmd_bench_tuning)

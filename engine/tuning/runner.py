@@ -429,7 +429,8 @@ def run_tuning_job(ctx) -> dict:
         ctx.checkpoint(done=p.done, total=p.total, message=p.message)
 
     spec = ExecutorSpec.from_dict({**dict(ctx.params.get("executor") or {}), "workers": study.spec.workers})
-    checkpoint(Progress(0, 0, f"starting the executor: {spec.describe()}"))
+    if spec.kind != "in-process":
+        ctx.checkpoint(message=f"starting the executor: {spec.describe()}")
     with make_executor(spec) as executor:
         if not isinstance(executor, InProcessExecutor) and ctx.settings is not None:
             announce(ctx.settings.data_dir, ctx.job.id, executor, what=f"tuning study {study.id}")

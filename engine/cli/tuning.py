@@ -426,7 +426,6 @@ def cmd_bench_tuning(args) -> int:
                 rows.append(row)
                 print(format_scale_row(row, rows[0]), flush=True)
 
-
             best = run_scale_bench(
                 Path(tmp),
                 counts,
@@ -617,7 +616,7 @@ def register_bench(bench) -> None:
         "--entities", type=STUDY_ENTITIES, default=1000, help="with --workers: catalogue entities (default 1000)"
     )
     p.add_argument(
-        "--iterations", type=whole(1, 1000), default=16, help="with --workers: trials besides trial 0 (default 16)"
+        "--iterations", type=whole(1, 1000), default=24, help="with --workers: trials besides trial 0 (default 24)"
     )
     p.add_argument("--seed", type=SEED, default=0, help="with --workers: the study's seed (default 0)")
     p.add_argument(

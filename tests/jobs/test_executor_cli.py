@@ -7,9 +7,10 @@ import pytest
 
 from engine.cli.main import main
 from engine.core.settings import load_settings
-from engine.jobs.executor import SCHEDULER_ENV, announced
+from engine.jobs.executor import SCHEDULER_ENV, DaskExecutor, announced, make_executor
 from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.store.opsdb import open_ops_db
+from engine.tuning import runner as tuning_runner
 from engine.tuning.store import get_study, list_studies, list_trials
 
 SMALL = ["--entities", "30", "--params", "max_iterations,delta_accept", "--validation-split", "0.7"]
@@ -60,7 +61,14 @@ def test_bad_executor_flags_are_one_line_errors_and_store_nothing(
 
 
 @pytest.mark.slow
-def test_a_study_with_workers_runs_its_trials_on_a_local_cluster_from_its_job(env, capsys, no_launch):
+def test_a_study_with_workers_runs_its_trials_on_a_local_cluster_from_its_job(env, capsys, no_launch, monkeypatch):
+    made = []
+
+    def spy(spec):
+        made.append(make_executor(spec))
+        return made[-1]
+
+    monkeypatch.setattr(tuning_runner, "make_executor", spy)
     assert main(["tune", "--method", "random", "--iterations", "3", *SMALL, "--workers", "2", "--detach"]) == 0
     out = capsys.readouterr().out
     assert "trials run local Dask cluster of 2 worker process(es)" in out
@@ -72,6 +80,8 @@ def test_a_study_with_workers_runs_its_trials_on_a_local_cluster_from_its_job(en
     assert job.params["executor"] == {"workers": 2, "scheduler": None, "dask": False}
     done = run_claimed(store, job.id, env)
     assert done.state is JobState.SUCCEEDED, done.error
+    (executor,) = made
+    assert isinstance(executor, DaskExecutor) and executor.spec.workers == 2 and executor.spec.kind == "local"
     assert [t.number for t in list_trials(ops, 1)] == [0, 1, 2, 3]
     assert get_study(ops, 1).finished_at is not None
     assert announced(env.data_dir) == []  # the cluster was closed and its announcement withdrawn

@@ -26,7 +26,7 @@ from pathlib import Path
 from engine.core.settings import Settings
 from engine.jobs.executor import ExecutorSpec, InProcessExecutor, make_executor
 from engine.store.opsdb import OpsDB
-from engine.tuning.runner import StudyRunner
+from engine.tuning.runner import StudyRunner, trial_runs
 from engine.tuning.samplers import BaseSampler, BayesianSampler, RandomSampler
 from engine.tuning.space import Dimension, Point, SearchSpace
 from engine.tuning.spec import EntitySpec, StudySpec
@@ -137,6 +137,9 @@ class ScaleRow:
     best_trial: int
     best_point: tuple
     winner_trial: int
+    #: Dask only: seconds per unit between submitting it and having its result, beyond the unit's own time in
+    #: the worker (measured after the study on a few units sent one at a time; not part of wall_s)
+    round_trip_s: float | None = None
 
 
 class _TimedInProcess(InProcessExecutor):
@@ -180,13 +183,18 @@ def run_scale_setting(
     t0 = time.perf_counter()
     executor = make_executor(ExecutorSpec(workers=workers, dask=True)) if dask else _TimedInProcess()
     started = time.perf_counter() - t0
+    round_trip = None
     try:
         summary = StudyRunner(ops, study, settings=settings, executor=executor).run()
+        wall = time.perf_counter() - t0
+        if dask:
+            round_trip = dask_round_trip(executor, study.spec, study.base_config, study.train_ids)
     finally:
         t1 = time.perf_counter()
         executor.close()
-        started += time.perf_counter() - t1
-    wall = time.perf_counter() - t0
+        closing = time.perf_counter() - t1
+        started += closing
+    wall += closing
     trials = list_trials(ops, study.id)
     best = max((t for t in trials if t.complete), key=lambda t: (t.training_score, -t.number))
     return ScaleRow(
@@ -200,7 +208,30 @@ def run_scale_setting(
         best_trial=best.number,
         best_point=tuple(sorted(best.point.items())),
         winner_trial=int(summary["winner"]["trial"]),
+        round_trip_s=round_trip,
     )
+
+
+def _timed_unit(*args) -> float:
+    """A trial's unit, returning only the seconds it took in the worker."""
+    t0 = time.perf_counter()
+    trial_runs(*args)
+    return time.perf_counter() - t0
+
+
+#: units sent one at a time to measure Dask's own cost per unit
+ROUND_TRIPS = 3
+
+
+def dask_round_trip(executor, spec: StudySpec, config, entity_ids) -> float:
+    """Dask's cost per unit: submit-to-result time minus the unit's own time in the worker, over a few real
+    trial units sent one at a time (the median); the runs themselves are not shipped back here."""
+    gaps = []
+    for i in range(ROUND_TRIPS):
+        t0 = time.perf_counter()
+        (done,) = list(executor.run(_timed_unit, [(spec, config, tuple(entity_ids), f"bench-rt-{i}", "bench")]))
+        gaps.append(time.perf_counter() - t0 - float(done.value))
+    return sorted(gaps)[len(gaps) // 2]
 
 
 def run_scale_bench(
@@ -261,17 +292,27 @@ def scale_projection(rows: Sequence[ScaleRow]) -> list[str]:
         f"{coord_cost * 1000:.0f} ms in the coordinator (scoring, metric events, trial rows, sampler)"
     ]
     overhead = 0.0
+    trips = [r.round_trip_s for r in rows[1:] if r.round_trip_s is not None]
+    if trips:
+        overhead = max(0.0, min(trips))
+        lines.append(
+            f"Dask's own cost per unit, measured on {ROUND_TRIPS} real trial units sent one at a time: "
+            f"{min(trips) * 1000:.0f} ms from submit to result beyond the unit's time in the worker (the runs "
+            "and events shipped back included); the projection uses it"
+        )
     if 1 in dask:
         one = dask[1]
         # one worker, trials pipelined: wall = start-up + units x max(coord, unit + ovh)
         raw = (one.wall_s - one.startup_s) / units - max(unit_cost, coord_cost)
-        overhead = max(0.0, raw)
+        if not trips:
+            overhead = max(0.0, raw)
         change = one.wall_s / base.wall_s * 100 - 100
         lines.append(
             f"Dask with 1 worker: wall {change:+.1f}% vs in-process (target within 15%"
             + ("; below 0: the coordinator's share ran beside the worker's unit" if change < 0 else "")
             + f"); {one.startup_s:.2f} s to start and close the cluster, {raw * 1000:+.0f} ms per evaluation "
-            "besides (scheduling, shipping runs and events back)"
+            "besides, from the wall times (on a machine shared with other work this one is mostly the load "
+            "changing between runs)"
         )
     if 2 in dask:
         two = dask[2]

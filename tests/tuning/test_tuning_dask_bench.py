@@ -48,3 +48,15 @@ def test_bad_worker_lists_are_one_line_errors(capsys, value, message):
     assert main(["bench", "tuning", "--workers", value]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_a_measured_round_trip_is_the_overhead_the_projection_uses():
+    rows = [
+        ScaleRow("in-process", 1, False, 12.0, 0.0, 10, 10.0, 1, (), 1),
+        ScaleRow("Dask, 1 worker(s)", 1, True, 13.0, 1.0, 10, 0.0, 1, (), 1, round_trip_s=0.05),
+    ]
+    text = "\n".join(scale_projection(rows))
+    assert "50 ms from submit to result" in text and "Dask 50 ms per evaluation" in text
+    # N=1, grid/random: max(0.2, 1.05) -> 0.95 evaluations/s
+    one = next(ln for ln in text.splitlines() if ln.startswith("    1 "))
+    assert one.split()[1] == "0.95", one

@@ -7,6 +7,7 @@ Pure — pandas, altair and plain Python over engine results, no Streamlit, test
     alerts_view    Alerts page frames (states, history, editable rules)
     cache_view     Cache page tiles, frames and the benchmark chart
     charts         Overview bar charts
+    cluster_view   the Tuning page's cluster panel: a running study's Dask workers, threads, tasks, memory
     configs_view   the parameter diff table shown wherever a config is chosen or approved; Configs page tables
     entity_view    entity view frames and charts (EIG, confidence)
     format         tiles, labels, filters and the hypotheses frame

@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from console import tuning_view as tv
+from console.cluster_view import cluster_panel
 from console.feedback import Feedback
 from console.identity import actor, operator_field
 from console.services import call, get_services
@@ -19,6 +20,7 @@ from engine.core.configs import candidate_info, config_diff, live_config, live_c
 from engine.core.errors import ConfigError
 from engine.core.params import PARAMETER_SPECS
 from engine.discovery.limits import MAX_CONCURRENCY
+from engine.jobs.executor import MAX_WORKERS, SCHEDULER_ENV, executor_spec
 from engine.jobs.queue import Control, JobState, get_job, reap_dead_workers
 from engine.tuning import DEFAULT_TUNED, METHODS
 from engine.tuning.analysis import TrialFilter, filter_trials, param_importance
@@ -71,6 +73,7 @@ def form_spec() -> studies.StudySpec:
         train_fraction=float(ss["tune_split"]),
         top_k=int(ss["tune_top_k"]),
         concurrency=int(ss["tune_concurrency"]),
+        workers=int(ss["tune_workers"]),
     )
     if not spec.params:
         raise ConfigError("pick at least one parameter to tune")
@@ -80,7 +83,9 @@ def form_spec() -> studies.StudySpec:
 def launch() -> None:
     out = feedback.act(
         "Start study",
-        lambda: studies.start_study(ops, settings, form_spec(), actor=actor()),
+        lambda: studies.start_study(
+            ops, settings, form_spec(), actor=actor(), scheduler=executor_spec(int(ss["tune_workers"])).scheduler
+        ),
         done=lambda out: f"Study {out[0].id} started: job {out[1].id}, worker pid {out[2]}",
     )
     if out is not None:
@@ -125,6 +130,17 @@ with st.expander("Start a study", expanded=not studies.list_studies(ops, limit=1
     c1.number_input("Reward per true actionable call", 0.0, 1000.0, Rewards().true_actionable, key="tune_r_true")
     c2.number_input("Penalty per false actionable call", 0.0, 1000.0, Rewards().false_actionable, key="tune_r_false")
     c3.number_input("Penalty per USD spent", 0.0, 1000.0, Rewards().per_usd, key="tune_r_usd")
+    c1, _, _, _ = st.columns(4)
+    c1.number_input(
+        "Workers",
+        1,
+        MAX_WORKERS,
+        1,
+        key="tune_workers",
+        help="trials run at once: more than 1 starts a local Dask cluster of that many processes on this machine "
+        f"(or uses the running cluster named by {md_code(SCHEDULER_ENV)}); 1 runs them one after another in the "
+        "study's worker process. Part of the study: the same seed and workers give the same study",
+    )
     st.form_submit_button("Start study", type="primary", on_click=launch)
 
 feedback.show()
@@ -342,6 +358,20 @@ def draw_trials(study: studies.Study, trials: list[studies.Trial]) -> None:
     )
 
 
+def draw_cluster(job_id: int | None) -> None:
+    """The Dask cluster the study's trials run on (nothing when they run in the study's own process)."""
+    panel = cluster_panel(settings.data_dir, job_id)
+    if panel is None:
+        return
+    st.markdown("**Cluster**")
+    if panel.figures:
+        for col, (label, value) in zip(st.columns(len(panel.figures)), panel.figures):
+            col.metric(label, value)  # md-safe: fixed labels and formatted numbers (console.cluster_view)
+    st.caption(md_escape(panel.caption))
+    if panel.dashboard_url:
+        st.link_button("Open Dask's dashboard", panel.dashboard_url)
+
+
 @st.fragment(run_every=REFRESH_S)
 def live() -> None:
     pick = ss.get("tune_pick", LATEST)
@@ -362,6 +392,7 @@ def live() -> None:
         + f" · {len(study.train_ids)} training / "
         f"{len(study.holdout_ids)} hold-out entities · tuned: {md_escape(', '.join(spec.params))}"
         + (f" · full grid {study.grid_full_size:,} points" if study.grid_full_size else "")
+        + (f" · {spec.workers:d} trials at once" if spec.workers > 1 else "")
     )
     done = job.progress_done if job else len(trials)
     total = job.progress_total if job and job.progress_total else study.total_trials
@@ -389,6 +420,8 @@ def live() -> None:
         key=f"tune_resume_{study.id}",
     )
     show_fresh(controls, study.id)
+    if running:
+        draw_cluster(study.job_id)
 
     if study.result:
         draw_winner(study, trials)

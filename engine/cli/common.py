@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from engine.cli.args import TIMEOUT_S, number, whole
 from engine.core.settings import Settings, load_settings
 from engine.discovery.limits import MAX_CONCURRENCY, MAX_IN_FLIGHT, RunLimits
+from engine.jobs.executor import MAX_WORKERS, SCHEDULER_ENV, ExecutorSpec, executor_spec
 from engine.jobs.queue import freeing_frozen_workers
 from engine.store.graph import GraphStore
 from engine.store.opsdb import OpsDB, open_ops_db
@@ -104,3 +105,26 @@ def source_limits(args: argparse.Namespace, concurrency: int = 1) -> RunLimits |
     if args.max_hops_per_s is None and args.max_in_flight is None:
         return None
     return RunLimits(concurrency=concurrency, max_hops_per_s=args.max_hops_per_s, max_in_flight=args.max_in_flight)
+
+
+def add_executor_options(p: argparse.ArgumentParser, *, units: str) -> None:
+    """``--workers N`` and ``--scheduler tcp://host:8786`` (engine.jobs.executor): where ``units`` run."""
+    p.add_argument(
+        "--workers",
+        type=whole(1, MAX_WORKERS),
+        default=None,
+        metavar="N",
+        help=f"{units} at once: N > 1 starts a local Dask cluster of N processes on this machine "
+        "(default 1: in this process)",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help=f"run the {units} on a running Dask cluster (tcp://host:8786; default ${SCHEDULER_ENV} if set)",
+    )
+
+
+def executor_from_args(args: argparse.Namespace) -> ExecutorSpec:
+    """The ExecutorSpec of ``--workers``/``--scheduler`` (and $DISCOVERY_DASK_SCHEDULER); one-line ConfigError."""
+    return executor_spec(args.workers, args.scheduler)

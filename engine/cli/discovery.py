@@ -29,7 +29,14 @@ from engine.bench.discovery import bench_discovery
 from engine.catalogue.generator import generate_catalogue, templates_for
 from engine.catalogue.templates import load_templates
 from engine.cli.args import ENTITIES, SEED, number
-from engine.cli.common import add_evaluator_timeout, add_limit_options, source_limits, stores
+from engine.cli.common import (
+    add_evaluator_timeout,
+    add_executor_options,
+    add_limit_options,
+    executor_from_args,
+    source_limits,
+    stores,
+)
 from engine.core.configs import config_for_system
 from engine.core.errors import ConfigError
 from engine.core.model import RunResult
@@ -41,6 +48,7 @@ from engine.discovery.limits import limit_source
 from engine.discovery.runs import EvidenceSpec, make_source, truth_of
 from engine.discovery.scoring import comparison_rows, score_runs
 from engine.discovery.systems import run_batch
+from engine.jobs.executor import make_executor
 
 DEFAULT_WORLD_SEED = 1
 DEFAULT_SAMPLE_SEED = 7
@@ -154,6 +162,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _source_options(p, ("--world-seed",))
     add_limit_options(p, concurrency_default="1; use 16-64 against an HTTP evaluator")
+    add_executor_options(p, units="entity runs")
     p.add_argument("--json", action="store_true", help="print both scorecards as JSON")
     p.set_defaults(func=cmd_compare)
 
@@ -370,6 +379,7 @@ def _graph_runs(args, spec, settings):
         limits = source_limits(args, args.concurrency or 1)
         if limits is not None:
             source = limit_source(source, limits)
+        runs_on = executor_from_args(args)
         done = [0]
         total = 2 * len(chosen)
 
@@ -378,25 +388,37 @@ def _graph_runs(args, spec, settings):
             if sys.stderr.isatty() and (done[0] % 100 == 0 or done[0] == total):
                 print(f"\r{done[0]:,}/{total:,} runs", end="" if done[0] < total else "\n", file=sys.stderr)
 
-        cmp = runs.compare_entities(
-            graph,
-            ops,
-            chosen,
-            params_new=params_new,
-            params_old=params_old,
-            source=source,
-            on_result=progress,
-            concurrency=args.concurrency or 1,
-        )
+        with make_executor(runs_on) as executor:
+            cmp = runs.compare_entities(
+                graph,
+                ops,
+                chosen,
+                params_new=params_new,
+                params_old=params_old,
+                source=source,
+                on_result=progress,
+                concurrency=args.concurrency or 1,
+                executor=executor,
+                evidence=spec,
+            )
         where = (
             f"{len(chosen):,} of the graph's {len(ids):,} entities (sample seed {args.seed}), stored state; "
             f"runs recorded as metric events {cmp.run_id}-new / {cmp.run_id}-old"
+            + ("" if runs_on.kind == "in-process" else f"; entity runs on a {runs_on.describe()}")
         )
         return cmp.new, cmp.old, runs.truth_of(source), where, (params_new, label_new), (params_old, label_old)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     spec = _spec(args)
+    if executor_from_args(args).kind != "in-process":
+        if args.catalogue:
+            raise ConfigError("--workers/--scheduler run the graph's entities: drop --catalogue, or drop --workers")
+        if source_limits(args, args.concurrency or 1) is not None:
+            raise ConfigError(
+                "--max-hops-per-s/--max-in-flight limit one process's calls: they cannot be combined with "
+                "--workers > 1 or --scheduler"
+            )
     if args.catalogue:
         params_new = ParameterConfig.load(args.config_file) if args.config_file else ParameterConfig()
         params_old = ParameterConfig.load(args.old_config_file) if args.old_config_file else ParameterConfig()

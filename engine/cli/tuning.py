@@ -6,6 +6,7 @@ tune --method grid|bayesian|random --iterations N [--params a,b,c] [--entities N
 tune --config-file FILE --validate [--study ID]
 tune status [ID] | list | cancel ID | resume ID | export ID | handoff ID | sensitivity
 bench tuning      Bayesian vs random search on the Branin function (evaluations to near-optimum)
+bench tuning --workers 1,2   a real-engine study in this process and on local Dask clusters
 """
 
 from __future__ import annotations
@@ -14,15 +15,31 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from engine.bench.tuning import format_seed, format_summary, run_tuning_bench
+from engine.bench.tuning import (
+    format_scale_row,
+    format_seed,
+    format_summary,
+    run_scale_bench,
+    run_tuning_bench,
+    scale_projection,
+)
 from engine.cli.args import LIMIT, MAX_ENTITIES, ROW_ID, SEED, number, output_path, whole
-from engine.cli.common import actor, add_evaluator_timeout, add_limit_options, open_ops
+from engine.cli.common import (
+    actor,
+    add_evaluator_timeout,
+    add_executor_options,
+    add_limit_options,
+    executor_from_args,
+    open_ops,
+)
 from engine.core.errors import ConfigError
 from engine.core.params import PARAMETER_SPECS, ParameterConfig
 from engine.core.settings import load_settings
+from engine.jobs.executor import check_workers
 from engine.jobs.queue import JobStore, worker_liveness
 from engine.tuning import (
     DEFAULT_TUNED,
@@ -91,6 +108,7 @@ def _spec_from_args(args):
         concurrency=args.concurrency or 1,
         max_hops_per_s=args.max_hops_per_s,
         max_in_flight=args.max_in_flight,
+        workers=args.workers or 1,
     )
 
 
@@ -182,10 +200,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
             "with `python -m engine tune export ID --output-file FILE`"
         )
     spec = _spec_from_args(args)
+    where = executor_from_args(args)
     ops = open_ops(settings)
-    study, job, pid = start_study(ops, settings, spec, actor=actor())
+    study, job, pid = start_study(ops, settings, spec, actor=actor(), scheduler=where.scheduler)
     print(f"study {study.id}: {study.name}")
     print(f"  {study.sampler}")
+    print(f"  trials run {where.describe()}")
     if study.grid_full_size is not None:
         print(f"  full grid size: {study.grid_full_size:,} points")
     print(
@@ -373,8 +393,56 @@ def cmd_sensitivity(args) -> int:
 # --------------------------------------------------------------------------- bench
 
 
+def _worker_counts(text: str) -> list[int]:
+    """``--workers 1,2``: distinct worker counts, each 1..MAX_WORKERS (one-line ConfigError)."""
+    out: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            n = int(part)
+        except ValueError:
+            raise ConfigError(f"--workers {text!r}: {part!r} is not a whole number (e.g. --workers 1,2)") from None
+        check_workers(n)
+        if n not in out:
+            out.append(n)
+    if not out:
+        raise ConfigError("--workers needs at least one worker count (e.g. --workers 1,2)")
+    return out
+
+
 def cmd_bench_tuning(args) -> int:
-    """Bayesian vs random search on Branin: evaluations until within ``--tolerance`` of the optimum."""
+    """Bayesian vs random search on Branin: evaluations until within ``--tolerance`` of the optimum; with
+    ``--workers``: a real-engine study in this process and on local Dask clusters of each worker count."""
+    if args.workers:
+        counts = _worker_counts(args.workers)
+        print(
+            f"real-engine {args.method} study: {args.entities:,} catalogue entities, trial 0 + {args.iterations} "
+            f"trials + hold-out re-scoring; in this process, then Dask with {', '.join(map(str, counts))} worker(s)",
+            flush=True,
+        )
+        with tempfile.TemporaryDirectory(prefix="bench-tuning-") as tmp:
+            rows: list = []
+
+            def show(row) -> None:
+                rows.append(row)
+                print(format_scale_row(row, rows[0]), flush=True)
+
+            best = run_scale_bench(
+                Path(tmp),
+                counts,
+                method=args.method,
+                entities=args.entities,
+                iterations=args.iterations,
+                seed=args.seed,
+                rounds=args.rounds,
+                on_row=show,
+            )
+        if args.rounds > 1:
+            print(f"fastest of {args.rounds} rounds per setting:")
+            for row in best:
+                print(format_scale_row(row, best[0]))
+        for line in scale_projection(best):
+            print(line)
+        return 0
     rows = run_tuning_bench(
         args.seeds,
         budget=args.budget,
@@ -455,6 +523,7 @@ def register(sub) -> None:
     )
     p.add_argument("--replay", metavar="FILE", help="with --evidence replay: recorded evidence (JSONL)")
     add_limit_options(p, concurrency_default="1; use 16-64 against an HTTP evaluator")
+    add_executor_options(p, units="trials")
     p.add_argument("--evaluator-url", metavar="URL", help="with --evidence http: your evaluator service")
     add_evaluator_timeout(p, when="with --evidence http: ")
     p.add_argument(
@@ -535,5 +604,25 @@ def register_bench(bench) -> None:
         type=number(0, 1_000_000, low_open=True),
         default=0.1,
         help="distance to the optimum 0.397887 that counts",
+    )
+    p.add_argument(
+        "--workers",
+        metavar="N,N",
+        help="instead of Branin: a real-engine study in this process and on a local Dask cluster of each worker "
+        "count (e.g. 1,2): wall time, ratios, best trial, overhead and a throughput projection",
+    )
+    p.add_argument("--method", choices=METHODS, default="random", help="with --workers: the study's method")
+    p.add_argument(
+        "--entities", type=STUDY_ENTITIES, default=1000, help="with --workers: catalogue entities (default 1000)"
+    )
+    p.add_argument(
+        "--iterations", type=whole(1, 1000), default=24, help="with --workers: trials besides trial 0 (default 24)"
+    )
+    p.add_argument("--seed", type=SEED, default=0, help="with --workers: the study's seed (default 0)")
+    p.add_argument(
+        "--rounds",
+        type=whole(1, 20),
+        default=1,
+        help="with --workers: run the settings in turn R times, keep each one's fastest (a shared machine; default 1)",
     )
     p.set_defaults(func=cmd_bench_tuning)

@@ -77,6 +77,7 @@ virtual, reproducible time.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import time
 from collections import Counter
@@ -100,9 +101,10 @@ from engine.discovery.evidence import (
     ReplaySource,
     finite_number,
 )
-from engine.discovery.pool import check_concurrency, in_flight_for, map_in_flight
+from engine.discovery.pool import Done, check_concurrency, in_flight_for, map_in_flight
 from engine.discovery.systems import CONFIRMATION_BATCH, SYSTEMS, run_discovery
 from engine.discovery.world import SimulatedWorld, WorldProfile
+from engine.jobs.executor import InProcessExecutor
 from engine.monitoring.events import MetricEvent, events_of_runs, record_events
 from engine.monitoring.jsonlog import JsonlLog
 from engine.store.graph import RunWrite
@@ -345,23 +347,33 @@ def run_entities(
     errors: dict[str, DiscoveryError] | None = None,
     tick: Callable[[int], None] | None = None,
     contexts: Sequence[EntityContext] | None = None,
+    executor: Any = None,
+    evidence: EvidenceSpec | None = None,
 ) -> list[RunResult]:
     """Run ``system`` over the entities; see the module docstring for the contract. ``contexts``: the
     entities' contexts already loaded (``load_contexts``; ``entity_ids`` is then ignored), so two systems
-    run on one batch read it once."""
+    run on one batch read it once. ``executor`` (engine.jobs.executor; default in this process): where the
+    entity runs happen; a Dask one needs the source as ``evidence`` (a spec each worker builds it from)."""
     if system not in SYSTEMS:
         raise DiscoveryError(f"unknown system {system!r}: use one of {', '.join(SYSTEMS)}")
+    remote = executor is not None and not isinstance(executor, InProcessExecutor)
+    if remote:
+        if source is not None and evidence is None:
+            raise ConfigError(
+                "entity runs on a Dask cluster need the evidence source as a spec (evidence=EvidenceSpec(...)): "
+                "a source object cannot travel to another process"
+            )
+        if rng is not None:
+            raise ConfigError("a shared rng (the old system's shuffle) cannot be used with a Dask executor")
     check_concurrency(concurrency)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DiscoveryError(f"batch size must be a whole number >= 1, got {batch_size!r}")
     params = params or DEFAULT_PARAMS
     contexts = list(contexts) if contexts is not None else load_contexts(graph, entity_ids, skip_unknown=errors)
+    templates_used = {c.template.id: c.template for c in contexts}
     if source is None:
-        source = make_source(
-            EvidenceSpec(),
-            templates={c.template.id: c.template for c in contexts},
-            entities=[c.entity for c in contexts],
-        )
+        entities = [c.entity for c in contexts]
+        source = make_source(evidence or EvidenceSpec(), templates=templates_used, entities=entities)
     elif hasattr(source, "register"):
         source.register(c.entity for c in contexts)
     if truth is None:
@@ -408,13 +420,14 @@ def run_entities(
             cluster = ctx.entity.cluster
             if cluster not in frozen:
                 frozen[cluster] = dict(seen.setdefault(cluster, Counter(ctx.confirmations)))
-        done = map_in_flight(
-            one,
-            [(ctx, frozen[ctx.entity.cluster]) for ctx in batch],
-            concurrency,
-            stop_on=MACHINERY_FAULTS if errors is not None else (Exception,),
-            tick=progress,
-        )
+        items = [(ctx, frozen[ctx.entity.cluster]) for ctx in batch]
+        if remote:
+            unit = (evidence or EvidenceSpec(), templates_used, params, system, shadow, clock, run_id)
+            done = _map_on(executor, unit, items, tick=progress)
+        else:
+            done = map_in_flight(
+                one, items, concurrency, stop_on=MACHINERY_FAULTS if errors is not None else (Exception,), tick=progress
+            )
         kept: list[tuple[EntityContext, RunResult, RunWrite | None]] = []
         failure: BaseException | None = None
         for ctx, d in zip(batch, done):
@@ -452,6 +465,76 @@ def run_entities(
         if failure is not None:
             raise failure
     return results
+
+
+#: units per executor slot a batch is cut into (a few per worker, so one slow chunk does not idle the others)
+UNITS_PER_SLOT = 3
+#: evidence sources built in this process for remote units, by spec and templates (a Dask worker keeps a few)
+_SOURCES: dict[str, EvidenceSource] = {}
+_SOURCES_KEPT = 4
+
+
+def _map_on(executor: Any, unit: tuple, items: list, *, tick: Callable[[int], None]) -> list[Done]:
+    """The batch's entity runs on ``executor``, cut into chunks; one Done per item, in the order given."""
+    per = max(1, -(-len(items) // max(1, executor.slots * UNITS_PER_SLOT)))
+    chunks = [items[i : i + per] for i in range(0, len(items), per)]
+    out: list[Done | None] = [None] * len(items)
+    finished = [0]
+    for d in executor.run(entity_runs, [(*unit, chunk) for chunk in chunks], tick=lambda: tick(finished[0])):
+        if d.error is not None:
+            raise d.error
+        for j, (value, error) in enumerate(d.value):
+            out[d.index * per + j] = Done(value=value) if error is None else Done(error=error)
+        finished[0] += len(d.value)
+    return [d if d is not None else Done(started=False) for d in out]
+
+
+def entity_runs(
+    evidence: EvidenceSpec,
+    templates: Mapping[str, Template],
+    params: ParameterConfig,
+    system: str,
+    shadow: bool,
+    clock: Callable[[], float],
+    run_id: str,
+    items: Sequence[tuple[EntityContext, dict[str, int]]],
+) -> list[tuple[tuple[RunResult, RunWrite | None] | None, BaseException | None]]:
+    """A unit of entity runs, pure: each entity's stored state (its context and the cluster confirmations it
+    sees) in, its RunResult (and, live, the write the coordinator makes) out, or the error it raised. Runs
+    where the executor puts it: the source is built here from ``evidence`` (the world from its seed, a replay
+    file from its shared path, an HTTP evaluator from its URL)."""
+    key = json.dumps([evidence.to_dict(), sorted(templates)], sort_keys=True)
+    source = _SOURCES.get(key)
+    if source is None:
+        source = make_source(evidence, templates=templates)
+        if len(_SOURCES) >= _SOURCES_KEPT:
+            _SOURCES.pop(next(iter(_SOURCES)))
+        _SOURCES[key] = source
+    if hasattr(source, "register"):
+        source.register(ctx.entity for ctx, _ in items)
+    out: list[tuple[tuple[RunResult, RunWrite | None] | None, BaseException | None]] = []
+    for ctx, confirmed in items:
+        sink = None if shadow else _Collect()
+        try:
+            result = run_discovery(
+                ctx.entity,
+                ctx.template,
+                ctx.hypotheses,
+                source,
+                params,
+                system,
+                store=cast(Any, sink),
+                shadow=shadow,
+                clock=clock,
+                cluster_confirmations=confirmed,
+                cluster_size=ctx.cluster_size,
+                run_id=run_id,
+            )
+        except Exception as exc:  # noqa: BLE001 - kept with its entity; the coordinator decides (as map_in_flight)
+            out.append((None, exc))
+            continue
+        out.append(((result, sink.write if sink is not None else None), None))
+    return out
 
 
 def _write_batch(graph: Any, writes: list[RunWrite], errors: dict[str, DiscoveryError] | None) -> None:
@@ -498,9 +581,11 @@ def compare_entities(
     log: JsonlLog | None = None,
     on_result: Callable[[RunResult], None] | None = None,
     concurrency: int = 1,
+    executor: Any = None,
+    evidence: EvidenceSpec | None = None,
 ) -> CompareResult:
     """Shadow-run the new and the old system on the same entities (``concurrency`` of them in flight);
-    nothing is written to the graph."""
+    nothing is written to the graph. ``executor``/``evidence``: as ``run_entities`` (the same results)."""
     run_id = run_id or new_run_id("compare", True, clock)
     new, old = (
         run_entities(
@@ -517,6 +602,8 @@ def compare_entities(
             log=log,
             on_result=on_result,
             concurrency=concurrency,
+            executor=executor,
+            evidence=evidence,
         )
         for system, params in (("new", params_new), ("old", params_old))
     )

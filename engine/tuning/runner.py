@@ -9,6 +9,19 @@ When the search is done, trial 0 and the ``top_k`` best search trials are
 re-scored on the hold-out entities and the winner is picked
 (``engine.tuning.outputs.summarize``).
 
+**Trials in parallel.** ``spec.workers`` trials run at once on an executor
+(``engine.jobs.executor``: a local Dask cluster of that many processes, or a
+running cluster); this process stays the coordinator (it alone stores trials,
+records metric events, checkpoints). A trial is a pure unit (``trial_runs``:
+spec, config and entity ids in, the runs out), so a Dask worker that dies has
+its units re-run elsewhere and each result still arrives here once. Grid and
+random points do not depend on earlier trials: all are handed out at once.
+Bayesian trials go in batches of ``workers`` points asked together by
+scikit-optimize's constant liar (``BayesianSampler.ask_batch``), stored as
+each finishes and told in trial order when the batch is in, so the same seed
+and the same parallelism give the same study (one trial in flight is exactly
+the serial study).
+
 **Resume.** A study is a job of kind ``tuning`` (``engine.jobs.queue``;
 handler ``run_tuning_job``). A worker that is killed loses at most the trial
 it was evaluating: on resume the runner reads the finished trials, rebuilds
@@ -31,24 +44,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.core.errors import ConfigError, DiscoveryError
+from engine.core.model import RunResult
 from engine.core.params import ParameterConfig
 
 # launch_worker is looked up on the module when called, as resume_job's own call to it is, so one
 # substitute (tests start no real worker) replaces both
 from engine.jobs import queue as job_queue
+from engine.jobs.executor import ExecutorSpec, InProcessExecutor, UnitDone, announce, make_executor, withdraw
 from engine.jobs.queue import Control, JobState, JobStore, resume_job
 from engine.monitoring.events import TABLE as EVENTS_TABLE
-from engine.monitoring.events import events_of_runs, record_events
+from engine.monitoring.events import MetricEvent, events_of_runs, record_events
 from engine.monitoring.jsonlog import JsonlLog
 from engine.tuning.objective import ObjectiveResult, Workload, entity_scores, run_entities, score_results
 from engine.tuning.outputs import summarize, write_outputs
-from engine.tuning.samplers import GridSampler, make_sampler
+from engine.tuning.samplers import BayesianSampler, GridSampler, make_sampler
 from engine.tuning.space import search_space
-from engine.tuning.spec import StudySpec, workload_for
+from engine.tuning.spec import StudySpec, spec_to_json, workload_for
 from engine.tuning.store import (
     Clock,
     Study,
@@ -94,8 +109,11 @@ class StudyRunner:
         log=None,
         record_metrics: bool = True,
         timer: Callable[[], float] = time.perf_counter,
+        executor=None,
     ):
         self.ops = ops
+        #: where trials run (engine.jobs.executor); the runner stays the one that writes
+        self.executor = executor or InProcessExecutor()
         self.study = study
         self.settings = settings
         self.checkpoint = checkpoint or (lambda p: None)
@@ -125,29 +143,22 @@ class StudyRunner:
             self._log = JsonlLog.for_settings(self.settings, name=METRICS_LOG_NAME)
         return self._log
 
-    def _record(self, results, run_id: str) -> None:
-        """The trial's metric events, once per run id, in one transaction fenced by the job's lease (a
-        worker declared dead records nothing)."""
+    def _record(self, events: Sequence[MetricEvent], run_id: str) -> None:
+        """The evaluation's metric events, stamped now, once per run id, in one transaction fenced by the
+        job's lease (a worker declared dead records nothing)."""
         if not self.record_metrics:
             return
         log = self._metrics_log()
         if log is None:
             return
-        names = {e: self.workload.entities[e].name for e in (r.entity_id for r in results)}
-        events = events_of_runs(
-            results,
-            run_id=run_id,
-            stage_id=self.study.stage_id,
-            truth=self.workload.truth,
-            at=self.clock(),
-            names=names,
-        )
+        at = float(self.clock())
+        stamped = [replace(e, at=at) for e in events]
         with self.ops.transaction() as db:
             if self.fence is not None:
                 self.fence(db)
             if db.conn.execute(f"SELECT 1 FROM {EVENTS_TABLE} WHERE run_id = ? LIMIT 1", [run_id]).fetchone():
                 return
-            record_events(self.ops, events, log=log, db=db)
+            record_events(self.ops, stamped, log=log, db=db)
 
     def evaluate(self, config: ParameterConfig, entity_ids: Sequence[str], run_id: str) -> ObjectiveResult:
         return self.evaluate_per_entity(config, entity_ids, run_id)[0]
@@ -156,12 +167,19 @@ class StudyRunner:
         self, config: ParameterConfig, entity_ids: Sequence[str], run_id: str
     ) -> tuple[ObjectiveResult, dict[str, float]]:
         """The score and each entity's own score (the hold-out re-scoring keeps both)."""
-        results = run_entities(config, self.workload, entity_ids)
-        self._record(results, run_id)
+        self.workload  # noqa: B018 - refuses a study whose entity set changed, before anything runs
+        return self.scored(trial_runs(*self._unit(config, entity_ids, run_id)), run_id)
+
+    def scored(self, runs: TrialRuns, run_id: str) -> tuple[ObjectiveResult, dict[str, float]]:
+        """Record a finished unit's metric events (once per run id) and score its runs."""
+        self._record(runs.events, run_id)
         rewards = self.study.spec.rewards
-        return score_results(results, self.workload.truth, rewards), entity_scores(
-            results, self.workload.truth, rewards
-        )
+        truth = self.workload.truth
+        return score_results(runs.results, truth, rewards), entity_scores(runs.results, truth, rewards)
+
+    def _unit(self, config: ParameterConfig, entity_ids: Sequence[str], run_id: str) -> tuple:
+        """The arguments of ``trial_runs`` for one evaluation (plain data: it may run on another machine)."""
+        return (self.study.spec, config, tuple(entity_ids), run_id, self.study.stage_id)
 
     def _total_evaluations(self) -> int:
         return self.study.total_trials + self.study.spec.top_k + 1
@@ -185,43 +203,89 @@ class StudyRunner:
         sampler = make_sampler(spec.method, space, budget=spec.iterations, seed=spec.seed)
         # every finished trial, trial 0 included (it tells the model where the current config stands)
         sampler.replay((t.point, -t.training_score if t.complete else None) for t in trials)
-        number = max(t.number for t in trials) + 1
+        finished = {t.number for t in trials}
+        # a resumed study fills the trials its last batch left unfinished first, then goes on
+        todo = [n for n in range(1, spec.iterations + 1) if n not in finished]
         if isinstance(sampler, GridSampler):  # a grid smaller than the budget ends early: say so in the total
-            left = sampler.remaining()
-            total = len(trials) + min(spec.iterations - number + 1, left) + spec.top_k + 1
+            total = len(trials) + min(len(todo), sampler.remaining()) + spec.top_k + 1
         exhausted = False
-        while number <= spec.iterations:
-            point = sampler.ask()
-            if point is None:
+        # grid and random points do not depend on the trials told: every trial left goes to the executor at
+        # once (its workers bound what runs); a Bayesian batch is the trials in flight, told before the next
+        in_flight = max(1, spec.workers) if isinstance(sampler, BayesianSampler) or spec.workers == 1 else len(todo)
+        while todo:
+            numbers = todo[:in_flight]
+            points = sampler.ask_batch(numbers)
+            if len(points) < len(numbers):
+                numbers = numbers[: len(points)]
                 exhausted = True
+            if not numbers:
                 break
-            loss = self._run_trial(number, point, None)
-            sampler.tell(point, loss)
-            best = max((t.training_score for t in list_trials(self.ops, study.id) if t.complete), default=None)
-            self.checkpoint(
-                Progress(
-                    number + 1,
-                    total,
-                    f"trial {number}/{spec.iterations} done; best training score {best:.4f}"
-                    if best is not None
-                    else f"trial {number}/{spec.iterations} done",
-                )
-            )
-            number += 1
+            losses = self._run_batch(numbers, points, total)
+            # told in trial order once the batch is in: the same seed and parallelism give the same study
+            for point, number in zip(points, numbers):
+                sampler.tell(point, losses[number])
+            todo = todo[len(numbers) :]
+            if exhausted:
+                break
         return self._finish(exhausted)
 
     def _run_trial(self, number: int, point: Mapping[str, Any], config: ParameterConfig | None) -> float | None:
+        return self._run_batch([number], [point], None, configs={number: config} if config is not None else None)[
+            number
+        ]
+
+    def _run_batch(
+        self,
+        numbers: Sequence[int],
+        points: Sequence[Mapping[str, Any]],
+        total: int | None,
+        *,
+        configs: Mapping[int, ParameterConfig] | None = None,
+    ) -> dict[int, float | None]:
+        """Evaluate trials ``numbers`` at once on the executor; each is stored the moment it finishes (once:
+        a unit's result arrives once, whichever worker ran it). Returns each trial's loss (None: failed)."""
         started = self.clock()
-        result = None
-        error = None
-        try:
-            if config is None:
-                config = self.study.base_config.with_changes(**point)
-            result = self.evaluate(config, self.study.train_ids, f"tuning-{self.study.id}-t{number}")
-        except ConfigError as exc:  # an invalid combination (cross-field rule): a failed trial, kept
-            error = str(exc)
-        except DiscoveryError as exc:  # the evidence source failed: kept with its error
-            error = f"{type(exc).__name__}: {exc}"
+        losses: dict[int, float | None] = {}
+        units: list[tuple] = []
+        unit_trial: list[tuple[int, Mapping[str, Any], ParameterConfig]] = []
+        for number, point in zip(numbers, points):
+            try:
+                config = (configs or {}).get(number) or self.study.base_config.with_changes(**point)
+            except ConfigError as exc:  # an invalid combination (cross-field rule): a failed trial, kept
+                losses[number] = self._store_trial(number, point, None, None, str(exc), started)
+                continue
+            units.append(self._unit(config, self.study.train_ids, f"tuning-{self.study.id}-t{number}"))
+            unit_trial.append((number, point, config))
+
+        def tick() -> None:
+            self.checkpoint(Progress(len(list_trials(self.ops, self.study.id)), total or 0, self._waiting(numbers)))
+
+        for done in self.executor.run(trial_runs, units, tick=tick if total is not None else None):
+            number, point, config = unit_trial[done.index]
+            result, error = self._outcome(done, f"tuning-{self.study.id}-t{number}")
+            losses[number] = self._store_trial(number, point, config, result, error, started)
+            if total is not None:
+                self.checkpoint(self._progress_after(number, total))
+        return losses
+
+    def _outcome(self, done: UnitDone, run_id: str) -> tuple[ObjectiveResult | None, str | None]:
+        if done.error is None:
+            return self.scored(done.value, run_id)[0], None
+        if isinstance(done.error, ConfigError):
+            return None, str(done.error)
+        if isinstance(done.error, DiscoveryError):  # the evidence source failed: kept with its error
+            return None, f"{type(done.error).__name__}: {done.error}"
+        raise done.error
+
+    def _store_trial(
+        self,
+        number: int,
+        point: Mapping[str, Any],
+        config: ParameterConfig | None,
+        result: ObjectiveResult | None,
+        error: str | None,
+        started: float,
+    ) -> float | None:
         insert_trial(
             self.ops,
             self.study,
@@ -236,6 +300,22 @@ class StudyRunner:
         )
         return -result.score if result is not None else None
 
+    def _waiting(self, numbers: Sequence[int]) -> str:
+        which = ", ".join(str(n) for n in numbers)
+        return f"trial(s) {which} running ({self.executor.spec.describe()})"
+
+    def _progress_after(self, number: int, total: int) -> Progress:
+        trials = list_trials(self.ops, self.study.id)
+        best = max((t.training_score for t in trials if t.complete), default=None)
+        spec = self.study.spec
+        return Progress(
+            len(trials),
+            total,
+            f"trial {number}/{spec.iterations} done; best training score {best:.4f}"
+            if best is not None
+            else f"trial {number}/{spec.iterations} done",
+        )
+
     def _finish(self, grid_exhausted: bool) -> dict:
         study = self.study
         trials = list_trials(self.ops, study.id)
@@ -246,20 +326,72 @@ class StudyRunner:
         chosen = [t for t in complete if t.number == 0] + ranked[: study.spec.top_k]
         base_done = len(trials)
         total = base_done + len(chosen)
-        for i, t in enumerate(chosen):
-            # said before the work, naming the trial being re-scored: a message read after the step
-            # ("re-scoring 4/4 (trial 1)") was taken for the winner's
-            self.checkpoint(Progress(base_done + i, total, holdout_message(i, len(chosen), t.number)))
-            if t.holdout_score is None:
-                res, per_entity = self.evaluate_per_entity(
-                    t.trial_config, study.holdout_ids, f"tuning-{study.id}-t{t.number}-holdout"
-                )
-                set_holdout(self.ops, study, t.number, res, self.fence, per_entity)
+        todo = [t for t in chosen if t.holdout_score is None]
+        # said before the work, naming the trial(s) being re-scored: a message read after the step
+        # ("re-scoring 4/4 (trial 1)") was taken for the winner's
+        first = chosen.index(todo[0]) if todo else len(chosen)
+        if todo:
+            self.checkpoint(Progress(base_done + first, total, holdout_message(first, len(chosen), todo[0].number)))
+        units = [self._unit(t.trial_config, study.holdout_ids, f"tuning-{study.id}-t{t.number}-holdout") for t in todo]
+        finished = first
+
+        def tick() -> None:
+            self.checkpoint(Progress(base_done + finished, total, "re-scoring on the hold-out entities"))
+
+        for done in self.executor.run(trial_runs, units, tick=tick):
+            t = todo[done.index]
+            if done.error is not None:
+                raise done.error
+            res, per_entity = self.scored(done.value, f"tuning-{study.id}-t{t.number}-holdout")
+            set_holdout(self.ops, study, t.number, res, self.fence, per_entity)
+            finished += 1
+            if finished < len(chosen):
+                nxt = chosen[finished].number
+                self.checkpoint(Progress(base_done + finished, total, holdout_message(finished, len(chosen), nxt)))
         summary = summarize(study, list_trials(self.ops, study.id), grid_exhausted=grid_exhausted)
         self.checkpoint(Progress(total, total, finished_message(summary)))
         write_outputs(self.ops, study, summary, self.settings)
         finish_study(self.ops, study, summary, finished_at=self.clock(), fence=self.fence)
         return summary
+
+
+# --------------------------------------------------------------------------- the unit of work
+
+
+#: workloads built in this process (a Dask worker keeps the few studies it serves; the catalogue and the
+#: world are rebuilt from the spec, never shipped)
+_WORKLOADS: dict[str, Workload] = {}
+_WORKLOADS_KEPT = 4
+
+
+@dataclass(frozen=True)
+class TrialRuns:
+    """What one evaluation sends back to the coordinator: each run without its hop trail and outcomes (the
+    score needs only its totals; a trail is the bulk of a run and would cross the network for nothing), and
+    the runs' metric events, complete (stamped when the coordinator records them)."""
+
+    results: tuple[RunResult, ...]
+    events: tuple[MetricEvent, ...]
+
+
+def trial_runs(
+    spec: StudySpec, config: ParameterConfig, entity_ids: Sequence[str], run_id: str, stage_id: str
+) -> TrialRuns:
+    """One evaluation, pure: the new system in shadow over ``entity_ids`` of the study's workload with
+    ``config``. Runs wherever the executor puts it (this process or a Dask worker): the workload is built
+    from the spec there (the world from its seed, a replay or entity file from its shared path, checked by
+    sha256; an HTTP evaluator from its URL)."""
+    key = spec_to_json(spec)
+    workload = _WORKLOADS.get(key)
+    if workload is None:
+        workload = workload_for(spec)
+        if len(_WORKLOADS) >= _WORKLOADS_KEPT:
+            _WORKLOADS.pop(next(iter(_WORKLOADS)))
+        _WORKLOADS[key] = workload
+    results = run_entities(config, workload, entity_ids)
+    names = {r.entity_id: workload.entities[r.entity_id].name for r in results}
+    events = events_of_runs(results, run_id=run_id, stage_id=stage_id, truth=workload.truth, at=0.0, names=names)
+    return TrialRuns(tuple(replace(r, hops=(), outcomes=()) for r in results), tuple(events))
 
 
 def holdout_message(index: int, count: int, trial: int) -> str:
@@ -278,9 +410,13 @@ def finished_message(summary: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- the study's job
 
 
-def submit_study(ops, study: Study, *, actor: str):
-    """Queue the study's job and link it to the study. Returns the Job."""
-    job = JobStore(ops).submit(JOB_KIND, {"study_id": study.id}, actor=actor)
+def submit_study(ops, study: Study, *, actor: str, executor: ExecutorSpec | None = None):
+    """Queue the study's job and link it to the study. Returns the Job. ``executor``: where its trials run
+    (a running cluster's address is kept with the job, so a resume uses it again)."""
+    params: dict[str, Any] = {"study_id": study.id}
+    if executor is not None and executor.kind != "in-process":
+        params["executor"] = executor.to_dict()
+    job = JobStore(ops).submit(JOB_KIND, params, actor=actor)
     attach_job(ops, study.id, job.id)
     return job
 
@@ -292,10 +428,26 @@ def run_tuning_job(ctx) -> dict:
     def checkpoint(p: Progress) -> None:
         ctx.checkpoint(done=p.done, total=p.total, message=p.message)
 
-    runner = StudyRunner(
-        ctx.ops, study, settings=ctx.settings, checkpoint=checkpoint, fence=ctx.assert_lease, clock=ctx.clock
-    )
-    summary = runner.run()
+    spec = ExecutorSpec.from_dict({**dict(ctx.params.get("executor") or {}), "workers": study.spec.workers})
+    if spec.kind != "in-process":
+        ctx.checkpoint(message=f"starting the executor: {spec.describe()}")
+    with make_executor(spec) as executor:
+        if not isinstance(executor, InProcessExecutor) and ctx.settings is not None:
+            announce(ctx.settings.data_dir, ctx.job.id, executor, what=f"tuning study {study.id}")
+        try:
+            runner = StudyRunner(
+                ctx.ops,
+                study,
+                settings=ctx.settings,
+                checkpoint=checkpoint,
+                fence=ctx.assert_lease,
+                clock=ctx.clock,
+                executor=executor,
+            )
+            summary = runner.run()
+        finally:
+            if ctx.settings is not None:
+                withdraw(ctx.settings.data_dir, ctx.job.id)
     return {
         "study_id": study.id,
         "winner": summary["winner"],
@@ -333,8 +485,10 @@ def resume_study(ops, settings, study_id: int, *, actor: str, launch: bool = Tru
     store = JobStore(ops)
     if study.job_id is not None and store.get(study.job_id).state is not JobState.CANCELLED:
         job, how = resume_job(store, settings, study.job_id, actor=actor, launch=launch)
-    else:  # never started or cancelled: a new job continues from the finished trials
-        job = submit_study(ops, study, actor=actor)
+    else:  # never started or cancelled: a new job continues from the finished trials, on the same executor
+        before = store.get(study.job_id).params.get("executor") if study.job_id is not None else None
+        executor = ExecutorSpec.from_dict({**dict(before or {}), "workers": study.spec.workers})
+        job = submit_study(ops, study, actor=actor, executor=executor)
         how = "queued"
         if launch:
             how = f"worker started (pid {job_queue.launch_worker(settings, job.id)})"
@@ -343,10 +497,20 @@ def resume_study(ops, settings, study_id: int, *, actor: str, launch: bool = Tru
 
 
 def start_study(
-    ops, settings, spec: StudySpec, *, actor: str, launch: bool = True, base_config: ParameterConfig | None = None
+    ops,
+    settings,
+    spec: StudySpec,
+    *,
+    actor: str,
+    launch: bool = True,
+    base_config: ParameterConfig | None = None,
+    scheduler: str | None = None,
 ):
-    """Create the study, queue its job and (``launch``) start a detached worker. Returns (study, job, pid)."""
+    """Create the study, queue its job and (``launch``) start a detached worker. Returns (study, job, pid).
+    ``spec.workers`` > 1 runs that many trials at once on a local Dask cluster, or on the running cluster at
+    ``scheduler`` (engine.jobs.executor)."""
+    executor = ExecutorSpec(workers=spec.workers, scheduler=scheduler)
     study = create_study(ops, spec, actor=actor, base_config=base_config)
-    job = submit_study(ops, study, actor=actor)
+    job = submit_study(ops, study, actor=actor, executor=executor)
     pid = job_queue.launch_worker(settings, job.id) if launch else None
     return get_study(ops, study.id), job, pid

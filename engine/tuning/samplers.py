@@ -26,13 +26,16 @@ import math
 import random
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from threadpoolctl import threadpool_limits
 
 from engine.core.errors import ConfigError
 from engine.tuning.space import Point, SearchSpace
+
+#: scikit-optimize's constant-liar strategy for a batch of points (the lie: the best loss seen so far)
+LIAR_STRATEGY = "cl_min"
 
 
 class BaseSampler(ABC):
@@ -65,6 +68,15 @@ class BaseSampler(ABC):
         """Tell many finished evaluations at once (resume)."""
         for point, loss in history:
             self.tell(point, loss)
+
+    def ask_batch(self, numbers: Sequence[int]) -> list[Point]:
+        """Points for the trials ``numbers``, to be evaluated at once (told when they all finished); fewer
+        when the sampler runs out. One trial: exactly ``ask()``, so a study with one trial in flight is the
+        study it always was."""
+        if not numbers:
+            return []
+        point = self.ask()
+        return [] if point is None else [point]
 
     def description(self) -> str:
         return type(self).__name__
@@ -121,6 +133,11 @@ class GridSampler(BaseSampler):
                 return dict(p)
         return None
 
+    def ask_batch(self, numbers: Sequence[int]) -> list[Point]:
+        """The next ``len(numbers)`` plan points not told yet, in plan order."""
+        todo = [dict(p) for p in self.plan.points if self.space.key(p) not in self._done]
+        return todo[: len(numbers)]
+
     def description(self) -> str:
         return f"grid ({self.plan.describe()})"
 
@@ -135,6 +152,11 @@ class RandomSampler(BaseSampler):
     def ask(self) -> Point:
         rng = random.Random(f"{self.seed}:{len(self.told)}")
         return self.space.sample(rng)
+
+    def ask_batch(self, numbers: Sequence[int]) -> list[Point]:
+        """Trial ``n``'s point is drawn from Random((seed, n)): what a study with one trial in flight draws
+        for trial n (trials 0..n-1 told), whatever the parallelism or the order trials finish in."""
+        return [self.space.sample(random.Random(f"{self.seed}:{n}")) for n in numbers]
 
     def description(self) -> str:
         return f"random (uniform, seed {self.seed})"
@@ -219,6 +241,18 @@ class BayesianSampler(BaseSampler):
             with threadpool_limits(limits=1):
                 x = self.optimizer.ask()
         return self.space.from_skopt(x)
+
+    def ask_batch(self, numbers: Sequence[int]) -> list[Point]:
+        """k points at once by scikit-optimize's constant liar (``ask(n_points=k, strategy="cl_min")``: each
+        point is chosen as if the ones before it had scored the best loss seen so far), so k trials explore
+        different places; told when they finish. One point: ``ask()``."""
+        if len(numbers) <= 1:
+            return super().ask_batch(numbers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            with threadpool_limits(limits=1):
+                xs = self.optimizer.ask(n_points=len(numbers), strategy=LIAR_STRATEGY)
+        return [self.space.from_skopt(x) for x in xs]
 
     def description(self) -> str:
         return (

@@ -32,6 +32,7 @@ from engine.core.errors import ConfigError
 from engine.discovery.evidence import HTTPEvidenceSource, ReplaySource
 from engine.discovery.limits import RunLimits, limit_source
 from engine.discovery.runs import EvidenceSpec
+from engine.jobs.executor import check_workers
 from engine.tuning.objective import Rewards, Workload, catalogue_workload, simulated_workload
 from engine.tuning.samplers import METHODS
 from engine.tuning.space import DEFAULT_TUNED, search_space
@@ -280,6 +281,9 @@ class StudySpec:
     #: the evaluator's limits (RunLimits.to_dict() without concurrency); None: no limit
     max_hops_per_s: float | None = None
     max_in_flight: int | None = None
+    #: trials evaluated at once (engine.jobs.executor): part of the study, since a Bayesian batch of k
+    #: points differs from k points asked one by one; the same seed and workers give the same study
+    workers: int = 1
 
     @property
     def salt(self) -> str:
@@ -302,6 +306,7 @@ class StudySpec:
             raise ConfigError(f"top_k {self.top_k!r} must be at least 1 (best trials re-scored on the hold-out set)")
         search_space(self.params)  # unknown names -> ConfigError
         RunLimits(self.concurrency, self.max_hops_per_s, self.max_in_flight)  # one-line ConfigError naming the flag
+        check_workers(self.workers)
         if self.evidence.kind != "world" and self.labels is None:
             raise ConfigError(
                 f"{self.evidence.kind} evidence carries no ground truth to score trials by: give --labels FILE "
@@ -335,4 +340,5 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
         concurrency=int(d.get("concurrency", 1)),
         max_hops_per_s=d.get("max_hops_per_s"),
         max_in_flight=d.get("max_in_flight"),
+        workers=int(d.get("workers", 1)),
     )

@@ -16,6 +16,7 @@ PURE = (
     "alerts_view",
     "cache_view",
     "charts",
+    "cluster_view",
     "configs_view",
     "entity_view",
     "format",

@@ -295,3 +295,20 @@ def test_best_so_far_is_monotone_and_skips_failed_trials(env):
 def test_file_names_follow_the_console_convention():
     assert tv.file_name("best-config", 7, "json", now=0) == "discovery-tuning-study-7-best-config-19700101-0000.json"
     assert tv.progress_of(3, 0) == 0.0 and tv.progress_of(5, 4) == 1.0
+
+
+def test_workers_on_the_form_make_a_study_with_trials_in_parallel(env, monkeypatch):
+    monkeypatch.setattr("engine.jobs.queue.launch_worker", lambda settings, job_id, **kw: 4242)
+    monkeypatch.delenv("DISCOVERY_DASK_SCHEDULER", raising=False)
+    at = tuning_page()
+    at.number_input(key="tune_iterations").set_value(2)
+    at.number_input(key="tune_entities").set_value(30)
+    at.number_input(key="tune_workers").set_value(2)
+    at.button(key="FormSubmitter:tune_form-Start study").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    ops = open_ops_db(env)
+    study = studies.latest_study(ops)
+    assert study.spec.workers == 2
+    assert JobStore(ops).get(study.job_id).params["executor"]["workers"] == 2
+    assert any("2 trials at once" in c.value for c in at.caption), [c.value for c in at.caption]
+    at.button(key=f"tune_cancel_{study.id}").click().run()

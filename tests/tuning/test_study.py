@@ -125,8 +125,8 @@ def test_a_crashed_study_resumes_without_repeating_finished_trials(ops, settings
 
     runner = StudyRunner(ops, study, settings=settings)
     evaluated = []
-    real = runner.evaluate
-    runner.evaluate = lambda cfg, ids, run_id: evaluated.append(run_id) or real(cfg, ids, run_id)
+    real = runner.scored  # every evaluation's runs are scored (and recorded) here, under its run id
+    runner.scored = lambda results, run_id: evaluated.append(run_id) or real(results, run_id)
     runner.run()
     after = list_trials(ops, study.id)
     assert [t.number for t in after] == [0, 1, 2, 3, 4, 5]

@@ -11,10 +11,13 @@ import argparse
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from engine.cli.args import TIMEOUT_S, number, whole
+from engine.core.errors import ConfigError
 from engine.core.settings import Settings, load_settings
 from engine.discovery.limits import MAX_CONCURRENCY, MAX_IN_FLIGHT, RunLimits
+from engine.discovery.runs import DEFAULT_WORLD_SEED, SOURCE_KINDS, EvidenceSpec
 from engine.jobs.executor import MAX_WORKERS, SCHEDULER_ENV, ExecutorSpec, executor_spec
 from engine.jobs.queue import freeing_frozen_workers
 from engine.store.graph import GraphStore
@@ -72,6 +75,36 @@ def add_evaluator_timeout(p: argparse.ArgumentParser, *, when: str = "") -> None
         metavar="S",
         help=f"{when}seconds the whole hop may take, answer included; above 0 and at most 3600 (default 30)",
     )
+
+
+def add_evidence_options(p: argparse.ArgumentParser, *, who: str) -> None:
+    """``--evidence``, ``--evaluator-url``, ``--evaluator-timeout`` and ``--replay`` of a command that starts
+    work on an evidence source (``who``: what meets the evidence, for the help); ``evidence_from_args`` reads them."""
+    p.add_argument(
+        "--evidence",
+        choices=SOURCE_KINDS,
+        default=None,
+        help=f"start: the evidence {who} meet: world (default), replay (--replay FILE) or http (--evaluator-url URL)",
+    )
+    p.add_argument("--evaluator-url", metavar="URL", help="start: your HTTP evaluator (implies --evidence http)")
+    add_evaluator_timeout(p, when="start: ")
+    p.add_argument(
+        "--replay", type=Path, metavar="FILE", help="start: recorded evidence (JSONL; implies --evidence replay)"
+    )
+
+
+def evidence_from_args(args: argparse.Namespace) -> EvidenceSpec:
+    """The evidence source the flags ask for (--evaluator-url implies http, --replay implies replay)."""
+    kind = args.evidence or ("http" if args.evaluator_url else "replay" if args.replay else "world")
+    if kind != "http" and args.evaluator_url:
+        raise ConfigError(f"--evaluator-url is for --evidence http, not {kind}: drop one of them")
+    if kind != "replay" and args.replay:
+        raise ConfigError(f"--replay is for --evidence replay, not {kind}: drop one of them")
+    if kind == "http":
+        return EvidenceSpec(kind="http", url=args.evaluator_url, timeout_s=args.evaluator_timeout)
+    if kind == "replay":
+        return EvidenceSpec(kind="replay", replay_path=args.replay)
+    return EvidenceSpec(world_seed=DEFAULT_WORLD_SEED if args.world_seed is None else args.world_seed)
 
 
 def add_limit_options(p: argparse.ArgumentParser, *, concurrency_default: str) -> None:

@@ -11,14 +11,19 @@ import argparse
 import json
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 from engine.cli.args import ENTITIES, SEED, number, whole
 from engine.cli.common import actor as cli_actor
-from engine.cli.common import add_evaluator_timeout, add_limit_options, open_ops, source_limits, stores
+from engine.cli.common import (
+    add_evidence_options,
+    add_limit_options,
+    evidence_from_args,
+    open_ops,
+    source_limits,
+    stores,
+)
 from engine.core.errors import ConfigError
 from engine.core.settings import load_settings
-from engine.discovery.runs import DEFAULT_WORLD_SEED, SOURCE_KINDS, EvidenceSpec
 from engine.monitoring.windows import parse_window
 
 #: the day's budget flag's bounds and default (engine.production.budget holds the same numbers; repeated here so
@@ -41,20 +46,6 @@ def _age(text: str) -> float:
     if not 0 <= seconds <= MAX_AGE_S:
         raise argparse.ArgumentTypeError(f"got {t!r} (allowed: 0 or a duration like 30m, 12h or 7d, up to 366d)")
     return seconds
-
-
-def _evidence(args: argparse.Namespace) -> EvidenceSpec:
-    """The evidence source the flags ask for (--evaluator-url implies http, --replay implies replay)."""
-    kind = args.evidence or ("http" if args.evaluator_url else "replay" if args.replay else "world")
-    if kind != "http" and args.evaluator_url:
-        raise ConfigError(f"--evaluator-url is for --evidence http, not {kind}: drop one of them")
-    if kind != "replay" and args.replay:
-        raise ConfigError(f"--replay is for --evidence replay, not {kind}: drop one of them")
-    if kind == "http":
-        return EvidenceSpec(kind="http", url=args.evaluator_url, timeout_s=args.evaluator_timeout)
-    if kind == "replay":
-        return EvidenceSpec(kind="replay", replay_path=args.replay)
-    return EvidenceSpec(world_seed=DEFAULT_WORLD_SEED if args.world_seed is None else args.world_seed)
 
 
 def _when(ts: float | None) -> str:
@@ -105,7 +96,7 @@ def cmd_production(args: argparse.Namespace) -> int:
             ops,
             budget_usd=args.budget_usd,
             policy=policy,
-            evidence=_evidence(args),
+            evidence=evidence_from_args(args),
             concurrency=args.concurrency or 1,
             limits=source_limits(args, args.concurrency or 1),
             batch_size=args.batch_size,
@@ -205,15 +196,7 @@ def register(subparsers) -> None:
         metavar="N",
         help="start: entities reserved, run and settled together (1 to 1000, default 50)",
     )
-    p.add_argument(
-        "--evidence",
-        choices=SOURCE_KINDS,
-        default=None,
-        help="start: the evidence visits meet: world (default), replay (--replay FILE) or http (--evaluator-url URL)",
-    )
-    p.add_argument("--evaluator-url", metavar="URL", help="start: your HTTP evaluator (implies --evidence http)")
-    add_evaluator_timeout(p, when="start: ")
-    p.add_argument("--replay", type=Path, metavar="FILE", help="start: recorded evidence (JSONL; implies replay)")
+    add_evidence_options(p, who="visits")
     p.add_argument("--world-seed", type=SEED, help="start: simulated world seed (default 1)")
     add_limit_options(p, concurrency_default="1")
     p.add_argument("--top", type=whole(1, 10_000), default=20, metavar="N", help="plan: how many (default 20)")

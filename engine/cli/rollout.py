@@ -17,11 +17,10 @@ from pathlib import Path
 
 from engine.cli.args import ENTITIES, LIMIT, ROW_ID, SEED, WAIT_S, number, output_path
 from engine.cli.common import actor as cli_actor
-from engine.cli.common import add_evaluator_timeout, add_limit_options, open_ops, source_limits
-from engine.core.errors import ConfigError, DiscoveryError
+from engine.cli.common import add_evidence_options, add_limit_options, evidence_from_args, open_ops, source_limits
+from engine.core.errors import DiscoveryError
 from engine.core.settings import load_settings
 from engine.discovery.limits import DEFAULT_BUDGET_USD, MAX_BUDGET_USD
-from engine.discovery.runs import DEFAULT_WORLD_SEED, SOURCE_KINDS, EvidenceSpec
 from engine.jobs.queue import (
     DEFAULT_STALE_AFTER_S,
     JobState,
@@ -159,20 +158,6 @@ def _wait(ops, run_id: int, poll_s: float = 1.0) -> int:
         time.sleep(poll_s)
 
 
-def _evidence(args: argparse.Namespace) -> EvidenceSpec:
-    """The evidence source the start flags ask for (--evaluator-url implies http, --replay implies replay)."""
-    kind = args.evidence or ("http" if args.evaluator_url else "replay" if args.replay else "world")
-    if kind != "http" and args.evaluator_url:
-        raise ConfigError(f"--evaluator-url is for --evidence http, not {kind}: drop one of them")
-    if kind != "replay" and args.replay:
-        raise ConfigError(f"--replay is for --evidence replay, not {kind}: drop one of them")
-    if kind == "http":
-        return EvidenceSpec(kind="http", url=args.evaluator_url, timeout_s=args.evaluator_timeout)
-    if kind == "replay":
-        return EvidenceSpec(kind="replay", replay_path=args.replay)
-    return EvidenceSpec(world_seed=DEFAULT_WORLD_SEED if args.world_seed is None else args.world_seed)
-
-
 def _in_flight(run) -> str:
     """Entities in flight and evaluator limits of a run, one phrase."""
     text = f"{run.concurrency} entities in flight" if run.concurrency else "entities in flight: each stage's setting"
@@ -295,7 +280,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             seed=args.seed,
             world_seed=args.world_seed,
             actor=actor,
-            evidence=_evidence(args),
+            evidence=evidence_from_args(args),
             concurrency=args.concurrency,
             limits=source_limits(args, args.concurrency or 1),
             budget_usd=args.budget_usd,
@@ -465,18 +450,7 @@ def register(subparsers) -> None:
         help="rollback, guardrail revert: do not ask for confirmation; start: confirm an estimated cost above "
         "--budget-usd",
     )
-    r.add_argument(
-        "--evidence",
-        choices=SOURCE_KINDS,
-        default=None,
-        help="start: the evidence both systems meet: world (default), replay (--replay FILE) or http "
-        "(--evaluator-url URL)",
-    )
-    r.add_argument("--evaluator-url", metavar="URL", help="start: your HTTP evaluator (implies --evidence http)")
-    add_evaluator_timeout(r, when="start: ")
-    r.add_argument(
-        "--replay", type=Path, metavar="FILE", help="start: recorded evidence (JSONL; implies --evidence replay)"
-    )
+    add_evidence_options(r, who="both systems")
     r.add_argument(
         "--budget-usd",
         type=number(0.0, MAX_BUDGET_USD),

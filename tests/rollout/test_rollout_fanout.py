@@ -4,15 +4,18 @@ process; bad --workers / scheduler values are refused in one line with nothing s
 
 from __future__ import annotations
 
+import io
+import json
 from collections import Counter
 
 import pytest
 
 from engine import rollout as ro
+from engine.cli.main import main
 from engine.core.errors import ConfigError
 from engine.core.params import ParameterConfig
 from engine.discovery.limits import RunLimits
-from engine.jobs.executor import announced, make_executor
+from engine.jobs.executor import SCHEDULER_ENV, announced, make_executor
 from engine.monitoring.events import query_events
 from engine.rollout import runner
 from tests.support.rollouts import candidate_file, hand_over_candidate, run_here
@@ -161,3 +164,39 @@ def test_the_executor_is_stored_with_the_run_and_a_continued_run_keeps_it(settin
     plain = _pilot(settings, ops, seeded, tmp_path)
     assert ro.rollout_status(ops, plain).run.executor == "in this process"
     ro.cancel(ops, plain, "test")
+
+
+@pytest.fixture
+def cli_env(settings, monkeypatch):
+    monkeypatch.setenv("DISCOVERY_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("DISCOVERY_GRAPH", settings.graph_name)
+    monkeypatch.delenv("FALKORDB_URL", raising=False)
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    return settings
+
+
+def test_the_cli_refuses_bad_executor_flags_in_one_line_and_status_names_the_executor(
+    cli_env, ops, seeded, tmp_path, capsys, monkeypatch
+):
+    start = ["rollout", "--stage", "pilot", "--stages-file", str(stage_table(tmp_path)), "--dry-run"]
+    for extra, env, needle in (
+        (["--workers", "0"], None, "--workers"),
+        (["--scheduler", "host:8786"], None, "--scheduler 'host:8786' is not a Dask scheduler address"),
+        ([], "udp://x", f"{SCHEDULER_ENV} 'udp://x' is not a Dask scheduler address"),
+        (["--workers", "2", "--max-hops-per-s", "5"], None, "hold in one process only"),
+    ):
+        if env:
+            monkeypatch.setenv(SCHEDULER_ENV, env)
+        assert main([*start, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and needle in err and err.count("\n") == 1, (extra, err)
+        monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    assert ro.list_runs(ops) == []
+
+    run_id = _pilot(cli_env, ops, seeded, tmp_path, workers=2)
+    assert main(["rollout", "status"]) == 0
+    assert "batches run local Dask cluster of 2 worker process(es)" in capsys.readouterr().out
+    assert main(["rollout", "status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"]["executor_spec"]["workers"] == 2
+    ro.cancel(ops, run_id, "test")

@@ -15,7 +15,7 @@ from engine.cli.main import main
 from engine.core.errors import ConfigError
 from engine.core.params import ParameterConfig
 from engine.discovery.limits import RunLimits
-from engine.jobs.executor import SCHEDULER_ENV, announced, make_executor
+from engine.jobs.executor import SCHEDULER_ENV, ExecutorUnavailable, announced, make_executor
 from engine.monitoring.events import query_events
 from engine.rollout import runner
 from tests.support.rollouts import candidate_file, hand_over_candidate, run_here
@@ -109,6 +109,71 @@ def test_a_pilot_on_a_two_process_cluster_gives_the_in_process_outcomes_entity_b
     assert counts[0] == counts[1] and counts[0]["new"] == 20
     # the worker closed its cluster and withdrew the announcement the console's panel reads
     assert announced(settings.data_dir) == []
+
+
+class LosesOneBatch:
+    """A real Dask executor whose ``fail_at``-th ``run`` (counted over every executor of the test) loses its units
+    after the first came back, as a cluster that lost its workers does (ExecutorUnavailable)."""
+
+    def __init__(self, inner, calls: list[int], fail_at: int):
+        self.inner, self.calls, self.fail_at = inner, calls, fail_at
+        self.spec = inner.spec
+
+    @property
+    def slots(self) -> int:
+        return self.inner.slots
+
+    @property
+    def address(self) -> str:
+        return self.inner.address
+
+    def run(self, fn, units, *, tick=None):
+        self.calls.append(len(units))
+        done = self.inner.run(fn, units, tick=tick)
+        if len(self.calls) != self.fail_at:
+            yield from done
+            return
+        yield next(done)
+        done.close()
+        raise ExecutorUnavailable("a unit of work was lost with 3 Dask workers in a row (test)")
+
+    def status(self):
+        return self.inner.status()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.slow
+def test_a_cluster_lost_mid_stage_pauses_it_with_the_reason_and_the_retry_counts_every_entity_once(
+    settings, ops, seeded, tmp_path, monkeypatch
+):
+    here = _pilot(settings, ops, seeded, tmp_path)
+    assert run_here(settings, ops, here).state == "completed"
+    in_process = _outcomes(ops, here)
+    assert ro.rollback(settings, ops, here, "test", "the same pilot again on a failing cluster", graph=seeded).performed
+
+    calls: list[int] = []
+    started: list = []
+
+    def flaky(spec):
+        started.append(LosesOneBatch(make_executor(spec), calls, fail_at=4))  # after batch 1 was checkpointed
+        return started[-1]
+
+    monkeypatch.setattr(runner, "make_executor", flaky)
+    monkeypatch.setattr(runner, "FAULT_RETRY_S", 0.1)
+    on_cluster = _pilot(settings, ops, seeded, tmp_path, workers=2)
+    st = run_here(settings, ops, on_cluster)
+    assert st.state == "completed", st.message
+    assert len(calls) > 4  # the fault happened, and the stage went on after it
+    [fault] = ops.list_audit(action="rollout.fault")
+    assert "paused by a fault of the cluster, nothing of the batch counted" in fault["details"]["reason"]
+    # a fresh cluster after the fault; every one closed
+    assert len(started) == 2 and all(e.inner.client.status == "closed" for e in started)
+    assert announced(settings.data_dir) == []
+    # every entity once, with the outcome it has in-process; one metric event per run, none of the lost batch
+    assert _outcomes(ops, on_cluster) == in_process
+    assert _events(ops, on_cluster) == _events(ops, here)
 
 
 #: what two live runs of the same entity must leave on each hypothesis (its update times are wall clock)

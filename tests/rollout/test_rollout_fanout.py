@@ -225,6 +225,14 @@ def test_the_executor_is_stored_with_the_run_and_a_continued_run_keeps_it(settin
     assert info.executor_spec == {"workers": 3, "scheduler": "tcp://10.0.0.5:8786", "dask": False}
     assert info.executor == "Dask cluster at tcp://10.0.0.5:8786, 3 unit(s) in flight"
     ro.cancel(ops, run_id, "test")
+    # "Continue to <next stage>" runs where the earlier run ran, unless told otherwise
+    kw = dict(stage="limited", stages_file=stage_table(tmp_path), launch=False, graph=seeded, actor="test")
+    continued = ro.start_rollout(settings, ops, from_run=run_id, **kw)
+    assert ro.rollout_status(ops, continued).run.executor_spec == info.executor_spec
+    ro.cancel(ops, continued, "test")
+    elsewhere = ro.start_rollout(settings, ops, from_run=continued, workers=2, **kw)
+    assert ro.rollout_status(ops, elsewhere).run.executor_spec == {"workers": 2, "scheduler": None, "dask": False}
+    ro.cancel(ops, elsewhere, "test")
     # the default is the worker's own process, and a run without a stored executor reads as such
     plain = _pilot(settings, ops, seeded, tmp_path)
     assert ro.rollout_status(ops, plain).run.executor == "in this process"

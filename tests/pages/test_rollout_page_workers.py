@@ -14,6 +14,7 @@ import os
 
 import pytest
 
+from console import rollout_view as rv
 from engine import rollout
 from engine.jobs.executor import SCHEDULER_ENV, ClusterStatus, announce_path
 from tests.pages.test_rollout_page import flashes, open_page, seeded_console, start
@@ -85,3 +86,10 @@ def test_the_cluster_panel_shows_the_cluster_the_stage_worker_announced(console,
     assert figures["Workers"] == "2" and figures["Tasks in flight"] == "3" and figures["Memory"] == "200 MiB"
     assert any(c.startswith(f"rollout {run.id}: local Dask cluster on this machine") for c in captions(at))
     rollout.cancel(ops, run.id, "test")
+
+
+def test_a_stage_paused_by_a_cluster_fault_says_so_and_what_happens_next():
+    note = "paused by a fault of the cluster, nothing of the batch counted: a unit of work was lost"
+    kind, text = rv.state_hint("paused", "pilot", note=note)
+    assert kind == "error" and text.startswith(note)
+    assert "retries by itself once the store, the evaluator or the cluster answers" in text

@@ -1,4 +1,5 @@
-"""The cluster panel of the Tuning page: which Dask cluster a running study's trials use, and how it is doing.
+"""The cluster panel of the Tuning and Rollout pages: which Dask cluster a running study's trials (or a rollout
+stage's batches) use, and how it is doing.
 
 Pure: ``cluster_panel(data_dir, job_id)`` reads the announcement the job's coordinator wrote
 (engine.jobs.executor.announce), asks that scheduler for a moment, and returns what the page draws: the
@@ -73,5 +74,6 @@ def cluster_panel(
     try:
         status = status_of(str(entry.get("address")))
     except DiscoveryError as exc:
-        return ClusterPanel((), f"the study's Dask cluster cannot be reached: {exc}", None)
+        what = str(entry.get("what") or "the job")
+        return ClusterPanel((), f"{what}: its Dask cluster cannot be reached: {exc}", None)
     return panel_of(ClusterStatus(**{**status.to_dict(), "kind": kind}), str(entry.get("what") or ""))

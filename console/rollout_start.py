@@ -23,6 +23,7 @@ import pandas as pd
 from engine.cli.args import MAX_TIMEOUT_S
 from engine.discovery.limits import RunLimits
 from engine.discovery.runs import EvidenceSpec, make_source
+from engine.jobs.executor import MAX_WORKERS, SCHEDULER_ENV, ExecutorSpec, executor_spec
 from engine.rollout.estimate import CostEstimate
 from engine.rollout.stages import StageConfig, StagePolicy
 
@@ -40,6 +41,14 @@ URL_PLACEHOLDER = "http://127.0.0.1:8000/evaluate"
 ALL = "all"
 
 ESTIMATE_COLUMNS = ("stage", "entities", "shadow fraction", "estimated cost")
+#: the Workers field's bounds and its help (engine.jobs.executor)
+WORKERS_MAX = MAX_WORKERS
+WORKERS_HELP = (
+    "Where each batch's entity runs (old in shadow, new live) happen: 1 runs them in the stage's own worker "
+    f"process; more than 1 starts a local Dask cluster of that many processes on this machine while a stage runs "
+    f"(or uses the running cluster named by {SCHEDULER_ENV}). The outcomes are the same either way; the worker "
+    "alone writes the graph and the checkpoints."
+)
 
 
 def stage_concurrency_text(config: StageConfig) -> str:
@@ -116,6 +125,21 @@ def source_choice(
     if concurrency is not None:
         RunLimits(concurrency=concurrency)  # 1..MAX_CONCURRENCY, refused in the engine's words
     return SourceChoice(spec, concurrency, limits)
+
+
+def executor_choice(workers: int | None, *, env: Mapping[str, str] | None = None) -> ExecutorSpec:
+    """The Workers field as the engine's ExecutorSpec: blank or 1 in the worker's process, N > 1 a local
+    cluster of N processes, a running cluster when the console's environment names one; a bad value is the
+    engine's one-line ConfigError."""
+    return executor_spec(int(workers) if workers else None, env=env)
+
+
+def executor_text(run: Any) -> str:
+    """Where a run's batches run, in one plain line (runs from before the setting read as in-process)."""
+    where = getattr(run, "executor", "") or "in this process"
+    if where == "in this process":
+        where = "in the stage's worker process"
+    return f"Batches run: {where}"
 
 
 def estimate_spec(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> EvidenceSpec:

@@ -704,7 +704,8 @@ def state_hint(
     if state == EffectiveState.PAUSED and note.startswith(FAULT_PAUSE_PREFIX):
         return (
             "error",
-            f"{note}. The worker retries by itself once the store or evaluator answers; Resume retries now.",
+            f"{note}. The worker retries by itself once the store, the evaluator or the cluster answers; "
+            "Resume retries now.",
         )
     if state == EffectiveState.PAUSED:
         return ("info", "Paused between batches; the worker keeps its place. Resume continues.")

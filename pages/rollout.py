@@ -17,6 +17,7 @@ import streamlit as st
 
 from console import rollout_start as rs
 from console import rollout_view as rv
+from console.cluster_view import cluster_panel
 from console.configs_view import diff_frame
 from console.feedback import Feedback
 from console.identity import actor, operator_field
@@ -119,6 +120,7 @@ def start() -> None:
             max_hops_per_s=ss.get("rollout_max_hops_per_s"),
             max_in_flight=ss.get("rollout_max_in_flight"),
         )
+        executor = rs.executor_choice(ss.get("rollout_workers"))
     except DiscoveryError as exc:  # a bad URL, no replay file, a limit out of range: nothing is started
         feedback.flash(f"Start: {exc}", "error")
         return
@@ -142,6 +144,8 @@ def start() -> None:
         limits=source.limits,
         budget_usd=float(ss.get("rollout_budget", DEFAULT_BUDGET_USD)) if source.paid else None,
         confirm_cost=confirmed,
+        workers=executor.workers,
+        scheduler=executor.scheduler,
         done=started,
     )
     ss["rollout_ack"] = False
@@ -644,6 +648,7 @@ def render_header(status, view) -> None:
         )
     )
     st.caption(md_escape(rs.source_text(run)))
+    st.caption(md_escape(rs.executor_text(run)))
     if run.cost_estimate:
         st.caption(md_escape(rs.estimate_text(run.cost_estimate)))
     changes = config_diff(
@@ -657,6 +662,20 @@ def render_header(status, view) -> None:
             st.dataframe(diff_frame(changes), hide_index=True, width="stretch", key="rollout_run_diff")
         else:
             st.caption("No parameter differs from the old system's config: only the system (algorithm) changes.")
+
+
+def draw_cluster(job_id: int | None) -> None:
+    """The Dask cluster the running stage's batches use (nothing when they run in the stage's worker process)."""
+    panel = cluster_panel(settings.data_dir, job_id)
+    if panel is None:
+        return
+    st.markdown("**Cluster**")
+    if panel.figures:
+        for col, (label, value) in zip(st.columns(len(panel.figures)), panel.figures):
+            col.metric(label, value)  # md-safe: fixed labels and formatted numbers (console.cluster_view)
+    st.caption(md_escape(panel.caption))
+    if panel.dashboard_url:
+        st.link_button("Open Dask's dashboard", panel.dashboard_url)
 
 
 def live() -> None:
@@ -697,6 +716,7 @@ def live() -> None:
         if countdown:
             st.caption(md_escape(countdown))
 
+    draw_cluster(run.job_id)  # only while the stage's worker has a cluster up (it announces it)
     render_controls(status, current)
     if view.continue_to and not status.state.is_active():
         render_continue(status, view)
@@ -838,6 +858,15 @@ def render_evidence_form(chosen: ParameterConfig | None, live_cfg: ParameterConf
         key="rollout_max_in_flight",
         placeholder="no limit",
         help="At most this many evaluator requests open at once. Blank: no limit beyond the entities in flight.",
+    )
+    st.number_input(
+        "Workers",
+        min_value=1,
+        max_value=rs.WORKERS_MAX,
+        value=1,
+        step=1,
+        key="rollout_workers",
+        help=md_escape(rs.WORKERS_HELP),
     )
     if kind != rs.HTTP:
         return

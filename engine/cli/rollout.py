@@ -17,7 +17,15 @@ from pathlib import Path
 
 from engine.cli.args import ENTITIES, LIMIT, ROW_ID, SEED, WAIT_S, number, output_path
 from engine.cli.common import actor as cli_actor
-from engine.cli.common import add_evidence_options, add_limit_options, evidence_from_args, open_ops, source_limits
+from engine.cli.common import (
+    add_evidence_options,
+    add_executor_options,
+    add_limit_options,
+    evidence_from_args,
+    executor_from_args,
+    open_ops,
+    source_limits,
+)
 from engine.core.errors import DiscoveryError
 from engine.core.settings import load_settings
 from engine.discovery.limits import DEFAULT_BUDGET_USD, MAX_BUDGET_USD
@@ -105,6 +113,7 @@ def format_status(st) -> str:
         f"  candidate {r.candidate_hash} ({r.candidate_source}); baseline {r.baseline_hash}; "
         f"time scale {r.time_scale:g}; worker: {st.worker_note}",
         f"  evidence {r.evidence or 'simulated world'}; {_in_flight(r)}",
+        f"  batches run {r.executor or 'in this process'}",
     ]
     if r.cost_estimate:
         lines.append(f"  {_estimate_line(r.cost_estimate)} (at the start)")
@@ -268,6 +277,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     if action == "start":
         if not args.stage:
             raise DiscoveryError("say which stage to run: --stage pilot|limited|production|all (or --resume)")
+        executor = executor_from_args(args)  # --scheduler, else $DISCOVERY_DASK_SCHEDULER, else --workers N
         run_id = ro.start_rollout(
             settings,
             ops,
@@ -285,6 +295,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             limits=source_limits(args, args.concurrency or 1),
             budget_usd=args.budget_usd,
             confirm_cost=args.yes,
+            workers=args.workers,
+            scheduler=executor.scheduler,
         )
         st = ro.rollout_status(ops, run_id)
         if st.run is None:  # just created: only a deleted OpsDB could lose it
@@ -294,7 +306,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             f"{' (dry run: nothing live is touched)' if args.dry_run else ''}; job {st.run.job_id}, worker log "
             f"{settings.log_dir}/worker-job-{st.run.job_id}.log"
         )
-        print(f"evidence: {st.run.evidence}; {_in_flight(st.run)}")
+        print(f"evidence: {st.run.evidence}; {_in_flight(st.run)}; batches run {st.run.executor}")
         from engine.rollout.stages import load_stage_config  # lazy: with the rollout package, above
 
         table = load_stage_config(args.stages_file)
@@ -460,6 +472,7 @@ def register(subparsers) -> None:
         f"(default {DEFAULT_BUDGET_USD:g})",
     )
     add_limit_options(r, concurrency_default="each stage's setting in the stage table")
+    add_executor_options(r, units="entity runs of each batch (start)")
     r.add_argument(
         "--reason", help="rollback, guardrail revert/end: why (kept in the decision record and the audit log)"
     )

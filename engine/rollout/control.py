@@ -29,6 +29,7 @@ from engine.core.settings import Settings, load_settings
 from engine.discovery.limits import RunLimits
 from engine.discovery.pool import check_concurrency
 from engine.discovery.runs import DEFAULT_WORLD_SEED, EvidenceSpec, make_source
+from engine.jobs.executor import ExecutorSpec, check_scheduler, check_workers
 from engine.jobs.queue import Control, Job, JobError, JobState, JobStore, launch_worker, resume_job
 from engine.rollout import notices
 from engine.rollout.estimate import CostNotConfirmed, check_budget, estimate_run_cost
@@ -44,6 +45,7 @@ from engine.rollout.records import (
     read_run,
     read_stages,
     run_evidence,
+    run_executor,
     stage_config_from_dict,
     verdict_from_dict,
 )
@@ -106,6 +108,8 @@ def start_rollout(
     limits: RunLimits | None = None,
     budget_usd: float | None = None,
     confirm_cost: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> int:
     """Validate, record a new rollout run, submit its ``rollout`` job and (``launch``) start a worker.
 
@@ -136,9 +140,16 @@ def start_rollout(
     (engine.rollout.estimate) is stored with it; against a source that costs
     money, an estimate above ``budget_usd`` is refused (CostNotConfirmed, one
     line with the figure) unless ``confirm_cost``.
+
+    ``workers`` / ``scheduler`` (engine.jobs.executor): where each batch's paired runs happen: ``workers`` > 1
+    starts a local Dask cluster of that many processes in the stage's worker, ``scheduler`` (tcp://host:8786)
+    uses a running cluster with ``workers`` units in flight; default in the worker's own process. Stored with
+    the run, so a resumed or continued run uses the same. The evaluator limits hold in one process only, so
+    they are refused with a cluster.
     """
     if not isinstance(actor, str) or not actor.strip():
         raise RolloutError("a rollout needs an actor (who starts it, e.g. 'cli' or 'console')")
+    executor = _executor_of(workers, scheduler)
     cfg = load_stage_config(stages_file)
     if time_scale is not None:
         cfg = cfg.with_time_scale(float(time_scale))
@@ -180,10 +191,17 @@ def start_rollout(
         concurrency = concurrency if concurrency is not None else earlier.get("concurrency")
         if limits is None and earlier.get("limits"):
             limits = RunLimits.from_dict(json.loads(earlier["limits"]))
+        if workers is None and scheduler is None:
+            executor = run_executor(earlier)
     if evidence is None:
         evidence = EvidenceSpec(world_seed=world_seed)
     if concurrency is not None:
         check_concurrency(concurrency)
+    if executor.kind != "in-process" and limits is not None and limits.limits_source:
+        raise ConfigError(
+            "the evaluator limits (hops per second, requests in flight) hold in one process only: drop "
+            "--max-hops-per-s/--max-in-flight or run without --workers/--scheduler"
+        )
     budget_usd = check_budget(budget_usd)
     if evidence.kind != "world":
         # a missing or unsound replay file, or a URL that is not http(s), is refused now, not by the worker
@@ -233,8 +251,9 @@ def start_rollout(
         cur = db.execute(
             """INSERT INTO rollout_runs (state, target, stages, current_stage, stage_config, candidate,
                candidate_hash, candidate_source, baseline, baseline_hash, dry_run, seed, world_seed, time_scale,
-               entity_limit, actor, created_at, updated_at, message, evidence, concurrency, limits, cost_estimate)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               entity_limit, actor, created_at, updated_at, message, evidence, concurrency, limits, cost_estimate,
+               executor)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
                 RunState.RUNNING,
                 stage,
@@ -259,6 +278,7 @@ def start_rollout(
                 concurrency,
                 dumps(limits.to_dict()) if limits is not None else None,
                 dumps(estimate.to_dict()),
+                dumps(executor.to_dict()) if executor.kind != "in-process" else None,
             ],
         )
         run_id = int(cur.lastrowid)
@@ -279,6 +299,7 @@ def start_rollout(
                 "from_run": from_run,
                 "evidence": evidence.describe(),
                 "concurrency": concurrency,
+                "executor": executor.describe(),
                 "limits": limits.to_dict() if limits is not None else None,
                 "estimated_cost_usd": round(estimate.total_usd, 4),
                 "budget_usd": budget_usd,
@@ -306,6 +327,7 @@ def start_rollout(
                 "candidate_source": candidate_source,
                 "evidence": evidence.describe(),
                 "concurrency": concurrency,
+                "executor": executor.describe(),
                 "cost_estimate": estimate.to_dict(),
             },
         )
@@ -330,6 +352,14 @@ def start_rollout(
     if launch:
         launch_worker(settings, job.id)
     return run_id
+
+
+def _executor_of(workers: object, scheduler: object) -> ExecutorSpec:
+    """The executor a start asks for, checked (a one-line ConfigError naming the bad value; nothing stored)."""
+    return ExecutorSpec(
+        workers=1 if workers is None else check_workers(workers, "workers"),
+        scheduler=check_scheduler(scheduler, "scheduler") if scheduler not in (None, "") else None,
+    )
 
 
 def start_reason(

@@ -24,6 +24,7 @@ import numpy as np
 
 from engine.core.errors import DiscoveryError
 from engine.discovery.runs import EvidenceSpec
+from engine.jobs.executor import ExecutorSpec
 from engine.jobs.queue import Job
 from engine.rollout.cohorts import derive_seed
 from engine.rollout.stages import StageConfig, StagePolicy
@@ -179,6 +180,12 @@ MIGRATIONS: list[Migration] = [
             "CREATE INDEX IF NOT EXISTS idx_rollout_guardrails_state ON rollout_guardrails (state, promoted_at)",
         ),
     ),
+    Migration(
+        component="rollout",
+        version=4,
+        name="rollout runs: where the batches' entity runs happen (a local Dask cluster of N workers or a scheduler)",
+        statements=("ALTER TABLE rollout_runs ADD COLUMN executor TEXT",),
+    ),
 ]
 
 
@@ -237,6 +244,10 @@ class RunInfo:
     limits: dict = field(default_factory=dict)
     #: the estimate shown when the run was started (engine.rollout.estimate.CostEstimate.to_dict())
     cost_estimate: dict = field(default_factory=dict)
+    #: where the batches' entity runs happen (ExecutorSpec.describe()) and its stored spec; runs from before:
+    #: in the worker's own process
+    executor: str = ""
+    executor_spec: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -457,6 +468,8 @@ def run_info_from_row(row: Mapping[str, Any]) -> RunInfo:
         concurrency=row.get("concurrency"),
         limits=dict(_loads(row.get("limits"), {}) or {}),
         cost_estimate=dict(_loads(row.get("cost_estimate"), {}) or {}),
+        executor=run_executor(row).describe(),
+        executor_spec=run_executor(row).to_dict(),
     )
 
 
@@ -466,6 +479,12 @@ def run_evidence(row) -> EvidenceSpec:
     if raw:
         return EvidenceSpec.from_dict(json.loads(raw), source=f"rollout {row['id']} evidence")
     return EvidenceSpec(world_seed=int(row["world_seed"]))
+
+
+def run_executor(row) -> ExecutorSpec:
+    """Where a run's batches run: its stored spec, or (none stored: runs from before, or in-process) this process."""
+    raw = row.get("executor")
+    return ExecutorSpec.from_dict(json.loads(raw)) if raw else ExecutorSpec()
 
 
 def read_run(db, run_id: int | None) -> dict:

@@ -31,6 +31,16 @@ SAME entities (paired):
   until the minimum duration (scaled by ``time_scale``) has passed, then
   automatic promotion (engine.rollout.control.promote_stage); INCONCLUSIVE ->
   ``inconclusive``, waiting for an operator to promote or roll back.
+* **Executor.** ``--workers N`` / ``--scheduler ADDR`` (stored with the run,
+  engine.jobs.executor) send each batch's entity runs, old and new, to a Dask
+  cluster through ``run_entities(executor=..., evidence=<the run's spec>)``:
+  the units are pure, this worker stays the coordinator (it alone writes the
+  graph, the checkpoints and the events), and the outcomes are those of the
+  same batch in this process. The worker starts the cluster for its first
+  batch (a local one of N processes, or a connection to the scheduler),
+  announces it for the console's cluster panel, and closes it when it stops
+  processing: at a stage's end (a soaking stage holds no cluster), on pause,
+  on a fault, on cancel and on exit.
 * ``dry_run``: both systems in shadow, no snapshot, no graph writes, no
   assignment or live-config change.
 * **Fencing.** Every write of the worker carries its job's lease token: the
@@ -40,8 +50,9 @@ SAME entities (paired):
   through ``GraphStore.fenced`` on the scope ``rollout:<run id>``, which the
   worker takes at the start of each attempt and a rollback takes over. A
   worker that was declared dead and wakes up changes nothing.
-* **Faults are not verdicts.** A store, ops-database or evaluator outage
-  (StoreUnavailable, EvidenceUnavailable) stops the batch without
+* **Faults are not verdicts.** A store, ops-database, evaluator or cluster
+  outage (StoreUnavailable, EvidenceUnavailable, ExecutorUnavailable: a
+  scheduler that cannot be reached, a unit lost with its workers) stops the batch without
   checkpointing it: the job pauses with the reason (``paused by a fault``)
   and the worker retries by itself with backoff (reopening the graph store,
   which restarts the embedded server), or at once when an operator resumes.
@@ -57,12 +68,14 @@ import functools
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 from engine.core.errors import DiscoveryError, LeaseLost, StoreUnavailable, first_line
 from engine.core.params import ParameterConfig
 from engine.discovery.evidence import EvidenceUnavailable
 from engine.discovery.limits import RunLimits, limit_source
 from engine.discovery.runs import METRICS_LOG_NAME, load_contexts, make_source, run_entities
+from engine.jobs.executor import ExecutorUnavailable, InProcessExecutor, announce, make_executor, withdraw
 from engine.jobs.queue import Control, JobCancelled
 from engine.monitoring.events import MetricEvent, record_events
 from engine.monitoring.jsonlog import JsonlLog
@@ -78,6 +91,7 @@ from engine.rollout.records import (
     read_run,
     read_stages,
     run_evidence,
+    run_executor,
     stage_config_from_dict,
     stage_key,
     verdict_record,
@@ -98,7 +112,7 @@ class _Stop(Exception):
 #: the longest a soaking / waiting worker sleeps before it looks at the run again
 WAIT_POLL_S = 1.0
 #: faults of the machinery: they pause the run, they are never an outcome of the candidate
-INFRA_FAULTS: tuple[type[DiscoveryError], ...] = (StoreUnavailable, EvidenceUnavailable)
+INFRA_FAULTS: tuple[type[DiscoveryError], ...] = (StoreUnavailable, EvidenceUnavailable, ExecutorUnavailable)
 #: first wait after a fault before the worker retries by itself; doubled per failed retry up to the max
 FAULT_RETRY_S = 2.0
 FAULT_RETRY_MAX_S = 60.0
@@ -127,6 +141,10 @@ class _Runner:
         source = make_source(self.evidence, templates=self.templates)
         self.source = limit_source(source, self.limits) if self.limits is not None else source
         self.log = JsonlLog.for_settings(graph.settings, METRICS_LOG_NAME)
+        #: where the batches' entity runs happen; a Dask cluster is started for the first batch and closed when
+        #: the worker stops processing (stage end, pause, fault, cancel, exit): a soaking stage holds no cluster
+        self.executor_spec = run_executor(self.run)
+        self.executor: Any = None
         self.restored_this_attempt: set[str] = set()
         #: a fault interrupted a batch: the stage's not-checkpointed entities are restored before going on
         self.after_fault = False
@@ -194,6 +212,7 @@ class _Runner:
                 if state is StageState.RUNNING:
                     self._process(name)
                 elif state.can_promote():  # soaking or inconclusive: wait for the time or for a person
+                    self.close_executor()
                     self._wait(name)
                 elif state.is_done():
                     break
@@ -233,7 +252,14 @@ class _Runner:
         self.pending_events.clear()
         self.after_fault = True
         self.restored_this_attempt.clear()
-        what = "evaluator" if isinstance(exc, EvidenceUnavailable) else "store"
+        self.close_executor()  # the retry starts (or reaches) the cluster afresh
+        what = (
+            "evaluator"
+            if isinstance(exc, EvidenceUnavailable)
+            else "cluster"
+            if isinstance(exc, ExecutorUnavailable)
+            else "store"
+        )
         reason = f"paused by a fault of the {what}, nothing of the batch counted: {first_line(exc)}"
         store, job = self.ctx.store, self.ctx.job
         delay = self.fault_delay
@@ -403,6 +429,35 @@ class _Runner:
         self.ctx.heartbeat(done=0, total=len(cohort), message=f"{name}: starting with {len(cohort)} entities")
         return self._existing_stage_row(name)
 
+    # -- the executor
+    def _executor(self) -> Any:
+        """The Dask executor of this run's batches, started on first use (None: in this process)."""
+        if self.executor_spec.kind == "in-process":
+            return None
+        if self.executor is None:
+            self.ctx.heartbeat(message=f"starting the executor: {self.executor_spec.describe()}")
+            self.executor = make_executor(self.executor_spec)  # ExecutorUnavailable: a fault of the cluster
+            if not isinstance(self.executor, InProcessExecutor) and self.ctx.settings is not None:
+                announce(self.ctx.settings.data_dir, self.ctx.job.id, self.executor, what=f"rollout {self.run_id}")
+        return self.executor
+
+    def close_executor(self) -> None:
+        """Close the cluster (if one runs) and withdraw its announcement (the console's cluster panel)."""
+        executor, self.executor = self.executor, None
+        if executor is None:
+            return
+        try:
+            if self.ctx.settings is not None:
+                withdraw(self.ctx.settings.data_dir, self.ctx.job.id)
+        finally:
+            executor.close()
+
+    def _between_batches(self, *, done: int, total: int, message: str) -> None:
+        """Honour pause and cancel between batches (ctx.checkpoint); a paused stage holds no cluster."""
+        if self.executor is not None and self.ctx.heartbeat(message=message) is Control.PAUSE:
+            self.close_executor()
+        self.ctx.checkpoint(done=done, total=total, message=message)
+
     def concurrency(self, policy: StagePolicy) -> int:
         """Entities in flight in this stage: the run's ``--concurrency``, else the stage table's setting."""
         return int(self.run.get("concurrency") or policy.concurrency)
@@ -415,6 +470,9 @@ class _Runner:
         machinery propagates and nothing of the batch counts. Metric events wait in ``pending_events``."""
         stage_id = stage_key(self.run_id, name)
         in_flight = self.concurrency(self.cfg.stage(name))
+        # on a cluster: the units get the run's evidence spec (each worker builds the source from it), the
+        # coordinator keeps its own source for the ground truth; the results are those of this process
+        executor = self._executor()
         common = functools.partial(
             run_entities,
             self.graph,
@@ -426,6 +484,8 @@ class _Runner:
             concurrency=in_flight,
             batch_size=max(1, len(batch)),
             tick=progress,
+            executor=executor,
+            evidence=self.evidence if executor is not None else None,
         )
         new_errors: dict[str, DiscoveryError] = {}
         contexts = load_contexts(self.graph, batch, skip_unknown=new_errors)  # one read for both systems
@@ -516,7 +576,7 @@ class _Runner:
         for start in range(0, len(remaining), policy.batch_size):
             batch = remaining[start : start + policy.batch_size]
             # pause and cancel are honoured between batches; within one, a heartbeat a second keeps the lease
-            self.ctx.checkpoint(done=done, total=total, message=f"{name}: {done}/{total} entities")
+            self._between_batches(done=done, total=total, message=f"{name}: {done}/{total} entities")
             self._check_active()
             results = self._pairs(name, batch, shadow, self._beat(name, done, total, len(batch)))
             done = self._commit_batch(name, policy, results, batch_no, done, total)
@@ -718,6 +778,7 @@ def run_rollout_job(ctx) -> dict:
     try:
         return runner.execute()
     finally:
+        runner.close_executor()
         runner.base_graph.close()
         close = getattr(runner.source, "close", None)
         if callable(close):

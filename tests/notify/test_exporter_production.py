@@ -5,6 +5,7 @@ exporter scraped over HTTP and parsed with prometheus_client's parser, every fig
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -13,6 +14,7 @@ from engine.notify.exporter import PRODUCTION_STATES, ExporterServer, OpsCollect
 from engine.production.control import production_status, start_production, state_of
 from engine.production.policy import RefreshPolicy
 from engine.production.scheduler import Scheduler
+from tests.support.production import scheduler_without_evaluator, wait_until
 from tests.support.scrape import family_samples, scrape_text, value
 
 DAY = 86400.0
@@ -109,3 +111,22 @@ def test_the_state_label_is_the_production_pages_words_for_every_job_state(setti
     assert production_state(JobState.RUNNING, "", alive=False) == "stopped_unexpectedly"  # what the reaper makes
     reachable = {production_state(js, m, True) for js in JobState for m in ("", "paused by a fault")}
     assert set(PRODUCTION_STATES) == reachable | {"not_started"}
+
+
+def test_a_fault_pause_is_served_with_what_went_away(settings, ops, seed_graph):
+    graph = seed_graph(12, 7)
+    with scheduler_without_evaluator(settings, ops):
+        for _ in range(50):  # the job retries by itself (2 s, then 4 s, ...): a scrape made inside one pause
+            wait_until(lambda: production_status(ops, graph).state == "paused by a fault", "the fault pause")
+            text = scrape(settings, time.time())
+            st = production_status(ops, graph)
+            if st.state == "paused by a fault":
+                break
+        assert st.state == "paused by a fault"
+        assert value(text, "discovery_production_fault", reason="evaluator") == 1.0
+        assert [s.labels for s in family_samples(text, "discovery_production_fault")] == [{"reason": "evaluator"}]
+        assert value(text, "discovery_production_state", state="paused_by_a_fault") == 1.0
+        assert value(text, "discovery_production_budget_usd") == st.budget_usd
+    text = scrape(settings, time.time())
+    assert value(text, "discovery_production_fault", reason="none") == 0.0
+    assert value(text, "discovery_production_state", state="stopped") == 1.0

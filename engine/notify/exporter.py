@@ -578,7 +578,7 @@ def utc_day(ts: float) -> str:
 
 
 def _production_rows(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
-    """The latest production run's row and the day's ledger figures (three aggregate queries, indexed by day)."""
+    """The latest production run's row, the day's spend and visits (aggregates over the day index) and all visits."""
     day = utc_day(now)
     conn.row_factory = sqlite3.Row
     try:

@@ -26,6 +26,13 @@ for Prometheus" lists them with their labels):
   how many runs are in each stored state.
 - **tuning** (engine.tuning.store): trials finished (complete, failed) and
   planned, and the state, of every unfinished study and of the latest one.
+- **production** (engine.production): the scheduler's state (as the
+  Production page words it), whether it is paused by a fault (and of what:
+  store or evaluator), the UTC day's spend against its budget, visits today
+  and entities visited today, visits in total (a counter), and the entities
+  due, overdue and new as the scheduler last counted them (it stores them in
+  its run's row at every batch and every wait: the exporter never reads the
+  graph).
 - **cache** (engine.cache.service): the hit ratio, entries and bytes the
   cache-owning process (the console) last published to the ops DB.
 - ``discovery_opsdb_up`` 1 when the ops DB answered; 0, with
@@ -55,6 +62,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -112,6 +120,50 @@ MAX_STUDIES = 20
 STUDY_CREATED = "created"
 STUDY_FINISHED = "finished"
 STUDY_STATES: tuple[str, ...] = (STUDY_CREATED, *(str(s) for s in JobState), STUDY_FINISHED)
+
+#: the production scheduler's states as the Production page words them (engine.production.control.state_of),
+#: spaces as underscores; "not_started" before any scheduler was started. This package may not import
+#: engine.production (a sibling of its layer): tests/notify/test_exporter_production.py holds the two together.
+PRODUCTION_STATES: tuple[str, ...] = (
+    "not_started",
+    "starting",
+    "running",
+    "paused",
+    "paused_by_a_fault",
+    "stopped",
+    "failed",
+    "stopped_unexpectedly",
+)
+#: job state -> production state (a paused job whose message says so is paused by a fault)
+_PRODUCTION_JOB_STATES = {
+    JobState.QUEUED: "starting",
+    JobState.RUNNING: "running",
+    JobState.PAUSED: "paused",
+    JobState.SUCCEEDED: "stopped",
+    JobState.CANCELLED: "stopped",
+    JobState.FAILED: "failed",
+    JobState.DEAD: "stopped_unexpectedly",
+}
+#: the prefix of a job's message while the scheduler is paused by a fault (engine.production.scheduler)
+FAULT_PREFIX = "paused by a fault"
+#: the fault gauge's ``reason`` label when there is no fault
+NO_FAULT = "none"
+
+#: the latest production run's row: budget, job, what the scheduler last counted, its fault kind
+_PRODUCTION_RUN_SQL = """
+SELECT id, job_id, budget_usd, due_count, overdue_count, new_count, counted_at, fault_kind
+FROM production_runs ORDER BY id DESC LIMIT 1
+"""
+#: the UTC day's spend over every run, as engine.production.records.day_spent counts it (an open batch at
+#: its reservation, an abandoned one at what it charged or, unknown, its reservation)
+_PRODUCTION_SPENT_SQL = """
+SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN reserved_usd ELSE COALESCE(spent_usd, reserved_usd) END), 0)
+FROM production_batches WHERE day = ?
+"""
+_PRODUCTION_VISITS_SQL = """
+SELECT COUNT(*), COUNT(DISTINCT entity_id), (SELECT COUNT(*) FROM production_visits)
+FROM production_visits WHERE day = ?
+"""
 
 #: the label names of the event families, in the order the SQL returns them
 EVENT_LABELS = ("system", "stage", "shadow")
@@ -287,9 +339,11 @@ class OpsCollector(Collector):
             run = _latest_run(conn)
             families += _run_counts(conn)
             families += _studies(conn)
+            production = _production_rows(conn, now)
             cache = conn.execute("SELECT value FROM settings_kv WHERE key = ?", (CACHE_STATS_KEY,)).fetchone()
         # the job and the worker's liveness: what the Rollout page shows (engine.rollout.status)
         families += _rollout(ops, run, now)
+        families += _production(ops, production, now)
         families += _cache(json.loads(cache[0]) if cache else None)
         return families
 
@@ -516,6 +570,110 @@ def _studies(conn: sqlite3.Connection) -> list[Metric]:
         STUDY_STATES,
     )
     return [trials, planned, state]
+
+
+def utc_day(ts: float) -> str:
+    """The UTC day ``ts`` falls on as the production ledger keys it (engine.production.budget.day_of)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def _production_rows(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
+    """The latest production run's row, the day's spend and visits (aggregates over the day index) and all visits."""
+    day = utc_day(now)
+    conn.row_factory = sqlite3.Row
+    try:
+        row = conn.execute(_PRODUCTION_RUN_SQL).fetchone()
+    finally:
+        conn.row_factory = None
+    spent = conn.execute(_PRODUCTION_SPENT_SQL, (day,)).fetchone()[0]
+    visits, entities, total = conn.execute(_PRODUCTION_VISITS_SQL, (day,)).fetchone()
+    return {
+        "run": dict(row) if row is not None else None,
+        "spent": float(spent),
+        "visits": int(visits),
+        "entities": int(entities),
+        "total": int(total),
+    }
+
+
+def production_state(job_state: JobState | None, message: str, alive: bool) -> str:
+    """The scheduler's state label (PRODUCTION_STATES): the Production page's words; a running or paused job
+    whose worker is gone is what the reaper will make of it (stopped unexpectedly)."""
+    if job_state is None:
+        return "not_started"
+    if job_state.has_worker() and not alive:
+        return "stopped_unexpectedly"
+    if job_state is JobState.PAUSED and message.startswith(FAULT_PREFIX):
+        return "paused_by_a_fault"
+    return _PRODUCTION_JOB_STATES[job_state]
+
+
+def _production(ops: OpsDB, figures: dict[str, Any], now: float) -> list[Metric]:
+    """The production scheduler: state, fault, the day's spend and budget, visits, due / overdue / new."""
+    run = figures["run"]
+    job_state, message, alive = None, "", False
+    if run is not None and run["job_id"] is not None:
+        try:
+            job = JobStore(ops).get(int(run["job_id"]))
+        except DiscoveryError:
+            job = None
+        if job is not None:
+            job_state, message = job.state, job.message or ""
+            if job.state.has_worker():
+                alive, _note = worker_liveness(job, now)
+    current = production_state(job_state, message, alive)
+    state = _state_set(
+        "discovery_production_state",
+        "the production scheduler's state as the Production page shows it: 1 for the current one, 0 otherwise",
+        [],
+        [([], current)],
+        PRODUCTION_STATES,
+    )
+    fault = GaugeMetricFamily(
+        "discovery_production_fault",
+        "1 while the production scheduler is paused by a fault; reason: what went away (store, evaluator)",
+        labels=["reason"],
+    )
+    faulted = current == "paused_by_a_fault"
+    fault.add_metric([(run["fault_kind"] or "unknown") if faulted and run else NO_FAULT], 1.0 if faulted else 0.0)
+    spent = GaugeMetricFamily(
+        "discovery_production_spent_today_usd", "what production spent on the current UTC day (every run), USD"
+    )
+    spent.add_metric([], figures["spent"])
+    budget = GaugeMetricFamily(
+        "discovery_production_budget_usd", "the day's budget of the latest production scheduler (USD per UTC day)"
+    )
+    visits_today = GaugeMetricFamily(
+        "discovery_production_visits_today", "production visits on the current UTC day (every run)"
+    )
+    visits_today.add_metric([], float(figures["visits"]))
+    entities_today = GaugeMetricFamily(
+        "discovery_production_entities_visited_today", "distinct entities production visited on the current UTC day"
+    )
+    entities_today.add_metric([], float(figures["entities"]))
+    visits = CounterMetricFamily("discovery_production_visits", "production visits recorded (every run, every day)")
+    visits.add_metric([], float(figures["total"]))
+    due = GaugeMetricFamily(
+        "discovery_production_entities_due",
+        "entities due for a production visit (new and overdue included), as the scheduler last counted them",
+    )
+    overdue = GaugeMetricFamily(
+        "discovery_production_entities_overdue", "entities past the maximum age, as the scheduler last counted them"
+    )
+    new = GaugeMetricFamily(
+        "discovery_production_entities_new", "entities production never visited, as the scheduler last counted them"
+    )
+    counted = GaugeMetricFamily(
+        "discovery_production_counted_timestamp_seconds", "when the scheduler last counted due, overdue and new"
+    )
+    if run is not None:
+        budget.add_metric([], float(run["budget_usd"]))
+        if run["counted_at"] is not None:
+            due.add_metric([], float(run["due_count"]))
+            overdue.add_metric([], float(run["overdue_count"]))
+            new.add_metric([], float(run["new_count"]))
+            counted.add_metric([], float(run["counted_at"]))
+    return [state, fault, spent, budget, visits_today, entities_today, visits, due, overdue, new, counted]
 
 
 def _cache(stats: Any) -> list[Metric]:

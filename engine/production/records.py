@@ -3,7 +3,9 @@
 Three tables (migration component ``production``):
 
 * ``production_runs``: one row per scheduler started (its budget, refresh policy, evidence source,
-  entities in flight, limits, batch size, who started it, its job);
+  entities in flight, limits, batch size, who started it, its job), with what the scheduler last
+  counted at a batch checkpoint (entities due, overdue, new: the exporter serves them without reading
+  the graph) and its faults (the kind of the current one, how many it had: each is told once);
 * ``production_batches``: one row per batch, written *before* it runs (state ``reserved``: its
   entities, the reservation, the snapshot of their hypotheses) and settled after it ran (state
   ``settled``: what it really cost) or abandoned when a worker died or a fault stopped it (state
@@ -92,6 +94,19 @@ MIGRATIONS: list[Migration] = [
             """,
             "CREATE INDEX IF NOT EXISTS idx_production_visits_entity ON production_visits (entity_id, at)",
             "CREATE INDEX IF NOT EXISTS idx_production_visits_day ON production_visits (day, at)",
+        ),
+    ),
+    Migration(
+        component="production",
+        version=2,
+        name="the scheduler's last due / overdue / new counts, its fault kind and fault count",
+        statements=(
+            "ALTER TABLE production_runs ADD COLUMN due_count INTEGER",
+            "ALTER TABLE production_runs ADD COLUMN overdue_count INTEGER",
+            "ALTER TABLE production_runs ADD COLUMN new_count INTEGER",
+            "ALTER TABLE production_runs ADD COLUMN counted_at REAL",
+            "ALTER TABLE production_runs ADD COLUMN fault_kind TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE production_runs ADD COLUMN faults INTEGER NOT NULL DEFAULT 0",
         ),
     ),
 ]

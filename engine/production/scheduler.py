@@ -35,6 +35,13 @@ Guarantees, as a rollout's (engine.rollout.runner):
 * **Faults are not outcomes.** An unreachable store or evaluator stops the batch unsettled; the job
   pauses with the reason, retries by itself with backoff (2 s doubling to 60 s) or at once when an
   operator resumes, and resumes exactly once when the store answers again.
+
+What it tells (engine.production.notices, in the transaction that records the event): a fault pause
+(``production.paused_by_fault``, with the audit line, once per fault: retries that fault again before a batch
+settles are the same fault) and the day's budget found spent
+(``production.budget_exhausted``, once per UTC day). At every batch and every wait it stores in its run's
+row how many entities are due, overdue and new (``checkpoint_counts``): the exporter serves them from the
+ops DB without reading the graph.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.core.configs import live_config
@@ -64,14 +72,17 @@ from engine.discovery.runs import (
 from engine.jobs.queue import Control, JobCancelled
 from engine.monitoring.events import MetricEvent, record_events
 from engine.monitoring.jsonlog import JsonlLog
+from engine.production import notices
 from engine.production.budget import BatchBudget, BudgetedSource, day_of, next_day_start, remaining
 from engine.production.policy import (
     COST_HISTORY,
     ORDERS,
     Candidate,
     DueEntity,
+    Group,
     RefreshPolicy,
     admit,
+    classify,
     expected_cost,
     next_due_at,
 )
@@ -359,10 +370,12 @@ class Scheduler:
         due = self.plan(limit=self.batch_size)
         if not due:
             nxt = next_due_at(self.candidates.values(), self.policy)
+            self.checkpoint_counts(now)
             return StepResult("idle", wait_until=nxt, message="nothing is due")
         caps = [self.assignments[d.entity_id].params.cost_cap_usd for d in due]
         n = admit(due, caps, left, self.batch_size)
         if n == 0:
+            self.checkpoint_counts(now, exhausted=(day, spent))
             return StepResult(
                 "budget",
                 wait_until=next_day_start(now),
@@ -371,6 +384,55 @@ class Scheduler:
             )
         chosen = due[:n]
         return self._run_batch(chosen, caps[:n], day)
+
+    # -- checkpoints: what the status, the exporter and the notifications read
+    def due_counts(self, now: float) -> dict[Group, int]:
+        """Entities new, overdue and due (neither) under the refresh policy, over what the scheduler last read
+        (every entity but those an active rollout holds)."""
+        counts = {Group.NEW: 0, Group.OVERDUE: 0, Group.DUE: 0}
+        for c in self.candidates.values():
+            group, _ = classify(c, self.policy, now)
+            if group is not None:
+                counts[group] += 1
+        return counts
+
+    def checkpoint_counts(self, now: float, *, exhausted: tuple[str, float] | None = None) -> dict[Group, int]:
+        """Store the due / overdue / new counts in the run's row (the exporter serves them without reading the
+        graph: one small UPDATE per batch or wait); with ``exhausted`` (the day and its spend) the day's budget
+        was found spent: in the same transaction, tell it (once per UTC day) and audit it."""
+        counts = self.due_counts(now)
+        due = sum(counts.values())
+        with self.ops.transaction() as db:
+            self._assert_lease(db)
+            db.execute(
+                "UPDATE production_runs SET due_count = ?, overdue_count = ?, new_count = ?, counted_at = ? "
+                "WHERE id = ?",
+                [due, counts[Group.OVERDUE], counts[Group.NEW], now, self.run_id],
+            )
+            if exhausted is not None:
+                day, spent = exhausted
+                opens = datetime.fromtimestamp(next_day_start(now), UTC).strftime("%Y-%m-%d %H:%M UTC")
+                told = notices.budget_exhausted(
+                    db,
+                    self.run_id,
+                    day=day,
+                    spent_usd=spent,
+                    budget_usd=self.budget_usd,
+                    still_due=due,
+                    overdue=counts[Group.OVERDUE],
+                    new=counts[Group.NEW],
+                    opens_at=opens,
+                    at=now,
+                )
+                if told:  # the first time today: the event is recorded with its message
+                    self.ops.audit(
+                        "worker",
+                        "production.budget_exhausted",
+                        f"production {self.run_id}",
+                        {"day": day, "spent_usd": spent, "budget_usd": self.budget_usd, "still_due": due},
+                        db=db,
+                    )
+        return counts
 
     def _next_batch_no(self) -> int:
         with self.ops.connect() as db:
@@ -498,10 +560,13 @@ class Scheduler:
             )
             if cur.rowcount != 1:
                 raise LeaseLost(f"production batch {batch_no} was abandoned under this worker; stopping")
+            # a batch settled: a fault before it is over (the next one is a new fault, told again)
+            db.execute("UPDATE production_runs SET fault_kind = '' WHERE id = ? AND fault_kind != ''", [self.run_id])
         self.in_flight = None
         self.fault_delay = FAULT_RETRY_S
         self.batches_since_refresh += 1
         self._refresh(ids)
+        self.checkpoint_counts(self.clock())
         return StepResult(
             "ran",
             visits=len(results),
@@ -591,9 +656,10 @@ class _Worker:
                     if store.pause_for_fault(job, reason) is Control.CANCEL:
                         raise JobCancelled(f"job {job.id} cancelled by an operator")
                     with ctx.ops.transaction() as db:
+                        at = time.time()
                         db.execute(
                             "UPDATE production_runs SET message = ?, updated_at = ? WHERE id = ?",
-                            [reason, time.time(), self.sched.run_id],
+                            [reason, at, self.sched.run_id],
                         )
                         if not audited:
                             ctx.ops.audit(
@@ -603,6 +669,7 @@ class _Worker:
                                 {"reason": reason},
                                 db=db,
                             )
+                            self._tell_fault(db, what, reason, at)
                     announced = audited = True
                 except StoreUnavailable:
                     pass
@@ -631,6 +698,20 @@ class _Worker:
                 return
             announced = False
             delay = min(FAULT_RETRY_MAX_S, delay * 2)
+
+    def _tell_fault(self, db, what: str, reason: str, at: float) -> None:
+        """Record the fault in the run's row and, when it opens a new fault, tell it (one message). A fault the
+        retries do not clear (the evaluator still away: each retry faults again) is the same fault until a batch
+        settles (``_run_batch`` clears ``fault_kind``), so a long outage is told once, not at every retry."""
+        cur = db.execute(
+            "UPDATE production_runs SET faults = faults + 1, fault_kind = ? WHERE id = ? AND fault_kind = ''",
+            [what, self.sched.run_id],
+        )
+        if cur.rowcount != 1:  # the same fault as before: only what went away may have changed
+            db.execute("UPDATE production_runs SET fault_kind = ? WHERE id = ?", [what, self.sched.run_id])
+            return
+        (row,) = db.query("SELECT faults FROM production_runs WHERE id = ?", [self.sched.run_id])
+        notices.paused_by_fault(db, self.sched.run_id, fault_no=int(row["faults"]), what=what, reason=reason, at=at)
 
     def _store_is_back(self) -> bool:
         try:

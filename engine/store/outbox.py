@@ -49,6 +49,8 @@ TOPICS: dict[str, str] = {
     "rollout.rolled_back": "rollback done",
     "production.promoted": "production promoted",
     "production.guardrail_reverted": "production guardrail reverted",
+    "production.paused_by_fault": "production scheduler paused by a fault",
+    "production.budget_exhausted": "production spent the day's budget",
     "tuning.finished": "tuning study finished",
     "tuning.failed": "tuning study failed",
     "worker.dead": "worker dead",

@@ -16,6 +16,8 @@ from engine.core.settings import REPO_ROOT
 from engine.discovery.runs import run_entities
 from engine.monitoring import alerts as alerts_mod
 from engine.notify.exporter import DEFAULT_PORT, METRICS_PATH
+from engine.production.control import start_production
+from engine.production.scheduler import Scheduler
 from engine.tuning.spec import EntitySpec, StudySpec
 from engine.tuning.store import create_study
 from tests.support.monitoring_data import FakeClock
@@ -76,7 +78,8 @@ def test_the_checks_catch_a_name_or_label_the_exporter_does_not_serve():
 
 @pytest.fixture
 def scraped(settings, ops, seed_graph, tmp_path) -> str:
-    """The exposition of a data dir with every kind of figure: runs, alerts, a rollout, a study, the cache."""
+    """The exposition of a data dir with every kind of figure: runs, alerts, a rollout, a study, the cache, a batch
+    of the production scheduler."""
     graph = seed_graph(60, 7)
     clock = FakeClock()
     ids = graph.list_entity_ids()
@@ -88,6 +91,8 @@ def scraped(settings, ops, seed_graph, tmp_path) -> str:
     service = CacheService(graph, ops)
     service.cached.get_hypotheses(ids[0])
     service.publish()
+    prod = start_production(settings, ops, budget_usd=5.0, batch_size=5, actor="tester", launch=False)
+    assert Scheduler(graph, ops, prod).step().kind == "ran"
     with exporter_on(settings) as server:
         return scrape_text(server.url)
 

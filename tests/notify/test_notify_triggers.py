@@ -24,6 +24,9 @@ from engine.monitoring.events import record_runs
 from engine.monitoring.jsonlog import JsonlLog
 from engine.notify import sender as ns_sender
 from engine.notify import store as ns
+from engine.production.control import production_status, resume_production, start_production
+from engine.production.policy import RefreshPolicy
+from engine.production.scheduler import Scheduler
 from engine.rollout import guardrails as gr
 from engine.rollout import notices
 from engine.store.outbox import REPEAT_SETTING, TOPICS, list_messages
@@ -32,6 +35,7 @@ from engine.tuning.spec import EntitySpec, StudySpec
 from engine.tuning.store import create_study
 from tests.support.guardrails import BAD, production_traffic, promote_into_production, stop_guardrail_evaluators
 from tests.support.monitoring_data import make_run
+from tests.support.production import scheduler_without_evaluator, wait_until
 from tests.support.receivers import SmtpReceiver, WebhookReceiver
 from tests.support.rollouts import candidate_file
 from tests.support.stages import stage_table
@@ -171,6 +175,61 @@ def guardrail_reverted(ctx) -> dict[str, int]:
     }
 
 
+DAY = 86400.0
+#: 05:20 UTC of a fixed day: a scenario's minutes of virtual steps never cross midnight
+T0 = 1_800_000_000.0 - (1_800_000_000.0 % DAY) + 5 * 3600 + 1200
+
+
+def production_budget(ctx) -> dict[str, int]:
+    """The day's budget runs out: told once that day however often the scheduler finds it spent, and once again the
+    next UTC day when that day's budget runs out too."""
+    settings, ops, graph = ctx["settings"], ctx["ops"], ctx["graph"]
+    now = [T0]
+    prod = start_production(
+        settings, ops, budget_usd=1.5, policy=RefreshPolicy(0.0, DAY), batch_size=4, actor="t", launch=False
+    )
+    sched = Scheduler(graph, ops, prod, clock=lambda: now[0])
+    for _day in range(2):
+        kinds: list[str] = []
+        while kinds.count("budget") < 3:  # found spent three times: told once
+            kinds.append(sched.step().kind)
+            now[0] += 60
+            assert len(kinds) < 40, kinds
+        assert "ran" in kinds
+        now[0] += DAY
+    told = list_messages(ops, topic="production.budget_exhausted")
+    assert len(told) == 2 and len(ops.list_audit(10, action="production.budget_exhausted")) == 2
+    first = told[-1]  # newest first
+    assert first.link == "production" and first.facts["budget"] == "$1.50", first.facts
+    spent = float(first.facts["spent"].lstrip("$"))
+    assert 1.5 - 0.475 < spent <= 1.5  # nothing more fitted under the per-entity cap
+    assert int(first.facts["entities still due"]) == 30  # every entity stays due under a zero minimum age
+    return {"production.budget_exhausted": 2}
+
+
+def production_fault(ctx) -> dict[str, int]:
+    """The evaluator goes away: the scheduler pauses, told once with who can act, although each retry faults again;
+    the evaluator back, a batch settles and the fault is over."""
+    settings, ops, graph = ctx["settings"], ctx["ops"], ctx["graph"]
+    with scheduler_without_evaluator(settings, ops) as f:
+        wait_until(lambda: len(ops.list_audit(10, action="production.fault")) >= 2, "a retry to fault again")
+        [told] = list_messages(ops, topic="production.paused_by_fault")
+        assert told.link == "production" and told.facts["fault of"] == "evaluator", told.facts
+        assert "python -m engine production resume" in told.facts["who can act"]
+        wait_until(lambda: production_status(ops, graph).state == "paused by a fault", "the fault pause")
+        f.evaluator.start()  # the same port
+        resume_production(ops, "t", settings=settings, launch=False)
+
+        def settled() -> bool:
+            with ops.connect() as db:
+                (row,) = db.query("SELECT fault_kind FROM production_runs WHERE id = ?", [f.run_id])
+            return row["fault_kind"] == ""
+
+        wait_until(settled, "a batch to settle after the fault")
+    assert len(list_messages(ops, topic="production.paused_by_fault")) == 1
+    return {"production.paused_by_fault": 1}
+
+
 def worker_dead(ctx) -> dict[str, int]:
     store = JobStore(ctx["ops"])
     job = store.submit("rollout", {"run_id": 1})
@@ -188,6 +247,8 @@ SCENARIOS = {
     "tuning": tuning,
     "worker dead": worker_dead,
     "guardrail reverted": guardrail_reverted,
+    "production budget exhausted": production_budget,
+    "production paused by a fault": production_fault,
 }
 #: the topics each scenario makes (checked against what it returns)
 COVERS = {
@@ -203,6 +264,8 @@ COVERS = {
         "production.promoted",
         "production.guardrail_reverted",
     },
+    "production budget exhausted": {"production.budget_exhausted"},
+    "production paused by a fault": {"production.paused_by_fault"},
 }
 
 

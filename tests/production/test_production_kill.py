@@ -8,6 +8,7 @@ import os
 import signal
 import time
 
+import psutil
 import pytest
 
 from engine.discovery.runs import EvidenceSpec
@@ -37,6 +38,13 @@ def spent_out_of(ops):
         return left < CAP and not open_batches
 
     return done
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def wait_until(cond, what: str, timeout_s: float = WORKER_TIMEOUT_S):
@@ -85,6 +93,9 @@ def test_a_worker_killed_mid_batch_never_overspends_and_counts_each_visit_once(s
                 time.sleep(0.02)
         os.kill(pid, signal.SIGKILL)
         assert len(killed) == 1
+        # SIGKILL is delivered asynchronously: until the process is gone (or a zombie) it still counts as the live
+        # worker, and a resume would only ask it to go on
+        wait_until(lambda: not process_alive(pid), "the killed worker to be gone")
         job_after, note = resume_production(ops, "test", settings=settings)
         assert "worker started" in note
         wait_until(spent_out, "the day's budget to be spent (no batch in flight, less than a visit's cap left)")

@@ -84,7 +84,15 @@ from engine.rollout.records import (
 )
 from engine.rollout.rollback import rollback
 from engine.rollout.stages import SECONDS_PER_DAY, Metric, StagePolicy
-from engine.rollout.stats import BOOTSTRAP_BLOCK_CELLS, Measurement, clopper_pearson, p95, quantile
+from engine.rollout.stats import (
+    Measurement,
+    bootstrap_rows,
+    clopper_pearson,
+    p95,
+    p95_rows,
+    percentile_interval,
+    relative_change_rows,
+)
 from engine.rollout.verdict import Phase, Verdict, assess
 
 #: the job kind of the periodic evaluation (engine.jobs.queue.JOB_KINDS)
@@ -170,26 +178,8 @@ class Baseline:
 
 
 def _boot_means(values: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
-    """``resamples`` bootstrap means of ``values`` (drawn in blocks, as engine.rollout.stats does)."""
-    n = len(values)
-    rows = max(1, min(resamples, BOOTSTRAP_BLOCK_CELLS // n))
-    parts = []
-    for start in range(0, resamples, rows):
-        idx = rng.integers(0, n, size=(min(rows, resamples - start), n))
-        parts.append(values[idx].mean(axis=-1))
-    return np.concatenate(parts)
-
-
-def _relative_change(base: np.ndarray | float, other: np.ndarray | float) -> np.ndarray:
-    """(other - base) / base x 100, elementwise; +inf / 0 / -inf where base is 0 (as a stage measures it)."""
-    base = np.asarray(base, dtype=float)
-    other = np.asarray(other, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = (other - base) / base * 100.0
-    zero = base == 0
-    out = np.where(zero & (other > 0), math.inf, out)
-    out = np.where(zero & (other < 0), -math.inf, out)
-    return np.where(zero & (other == 0), 0.0, out)
+    """``resamples`` bootstrap means of ``values``, one side of an unpaired comparison."""
+    return bootstrap_rows(lambda idx: values[idx].mean(axis=-1), len(values), rng, resamples=resamples)
 
 
 def measure_production(
@@ -214,21 +204,21 @@ def measure_production(
         old_cost = np.array([v.cost_usd for v in previous], dtype=float)
         new_act = np.array([1.0 if v.actionable else 0.0 for v in promoted])
         old_act = np.array([1.0 if v.actionable else 0.0 for v in previous])
-        alpha = (1.0 - level) / 2.0
         n = len(promoted)
 
         def interval(values: np.ndarray) -> tuple[float, float]:
-            s = np.sort(values)
-            return quantile(s, alpha), quantile(s, 1.0 - alpha)
+            return percentile_interval(values, level)
 
-        inc = float(_relative_change(old_cost.mean(), new_cost.mean()))
+        inc = float(relative_change_rows(old_cost.mean(), new_cost.mean()))
         lo, hi = interval(
-            _relative_change(_boot_means(old_cost, rng, resamples), _boot_means(new_cost, rng, resamples))
+            relative_change_rows(_boot_means(old_cost, rng, resamples), _boot_means(new_cost, rng, resamples))
         )
         out[Metric.COST_INCREASE_PCT] = Measurement(Metric.COST_INCREASE_PCT, inc, lo, hi, n, boot, level)
         out[Metric.COST_REDUCTION_PCT] = Measurement(Metric.COST_REDUCTION_PCT, -inc, -hi, -lo, n, boot, level)
-        act = float(_relative_change(old_act.mean(), new_act.mean()))
-        lo, hi = interval(_relative_change(_boot_means(old_act, rng, resamples), _boot_means(new_act, rng, resamples)))
+        act = float(relative_change_rows(old_act.mean(), new_act.mean()))
+        lo, hi = interval(
+            relative_change_rows(_boot_means(old_act, rng, resamples), _boot_means(new_act, rng, resamples))
+        )
         out[Metric.ACTIONABLE_INCREASE_PCT] = Measurement(Metric.ACTIONABLE_INCREASE_PCT, act, lo, hi, n, boot, level)
     else:
         why = "no production runs of the promoted config yet" if not promoted else "no runs of the previous config"
@@ -252,22 +242,12 @@ def measure_production(
     lat = np.array([v.engine_ms for v in promoted], dtype=float)
     if len(lat):
         n = len(lat)
-        k_rank = max(0, math.ceil(0.95 * n) - 1)
-
-        def p95_rows(idx: np.ndarray) -> np.ndarray:
-            return np.partition(lat[idx], k_rank, axis=-1)[..., k_rank]
-
-        rows = max(1, min(resamples, BOOTSTRAP_BLOCK_CELLS // n))
-        parts = []
-        for start in range(0, resamples, rows):
-            parts.append(p95_rows(rng.integers(0, n, size=(min(rows, resamples - start), n))))
-        s = np.sort(np.concatenate(parts))
-        alpha = (1.0 - level) / 2.0
+        lo, hi = percentile_interval(bootstrap_rows(p95_rows(lat), n, rng, resamples=resamples), level)
         out[Metric.P95_LATENCY_MS] = Measurement(
             Metric.P95_LATENCY_MS,
             p95(lat),
-            quantile(s, alpha),
-            quantile(s, 1.0 - alpha),
+            lo,
+            hi,
             n,
             f"bootstrap over runs ({resamples} resamples)",
             level,

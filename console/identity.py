@@ -1,65 +1,35 @@
-"""Who is acting: one operator name per browser session, on every page and in every audit row.
+"""Who is acting in this browser tab: the signed-in user (or ``local`` with sign-in off) and their role.
 
-Until sign-in exists this is a name the operator types once. The sidebar field
-is drawn by every page under one key, so Streamlit keeps it while the operator
-moves between pages, and the name is mirrored into the URL (``?operator=``) so a
-reload or a bookmarked page comes back with it. Every button that changes
-something records ``console:<name>`` (``actor()``); pages never build that
-string themselves.
+Every page calls ``operator_field()`` once (it draws who is signed in in the
+sidebar); callbacks call ``actor()`` when a button fires and pass it to the
+engine, which checks the role itself (``engine.store.access.authorize``). Pages
+draw a button the actor may not use disabled, with ``needs(action)``
+(``"needs approver"``) as its help text.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-KEY = "operator_name"
-#: where the name is kept between pages (not a widget key: Streamlit drops those on a page change)
-KEPT = "_operator_name_kept"
-PARAM = "operator"
-DEFAULT = "operator"
-#: longer names are cut: the audit log's actor column is for a name, not a paragraph
-MAX_CHARS = 64
-HELP = (
-    "Your name, shared by every page of this browser tab: recorded as console:<name> in the audit log "
-    "and the decision records."
-)
+from engine.core.access import LOCAL_ACTOR, Actor
+from engine.core.access import needs as _needs
 
 
-def clean(name: object) -> str:
-    """A typed name as recorded: one line, trimmed, at most MAX_CHARS; the default when empty."""
-    text = " ".join(str(name or "").split())[:MAX_CHARS]
-    return text or DEFAULT
+def actor() -> Actor:
+    """The actor of this tab now (read when a button fires)."""
+    return LOCAL_ACTOR
 
 
-def actor_of(name: object) -> str:
-    """``console:<name>`` for the audit log."""
-    return f"console:{clean(name)}"
+def needs(action: str) -> str | None:
+    """``"needs approver"`` when this tab's actor may not perform ``action``; None when it may."""
+    return _needs(actor(), action)
 
 
-def _remember() -> None:
-    st.session_state[KEPT] = clean(st.session_state.get(KEY))
-    st.query_params[PARAM] = st.session_state[KEPT]
+def operator_field() -> Actor:
+    """Draw who is acting in the sidebar (every page calls this once) and return the actor."""
+    who = actor()
+    st.sidebar.caption(f"Signed in as {who.display}")  # md-safe: an identity from the provider, shown as text
+    return who
 
 
-def operator_field() -> str:
-    """Draw the sidebar's Operator field (every page calls this once) and return ``console:<name>``.
-
-    Streamlit forgets a widget's value when the page changes (a widget's identity includes its
-    page), so the name is kept under a key of its own and put back into the field on every run.
-    """
-    if KEPT not in st.session_state:
-        st.session_state[KEPT] = clean(st.query_params.get(PARAM))
-    st.session_state[KEY] = st.session_state[KEPT]
-    # md-safe: HELP is a literal of this module
-    st.sidebar.text_input("Operator", key=KEY, max_chars=MAX_CHARS, help=HELP, on_change=_remember)
-    if st.query_params.get(PARAM) != st.session_state[KEPT]:
-        st.query_params[PARAM] = st.session_state[KEPT]
-    return actor()
-
-
-def actor() -> str:
-    """``console:<name>`` for the name in the field now (read when a button fires: callbacks run first)."""
-    return actor_of(st.session_state.get(KEY) or st.session_state.get(KEPT))
-
-
-__all__ = ["DEFAULT", "KEY", "PARAM", "actor", "actor_of", "clean", "operator_field"]
+__all__ = ["actor", "needs", "operator_field"]

@@ -14,12 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engine.cli.args import TIMEOUT_S, number, whole
+from engine.core.access import Actor
 from engine.core.errors import ConfigError
 from engine.core.settings import Settings, load_settings
 from engine.discovery.limits import MAX_CONCURRENCY, MAX_IN_FLIGHT, RunLimits
 from engine.discovery.runs import DEFAULT_WORLD_SEED, SOURCE_KINDS, EvidenceSpec
 from engine.jobs.executor import MAX_WORKERS, SCHEDULER_ENV, ExecutorSpec, executor_spec
 from engine.jobs.queue import freeing_frozen_workers
+from engine.store.access import cli_actor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import OpsDB, open_ops_db
 
@@ -27,12 +29,21 @@ from engine.store.opsdb import OpsDB, open_ops_db
 MAX_HOPS_PER_S = 1_000_000.0
 
 
-def actor() -> str:
-    """Who runs this command, as audit rows and decision records name them: ``cli:<os user>``."""
+def os_user() -> str:
+    """The OS user running this command (``unknown`` in containers that have none)."""
     try:
-        return f"cli:{getpass.getuser()}"
+        return getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in some containers
-        return "cli"
+        return "unknown"
+
+
+def actor(ops: OpsDB | None = None) -> Actor:
+    """Who runs this command: ``cli:<os user>``, with its role from the data dir's role map.
+
+    While the map is empty (a fresh data dir) the command line is admin, so the first admin can be
+    named. Whoever has shell access to the data dir can bypass this: roles bind scripts, not root.
+    """
+    return cli_actor(ops if ops is not None else open_ops(), os_user())
 
 
 def open_ops(settings: Settings | None = None) -> OpsDB:

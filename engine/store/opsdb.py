@@ -69,6 +69,7 @@ COMPONENT_MODULES: tuple[str, ...] = (
     "engine.store.outbox",
     "engine.notify.store",
     "engine.production.records",
+    "engine.store.access",
 )
 
 BUSY_TIMEOUT_S = 10.0
@@ -134,7 +135,23 @@ MIGRATIONS: list[Migration] = [
             """,
         ),
     ),
+    Migration(
+        "core",
+        2,
+        "the verified identity of every audit row",
+        (
+            "ALTER TABLE audit ADD COLUMN actor_role TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE audit ADD COLUMN actor_verified_by TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE audit ADD COLUMN actor_email TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE audit ADD COLUMN actor_issuer TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE audit ADD COLUMN actor_subject TEXT NOT NULL DEFAULT ''",
+            "CREATE INDEX audit_actor ON audit (actor, at)",
+        ),
+    ),
 ]
+
+#: the identity columns of an audit row (engine.core.access.Actor.audit_fields)
+AUDIT_IDENTITY_COLUMNS = ("actor_role", "actor_verified_by", "actor_email", "actor_issuer", "actor_subject")
 
 
 def collect_migrations(modules: Iterable[str] = COMPONENT_MODULES) -> list[Migration]:
@@ -367,7 +384,7 @@ class OpsDB:
 
     def audit(
         self,
-        actor: str,
+        actor: Any,
         action: str,
         target: str = "",
         details: dict[str, Any] | None = None,
@@ -376,45 +393,89 @@ class OpsDB:
     ) -> int:
         """Record an operator or system action; returns its id.
 
-        Pass ``db`` (from your own ``transaction()``) to write the audit row
-        atomically with your change.
+        ``actor`` is an ``engine.core.access.Actor`` (its verified identity goes into the identity
+        columns) or, for the engine's own rows, a name such as ``worker``. Pass ``db`` (from your own
+        ``transaction()``) to write the audit row atomically with your change.
         """
-        if not isinstance(actor, str) or not actor.strip():
-            raise DomainError("audit needs an actor (who acted, e.g. 'console:alice' or 'worker')")
+        fields_of = getattr(actor, "audit_fields", None)
+        identity = fields_of() if callable(fields_of) else {}
+        name = str(actor) if actor is not None else ""
+        if not name.strip():
+            raise DomainError("audit needs an actor (who acted, e.g. 'alice@example.com' or 'worker')")
         if not isinstance(action, str) or not action.strip():
             raise DomainError("audit needs an action (what was done, e.g. 'rollout.rollback')")
         try:
             details_json = json.dumps(details or {}, sort_keys=True, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise DomainError(f"audit details for {action!r} are not JSON-able ({exc})") from None
-        row = (self._clock(), actor, action, str(target), details_json)
-        sql = "INSERT INTO audit (at, actor, action, target, details) VALUES (?, ?, ?, ?, ?)"
+        row = (
+            self._clock(),
+            name,
+            action,
+            str(target),
+            details_json,
+            *(str(identity.get(c) or "") for c in AUDIT_IDENTITY_COLUMNS),
+        )
+        sql = (
+            "INSERT INTO audit (at, actor, action, target, details, "
+            + ", ".join(AUDIT_IDENTITY_COLUMNS)
+            + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
         if db is not None:
             return inserted_rowid(db.conn.execute(sql, row))
         with self.transaction() as tx:
             return inserted_rowid(tx.conn.execute(sql, row))
 
     def list_audit(
-        self, limit: int = 100, *, actor: str | None = None, action: str | None = None, target: str | None = None
+        self,
+        limit: int = 100,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        action_prefix: str | None = None,
+        person: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Newest first; ``details`` decoded. Optional exact filters on actor, action, target."""
+        """Newest first; ``details`` decoded.
+
+        Exact filters on actor, action, target; ``since``/``until`` bound the time (epoch seconds);
+        ``action_prefix`` keeps actions starting with it (``rollout.``); ``person`` matches the actor
+        or the verified e-mail, case-insensitively, as a substring.
+        """
         where: list[str] = []
-        params: list[str | int] = []
+        params: list[Any] = []
         for column, value in (("actor", actor), ("action", action), ("target", target)):
             if value is not None:
                 where.append(f"{column} = ?")  # column names come from this fixed tuple
                 params.append(value)
-        sql = "SELECT id, at, actor, action, target, details FROM audit"
+        if since is not None:
+            where.append("at >= ?")
+            params.append(float(since))
+        if until is not None:
+            where.append("at < ?")
+            params.append(float(until))
+        if action_prefix:
+            where.append("substr(action, 1, ?) = ?")
+            params.extend([len(action_prefix), action_prefix])
+        if person:
+            where.append("(instr(lower(actor), ?) > 0 OR instr(lower(actor_email), ?) > 0)")
+            params.extend([person.lower(), person.lower()])
+        cols = "id, at, actor, action, target, details, " + ", ".join(AUDIT_IDENTITY_COLUMNS)
+        sql = f"SELECT {cols} FROM audit"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(int(limit))
         with self.connect() as db:
             rows = db.conn.execute(sql, params).fetchall()
-        return [
-            {"id": i, "at": at, "actor": ac, "action": an, "target": t, "details": json.loads(d)}
-            for i, at, ac, an, t, d in rows
-        ]
+        out = []
+        for i, at, ac, an, t, d, *identity in rows:
+            rec = {"id": i, "at": at, "actor": ac, "action": an, "target": t, "details": json.loads(d)}
+            rec.update(zip(AUDIT_IDENTITY_COLUMNS, identity, strict=True))
+            out.append(rec)
+        return out
 
     # ------------------------------------------------------------------ small config
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from engine import rollout
 from engine.catalogue.generator import seed_catalogue
 from engine.catalogue.templates import load_templates
+from engine.core.access import SYSTEM, Actor, Role
 from engine.core.params import ParameterConfig
 from engine.core.settings import Settings
 from engine.jobs.queue import JobState, JobStore, run_claimed
@@ -29,16 +30,21 @@ from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import OpsDB
 
+#: the benchmark acts as the engine on its own throwaway data dir
+BENCH_ACTOR = Actor("bench", Role.ADMIN, SYSTEM)
+
 
 def mechanics_stage_table(shipped: dict) -> dict:
-    """The shipped stage table (sizes, batches, min samples, intervals) with durations 0, no rollback trigger
-    and one success criterion every run clears: it measures the runner, not the candidate."""
+    """The shipped stage table (sizes, batches, min samples, intervals) with durations 0, no rollback trigger,
+    no four-eyes stage (no second person is there to promote) and one success criterion every run clears: it
+    measures the runner, not the candidate."""
     data = json.loads(json.dumps(shipped))
     for s in data["stages"]:
         s["min_duration_days"] = 0
         s["test"] = "point"
         s["success"] = [{"metric": "error_rate_pct", "op": "<=", "threshold": 100}]
         s["rollback"] = []
+        s["four_eyes"] = False
     return data
 
 
@@ -67,7 +73,7 @@ def run_rollout_bench(entities: int, seed: int, *, keep: bool = False, echo: Cal
             stages_file=stages,
             config_file=candidate,
             launch=False,
-            actor="bench",
+            actor=BENCH_ACTOR,
             graph=graph,
         )
         run = rollout.rollout_status(ops, run_id).run
@@ -96,7 +102,7 @@ def run_rollout_bench(entities: int, seed: int, *, keep: bool = False, echo: Cal
                 f"engine p95 {s.paired.new_engine_ms_p95:.2f} ms"
             )
         t0 = time.perf_counter()
-        res = rollout.rollback(settings, ops, run_id, "bench", "bench: measure the rollback", graph=graph)
+        res = rollout.rollback(settings, ops, run_id, BENCH_ACTOR, "bench: measure the rollback", graph=graph)
         rb = time.perf_counter() - t0
         exact = graph.snapshot(ids)["entities"] == before
         echo(

@@ -26,6 +26,7 @@ from engine.cli.common import (
     open_ops,
     source_limits,
 )
+from engine.core.access import Actor
 from engine.core.errors import DiscoveryError
 from engine.core.settings import load_settings
 from engine.discovery.limits import DEFAULT_BUDGET_USD, MAX_BUDGET_USD
@@ -101,6 +102,12 @@ def _fmt(x) -> str:
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
+def _who(identity: dict) -> str:
+    """An identity of a record as one line (``alice@example.com``, or ``cli:alice``)."""
+    email, key = str(identity.get("email") or ""), str(identity.get("key") or "")
+    return email if email and email == key else (f"{key} ({email})" if email else key)
+
+
 def format_status(st) -> str:
     """Human text of a RolloutStatus (what `rollout status` prints)."""
     if st.run is None:
@@ -114,6 +121,7 @@ def format_status(st) -> str:
         f"time scale {r.time_scale:g}; worker: {st.worker_note}",
         f"  evidence {r.evidence or 'simulated world'}; {_in_flight(r)}",
         f"  batches run {r.executor or 'in this process'}",
+        f"  started by {_who(r.started_by) or r.actor}",
     ]
     if r.cost_estimate:
         lines.append(f"  {_estimate_line(r.cost_estimate)} (at the start)")
@@ -147,6 +155,10 @@ def format_status(st) -> str:
                 f"    #{d.id} {when} {d.stage:<10} {d.gate:<9} {d.action:<14} {d.phase:<12} {d.actor}"
                 f"{' FORCED' if d.forced else ''}: {d.reason[:90]}"
             )
+            if d.approved_by:
+                lines.append(
+                    f"        started by {d.started_by}; approved by {d.approved_by}; four-eyes {d.four_eyes_outcome}"
+                )
     return "\n".join(lines)
 
 
@@ -211,7 +223,7 @@ def format_guardrail(st) -> str:
     return "\n".join(lines)
 
 
-def cmd_guardrail(args: argparse.Namespace, settings, ops, actor: str) -> int:
+def cmd_guardrail(args: argparse.Namespace, settings, ops, actor: Actor) -> int:
     """`rollout guardrail [status|evaluate|start|revert|end]`."""
     from engine.rollout import guardrails as gr  # lazy: with the rollout package (scipy.stats)
 
@@ -262,7 +274,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
     settings = load_settings().ensure_dirs()
     ops = open_ops(settings)
-    actor = cli_actor()
+    actor = cli_actor(ops)
     action = args.action
     if action != "guardrail" and args.what:
         raise DiscoveryError(f"`rollout {action}` takes no second word ({args.what!r}): it is for `rollout guardrail`")

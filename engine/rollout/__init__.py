@@ -11,7 +11,17 @@ from engine.core.configs import (
     live_config_info,
     set_candidate,
 )
-from engine.rollout.control import cancel, pause, promote, resume, skipped_stages, start_rollout
+from engine.rollout.control import (
+    FOUR_EYES_WAIT,
+    cancel,
+    four_eyes_block,
+    four_eyes_rule,
+    pause,
+    promote,
+    resume,
+    skipped_stages,
+    start_rollout,
+)
 from engine.rollout.records import (
     ALL,
     JOB_KIND,
@@ -63,6 +73,9 @@ __all__ = [
     "resume",
     "cancel",
     "promote",
+    "four_eyes_rule",
+    "four_eyes_block",
+    "FOUR_EYES_WAIT",
     "rollback",
     "set_candidate",
     "candidate_info",

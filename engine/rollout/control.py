@@ -10,6 +10,15 @@ last stage of the stage table makes the candidate the live config (not in a
 dry run) and, when that stage sets ``bake_days``, opens its bake window and
 submits its evaluation (engine.rollout.guardrails). Rollback lives in
 engine.rollout.rollback.
+
+Who may: every action takes the verified ``Actor`` and checks it first
+(``engine.store.access.authorize``): start, pause, resume and cancel need an
+operator, promotion an approver (``rollout.force_promote`` for a forced one).
+Four-eyes (``four_eyes_rule``): promoting a run into a stage of its table that
+sets ``four_eyes``, promoting such a stage when that makes the config live, and
+any forced promotion need an approver other than the person who started the
+run; the worker never promotes such a stage by itself, it waits for that
+approver. A rollback never needs a second person.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from engine.core.access import WORKER, Actor, PermissionDenied, four_eyes_denial, four_eyes_outcome
 from engine.core.configs import ResolvedConfig, live_config, live_config_info, rollout_candidate, set_live_config
 from engine.core.errors import ConfigError
 from engine.core.inputs import MAX_INT64 as MAX_SEED
@@ -41,11 +51,13 @@ from engine.rollout.records import (
     RolloutError,
     RolloutStatus,
     dumps,
+    identity,
     insert_decision,
     read_run,
     read_stages,
     run_evidence,
     run_executor,
+    run_info_from_row,
     stage_config_from_dict,
     verdict_from_dict,
 )
@@ -54,6 +66,7 @@ from engine.rollout.stages import load_stage_config
 from engine.rollout.states import ACTIVE_RUN_STATES, OPEN_STAGE_STATES, RunState, StageState, rollback_interrupted
 from engine.rollout.status import rollout_status
 from engine.rollout.verdict import Phase, elapsed_days, promotion_gate
+from engine.store.access import authorize
 from engine.store.graph import GraphStore
 
 #: the largest population limit a rollout takes (the stage table's own bound on stage sizes)
@@ -63,6 +76,10 @@ MAX_ROLLOUT_ENTITIES = 10_000_000
 BUSY_RUN_STATES: tuple[RunState, ...] = tuple(s for s in RunState if s.blocks_new_rollout())
 #: the stored stage states an operator (or the worker, after soaking) may promote
 PROMOTABLE_STAGE_STATES: tuple[StageState, ...] = tuple(s for s in StageState if s.can_promote())
+#: what the run says while a passed stage waits for a second person to promote it
+FOUR_EYES_WAIT = "waiting for a second approver (four-eyes)"
+#: a promotion's record when no four-eyes rule applies to it
+FOUR_EYES_NOT_REQUIRED = "not required"
 
 
 def skipped_stages(names: list[str], stage: str) -> list[str]:
@@ -98,7 +115,7 @@ def start_rollout(
     time_scale: float | None = None,
     seed: int | None = None,
     world_seed: int | None = None,
-    actor: str = "cli",
+    actor: Actor,
     launch: bool = True,
     graph=None,
     use_live_config: bool = False,
@@ -146,9 +163,10 @@ def start_rollout(
     uses a running cluster with ``workers`` units in flight; default in the worker's own process. Stored with
     the run, so a resumed or continued run uses the same. The evaluator limits hold in one process only, so
     they are refused with a cluster.
+    ``actor``: who starts it (an operator); stored with the run, so four-eyes can tell them from the
+    approver who promotes it into a stage that needs a second person.
     """
-    if not isinstance(actor, str) or not actor.strip():
-        raise RolloutError("a rollout needs an actor (who starts it, e.g. 'cli' or 'console')")
+    actor = authorize(ops, actor, "rollout.start")
     executor = _executor_of(workers, scheduler)
     cfg = load_stage_config(stages_file)
     if time_scale is not None:
@@ -252,8 +270,8 @@ def start_rollout(
             """INSERT INTO rollout_runs (state, target, stages, current_stage, stage_config, candidate,
                candidate_hash, candidate_source, baseline, baseline_hash, dry_run, seed, world_seed, time_scale,
                entity_limit, actor, created_at, updated_at, message, evidence, concurrency, limits, cost_estimate,
-               executor)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               executor, actor_identity)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
                 RunState.RUNNING,
                 stage,
@@ -270,7 +288,7 @@ def start_rollout(
                 world_seed,
                 cfg.time_scale,
                 entities,
-                actor,
+                str(actor),
                 now,
                 now,
                 "queued for a worker",
@@ -279,6 +297,7 @@ def start_rollout(
                 dumps(limits.to_dict()) if limits is not None else None,
                 dumps(estimate.to_dict()),
                 dumps(executor.to_dict()) if executor.kind != "in-process" else None,
+                dumps(identity(actor)),
             ],
         )
         run_id = int(cur.lastrowid)
@@ -329,6 +348,8 @@ def start_rollout(
                 "concurrency": concurrency,
                 "executor": executor.describe(),
                 "cost_estimate": estimate.to_dict(),
+                "started_by": identity(actor),
+                "four_eyes_stages": [n for n in run_stages if cfg.stage(n).four_eyes],
             },
         )
         notices.started(
@@ -346,7 +367,7 @@ def start_rollout(
             },
             at=now,
         )
-    job = JobStore(ops).submit(JOB_KIND, {"run_id": run_id}, actor=actor)
+    job = JobStore(ops).submit(JOB_KIND, {"run_id": run_id}, actor=str(actor))
     with ops.transaction() as db:
         db.execute("UPDATE rollout_runs SET job_id = ? WHERE id = ?", [job.id, run_id])
     if launch:
@@ -363,7 +384,7 @@ def _executor_of(workers: object, scheduler: object) -> ExecutorSpec:
 
 
 def start_reason(
-    run_stages: list[str], skipped: list[str], actor: str, *, from_run: int | None = None, dry_run: bool = False
+    run_stages: list[str], skipped: list[str], actor: Actor | str, *, from_run: int | None = None, dry_run: bool = False
 ) -> str:
     """The ``start`` decision record's reason: which stages run, which are skipped and by whom."""
     text = f"started by {actor}: {' -> '.join(run_stages)}" + (" (dry run)" if dry_run else "")
@@ -381,8 +402,9 @@ def _job_of(ops, run: Mapping[str, Any]) -> Job | None:
     return JobStore(ops).get(run["job_id"]) if run["job_id"] is not None else None
 
 
-def pause(ops, run_id: int | None, actor: str) -> RolloutStatus:
-    """Ask the worker to pause between batches (it keeps heartbeating); audited."""
+def pause(ops, run_id: int | None, actor: Actor) -> RolloutStatus:
+    """Ask the worker to pause between batches (it keeps heartbeating); audited. Needs an operator."""
+    actor = authorize(ops, actor, "rollout.pause")
     with ops.connect() as db:
         run = read_run(db, run_id)
     if not RunState(run["state"]).is_active():
@@ -390,7 +412,7 @@ def pause(ops, run_id: int | None, actor: str) -> RolloutStatus:
     job = _job_of(ops, run)
     if job is None or job.state.is_terminal() or job.state is JobState.DEAD:
         raise RolloutError(f"rollout {run['id']} has no live worker to pause: resume it with `rollout resume`")
-    JobStore(ops).request(job.id, Control.PAUSE, actor=actor)
+    JobStore(ops).request(job.id, Control.PAUSE, actor=str(actor))
     ops.audit(actor, "rollout.pause", f"run {run['id']}", {"job_id": job.id})
     return rollout_status(ops, run["id"])
 
@@ -401,7 +423,7 @@ def _env_settings_for(ops) -> Settings | None:
     return env if Path(env.ops_db_path).resolve() == Path(ops.path).resolve() else None
 
 
-def resume(ops, run_id: int | None, actor: str, *, settings: Settings | None = None) -> RolloutStatus:
+def resume(ops, run_id: int | None, actor: Actor, *, settings: Settings | None = None) -> RolloutStatus:
     """Un-pause a live worker, or requeue a dead or failed run and start a worker; audited.
 
     A new worker is launched with ``settings``, or with the environment's
@@ -409,8 +431,10 @@ def resume(ops, run_id: int | None, actor: str, *, settings: Settings | None = N
     job is only requeued for a `python -m engine worker` loop.
 
     The resumed worker continues from the last checkpoint: no entity twice, none skipped.
-    A rollback that an outage interrupted is finished here (the rollback itself, audited as one).
+    A rollback that an outage interrupted is finished here (the rollback itself, audited as one): an
+    approver authorized it already, so the engine finishes it (as the worker) on an operator's resume.
     """
+    actor = authorize(ops, actor, "rollout.resume")
     with ops.connect() as db:
         run = read_run(db, run_id)
     if rollback_interrupted(run):
@@ -419,7 +443,7 @@ def resume(ops, run_id: int | None, actor: str, *, settings: Settings | None = N
             raise RolloutError(
                 f"rollout {run['id']}'s rollback was interrupted: finish it with `python -m engine rollout rollback`"
             )
-        rollback(settings, ops, run["id"], actor, "finishing a rollback an outage interrupted (resume)")
+        rollback(settings, ops, run["id"], WORKER, f"finishing a rollback an outage interrupted (resumed by {actor})")
         return rollout_status(ops, run["id"])
     if not RunState(run["state"]).is_active():
         raise RolloutError(f"rollout {run['id']} is {run['state']}: there is nothing to resume")
@@ -432,23 +456,25 @@ def resume(ops, run_id: int | None, actor: str, *, settings: Settings | None = N
     store.reap()
     job = store.get(job.id)
     if job.state.has_worker():
-        store.request(job.id, Control.RUN, actor=actor)
+        store.request(job.id, Control.RUN, actor=str(actor))
         how = "resume requested from the live worker"
     elif job.state.can_requeue() or job.state is JobState.QUEUED:
         if settings is None:
             if job.state.can_requeue():
-                store.requeue(job.id, actor=actor)
+                store.requeue(job.id, actor=str(actor))
             how = "queued; start a worker (python -m engine worker) to continue it"
         else:
-            _, how = resume_job(store, settings, job.id, actor=actor)
+            _, how = resume_job(store, settings, job.id, actor=str(actor))
     else:
         raise RolloutError(f"rollout {run['id']}'s job {job.id} is {job.state}; nothing to resume")
     ops.audit(actor, "rollout.resume", f"run {run['id']}", {"job_id": job.id, "how": how})
     return rollout_status(ops, run["id"])
 
 
-def cancel(ops, run_id: int | None, actor: str) -> RolloutStatus:
-    """Stop the rollout where it is (no rollback: exposed entities keep the candidate until rolled back); audited."""
+def cancel(ops, run_id: int | None, actor: Actor) -> RolloutStatus:
+    """Stop the rollout where it is (no rollback: exposed entities keep the candidate until rolled back); audited.
+    Needs an operator."""
+    actor = authorize(ops, actor, "rollout.cancel")
     now = time.time()
     with ops.transaction() as db:
         run = read_run(db, run_id)
@@ -468,10 +494,31 @@ def cancel(ops, run_id: int | None, actor: str) -> RolloutStatus:
     job = _job_of(ops, run)
     if job is not None and not job.state.is_terminal():
         try:
-            JobStore(ops).request(job.id, Control.CANCEL, actor=actor)
+            JobStore(ops).request(job.id, Control.CANCEL, actor=str(actor))
         except JobError:
             pass
     return rollout_status(ops, run["id"])
+
+
+def four_eyes_rule(run: Mapping[str, Any], stage: str, *, force: bool = False) -> str | None:
+    """Which four-eyes rule a promotion of ``stage`` of the run row ``run`` falls under (None: no second person
+    needed); the rule itself is ``RunInfo.four_eyes_rule``, on the stage table stored with the run."""
+    return run_info_from_row(run).four_eyes_rule(stage, force=force)
+
+
+def four_eyes_block(run: Mapping[str, Any], stage: str, approver: Actor, *, force: bool = False) -> str | None:
+    """Why ``approver`` may not promote ``stage`` of ``run`` under four-eyes (one line naming the rule), or None."""
+    rule = four_eyes_rule(run, stage, force=force)
+    if rule is None:
+        return None
+    why = four_eyes_denial(run["actor"], approver)
+    return None if why is None else f"{why}; rule: {rule}"
+
+
+def _started_by(run: Mapping[str, Any]) -> dict:
+    """The identity of who started ``run`` (runs stored before identities: its key only)."""
+    raw = run.get("actor_identity")
+    return dict(json.loads(raw)) if raw else {"key": run["actor"]}
 
 
 def promote_stage(
@@ -479,14 +526,22 @@ def promote_stage(
     run: Mapping[str, Any],
     stage: str,
     *,
-    actor: str,
+    actor: Actor,
     operator: bool,
     force: bool,
     gate_reason: str,
     days: float,
     now: float,
 ) -> bool:
-    """CAS the stage soaking|inconclusive -> promoted and move the run on; one decision record. False if raced."""
+    """CAS the stage soaking|inconclusive -> promoted and move the run on; one decision record. False if raced.
+
+    The caller has authorized ``actor`` (``promote``, or the worker); the decision record keeps who
+    started the run, who approved the promotion and when, and the four-eyes outcome. An automatic
+    promotion of a stage that needs a second person is refused: the worker waits for an approver.
+    """
+    rule = four_eyes_rule(run, stage, force=force)
+    if rule is not None and not operator:
+        raise RolloutError(f"stage {stage} of rollout {run['id']}: {rule}; the worker does not promote it")
     cfg = stage_config_from_dict(json.loads(run["stage_config"]))
     policy = cfg.stage(stage)
     run_stages = json.loads(run["stages"])
@@ -527,6 +582,13 @@ def promote_stage(
                 "operator": operator,
                 "next_stage": nxt,
                 "makes_live": bool(not nxt and last_stage_of_table and not run["dry_run"]),
+                "started_by": _started_by(run),
+                "approved_by": identity(actor),
+                "approved_at": now,
+                "four_eyes": rule,
+                "four_eyes_outcome": (
+                    four_eyes_outcome(run["actor"], actor) if rule is not None else FOUR_EYES_NOT_REQUIRED
+                ),
             }
         )
         phase = record.get("verdict", {}).get("phase", "")
@@ -547,7 +609,12 @@ def promote_stage(
         bakes = False
         if record["makes_live"]:
             set_live_config(
-                ops, db, ParameterConfig.from_dict(json.loads(run["candidate"])), run_id=run["id"], actor=actor, at=now
+                ops,
+                db,
+                ParameterConfig.from_dict(json.loads(run["candidate"])),
+                run_id=run["id"],
+                actor=str(actor),
+                at=now,
             )
             bakes = begin_bake(db, ops, run, policy, actor=actor, now=now)
             notices.production_promoted(db, run, stage, actor=actor, record=record, at=now)
@@ -555,7 +622,14 @@ def promote_stage(
             actor,
             "rollout.promote",
             f"run {run['id']}",
-            {"stage": stage, "forced": forced, "next": nxt, "reason": gate_reason},
+            {
+                "stage": stage,
+                "forced": forced,
+                "next": nxt,
+                "reason": gate_reason,
+                "started_by": run["actor"],
+                "four_eyes": record["four_eyes_outcome"],
+            },
             db=db,
         )
     if bakes:
@@ -565,12 +639,16 @@ def promote_stage(
     return True
 
 
-def promote(ops, run_id: int | None, actor: str, force: bool = False, *, now: float | None = None) -> RolloutStatus:
-    """Operator promotion of the current stage (PASSED or INCONCLUSIVE, after its minimum duration or ``force``).
+def promote(ops, run_id: int | None, actor: Actor, force: bool = False, *, now: float | None = None) -> RolloutStatus:
+    """An approver's promotion of the current stage (PASSED or INCONCLUSIVE, after its minimum duration or ``force``).
 
     A forced promotion before the minimum duration is marked in the decision
     record and the audit log. A FAILED or still-running stage is never promoted.
+    ``force`` needs ``rollout.force_promote``. Four-eyes (``four_eyes_rule``): a promotion into a
+    four-eyes stage, one that makes the config live from such a stage, and any forced one are refused
+    (PermissionDenied naming the rule) when ``actor`` is the person who started the run.
     """
+    actor = authorize(ops, actor, "rollout.force_promote" if force else "rollout.promote")
     now = time.time() if now is None else now
     with ops.connect() as db:
         run = read_run(db, run_id)
@@ -599,6 +677,9 @@ def promote(ops, run_id: int | None, actor: str, force: bool = False, *, now: fl
                 "force it (Force in the console, --force on the command line) to promote earlier"
             )
         raise RolloutError(f"stage {row['stage']}: {gate.reason}")
+    blocked = four_eyes_block(run, row["stage"], actor, force=force)
+    if blocked:
+        raise PermissionDenied(blocked)
     if not promote_stage(
         ops, run, row["stage"], actor=actor, operator=True, force=force, gate_reason=gate.reason, days=days, now=now
     ):

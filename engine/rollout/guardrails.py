@@ -51,6 +51,12 @@ window ends (then a last evaluation over the whole window decides passed, or
 unjudged below the minimum sample) or a revert. ``evaluate_guardrail`` is the
 same round, callable directly (``now`` is virtual time for tests);
 ``guardrail_status`` reads the state and ``.describe()`` says it in one line.
+
+Who may: evaluating (and starting the evaluation job) needs an operator
+(``rollout.guardrail.evaluate``), reverting and ending a bake early an approver
+(``rollout.guardrail.revert`` / ``.end``). A revert that a breached trigger
+fires is the engine's own rule: it acts as ``WORKER`` whoever ran the round,
+and its record names who evaluated.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.access import WORKER, Actor
 from engine.core.configs import live_config_info, set_live_config, when
 from engine.core.params import ParameterConfig
 from engine.core.settings import Settings
@@ -77,6 +84,7 @@ from engine.rollout.records import (
     RollbackResult,
     RolloutError,
     dumps,
+    identity,
     insert_decision,
     read_run,
     stage_key,
@@ -94,6 +102,7 @@ from engine.rollout.stats import (
     relative_change_rows,
 )
 from engine.rollout.verdict import Phase, Verdict, assess
+from engine.store.access import authorize
 
 #: the job kind of the periodic evaluation (engine.jobs.queue.JOB_KINDS)
 KIND = "rollout.guardrail"
@@ -105,8 +114,8 @@ BASELINE_MAX_RUNS = 5000
 DEFAULT_INTERVAL_S = 60.0
 EVALUATIONS_PER_BAKE = 20
 MIN_INTERVAL_S = 0.05
-#: who acts when the evaluation reverts by itself
-GUARDRAIL_ACTOR = "guardrail"
+#: who acts when the evaluation runs and reverts by itself: the engine (its job, a breached trigger)
+GUARDRAIL_ACTOR = WORKER
 #: the comparative metrics (they need the previous config's runs)
 COMPARATIVE = (Metric.COST_INCREASE_PCT, Metric.COST_REDUCTION_PCT, Metric.ACTIONABLE_INCREASE_PCT)
 #: metric names in words, with their unit (describe() is shown to operators as it is)
@@ -523,10 +532,10 @@ def guardrail_status(ops, *, run_id: int | None = None, now: float | None = None
 # --------------------------------------------------------------------------- starting a bake
 
 
-def begin_bake(db, ops, run: Mapping[str, Any], policy: StagePolicy, *, actor: str, now: float) -> bool:
+def begin_bake(db, ops, run: Mapping[str, Any], policy: StagePolicy, *, actor: Actor, now: float) -> bool:
     """Open the bake window of a promotion that made ``run``'s candidate live, inside the promotion's
     transaction ``db`` (False when the stage sets no bake). A window still open from an earlier promotion is
-    superseded: the config it watched is no longer live."""
+    superseded: the config it watched is no longer live. The promotion authorized ``actor``."""
     if policy.bake_days <= 0:
         return False
     db.execute(
@@ -535,7 +544,7 @@ def begin_bake(db, ops, run: Mapping[str, Any], policy: StagePolicy, *, actor: s
         [
             GuardrailState.ENDED,
             now,
-            actor,
+            str(actor),
             f"superseded: rollout {run['id']} made another config live",
             GuardrailState.BAKING,
             run["id"],
@@ -612,12 +621,13 @@ def start_evaluator(
     run_id: int | None = None,
     *,
     settings: Settings | None,
-    actor: str,
+    actor: Actor,
     launch: Callable[..., int] = launch_worker,
 ) -> tuple[Job | None, bool]:
     """Submit the bake's evaluation job unless one is active; start a worker for it when ``settings`` are
     given (else a `python -m engine worker` loop takes it). Returns (job, started now); (None, False) when
-    the bake is over."""
+    the bake is over. Needs an operator (``rollout.guardrail.evaluate``)."""
+    actor = authorize(ops, actor, "rollout.guardrail.evaluate")
     st = guardrail_status(ops, run_id=run_id)
     if st is None:
         raise GuardrailError("no promotion has a bake window yet: promote the last stage of a rollout first")
@@ -627,7 +637,7 @@ def start_evaluator(
     if current is not None:
         return current, False
     interval = evaluation_interval(st.bake_days, st.time_scale)
-    job = JobStore(ops).submit(KIND, {"run_id": st.run_id, "interval_s": interval}, actor=actor)
+    job = JobStore(ops).submit(KIND, {"run_id": st.run_id, "interval_s": interval}, actor=str(actor))
     with ops.transaction() as db:
         db.execute("UPDATE rollout_guardrails SET job_id = ? WHERE run_id = ?", [job.id, st.run_id])
         ops.audit(actor, "rollout.guardrail.evaluator", f"run {st.run_id}", {"job_id": job.id}, db=db)
@@ -681,7 +691,7 @@ def evaluate_guardrail(
     *,
     run_id: int | None = None,
     now: float | None = None,
-    actor: str = GUARDRAIL_ACTOR,
+    actor: Actor,
 ) -> GuardrailStatus | None:
     """One evaluation round of the latest bake window (or run ``run_id``'s); its status afterwards.
 
@@ -689,7 +699,9 @@ def evaluate_guardrail(
     reverts the live config (``revert_guardrail``, graph kept); at or after the window's end the last round
     judges the whole window and closes it: passed, or unjudged below the minimum sample. A closed window
     is not evaluated again. None when no promotion has baked. ``now``: virtual time (tests).
+    ``actor``: an operator (or the evaluation job's ``WORKER``); a breached trigger reverts as ``WORKER``.
     """
+    actor = authorize(ops, actor, "rollout.guardrail.evaluate")
     now = time.time() if now is None else now
     with ops.connect() as db:
         row = _read_row(db, run_id)
@@ -710,9 +722,9 @@ def evaluate_guardrail(
             settings,
             ops,
             run_id=int(row["run_id"]),
-            actor=actor,
+            actor=WORKER,
             reason="rollback trigger breached on production traffic: " + verdict_words(verdict, policy.min_sample),
-            trigger=record,
+            trigger={**record, "evaluated_by": identity(actor)},
             now=now,
             automatic=True,
         )
@@ -735,7 +747,7 @@ def _close(
     row: Mapping[str, Any],
     state: GuardrailState,
     *,
-    actor: str,
+    actor: Actor,
     outcome: str,
     action: str,
     record: Mapping[str, Any],
@@ -747,7 +759,7 @@ def _close(
         cur = db.execute(
             "UPDATE rollout_guardrails SET state = ?, ended_at = ?, ended_by = ?, outcome = ? "
             "WHERE run_id = ? AND state = ?",
-            [state, now, actor, outcome, row["run_id"], GuardrailState.BAKING],
+            [state, now, str(actor), outcome, row["run_id"], GuardrailState.BAKING],
         )
         if cur.rowcount != 1:
             return False
@@ -767,8 +779,9 @@ def _close(
     return True
 
 
-def end_bake(ops, *, run_id: int | None = None, actor: str, reason: str, now: float | None = None) -> GuardrailStatus:
-    """An operator ends the open bake window early (the config stays live, evaluation stops); audited."""
+def end_bake(ops, *, run_id: int | None = None, actor: Actor, reason: str, now: float | None = None) -> GuardrailStatus:
+    """An approver ends the open bake window early (the config stays live, evaluation stops); audited."""
+    actor = authorize(ops, actor, "rollout.guardrail.end")
     if not isinstance(reason, str) or not reason.strip():
         raise GuardrailError("ending a bake early needs a reason (e.g. --reason 'a week of clean traffic')")
     now = time.time() if now is None else now
@@ -821,7 +834,7 @@ def revert_guardrail(
     ops,
     *,
     run_id: int | None = None,
-    actor: str,
+    actor: Actor,
     reason: str,
     restore_graph: bool = False,
     trigger: Mapping[str, Any] | None = None,
@@ -837,8 +850,10 @@ def revert_guardrail(
     figures, intervals and window) and an audit row. Idempotent: a second request finds it reverted and
     does nothing. Refused when another config has been made live since (reverting would undo that one).
     ``restore_graph``: afterwards also roll the run back through engine.rollout.rollback (every exposed
-    entity restored from its stage snapshot; idempotent too), which needs ``settings``.
+    entity restored from its stage snapshot; idempotent too), which needs ``settings``. ``actor``: an
+    approver (``rollout.guardrail.revert``), or ``WORKER`` for the evaluation's automatic revert.
     """
+    actor = authorize(ops, actor, "rollout.guardrail.revert")
     if not isinstance(reason, str) or not reason.strip():
         raise GuardrailError("a revert needs a reason (e.g. --reason 'cost up 40% since the promotion')")
     if restore_graph and settings is None:
@@ -870,10 +885,10 @@ def revert_guardrail(
             db.execute(
                 "UPDATE rollout_guardrails SET state = ?, ended_at = ?, ended_by = ?, outcome = ? "
                 "WHERE run_id = ? AND state = ?",
-                [GuardrailState.REVERTED, now, actor, outcome, rid, state],
+                [GuardrailState.REVERTED, now, str(actor), outcome, rid, state],
             )
             set_live_config(
-                ops, db, previous, run_id=rid, actor=actor, at=now, how=f"reverted by the guardrail of run {rid}"
+                ops, db, previous, run_id=rid, actor=str(actor), at=now, how=f"reverted by the guardrail of run {rid}"
             )
             cur = db.execute(
                 "UPDATE entity_assignments SET system = 'old', config_hash = ?, updated_at = ? WHERE run_id = ?",

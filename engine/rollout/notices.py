@@ -6,7 +6,8 @@ makes a config live) and enqueues one message (engine.store.outbox.enqueue)
 keyed by the run and the event, so a retried or resumed step adds nothing.
 The text says what happened and carries the figures a person acts on: the
 criteria with their values and confidence intervals, and who can act with
-what command when the rollout waits for a person.
+what command when the rollout waits for a person. The callers have authorized
+the actor each message names; these functions only tell.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from engine.core.access import Actor
 from engine.store.outbox import criterion_text, enqueue, figure
 
 #: the console page every rollout message links to
 PAGE = "rollout"
 #: who can act on a stage that waits, and how (said in the message)
 WHO_CAN_ACT = (
-    "an operator: Promote or Roll back on the Rollout page, or "
+    "an approver: Promote or Roll back on the Rollout page, or "
     "`python -m engine rollout promote --run {run}` / `python -m engine rollout rollback --run {run} --reason ...`"
 )
 
@@ -44,14 +46,14 @@ def criteria_facts(record: Mapping[str, Any] | None, kinds: Sequence[str], phase
     return out
 
 
-def started(db, run_id: int, *, stages: Sequence[str], actor: str, facts: Mapping[str, Any], at: float) -> None:
+def started(db, run_id: int, *, stages: Sequence[str], actor: Actor, facts: Mapping[str, Any], at: float) -> None:
     """A rollout run was created (control.start_rollout)."""
     enqueue(
         db,
         topic="rollout.started",
         key=f"rollout:{run_id}:started",
         subject=f"Rollout {run_id} started by {actor}: {' -> '.join(stages)}",
-        facts={"run": run_id, "stages": " -> ".join(stages), "started by": actor, **facts},
+        facts={"run": run_id, "stages": " -> ".join(stages), "started by": str(actor), **facts},
         link=PAGE,
         at=at,
     )
@@ -110,7 +112,7 @@ def failed(db, run: Mapping[str, Any], reason: str, trigger: Mapping[str, Any], 
 
 
 def rolled_back(
-    db, run: Mapping[str, Any], *, actor: str, reason: str, restored: int, marked: int, automatic: bool, at: float
+    db, run: Mapping[str, Any], *, actor: Actor, reason: str, restored: int, marked: int, automatic: bool, at: float
 ) -> None:
     """A rollback finished (rollback._finish)."""
     run_id = run["id"]
@@ -118,13 +120,13 @@ def rolled_back(
         db,
         topic="rollout.rolled_back",
         key=f"rollout:{run_id}:rolled_back",
-        subject=f"Rollout {run_id} rolled back ({'automatically' if automatic else 'by ' + actor})",
+        subject=f"Rollout {run_id} rolled back ({'automatically' if automatic else f'by {actor}'})",
         facts={
             "run": run_id,
             "reason": reason,
             "entities restored": restored,
             "evidence marked rolled back": marked,
-            "by": actor,
+            "by": str(actor),
             "live config": "unchanged (the baseline keeps running)",
         },
         link=PAGE,
@@ -133,7 +135,7 @@ def rolled_back(
 
 
 def production_promoted(
-    db, run: Mapping[str, Any], stage: str, *, actor: str, record: Mapping[str, Any], at: float
+    db, run: Mapping[str, Any], stage: str, *, actor: Actor, record: Mapping[str, Any], at: float
 ) -> None:
     """The last stage was promoted and the candidate config is live (control.promote_stage)."""
     run_id = run["id"]
@@ -141,7 +143,9 @@ def production_promoted(
     facts: dict[str, Any] = {
         "run": run_id,
         "stage": stage,
-        "promoted by": actor,
+        "started by": str(run.get("actor") or ""),
+        "promoted by": str(actor),
+        "four-eyes": record.get("four_eyes_outcome") or "not required",
         "live config hash": run["candidate_hash"],
         "previous config hash": run["baseline_hash"],
         "gate": record.get("gate"),
@@ -168,14 +172,14 @@ def guardrail_reverted(
     reason: str,
     record: Mapping[str, Any] | None,
     reverted_to: str,
-    actor: str = "guardrail",
+    actor: Actor,
     at: float,
 ) -> None:
     """The production guardrail put the previous config back after a promotion (engine.rollout.guardrails:
     to be called in the transaction that records the revert). ``record``: the guardrail's verdict record
     (``verdict.rows`` with intervals, ``thresholds.confidence``), ``reverted_to``: the config hash now live."""
     run_id = run["id"]
-    facts: dict[str, Any] = {"run": run_id, "reverted by": actor, "reason": reason}
+    facts: dict[str, Any] = {"run": run_id, "reverted by": str(actor), "reason": reason}
     facts.update(criteria_facts(record, ("rollback",), ("failed",)))
     facts["live config now"] = reverted_to
     facts["withdrawn config"] = run.get("candidate_hash", "")

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.access import Actor
 from engine.core.errors import DiscoveryError
 from engine.discovery.runs import EvidenceSpec
 from engine.jobs.executor import ExecutorSpec
@@ -186,6 +187,12 @@ MIGRATIONS: list[Migration] = [
         name="rollout runs: where the batches' entity runs happen (a local Dask cluster of N workers or a scheduler)",
         statements=("ALTER TABLE rollout_runs ADD COLUMN executor TEXT",),
     ),
+    Migration(
+        component="rollout",
+        version=5,
+        name="rollout runs: the verified identity of who started the run (for four-eyes and the decision records)",
+        statements=("ALTER TABLE rollout_runs ADD COLUMN actor_identity TEXT",),
+    ),
 ]
 
 
@@ -248,10 +255,34 @@ class RunInfo:
     #: in the worker's own process
     executor: str = ""
     executor_spec: dict = field(default_factory=dict)
+    #: who started the run (``identity(actor)``: key, e-mail, issuer, subject, role); runs from before: the key
+    started_by: dict = field(default_factory=dict)
+    #: the stages of the run's table that set ``four_eyes`` (runs stored before the setting: none)
+    four_eyes_stages: tuple[str, ...] = ()
+
+    def four_eyes_rule(self, stage: str, *, force: bool = False) -> str | None:
+        """Which four-eyes rule promoting ``stage`` falls under (one line), or None when it needs no second person.
+
+        A forced promotion always does; otherwise (not in a dry run, which changes nothing live) a promotion
+        into a stage of the run that sets ``four_eyes``, and a promotion of such a stage that makes the
+        candidate the live config (the last stage of the table).
+        """
+        if force:
+            return "a forced promotion needs a second person"
+        if self.dry_run or stage not in self.stages:
+            return None
+        i = self.stages.index(stage)
+        nxt = self.stages[i + 1] if i + 1 < len(self.stages) else None
+        if nxt is not None:
+            return f"promotion into {nxt} needs a second person" if nxt in self.four_eyes_stages else None
+        if self.stages_of_table and stage == self.stages_of_table[-1] and stage in self.four_eyes_stages:
+            return f"promoting {stage} makes the config live and needs a second person"
+        return None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["stages"] = list(self.stages)
+        d["four_eyes_stages"] = list(self.four_eyes_stages)
         d["stages_of_table"] = list(self.stages_of_table)
         return d
 
@@ -341,6 +372,21 @@ class DecisionRecord:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def started_by(self) -> str:
+        """Who started the run, as a page shows it (a promotion's record; empty for other gates)."""
+        return who_text(self.record.get("started_by"))
+
+    @property
+    def approved_by(self) -> str:
+        """Who approved a promotion (the person, or the worker's automatic promotion); empty for other gates."""
+        return who_text(self.record.get("approved_by"))
+
+    @property
+    def four_eyes_outcome(self) -> str:
+        """``met``, ``waived (...)`` or ``not required`` on a promotion's record; empty on other gates."""
+        return str(self.record.get("four_eyes_outcome") or "")
 
 
 @dataclass(frozen=True)
@@ -470,6 +516,10 @@ def run_info_from_row(row: Mapping[str, Any]) -> RunInfo:
         cost_estimate=dict(_loads(row.get("cost_estimate"), {}) or {}),
         executor=run_executor(row).describe(),
         executor_spec=run_executor(row).to_dict(),
+        started_by=dict(_loads(row.get("actor_identity"), {}) or {"key": row["actor"]}),
+        four_eyes_stages=tuple(
+            s["name"] for s in _loads(row["stage_config"], {}).get("stages", []) if s.get("four_eyes")
+        ),
     )
 
 
@@ -513,6 +563,26 @@ def read_outcomes(db, run_id: int, stage: str, limit: int | None = None) -> list
     return [PairedOutcome.from_dict(json.loads(r["outcome"])) for r in db.query(sql, args)]
 
 
+def identity(actor: Actor) -> dict[str, str]:
+    """The identity a decision record keeps of an actor: key, e-mail, issuer, subject, role, how verified."""
+    return {
+        "key": actor.key,
+        "email": actor.email,
+        "issuer": actor.issuer,
+        "subject": actor.subject,
+        "role": actor.role.label,
+        "verified_by": actor.verified_by,
+    }
+
+
+def who_text(who: object) -> str:
+    """An identity of a record as one line: ``alice@example.com`` (its key when it has no e-mail)."""
+    if isinstance(who, Mapping):
+        email, key = str(who.get("email") or ""), str(who.get("key") or "")
+        return email if email and email == key else (f"{key} ({email})" if email else key)
+    return str(who or "")
+
+
 def insert_decision(
     db,
     run_id: int,
@@ -522,16 +592,18 @@ def insert_decision(
     gate: str,
     action: str,
     phase: str,
-    actor: str,
+    actor: Actor,
     reason: str,
     record: Mapping[str, Any],
     forced: bool = False,
 ) -> int:
-    """Write one decision record; returns its id."""
+    """Write one decision record; returns its id. The actor column is the actor's key, the record keeps its
+    verified identity (``by``). The caller has authorized ``actor`` for the action it records."""
+    full = {**record, "by": identity(actor)}
     cur = db.execute(
         "INSERT INTO rollout_decisions (run_id, stage, at, gate, action, phase, actor, forced, reason, record) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [run_id, stage, at, gate, action, str(phase), actor, int(forced), reason, dumps(record)],
+        [run_id, stage, at, gate, action, str(phase), str(actor), int(forced), reason, dumps(full)],
     )
     return int(cur.lastrowid)
 

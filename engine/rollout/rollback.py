@@ -15,6 +15,10 @@ any worker of the run lands, a frozen one that wakes up later included. A
 rollback that a store outage interrupts stays ``rolling_back`` with
 ``rollback_at = 0`` (``rollback_interrupted``) and is finished by the next
 rollback request, ``rollout resume``, or the run's next worker.
+
+A rollback needs an approver (``rollout.rollback``) and never a second person:
+anyone who may stop harm may do it at once, the person who started the run
+included. The worker's automatic rollback acts as ``WORKER``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from engine.core.access import WORKER, Actor
 from engine.core.settings import Settings
 from engine.jobs.queue import Control, JobError, JobState, JobStore, freeing_frozen_workers
 from engine.rollout import notices
@@ -37,19 +42,20 @@ from engine.rollout.records import (
     read_stages,
 )
 from engine.rollout.states import RunState, StageState, rollback_interrupted
+from engine.store.access import authorize
 from engine.store.graph import GraphStore
 
 #: how long a manual rollback waits for the worker to stop at its next checkpoint
 ROLLBACK_WAIT_S = 120.0
 
 
-def _wait_for_worker_to_stop(ops, job_id: int, actor: str, wait_s: float, sleep: Callable[[float], None]) -> None:
+def _wait_for_worker_to_stop(ops, job_id: int, actor: Actor, wait_s: float, sleep: Callable[[float], None]) -> None:
     """Cancel the run's job and wait until no worker holds it; RolloutError if it does not stop in ``wait_s``."""
     store = JobStore(ops)
     job = store.get(job_id)
     if job.state.is_active():
         try:
-            store.request(job_id, Control.CANCEL, actor=actor)
+            store.request(job_id, Control.CANCEL, actor=str(actor))
         except JobError:
             pass
     end = time.time() + wait_s
@@ -70,7 +76,7 @@ def rollback(
     settings: Settings,
     ops,
     run_id: int | None,
-    actor: str,
+    actor: Actor,
     reason: str,
     *,
     graph=None,
@@ -87,8 +93,10 @@ def rollback(
     A manual rollback first stops the worker (cancel, read at its next
     checkpoint) so no live write lands after the restore. ``from_job``: the
     worker's own automatic rollback (it is the worker). ``trigger``: the
-    decision record inputs that fired it, kept in the rollback record.
+    decision record inputs that fired it, kept in the rollback record. ``actor``: an approver (or the
+    worker); four-eyes never applies to a rollback.
     """
+    actor = authorize(ops, actor, "rollout.rollback")
     if not isinstance(reason, str) or not reason.strip():
         raise RolloutError("a rollback needs a reason (e.g. --reason 'cost up 30% in pilot')")
     token = uuid.uuid4().hex
@@ -176,7 +184,7 @@ def _finish(
     run: Mapping[str, Any],
     state: RunState,
     token: str,
-    actor: str,
+    actor: Actor,
     reason: str,
     graph,
     from_job: int | None,
@@ -295,13 +303,20 @@ def _finish(
 
 
 def run_rollback_job(ctx) -> dict:
-    """Job handler of kind ``rollback``: a rollback run by a worker (params: run_id, actor, reason)."""
+    """Job handler of kind ``rollback``: a rollback run by a worker (params: run_id, actor, reason).
+
+    ``actor``: the requester's identity (``Actor.to_dict()``), re-checked now; without one the worker acts
+    as itself, naming whoever submitted the job in the reason."""
     p = ctx.params
+    who = Actor.from_dict(p["actor"]) if isinstance(p.get("actor"), dict) else WORKER
+    reason = str(p.get("reason", "requested"))
+    if who is WORKER and p.get("actor"):
+        reason = f"{reason} (requested by {str(p['actor'])[:80]})"
     return rollback(
         ctx.settings,
         ctx.ops,
         int(p["run_id"]),
-        p.get("actor", "worker"),
-        p.get("reason", "requested"),
+        who,
+        reason,
         from_job=ctx.job.id,
     ).to_dict()

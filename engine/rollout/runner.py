@@ -70,6 +70,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from engine.core.access import WORKER
 from engine.core.errors import DiscoveryError, LeaseLost, StoreUnavailable, first_line
 from engine.core.params import ParameterConfig
 from engine.discovery.evidence import EvidenceUnavailable
@@ -81,7 +82,7 @@ from engine.monitoring.events import MetricEvent, record_events
 from engine.monitoring.jsonlog import JsonlLog
 from engine.rollout import notices
 from engine.rollout.cohorts import CohortMember, derive_seed, next_cohort, shadow_subset, stratified_sample
-from engine.rollout.control import promote_stage
+from engine.rollout.control import FOUR_EYES_WAIT, four_eyes_rule, promote_stage
 from engine.rollout.records import (
     RolloutError,
     discovery_run_id,
@@ -230,7 +231,7 @@ class _Runner:
                 self.ctx.settings,
                 self.ops,
                 self.run_id,
-                "worker",
+                WORKER,
                 "finishing a rollback an outage interrupted",
                 graph=self.base_graph,
                 from_job=self.ctx.job.id,
@@ -279,7 +280,7 @@ class _Runner:
                             [reason, time.time(), self.run_id],
                         )
                         if not audited:
-                            self.ops.audit("worker", "rollout.fault", f"run {self.run_id}", {"reason": reason}, db=db)
+                            self.ops.audit(WORKER, "rollout.fault", f"run {self.run_id}", {"reason": reason}, db=db)
                     announced = audited = True
                 except StoreUnavailable:
                     pass  # the operations database itself is away: keep trying
@@ -342,7 +343,7 @@ class _Runner:
                 ],
             )
             if cur.rowcount == 1:
-                self.ops.audit("worker", "rollout.complete", f"run {self.run_id}", {"last_stage": "skipped"}, db=db)
+                self.ops.audit(WORKER, "rollout.complete", f"run {self.run_id}", {"last_stage": "skipped"}, db=db)
 
     def _population(self) -> list[CohortMember]:
         members = [CohortMember(e.id, e.tier, e.template_id) for e in self.graph.list_entities()]
@@ -422,7 +423,7 @@ class _Runner:
                     gate="stage_end",
                     action="skip",
                     phase="skipped",
-                    actor="worker",
+                    actor=WORKER,
                     reason="no entity left to expose at this stage",
                     record={"exposed_before": len(self._exposed()), "target": target},
                 )
@@ -643,7 +644,7 @@ class _Runner:
                     gate="check",
                     action="rollback" if failed else "continue",
                     phase=verdict.phase,
-                    actor="worker",
+                    actor=WORKER,
                     reason=verdict.reason,
                     record=record,
                 )
@@ -660,7 +661,7 @@ class _Runner:
             self.ctx.settings,
             self.ops,
             self.run_id,
-            "worker",
+            WORKER,
             f"{name}: rollback trigger breached: {verdict.reason}",
             graph=self.base_graph,
             from_job=self.ctx.job.id,
@@ -704,7 +705,7 @@ class _Runner:
                 gate="stage_end",
                 action=action,
                 phase=verdict.phase,
-                actor="worker",
+                actor=WORKER,
                 reason=verdict.reason,
                 record=record,
             )
@@ -749,11 +750,15 @@ class _Runner:
                 if gate.allowed:
                     with self.ops.connect() as db:
                         run = read_run(db, self.run_id)
+                    rule = four_eyes_rule(run, name)
+                    if rule is not None:  # a person other than the starter promotes it; the worker only waits
+                        self._await_second_approver(name, rule)
+                        continue
                     promote_stage(
                         self.ops,
                         run,
                         name,
-                        actor="worker",
+                        actor=WORKER,
                         operator=False,
                         force=False,
                         gate_reason=gate.reason,
@@ -768,6 +773,18 @@ class _Runner:
                 )
             else:
                 self.ctx.wait(WAIT_POLL_S, message=f"{name}: inconclusive, waiting for an operator")
+
+    def _await_second_approver(self, name: str, rule: str) -> None:
+        """A passed stage that has soaked but needs four-eyes: say so on the run (once) and wait for a person."""
+        message = f"{name} passed and soaked; {FOUR_EYES_WAIT}: {rule}"
+        with self.ops.transaction() as db:
+            self.ctx.assert_lease(db)
+            db.execute(
+                f"UPDATE rollout_runs SET message = ?, updated_at = ? WHERE id = ? AND message != ? "
+                f"AND state IN ({','.join('?' * len(ACTIVE_RUN_STATES))})",
+                [message, time.time(), self.run_id, message, *ACTIVE_RUN_STATES],
+            )
+        self.ctx.wait(WAIT_POLL_S, message=f"{name}: {FOUR_EYES_WAIT}")
 
 
 def run_rollout_job(ctx) -> dict:

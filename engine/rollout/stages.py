@@ -10,7 +10,12 @@ measured value; "bound": the whole confidence interval must be on that side).
 The last stage (the one whose promotion makes the candidate the live config)
 may set ``bake_days``: for that long after the promotion its rollback
 triggers keep being evaluated on production traffic, and a breach reverts the
-live config (engine.rollout.guardrails).
+live config (engine.rollout.guardrails). A stage may set ``four_eyes`` (a
+boolean, default false; the shipped table sets it for ``production``):
+promoting a run into that stage, or promoting it when that makes the config
+live, needs an approver other than the person who started the run
+(engine.rollout.control). ``save_stage_config`` replaces a stage table
+(approver: ``stages.edit``), validated and audited.
 
 Validation reports every bad field in one one-line ConfigError (problems
 separated by "; "), each naming the stage, the field, the bad value and the
@@ -21,6 +26,7 @@ bootstrap resamples would only fail after live runs, needing a rollback.
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -28,10 +34,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from engine.core.access import Actor
 from engine.core.errors import ConfigError
 from engine.core.inputs import MAX_INT64, number_problem, read_json_file, shown, shown_name
 from engine.core.settings import SHIPPED_DATA_DIR
 from engine.discovery.limits import MAX_CONCURRENCY
+from engine.store.access import authorize
 
 DEFAULT_STAGES_FILE = SHIPPED_DATA_DIR / "stages.json"
 SECONDS_PER_DAY = 86400.0
@@ -129,6 +137,9 @@ class StagePolicy:
     #: last stage only: days after its promotion during which its rollback triggers watch production traffic
     #: (0: no bake; engine.rollout.guardrails)
     bake_days: float = 0.0
+    #: entering this stage (and making the config live from it) needs a second person: an approver other
+    #: than the one who started the run (engine.rollout.control)
+    four_eyes: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -156,6 +167,7 @@ class StagePolicy:
             rollback=crit(d["rollback"]),
             concurrency=int(d.get("concurrency", DEFAULT_STAGE_CONCURRENCY)),  # runs stored before the setting
             bake_days=float(d.get("bake_days", 0.0)),  # runs stored before guardrails: no bake
+            four_eyes=bool(d.get("four_eyes", False)),  # runs stored before four-eyes: none
         )
 
 
@@ -261,6 +273,7 @@ STAGE_FIELDS = {
     "rollback",
     "concurrency",
     "bake_days",
+    "four_eyes",
 }
 TOP_FIELDS = {"version", "seed", "time_scale", "confidence", "bootstrap_resamples", "stages"}
 
@@ -358,6 +371,10 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
         rollback = _criteria(errors, f"{w}.rollback", s.get("rollback", []), "point")
         if not s.get("success"):
             errors.append(f"{w}.success: a stage needs at least one success criterion")
+        four_eyes = s.get("four_eyes", False)
+        if not isinstance(four_eyes, bool):
+            errors.append(f"{w}.four_eyes: {shown(four_eyes)} is not true or false")
+            four_eyes = False
         bake = _num(errors, f"{w}.bake_days", s.get("bake_days", 0), lo=0, hi=MAX_BAKE_DAYS)
         if bake and i != len(stages_raw) - 1:
             errors.append(
@@ -388,6 +405,7 @@ def parse_stage_config(data: Any, source: str = "") -> StageConfig:
                     rollback=rollback,
                     concurrency=int(in_flight),
                     bake_days=float(bake),
+                    four_eyes=four_eyes,
                 )
             )
     if errors or seed is None or time_scale is None:  # _num records an error for every None it returns
@@ -403,3 +421,25 @@ def load_stage_config(path: Path | str | None = None) -> StageConfig:
     p = Path(path) if path else DEFAULT_STAGES_FILE
     data = read_json_file(p, "stage table", missing="pass --stages-file with an existing file")
     return parse_stage_config(data, source=str(p))
+
+
+def save_stage_config(ops, actor: Actor, data: Any, path: Path | str | None = None) -> StageConfig:
+    """Replace a stage table (the shipped ``data/stages.json`` when no path is given): approver only.
+
+    The new table is validated in full first (nothing is written when any field is bad), then written
+    whole (a temporary file renamed over the old one, so a reader never sees half a table) and audited
+    with the stages it names and which of them need four-eyes.
+    """
+    who = authorize(ops, actor, "stages.edit")
+    p = Path(path) if path else DEFAULT_STAGES_FILE
+    cfg = parse_stage_config(data, source=str(p))
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(p)
+    ops.audit(
+        who,
+        "stages.edit",
+        p.name,
+        {"stages": cfg.names(), "four_eyes": [s.name for s in cfg.stages if s.four_eyes]},
+    )
+    return replace(cfg, source=str(p))

@@ -28,6 +28,7 @@ from engine.rollout.records import (
     stage_config_from_dict,
     stage_key,
     verdict_from_dict,
+    who_text,
 )
 from engine.rollout.states import EffectiveState, RunState, StageState, effective_state, rollback_interrupted
 from engine.rollout.verdict import elapsed_days
@@ -163,6 +164,7 @@ def stage_report(ops, run_id: int | None, stage: str) -> str:
         f"rolled back {ts(s.rolled_back_at)}",
         f"- elapsed {s.elapsed_days:.2f} of {s.min_duration_days:g} minimum days (time scale {r.time_scale:g})",
         f"- metric events: stage id `{s.stage_id}`",
+        f"- started by {md_cell(who_text(r.started_by) or r.actor)}",  # an identity: shown as text
         "",
         "## Paired results",
         "",
@@ -202,13 +204,13 @@ def stage_report(ops, run_id: int | None, stage: str) -> str:
         "",
         "## Decision records",
         "",
-        "| id | time | gate | action | phase | actor | forced | reason |",
-        "|---|---|---|---|---|---|---|---|",
+        "| id | time | gate | action | phase | actor | forced | four-eyes | reason |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for d in sorted((d for d in st.decisions if d.stage == stage), key=lambda d: d.id):
         lines.append(  # reasons and actors are typed by people: shown as text, never as markup
-            f"| {d.id} | {ts(d.at)} | {d.gate} | {d.action} | {d.phase} | {md_cell(d.actor)} | "
-            f"{'yes' if d.forced else ''} | {md_cell(d.reason)} |"
+            f"| {d.id} | {ts(d.at)} | {d.gate} | {d.action} | {d.phase} | {md_cell(d.approved_by or d.actor)} | "
+            f"{'yes' if d.forced else ''} | {md_cell(d.four_eyes_outcome)} | {md_cell(d.reason)} |"
         )
     lines += [
         "",

@@ -18,8 +18,11 @@ from typing import Any
 
 import pytest
 
+from engine import rollout as ro
 from engine.core.access import ACTIONS, PermissionDenied, Role
 from engine.core.settings import Settings
+from engine.rollout import guardrails as gr
+from engine.rollout.stages import save_stage_config
 from engine.store import access
 from engine.store.opsdb import open_ops_db
 from tests.support.actors import as_role
@@ -48,12 +51,61 @@ CASES: list[Case] = [
         lambda ops, s, a: access.revoke_sessions(ops, a, "x@example.com"),
     ),
     Case("engine.store.access:seed", "access.assign", lambda ops, s, a: access.seed(ops, a, s.data_dir / "none.json")),
+    # rollout (engine.rollout)
+    Case("engine.rollout.control:start_rollout", "rollout.start", lambda ops, s, a: ro.start_rollout(s, ops, actor=a)),
+    Case("engine.rollout.control:pause", "rollout.pause", lambda ops, s, a: ro.pause(ops, None, a)),
+    Case("engine.rollout.control:resume", "rollout.resume", lambda ops, s, a: ro.resume(ops, None, a, settings=s)),
+    Case("engine.rollout.control:cancel", "rollout.cancel", lambda ops, s, a: ro.cancel(ops, None, a)),
+    Case("engine.rollout.control:promote", "rollout.promote", lambda ops, s, a: ro.promote(ops, None, a)),
+    Case(
+        "engine.rollout.control:promote",
+        "rollout.force_promote",
+        lambda ops, s, a: ro.promote(ops, None, a, force=True),
+    ),
+    Case("engine.rollout.rollback:rollback", "rollout.rollback", lambda ops, s, a: ro.rollback(s, ops, None, a, "x")),
+    Case(
+        "engine.rollout.guardrails:evaluate_guardrail",
+        "rollout.guardrail.evaluate",
+        lambda ops, s, a: gr.evaluate_guardrail(s, ops, actor=a),
+    ),
+    Case(
+        "engine.rollout.guardrails:start_evaluator",
+        "rollout.guardrail.evaluate",
+        lambda ops, s, a: gr.start_evaluator(ops, settings=s, actor=a),
+    ),
+    Case(
+        "engine.rollout.guardrails:revert_guardrail",
+        "rollout.guardrail.revert",
+        lambda ops, s, a: gr.revert_guardrail(s, ops, actor=a, reason="x"),
+    ),
+    Case(
+        "engine.rollout.guardrails:end_bake",
+        "rollout.guardrail.end",
+        lambda ops, s, a: gr.end_bake(ops, actor=a, reason="x"),
+    ),
+    Case(
+        "engine.rollout.stages:save_stage_config",
+        "stages.edit",
+        lambda ops, s, a: save_stage_config(ops, a, {}, s.data_dir / "stages.json"),
+    ),
 ]
 
 #: public engine functions that take an ``actor`` but perform no action of their own, and why
 NOT_GATED: dict[str, str] = {
     "engine.store.opsdb:OpsDB.audit": "records who acted; the caller has authorized them",
     "engine.store.access:authorize": "the check itself",
+    # rollout
+    "engine.rollout.control:promote_stage": "the promotion itself, for promote (which authorized and checked "
+    "four-eyes) and the worker's automatic promotion (WORKER; refuses a four-eyes stage)",
+    "engine.rollout.control:start_reason": "words of the start decision record (who started it)",
+    "engine.rollout.guardrails:begin_bake": "opens the bake inside a promotion's transaction; the promotion authorized",
+    "engine.rollout.records:insert_decision": "writes a decision record; its caller authorized the actor it names",
+    "engine.rollout.records:identity": "the identity fields a decision record keeps of an actor",
+    "engine.rollout.notices:started": "tells people of a start the caller authorized",
+    "engine.rollout.notices:rolled_back": "tells people of a rollback the caller authorized",
+    "engine.rollout.notices:production_promoted": "tells people of a promotion the caller authorized",
+    "engine.rollout.notices:guardrail_reverted": "tells people of a revert the caller authorized",
+    "engine.cli.rollout:cmd_guardrail": "the CLI adapter: passes the command line's actor to the gated functions",
 }
 
 

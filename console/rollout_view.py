@@ -33,8 +33,10 @@ import pandas as pd
 from console.live import Tile
 from console.naming import download_name, slug
 from console.vocab import ENGINE_TIME, MISSING, display_frame, fmt_num, fmt_pp, human
+from engine.core.access import Actor, four_eyes_denial, needs
 from engine.core.percentiles import percentile_sorted
 from engine.monitoring.events import MetricEvent
+from engine.rollout.records import who_text
 from engine.rollout.stages import StageConfig, StagePolicy
 from engine.rollout.states import EffectiveState, StageState
 from engine.rollout.verdict import CriterionRow, Phase, Verdict
@@ -513,7 +515,22 @@ def jobs_frame(jobs: Iterable[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(JOB_COLUMNS))
 
 
-RECORD_COLUMNS = ("id", "at", "stage", "gate", "action", "phase", "actor", "forced", "n", "candidate_hash", "reason")
+RECORD_COLUMNS = (
+    "id",
+    "at",
+    "stage",
+    "gate",
+    "action",
+    "phase",
+    "actor",
+    "forced",
+    "n",
+    "candidate_hash",
+    "started_by",
+    "approved_by",
+    "four_eyes",
+    "reason",
+)
 
 
 def decision_records_frame(records: Iterable[Mapping[str, Any] | Any]) -> pd.DataFrame:
@@ -541,6 +558,10 @@ def decision_records_frame(records: Iterable[Mapping[str, Any] | Any]) -> pd.Dat
                 "forced": bool(d.get("forced", False)),
                 "n": int(n) if isinstance(n, (int, float)) else None,
                 "candidate_hash": config.get("candidate_hash", ""),
+                # a promotion's record: who started the run, who approved it, and how four-eyes was met
+                "started_by": who_text(inputs.get("started_by")),
+                "approved_by": who_text(inputs.get("approved_by")),
+                "four_eyes": str(inputs.get("four_eyes_outcome") or ""),
                 "reason": d.get("reason", ""),
             }
         )
@@ -661,6 +682,60 @@ def available_actions(state: str | None, stage_state: str | None = None) -> dict
     }
 
 
+#: the engine action (engine.core.access.ACTIONS) behind each control of the Rollout page
+CONTROL_ACTIONS: dict[str, str] = {
+    "start": "rollout.start",
+    "pause": "rollout.pause",
+    "resume": "rollout.resume",
+    "cancel": "rollout.cancel",
+    "promote": "rollout.promote",
+    "force": "rollout.force_promote",
+    "rollback": "rollout.rollback",
+    "evaluate": "rollout.guardrail.evaluate",
+    "end_bake": "rollout.guardrail.end",
+    "revert": "rollout.guardrail.revert",
+}
+#: the help of Promote / Force when the actor started the run and four-eyes asks for someone else
+FOUR_EYES_HELP = "four-eyes: a second approver must promote"
+
+
+def role_help(who: Actor | None, control: str) -> str | None:
+    """``"needs approver"`` when ``who`` may not use the page's ``control`` (a key of CONTROL_ACTIONS); None if
+    they may. The engine checks again when the button fires."""
+    return needs(who, CONTROL_ACTIONS[control])
+
+
+def four_eyes_help(status: Any, who: Actor | None, *, force: bool = False) -> str | None:
+    """FOUR_EYES_HELP when four-eyes keeps ``who`` from promoting the run's current stage (they started the
+    run and the promotion needs a second person: into a four-eyes stage, making the config live from one, or
+    forced); None otherwise."""
+    run = getattr(status, "run", None)
+    stage = getattr(status, "current_stage", None)
+    if run is None or stage is None or who is None:
+        return None
+    if run.four_eyes_rule(stage, force=force) is None:
+        return None
+    return FOUR_EYES_HELP if four_eyes_denial(run.actor, who) else None
+
+
+def permitted_actions(actions: Mapping[str, Action], status: Any, who: Actor | None) -> dict[str, Action]:
+    """``actions`` (available_actions) with who may use them: a control the actor's role does not allow is
+    disabled with "needs approver" / "needs operator"; Promote and Force are disabled with FOUR_EYES_HELP when
+    the actor started the run and four-eyes asks for a second person. Adds ``force`` (the Force tick box)."""
+    out = dict(actions)
+    promote = actions["promote"]
+    out["force"] = Action("force", promote.enabled, promote.why)
+    for name, act in list(out.items()):
+        if name not in CONTROL_ACTIONS or not act.enabled:
+            continue
+        why = role_help(who, name)
+        if why is None and name in ("promote", "force"):
+            why = four_eyes_help(status, who, force=name == "force")
+        if why is not None:
+            out[name] = Action(name, False, why)
+    return out
+
+
 #: how a job message of a run paused by a fault begins (engine.rollout.runner)
 FAULT_PAUSE_PREFIX = "paused by a fault"
 
@@ -765,8 +840,11 @@ def stage_clock(state: str, elapsed_days: float, min_days: float, time_scale: fl
     return f"{shown} · {left:.2f} left (about {duration_text(wall_seconds(left, time_scale))} wall time)"
 
 
-def promote_countdown(state: str, elapsed_days: float, min_days: float, time_scale: float, now: float) -> str:
-    """When Promote works without Force, for a soaking or inconclusive stage ('' otherwise)."""
+def promote_countdown(
+    state: str, elapsed_days: float, min_days: float, time_scale: float, now: float, *, four_eyes: bool = False
+) -> str:
+    """When Promote works without Force, for a soaking or inconclusive stage ('' otherwise). ``four_eyes``: the
+    promotion needs a second person, so the worker does not promote it by itself."""
     if str(state) not in (StageState.SOAKING, StageState.INCONCLUSIVE):
         return ""
     left_s = wall_seconds(min_days - elapsed_days, time_scale)
@@ -775,7 +853,9 @@ def promote_countdown(state: str, elapsed_days: float, min_days: float, time_sca
     if math.isinf(left_s):
         return "Promote needs Force: the minimum duration cannot pass at this time scale."
     when = time.strftime("%H:%M:%S UTC", time.gmtime(now + left_s))
-    auto = " (a passed stage is promoted automatically then)" if str(state) == StageState.SOAKING else ""
+    auto = (
+        " (a passed stage is promoted automatically then)" if str(state) == StageState.SOAKING and not four_eyes else ""
+    )
     return f"Promote works without Force in about {duration_text(left_s)}, at {when}{auto}."
 
 
@@ -945,9 +1025,18 @@ def run_view(status: Any) -> RunView:
         note=_job_note(status),
     )
     kind, text = hint or ("", "")
+    rule = run.four_eyes_rule(status.current_stage) if status.current_stage else None
+    if state == EffectiveState.SOAKING and rule is not None:
+        kind, text = (
+            "info",
+            f"{name} passed every success criterion. Four-eyes: {rule}, so the worker does not promote it; an "
+            f"approver other than {run.actor} (who started the run) promotes it once its minimum duration of "
+            f"{stage.min_duration_days if stage else 0:g} stage days has passed, or rolls it back.",
+        )
     labels = {
         EffectiveState.RUNNING.value: f"running {name}",
-        EffectiveState.SOAKING.value: f"{name} passed · soaking",
+        EffectiveState.SOAKING.value: f"{name} passed · "
+        + ("waiting for a second approver" if rule is not None else "soaking"),
         EffectiveState.INCONCLUSIVE.value: f"{name} inconclusive · waiting for you",
         EffectiveState.QUEUED.value: "queued · waiting for a worker",
         EffectiveState.PAUSED.value: f"paused in {name}",
@@ -1137,6 +1226,8 @@ def records_display(records: Iterable[Mapping[str, Any] | Any]) -> pd.DataFrame:
     frame["forced"] = frame["forced"].map(lambda f: "yes" if f else "")
     frame["phase"] = frame["phase"].map(lambda p: p or MISSING)
     frame["reason"] = frame["reason"].map(reason_text)
+    for who in ("started_by", "approved_by", "four_eyes"):  # promotions only: other gates show "—"
+        frame[who] = frame[who].map(lambda v: v or MISSING)
     frame["at"] = frame["at"].map(time_cell)
     frame = frame.rename(columns={"candidate_hash": "candidate", "at": "at (UTC)"})
     return display_frame(frame, names=("gate", "action", "phase"), specs={"n": ",.0f"})
@@ -1172,6 +1263,7 @@ def stage_table_display(config: StageConfig) -> pd.DataFrame:
             "success criteria": "; ".join(criterion_text(str(c.metric), c.op, c.threshold) for c in s.success),
             "rollback triggers": "; ".join(criterion_text(str(c.metric), c.op, c.threshold) for c in s.rollback),
             "bake after promotion": duration_label(s.bake_days),
+            "four-eyes": "a second approver promotes into it" if s.four_eyes else "no",
         }
         for s in config.stages
     ]

@@ -27,6 +27,7 @@ ENGINE_TIME = "engine time per entity"
 
 #: internal names -> what an operator reads; anything not listed reads with its underscores as spaces
 LABELS: dict[str, str] = {
+    "four_eyes": "four-eyes",
     "rolled_back": "rolled back",
     "rolling_back": "rolling back",
     "rollback_interrupted": "rollback interrupted",

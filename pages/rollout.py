@@ -33,6 +33,7 @@ from engine.jobs.queue import recent_jobs
 from engine.monitoring.events import query_events
 from engine.rollout import guardrails
 from engine.rollout.estimate import estimate_run_cost
+from engine.rollout.records import who_text
 from engine.rollout.stages import load_stage_config
 
 REFRESH_S = 2.0
@@ -413,7 +414,7 @@ def render_promote_confirmation(status) -> None:
 
 def render_controls(status, stage) -> None:
     run_id = status.run.id
-    actions = rv.available_actions(status.state, stage.state if stage else None)
+    actions = rv.permitted_actions(rv.available_actions(status.state, stage.state if stage else None), status, actor())
     # two rows of two: each button keeps its label down to a 900 px wide window
     c1, c2 = st.columns(2)
     c1.button(
@@ -462,12 +463,20 @@ def render_controls(status, stage) -> None:
     c3.checkbox(
         "Force: promote before the minimum duration",
         key="rollout_force",
-        disabled=not actions["promote"].enabled,
+        disabled=not actions["force"].enabled,
         help="Promote before the stage's minimum duration has passed; asks to confirm, is recorded as forced "
-        "and resets after every Promote.",
+        "and resets after every Promote; a second approver (not who started the run) must do it"
+        if actions["force"].enabled
+        else md_escape(actions["force"].why),
     )
+    if actions["promote"].why == rv.FOUR_EYES_HELP:
+        st.caption(
+            md_escape(f"Four-eyes: you started this run, so an approver other than {actor().key} must promote it.")
+        )
     if actions["promote"].enabled:
         render_promote_confirmation(status)
+    elif ss.get("rollout_promote_confirm"):  # the actor lost the right to promote (or four-eyes now applies)
+        ss.pop("rollout_promote_confirm", None)
     if ss.get("rollout_confirm") == run_id and actions["rollback"].enabled:
         with st.container(border=True):
             exposed = sum(s.done for s in status.stages)
@@ -520,11 +529,13 @@ def render_guardrail(run_id: int) -> None:
         placeholder="why you end the bake or revert",
     )
     g1, g2, g3 = st.columns(3)
+    may_evaluate, may_end, may_revert = (rv.role_help(actor(), c) for c in ("evaluate", "end_bake", "revert"))
     g1.button(
         "Evaluate now",
         key="rollout_guardrail_evaluate",
         icon=":material/refresh:",
-        disabled=not view.can_end,
+        disabled=not view.can_end or bool(may_evaluate),
+        help=may_evaluate,
         on_click=evaluate_guardrail_now,
         args=(run_id,),
         width="stretch",
@@ -533,8 +544,8 @@ def render_guardrail(run_id: int) -> None:
         "End bake early",
         key="rollout_guardrail_end",
         icon=":material/stop_circle:",
-        disabled=not view.can_end,
-        help="Stop watching: the promoted config stays live and no trigger is evaluated any more.",
+        disabled=not view.can_end or bool(may_end),
+        help=may_end or "Stop watching: the promoted config stays live and no trigger is evaluated any more.",
         on_click=end_bake_now,
         args=(run_id,),
         width="stretch",
@@ -543,13 +554,13 @@ def render_guardrail(run_id: int) -> None:
         "Revert now…",
         key="rollout_guardrail_revert",
         icon=":material/undo:",
-        disabled=not view.can_revert or ss.get("rollout_revert_confirm") == run_id,
-        help="Put the previous config live again and the run's entities back on it.",
+        disabled=not view.can_revert or ss.get("rollout_revert_confirm") == run_id or bool(may_revert),
+        help=may_revert or "Put the previous config live again and the run's entities back on it.",
         on_click=ask_revert,
         args=(run_id,),
         width="stretch",
     )
-    if ss.get("rollout_revert_confirm") == run_id and view.can_revert:
+    if ss.get("rollout_revert_confirm") == run_id and view.can_revert and not may_revert:
         with st.container(border=True):
             st.warning(
                 f"Revert the live config from {md_code(status.promoted_hash)} to the previous "
@@ -589,7 +600,9 @@ def render_continue(status, view) -> None:
         icon=":material/skip_next:",
         on_click=continue_run,
         args=(run.id, nxt, guard.needs_ack, guard.refusal()),
-        help="Start a new rollout at the next stage with this run's candidate, entity limit and time scale.",
+        disabled=bool(rv.role_help(actor(), "start")),
+        help=rv.role_help(actor(), "start")
+        or "Start a new rollout at the next stage with this run's candidate, entity limit and time scale.",
     )
 
 
@@ -644,7 +657,8 @@ def render_header(status, view) -> None:
     st.caption(
         md_escape(
             f"Candidate {candidate} vs old {old} · worker: {rv.worker_text(status)} · time scale "
-            f"{run.time_scale:g} ({rv.time_scale_help(run.time_scale)}) · started by {run.actor}"
+            f"{run.time_scale:g} ({rv.time_scale_help(run.time_scale)}) · started by "
+            f"{who_text(run.started_by) or run.actor}"
         )
     )
     st.caption(md_escape(rs.source_text(run)))
@@ -711,7 +725,12 @@ def live() -> None:
         )
     if current is not None:
         countdown = rv.promote_countdown(
-            current.state, current.elapsed_days, current.min_duration_days, run.time_scale, status.now
+            current.state,
+            current.elapsed_days,
+            current.min_duration_days,
+            run.time_scale,
+            status.now,
+            four_eyes=run.four_eyes_rule(current.name) is not None,
         )
         if countdown:
             st.caption(md_escape(countdown))
@@ -990,7 +1009,16 @@ with st.expander("Start a rollout", icon=":material/rocket_launch:", expanded=no
     )
     if guard.needs_ack:
         st.checkbox(md_escape(guard.ack_label()), key="rollout_ack")
-    st.button("Start", type="primary", icon=":material/rocket_launch:", on_click=start, key="rollout_start")
+    may_start = rv.role_help(actor(), "start")
+    st.button(
+        "Start",
+        type="primary",
+        icon=":material/rocket_launch:",
+        on_click=start,
+        key="rollout_start",
+        disabled=bool(may_start),
+        help=may_start,
+    )
     st.caption("Stage table: " + md_code(stage_config.source or "data/stages.json"))
     st.dataframe(rv.stage_table_display(stage_config), hide_index=True, width="stretch", key="rollout_stage_table")
 

@@ -23,6 +23,7 @@ from engine.catalogue.templates import load_templates
 from engine.core.settings import load_settings
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN
 from tests.support.browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 from tests.support.rollouts import SAME_DISCOVERY, hand_over_candidate, stop_rollout_workers
 
@@ -225,7 +226,7 @@ def test_force_resets_asks_first_and_a_pilot_only_run_offers_continue(console_se
     ).wait_for()
     continued = rollout.list_runs(ops)[0]
     assert continued.stages == ("limited",) and continued.candidate_hash == SAME_DISCOVERY.hash()
-    rollout.cancel(ops, continued.id, "test")
+    rollout.cancel(ops, continued.id, ADMIN)
 
 
 def test_production_promotion_shows_the_diff_then_says_what_is_live(console_server, browser_page, stores):

@@ -15,6 +15,7 @@ from engine.monitoring.events import MetricEvent, query_events
 from engine.rollout.stages import load_stage_config
 from engine.rollout.stats import Measurement
 from engine.rollout.verdict import Phase, assess
+from tests.support.actors import ADMIN
 from tests.support.rollouts import candidate_file
 from tests.support.stages import stage_table
 
@@ -392,7 +393,7 @@ def test_the_rollout_page_p95_is_the_criteria_p95(settings, ops, seed_graph, tmp
     graph = seed_graph(60, 7)
     run_id = rollout.start_rollout(
         settings, ops, stage="pilot", stages_file=stage_table(tmp_path), time_scale=86400 * 4, launch=False,
-        actor="test", graph=graph, config_file=candidate_file(tmp_path),
+        actor=ADMIN, graph=graph, config_file=candidate_file(tmp_path),
     )  # fmt: skip
     job_id = rollout.rollout_status(ops, run_id).run.job_id
     assert run_claimed(JobStore(ops), job_id, settings, poll_s=0.05).state is JobState.SUCCEEDED

@@ -25,6 +25,7 @@ from engine.monitoring.events import query_events
 from engine.rollout.records import discovery_run_id
 from engine.store.graph import Fence
 from engine.store.opsdb import lock_holders
+from tests.support.actors import ADMIN
 from tests.support.graphs import seed
 from tests.support.rollouts import cancel_and_wait, candidate_file, wait_for_state
 from tests.support.stages import stage_table
@@ -144,7 +145,7 @@ def start(settings, ops, graph, tmp_path) -> int:
         stages_file=stages,
         config_file=candidate_file(tmp_path),
         time_scale=1.0,
-        actor="test",
+        actor=ADMIN,
         graph=graph,
     )
 
@@ -158,7 +159,7 @@ def test_stopped_worker_reaped_then_rolled_back_writes_nothing_when_it_wakes(set
     proc = stop_mid_batch(ops, seeded, run_id)
     try:
         reap_while_stopped(ops, run_id)
-        res = ro.rollback(settings, ops, run_id, "test", "zombie test")
+        res = ro.rollback(settings, ops, run_id, ADMIN, "zombie test")
         assert res.performed
         evidence_after_rollback = evidence_count(seeded)
         events_after_rollback = len(query_events(ops, experiments=True))
@@ -186,7 +187,7 @@ def test_stopped_worker_reaped_then_resumed_leaves_events_matching_checkpoints(s
     proc = stop_mid_batch(ops, seeded, run_id)
     try:
         reap_while_stopped(ops, run_id)
-        ro.resume(ops, run_id, "test", settings=settings)  # a new worker takes the lease and the fence
+        ro.resume(ops, run_id, ADMIN, settings=settings)  # a new worker takes the lease and the fence
         end = time.time() + 30
         while time.time() < end and ro.rollout_status(ops, run_id).state != "running":
             time.sleep(0.05)

@@ -27,6 +27,7 @@ from engine import rollout as ro
 from engine.core.settings import REPO_ROOT
 from engine.jobs.queue import JobState, JobStore, is_worker_command, kill_frozen_workers, launch_worker, worker_env
 from engine.store.opsdb import OpsDB, lock_holders
+from tests.support.actors import ADMIN
 from tests.support.rollouts import candidate_file
 from tests.support.stages import stage_table
 
@@ -157,7 +158,7 @@ def test_reap_and_rollback_always_work_whatever_point_a_worker_was_stopped_at(se
             stages_file=stages,
             config_file=candidate_file(tmp_path),
             time_scale=1.0,
-            actor="test",
+            actor=ADMIN,
             graph=graph,
         )
         job_id = ro.rollout_status(ops, run_id).run.job_id

@@ -18,6 +18,7 @@ from engine.jobs.queue import JobStore
 from engine.monitoring.events import query_events
 from engine.store import falkor
 from engine.store.graph import GraphStore
+from tests.support.actors import ADMIN
 from tests.support.rollouts import StoreGoesAway, cancel_and_wait, candidate_file, run_pilot_here, wait_for_state
 from tests.support.stages import stage_table
 
@@ -43,7 +44,7 @@ def test_killing_the_graph_store_mid_stage_pauses_and_resumes_exactly_once(setti
         stages_file=stages,
         config_file=candidate_file(tmp_path),
         time_scale=1.0,
-        actor="test",
+        actor=ADMIN,
         graph=seeded,
     )
     store = JobStore(ops)
@@ -90,10 +91,10 @@ def test_a_rollback_interrupted_by_an_outage_is_finished_by_resume(settings, ops
     before = seeded.snapshot(ids)["entities"]
     run_id = run_pilot_here(settings, ops, seeded, tmp_path)
     with pytest.raises(StoreUnavailable):
-        ro.rollback(settings, ops, run_id, "test", "store dies", graph=StoreGoesAway(seeded))
+        ro.rollback(settings, ops, run_id, ADMIN, "store dies", graph=StoreGoesAway(seeded))
     st = ro.rollout_status(ops, run_id)
     assert st.state == "rollback_interrupted" and st.state.can_resume() and st.state.awaits_operator()
-    st = ro.resume(ops, run_id, "test", settings=settings)
+    st = ro.resume(ops, run_id, ADMIN, settings=settings)
     assert st.state == "rolled_back"
     assert seeded.snapshot(ids)["entities"] == before
     assert [a["action"] for a in ops.list_audit(action="rollout.rollback")]  # finished and audited

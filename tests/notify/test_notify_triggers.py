@@ -33,6 +33,7 @@ from engine.store.outbox import REPEAT_SETTING, TOPICS, list_messages
 from engine.tuning.runner import StudyRunner
 from engine.tuning.spec import EntitySpec, StudySpec
 from engine.tuning.store import create_study
+from tests.support.actors import ADMIN, as_role
 from tests.support.guardrails import BAD, production_traffic, promote_into_production, stop_guardrail_evaluators
 from tests.support.monitoring_data import make_run
 from tests.support.production import scheduler_without_evaluator, wait_until
@@ -78,7 +79,7 @@ def _start(ctx, stages, stage: str) -> int:
         time_scale=86400 * 4,
         launch=False,
         graph=ctx["graph"],
-        actor="test",
+        actor=ADMIN,
     )
 
 
@@ -107,7 +108,7 @@ def rollout_inconclusive_then_rolled_back(ctx) -> dict[str, int]:
     while ro.rollout_status(ctx["ops"], run_id).state != "inconclusive":
         assert time.time() < end, ro.rollout_status(ctx["ops"], run_id).state
         time.sleep(0.1)
-    ro.rollback(ctx["settings"], ctx["ops"], run_id, "alice", "not convinced", graph=ctx["graph"])
+    ro.rollback(ctx["settings"], ctx["ops"], run_id, as_role("approver", "alice"), "not convinced", graph=ctx["graph"])
     worker.join(60)
     [waiting] = list_messages(ctx["ops"], topic="rollout.inconclusive")
     assert f"rollout promote --run {run_id}" in waiting.facts["who can act"] and waiting.link == "rollout"

@@ -29,6 +29,7 @@ from engine.rollout.stages import load_stage_config
 from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN
 from tests.support.console_env import as_shown
 from tests.support.guardrails import stop_guardrail_evaluators
 from tests.support.rollouts import hand_over_candidate
@@ -85,7 +86,7 @@ def stop_workers(ops) -> None:
     """Cancel whatever rollout is still active and wait until no worker holds a job."""
     for run in rollout.list_runs(ops):
         if run.state.is_active():
-            rollout.cancel(ops, run.id, "test-teardown")
+            rollout.cancel(ops, run.id, ADMIN)
     stop_guardrail_evaluators(ops)  # a production promotion from the page starts one
     store = JobStore(ops)
     for job in store.list(limit=100):

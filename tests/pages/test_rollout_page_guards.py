@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from engine import rollout
 from engine.core.params import ParameterConfig
 from tests.pages.test_rollout_page import FAST, buttons, flashes, markdown, open_page, seeded_console, settle, start
+from tests.support.actors import ADMIN
 from tests.support.console_env import as_shown
 from tests.support.rollouts import SAME_DISCOVERY
 
@@ -110,7 +111,7 @@ def test_a_pilot_only_run_says_the_live_config_did_not_change_and_continues(cons
     assert not errors and ok == ["Continue: rollout 2 started at limited with the candidate of rollout 1"]
     run = rollout.rollout_status(ops, 2).run
     assert run.stages == ("limited",) and run.candidate_hash == SAME_DISCOVERY.hash() and run.time_scale == 1.0
-    rollout.cancel(ops, 2, "test")
+    rollout.cancel(ops, 2, ADMIN)
 
 
 def test_a_second_pilot_of_the_same_candidate_says_it_exposed_no_entity(console):
@@ -119,7 +120,7 @@ def test_a_second_pilot_of_the_same_candidate_says_it_exposed_no_entity(console)
     start(at, time_scale=FAST)
     first = settle(ops, leave=("queued", "running", "soaking"))
     if first.state == "inconclusive":
-        rollout.promote(ops, 1, "test", force=True)
+        rollout.promote(ops, 1, ADMIN, force=True)
     assert rollout.rollout_status(ops, 1).state == "completed"
     at.run()
     start(at, time_scale=FAST)

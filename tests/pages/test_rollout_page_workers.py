@@ -18,6 +18,7 @@ from console import rollout_view as rv
 from engine import rollout
 from engine.jobs.executor import SCHEDULER_ENV, ClusterStatus, announce_path
 from tests.pages.test_rollout_page import flashes, open_page, seeded_console, start
+from tests.support.actors import ADMIN
 from tests.support.console_env import as_shown
 
 
@@ -49,7 +50,7 @@ def test_the_workers_field_is_stored_with_the_run_and_named_in_its_header(consol
     assert launched == [run.job_id]
     at.run()
     assert "Batches run: local Dask cluster of 2 worker process(es)" in captions(at)
-    rollout.cancel(ops, run.id, "test")
+    rollout.cancel(ops, run.id, ADMIN)
 
 
 def test_a_bad_cluster_address_in_the_environment_is_one_line_and_starts_nothing(console, monkeypatch):
@@ -85,7 +86,7 @@ def test_the_cluster_panel_shows_the_cluster_the_stage_worker_announced(console,
     figures = {m.label: m.value for m in at.metric}
     assert figures["Workers"] == "2" and figures["Tasks in flight"] == "3" and figures["Memory"] == "200 MiB"
     assert any(c.startswith(f"rollout {run.id}: local Dask cluster on this machine") for c in captions(at))
-    rollout.cancel(ops, run.id, "test")
+    rollout.cancel(ops, run.id, ADMIN)
 
 
 def test_a_stage_paused_by_a_cluster_fault_says_so_and_what_happens_next():

@@ -23,6 +23,7 @@ from engine.production.control import (
 from engine.production.policy import RefreshPolicy
 from engine.production.records import ABANDONED, RESERVED, SETTLED, STAGE_ID, day_spent
 from engine.production.scheduler import Scheduler
+from tests.support.actors import ADMIN
 from tests.support.rollouts import SAME_DISCOVERY, candidate_file, wait_for_state
 from tests.support.stages import stage_table
 
@@ -49,7 +50,7 @@ def test_an_exposed_entity_runs_the_candidate_and_the_others_the_live_config(set
         config_file=candidate_file(tmp_path),
         time_scale=1.0,  # the pilot soaks for 30 real days: the rollout stays active while production runs
         launch=False,
-        actor="test",
+        actor=ADMIN,
         graph=graph,
     )
     job_id = ro.rollout_status(ops, run_id).run.job_id
@@ -65,7 +66,7 @@ def test_an_exposed_entity_runs_the_candidate_and_the_others_the_live_config(set
         result = Scheduler(graph, ops, prod).step()
         assert result.kind == "ran" and result.visits == 30
     finally:
-        ro.cancel(ops, run_id, "test")
+        ro.cancel(ops, run_id, ADMIN)
         rollout_thread.join(timeout=60)
     rows = {v["entity_id"]: v for v in visits(ops)}
     assert set(rows) == set(graph.list_entity_ids())

@@ -16,6 +16,7 @@ from engine.core.params import ParameterConfig
 from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.rollout import guardrails as gr
 from engine.rollout.stages import SECONDS_PER_DAY
+from tests.support.actors import ADMIN, as_role
 from tests.support.guardrails import (
     BAD,
     BAKE_DAYS,
@@ -25,6 +26,9 @@ from tests.support.guardrails import (
     promote_when_inconclusive,
 )
 from tests.support.rollouts import SAME_DISCOVERY, candidate_file
+
+#: an approver who reverts or ends a bake by hand
+APPROVER_ANN = as_role("approver", "console:approver")
 
 ENTITIES = 40
 
@@ -72,7 +76,7 @@ def test_a_bad_config_in_production_is_reverted_by_its_bake(settings, ops, seede
     assert new_cost > old_cost * 1.15, (old_cost, new_cost)
     graph_before_revert = seeded.snapshot(ids)["entities"]
     res = gr.evaluate_guardrail(settings, ops, now=t + 7201)
-    assert res.state is gr.GuardrailState.REVERTED and res.ended_by == gr.GUARDRAIL_ACTOR
+    assert res.state is gr.GuardrailState.REVERTED and res.ended_by == str(gr.GUARDRAIL_ACTOR)
     # the live config is the previous one again, and every entity the run put on BAD is back on it
     assert ro.live_config(ops) == previous
     assigned = ro.assigned_systems(ops)
@@ -80,7 +84,7 @@ def test_a_bad_config_in_production_is_reverted_by_its_bake(settings, ops, seede
     assert all(a["system"] == "old" and a["config_hash"] == previous.hash() for a in assigned.values())
     # the decision record: what breached, the figures, the interval, the window, who acted
     [rec] = decisions(ops, run_id, "revert")
-    assert rec.actor == gr.GUARDRAIL_ACTOR and rec.phase == "failed" and rec.record["automatic"] is True
+    assert rec.actor == str(gr.GUARDRAIL_ACTOR) and rec.phase == "failed" and rec.record["automatic"] is True
     breached = [r for r in rec.record["verdict"]["rows"] if r["phase"] == "failed"]
     assert [r["metric"] for r in breached] == ["cost_increase_pct"]
     cost = rec.record["measurements"]["cost_increase_pct"]
@@ -91,10 +95,10 @@ def test_a_bad_config_in_production_is_reverted_by_its_bake(settings, ops, seede
     verdict, ok = ro.recompute_decision(ops, rec.id)
     assert ok and verdict.phase == "failed"
     [audit] = audit_actions(ops, "rollout.guardrail.revert")
-    assert audit["actor"] == gr.GUARDRAIL_ACTOR and audit["details"]["to"] == previous.hash()
+    assert audit["actor"] == str(gr.GUARDRAIL_ACTOR) and audit["details"]["to"] == previous.hash()
     # the Configs page's history lists the revert as a live-config change that says so
     newest = live_config_history(ops)[0]
-    assert newest.hash == previous.hash() and newest.actor == gr.GUARDRAIL_ACTOR
+    assert newest.hash == previous.hash() and newest.actor == str(gr.GUARDRAIL_ACTOR)
     assert (ro.live_config_info(ops) or {})["how"] == f"reverted by the guardrail of run {run_id}"
     # graph state written since the promotion is kept by default
     assert seeded.snapshot(ids)["entities"] == graph_before_revert
@@ -119,7 +123,7 @@ def test_a_good_config_is_not_reverted_and_its_bake_passes_at_the_window_end(set
     end = gr.evaluate_guardrail(settings, ops, now=st.ends_at + 20)
     assert end.state is gr.GuardrailState.PASSED and end.runs == ENTITIES
     assert ro.live_config(ops) == SAME_DISCOVERY
-    assert [d.actor for d in decisions(ops, run_id, "pass")] == [gr.GUARDRAIL_ACTOR]
+    assert [d.actor for d in decisions(ops, run_id, "pass")] == [str(gr.GUARDRAIL_ACTOR)]
     assert not decisions(ops, run_id, "revert")
     # a closed window is not evaluated again
     again = gr.evaluate_guardrail(settings, ops, now=st.ends_at + 99_999)
@@ -162,9 +166,9 @@ def test_two_evaluators_at_once_revert_once(settings, ops, seeded, tmp_path):
     assert len(decisions(ops, run_id, "revert")) == 1
     assert len(audit_actions(ops, "rollout.guardrail.revert")) == 1
     assert [e.hash for e in live_config_history(ops)[:2]] == [previous.hash(), BAD.hash()]
-    assert sum(1 for e in live_config_history(ops) if e.actor == gr.GUARDRAIL_ACTOR) == 1
+    assert sum(1 for e in live_config_history(ops) if e.actor == str(gr.GUARDRAIL_ACTOR)) == 1
     # an operator's second click is a no-op too
-    again = gr.revert_guardrail(settings, ops, actor="console:approver", reason="click twice")
+    again = gr.revert_guardrail(settings, ops, actor=APPROVER_ANN, reason="click twice")
     assert not again.performed and "already reverted" in again.message
 
 
@@ -173,8 +177,8 @@ def test_an_operator_reverts_now_with_the_graph_restored_on_request(settings, op
     before = seeded.snapshot(ids)["entities"]
     run_id = promote_into_production(settings, ops, seeded, tmp_path, SAME_DISCOVERY)
     with pytest.raises(gr.GuardrailError, match="needs a reason"):
-        gr.revert_guardrail(settings, ops, actor="console:approver", reason=" ")
-    res = gr.revert_guardrail(settings, ops, actor="console:approver", reason="sales saw odd calls", restore_graph=True)
+        gr.revert_guardrail(settings, ops, actor=APPROVER_ANN, reason=" ")
+    res = gr.revert_guardrail(settings, ops, actor=APPROVER_ANN, reason="sales saw odd calls", restore_graph=True)
     assert res.performed and res.restore is not None and res.restore.performed
     assert ro.live_config(ops) == ParameterConfig()
     assert ro.rollout_status(ops, run_id).state == "rolled_back"
@@ -186,13 +190,13 @@ def test_an_operator_reverts_now_with_the_graph_restored_on_request(settings, op
 def test_ending_a_bake_early_stops_evaluation_and_keeps_the_config(settings, ops, seeded, tmp_path):
     ids = seeded.list_entity_ids()
     run_id = promote_into_production(settings, ops, seeded, tmp_path, BAD)
-    st = gr.end_bake(ops, actor="console:approver", reason="a clean week of traffic elsewhere")
+    st = gr.end_bake(ops, actor=APPROVER_ANN, reason="a clean week of traffic elsewhere")
     assert st.state is gr.GuardrailState.ENDED and "ended early" in st.describe()
     production_traffic(seeded, ops, ids, BAD, at=st.promoted_at + 60)
     assert gr.evaluate_guardrail(settings, ops, now=st.promoted_at + 120).state is gr.GuardrailState.ENDED
     assert ro.live_config(ops) == BAD and not decisions(ops, run_id, "revert")
     with pytest.raises(gr.GuardrailError, match="already ended"):
-        gr.end_bake(ops, actor="console:approver", reason="again")
+        gr.end_bake(ops, actor=APPROVER_ANN, reason="again")
 
 
 def test_the_evaluation_job_ends_with_the_window(settings, ops, seeded, tmp_path):
@@ -206,7 +210,7 @@ def test_the_evaluation_job_ends_with_the_window(settings, ops, seeded, tmp_path
     assert job.result["state"] == "unjudged" and job.result["rounds"] >= 2
     assert gr.guardrail_status(ops).state is gr.GuardrailState.UNJUDGED
     # nothing to start once the window is closed
-    assert gr.start_evaluator(ops, settings=None, actor="test") == (None, False)
+    assert gr.start_evaluator(ops, settings=None, actor=ADMIN) == (None, False)
 
 
 def test_no_bake_without_bake_days_and_a_stage_table_refuses_it_before_the_last_stage(settings, ops, seeded, tmp_path):
@@ -218,10 +222,10 @@ def test_no_bake_without_bake_days_and_a_stage_table_refuses_it_before_the_last_
         stages_file=guarded_table(tmp_path, bake_days=0),
         config_file=candidate_file(tmp_path, SAME_DISCOVERY),
         launch=False,
-        actor="test",
+        actor=ADMIN,
         graph=seeded,
     )
-    promote_when_inconclusive(settings, ops, run_id, "test")
+    promote_when_inconclusive(settings, ops, run_id, ADMIN)
     assert gr.guardrail_status(ops) is None and gr.evaluate_guardrail(settings, ops) is None
     data = json.loads(guarded_table(tmp_path).read_text())
     data["stages"][0]["bake_days"] = 3

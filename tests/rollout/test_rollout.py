@@ -16,8 +16,13 @@ from engine.core.errors import ConfigError, DiscoveryError
 from engine.core.params import ParameterConfig
 from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.monitoring.events import query_events
+from tests.support.actors import ADMIN, as_role
 from tests.support.rollouts import StoreGoesAway, cancel_and_wait, hand_over_candidate, wait_for_state
 from tests.support.stages import stage_table
+
+#: named people with fixed roles (their key is what the audit log and the decision records keep)
+ALICE = as_role("approver", "alice")
+BOB = as_role("operator", "bob")
 
 #: a candidate that really costs more: no early stop, four times the iterations and ten times the budget
 BAD = ParameterConfig().with_changes(
@@ -74,7 +79,7 @@ def test_full_pilot_to_production_promotes_each_stage_after_its_duration(setting
         config_file=cand,
         time_scale=86400 * 4,
         launch=False,
-        actor="test",
+        actor=ADMIN,
         graph=seeded,
     )
     job = run_job_here(settings, ops, run_id)
@@ -134,7 +139,7 @@ def test_decision_record_recomputes_and_a_tampered_one_does_not(settings, ops, s
     with ops.transaction() as db:
         db.execute("UPDATE rollout_decisions SET record = ? WHERE id = ?", [json.dumps(rec.record), rec.id])
     assert ro.recompute_decision(ops, rec.id)[1] is False
-    ro.cancel(ops, run_id, "test")
+    ro.cancel(ops, run_id, ADMIN)
 
 
 def run_job_here_until(settings, ops, run_id, until, timeout=120):
@@ -215,10 +220,10 @@ def test_manual_rollback_after_promotion_restores_every_stage_and_is_idempotent(
     assert run_job_here(settings, ops, run_id).state is JobState.SUCCEEDED
     assert ro.rollout_status(ops, run_id).state == "completed"
     assert state_of(seeded, ids) != before
-    res = ro.rollback(settings, ops, run_id, "test", "second thoughts", graph=seeded)
+    res = ro.rollback(settings, ops, run_id, ADMIN, "second thoughts", graph=seeded)
     assert res.performed and res.entities_restored == 30 and res.evidence_marked > 0
     assert state_of(seeded, ids) == before
-    again = ro.rollback(settings, ops, run_id, "test", "again", graph=seeded)
+    again = ro.rollback(settings, ops, run_id, ADMIN, "again", graph=seeded)
     assert not again.performed and "already" in again.message
     assert len([a for a in ops.list_audit(action="rollout.rollback")]) == 1
 
@@ -299,8 +304,8 @@ def test_inconclusive_waits_for_a_person_and_promote_respects_min_duration(setti
     if st.state == "rolled_back":
         pytest.skip("this world made the default candidate breach a trigger")
     with pytest.raises(DiscoveryError, match="minimum days"):
-        ro.promote(ops, run_id, "alice")
-    st = ro.promote(ops, run_id, "alice", force=True)
+        ro.promote(ops, run_id, ALICE)
+    st = ro.promote(ops, run_id, ALICE, force=True)
     worker.join(30)
     assert st.state == "completed"
     d = ro.decision_records(ops, run_id)[0]
@@ -323,7 +328,7 @@ def test_pause_resume_and_cancel_between_entities(settings, ops, seeded, tmp_pat
         graph=seeded,
     )
     st, worker = run_job_here_until(settings, ops, run_id, lambda s: s.progress[0] >= 2)
-    ro.pause(ops, run_id, "bob")
+    ro.pause(ops, run_id, BOB)
     st, _ = None, None
     end = time.time() + 30
     while time.time() < end and ro.rollout_status(ops, run_id).state != "paused":
@@ -332,11 +337,11 @@ def test_pause_resume_and_cancel_between_entities(settings, ops, seeded, tmp_pat
     assert paused.state == "paused"
     time.sleep(0.5)
     assert ro.rollout_status(ops, run_id).progress == paused.progress  # nothing runs while paused
-    ro.resume(ops, run_id, "bob")
+    ro.resume(ops, run_id, BOB)
     end = time.time() + 60
     while time.time() < end and ro.rollout_status(ops, run_id).state not in ("soaking", "inconclusive"):
         time.sleep(0.05)
-    ro.cancel(ops, run_id, "bob")
+    ro.cancel(ops, run_id, BOB)
     worker.join(30)
     st = ro.rollout_status(ops, run_id)
     assert st.state == "cancelled" and st.progress == (10, 10)
@@ -346,7 +351,7 @@ def test_pause_resume_and_cancel_between_entities(settings, ops, seeded, tmp_pat
         "rollout.cancel",
     ]
     with pytest.raises(DiscoveryError, match="nothing to"):
-        ro.pause(ops, run_id, "bob")
+        ro.pause(ops, run_id, BOB)
 
 
 def test_bad_requests_are_one_line_errors_and_write_nothing(settings, ops, seeded, tmp_path):
@@ -364,13 +369,13 @@ def test_bad_requests_are_one_line_errors_and_write_nothing(settings, ops, seede
     with pytest.raises(ConfigError, match="time scale"):
         ro.start_rollout(settings, ops, stage="pilot", time_scale=0, launch=False, graph=seeded)
     with pytest.raises(DiscoveryError, match="no rollout"):
-        ro.promote(ops, None, "x")
+        ro.promote(ops, None, ADMIN)
     assert ro.list_runs(ops) == [] and JobStore(ops).list() == []
     run_id = ro.start_rollout(settings, ops, stage="pilot", stages_file=stages, launch=False, graph=seeded)
     with pytest.raises(DiscoveryError, match=f"rollout {run_id} is still running"):
         ro.start_rollout(settings, ops, stage="pilot", stages_file=stages, launch=False, graph=seeded)
     with pytest.raises(DiscoveryError, match="still running|not started"):
-        ro.promote(ops, run_id, "x")
+        ro.promote(ops, run_id, ADMIN)
     for exc in (DiscoveryError,):
         try:
             ro.start_rollout(settings, ops, stage="pilott", launch=False, graph=seeded)
@@ -411,7 +416,7 @@ def test_sigkilled_worker_resumed_processes_every_entity_exactly_once(settings, 
     }
     stages = stage_table(tmp_path, counts=(40, 50, "all"), batch=(4, 10, 10), loose_triggers=True)
     run_id = ro.start_rollout(
-        settings, ops, stage="pilot", stages_file=stages, time_scale=1.0, actor="test", graph=seeded
+        settings, ops, stage="pilot", stages_file=stages, time_scale=1.0, actor=ADMIN, graph=seeded
     )  # launches a detached `python -m engine worker --job ID`
     store = JobStore(ops)
     job_id = ro.rollout_status(ops, run_id).run.job_id
@@ -439,7 +444,7 @@ def test_sigkilled_worker_resumed_processes_every_entity_exactly_once(settings, 
     killed_at = ro.rollout_status(ops, run_id)
     assert killed_at.state == "dead"
     assert 8 <= killed_at.progress[0] < 40
-    ro.resume(ops, run_id, "test", settings=settings)  # requeue + a new detached worker
+    ro.resume(ops, run_id, ADMIN, settings=settings)  # requeue + a new detached worker
     st = wait_for_state(ops, run_id)
     assert st.state in ("soaking", "inconclusive", "completed"), st.state
     cancel_and_wait(ops, run_id)
@@ -478,9 +483,9 @@ def test_a_rollback_interrupted_by_the_store_can_be_retried_at_once(settings, op
     assert ro.rollout_status(ops, run_id).state == "completed"
 
     with pytest.raises(StoreUnavailable):
-        ro.rollback(settings, ops, run_id, "test", "first try", graph=StoreGoesAway(seeded))
+        ro.rollback(settings, ops, run_id, ADMIN, "first try", graph=StoreGoesAway(seeded))
     assert ro.rollout_status(ops, run_id).state == "rollback_interrupted"  # says so, and offers resume/rollback
-    res = ro.rollback(settings, ops, run_id, "test", "second try", graph=seeded)
+    res = ro.rollback(settings, ops, run_id, ADMIN, "second try", graph=seeded)
     assert res.performed and res.entities_restored == 10
     assert state_of(seeded, ids) == before
     assert ro.rollout_status(ops, run_id).state == "rolled_back"

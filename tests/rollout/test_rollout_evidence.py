@@ -19,6 +19,7 @@ from engine.discovery.runs import EvidenceSpec
 from engine.jobs.queue import JobState, JobStore
 from engine.monitoring.events import query_events
 from engine.rollout.estimate import CostNotConfirmed
+from tests.support.actors import ADMIN
 from tests.support.rollouts import cancel_and_wait, hand_over_candidate, run_here, wait_for_state
 from tests.support.stages import stage_table
 
@@ -31,7 +32,7 @@ def seeded(seed_graph, ops, tmp_path):
 
 def test_a_pilot_over_http_runs_every_entity_in_flight_and_sends_each_hop_once(settings, ops, seeded, tmp_path):
     stages = stage_table(tmp_path, loose_triggers=True)
-    common = dict(stage="pilot", stages_file=stages, time_scale=86400 * 4, launch=False, graph=seeded, actor="test")
+    common = dict(stage="pilot", stages_file=stages, time_scale=86400 * 4, launch=False, graph=seeded, actor=ADMIN)
     world_run = ro.start_rollout(settings, ops, dry_run=True, **common)
     run_here(settings, ops, world_run)
     with EvaluatorServer(world_seed=1, latency_factor=0.002) as evaluator:
@@ -55,7 +56,7 @@ def test_a_pilot_over_http_runs_every_entity_in_flight_and_sends_each_hop_once(s
 
 def test_the_estimate_on_a_paid_source_needs_a_confirmation_above_the_budget(settings, ops, seeded, tmp_path):
     spec = EvidenceSpec(kind="http", url="http://127.0.0.1:9/evaluate")
-    kw = dict(stage="pilot", stages_file=stage_table(tmp_path), launch=False, graph=seeded, actor="test", evidence=spec)
+    kw = dict(stage="pilot", stages_file=stage_table(tmp_path), launch=False, graph=seeded, actor=ADMIN, evidence=spec)
     with pytest.raises(
         CostNotConfirmed, match=r"estimated cost \$[\d.,]+ on HTTP evaluator .* above the \$0.00 budget"
     ):
@@ -73,7 +74,7 @@ def test_the_estimate_on_a_paid_source_needs_a_confirmation_above_the_budget(set
 
 
 def test_bad_sources_and_settings_are_refused_in_one_line_before_anything_is_written(settings, ops, seeded, tmp_path):
-    kw = dict(stage="pilot", stages_file=stage_table(tmp_path), launch=False, graph=seeded, actor="test")
+    kw = dict(stage="pilot", stages_file=stage_table(tmp_path), launch=False, graph=seeded, actor=ADMIN)
     with pytest.raises(ConfigError, match="does not exist"):
         ro.start_rollout(settings, ops, evidence=EvidenceSpec(kind="replay", replay_path=tmp_path / "none.jsonl"), **kw)
     with pytest.raises(ConfigError, match="--concurrency must be a whole number from 1 to 256"):
@@ -98,7 +99,7 @@ def test_an_evaluator_gone_mid_stage_pauses_the_stage_and_resume_counts_every_en
             stage="pilot",
             stages_file=stages,
             time_scale=86400 * 4,
-            actor="test",
+            actor=ADMIN,
             graph=seeded,
             evidence=EvidenceSpec(kind="http", url=evaluator.url, timeout_s=5),
             concurrency=3,
@@ -126,7 +127,7 @@ def test_an_evaluator_gone_mid_stage_pauses_the_stage_and_resume_counts_every_en
             time.sleep(0.2)
         assert any(w >= 3 for w in waits), waits
         evaluator.start()  # the same port
-        ro.resume(ops, run_id, "test", settings=settings)
+        ro.resume(ops, run_id, ADMIN, settings=settings)
         st = wait_for_state(ops, run_id)
         assert st.state in ("soaking", "inconclusive", "completed"), (st.state, st.run.message)
     finally:

@@ -18,6 +18,7 @@ from engine.discovery.limits import RunLimits
 from engine.jobs.executor import SCHEDULER_ENV, ExecutorUnavailable, announced, make_executor
 from engine.monitoring.events import query_events
 from engine.rollout import runner
+from tests.support.actors import ADMIN
 from tests.support.rollouts import candidate_file, hand_over_candidate, run_here
 from tests.support.stages import stage_table
 
@@ -60,7 +61,7 @@ def _pilot(settings, ops, graph, tmp_path, **kw) -> int:
         seed=SEED,
         launch=False,
         graph=graph,
-        actor="test",
+        actor=ADMIN,
         **kw,
     )
 
@@ -87,7 +88,7 @@ def test_a_pilot_on_a_two_process_cluster_gives_the_in_process_outcomes_entity_b
     exposed = sorted(in_process)
     written_here = seeded.snapshot(exposed)
     # back to the state before the pilot, so the second pilot starts where the first did
-    assert ro.rollback(settings, ops, here, "test", "the same pilot again on the cluster", graph=seeded).performed
+    assert ro.rollback(settings, ops, here, ADMIN, "the same pilot again on the cluster", graph=seeded).performed
 
     on_cluster = _pilot(settings, ops, seeded, tmp_path, workers=2)
     info = ro.rollout_status(ops, on_cluster).run
@@ -151,7 +152,7 @@ def test_a_cluster_lost_mid_stage_pauses_it_with_the_reason_and_the_retry_counts
     here = _pilot(settings, ops, seeded, tmp_path)
     assert run_here(settings, ops, here).state == "completed"
     in_process = _outcomes(ops, here)
-    assert ro.rollback(settings, ops, here, "test", "the same pilot again on a failing cluster", graph=seeded).performed
+    assert ro.rollback(settings, ops, here, ADMIN, "the same pilot again on a failing cluster", graph=seeded).performed
 
     calls: list[int] = []
     started: list = []
@@ -224,19 +225,19 @@ def test_the_executor_is_stored_with_the_run_and_a_continued_run_keeps_it(settin
     info = ro.rollout_status(ops, run_id).run
     assert info.executor_spec == {"workers": 3, "scheduler": "tcp://10.0.0.5:8786", "dask": False}
     assert info.executor == "Dask cluster at tcp://10.0.0.5:8786, 3 unit(s) in flight"
-    ro.cancel(ops, run_id, "test")
+    ro.cancel(ops, run_id, ADMIN)
     # "Continue to <next stage>" runs where the earlier run ran, unless told otherwise
-    kw = dict(stage="limited", stages_file=stage_table(tmp_path), launch=False, graph=seeded, actor="test")
+    kw = dict(stage="limited", stages_file=stage_table(tmp_path), launch=False, graph=seeded, actor=ADMIN)
     continued = ro.start_rollout(settings, ops, from_run=run_id, **kw)
     assert ro.rollout_status(ops, continued).run.executor_spec == info.executor_spec
-    ro.cancel(ops, continued, "test")
+    ro.cancel(ops, continued, ADMIN)
     elsewhere = ro.start_rollout(settings, ops, from_run=continued, workers=2, **kw)
     assert ro.rollout_status(ops, elsewhere).run.executor_spec == {"workers": 2, "scheduler": None, "dask": False}
-    ro.cancel(ops, elsewhere, "test")
+    ro.cancel(ops, elsewhere, ADMIN)
     # the default is the worker's own process, and a run without a stored executor reads as such
     plain = _pilot(settings, ops, seeded, tmp_path)
     assert ro.rollout_status(ops, plain).run.executor == "in this process"
-    ro.cancel(ops, plain, "test")
+    ro.cancel(ops, plain, ADMIN)
 
 
 @pytest.fixture
@@ -272,4 +273,4 @@ def test_the_cli_refuses_bad_executor_flags_in_one_line_and_status_names_the_exe
     assert "batches run local Dask cluster of 2 worker process(es)" in capsys.readouterr().out
     assert main(["rollout", "status", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["run"]["executor_spec"]["workers"] == 2
-    ro.cancel(ops, run_id, "test")
+    ro.cancel(ops, run_id, ADMIN)

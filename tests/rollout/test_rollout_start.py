@@ -12,6 +12,7 @@ from engine import rollout as ro
 from engine.cli.main import main
 from engine.core.errors import ConfigError
 from engine.core.params import ParameterConfig
+from tests.support.actors import ADMIN, as_role
 from tests.support.rollouts import SAME_DISCOVERY, candidate_file, hand_over_candidate, run_here
 from tests.support.stages import stage_table
 
@@ -50,7 +51,7 @@ def test_a_later_start_records_the_stages_it_skips_and_who(settings, ops, seeded
         entities=30,
         config_file=candidate_file(tmp_path),
         stages_file=stage_table(tmp_path),
-        actor="console:alice",
+        actor=as_role("operator", "console:alice"),
         launch=False,
         graph=seeded,
     )
@@ -62,7 +63,7 @@ def test_a_later_start_records_the_stages_it_skips_and_who(settings, ops, seeded
     assert ro.recompute_decision(ops, start.id) == (None, True)
     assert ro.skipped_stages(["pilot", "limited", "production"], "all") == []
     assert ro.skipped_stages(["pilot", "limited", "production"], "production") == ["pilot", "limited"]
-    ro.cancel(ops, run_id, "test")
+    ro.cancel(ops, run_id, ADMIN)
 
 
 def test_continue_runs_the_next_stage_with_the_same_candidate_and_a_live_candidate_is_consumed(

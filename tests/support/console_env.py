@@ -36,6 +36,7 @@ from engine.monitoring import alerts
 from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import as_role
 
 
 @contextmanager
@@ -163,9 +164,9 @@ def seed_hostile_console(settings: Settings, url: str, *, catalogue: int = 12) -
             ],
         )
         run_id = rollout.start_rollout(
-            settings, ops, stage="pilot", dry_run=True, actor=actor, launch=False, graph=graph
+            settings, ops, stage="pilot", dry_run=True, actor=as_role("admin", actor), launch=False, graph=graph
         )
-        rollout.rollback(settings, ops, run_id, actor, reason, graph=graph)
+        rollout.rollback(settings, ops, run_id, as_role("admin", actor), reason, graph=graph)
 
     rule = {
         "metric": "cost_per_entity",

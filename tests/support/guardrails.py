@@ -8,10 +8,12 @@ import threading
 from pathlib import Path
 
 from engine import rollout as ro
+from engine.core.access import Actor
 from engine.core.params import ParameterConfig
 from engine.discovery.runs import run_entities
 from engine.jobs.queue import Control, JobState, JobStore, run_claimed
 from engine.rollout import guardrails as gr
+from tests.support.actors import ADMIN, as_role
 from tests.support.rollouts import candidate_file, wait_for_state
 from tests.support.stages import stage_table
 
@@ -66,15 +68,15 @@ def promote_into_production(settings, ops, graph, tmp_path, config: ParameterCon
         config_file=candidate_file(tmp_path, config),
         time_scale=time_scale,
         launch=False,
-        actor="test",
+        actor=ADMIN,
         graph=graph,
     )
-    promote_when_inconclusive(settings, ops, run_id, "console:approver")
+    promote_when_inconclusive(settings, ops, run_id, as_role("approver", "console:approver"))
     assert ro.live_config(ops) == config
     return run_id
 
 
-def promote_when_inconclusive(settings, ops, run_id: int, actor: str) -> None:
+def promote_when_inconclusive(settings, ops, run_id: int, actor: Actor) -> None:
     """Run the rollout's job (here, in a thread) until its stage waits for a person, promote it, and let the
     job finish (it returns once the run completes)."""
     job_id = ro.rollout_status(ops, run_id).run.job_id

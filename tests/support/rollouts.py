@@ -11,6 +11,7 @@ from engine import rollout as ro
 from engine.core.errors import StoreUnavailable
 from engine.core.params import ParameterConfig
 from engine.jobs.queue import JobState, JobStore, run_claimed
+from tests.support.actors import ADMIN
 from tests.support.stages import stage_table
 
 #: a live rollout of the live config itself is refused (it would change nothing): tests of the rollout's
@@ -46,6 +47,7 @@ def run_pilot_here(settings, ops, graph, tmp_path: Path) -> int:
         time_scale=86400 * 4,
         launch=False,
         graph=graph,
+        actor=ADMIN,
     )
     job = run_claimed(JobStore(ops), ro.rollout_status(ops, run_id).run.job_id, settings, poll_s=0.05)
     assert job.state is JobState.SUCCEEDED, job.error
@@ -84,7 +86,7 @@ class StoreGoesAway:
 def cancel_and_wait(ops, run_id: int, timeout_s: float = 60.0) -> None:
     """Cancel the run and wait until its worker has stopped: a test never leaves a worker running after it
     (its store would be torn down under it)."""
-    ro.cancel(ops, run_id, "test")
+    ro.cancel(ops, run_id, ADMIN)
     job_id = ro.rollout_status(ops, run_id).run.job_id
     store = JobStore(ops)
     end = time.time() + timeout_s
@@ -100,7 +102,7 @@ def stop_rollout_workers(ops, timeout_s: float = 60.0) -> None:
 
     for run in ro.list_runs(ops):
         if run.state.is_active():
-            ro.cancel(ops, run.id, "test-teardown")
+            ro.cancel(ops, run.id, ADMIN)
     stop_guardrail_evaluators(ops)  # lazy import below: tests.support.guardrails imports this module
     deadline = time.monotonic() + timeout_s
     while any(j.state.has_worker() for j in JobStore(ops).list(limit=50)) and time.monotonic() < deadline:

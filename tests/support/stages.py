@@ -17,13 +17,19 @@ def stage_table(
     min_sample=(5, 10, 10),
     lenient=True,
     loose_triggers=False,
+    four_eyes=(),
+    drop=(),
+    bake_days=None,
     name="stages.json",
 ) -> Path:
     """The shipped stage table at a small scale. ``lenient``: success criteria every honest run clears
-    (the shipped thresholds ask for a 15-25% cost cut, which is a property of the candidate, not of the runner)."""
+    (the shipped thresholds ask for a 15-25% cost cut, which is a property of the candidate, not of the runner).
+    ``four_eyes``: the stages that need a second approver (default none, so the worker promotes every stage by
+    itself as the mechanics tests expect; the shipped table sets it for production). ``drop``: stages left out
+    (``("limited",)``: pilot straight into production). ``bake_days``: the last stage's bake (default: shipped)."""
     data = json.loads(json.dumps(SHIPPED_STAGES))
     for s, c, d, b, m in zip(data["stages"], counts, min_days, batch, min_sample):
-        s.update(entities=c, min_duration_days=d, batch_size=b, min_sample=m)
+        s.update(entities=c, min_duration_days=d, batch_size=b, min_sample=m, four_eyes=s["name"] in four_eyes)
         if lenient:
             s["test"] = "point"
             s["success"] = [
@@ -32,6 +38,9 @@ def stage_table(
             ]
         if loose_triggers:  # for tests of the mechanics after a pass: only a gross cost increase fails
             s["rollback"] = [{"metric": "cost_increase_pct", "op": ">", "threshold": 200}]
+    data["stages"] = [s for s in data["stages"] if s["name"] not in drop]
+    if bake_days is not None:
+        data["stages"][-1]["bake_days"] = bake_days
     path = tmp_path / name
     path.write_text(json.dumps(data))
     return path

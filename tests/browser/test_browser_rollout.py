@@ -269,7 +269,7 @@ def test_production_promotion_shows_the_diff_then_says_what_is_live(console_serv
 def test_the_controls_keep_their_labels_at_900_px(console_server, browser_page, stores):
     settings, graph, ops = stores
     if not rollout.list_runs(ops):  # run on its own: a queued dry run is enough to draw the controls
-        rollout.start_rollout(settings, ops, stage="pilot", dry_run=True, launch=False, graph=graph)
+        rollout.start_rollout(settings, ops, stage="pilot", dry_run=True, launch=False, graph=graph, actor=ADMIN)
     page = browser_page
     page.set_viewport_size({"width": 900, "height": 1000})
     page = open_rollout(page, console_server.url)

@@ -33,7 +33,7 @@ from engine.store.outbox import REPEAT_SETTING, TOPICS, list_messages
 from engine.tuning.runner import StudyRunner
 from engine.tuning.spec import EntitySpec, StudySpec
 from engine.tuning.store import create_study
-from tests.support.actors import ADMIN, as_role
+from tests.support.actors import ADMIN, ENGINE, as_role
 from tests.support.guardrails import BAD, production_traffic, promote_into_production, stop_guardrail_evaluators
 from tests.support.monitoring_data import make_run
 from tests.support.production import scheduler_without_evaluator, wait_until
@@ -162,8 +162,10 @@ def guardrail_reverted(ctx) -> dict[str, int]:
     promote_into_production(settings, ops, graph, ctx["tmp"], BAD)
     promoted_at = gr.guardrail_status(ops).promoted_at
     production_traffic(graph, ops, ids, BAD, at=promoted_at + 3600)
-    assert gr.evaluate_guardrail(settings, ops, now=promoted_at + 3601).state is gr.GuardrailState.REVERTED
-    gr.evaluate_guardrail(settings, ops, now=promoted_at + 3602)
+    assert (
+        gr.evaluate_guardrail(settings, ops, now=promoted_at + 3601, actor=ENGINE).state is gr.GuardrailState.REVERTED
+    )
+    gr.evaluate_guardrail(settings, ops, now=promoted_at + 3602, actor=ENGINE)
     [reverted] = list_messages(ops, topic="production.guardrail_reverted")
     breached = [v for k, v in reverted.facts.items() if "cost_increase_pct" in f"{k} {v}"]
     assert breached and reverted.link == "rollout", reverted.facts

@@ -25,6 +25,7 @@ from engine.discovery.demo import seed_demo_metrics
 from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.monitoring import alerts
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN
 from tests.support.browser_harness import console_pages
 from tests.support.console_env import seeded_console_env
 from tests.support.rollouts import run_pilot_here
@@ -65,7 +66,7 @@ def console(tmp_path_factory) -> Iterator[dict]:
         seed_demo_metrics(settings, graph, ops=ops, entities=40, slots=8, only_if_empty=False)
         work = tmp_path_factory.mktemp("vocabulary-work")
         pilot = run_pilot_here(settings, ops, graph, work)
-        dry = rollout.start_rollout(settings, ops, stage="pilot", dry_run=True, launch=False, graph=graph)
+        dry = rollout.start_rollout(settings, ops, stage="pilot", dry_run=True, launch=False, graph=graph, actor=ADMIN)
         rollout.rollback(settings, ops, dry, "console:tester", "checking the words", graph=graph)
         alerts.evaluate_alerts(ops, alerts.load_rules(settings), time.time())
         spec = tuning.StudySpec(

@@ -16,7 +16,7 @@ from engine.core.params import ParameterConfig
 from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.rollout import guardrails as gr
 from engine.rollout.stages import SECONDS_PER_DAY
-from tests.support.actors import ADMIN, as_role
+from tests.support.actors import ADMIN, ENGINE, OPERATOR, as_role
 from tests.support.guardrails import (
     BAD,
     BAKE_DAYS,
@@ -65,7 +65,7 @@ def test_a_bad_config_in_production_is_reverted_by_its_bake(settings, ops, seede
     # below the minimum sample nothing can fire yet
     t = st.promoted_at + 3600
     production_traffic(seeded, ops, ids[:10], BAD, at=t)
-    early = gr.evaluate_guardrail(settings, ops, now=t + 1)
+    early = gr.evaluate_guardrail(settings, ops, now=t + 1, actor=ENGINE)
     assert early.state is gr.GuardrailState.BAKING and early.verdict.phase == "pending" and early.runs == 10
     assert "below the minimum sample of 20" in early.describe()
 
@@ -75,7 +75,7 @@ def test_a_bad_config_in_production_is_reverted_by_its_bake(settings, ops, seede
     new_cost = sum(r.cost_usd for r in after) / len(after)
     assert new_cost > old_cost * 1.15, (old_cost, new_cost)
     graph_before_revert = seeded.snapshot(ids)["entities"]
-    res = gr.evaluate_guardrail(settings, ops, now=t + 7201)
+    res = gr.evaluate_guardrail(settings, ops, now=t + 7201, actor=OPERATOR)  # an operator's "Evaluate now"
     assert res.state is gr.GuardrailState.REVERTED and res.ended_by == str(gr.GUARDRAIL_ACTOR)
     # the live config is the previous one again, and every entity the run put on BAD is back on it
     assert ro.live_config(ops) == previous
@@ -85,6 +85,7 @@ def test_a_bad_config_in_production_is_reverted_by_its_bake(settings, ops, seede
     # the decision record: what breached, the figures, the interval, the window, who acted
     [rec] = decisions(ops, run_id, "revert")
     assert rec.actor == str(gr.GUARDRAIL_ACTOR) and rec.phase == "failed" and rec.record["automatic"] is True
+    assert rec.record["evaluated_by"]["key"] == "test-operator"  # the trigger reverted, not the operator
     breached = [r for r in rec.record["verdict"]["rows"] if r["phase"] == "failed"]
     assert [r["metric"] for r in breached] == ["cost_increase_pct"]
     cost = rec.record["measurements"]["cost_increase_pct"]
@@ -114,19 +115,19 @@ def test_a_good_config_is_not_reverted_and_its_bake_passes_at_the_window_end(set
     st = gr.guardrail_status(ops)
     # no production traffic before: the comparison falls back to the previous config's shadow runs in the rollout
     production_traffic(seeded, ops, ids, SAME_DISCOVERY, at=st.promoted_at + 60)
-    mid = gr.evaluate_guardrail(settings, ops, now=st.promoted_at + 120)
+    mid = gr.evaluate_guardrail(settings, ops, now=st.promoted_at + 120, actor=ENGINE)
     assert mid.state is gr.GuardrailState.BAKING and mid.verdict.phase == "running"
     assert mid.record["baseline"]["source"] == "rollout shadow"
     assert "no trigger breached in 40 production runs" in mid.describe()
     # a bad config's traffic stamped after the window's end does not count, and the last round closes the window
     production_traffic(seeded, ops, ids, SAME_DISCOVERY.with_changes(max_iterations=80), at=st.ends_at + 10)
-    end = gr.evaluate_guardrail(settings, ops, now=st.ends_at + 20)
+    end = gr.evaluate_guardrail(settings, ops, now=st.ends_at + 20, actor=ENGINE)
     assert end.state is gr.GuardrailState.PASSED and end.runs == ENTITIES
     assert ro.live_config(ops) == SAME_DISCOVERY
     assert [d.actor for d in decisions(ops, run_id, "pass")] == [str(gr.GUARDRAIL_ACTOR)]
     assert not decisions(ops, run_id, "revert")
     # a closed window is not evaluated again
-    again = gr.evaluate_guardrail(settings, ops, now=st.ends_at + 99_999)
+    again = gr.evaluate_guardrail(settings, ops, now=st.ends_at + 99_999, actor=ENGINE)
     assert again.state is gr.GuardrailState.PASSED and again.evaluated_at == end.evaluated_at
     assert "passed" in again.describe()
 
@@ -134,7 +135,7 @@ def test_a_good_config_is_not_reverted_and_its_bake_passes_at_the_window_end(set
 def test_a_window_that_ends_below_the_minimum_sample_is_unjudged(settings, ops, seeded, tmp_path):
     promote_into_production(settings, ops, seeded, tmp_path, SAME_DISCOVERY)
     st = gr.guardrail_status(ops)
-    done = gr.evaluate_guardrail(settings, ops, now=st.ends_at + 1)
+    done = gr.evaluate_guardrail(settings, ops, now=st.ends_at + 1, actor=ENGINE)
     assert done.state is gr.GuardrailState.UNJUDGED and ro.live_config(ops) == SAME_DISCOVERY
     assert "nothing judged, nothing reverted" in done.describe()
 
@@ -152,7 +153,7 @@ def test_two_evaluators_at_once_revert_once(settings, ops, seeded, tmp_path):
     def evaluate():
         barrier.wait()
         try:
-            results.append(gr.evaluate_guardrail(settings, ops, now=st.promoted_at + 120))
+            results.append(gr.evaluate_guardrail(settings, ops, now=st.promoted_at + 120, actor=ENGINE))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -193,7 +194,7 @@ def test_ending_a_bake_early_stops_evaluation_and_keeps_the_config(settings, ops
     st = gr.end_bake(ops, actor=APPROVER_ANN, reason="a clean week of traffic elsewhere")
     assert st.state is gr.GuardrailState.ENDED and "ended early" in st.describe()
     production_traffic(seeded, ops, ids, BAD, at=st.promoted_at + 60)
-    assert gr.evaluate_guardrail(settings, ops, now=st.promoted_at + 120).state is gr.GuardrailState.ENDED
+    assert gr.evaluate_guardrail(settings, ops, now=st.promoted_at + 120, actor=ENGINE).state is gr.GuardrailState.ENDED
     assert ro.live_config(ops) == BAD and not decisions(ops, run_id, "revert")
     with pytest.raises(gr.GuardrailError, match="already ended"):
         gr.end_bake(ops, actor=APPROVER_ANN, reason="again")
@@ -226,7 +227,7 @@ def test_no_bake_without_bake_days_and_a_stage_table_refuses_it_before_the_last_
         graph=seeded,
     )
     promote_when_inconclusive(settings, ops, run_id, ADMIN)
-    assert gr.guardrail_status(ops) is None and gr.evaluate_guardrail(settings, ops) is None
+    assert gr.guardrail_status(ops) is None and gr.evaluate_guardrail(settings, ops, actor=ENGINE) is None
     data = json.loads(guarded_table(tmp_path).read_text())
     data["stages"][0]["bake_days"] = 3
     from engine.core.errors import ConfigError

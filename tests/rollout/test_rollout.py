@@ -129,6 +129,7 @@ def test_decision_record_recomputes_and_a_tampered_one_does_not(settings, ops, s
         time_scale=86400 * 100,
         launch=False,
         graph=seeded,
+        actor=ADMIN,
     )
     run_job_here_until(settings, ops, run_id, lambda st: st.state in ("inconclusive", "completed", "rolled_back"))
     recs = ro.decision_records(ops, run_id)
@@ -174,6 +175,7 @@ def test_failing_stage_rolls_back_by_itself_and_graph_equals_snapshot(settings, 
         time_scale=86400 * 4,
         launch=False,
         graph=seeded,
+        actor=ADMIN,
     )
     job = run_job_here(settings, ops, run_id)
     assert job.state is JobState.SUCCEEDED, job.error
@@ -216,6 +218,7 @@ def test_manual_rollback_after_promotion_restores_every_stage_and_is_idempotent(
         time_scale=86400 * 4,
         launch=False,
         graph=seeded,
+        actor=ADMIN,
     )
     assert run_job_here(settings, ops, run_id).state is JobState.SUCCEEDED
     assert ro.rollout_status(ops, run_id).state == "completed"
@@ -239,6 +242,7 @@ def test_two_rollbacks_at_once_make_one(settings, ops, seeded, tmp_path):
         time_scale=1.0,
         launch=False,
         graph=seeded,
+        actor=ADMIN,
     )
     st, worker = run_job_here_until(settings, ops, run_id, lambda s: s.state == "soaking")
     barrier = threading.Barrier(2)
@@ -248,7 +252,7 @@ def test_two_rollbacks_at_once_make_one(settings, ops, seeded, tmp_path):
         barrier.wait()
         results.append(ro.rollback(settings, ops, run_id, who, "race", graph=seeded))
 
-    threads = [threading.Thread(target=request, args=(f"op{i}",)) for i in range(2)]
+    threads = [threading.Thread(target=request, args=(as_role("approver", f"op{i}"),)) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -279,6 +283,7 @@ def test_dry_run_touches_nothing_live(settings, ops, seeded, tmp_path):
         time_scale=86400 * 4,
         launch=False,
         graph=seeded,
+        actor=ADMIN,
     )
     assert run_job_here(settings, ops, run_id).state is JobState.SUCCEEDED
     st = ro.rollout_status(ops, run_id)
@@ -296,7 +301,7 @@ def test_dry_run_touches_nothing_live(settings, ops, seeded, tmp_path):
 def test_inconclusive_waits_for_a_person_and_promote_respects_min_duration(settings, ops, seeded, tmp_path):
     stages = stage_table(tmp_path, lenient=False, min_days=(3, 7, 30))
     run_id = ro.start_rollout(
-        settings, ops, stage="pilot", stages_file=stages, time_scale=1.0, launch=False, graph=seeded
+        settings, ops, stage="pilot", stages_file=stages, time_scale=1.0, launch=False, graph=seeded, actor=ADMIN
     )
     st, worker = run_job_here_until(
         settings, ops, run_id, lambda s: s.state in ("inconclusive", "soaking", "rolled_back")
@@ -326,6 +331,7 @@ def test_pause_resume_and_cancel_between_entities(settings, ops, seeded, tmp_pat
         time_scale=1.0,
         launch=False,
         graph=seeded,
+        actor=ADMIN,
     )
     st, worker = run_job_here_until(settings, ops, run_id, lambda s: s.progress[0] >= 2)
     ro.pause(ops, run_id, BOB)
@@ -357,28 +363,30 @@ def test_pause_resume_and_cancel_between_entities(settings, ops, seeded, tmp_pat
 def test_bad_requests_are_one_line_errors_and_write_nothing(settings, ops, seeded, tmp_path):
     stages = stage_table(tmp_path)
     with pytest.raises(DiscoveryError, match="unknown stage 'pilott'"):
-        ro.start_rollout(settings, ops, stage="pilott", stages_file=stages, launch=False, graph=seeded)
+        ro.start_rollout(settings, ops, stage="pilott", stages_file=stages, launch=False, graph=seeded, actor=ADMIN)
     with pytest.raises(ConfigError, match="does not exist"):
-        ro.start_rollout(settings, ops, stage="pilot", config_file=tmp_path / "nope.json", launch=False, graph=seeded)
+        ro.start_rollout(
+            settings, ops, stage="pilot", config_file=tmp_path / "nope.json", launch=False, graph=seeded, actor=ADMIN
+        )
     with pytest.raises(DiscoveryError, match="entities: got 0"):
-        ro.start_rollout(settings, ops, stage="pilot", entities=0, launch=False, graph=seeded)
+        ro.start_rollout(settings, ops, stage="pilot", entities=0, launch=False, graph=seeded, actor=ADMIN)
     with pytest.raises(DiscoveryError, match="seed: got 100000000000000000000 .allowed"):
-        ro.start_rollout(settings, ops, stage="pilot", seed=10**20, launch=False, graph=seeded)
+        ro.start_rollout(settings, ops, stage="pilot", seed=10**20, launch=False, graph=seeded, actor=ADMIN)
     with pytest.raises(DiscoveryError, match="world seed: got nan"):
-        ro.start_rollout(settings, ops, stage="pilot", world_seed=float("nan"), launch=False, graph=seeded)
+        ro.start_rollout(settings, ops, stage="pilot", world_seed=float("nan"), launch=False, graph=seeded, actor=ADMIN)
     with pytest.raises(ConfigError, match="time scale"):
-        ro.start_rollout(settings, ops, stage="pilot", time_scale=0, launch=False, graph=seeded)
+        ro.start_rollout(settings, ops, stage="pilot", time_scale=0, launch=False, graph=seeded, actor=ADMIN)
     with pytest.raises(DiscoveryError, match="no rollout"):
         ro.promote(ops, None, ADMIN)
     assert ro.list_runs(ops) == [] and JobStore(ops).list() == []
-    run_id = ro.start_rollout(settings, ops, stage="pilot", stages_file=stages, launch=False, graph=seeded)
+    run_id = ro.start_rollout(settings, ops, stage="pilot", stages_file=stages, launch=False, graph=seeded, actor=ADMIN)
     with pytest.raises(DiscoveryError, match=f"rollout {run_id} is still running"):
-        ro.start_rollout(settings, ops, stage="pilot", stages_file=stages, launch=False, graph=seeded)
+        ro.start_rollout(settings, ops, stage="pilot", stages_file=stages, launch=False, graph=seeded, actor=ADMIN)
     with pytest.raises(DiscoveryError, match="still running|not started"):
         ro.promote(ops, run_id, ADMIN)
     for exc in (DiscoveryError,):
         try:
-            ro.start_rollout(settings, ops, stage="pilott", launch=False, graph=seeded)
+            ro.start_rollout(settings, ops, stage="pilott", launch=False, graph=seeded, actor=ADMIN)
         except exc as e:
             assert "\n" not in str(e)
 
@@ -392,7 +400,7 @@ def test_candidate_handoff_is_used_and_audited(settings, ops, seeded, tmp_path):
     assert ops.list_audit(action="rollout.candidate")[0]["actor"] == "tuning"
     path.unlink()  # the stored values are the candidate, not the file
     run_id = ro.start_rollout(
-        settings, ops, stage="pilot", stages_file=stage_table(tmp_path), launch=False, graph=seeded
+        settings, ops, stage="pilot", stages_file=stage_table(tmp_path), launch=False, graph=seeded, actor=ADMIN
     )
     run = ro.rollout_status(ops, run_id).run
     assert run.candidate_hash == tuned.hash() and run.baseline_hash == ParameterConfig().hash()
@@ -478,6 +486,7 @@ def test_a_rollback_interrupted_by_the_store_can_be_retried_at_once(settings, op
         time_scale=86400 * 4,
         launch=False,
         graph=seeded,
+        actor=ADMIN,
     )
     assert run_job_here(settings, ops, run_id).state is JobState.SUCCEEDED
     assert ro.rollout_status(ops, run_id).state == "completed"

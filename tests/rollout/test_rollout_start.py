@@ -25,20 +25,37 @@ def seeded(seed_graph):
 def test_a_live_rollout_of_the_live_config_is_refused_in_one_line_and_a_dry_run_is_not(settings, ops, seeded, tmp_path):
     stages = stage_table(tmp_path)
     with pytest.raises(ConfigError, match="identical to the live config") as err:
-        ro.start_rollout(settings, ops, stage="pilot", stages_file=stages, launch=False, graph=seeded)
+        ro.start_rollout(settings, ops, stage="pilot", stages_file=stages, launch=False, graph=seeded, actor=ADMIN)
     assert "\n" not in str(err.value) and "dry run" in str(err.value)
     assert ro.list_runs(ops) == []
     same = ParameterConfig().save(tmp_path / "same.json")
     with pytest.raises(ConfigError, match="identical to the live config"):
-        ro.start_rollout(settings, ops, stage="pilot", config_file=same, stages_file=stages, launch=False, graph=seeded)
+        ro.start_rollout(
+            settings, ops, stage="pilot", config_file=same, stages_file=stages, launch=False, graph=seeded, actor=ADMIN
+        )
     # a handed-over candidate does not hide the live config from a caller who asks for it
     hand_over_candidate(ops, tmp_path)
     with pytest.raises(ConfigError, match="identical to the live config"):
         ro.start_rollout(
-            settings, ops, stage="pilot", use_live_config=True, stages_file=stages, launch=False, graph=seeded
+            settings,
+            ops,
+            stage="pilot",
+            use_live_config=True,
+            stages_file=stages,
+            launch=False,
+            graph=seeded,
+            actor=ADMIN,
         )
     run_id = ro.start_rollout(
-        settings, ops, stage="pilot", use_live_config=True, dry_run=True, stages_file=stages, launch=False, graph=seeded
+        settings,
+        ops,
+        stage="pilot",
+        use_live_config=True,
+        dry_run=True,
+        stages_file=stages,
+        launch=False,
+        graph=seeded,
+        actor=ADMIN,
     )
     assert ro.rollout_status(ops, run_id).run.candidate_hash == ParameterConfig().hash()
 
@@ -73,7 +90,7 @@ def test_continue_runs_the_next_stage_with_the_same_candidate_and_a_live_candida
     tuned = SAME_DISCOVERY.with_changes(cache_max_items=5000)
     hand_over_candidate(ops, tmp_path, tuned)
     pilot = ro.start_rollout(
-        settings, ops, stage="pilot", stages_file=stages, time_scale=86400 * 4, launch=False, graph=seeded
+        settings, ops, stage="pilot", stages_file=stages, time_scale=86400 * 4, launch=False, graph=seeded, actor=ADMIN
     )
     status = run_here(settings, ops, pilot)
     assert status.state == "completed" and status.run.next_stage == "limited"
@@ -87,6 +104,7 @@ def test_continue_runs_the_next_stage_with_the_same_candidate_and_a_live_candida
         time_scale=86400 * 4,
         launch=False,
         graph=seeded,
+        actor=ADMIN,
     )
     run = ro.rollout_status(ops, nxt).run
     assert run.candidate_hash == tuned.hash() and run.skipped_stages == ("pilot",)
@@ -103,12 +121,13 @@ def test_continue_runs_the_next_stage_with_the_same_candidate_and_a_live_candida
         time_scale=86400 * 4,
         launch=False,
         graph=seeded,
+        actor=ADMIN,
     )
     status = run_here(settings, ops, last)
     assert status.state == "completed" and ro.live_config(ops) == tuned
     # the handed-over candidate is live now: a start without a file has nothing new to roll out
     with pytest.raises(ConfigError, match="identical to the live config"):
-        ro.start_rollout(settings, ops, stage="pilot", stages_file=stages, launch=False, graph=seeded)
+        ro.start_rollout(settings, ops, stage="pilot", stages_file=stages, launch=False, graph=seeded, actor=ADMIN)
 
 
 def test_the_cli_prints_the_stages_a_later_start_skips(settings, seed_graph, tmp_path, monkeypatch, capsys):

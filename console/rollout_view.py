@@ -1229,7 +1229,15 @@ def records_display(records: Iterable[Mapping[str, Any] | Any]) -> pd.DataFrame:
     for who in ("started_by", "approved_by", "four_eyes"):  # promotions only: other gates show "—"
         frame[who] = frame[who].map(lambda v: v or MISSING)
     frame["at"] = frame["at"].map(time_cell)
-    frame = frame.rename(columns={"candidate_hash": "candidate", "at": "at (UTC)"})
+    frame = frame.rename(
+        columns={
+            "candidate_hash": "candidate",
+            "at": "at (UTC)",
+            "started_by": "started by",
+            "approved_by": "approved by",
+            "four_eyes": "four-eyes",
+        }
+    )
     return display_frame(frame, names=("gate", "action", "phase"), specs={"n": ",.0f"})
 
 

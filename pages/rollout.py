@@ -535,7 +535,7 @@ def render_guardrail(run_id: int) -> None:
         key="rollout_guardrail_evaluate",
         icon=":material/refresh:",
         disabled=not view.can_end or bool(may_evaluate),
-        help=may_evaluate,
+        help=may_evaluate,  # md-safe: "needs operator" (engine.core.access.needs) or nothing
         on_click=evaluate_guardrail_now,
         args=(run_id,),
         width="stretch",
@@ -545,7 +545,9 @@ def render_guardrail(run_id: int) -> None:
         key="rollout_guardrail_end",
         icon=":material/stop_circle:",
         disabled=not view.can_end or bool(may_end),
-        help=may_end or "Stop watching: the promoted config stays live and no trigger is evaluated any more.",
+        help=md_escape(
+            may_end or "Stop watching: the promoted config stays live and no trigger is evaluated any more."
+        ),
         on_click=end_bake_now,
         args=(run_id,),
         width="stretch",
@@ -555,7 +557,7 @@ def render_guardrail(run_id: int) -> None:
         key="rollout_guardrail_revert",
         icon=":material/undo:",
         disabled=not view.can_revert or ss.get("rollout_revert_confirm") == run_id or bool(may_revert),
-        help=may_revert or "Put the previous config live again and the run's entities back on it.",
+        help=md_escape(may_revert or "Put the previous config live again and the run's entities back on it."),
         on_click=ask_revert,
         args=(run_id,),
         width="stretch",
@@ -601,8 +603,10 @@ def render_continue(status, view) -> None:
         on_click=continue_run,
         args=(run.id, nxt, guard.needs_ack, guard.refusal()),
         disabled=bool(rv.role_help(actor(), "start")),
-        help=rv.role_help(actor(), "start")
-        or "Start a new rollout at the next stage with this run's candidate, entity limit and time scale.",
+        help=md_escape(
+            rv.role_help(actor(), "start")
+            or "Start a new rollout at the next stage with this run's candidate, entity limit and time scale."
+        ),
     )
 
 
@@ -1017,7 +1021,7 @@ with st.expander("Start a rollout", icon=":material/rocket_launch:", expanded=no
         on_click=start,
         key="rollout_start",
         disabled=bool(may_start),
-        help=may_start,
+        help=may_start,  # md-safe: "needs operator" (engine.core.access.needs) or nothing
     )
     st.caption("Stage table: " + md_code(stage_config.source or "data/stages.json"))
     st.dataframe(rv.stage_table_display(stage_config), hide_index=True, width="stretch", key="rollout_stage_table")

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from engine.cli.main import main
+from tests.support.actors import person
 from tests.support.rollouts import candidate_file
 from tests.support.stages import stage_table
 
@@ -83,3 +84,22 @@ def test_bench_rollout_runs_and_checks_the_restore(capsys):
     out = capsys.readouterr().out
     assert "rollout 1: completed (succeeded)" in out
     assert "paired entities/s" in out and "graph equals the snapshots: True" in out
+
+
+def test_a_refused_action_is_one_line_naming_the_role_and_exits_non_zero(cli_env, ops, tmp_path, capsys):
+    """Once the role map names anyone, the command line's OS user acts with its own role from it (a viewer
+    here); a refusal is the engine's PermissionDenied, printed as one line."""
+    stages = stage_table(tmp_path, loose_triggers=True)
+    args = ["rollout", "--stage", "pilot", "--stages-file", str(stages), "--config-file", str(candidate_file(tmp_path))]
+    person(ops, "boss@example.com", "admin")
+    for argv, needle in (
+        (args, "rollout.start needs the operator role; cli:"),
+        (["rollout", "promote"], "rollout.promote needs the approver role; cli:"),
+        (["rollout", "promote", "--force"], "rollout.force_promote needs the approver role; cli:"),
+        (["rollout", "rollback", "--yes"], "no rollout"),  # nothing to roll back: read before the check
+        (["rollout", "pause"], "rollout.pause needs the operator role; cli:"),
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and needle in err and err.count("\n") == 1, (argv, err)
+    assert ops.list_audit(action="rollout.start") == []

@@ -51,7 +51,6 @@ def test_the_panel_shows_the_bake_and_evaluate_now_reverts_a_bad_config(tmp_path
         assert on["rollout_guardrail_evaluate"] and on["rollout_guardrail_end"] and on["rollout_guardrail_revert"]
 
         production_traffic(graph, ops, ids, BAD, at=time.time())
-        at.text_input(key="operator_name").input("tester")
         at.button(key="rollout_guardrail_evaluate").click().run()
         assert not at.exception, [e.value for e in at.exception]
         said = [as_shown(i.value) for i in at.info]
@@ -59,11 +58,12 @@ def test_the_panel_shows_the_bake_and_evaluate_now_reverts_a_bad_config(tmp_path
         assert ro.live_config(ops) == ParameterConfig()
         badge = next(as_shown(m) for m in markdown(at) if "Bake window" in m)
         assert "reverted" in badge
-        assert any(t.startswith("Reverted ") and "by console:tester" in t for t in panel_texts(at))
+        assert any(t.startswith("Reverted ") and "by worker" in t for t in panel_texts(at))
         criteria = next(df.value for df in at.dataframe if "criterion" in df.value.columns and len(df.value) == 3)
         assert list(criteria["result"])[0] == "BREACHED"
         [rec] = [d for d in ro.decision_records(ops, run_id) if d.gate == "guardrail" and d.action == "revert"]
-        assert rec.actor == "console:tester" and rec.record["graph"] == "kept"
+        # the breached trigger reverted (the engine's rule), on the round the console's actor asked for
+        assert rec.actor == "worker" and rec.record["evaluated_by"]["key"] == "local" and rec.record["graph"] == "kept"
         assert "rollout_guardrail_revert" not in buttons(at)  # nothing left to revert
 
 
@@ -71,7 +71,6 @@ def test_revert_now_asks_first_and_reverts_a_good_config_by_hand(tmp_path, monke
     with seeded_console(tmp_path, monkeypatch, 7) as (settings, graph, ops):
         run_id = promoted(settings, graph, ops, tmp_path, monkeypatch, SAME_DISCOVERY)
         at = open_page()
-        at.text_input(key="operator_name").input("approver")
         at.button(key="rollout_guardrail_revert").click().run()
         assert ro.live_config(ops) == SAME_DISCOVERY  # not yet: it asks first
         assert any("Revert the live config from" in t for t in panel_texts(at))
@@ -82,5 +81,5 @@ def test_revert_now_asks_first_and_reverts_a_good_config_by_hand(tmp_path, monke
         assert any(t.startswith(f"Revert: reverted the live config of rollout {run_id}") for t in ok), ok
         assert ro.live_config(ops) == ParameterConfig()
         status = gr.guardrail_status(ops)
-        assert status.state is gr.GuardrailState.REVERTED and status.ended_by == "console:approver"
+        assert status.state is gr.GuardrailState.REVERTED and status.ended_by == "local"
         assert status.outcome == "sales saw odd calls"

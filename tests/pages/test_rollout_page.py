@@ -23,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 from engine import rollout
 from engine.catalogue.generator import seed_catalogue
 from engine.catalogue.templates import load_templates
+from engine.core.access import LOCAL_ACTOR
 from engine.core.settings import load_settings
 from engine.jobs.queue import JobStore, wait_for
 from engine.rollout.stages import load_stage_config
@@ -33,6 +34,9 @@ from tests.support.actors import ADMIN
 from tests.support.console_env import as_shown
 from tests.support.guardrails import stop_guardrail_evaluators
 from tests.support.rollouts import hand_over_candidate
+
+#: the console's actor with sign-in off (what the audit log and the decision records name)
+LOCAL = str(LOCAL_ACTOR)
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 PAGE = "pages/rollout.py"
@@ -106,10 +110,7 @@ def open_page() -> AppTest:
     return at
 
 
-def start(
-    at: AppTest, *, stage: str = "pilot", dry_run: bool = False, time_scale: float = FAST, operator: str = "tester"
-) -> AppTest:
-    at.text_input(key="operator_name").input(operator)
+def start(at: AppTest, *, stage: str = "pilot", dry_run: bool = False, time_scale: float = FAST) -> AppTest:
     at.selectbox(key="rollout_stage").select(stage)
     at.number_input(key="rollout_time_scale").set_value(time_scale)
     if dry_run:
@@ -196,7 +197,7 @@ def test_dry_run_pilot_runs_in_a_worker_and_the_page_shows_its_state(console):
     ok, errors = flashes(at)
     assert not errors and ok and ok[0].startswith("Start: rollout 1 started (pilot)")
     status = settle(ops)  # the worker ran the 10 pilot entities (old and new, both in shadow)
-    assert status.run.dry_run and status.run.actor == "console:tester"
+    assert status.run.dry_run and status.run.actor == LOCAL
     pilot = status.stage("pilot")
     assert (pilot.done, pilot.total) == (10, 10)
     at.run()
@@ -280,8 +281,8 @@ def test_rollback_needs_a_second_explicit_confirmation_and_restores_the_graph(co
     assert after.state == "rolled_back" and after.stage("pilot").state == "rolled_back"
     assert all_hypotheses(graph) == before  # restored exactly from the stage's snapshot
     [record] = [d for d in rollout.decision_records(ops, 1) if d.gate == "rollback"]
-    assert record.actor == "console:tester" and record.reason == "pilot looks worse than the old system"
-    assert any(a["action"] == "rollout.rollback" for a in ops.list_audit(actor="console:tester"))
+    assert record.actor == LOCAL and record.reason == "pilot looks worse than the old system"
+    assert any(a["action"] == "rollout.rollback" for a in ops.list_audit(actor=LOCAL))
     shown = markdown(at)
     assert any(m.startswith("### Rollout 1 ") and "rolled back" in m for m in shown)
     assert buttons(at)["rollout_rollback"] is False  # a rolled-back run cannot be rolled back again
@@ -337,8 +338,8 @@ def test_pause_resume_and_a_forced_promotion_before_the_minimum_duration(console
     after = rollout.rollout_status(ops)
     assert after.stage("pilot").state == "promoted" and after.state == "completed"
     [promotion] = [d for d in rollout.decision_records(ops, 1) if d.gate == "promote"]
-    assert promotion.forced and promotion.actor == "console:tester"
-    audit = [a for a in ops.list_audit(actor="console:tester") if a["action"] == "rollout.promote"]
+    assert promotion.forced and promotion.actor == LOCAL
+    audit = [a for a in ops.list_audit(actor=LOCAL) if a["action"] == "rollout.promote"]
     assert audit and audit[0]["details"]["forced"] is True
     # the stage's clock stopped at the promotion
     assert "promoted after" in next(m for m in (c.value for c in at.caption) if "stage days" in m)

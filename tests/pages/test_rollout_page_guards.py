@@ -43,7 +43,7 @@ def test_a_later_start_needs_the_acknowledgement_and_is_refused_without_it(conso
     ok, errors = flashes(at)
     assert not errors and ok == ["Start: rollout 1 started (limited; skipped: pilot)"]
     [record] = [d for d in rollout.decision_records(ops, 1) if d.gate == "start"]
-    assert record.record["skipped_stages"] == ["pilot"] and record.actor == "console:tester"
+    assert record.record["skipped_stages"] == ["pilot"] and record.actor == "local"
     assert at.checkbox(key="rollout_ack").value is False  # the acknowledgement is for one start only
     assert any("This run started at limited: pilot skipped." in t for t in shown_texts(at))
     assert ":orange-badge[:material/skip_next: skipped]" in [as_shown(m) for m in markdown(at)]

@@ -30,7 +30,7 @@ SAME entities (paired):
   (engine.rollout.rollback); at the end of the stage PASSED -> ``soaking``
   until the minimum duration (scaled by ``time_scale``) has passed, then
   automatic promotion (engine.rollout.control.promote_stage); INCONCLUSIVE ->
-  ``inconclusive``, waiting for an operator to promote or roll back.
+  ``inconclusive``, waiting for an approver to promote or roll back.
 * **Executor.** ``--workers N`` / ``--scheduler ADDR`` (stored with the run,
   engine.jobs.executor) send each batch's entity runs, old and new, to a Dask
   cluster through ``run_entities(executor=..., evidence=<the run's spec>)``:
@@ -717,7 +717,7 @@ class _Runner:
                 msg = (
                     f"{name} passed; soaking until {policy.min_duration_days:g} days have passed"
                     if new_state == StageState.SOAKING
-                    else f"{name} inconclusive: {verdict.reason}; waiting for an operator to promote or roll back"
+                    else f"{name} inconclusive: {verdict.reason}; waiting for an approver to promote or roll back"
                 )
                 db.execute(
                     f"UPDATE rollout_runs SET state = ?, updated_at = ?, message = ? WHERE id = ? "
@@ -772,7 +772,7 @@ class _Runner:
                     message=f"{name}: soaking, {days:.2f} of {policy.min_duration_days:g} days",
                 )
             else:
-                self.ctx.wait(WAIT_POLL_S, message=f"{name}: inconclusive, waiting for an operator")
+                self.ctx.wait(WAIT_POLL_S, message=f"{name}: inconclusive, waiting for an approver")
 
     def _await_second_approver(self, name: str, rule: str) -> None:
         """A passed stage that has soaked but needs four-eyes: say so on the run (once) and wait for a person."""

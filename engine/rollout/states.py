@@ -28,7 +28,7 @@ class RunState(StrEnum):
 
     RUNNING = "running"
     SOAKING = "soaking"  # stage passed; waiting out its minimum duration
-    INCONCLUSIVE = "inconclusive"  # stage ended inconclusive; waiting for an operator
+    INCONCLUSIVE = "inconclusive"  # stage ended inconclusive; waiting for an approver
     ROLLING_BACK = "rolling_back"
     ROLLED_BACK = "rolled_back"
     COMPLETED = "completed"

@@ -324,6 +324,8 @@ def test_the_guardrail_revert_message_is_ready_for_the_guardrail_to_call(ops):
     }  # fmt: skip
     for _ in range(2):  # a retried revert adds nothing
         with ops.transaction() as db:
-            notices.guardrail_reverted(db, run, reason="errors up", record=record, reverted_to="b" * 40, at=1.0)
+            notices.guardrail_reverted(
+                db, run, reason="errors up", record=record, reverted_to="b" * 40, actor=ENGINE, at=1.0
+            )
     [m] = list_messages(ops, topic="production.guardrail_reverted")
     assert "90% interval [6.2, 12.4]" in m.facts["breached trigger"] and m.facts["live config now"] == "b" * 40

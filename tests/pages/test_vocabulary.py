@@ -67,7 +67,7 @@ def console(tmp_path_factory) -> Iterator[dict]:
         work = tmp_path_factory.mktemp("vocabulary-work")
         pilot = run_pilot_here(settings, ops, graph, work)
         dry = rollout.start_rollout(settings, ops, stage="pilot", dry_run=True, launch=False, graph=graph, actor=ADMIN)
-        rollout.rollback(settings, ops, dry, "console:tester", "checking the words", graph=graph)
+        rollout.rollback(settings, ops, dry, ADMIN, "checking the words", graph=graph)
         alerts.evaluate_alerts(ops, alerts.load_rules(settings), time.time())
         spec = tuning.StudySpec(
             method="random",

@@ -130,7 +130,7 @@ def test_start_a_pilot_watch_it_advance_then_roll_it_back_with_confirmation(cons
     assert status.state == "rolled_back" and status.stage("pilot").state == "rolled_back"
     # the page shows the rolled-back state: run header, pilot on the timeline, no second rollback
     page.locator("h3", has_text=f"Rollout {run_id}").filter(has_text="rolled back").wait_for()
-    page.get_by_text("rolled back by console:operator: rolled back by an operator from the console").first.wait_for()
+    page.get_by_text("rolled back by local: rolled back by an operator from the console").first.wait_for()
     assert button(page, "rollout_rollback").is_disabled()
     assert page.locator('[data-testid="stException"]').count() == 0
     assert graph.snapshot(graph.list_entity_ids()) == before  # the graph is back to the snapshot

@@ -66,6 +66,7 @@ def test_start_wait_status_report_and_confirmed_rollback(cli_env, tmp_path, caps
     assert main(["rollout", "status"]) == 0
     text = capsys.readouterr().out
     assert "rollout 1: completed" in text and "pilot" in text and "decisions" in text
+    assert "started by cli:" in text  # the command line's actor (admin while the role map is empty)
     report = tmp_path / "pilot.md"
     assert main(["rollout", "report", "--stage", "pilot", "--output", str(report)]) == 0
     assert report.read_text().startswith("# Rollout 1 — stage pilot")

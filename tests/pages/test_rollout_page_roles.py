@@ -45,7 +45,7 @@ def test_roles_and_four_eyes_grey_out_what_the_actor_may_not_do(console, tmp_pat
     )  # fmt: skip
     try:
         st = settle(ops, run_id)
-        assert st.state in ("soaking", "inconclusive") and st.current_stage == "pilot", st.message
+        assert st.state == "soaking" and st.current_stage == "pilot", st.message
 
         acting_as(monkeypatch, vera)
         at = open_page()
@@ -62,6 +62,9 @@ def test_roles_and_four_eyes_grey_out_what_the_actor_may_not_do(console, tmp_pat
         captions = [as_shown(c.value) for c in at.caption]
         assert any(c.startswith("Four-eyes: you started this run") for c in captions), captions
         assert any("started by alice@example.com" in c for c in captions), captions
+        assert any("pilot passed · waiting for a second approver" in as_shown(m.value) for m in at.markdown)
+        hints = [as_shown(i.value) for i in at.info]
+        assert any("Four-eyes: promotion into production needs a second person" in h for h in hints), hints
 
         acting_as(monkeypatch, bob)
         at = open_page()

@@ -63,7 +63,7 @@ PAGES = [
     st.Page("pages/admin.py", title="Admin", icon=":material/admin_panel_settings:"),
 ]
 
-blocked = gate()  # the sign-in screen or the refusal instead of the pages; the sign-in-off banner otherwise
+blocked = gate()  # the sign-in screen or the refusal instead of the pages
 if blocked is None:
     st.navigation(PAGES).run()
 else:

@@ -1,10 +1,10 @@
 """Who is acting in this browser tab: the signed-in user (or ``local`` with sign-in off) and their role.
 
 ``gate()`` runs before every page (streamlit_app.py): with sign-in configured (``[auth]`` in the
-secrets, console.signin) a tab nobody signed in to gets only the sign-in screen; with sign-in off every
-page carries the banner that says so; a console serving beyond loopback without sign-in shows only its
-refusal. Every page calls ``operator_field()`` once (who is signed in, their role, Sign out, in the
-sidebar); callbacks call ``actor()`` when a button fires and pass it to the engine, which checks the
+secrets, console.signin) a tab nobody signed in to gets only the sign-in screen; a console serving beyond
+loopback without sign-in shows only its refusal. Every page calls ``operator_field()`` once, first (who is
+signed in, their role, Sign out, in the sidebar; the banner while sign-in is off, or the expired-session
+line, over the page); callbacks call ``actor()`` when a button fires and pass it to the engine, which checks the
 role itself (``engine.store.access.authorize``: the role map is read again at each act, so a role taken
 away stops this tab at its next click). Pages draw a button the actor may not use disabled, with
 ``needs(action)`` (``"needs approver"``, or the expired-session line) as its help text.
@@ -13,7 +13,6 @@ away stops this tab at its next click). Pages draw a button the actor may not us
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 import streamlit as st
@@ -80,15 +79,17 @@ def needs(action: str) -> str | None:
 
 
 def operator_field() -> Actor:
-    """Draw who is acting in the sidebar (every page calls this once) and return the actor."""
+    """Draw who is acting (every page calls this once, first): in the sidebar the person, their role and Sign
+    out; over the page the sign-in-off banner, or the expired-session line. Returns the actor."""
     who = actor()
     if who is LOCAL_ACTOR:
+        st.warning(BANNER, icon=":material/lock_open:")  # md-safe: a constant
         st.sidebar.caption(f"Acting as {who.display}: sign-in is off")  # md-safe: a constant identity
         return who
     name = f"{who.name} · " if who.name and who.name.lower() != who.key else ""
     st.sidebar.caption(f"Signed in as {md_escape(name + who.display)}")
     if is_expired(who.expires_at):
-        st.sidebar.caption(md_escape(EXPIRED))
+        st.error(EXPIRED, icon=":material/timer_off:")  # md-safe: a constant
     st.sidebar.button("Sign out", key="identity_sign_out", on_click=st.logout, icon=":material/logout:")
     return who
 
@@ -116,8 +117,8 @@ def _refusal_screen(message: str) -> Callable[[], None]:
 
 
 def gate() -> Callable[[], None] | None:
-    """None when this run may show the pages (drawing the sign-in-off banner or the expired-session line
-    first); otherwise the one page this run shows instead: the sign-in screen, or why the console refuses."""
+    """None when this run may show the pages; otherwise the one page this run shows instead: the sign-in
+    screen, or why the console refuses to serve (a half-configured sign-in, or no sign-in beyond loopback)."""
     try:
         cfg = config()
     except DiscoveryError as exc:  # a half-configured [auth]: never fall back to running without sign-in
@@ -126,14 +127,8 @@ def gate() -> Callable[[], None] | None:
     refusal = startup_refusal(address, signin_on=cfg is not None, insecure=insecure_requested(os.environ))
     if refusal:
         return _refusal_screen(refusal)
-    if cfg is None:
-        st.warning(BANNER, icon=":material/lock_open:")  # md-safe: a constant
-        return None
-    if not _signed_in():
+    if cfg is not None and not _signed_in():
         return _sign_in_screen
-    claims = identity_claims(st.user.to_dict(), cfg, now=time.time())
-    if is_expired(claims["expires_at"]):
-        st.error(EXPIRED, icon=":material/timer_off:")  # md-safe: a constant
     return None
 
 

@@ -80,7 +80,15 @@ def needs(action: str) -> str | None:
 
 def operator_field() -> Actor:
     """Draw who is acting (every page calls this once, first): in the sidebar the person, their role and Sign
-    out; over the page the sign-in-off banner, or the expired-session line. Returns the actor."""
+    out; over the page the sign-in-off banner, or the expired-session line. Returns the actor.
+
+    A page that somehow runs outside streamlit_app.py's gate (a first deep link on a fresh server) is gated
+    here too: it shows the sign-in screen or the refusal and stops.
+    """
+    blocked = gate()
+    if blocked is not None:
+        blocked()
+        st.stop()
     who = actor()
     if who is LOCAL_ACTOR:
         st.warning(BANNER, icon=":material/lock_open:")  # md-safe: a constant

@@ -14,6 +14,7 @@ console.identity.needs; until then it is skipped with that reason.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -55,8 +56,10 @@ APPROVER = "april@example.com"
 ADMIN = "ada@example.com"
 PEOPLE = (VIEWER, OPERATOR, APPROVER, ADMIN)
 WATCH_S = 120.0
-#: the Rollout page follows the contract of console.identity.needs (buttons disabled with "needs approver")
-ROLLOUT_ON_CONTRACT = "needs(" in (REPO_ROOT / "pages" / "rollout.py").read_text()
+#: the Rollout page draws its buttons by the actor's role (needs(): disabled with "needs approver")
+ROLLOUT_ON_CONTRACT = any(
+    "needs(" in (REPO_ROOT / f).read_text() for f in ("pages/rollout.py", "console/rollout_view.py")
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +91,13 @@ def idp() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory, idp):
-    """The console with sign-in on (the provider above), on a data dir with 30 entities, a candidate and roles."""
+    """The console with sign-in on (the provider above), on a data dir with 60 entities, a candidate and roles."""
     data_dir = tmp_path_factory.mktemp("browser-signin")
     settings = load_settings({"DISCOVERY_DATA_DIR": str(data_dir)}).ensure_dirs()
     with GraphStore.open(settings) as store:
-        seed_catalogue(store, 30, seed=7, templates=load_templates())
+        seed_catalogue(
+            store, 60, seed=7, templates=load_templates()
+        )  # as the Rollout browser test: a pilot that does not trip a trigger
     ops = open_ops_db(settings)
     hand_over_candidate(ops, data_dir / "configs")
     for email, role in ((OPERATOR, "operator"), (APPROVER, "approver"), (ADMIN, "admin")):
@@ -148,6 +153,25 @@ def button(page, key: str):
     return page.locator(f".st-key-{key} button:visible")
 
 
+def records_in(doc) -> list[dict]:
+    """Every JSON object of a downloaded document, at any depth."""
+    if isinstance(doc, dict):
+        return [doc, *(r for v in doc.values() for r in records_in(v))]
+    if isinstance(doc, list):
+        return [r for v in doc for r in records_in(v)]
+    return []
+
+
+def both_people(record: dict) -> bool:
+    """A promotion's record: started by the operator, approved by the approver (each a verified identity)."""
+    started, approved = record.get("started_by"), record.get("approved_by")
+    return (
+        isinstance(started, dict)
+        and isinstance(approved, dict)
+        and (started.get("email"), approved.get("email")) == (OPERATOR, APPROVER)
+    )
+
+
 def open_page(page, url: str, path: str, heading: str):
     page = open_console(page, url, path)
     page.get_by_role("heading", name=heading, exact=True).wait_for()
@@ -199,11 +223,6 @@ def test_sign_in_roles_audit_and_sign_out(console, browser_page):
 @pytest.mark.skipif(not ROLLOUT_ON_CONTRACT, reason="the Rollout page does not draw its buttons with needs() yet")
 def test_four_eyes_a_viewer_an_operator_and_a_second_approver(console, browser_page):
     server, ops = console
-    # a viewer sees Promote and Roll back disabled (no run yet: Start too)
-    page = sign_in(browser_page, server.url, VIEWER)
-    page = open_page(page, server.url, "rollout", "Rollout")
-    sign_out(page, server.url)
-
     # the operator starts a pilot
     page = sign_in(browser_page, server.url, OPERATOR)
     page = open_page(page, server.url, "rollout", "Rollout")
@@ -219,8 +238,7 @@ def test_four_eyes_a_viewer_an_operator_and_a_second_approver(console, browser_p
         time.sleep(0.3)  # polling a real worker process
     page.reload(wait_until="domcontentloaded")
     wait_for_run(page)
-    promote = button(page, "rollout_promote")
-    expect(promote).to_be_disabled()  # four-eyes: the starter may not promote their own run
+    expect(button(page, "rollout_promote")).to_be_disabled()  # an operator does not promote (nor would four-eyes)
     sign_out(page, server.url)
 
     # a viewer: Promote and Roll back disabled, with the role they need
@@ -241,11 +259,20 @@ def test_four_eyes_a_viewer_an_operator_and_a_second_approver(console, browser_p
     records = [r for r in ops.list_audit(50) if r["action"].startswith("rollout.")]
     emails = {r["actor_email"] for r in records}
     assert {OPERATOR, APPROVER} <= emails, records
+    # the page's decision records name who started and who approved the promotion (its download holds them all)
+    page.reload(wait_until="domcontentloaded")
+    wait_for_run(page)
+    page.get_by_role("heading", name="Decision records").wait_for()
+    with page.expect_download() as download:
+        button(page, "rollout_records_download").click()
+    records = json.loads(Path(download.value.path()).read_text())
+    assert any(both_people(r) for r in records_in(records)), "no decision record names the starter and the approver"
     page = open_page(page, server.url, "audit", "Audit")
     page.get_by_label("Action starts with", exact=True).fill("rollout.")
     page.get_by_label("Action starts with", exact=True).press("Enter")
     wait_for_run(page)
-    page.get_by_text(OPERATOR).first.wait_for()
-    page.get_by_text(APPROVER).first.wait_for()
+    cells = page.locator('[data-testid="stDataFrame"] [role="gridcell"]')
+    cells.filter(has_text=OPERATOR).first.wait_for(state="attached")
+    cells.filter(has_text=APPROVER).first.wait_for(state="attached")
     sign_out(page, server.url)
     assert button(page, "rollout_promote").count() == 0  # signed out: the buttons are gone

@@ -21,6 +21,7 @@ from console.services import get_services
 from console.signin import (
     BANNER,
     EXPIRED,
+    NO_COOKIE_SECRET,
     SigninConfig,
     identity_claims,
     insecure_requested,
@@ -135,6 +136,8 @@ def gate() -> Callable[[], None] | None:
     refusal = startup_refusal(address, signin_on=cfg is not None, insecure=insecure_requested(os.environ))
     if refusal:
         return _refusal_screen(refusal)
+    if cfg is not None and not cfg.has_cookie_secret:  # Streamlit would refuse st.login with a traceback
+        return _refusal_screen(NO_COOKIE_SECRET)
     if cfg is not None and not _signed_in():
         return _sign_in_screen
     return None

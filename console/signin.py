@@ -49,6 +49,10 @@ INSECURE_FLAG = "--insecure-no-auth"
 PROVIDER_KEYS = ("client_id", "client_secret", "server_metadata_url")
 
 BANNER = "Sign-in is off: everyone who can reach this console acts as local (admin)"
+NO_COOKIE_SECRET = (
+    "sign-in is configured but [auth] has no cookie_secret: start the console with `make run` "
+    "(python -m console.launch generates one into the data dir) or set auth.cookie_secret"
+)
 EXPIRED = "session expired: sign out and in again"
 
 
@@ -297,6 +301,7 @@ __all__ = [
     "EXPIRED",
     "INSECURE_ENV",
     "INSECURE_FLAG",
+    "NO_COOKIE_SECRET",
     "SigninConfig",
     "console_secrets_files",
     "ensure_cookie_secret",

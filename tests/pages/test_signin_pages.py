@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from console.signin import BANNER, EXPIRED
+from console.signin import BANNER, EXPIRED, NO_COOKIE_SECRET
 from engine.core.access import LOCAL_ACTOR
 from engine.store.access import grant, list_roles
 from engine.store.opsdb import open_ops_db
@@ -129,3 +129,20 @@ def test_an_expired_session_is_told_so_and_cannot_act(console):
     assert EXPIRED in [e.value for e in at.error]
     button = at.button(key="admin_grant")
     assert button.disabled and button.help == EXPIRED
+
+
+def test_sign_in_without_a_cookie_secret_says_how_to_start_and_shows_no_page(console):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.secrets["auth"] = {k: v for k, v in AUTH.items() if k != "cookie_secret"}
+    at.user = {"is_logged_in": False}
+    at.run()
+    assert not at.exception and [as_shown(e.value) for e in at.error] == [as_shown(NO_COOKIE_SECRET)]
+    assert not at.button and BANNER not in [w.value for w in at.warning]
+
+
+def test_a_half_configured_sign_in_shows_only_the_error_never_the_pages(console):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.secrets["auth"] = {k: v for k, v in AUTH.items() if k != "client_secret"}
+    at.run()
+    assert not at.exception and "missing client_secret" in as_shown(at.error[0].value)
+    assert not at.button and not at.warning

@@ -28,7 +28,8 @@ from console.signin import (
 from engine.core.errors import DiscoveryError
 from engine.core.settings import load_settings
 
-APP = "streamlit_app.py"
+#: the console's entry script in this checkout (absolute: whatever the working directory)
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 INSECURE_HELP = f"serve beyond loopback without sign-in: everyone reaching it acts as admin (also {INSECURE_ENV}=1)"
 
 

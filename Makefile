@@ -11,6 +11,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8501
 EXPORTER_PORT ?= 9108
 PYTEST_ARGS ?=
+# INSECURE_NO_AUTH=1: serve a console without sign-in beyond loopback (everyone reaching it acts as admin)
+INSECURE_NO_AUTH ?=
+LAUNCH_FLAGS := $(if $(filter 1 true yes,$(INSECURE_NO_AUTH)),--insecure-no-auth)
 
 .PHONY: run test lint bench exporter stop-store clean-venv
 
@@ -23,13 +26,16 @@ $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-# `store start` first: the console's graph server is then one that stays up for it (a server a plain command
-# starts is stopped when that command exits) until Ctrl-C, when the trap saves and stops it.
+# The launcher decides first (before the store starts) whether the console may listen on HOST: beyond loopback it
+# needs sign-in ([auth] in .streamlit/secrets.toml) or INSECURE_NO_AUTH=1; it generates the cookie secret into the
+# data dir when [auth] has none. `store start` first: the console's graph server is then one that stays up for it
+# (a server a plain command starts is stopped when that command exits) until Ctrl-C, when the trap saves and stops it.
 run: $(STAMP)
+	$(PY) -m console.launch --check --host $(HOST) $(LAUNCH_FLAGS)
 	trap '$(PY) -m engine store stop' EXIT; \
 	$(PY) -m engine store start && \
 	$(PY) -m engine demo --ensure && \
-	$(PY) -m streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(PY) -m console.launch --host $(HOST) --port $(PORT) $(LAUNCH_FLAGS)
 
 # ruff (lint and format) and mypy; each runs even when another failed, so one pass shows every problem.
 LINT = $(PY) -m ruff check . || status=1; $(PY) -m ruff format --check . || status=1; $(PY) -m mypy || status=1

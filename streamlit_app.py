@@ -1,10 +1,14 @@
-"""Discovery Ops console: the page list and nothing else.
+"""Discovery Ops console: the page list and the sign-in gate in front of it, nothing else.
 
-Each page is one file under pages/; add yours with one line below.
+Each page is one file under pages/; add yours with one line below. console.identity.gate() decides
+first whether this run may show them: with sign-in configured, a tab nobody signed in to gets only the
+sign-in screen (whatever URL it opened); with sign-in off, each page carries a banner saying so; on a
+non-loopback address without sign-in the console shows only its refusal.
 """
 
 import streamlit as st
 
+from console.identity import gate
 from engine.core.settings import make_process_private
 
 # before anything is created: the console's files in the data dir (and a graph server it starts) are owner-only
@@ -55,6 +59,12 @@ PAGES = [
     st.Page("pages/tuning.py", title="Tuning", icon=":material/tune:"),
     st.Page("pages/cache.py", title="Cache", icon=":material/memory:"),
     st.Page("pages/notifications.py", title="Notifications", icon=":material/campaign:"),
+    st.Page("pages/audit.py", title="Audit", icon=":material/history:"),
+    st.Page("pages/admin.py", title="Admin", icon=":material/admin_panel_settings:"),
 ]
 
-st.navigation(PAGES).run()
+blocked = gate()  # the sign-in screen or the refusal instead of the pages
+if blocked is None:
+    st.navigation(PAGES).run()
+else:
+    st.navigation([st.Page(blocked, title="Sign in", default=True)], position="hidden").run()

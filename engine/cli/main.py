@@ -44,6 +44,7 @@ COMMAND_MODULES = (
     "engine.cli.actionable",  # actionable (the actionable feed)
     "engine.cli.notify",  # notify channel|deliveries|silence|send|sender|settings|topics
     "engine.cli.production",  # production start|pause|resume|stop|status|plan, bench production
+    "engine.cli.access",  # access list|grant|remove|revoke-sessions|seed
 )
 
 

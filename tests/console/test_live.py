@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from console.live import LATENCY_LABEL, LIVE_METRICS, alert_banner, comparison_tiles, runs_caption, series_frame
+from console.signin import BANNER
 from console.vocab import RUN_LATENCY
 from engine.monitoring.events import record_runs
 from engine.monitoring.jsonlog import JsonlLog
@@ -188,7 +189,8 @@ def test_overview_banner_is_a_link_to_the_alerts_page_while_an_alert_fires(conso
     assert link.proto.page.endswith("alerts")
     assert as_shown(link.proto.label) == ":red[Alerts: 1 firing — open the Alerts page]"
     assert any(as_shown(c.value) == "firing: error-rate" for c in at.caption)  # the rule, under the link
-    assert not at.warning  # the banner is the link, not a text beside it
+    # the banner is the link, not a text beside it (the one warning is the console's sign-in-off banner)
+    assert [w.value for w in at.warning] == [BANNER]
 
 
 def test_overview_banner_leaves_acknowledged_alerts_out_and_counts_them(console_env):

@@ -1,7 +1,7 @@
 """Every page, AppTest, on a data dir whose stored texts are Markdown (issue 11, case 8).
 
 The data dir (tests/support/console_env.seed_hostile_console) holds an entity named
-``Evil ![pixel](http://127.0.0.1:9/track.png) FC``, a rollback reason and an operator name, alert rule ids,
+``Evil ![pixel](http://127.0.0.1:9/track.png) FC``, a rollback reason, a signed-in person's name, alert rule ids,
 a note, a study name and a job error made of the same pixel, a ``javascript:`` link and Streamlit's
 ``:red[...]`` and ``:material/...:`` directives. Each page runs in-process; every text it hands to an element
 Streamlit reads as Markdown (bodies of markdown, captions, headings, alerts, metric labels, values and help,
@@ -14,6 +14,7 @@ Streamlit and are not collected. Chromium checks the same pages end to end in te
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,11 +23,24 @@ from google.protobuf.json_format import MessageToDict
 from streamlit.testing.v1 import AppTest
 
 from console.text import md_escape
+from engine.core.access import LOCAL_ACTOR
+from engine.core.settings import load_settings
+from engine.store.access import grant
+from engine.store.opsdb import open_ops_db
 from tests.support.console_env import HostileData, hostile_console_env
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 TIMEOUT = 60  # seconds per script run: the first one imports altair/pandas and connects
 PIXEL_URL = "http://127.0.0.1:9/track.png"
+MALLORY = "mallory@example.com"
+#: sign-in configured (AppTest never redirects to the provider: the signed-in user is given as at.user)
+SIGN_IN = {
+    "redirect_uri": "http://127.0.0.1:8501/oauth2callback",
+    "cookie_secret": "a-test-cookie-secret-of-enough-length",
+    "client_id": "discovery-console",
+    "client_secret": "s3cret",
+    "server_metadata_url": "http://127.0.0.1:9/idp/.well-known/openid-configuration",
+}
 
 #: proto fields Streamlit reads as Markdown
 MARKDOWN_FIELDS = frozenset({"body", "label", "help", "delta", "text", "title"})
@@ -125,14 +139,28 @@ def test_rollout_shows_the_rollback_reason_and_operator_as_text(hostile):
 
 
 def test_alerts_acknowledgement_message_names_rule_and_operator_as_text(hostile):
-    """case 8: acknowledging a rule whose id is Markdown, as an operator named with Markdown."""
-    at = run_page("pages/alerts.py")
-    check(at)
-    at.text_input(key="operator_name").input(f"Mallory {hostile.pixel}")
+    """case 8: acknowledging a rule whose id is Markdown, signed in as a person whose name (the provider's
+    unverified ``name`` claim) is Markdown: the sidebar names them as text, the message names the rule as text."""
+    grant(open_ops_db(load_settings()), LOCAL_ACTOR, MALLORY, "operator")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.secrets["auth"] = SIGN_IN
+    at.user = {
+        "is_logged_in": True,
+        "email": MALLORY,
+        "email_verified": True,
+        "name": f"Mallory {hostile.pixel}",
+        "iss": "http://127.0.0.1:9/idp",
+        "sub": "mallory",
+        "iat": int(time.time()),
+    }
+    at.run()
+    at.switch_page("pages/alerts.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    check(at, f"Mallory {hostile.pixel}")
     at.text_input(key="ack_note").input(hostile.note)
     next(b for b in at.button if b.label == "Acknowledge").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    check(at, f"acknowledged {hostile.rule_ids[0]} as console:Mallory {hostile.pixel}")
+    check(at, f"acknowledged {hostile.rule_ids[0]} as {MALLORY}", f"Mallory {hostile.pixel}")
 
 
 def test_tuning_shows_the_study_name_and_job_error_as_text(hostile):

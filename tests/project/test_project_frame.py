@@ -18,7 +18,7 @@ def test_console_listens_on_loopback_unless_told_otherwise():
     assert config["browser"]["gatherUsageStats"] is False
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert re.search(r"^HOST \?= 127\.0\.0\.1$", makefile, re.M)
-    assert "--server.address $(HOST)" in makefile
+    assert "-m console.launch --host $(HOST)" in makefile  # it passes HOST to --server.address
 
 
 def test_requirements_are_pinned_and_python_is_3_12():
@@ -37,7 +37,8 @@ def test_make_knows_run_and_test():
     done = subprocess.run(["make", "-n", "run", "test"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "-m engine demo --ensure" in done.stdout  # first run loads the demo catalogue, later runs do not
-    assert "streamlit_app.py" in done.stdout and "-m pytest" in done.stdout
+    assert "-m console.launch --check" in done.stdout  # refuses an unsafe address before the store starts
+    assert "-m console.launch --host" in done.stdout and "-m pytest" in done.stdout  # streamlit run streamlit_app.py
 
 
 def test_ci_entry_point_installs_chromium_and_runs_the_readme_test_command():

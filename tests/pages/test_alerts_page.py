@@ -32,6 +32,7 @@ from engine.monitoring.alerts import (
 from engine.monitoring.events import record_runs
 from engine.monitoring.jsonlog import JsonlLog
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN
 from tests.support.console_env import as_shown
 from tests.support.monitoring_data import make_run
 
@@ -242,7 +243,7 @@ def test_the_evaluator_line_and_its_button_agree(console_env):
     assert any("periodic evaluation is off" in c.value for c in at.caption)
     assert [b.key for b in at.button if b.key in ("evaluator_start", "evaluator_stop")] == ["evaluator_start"]
     ops = open_ops_db(console_env)
-    job, started = alert_jobs.start_evaluator(console_env, ops, interval="1m", actor="t", launch=lambda *a: 0)
+    job, started = alert_jobs.start_evaluator(console_env, ops, interval="1m", actor=ADMIN, launch=lambda *a: 0)
     assert started
     at = open_page()
     assert [b.key for b in at.button if b.key in ("evaluator_start", "evaluator_stop")] == ["evaluator_stop"]

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from console import notify_view as nv
 from engine.notify import store as ns
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN
 from tests.support.console_env import as_shown
 from tests.support.receivers import WebhookReceiver
 
@@ -119,9 +120,9 @@ def test_a_channel_form_becomes_settings_the_engine_accepts():
 
 def test_edit_switches_a_channel_off_with_its_own_triggers(console_env):
     ops = open_ops_db(console_env)
-    a = ns.add_channel(ops, name="a", kind="webhook", config={"url": "https://a.example/x"}, actor="t")
+    a = ns.add_channel(ops, name="a", kind="webhook", config={"url": "https://a.example/x"}, actor=ADMIN)
     ns.add_channel(
-        ops, name="b", kind="slack", config={"url": "https://b.example/y"}, triggers=["worker.dead"], actor="t"
+        ops, name="b", kind="slack", config={"url": "https://b.example/y"}, triggers=["worker.dead"], actor=ADMIN
     )
     at = open_page()
     at.selectbox(key="ne_channel").set_value(a.id + 1).run()

@@ -20,6 +20,7 @@ from engine.core.configs import (
     set_live_config,
 )
 from engine.core.params import ParameterConfig
+from tests.support.actors import ADMIN
 
 DEFAULT_HASH = ParameterConfig().hash()
 
@@ -151,7 +152,7 @@ def test_a_promotion_that_rolls_back_leaves_no_history(ops):
     """The history row is written in the promotion's own transaction: no live config, no entry, and back."""
     promote(ops, ParameterConfig(max_iterations=30), 1, "worker", 1.0)
     with pytest.raises(RuntimeError), ops.transaction() as db:
-        set_live_config(ops, db, ParameterConfig(max_iterations=40), run_id=2, actor="worker", at=2.0)
+        set_live_config(ops, db, ParameterConfig(max_iterations=40), run_id=2, actor=ADMIN, at=2.0)
         raise RuntimeError("the promotion failed after making the config live")
     assert [e.run_id for e in live_config_history(ops)] == [1]
     assert live_config(ops) == ParameterConfig(max_iterations=30)

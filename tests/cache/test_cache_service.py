@@ -14,7 +14,7 @@ from engine.cache.service import CacheService, published_stats, request, set_war
 from engine.cache.warmer import list_warm_runs
 from engine.cli.main import main
 from engine.core.errors import ConfigError, StoreUnavailable
-from tests.support.actors import ADMIN
+from tests.support.actors import ADMIN, person
 from tests.support.graphs import seed
 
 
@@ -105,13 +105,18 @@ def test_warm_now_and_clear_act_for_the_actor_and_are_audited(graph, ops):
     svc = CacheService(graph, ops)
     svc.cached.get_hypotheses("club-000")
     svc.cached.clear()
-    report = cache_service.warm_now(svc, ops, actor=ADMIN)
+    ana = person(ops, "ana@example.com", "operator")
+    report = cache_service.warm_now(svc, ops, actor=ana)
     assert report.loaded >= 1 and hyps_key("club-000") in svc.cache
-    assert list_warm_runs(ops)[0]["trigger"] == "console:ana"
-    n = cache_service.clear(svc, ops, actor=ADMIN)
+    assert list_warm_runs(ops)[0]["trigger"] == "ana@example.com"
+    n = cache_service.clear(svc, ops, actor=ana)
     assert n == report.loaded + report.already_cached and hyps_key("club-000") not in svc.cache
     audit = ops.list_audit(2)
-    assert [(a["action"], a["actor"]) for a in audit] == [("cache.clear", "console:ana"), ("cache.warm", "console:ana")]
+    assert [(a["action"], a["actor"]) for a in audit] == [
+        ("cache.clear", "ana@example.com"),
+        ("cache.warm", "ana@example.com"),
+    ]
+    assert {(a["actor_email"], a["actor_role"]) for a in audit} == {("ana@example.com", "operator")}
     assert audit[0]["details"] == {"entries": n}
     assert audit[1]["details"] == {"planned": report.planned, "loaded": report.loaded}
 

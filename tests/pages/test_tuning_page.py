@@ -83,7 +83,7 @@ def test_launch_form_creates_a_study_and_queues_its_worker_job(env, monkeypatch)
     assert study.spec.method == "grid" and study.spec.params == ("max_iterations",) and study.spec.iterations == 2
     assert launched == [study.job_id]
     assert JobStore(ops).get(study.job_id).state is JobState.QUEUED
-    assert ops.list_audit(action="tuning.create")[0]["actor"] == "console:operator"
+    assert ops.list_audit(action="tuning.create")[0]["actor"] == "local"
     # progress and state of the queued study
     assert "queued" in at.get("progress")[0].proto.text
     # cancel from the console: a queued job is cancelled at once
@@ -200,7 +200,7 @@ def test_hand_to_rollout_says_what_was_handed_over_in_the_same_rerun(env, live_d
     assert any(
         s.startswith(f"Handed to rollout: config {cand['hash']} from tuning study {study.id} (trial 1)") for s in said
     ), said
-    assert live_defaults.list_audit(action="tuning.handoff")[0]["actor"] == "console:operator"
+    assert live_defaults.list_audit(action="tuning.handoff")[0]["actor"] == "local"
     at.run()  # the message stays while it is true (the candidate is still this winner)
     assert any("Handed to rollout" in as_shown(s.value) for s in at.success)
 

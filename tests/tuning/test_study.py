@@ -245,7 +245,7 @@ def test_outputs_and_handoff_to_rollout(ops, settings):
     candidate = ops.get_setting("rollout.candidate")
     assert candidate["path"] == str(path) and f"tuning study {study.id}" in candidate["source"]
     assert candidate["hash"] == best.hash() and candidate["params"] == best.to_dict()
-    assert ops.list_audit(action="rollout.candidate")[0]["actor"] == "tester"
+    assert ops.list_audit(action="rollout.candidate")[0]["actor"] == "test-admin"
     assert ops.list_audit(action="tuning.handoff")[0]["target"] == f"study:{study.id}"
 
 

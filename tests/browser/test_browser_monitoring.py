@@ -164,6 +164,8 @@ def narrow_console(tmp_path_factory):
     save_rules(
         settings,
         [r.to_json() | ({"hold": "0s", "min_sample": 1} if r.id in firing else {}) for r in load_rules(settings)],
+        ops=open_ops_db(settings),
+        actor=ADMIN,
     )
     ops, log, now = open_ops_db(settings), JsonlLog.for_settings(settings), time.time()
     for hour in range(12):

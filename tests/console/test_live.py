@@ -164,6 +164,8 @@ def _firing_alerts(console_env, rule_ids=("error-rate", "cost-increase")):
     save_rules(
         console_env,
         [r.to_json() | ({"hold": "0s", "min_sample": 1} if r.id in rule_ids else {}) for r in load_rules(console_env)],
+        ops=open_ops_db(console_env),
+        actor=ADMIN,
     )
     ops = open_ops_db(console_env)
     record_runs(

@@ -9,7 +9,6 @@ import pytest
 
 from console import vocab
 from console.configs_view import diff_frame
-from console.identity import actor_of, clean
 from engine.core.configs import config_diff, describe_diff
 from engine.core.params import ParameterConfig
 
@@ -51,13 +50,6 @@ def test_display_frame_turns_missing_cells_into_text_and_keeps_complete_numbers(
     assert shown["n"].dtype.kind == "i"  # complete numeric columns still sort as numbers
     assert shown["state"].tolist() == ["rolled back", "passed"]
     assert shown["note"].tolist() == ["—", "x"]
-
-
-def test_operator_names_are_one_trimmed_line():
-    assert clean("  ana \n smith ") == "ana smith"
-    assert clean("") == "operator" and clean(None) == "operator"
-    assert len(clean("x" * 500)) == 64
-    assert actor_of(" bob ") == "console:bob"
 
 
 def test_config_diff_lists_changed_values_only_with_their_bounds():

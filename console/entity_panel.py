@@ -33,6 +33,7 @@ from console.entity_view import (
     shown_frame,
     trajectory_chart,
 )
+from console.identity import actor, needs
 from console.naming import download_name
 from console.services import Services, cached_graph, call
 from console.tables import HYPOTHESIS_COLUMN_CONFIG
@@ -213,7 +214,14 @@ def render_entity_view(services: Services, entity_id: str) -> None:
         # inline on purpose: one entity is well under a second in virtual time (see the module docstring)
         with st.spinner(f"Running the {md_escape(system)} system on {md_escape(view.entity.name)}…"):
             result = call(
-                run_entity, graph, services.ops, entity_id, system=system, shadow=not live_confirmed, params=params
+                run_entity,
+                graph,
+                services.ops,
+                entity_id,
+                actor=actor(),
+                system=system,
+                shadow=not live_confirmed,
+                params=params,
             )
         st.session_state[LAST_RUN_KEY] = (entity_id, result)
         st.rerun()  # redraw the whole page (its hypotheses table too) from the state after the run
@@ -223,8 +231,9 @@ def render_entity_view(services: Services, entity_id: str) -> None:
         if shadow
         else ("Run discovery (live)…", "a live run: says what it will write and asks to confirm first")
     )
-    # md-safe: label and help_ are literals above
-    if row.button(label, type="primary", key="entity_run_button", help=help_):
+    run_needs = needs("discovery.run")  # a viewer sees the button disabled: "needs operator"
+    # md-safe: label and help_ are literals above, run_needs a role's name
+    if row.button(label, type="primary", key="entity_run_button", help=run_needs or help_, disabled=bool(run_needs)):
         if shadow:
             run()
         st.session_state[CONFIRM_KEY] = entity_id

@@ -17,12 +17,12 @@ from console.alerts_view import (
     states_frame,
 )
 from console.feedback import Feedback
-from console.identity import actor, operator_field
+from console.identity import actor, needs, operator_field
 from console.naming import download_name
 from console.services import call, get_services
 from console.text import md_code, md_escape
 from console.vocab import human
-from engine.core.errors import ConfigError
+from engine.core.errors import DiscoveryError
 from engine.monitoring import alert_jobs, alerts
 from engine.monitoring.alerts import OPS, SCOPES, Severity
 
@@ -62,7 +62,9 @@ def evaluated(evaluations) -> str:
 
 
 def on_evaluate() -> None:
-    feedback.act("", lambda: alerts.evaluate_alerts(ops, alerts.load_rules(settings), time.time()), done=evaluated)
+    feedback.act(
+        "", lambda: alerts.evaluate(ops, alerts.load_rules(settings), actor=actor(), now=time.time()), done=evaluated
+    )
 
 
 def on_start() -> None:
@@ -109,13 +111,17 @@ def on_acknowledge() -> None:
 
 
 # ----------------------------------------------------------------- evaluation
+# Buttons the signed-in role may not use are drawn disabled with the role they need (the engine refuses anyway).
+evaluate_needs = needs("alerts.evaluate")
 st.button(
     "Evaluate now",
     key="evaluate_now",
     type="primary",
     icon=":material/refresh:",
     on_click=on_evaluate,
-    help="measure every rule over its window ending now and record the transitions",
+    disabled=bool(evaluate_needs),
+    # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+    help=evaluate_needs or "measure every rule over its window ending now and record the transitions",
 )
 feedback.show()
 
@@ -125,6 +131,7 @@ def evaluator_panel() -> None:
     """The periodic evaluator's line and its one button, from one read (alert_jobs.evaluator_view): a worker
     that died shows as off with Start, a running one with Stop; they never disagree."""
     view = alert_jobs.evaluator_view(ops, time.time())
+    role_needed = needs("alerts.evaluator")
     st.caption(md_escape(view.line))
     with st.container(horizontal=True, vertical_alignment="bottom"):  # buttons as wide as their labels
         if view.running:
@@ -133,8 +140,9 @@ def evaluator_panel() -> None:
                 key="evaluator_stop",
                 icon=":material/stop:",
                 on_click=on_stop,
-                disabled=view.stopping,
-                help="stop already requested: the worker stops at its next heartbeat" if view.stopping else None,
+                disabled=view.stopping or bool(role_needed),
+                # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+                help="stop already requested: the worker stops at its next heartbeat" if view.stopping else role_needed,
             )
         else:
             st.selectbox("Every", INTERVALS, index=1, key="evaluator_interval", width=100)
@@ -143,7 +151,9 @@ def evaluator_panel() -> None:
                 key="evaluator_start",
                 icon=":material/play_arrow:",
                 on_click=on_start,
-                help="a worker process evaluates every rule at this interval until stopped",
+                disabled=bool(role_needed),
+                # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+                help=role_needed or "a worker process evaluates every rule at this interval until stopped",
             )
     evaluator_feedback.show()
 
@@ -188,7 +198,15 @@ if open_alerts:
     with st.form("ack_form", border=True):
         st.selectbox("Alert", open_alerts, key="ack_rule", format_func=lambda r: f"{r} ({human(states_now[r].state)})")
         st.text_input("Note", key="ack_note", placeholder="optional: what you are doing about it")
-        st.form_submit_button("Acknowledge", icon=":material/done:", on_click=on_acknowledge)
+        ack_needs = needs("alerts.acknowledge")
+        st.form_submit_button(
+            "Acknowledge",
+            icon=":material/done:",
+            on_click=on_acknowledge,
+            disabled=bool(ack_needs),
+            # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+            help=ack_needs,
+        )
 ack_feedback.show()
 
 # ----------------------------------------------------------------- history
@@ -250,15 +268,28 @@ edited = st.data_editor(
         "runbook": st.column_config.TextColumn("runbook", width="large"),
     },
 )
+rules_needs = needs("alerts.rules")
 with st.container(horizontal=True):
-    save = st.button("Save rules", key="rules_save", icon=":material/save:")
+    save = st.button(
+        "Save rules",
+        key="rules_save",
+        icon=":material/save:",
+        disabled=bool(rules_needs),
+        # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+        help=rules_needs,
+    )
     reset = source != alerts.SHIPPED_RULES and st.button(
-        "Reset to defaults", key="rules_reset", icon=":material/restart_alt:"
+        "Reset to defaults",
+        key="rules_reset",
+        icon=":material/restart_alt:",
+        disabled=bool(rules_needs),
+        # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+        help=rules_needs,
     )
 if save:
     try:
         update = alerts.update_rules(settings, rules_from_editor(edited), ops=ops, actor=actor(), now=time.time())
-    except ConfigError as exc:
+    except DiscoveryError as exc:
         st.error(f"Not saved, nothing changed. {md_escape(exc)}", icon=":material/error:")
     else:
         if not update.written:
@@ -271,7 +302,7 @@ if save:
         st.session_state.pop("rules_editor", None)
         st.rerun()  # the states table above shows the changed rules' new states
 if reset:
-    alerts.reset_rules(settings, ops=ops, actor=actor())
+    call(alerts.reset_rules, settings, ops=ops, actor=actor())
     defaults = alerts.load_rules(settings)
     changed = alerts.changed_rule_ids(rules, defaults)
     evaluations = alerts.evaluate_alerts(ops, [r for r in defaults if r.id in changed], time.time())

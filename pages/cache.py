@@ -13,7 +13,7 @@ import streamlit as st
 
 from console import cache_view as cv
 from console.feedback import Feedback
-from console.identity import actor, operator_field
+from console.identity import actor, needs, operator_field
 from console.services import call, get_cache_service, get_services
 from console.text import md_escape
 from console.vocab import human
@@ -95,9 +95,15 @@ def run_bench() -> None:
 
 feedback.show()
 
+# a button the signed-in role may not use is drawn disabled with the role it needs (the engine refuses anyway)
+warm_needs, clear_needs, interval_needs = needs("cache.warm"), needs("cache.clear"), needs("cache.interval")
 with st.container(horizontal=True):  # buttons as wide as their labels, at any screen width
-    st.button("Warm now", icon=":material/local_fire_department:", on_click=warm_now, key="cache_warm")
-    st.button("Clear cache", icon=":material/delete_sweep:", on_click=clear_cache, key="cache_clear")
+    st.button("Warm now", icon=":material/local_fire_department:", on_click=warm_now, key="cache_warm",
+              # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+              disabled=bool(warm_needs), help=warm_needs)  # fmt: skip
+    st.button("Clear cache", icon=":material/delete_sweep:", on_click=clear_cache, key="cache_clear",
+              # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+              disabled=bool(clear_needs), help=clear_needs)  # fmt: skip
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -135,7 +141,9 @@ live_stats()
 with st.expander("Periodic warming"):
     st.number_input("Warm every (seconds; 0 = off)", min_value=0.0, max_value=86_400.0, step=30.0,
                     value=float(cache_service.warm_interval(ops)), key="cache_interval")  # fmt: skip
-    st.button("Save interval", on_click=save_interval, key="cache_save_interval")
+    st.button("Save interval", on_click=save_interval, key="cache_save_interval", disabled=bool(interval_needs),
+              # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+              help=interval_needs)  # fmt: skip
 
 st.divider()
 st.subheader("Store benchmark")
@@ -154,7 +162,9 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
         key="cache_bench_growth",
         help="Adds a run at ten times the size and how each figure grew (takes several minutes).",
     )
-    st.button("Run batch benchmark", icon=":material/speed:", on_click=run_bench, key="cache_bench_run")
+    st.button("Run batch benchmark", icon=":material/speed:", on_click=run_bench, key="cache_bench_run",
+              # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+              disabled=bool(warm_needs), help=warm_needs)  # fmt: skip
 
 
 def latest_bench_job():

@@ -8,7 +8,7 @@ import streamlit as st
 
 from console import notify_view as nv
 from console.feedback import Feedback
-from console.identity import actor, operator_field
+from console.identity import actor, needs, operator_field
 from console.services import call, get_services
 from console.text import md_escape
 from engine.monitoring import alerts
@@ -38,6 +38,12 @@ silence_feedback = Feedback("notify_silence_flash")
 
 
 # ----------------------------------------------------------------- callbacks
+
+
+def _gate(action: str) -> dict:
+    """A button's ``disabled``/``help`` for ``action``: disabled with "needs approver" when the role is too low."""
+    why = needs(action)
+    return {"disabled": bool(why), "help": why}
 
 
 def on_add() -> None:
@@ -98,7 +104,9 @@ def on_remove(channel_id: int) -> None:
 
 
 def on_send_now() -> None:
-    sender_feedback.act("Send now", notify_sender.send_round, ops, done=lambda r: f"Send now: {r.describe()}")
+    sender_feedback.act(
+        "Send now", notify_sender.send_now, ops, actor=actor(), done=lambda r: f"Send now: {r.describe()}"
+    )
 
 
 def on_start_sender() -> None:
@@ -150,9 +158,7 @@ def on_settings() -> None:
     def save() -> str:
         url = ns.set_console_url(ops, ss.get("nset_url", ""), actor=actor())
         hours = float(ss.get("nset_repeat", 0.0))
-        with ops.transaction() as db:
-            ops.set_setting(REPEAT_SETTING, hours * 3600.0, db=db)
-            ops.audit(actor(), "notify.repeat_interval", REPEAT_SETTING, {"seconds": hours * 3600.0}, db=db)
+        ns.set_repeat_interval(ops, hours * 3600.0, actor=actor())
         return f"Links go to {url or ns.console_url(ops)}; firing alerts repeat every {hours:g} h" + (
             " (never)" if not hours else ""
         )
@@ -165,11 +171,17 @@ st.subheader("Sender")
 job = call(notify_sender.active_sender, ops)
 st.caption(md_escape(notify_sender.describe_sender(job)))
 with st.container(horizontal=True):
-    st.button("Send now", icon=":material/send:", on_click=on_send_now, key="nf_send_now")
+    st.button("Send now", icon=":material/send:", on_click=on_send_now, key="nf_send_now", **_gate("notify.send"))
     if job is None:
-        st.button("Start sender", icon=":material/play_arrow:", on_click=on_start_sender, key="nf_start")
+        st.button(
+            "Start sender",
+            icon=":material/play_arrow:",
+            on_click=on_start_sender,
+            key="nf_start",
+            **_gate("notify.send"),
+        )
     else:
-        st.button("Stop sender", icon=":material/stop:", on_click=on_stop_sender, key="nf_stop")
+        st.button("Stop sender", icon=":material/stop:", on_click=on_stop_sender, key="nf_stop", **_gate("notify.send"))
 sender_feedback.show()
 
 # ----------------------------------------------------------------- channels
@@ -201,7 +213,7 @@ with st.expander("Add a channel", expanded=not channels):
             format_func=nv.topic_label,
             key="nf_triggers",
         )
-        st.form_submit_button("Add channel", icon=":material/add:", on_click=on_add)
+        st.form_submit_button("Add channel", icon=":material/add:", on_click=on_add, **_gate("notify.channel"))
 channel_feedback.show()
 
 if channels:
@@ -225,10 +237,14 @@ if channels:
         )
         if current.kind is not ns.ChannelKind.EMAIL:
             st.text_input("New URL (empty keeps the stored one)", key=f"ne_url_{current.id}", type="password")
-        st.form_submit_button("Save", icon=":material/save:", on_click=on_save, args=(current.id,))
+        st.form_submit_button(
+            "Save", icon=":material/save:", on_click=on_save, args=(current.id,), **_gate("notify.channel")
+        )
     with st.container(horizontal=True):
-        st.button("Send a test", icon=":material/send:", on_click=on_test, args=(current.id,), key="ne_test")
-        st.button("Remove", icon=":material/delete:", on_click=on_remove, args=(current.id,), key="ne_remove")
+        st.button("Send a test", icon=":material/send:", on_click=on_test, args=(current.id,), key="ne_test",
+                  **_gate("notify.test"))  # fmt: skip
+        st.button("Remove", icon=":material/delete:", on_click=on_remove, args=(current.id,), key="ne_remove",
+                  **_gate("notify.channel"))  # fmt: skip
     edit_feedback.show()
 
 # ----------------------------------------------------------------- delivery log
@@ -267,7 +283,9 @@ with st.form("ns_form", border=True):
     st.selectbox("Alert rule", rule_ids, key="ns_rule")
     st.selectbox("For", list(SILENCE_CHOICES), key="ns_for")
     st.text_input("Reason", key="ns_reason", placeholder="why nobody needs to hear of this rule now")
-    st.form_submit_button("Silence", icon=":material/notifications_off:", on_click=on_silence)
+    st.form_submit_button(
+        "Silence", icon=":material/notifications_off:", on_click=on_silence, **_gate("notify.silence")
+    )
 silences = call(ns.list_silences, ops, now=now)
 active = [s for s in silences if s.active(now)]
 if silences:
@@ -275,7 +293,13 @@ if silences:
 if active:
     with st.container(horizontal=True):
         st.selectbox("Silence", [s.id for s in active], key="ns_lift", format_func=lambda i: f"silence {i}")
-        st.button("Lift", icon=":material/notifications_active:", on_click=on_lift, key="ns_lift_btn")
+        st.button(
+            "Lift",
+            icon=":material/notifications_active:",
+            on_click=on_lift,
+            key="ns_lift_btn",
+            **_gate("notify.silence"),
+        )
 silence_feedback.show()
 
 # ----------------------------------------------------------------- settings
@@ -294,4 +318,4 @@ with st.expander("Links and repeats"), st.form("nset_form", border=False):
         step=1.0,
         key="nset_repeat",
     )
-    st.form_submit_button("Save", on_click=on_settings)
+    st.form_submit_button("Save", on_click=on_settings, **_gate("notify.settings"))

@@ -14,7 +14,7 @@ import streamlit as st
 from console import production_view as pv
 from console import rollout_start as rs
 from console.feedback import Feedback
-from console.identity import actor, operator_field
+from console.identity import actor, needs, operator_field
 from console.services import call, get_services
 from console.text import md_escape
 from engine.core.errors import DiscoveryError
@@ -122,9 +122,23 @@ def live() -> None:
         column.metric(md_escape(label), md_escape(value), help=md_escape(help_text) if help_text else None)
     buttons = pv.controls_for(status.state)
     b1, b2, b3 = st.columns(3)
-    b1.button("Pause", on_click=pause, disabled=not buttons.pause, key="production_pause", width="stretch")
-    b2.button("Resume", on_click=resume, disabled=not buttons.resume, key="production_resume", width="stretch")
-    b3.button("Stop", on_click=stop, disabled=not buttons.stop, key="production_stop", width="stretch")
+    # a role too low for a button draws it disabled with the role it needs (the engine refuses anyway)
+    for column, label, fn, allowed, action in (
+        (b1, "Pause", pause, buttons.pause, "production.pause"),
+        (b2, "Resume", resume, buttons.resume, "production.resume"),
+        (b3, "Stop", stop, buttons.stop, "production.stop"),
+    ):
+        why = needs(action)
+        column.button(
+            # md-safe: the button's label from the literal tuple above
+            label,
+            on_click=fn,
+            disabled=not allowed or bool(why),
+            # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+            help=why,
+            key=f"production_{label.lower()}",
+            width="stretch",
+        )
     if status.timeline:
         st.subheader("Spend and visits today (UTC)")
         st.altair_chart(pv.spend_chart(pv.timeline_frame(status.timeline)), width="stretch")
@@ -156,7 +170,11 @@ with st.expander("Start the scheduler", expanded=not running):
         value=DEFAULT_DAILY_BUDGET_USD,
         step=10.0,
         key="production_budget",
-        help="never exceeded, to the cent; the day is the UTC day",
+        # another budget than the default changes what production spends: an approver's choice
+        disabled=bool(needs("production.budget")),
+        # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+        help="never exceeded, to the cent; the day is the UTC day"
+        + (f" ({needs('production.budget')} to change it)" if needs("production.budget") else ""),
     )
     c2.number_input(
         "Revisit after (hours)",
@@ -194,7 +212,16 @@ with st.expander("Start the scheduler", expanded=not running):
         key="production_batch_size",
         help="entities reserved, run and settled together; pause and stop act between batches",
     )
-    st.button("Start", on_click=start, type="primary", key="production_start", disabled=running)
+    start_needs = needs("production.start")
+    st.button(
+        "Start",
+        on_click=start,
+        type="primary",
+        key="production_start",
+        disabled=running or bool(start_needs),
+        # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+        help=start_needs,
+    )
     if running:
         st.caption("A scheduler is running: stop it before starting another.")
 

@@ -12,7 +12,7 @@ import streamlit as st
 from console import tuning_view as tv
 from console.cluster_view import cluster_panel
 from console.feedback import Feedback
-from console.identity import actor, operator_field
+from console.identity import actor, needs, operator_field
 from console.services import call, get_services
 from console.text import md_code, md_escape
 from engine import tuning as studies
@@ -141,7 +141,9 @@ with st.expander("Start a study", expanded=not studies.list_studies(ops, limit=1
         f"(or uses the running cluster named by {md_code(SCHEDULER_ENV)}); 1 runs them one after another in the "
         "study's worker process. Part of the study: the same seed and workers give the same study",
     )
-    st.form_submit_button("Start study", type="primary", on_click=launch)
+    start_needs = needs("tuning.start")
+    # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+    st.form_submit_button("Start study", type="primary", on_click=launch, disabled=bool(start_needs), help=start_needs)
 
 feedback.show()
 
@@ -266,14 +268,17 @@ def draw_winner(study: studies.Study, trials: list[studies.Trial]) -> None:
             st.caption(
                 f"Replaces the current candidate {md_code(cand.get('hash', ''))} ({md_escape(cand.get('source', ''))})."
             )
+    handoff_needs = needs("tuning.handoff")
     st.button(
         "Hand to rollout",
-        disabled=result["winner_is_base"] or not changes,
+        disabled=result["winner_is_base"] or not changes or bool(handoff_needs),
         on_click=hand_off,
         args=(study.id,),
         key=f"tune_handoff_{study.id}",
         type="primary",
-        help="write the winner to <data dir>/configs/ and make it the candidate config of the next rollout",
+        # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+        help=handoff_needs
+        or "write the winner to <data dir>/configs/ and make it the candidate config of the next rollout",
     )
     show_fresh(handover, study.id)
 
@@ -411,13 +416,24 @@ def live() -> None:
 
     b1, b2, _ = st.columns([1, 1, 4])
     running = state in JobState and JobState(state).is_active()  # "created" and "finished" are study states
-    b1.button("Cancel", disabled=not running, on_click=cancel, args=(study.id,), key=f"tune_cancel_{study.id}")
+    cancel_needs, resume_needs = needs("tuning.cancel"), needs("tuning.resume")
+    b1.button(
+        "Cancel",
+        disabled=not running or bool(cancel_needs),
+        on_click=cancel,
+        args=(study.id,),
+        key=f"tune_cancel_{study.id}",
+        # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+        help=cancel_needs,
+    )
     b2.button(
         "Resume",
-        disabled=state not in ("dead", "failed", "cancelled", "created"),
+        disabled=state not in ("dead", "failed", "cancelled", "created") or bool(resume_needs),
         on_click=resume,
         args=(study.id,),
         key=f"tune_resume_{study.id}",
+        # md-safe: help is a literal or a role's name (console.identity.needs: "needs operator")
+        help=resume_needs,
     )
     show_fresh(controls, study.id)
     if running:

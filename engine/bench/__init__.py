@@ -3,3 +3,10 @@ figures and ratios from one run (store, graph, discovery, entity view, cache syn
 
 See the README's Architecture section for how the areas fit together.
 """
+
+from engine.core.access import SYSTEM, Actor, Role
+
+#: who a benchmark acts as: the engine itself in its throwaway data dir (recorded as ``bench``)
+BENCH = Actor("bench", Role.ADMIN, SYSTEM)
+
+__all__ = ["BENCH"]

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.bench import BENCH
 from engine.catalogue.generator import seed_catalogue
 from engine.catalogue.templates import load_templates
 from engine.core.settings import Settings
@@ -98,7 +99,7 @@ def _run_day(
         budget_usd=budget_usd,
         policy=policy,
         batch_size=batch_size,
-        actor="bench",
+        actor=BENCH,
         launch=False,
         graph=graph,
     )
@@ -114,7 +115,7 @@ def _run_day(
         visits += r.visits
         now[0] += BATCH_S
     wall = time.perf_counter() - t0
-    stop_production(ops, "bench")
+    stop_production(ops, BENCH)
     with ops.connect() as db:
         spent = day_spent(db, day_of(start))
         found = [

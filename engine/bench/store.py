@@ -42,12 +42,14 @@ from engine.cache.lru import HypothesisCache
 from engine.cache.warmer import CacheWarmer, WarmerConfig, replay_trace, zipf_trace
 from engine.catalogue.generator import DEMO_SEED, seed_catalogue
 from engine.catalogue.templates import load_templates
+from engine.core.access import Actor
 from engine.core.errors import ConfigError
 from engine.core.model import Decision, apply_decision
 from engine.core.percentiles import percentile_sorted
 from engine.core.settings import Settings
 from engine.jobs.queue import JobStore, launch_worker
 from engine.store import falkor
+from engine.store.access import authorize
 from engine.store.batch import AsyncBatchGraph, DecisionUpdate, run_batch
 from engine.store.graph import GraphStore
 
@@ -429,14 +431,16 @@ def run_bench_job(ctx: Any) -> dict[str, Any]:
     }
 
 
-def submit_bench_job(settings: Settings, ops: Any, *, entities: int, growth: int = 1, actor: str) -> int:
-    """Queue the benchmark and start a worker process for it; returns the job id (audited)."""
+def submit_bench_job(settings: Settings, ops: Any, *, entities: int, growth: int = 1, actor: Actor) -> int:
+    """Queue the benchmark and start a worker process for it (operator, as warming: it loads the store);
+    returns the job id (audited)."""
+    who = authorize(ops, actor, "cache.warm")
     if not isinstance(entities, int) or entities < 10:
         raise ConfigError(f"benchmark entities must be a whole number >= 10 (got {entities!r})")
     if growth not in (1,) and growth < 2:
         raise ConfigError(f"benchmark growth must be 1 (off) or >= 2 (got {growth!r})")
-    job = JobStore(ops).submit(JOB_KIND, {"entities": entities, "growth": growth}, actor=actor)
-    ops.audit(actor, "cache.bench", f"job:{job.id}", {"entities": entities, "growth": growth})
+    job = JobStore(ops).submit(JOB_KIND, {"entities": entities, "growth": growth}, actor=str(who))
+    ops.audit(who, "cache.bench", f"job:{job.id}", {"entities": entities, "growth": growth})
     launch_worker(settings, job.id)
     return job.id
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.bench import BENCH
 from engine.core.settings import Settings
 from engine.jobs.executor import ExecutorSpec, InProcessExecutor, make_executor
 from engine.store.opsdb import OpsDB
@@ -179,7 +180,7 @@ def run_scale_setting(
     local Dask cluster of ``workers`` processes that is started and closed inside the measured time)."""
     ops = OpsDB(settings.ops_db_path)
     spec = scale_spec(method=method, entities=entities, iterations=iterations, seed=seed, workers=workers)
-    study = create_study(ops, spec, actor="bench")
+    study = create_study(ops, spec, actor=BENCH)
     t0 = time.perf_counter()
     executor = make_executor(ExecutorSpec(workers=workers, dask=True)) if dask else _TimedInProcess()
     started = time.perf_counter() - t0

@@ -35,8 +35,10 @@ from redis.exceptions import RedisError
 from engine.cache.cached_graph import CachedGraph
 from engine.cache.lru import HypothesisCache
 from engine.cache.warmer import CacheWarmer, WarmerConfig, WarmReport
+from engine.core.access import Actor
 from engine.core.errors import ConfigError, DiscoveryError, StoreUnavailable, first_line
 from engine.core.params import ParameterConfig
+from engine.store.access import authorize
 
 STATS_KEY = "cache.stats"
 REQUEST_KEY = "cache.request"
@@ -55,8 +57,9 @@ def warm_interval(ops: Any) -> float:
     return value if value >= 0 else DEFAULT_INTERVAL_S
 
 
-def set_warm_interval(ops: Any, seconds: float, *, actor: str) -> float:
-    """Set the periodic warming interval (0 turns it off; otherwise 5 s .. 1 day); audited."""
+def set_warm_interval(ops: Any, seconds: float, *, actor: Actor) -> float:
+    """Set the periodic warming interval (0 turns it off; otherwise 5 s .. 1 day); operator; audited."""
+    who = authorize(ops, actor, "cache.interval")
     if (
         not isinstance(seconds, (int, float))
         or isinstance(seconds, bool)
@@ -64,17 +67,18 @@ def set_warm_interval(ops: Any, seconds: float, *, actor: str) -> float:
     ):
         raise ConfigError(f"warm interval must be 0 (off) or 5..86400 seconds (got {seconds!r})")
     ops.set_setting(INTERVAL_KEY, float(seconds))
-    ops.audit(actor, "cache.warm_interval", "cache", {"seconds": float(seconds)})
+    ops.audit(who, "cache.warm_interval", "cache", {"seconds": float(seconds)})
     return float(seconds)
 
 
-def request(ops: Any, action: str, *, actor: str) -> str:
-    """Ask the process that owns the cache to warm or clear it; returns the request id (audited)."""
+def request(ops: Any, action: str, *, actor: Actor) -> str:
+    """Ask the process that owns the cache to warm or clear it (operator); returns the request id (audited)."""
+    who = authorize(ops, actor, "cache.warm" if action == "warm" else "cache.clear")
     if action not in ACTIONS:
         raise ConfigError(f"unknown cache action {action!r}: use one of {', '.join(ACTIONS)}")
     rid = uuid.uuid4().hex[:12]
-    ops.set_setting(REQUEST_KEY, {"id": rid, "action": action, "actor": actor, "at": time.time()})
-    ops.audit(actor, f"cache.{action}", "cache", {"request": rid})
+    ops.set_setting(REQUEST_KEY, {"id": rid, "action": action, "actor": str(who), "at": time.time()})
+    ops.audit(who, f"cache.{action}", "cache", {"request": rid})
     return rid
 
 
@@ -84,23 +88,25 @@ def published_stats(ops: Any) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def warm_now(service: CacheService, ops: Any, *, actor: str) -> WarmReport:
-    """Warm ``service``'s cache once now, on behalf of ``actor`` (the round's trigger); audited.
+def warm_now(service: CacheService, ops: Any, *, actor: Actor) -> WarmReport:
+    """Warm ``service``'s cache once now, on behalf of ``actor`` (operator; the round's trigger); audited.
     A store that does not answer is a StoreUnavailable naming the store's error."""
+    who = authorize(ops, actor, "cache.warm")
     try:
-        report = service.warmer.warm_once(actor)
+        report = service.warmer.warm_once(str(who))
     except DiscoveryError:
         raise
     except (RedisError, OSError) as exc:  # what a FalkorDB or socket failure raises through the warmer
         raise StoreUnavailable(f"the store did not answer ({exc})") from exc
-    ops.audit(actor, "cache.warm", "cache", {"planned": report.planned, "loaded": report.loaded})
+    ops.audit(who, "cache.warm", "cache", {"planned": report.planned, "loaded": report.loaded})
     return report
 
 
-def clear(service: CacheService, ops: Any, *, actor: str) -> int:
-    """Drop every entry of ``service``'s cache on behalf of ``actor``; returns how many; audited."""
+def clear(service: CacheService, ops: Any, *, actor: Actor) -> int:
+    """Drop every entry of ``service``'s cache on behalf of ``actor`` (operator); returns how many; audited."""
+    who = authorize(ops, actor, "cache.clear")
     n = service.cached.clear()
-    ops.audit(actor, "cache.clear", "cache", {"entries": n})
+    ops.audit(who, "cache.clear", "cache", {"entries": n})
     return n
 
 

@@ -16,13 +16,14 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from engine.catalogue.generator import DEMO_ENTITIES, DEMO_SEED, seed_catalogue
-from engine.catalogue.importer import import_file
+from engine.catalogue.generator import DEMO_ENTITIES, DEMO_SEED, seed_entities
+from engine.catalogue.importer import import_catalogue
 from engine.catalogue.templates import load_templates
 from engine.cli.args import ENTITIES, ROWS, SEED
 from engine.cli.common import actor, open_graph, open_ops
+from engine.core.access import PermissionDenied
 from engine.core.settings import Settings, load_settings
-from engine.discovery.demo import seed_demo_metrics
+from engine.discovery.demo import load_demo
 from engine.store.graph import GraphStats
 
 #: held while `demo --ensure` checks and seeds, so two simultaneous starts seed once
@@ -106,11 +107,6 @@ def _templates_option(p: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def audit(settings: Settings, action: str, target: str, details: dict) -> None:
-    """Record the change in the OpsDB of the data dir."""
-    open_ops(settings).audit(actor(), action, target, details)
-
-
 @contextmanager
 def demo_lock(settings: Settings) -> Iterator[None]:
     """Exclusive flock on a file in the data dir; blocks until the holder is done."""
@@ -129,20 +125,20 @@ def demo_lock(settings: Settings) -> Iterator[None]:
 def cmd_seed(args: argparse.Namespace) -> int:
     settings = load_settings().ensure_dirs()
     templates = load_templates(args.templates)
+    ops = open_ops(settings)
     with open_graph(settings) as graph:
-        report = seed_catalogue(graph, args.entities, args.seed, templates)
+        report = seed_entities(ops, graph, args.entities, args.seed, templates, actor=actor(ops))
     print(report.summary())
-    audit(settings, "seed", f"catalogue:{args.seed}", {**asdict(report), "seed": args.seed})
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     settings = load_settings().ensure_dirs()
     templates = load_templates(args.templates)
+    ops = open_ops(settings)
     with open_graph(settings) as graph:
-        report = import_file(graph, args.file, templates, replace=args.replace)
+        report = import_catalogue(ops, graph, args.file, templates, actor=actor(ops), replace=args.replace)
     print(report.summary(args.file.name))
-    audit(settings, "import", str(args.file.resolve()), {**asdict(report), "replace": args.replace})
     return 0
 
 
@@ -160,16 +156,22 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = load_settings().ensure_dirs()
     templates = load_templates(args.templates)
+    ops = open_ops(settings)
     with demo_lock(settings), open_graph(settings) as graph:
-        present = graph.count_entities()
-        if args.ensure and present:
-            print(seed_demo_metrics(settings, graph, catalogue_only=True).summary())  # monitoring demo data
-            print(f"the graph already holds {present:,} entities: demo catalogue not loaded again")
+        try:
+            done = load_demo(settings, graph, ops, templates, actor=actor(ops), ensure=args.ensure)
+        except PermissionDenied as exc:
+            present = graph.count_entities()
+            if not (args.ensure and present):
+                raise
+            # `make run` must open the console on a data dir that has data, whoever runs it
+            print(f"the graph already holds {present:,} entities: demo not loaded ({exc})")
             return 0
-        report = seed_catalogue(graph, DEMO_ENTITIES, DEMO_SEED, templates)
-        print(seed_demo_metrics(settings, graph).summary())  # monitoring: a day of real runs if none yet
-    print(f"demo catalogue: {report.summary()}")
-    audit(settings, "seed", f"catalogue:{DEMO_SEED}", {**asdict(report), "seed": DEMO_SEED, "demo": True})
+    print(done.metrics.summary())  # monitoring: a day of real runs if none yet
+    if done.catalogue is None:
+        print(f"the graph already holds {done.present:,} entities: demo catalogue not loaded again")
+    else:
+        print(f"demo catalogue: {done.catalogue.summary()}")
     return 0
 
 

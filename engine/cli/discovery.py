@@ -30,10 +30,12 @@ from engine.catalogue.generator import generate_catalogue, templates_for
 from engine.catalogue.templates import load_templates
 from engine.cli.args import ENTITIES, SEED, number
 from engine.cli.common import (
+    actor,
     add_evaluator_timeout,
     add_executor_options,
     add_limit_options,
     executor_from_args,
+    open_ops,
     source_limits,
     stores,
 )
@@ -49,6 +51,7 @@ from engine.discovery.runs import EvidenceSpec, make_source, truth_of
 from engine.discovery.scoring import comparison_rows, score_runs
 from engine.discovery.systems import run_batch
 from engine.jobs.executor import make_executor
+from engine.store.access import authorize
 
 DEFAULT_WORLD_SEED = 1
 DEFAULT_SAMPLE_SEED = 7
@@ -266,6 +269,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     settings = load_settings().ensure_dirs()
     spec = _spec(args)
     with stores(settings) as (graph, ops):
+        who = authorize(ops, actor(ops), "discovery.run")  # a shadow run records metric events too
         params, params_label = _params_for(args.system, args.config_file, ops)
         ctx = runs.load_context(graph, args.entity)  # unknown id: one line, nothing run or written
         source = runs.make_source(spec, templates={ctx.template.id: ctx.template}, entities=[ctx.entity])
@@ -282,7 +286,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
         )
         if not args.shadow and result.iterations:
             ops.audit(
-                "cli",
+                who,
                 "discover",
                 args.entity,
                 {
@@ -438,6 +442,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     else:
         settings = load_settings().ensure_dirs()
+        ops = open_ops(settings)
+        authorize(ops, actor(ops), "discovery.run")  # the graph's entities run shadow: metric events are recorded
         t0 = time.perf_counter()
         new, old, truth, where, (params_new, l_new), (params_old, l_old) = _graph_runs(args, spec, settings)
         labels = (l_new, l_old)

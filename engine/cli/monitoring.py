@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine.bench.monitor import bench_monitor
 from engine.cli.args import ROWS, SEED, duration, output_path, whole
+from engine.cli.common import actor
 from engine.core.errors import ConfigError
 from engine.core.settings import load_settings
 from engine.monitoring import alert_jobs
@@ -67,7 +68,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rules", action="store_true", help="print the rules (thresholds, hold, window) and their file")
     p.add_argument("--history", type=ROWS, metavar="N", default=0, help="also print the last N state transitions")
     p.add_argument("--ack", metavar="RULE_ID", help="acknowledge this pending or firing alert (audited)")
-    p.add_argument("--actor", default="cli", help="who acknowledges (recorded in the audit log; default 'cli')")
     p.add_argument("--note", default="", help="a note kept with the acknowledgement")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
@@ -145,24 +145,25 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     rules = alerts_mod.load_rules(settings)
     if args.start_evaluator and args.stop_evaluator:
         raise ConfigError("--start-evaluator and --stop-evaluator contradict each other: pass one of them")
+    who = actor(ops)
     if args.start_evaluator:
-        job, started = alert_jobs.start_evaluator(settings, ops, interval=args.interval, actor=args.actor)
+        job, started = alert_jobs.start_evaluator(settings, ops, interval=args.interval, actor=who)
         print(
             f"{'started' if started else 'already running:'} periodic alert evaluation, job {job.id} "
             f"(every {format_window(job.params['interval_s'])}); "
             "stop it with `python -m engine alerts --stop-evaluator`"
         )
     if args.stop_evaluator:
-        stopped = alert_jobs.stop_evaluator(ops, actor=args.actor)
+        stopped = alert_jobs.stop_evaluator(ops, actor=who)
         print(
             f"stop requested for periodic alert evaluation, job {stopped.id}"
             if stopped
             else "periodic alert evaluation was not running"
         )
     if args.evaluate:
-        alerts_mod.evaluate_alerts(ops, rules, time.time())
+        alerts_mod.evaluate(ops, rules, actor=who, now=time.time())
     if args.ack:
-        acked = alerts_mod.acknowledge(ops, args.ack, actor=args.actor, now=time.time(), note=args.note)
+        acked = alerts_mod.acknowledge(ops, args.ack, actor=who, now=time.time(), note=args.note)
         print(f"acknowledged {acked.rule_id} ({acked.state.value} since {iso(acked.since)}) as {acked.acknowledged_by}")
     states = alerts_mod.current_states(ops)
     trail = alerts_mod.history(ops, limit=args.history) if args.history else []

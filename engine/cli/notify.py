@@ -57,7 +57,7 @@ def _config(args: argparse.Namespace) -> dict:
 
 def cmd_channel(args: argparse.Namespace) -> int:
     ops = open_ops()
-    who = actor()
+    who = actor(ops)
     if args.channel_command == "add":
         ch = ns.add_channel(
             ops, name=args.name, kind=args.kind, config=_config(args), triggers=_triggers(args.triggers), actor=who
@@ -152,11 +152,11 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
 def cmd_silence(args: argparse.Namespace) -> int:
     ops = open_ops()
     if args.silence_command == "add":
-        s = ns.add_silence(ops, args.rule, duration_s=parse_window(args.duration), reason=args.reason, actor=actor())
+        s = ns.add_silence(ops, args.rule, duration_s=parse_window(args.duration), reason=args.reason, actor=actor(ops))
         print(f"silence {s.id}: rule {s.rule_id} muted until {_when(s.until)} ({s.reason})")
         return 0
     if args.silence_command == "lift":
-        s = ns.lift_silence(ops, args.silence, actor=actor())
+        s = ns.lift_silence(ops, args.silence, actor=actor(ops))
         print(f"silence {s.id} of rule {s.rule_id} lifted")
         return 0
     now = time.time()
@@ -171,23 +171,24 @@ def cmd_silence(args: argparse.Namespace) -> int:
 
 def cmd_send(args: argparse.Namespace) -> int:
     ops = open_ops()
+    who = actor(ops)
     if args.every is None:
-        print(notify_sender.send_round(ops).describe())
+        print(notify_sender.send_now(ops, actor=who).describe())
         return 0
     interval = parse_window(args.every)
-    while True:  # until Ctrl-C (main turns it into exit code 130)
-        print(f"{_when(time.time())}  {notify_sender.send_round(ops).describe()}", flush=True)
+    while True:  # until Ctrl-C (main turns it into exit code 130); each round re-checks the role
+        print(f"{_when(time.time())}  {notify_sender.send_now(ops, actor=who).describe()}", flush=True)
         time.sleep(interval)
 
 
 def cmd_sender(args: argparse.Namespace) -> int:
     ops = open_ops()
     if args.sender_command == "start":
-        job, started = notify_sender.start_sender(load_settings(), ops, interval=args.interval, actor=actor())
+        job, started = notify_sender.start_sender(load_settings(), ops, interval=args.interval, actor=actor(ops))
         print(("started: " if started else "already running: ") + notify_sender.describe_sender(job))
         return 0
     if args.sender_command == "stop":
-        stopped = notify_sender.stop_sender(ops, actor=actor())
+        stopped = notify_sender.stop_sender(ops, actor=actor(ops))
         print(f"stop requested for job {stopped.id}" if stopped else "the sender is not running")
         return 0
     print(notify_sender.describe_sender(notify_sender.active_sender(ops)))
@@ -197,12 +198,9 @@ def cmd_sender(args: argparse.Namespace) -> int:
 def cmd_settings(args: argparse.Namespace) -> int:
     ops = open_ops()
     if args.console_url is not None:
-        ns.set_console_url(ops, args.console_url, actor=actor())
+        ns.set_console_url(ops, args.console_url, actor=actor(ops))
     if args.repeat is not None or args.no_repeat:
-        seconds = 0.0 if args.no_repeat else parse_window(args.repeat)
-        with ops.transaction() as db:
-            ops.set_setting(REPEAT_SETTING, seconds, db=db)
-            ops.audit(actor(), "notify.repeat_interval", REPEAT_SETTING, {"seconds": seconds}, db=db)
+        ns.set_repeat_interval(ops, 0.0 if args.no_repeat else parse_window(args.repeat), actor=actor(ops))
     repeat = float(ops.get_setting(REPEAT_SETTING, DEFAULT_REPEAT_S) or 0)
     print(f"console URL: {ns.console_url(ops)}")
     print(f"firing alerts repeated every: {format_window(repeat) if repeat else 'never'}")

@@ -18,7 +18,12 @@ actor, time). Saved ParameterConfig files live in ``<data dir>/configs``
 
 ``ops`` is any object with the OpsDB settings and audit calls
 (``get_setting``, ``set_setting``, ``transaction``, ``audit``, and
-``list_audit`` for the history); this module imports no store.
+``list_audit`` for the history); this module imports no store. The two
+functions that change a setting take an ``engine.core.access.Actor``, which
+the caller has authorized against the ops DB's role map
+(``engine.store.access.authorize``, a layer above this one); they check it
+again here (``engine.core.access.check``), so a plain name or a role too low
+is refused before anything is read.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from engine.core.access import Actor, check
 from engine.core.errors import DiscoveryError
 from engine.core.params import PARAMETER_SPECS, ParameterConfig
 from engine.core.settings import Settings
@@ -59,7 +65,7 @@ class SettingsStore(Protocol):
 
     def transaction(self) -> Any: ...
 
-    def audit(self, actor: str, action: str, target: str, detail: Any = None, *, db: Any = None) -> Any: ...
+    def audit(self, actor: Any, action: str, target: str, detail: Any = None, *, db: Any = None) -> Any: ...
 
 
 class AuditedSettingsStore(SettingsStore, Protocol):
@@ -146,9 +152,12 @@ def live_config_info(ops: SettingsStore) -> dict[str, Any] | None:
 
 
 def set_live_config(
-    ops: SettingsStore, db: Any, cfg: ParameterConfig, *, run_id: int, actor: str, at: float, how: str | None = None
+    ops: SettingsStore, db: Any, cfg: ParameterConfig, *, run_id: int, actor: Actor, at: float, how: str | None = None
 ) -> None:
-    """Make ``cfg`` the live config inside the caller's transaction ``db`` (audited).
+    """Make ``cfg`` the live config inside the caller's transaction ``db`` (approver; audited).
+
+    ``actor`` is the one the caller authorized (a promotion's approver, or the worker acting on a run
+    someone started); it is checked for ``config.live`` before anything is read.
 
     The audit row carries the parameters, the time and the hash of the config
     it replaces, so ``live_config_history`` can list every past live config.
@@ -157,37 +166,39 @@ def set_live_config(
     live when that is not a promotion by ``run_id`` (a guardrail's revert says
     so), shown by ``live_origin``.
     """
+    who = check(actor, "config.live")
     previous = live_config_info(ops)
     replaced = str(previous.get("hash", "")) if previous else ParameterConfig().hash()
-    info = {"hash": cfg.hash(), "run_id": run_id, "actor": actor, "at": at, "params": cfg.to_dict()}
+    info = {"hash": cfg.hash(), "run_id": run_id, "actor": str(who), "at": at, "params": cfg.to_dict()}
     if how:
         info["how"] = how
     ops.set_setting(LIVE_CONFIG_KEY, info, db=db)
     detail = {"run_id": run_id, "at": at, "params": cfg.to_dict(), "replaced": replaced or None}
     if how:
         detail["how"] = how
-    ops.audit(actor, LIVE_CONFIG_ACTION, cfg.hash(), detail, db=db)
+    ops.audit(who, LIVE_CONFIG_ACTION, cfg.hash(), detail, db=db)
 
 
-def set_candidate(ops: SettingsStore, path: str | Path, actor: str, source: str = "file") -> dict[str, Any]:
-    """Hand a candidate ParameterConfig file to the rollout (audited). Returns what was stored.
+def set_candidate(ops: SettingsStore, path: str | Path, actor: Actor, source: str = "file") -> dict[str, Any]:
+    """Hand a candidate ParameterConfig file to the rollout (approver; audited). Returns what was stored.
 
     The file is validated and its values are stored (a later edit or removal
     of the file does not change the candidate). The next rollout started
     without ``config_file`` runs the new system with it.
     """
+    who = check(actor, "rollout.candidate")
     cfg = ParameterConfig.load(path)
     info = {
         "path": str(Path(path)),
         "hash": cfg.hash(),
         "source": str(source),
-        "actor": actor,
+        "actor": str(who),
         "at": time.time(),
         "params": cfg.to_dict(),
     }
     with ops.transaction() as db:
         ops.set_setting(CANDIDATE_KEY, info, db=db)
-        ops.audit(actor, "rollout.candidate", cfg.hash(), {"path": info["path"], "source": info["source"]}, db=db)
+        ops.audit(who, "rollout.candidate", cfg.hash(), {"path": info["path"], "source": info["source"]}, db=db)
     return info
 
 

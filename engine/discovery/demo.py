@@ -21,9 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from engine.catalogue.generator import DEMO_ENTITIES as DEMO_CATALOGUE_ENTITIES
+from engine.catalogue.generator import DEMO_SEED, SeedReport, seed_entities
+from engine.core.access import Actor
 from engine.discovery.runs import METRICS_LOG_NAME, EvidenceSpec, make_source, run_entities
 from engine.monitoring.events import TABLE, count_events
 from engine.monitoring.jsonlog import JsonlLog
+from engine.store.access import authorize
 from engine.store.opsdb import open_ops_db
 
 DEMO_ENTITIES = 200
@@ -136,3 +140,26 @@ def seed_demo_metrics(
         {"entities": len(ids), "events": events, "slots": slots, "span_s": span_s, "world_seed": world_seed},
     )
     return report
+
+
+@dataclass(frozen=True)
+class DemoLoad:
+    """What ``load_demo`` did: the catalogue it seeded (None when ``ensure`` found entities) and the metrics."""
+
+    catalogue: SeedReport | None
+    metrics: DemoMetricsReport
+    present: int
+
+
+def load_demo(settings, graph, ops, templates, *, actor: Actor, ensure: bool = False) -> DemoLoad:
+    """Load the demo catalogue and a day of demo runs (operator; ``python -m engine demo``).
+
+    With ``ensure`` a graph that already holds entities is left as it is (only demo metrics are added,
+    and only for a graph that holds the demo catalogue alone).
+    """
+    who = authorize(ops, actor, "demo.load")
+    present = graph.count_entities()
+    if ensure and present:
+        return DemoLoad(None, seed_demo_metrics(settings, graph, ops=ops, catalogue_only=True), present)
+    report = seed_entities(ops, graph, DEMO_CATALOGUE_ENTITIES, DEMO_SEED, templates, actor=who, details={"demo": True})
+    return DemoLoad(report, seed_demo_metrics(settings, graph, ops=ops), present)

@@ -25,11 +25,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.core.access import Actor
 from engine.core.configs import live_config
 from engine.core.model import Depth, Entity, Hypothesis, RunResult, Status
 from engine.core.params import ParameterConfig
 from engine.discovery import runs
 from engine.discovery.eig import EIGBreakdown, rank_hypotheses
+from engine.store.access import authorize
 
 # --------------------------------------------------------------------------- EIG ranking
 
@@ -351,13 +353,15 @@ def run_entity(
     ops,
     entity_id: str,
     *,
+    actor: Actor,
     system: str = "new",
     shadow: bool = False,
     params: ParameterConfig | None = None,
     world_seed: int | None = None,
     clock: Callable[[], float] = time.time,
 ) -> EntityRun:
-    """Run one system on one entity of the graph through engine.discovery.runs and return what it did.
+    """Run one system on one entity of the graph through engine.discovery.runs and return what it did
+    (operator: ``actor`` is authorized for ``discovery.run`` before the entity is read).
 
     Live (``shadow=False``): the hypotheses' new state and the evidence trail are
     written to the graph in one call; shadow: nothing is written to the graph.
@@ -365,6 +369,7 @@ def run_entity(
     ``world_seed`` None: the default simulated world. Unknown entity -> one-line
     DiscoveryError and nothing written.
     """
+    authorize(ops, actor, "discovery.run")
     ctx = runs.load_context(graph, entity_id)  # UnknownEntity before anything is run or written
     source = None
     if world_seed is not None:

@@ -24,10 +24,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from engine.core.access import Actor
 from engine.core.errors import ConfigError
 from engine.jobs.queue import Control, Job, JobContext, JobState, JobStore, launch_worker
 from engine.monitoring.alerts import evaluate_alerts, load_rules
 from engine.monitoring.windows import format_window, parse_window
+from engine.store.access import authorize
 
 KIND = "alerts.evaluate"
 DEFAULT_INTERVAL_S = 60.0
@@ -108,31 +110,35 @@ def start_evaluator(
     ops,
     *,
     interval: str | float = DEFAULT_INTERVAL_S,
-    actor: str,
+    actor: Actor,
     launch: Callable[..., int] = launch_worker,
     clock: Callable[[], float] = time.time,
 ) -> tuple[Job, bool]:
-    """Start the periodic evaluator in a worker unless one is active. Returns (job, started_now). Audited."""
+    """Start the periodic evaluator in a worker unless one is active (operator). Returns (job, started_now).
+    Audited; the evaluator's rounds then act as the worker on this authorization."""
+    who = authorize(ops, actor, "alerts.evaluator")
     interval_s = parse_interval(interval)
     store = JobStore(ops, clock=clock)
     store.reap(kind=KIND)
     current = active_evaluator(store)
     if current is not None:
         return current, False
-    job = store.submit(KIND, {"interval_s": interval_s}, actor=actor)
-    ops.audit(actor, "alerts.evaluator.start", f"job:{job.id}", {"interval_s": interval_s})
+    job = store.submit(KIND, {"interval_s": interval_s}, actor=str(who))
+    ops.audit(who, "alerts.evaluator.start", f"job:{job.id}", {"interval_s": interval_s})
     launch(settings, job.id)
     return store.get(job.id), True
 
 
-def stop_evaluator(ops, *, actor: str, clock: Callable[[], float] = time.time) -> Job | None:
-    """Ask the active evaluator to stop (it cancels at its next heartbeat). None if none is active. Audited."""
+def stop_evaluator(ops, *, actor: Actor, clock: Callable[[], float] = time.time) -> Job | None:
+    """Ask the active evaluator to stop (operator; it cancels at its next heartbeat). None if none is active.
+    Audited."""
+    who = authorize(ops, actor, "alerts.evaluator")
     store = JobStore(ops, clock=clock)
     current = active_evaluator(store)
     if current is None:
         return None
-    job = store.request(current.id, Control.CANCEL, actor=actor)
-    ops.audit(actor, "alerts.evaluator.stop", f"job:{job.id}", {"state": str(current.state)})
+    job = store.request(current.id, Control.CANCEL, actor=str(who))
+    ops.audit(who, "alerts.evaluator.stop", f"job:{job.id}", {"state": str(current.state)})
     return job
 
 

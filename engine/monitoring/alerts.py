@@ -36,10 +36,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from engine.core.access import Actor
 from engine.core.errors import ConfigError
 from engine.core.inputs import number_problem, read_json_file, shown, shown_name
 from engine.core.settings import SHIPPED_DATA_DIR
 from engine.monitoring.windows import WindowSummary, format_window, parse_window, summarize
+from engine.store.access import authorize
 from engine.store.opsdb import Migration
 from engine.store.outbox import DEFAULT_REPEAT_S, REPEAT_SETTING, enqueue
 
@@ -491,10 +493,14 @@ def rules_source(settings) -> Path:
     return own if own.exists() else SHIPPED_RULES
 
 
-def save_rules(
-    settings, rules: Sequence[AlertRule] | list[dict], *, ops=None, actor: str = "operator"
-) -> list[AlertRule]:
-    """Validate and save rules to the data dir (atomic replace); audited when ``ops`` is given."""
+def save_rules(settings, rules: Sequence[AlertRule] | list[dict], *, ops, actor: Actor) -> list[AlertRule]:
+    """Validate and save rules to the data dir (atomic replace); approver; audited."""
+    who = authorize(ops, actor, "alerts.rules")
+    return _write_rules(settings, rules, ops=ops, who=who)
+
+
+def _write_rules(settings, rules: Sequence[AlertRule] | list[dict], *, ops, who: Actor) -> list[AlertRule]:
+    """Validate, write and audit rules for an actor already authorized."""
     raw = [r.to_json() if isinstance(r, AlertRule) else r for r in rules]
     parsed = parse_rules(raw, "alert rules")
     path = rules_path(settings)
@@ -509,18 +515,18 @@ def save_rules(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if ops is not None:
-        ops.audit(actor, "alert_rules.save", str(path), {"rules": doc["rules"]})
+    ops.audit(who, "alert_rules.save", str(path), {"rules": doc["rules"]})
     return parsed
 
 
-def reset_rules(settings, *, ops=None, actor: str = "operator") -> bool:
-    """Drop the operator's rules so the shipped defaults apply again. True if there were any."""
+def reset_rules(settings, *, ops, actor: Actor) -> bool:
+    """Drop the operator's rules so the shipped defaults apply again (approver). True if there were any."""
+    who = authorize(ops, actor, "alerts.rules")
     path = rules_path(settings)
     existed = path.exists()
     path.unlink(missing_ok=True)
-    if existed and ops is not None:
-        ops.audit(actor, "alert_rules.reset", str(path))
+    if existed:
+        ops.audit(who, "alert_rules.reset", str(path))
     return existed
 
 
@@ -753,10 +759,9 @@ def notify_still_firing(db, due: Sequence[Evaluation], now: float, repeat_s: flo
     )
 
 
-def acknowledge(ops, rule_id: str, *, actor: str, now: float, note: str = "") -> AlertRecord:
-    """Mark the rule's current episode acknowledged and audit it. Only pending or firing alerts."""
-    if not actor.strip():
-        raise ConfigError("acknowledge: say who you are (actor must not be empty)")
+def acknowledge(ops, rule_id: str, *, actor: Actor, now: float, note: str = "") -> AlertRecord:
+    """Mark the rule's current episode acknowledged (operator) and audit it. Only pending or firing alerts."""
+    who = authorize(ops, actor, "alerts.acknowledge")
     with ops.transaction() as db:
         rows = list(db.query(f"SELECT * FROM {STATES_TABLE} WHERE rule_id = ?", [rule_id]))
         if not rows:
@@ -770,16 +775,16 @@ def acknowledge(ops, rule_id: str, *, actor: str, now: float, note: str = "") ->
             )
         db.execute(
             f"UPDATE {STATES_TABLE} SET acknowledged_by = ?, acknowledged_at = ?, ack_note = ? WHERE rule_id = ?",
-            [actor, now, note, rule_id],
+            [str(who), now, note, rule_id],
         )
         ops.audit(
-            actor,
+            who,
             "alert.acknowledge",
             rule_id,
             {"state": record.state.value, "since": record.since, "reason": record.reason, "note": note},
             db=db,
         )
-    return replace(record, acknowledged_by=actor, acknowledged_at=now, ack_note=note)
+    return replace(record, acknowledged_by=str(who), acknowledged_at=now, ack_note=note)
 
 
 @dataclass(frozen=True)
@@ -801,18 +806,29 @@ def changed_rule_ids(before: Sequence[AlertRule], after: Sequence[AlertRule]) ->
     return [r.id for r in after if old.get(r.id) != r]
 
 
-def update_rules(settings, rules: Sequence[AlertRule] | list[dict], *, ops, actor: str, now: float) -> RulesUpdate:
+def update_rules(settings, rules: Sequence[AlertRule] | list[dict], *, ops, actor: Actor, now: float) -> RulesUpdate:
     """Save edited rules and re-evaluate the changed ones at once, so their state shown is the new rule's.
 
-    An unchanged document writes nothing: no copy of the shipped defaults in the data dir, no audit row
-    (ConfigError, as save_rules, when a rule is invalid).
+    Approver. An unchanged document writes nothing: no copy of the shipped defaults in the data dir, no
+    audit row (ConfigError, as save_rules, when a rule is invalid).
     """
+    who = authorize(ops, actor, "alerts.rules")
     raw = [r.to_json() if isinstance(r, AlertRule) else r for r in rules]
     parsed = parse_rules(raw, "alert rules")
     current = load_rules(settings)
     changed = changed_rule_ids(current, parsed)
     if not changed and len(parsed) == len(current):
         return RulesUpdate(current, [], [])
-    saved = save_rules(settings, parsed, ops=ops, actor=actor)
+    saved = _write_rules(settings, parsed, ops=ops, who=who)
     evaluations = evaluate_alerts(ops, [r for r in saved if r.id in changed], now)
     return RulesUpdate(saved, changed, evaluations)
+
+
+def evaluate(ops, rules: Sequence[AlertRule], *, actor: Actor, now: float) -> list[Evaluation]:
+    """Evaluate ``rules`` now on a person's request (operator): the page's and the CLI's "evaluate now".
+
+    The periodic evaluator and the engine's own callers use ``evaluate_alerts`` directly: their work
+    was authorized when the evaluator was started.
+    """
+    authorize(ops, actor, "alerts.evaluate")
+    return evaluate_alerts(ops, rules, now)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from engine.core.access import Actor
 from engine.core.errors import ConfigError
 from engine.jobs.queue import Control, Job, JobContext, JobState, JobStore, launch_worker
 from engine.monitoring.windows import parse_window
@@ -50,6 +51,7 @@ from engine.notify.store import (
     list_silences,
     silenced_rules,
 )
+from engine.store.access import authorize
 from engine.store.outbox import TABLE as OUTBOX
 from engine.store.outbox import Message, enqueue, message_from_row
 
@@ -299,29 +301,39 @@ def start_sender(
     ops,
     *,
     interval: str | float = DEFAULT_INTERVAL_S,
-    actor: str,
+    actor: Actor,
     launch: Callable[..., int] = launch_worker,
 ) -> tuple[Job, bool]:
-    """Start the periodic sender in a worker unless one runs. Returns (job, started_now). Audited."""
+    """Start the periodic sender in a worker unless one runs (operator). Returns (job, started_now). Audited;
+    its rounds then act as the worker on this authorization."""
+    who = authorize(ops, actor, "notify.send")
     interval_s = parse_interval(interval)
     current = active_sender(ops)
     if current is not None:
         return current, False
     store = JobStore(ops)
-    job = store.submit(KIND, {"interval_s": interval_s}, actor=actor)
-    ops.audit(actor, "notify.sender.start", f"job:{job.id}", {"interval_s": interval_s})
+    job = store.submit(KIND, {"interval_s": interval_s}, actor=str(who))
+    ops.audit(who, "notify.sender.start", f"job:{job.id}", {"interval_s": interval_s})
     launch(settings, job.id)
     return store.get(job.id), True
 
 
-def stop_sender(ops, *, actor: str) -> Job | None:
-    """Ask the running sender to stop (at its next heartbeat). None when none runs. Audited."""
+def stop_sender(ops, *, actor: Actor) -> Job | None:
+    """Ask the running sender to stop (operator; at its next heartbeat). None when none runs. Audited."""
+    who = authorize(ops, actor, "notify.send")
     current = active_sender(ops)
     if current is None:
         return None
-    job = JobStore(ops).request(current.id, Control.CANCEL, actor=actor)
-    ops.audit(actor, "notify.sender.stop", f"job:{job.id}", {})
+    job = JobStore(ops).request(current.id, Control.CANCEL, actor=str(who))
+    ops.audit(who, "notify.sender.stop", f"job:{job.id}", {})
     return job
+
+
+def send_now(ops, *, actor: Actor, **kw) -> RoundReport:
+    """One sender round now on a person's request (operator): the CLI's `notify send` and the page's Send now.
+    The sender worker's own rounds call ``send_round`` (started by an authorized person)."""
+    authorize(ops, actor, "notify.send")
+    return send_round(ops, **kw)
 
 
 def describe_sender(job: Job | None) -> str:
@@ -330,12 +342,13 @@ def describe_sender(job: Job | None) -> str:
     return f"the sender runs in job {job.id} ({job.state}): {job.message or 'starting'}"
 
 
-def send_test(ops, channel_ref: int | str, *, actor: str, now: float | None = None, **kw) -> RoundReport:
-    """Enqueue a test message for one channel (audited) and deliver it at once; the round's report.
+def send_test(ops, channel_ref: int | str, *, actor: Actor, now: float | None = None, **kw) -> RoundReport:
+    """Enqueue a test message for one channel (operator; audited) and deliver it at once; the round's report.
 
     It goes through the outbox and the delivery log like every message, so a failed test shows its error
     there and is retried like the rest.
     """
+    who = authorize(ops, actor, "notify.test")
     channel = get_channel(ops, channel_ref)
     now = time.time() if now is None else now
     with ops.transaction() as db:
@@ -345,11 +358,11 @@ def send_test(ops, channel_ref: int | str, *, actor: str, now: float | None = No
             topic="notify.test",
             key=key,
             subject=f"Test message for channel {channel.name}",
-            facts={"channel": channel.name, "sent by": actor, "kind": channel.kind.label},
+            facts={"channel": channel.name, "sent by": str(who), "kind": channel.kind.label},
             link="notifications",
             at=now,
             channel_id=channel.id,
         )
         message_id = int(db.conn.execute(f"SELECT id FROM {OUTBOX} WHERE key = ?", [key]).fetchone()[0])
-        ops.audit(actor, "notify.channel.test", f"channel:{channel.id}", {"message": message_id}, db=db)
+        ops.audit(who, "notify.channel.test", f"channel:{channel.id}", {"message": message_id}, db=db)
     return send_round(ops, now=now, only_message=message_id, **kw)

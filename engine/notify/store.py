@@ -30,10 +30,12 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from engine.core.access import Actor
 from engine.core.errors import DiscoveryError
 from engine.core.secrets import MASK, SECRET_KEYS
+from engine.store.access import authorize
 from engine.store.opsdb import Migration
-from engine.store.outbox import TOPICS
+from engine.store.outbox import REPEAT_SETTING, TOPICS
 
 CHANNELS = "notify_channels"
 DELIVERIES = "notify_deliveries"
@@ -394,10 +396,12 @@ def add_channel(
     config: Mapping[str, Any],
     triggers: Iterable[str] | None = None,
     enabled: bool = True,
-    actor: str,
+    actor: Actor,
     now: float | None = None,
 ) -> Channel:
-    """Create a channel (audited, URL masked in the audit row). It receives messages enqueued from now on."""
+    """Create a channel (approver; audited, URL masked in the audit row). It receives messages enqueued from now
+    on."""
+    who = authorize(ops, actor, "notify.channel")
     name = _clean_name(name)
     cfg = validate_config(kind, config)
     kind = ChannelKind(kind)
@@ -413,7 +417,7 @@ def add_channel(
         )
         channel_id = int(cur.lastrowid)
         channel = channel_from_row(next(iter(db.query(f"SELECT * FROM {CHANNELS} WHERE id = ?", [channel_id]))))
-        ops.audit(actor, "notify.channel.add", f"channel:{channel_id}", channel.public(), db=db)
+        ops.audit(who, "notify.channel.add", f"channel:{channel_id}", channel.public(), db=db)
     return channel
 
 
@@ -421,17 +425,18 @@ def update_channel(
     ops,
     ref: int | str,
     *,
-    actor: str,
+    actor: Actor,
     name: str | None = None,
     config: Mapping[str, Any] | None = None,
     triggers: Iterable[str] | None = None,
     enabled: bool | None = None,
     now: float | None = None,
 ) -> Channel:
-    """Change a channel's name, settings, triggers or switch (audited: what changed, URL masked).
+    """Change a channel's name, settings, triggers or switch (approver; audited: what changed, URL masked).
 
     ``config`` given for a webhook without a ``url`` keeps the stored URL (a form never shows it back).
     """
+    who = authorize(ops, actor, "notify.channel")
     current = get_channel(ops, ref)
     new_name = _clean_name(name) if name is not None else current.name
     cfg = current.config
@@ -462,12 +467,13 @@ def update_channel(
             f"UPDATE {CHANNELS} SET name = ?, config = ?, triggers = ?, enabled = ?, updated_at = ? WHERE id = ?",
             [new_name, json.dumps(cfg), json.dumps(list(topics)), int(on), now, current.id],
         )
-        ops.audit(actor, "notify.channel.edit", f"channel:{current.id}", {"name": new_name, "changes": changes}, db=db)
+        ops.audit(who, "notify.channel.edit", f"channel:{current.id}", {"name": new_name, "changes": changes}, db=db)
     return after
 
 
-def remove_channel(ops, ref: int | str, *, actor: str, now: float | None = None) -> Channel:
-    """Remove a channel (kept for the delivery log; its pending deliveries are skipped). Audited."""
+def remove_channel(ops, ref: int | str, *, actor: Actor, now: float | None = None) -> Channel:
+    """Remove a channel (approver; kept for the delivery log; its pending deliveries are skipped). Audited."""
+    who = authorize(ops, actor, "notify.channel")
     current = get_channel(ops, ref)
     now = time.time() if now is None else now
     with ops.transaction() as db:
@@ -477,7 +483,7 @@ def remove_channel(ops, ref: int | str, *, actor: str, now: float | None = None)
             "WHERE channel_id = ? AND state IN (?, ?)",
             [DeliveryState.SKIPPED, now, current.id, DeliveryState.PENDING, DeliveryState.SENDING],
         )
-        ops.audit(actor, "notify.channel.remove", f"channel:{current.id}", current.public(), db=db)
+        ops.audit(who, "notify.channel.remove", f"channel:{current.id}", current.public(), db=db)
     return current
 
 
@@ -501,8 +507,9 @@ def console_url(ops, environ: Mapping[str, str] | None = None) -> str:
     return str(stored or env.get(CONSOLE_URL_ENV) or DEFAULT_CONSOLE_URL).rstrip("/")
 
 
-def set_console_url(ops, url: str, *, actor: str) -> str:
-    """Store the console's base URL for links (audited); an empty value falls back to the environment."""
+def set_console_url(ops, url: str, *, actor: Actor) -> str:
+    """Store the console's base URL for links (approver; audited); an empty value falls back to the environment."""
+    who = authorize(ops, actor, "notify.settings")
     url = str(url or "").strip().rstrip("/")
     if url:
         try:
@@ -514,8 +521,19 @@ def set_console_url(ops, url: str, *, actor: str) -> str:
             raise NotifyError(f"console URL {url!r}: give the http:// or https:// address operators open")
     with ops.transaction() as db:
         ops.set_setting(CONSOLE_URL_SETTING, url or None, db=db)
-        ops.audit(actor, "notify.console_url", url or "(environment)", {}, db=db)
+        ops.audit(who, "notify.console_url", url or "(environment)", {}, db=db)
     return url
+
+
+def set_repeat_interval(ops, seconds: float, *, actor: Actor) -> float:
+    """How often a still-firing alert is told again (0: never); approver; audited with the setting."""
+    who = authorize(ops, actor, "notify.settings")
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= float(seconds) < float("inf"):
+        raise NotifyError(f"a repeat interval is 0 (never) or a number of seconds (got {seconds!r})")
+    with ops.transaction() as db:
+        ops.set_setting(REPEAT_SETTING, float(seconds), db=db)
+        ops.audit(who, "notify.repeat_interval", REPEAT_SETTING, {"seconds": float(seconds)}, db=db)
+    return float(seconds)
 
 
 def page_url(base: str, link: str | None) -> str:
@@ -543,8 +561,11 @@ def _silence(row: Mapping[str, Any]) -> Silence:
     )
 
 
-def add_silence(ops, rule_id: str, *, duration_s: float, reason: str, actor: str, now: float | None = None) -> Silence:
-    """Mute an alert rule's messages for ``duration_s`` (at most MAX_SILENCE_S). Audited."""
+def add_silence(
+    ops, rule_id: str, *, duration_s: float, reason: str, actor: Actor, now: float | None = None
+) -> Silence:
+    """Mute an alert rule's messages for ``duration_s`` (at most MAX_SILENCE_S; operator). Audited."""
+    who = authorize(ops, actor, "notify.silence")
     rule_id = str(rule_id or "").strip()
     if not rule_id:
         raise NotifyError("a silence needs the alert rule's id (see `python -m engine alerts`)")
@@ -558,17 +579,18 @@ def add_silence(ops, rule_id: str, *, duration_s: float, reason: str, actor: str
     with ops.transaction() as db:
         cur = db.execute(
             f"INSERT INTO {SILENCES} (rule_id, until, reason, actor, created_at) VALUES (?, ?, ?, ?, ?)",
-            [rule_id, until, reason, actor, now],
+            [rule_id, until, reason, str(who), now],
         )
         sid = int(cur.lastrowid)
         ops.audit(
-            actor, "notify.silence.add", f"rule:{rule_id}", {"silence": sid, "until": until, "reason": reason}, db=db
+            who, "notify.silence.add", f"rule:{rule_id}", {"silence": sid, "until": until, "reason": reason}, db=db
         )
-    return Silence(sid, rule_id, until, reason, actor, now)
+    return Silence(sid, rule_id, until, reason, str(who), now)
 
 
-def lift_silence(ops, silence_id: int, *, actor: str, now: float | None = None) -> Silence:
-    """End a silence early (audited)."""
+def lift_silence(ops, silence_id: int, *, actor: Actor, now: float | None = None) -> Silence:
+    """End a silence early (operator; audited)."""
+    who = authorize(ops, actor, "notify.silence")
     now = time.time() if now is None else now
     with ops.transaction() as db:
         rows = list(db.query(f"SELECT * FROM {SILENCES} WHERE id = ?", [int(silence_id)]))
@@ -577,9 +599,9 @@ def lift_silence(ops, silence_id: int, *, actor: str, now: float | None = None) 
         s = _silence(rows[0])
         if not s.active(now):
             raise NotifyError(f"silence {silence_id} of rule {s.rule_id} has already ended")
-        db.execute(f"UPDATE {SILENCES} SET lifted_at = ?, lifted_by = ? WHERE id = ?", [now, actor, s.id])
-        ops.audit(actor, "notify.silence.lift", f"rule:{s.rule_id}", {"silence": s.id}, db=db)
-    return Silence(s.id, s.rule_id, s.until, s.reason, s.actor, s.created_at, now, actor)
+        db.execute(f"UPDATE {SILENCES} SET lifted_at = ?, lifted_by = ? WHERE id = ?", [now, str(who), s.id])
+        ops.audit(who, "notify.silence.lift", f"rule:{s.rule_id}", {"silence": s.id}, db=db)
+    return Silence(s.id, s.rule_id, s.until, s.reason, s.actor, s.created_at, now, str(who))
 
 
 def list_silences(ops, *, now: float | None = None, active_only: bool = False) -> list[Silence]:

@@ -1,8 +1,10 @@
 """Operating the production scheduler: start, pause, resume, stop, and what the status and the plan say.
 
-One call per operator action, each audited with its actor; the CLI (`python -m engine production`)
-and the Production page call these and nothing else. Only one scheduler runs at a time: a start
-while one is active is refused with one line saying what to do.
+One call per operator action, each authorized (operator; a daily budget other than the default needs an
+approver, as it changes what production spends) and audited with its actor; the CLI (`python -m engine
+production`) and the Production page call these and nothing else. The scheduler's own rows are the
+worker's. Only one scheduler runs at a time: a start while one is active is refused with one line saying
+what to do.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.core.access import Actor
 from engine.core.settings import Settings, load_settings
 from engine.discovery.evidence import EvidenceSource
 from engine.discovery.limits import RunLimits, check_whole
@@ -31,6 +34,7 @@ from engine.production.records import (
     read_run,
 )
 from engine.production.scheduler import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, read_candidates
+from engine.store.access import authorize
 from engine.store.graph import GraphStore
 
 #: the plan's length shown by default (the page's table, `production plan`)
@@ -137,17 +141,19 @@ def start_production(
     concurrency: int = 1,
     limits: RunLimits | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    actor: str,
+    actor: Actor,
     launch: bool = True,
     graph=None,
 ) -> int:
     """Validate, record a production run, submit its job and (``launch``) start a worker; returns the run id.
 
     Every bad input is a one-line DiscoveryError and nothing is written. Refused while another scheduler
-    is active (running, paused or starting): pause or stop that one first."""
-    if not isinstance(actor, str) or not actor.strip():
-        raise ProductionError("starting production needs an actor (who starts it)")
+    is active (running, paused or starting): pause or stop that one first. An operator starts with the
+    default daily budget; choosing another needs an approver (``production.budget``)."""
+    who = authorize(ops, actor, "production.start")
     budget_usd = check_budget(budget_usd)
+    if budget_usd != DEFAULT_DAILY_BUDGET_USD:
+        who = authorize(ops, who, "production.budget")
     policy = policy or RefreshPolicy()
     evidence = evidence or EvidenceSpec()
     check_whole(concurrency, "--concurrency", 256)
@@ -187,18 +193,18 @@ def start_production(
                 concurrency,
                 dumps(limits.to_dict()) if limits is not None else None,
                 batch_size,
-                actor,
+                str(who),
                 now,
                 now,
                 "started",
             ],
         )
         run_id = int(cur.lastrowid or 0)
-    new_job = store.submit(JOB_KIND, {"run_id": run_id}, actor=actor)
+    new_job = store.submit(JOB_KIND, {"run_id": run_id}, actor=str(who))
     with ops.transaction() as db:
         db.execute("UPDATE production_runs SET job_id = ? WHERE id = ?", [new_job.id, run_id])
         ops.audit(
-            actor,
+            who,
             "production.start",
             f"production {run_id}",
             {
@@ -225,13 +231,14 @@ def _current(ops) -> tuple[dict, Job]:
     return run, job
 
 
-def pause_production(ops, actor: str) -> Job:
-    """Ask the scheduler to pause between batches (it keeps heartbeating); audited."""
+def pause_production(ops, actor: Actor) -> Job:
+    """Ask the scheduler to pause between batches (operator; it keeps heartbeating); audited."""
+    who = authorize(ops, actor, "production.pause")
     run, job = _current(ops)
     if not job.state.has_worker():
         raise ProductionError(f"production scheduler {run['id']} is {state_of(job)}: there is nothing to pause")
-    job = JobStore(ops).request(job.id, Control.PAUSE, actor=actor)
-    ops.audit(actor, "production.pause", f"production {run['id']}", {"job_id": job.id})
+    job = JobStore(ops).request(job.id, Control.PAUSE, actor=str(who))
+    ops.audit(who, "production.pause", f"production {run['id']}", {"job_id": job.id})
     return job
 
 
@@ -240,9 +247,10 @@ def _env_settings_for(ops) -> Settings | None:
     return env if Path(env.ops_db_path).resolve() == Path(ops.path).resolve() else None
 
 
-def resume_production(ops, actor: str, *, settings: Settings | None = None, launch: bool = True) -> tuple[Job, str]:
+def resume_production(ops, actor: Actor, *, settings: Settings | None = None, launch: bool = True) -> tuple[Job, str]:
     """Un-pause a live scheduler, or (a worker that died) requeue its job and start a worker, which
-    abandons the batch it had in flight and goes on from the ledger; audited."""
+    abandons the batch it had in flight and goes on from the ledger (operator); audited."""
+    who = authorize(ops, actor, "production.resume")
     run, job = _current(ops)
     if job.state.is_terminal():
         raise ProductionError(
@@ -252,18 +260,19 @@ def resume_production(ops, actor: str, *, settings: Settings | None = None, laun
     settings = settings or _env_settings_for(ops)
     if settings is None and launch:
         raise ProductionError("cannot start a worker for this data dir: set DISCOVERY_DATA_DIR to it")
-    job, note = resume_job(JobStore(ops), settings, job.id, actor=actor, launch=launch)  # type: ignore[arg-type]
-    ops.audit(actor, "production.resume", f"production {run['id']}", {"job_id": job.id, "note": note})
+    job, note = resume_job(JobStore(ops), settings, job.id, actor=str(who), launch=launch)  # type: ignore[arg-type]
+    ops.audit(who, "production.resume", f"production {run['id']}", {"job_id": job.id, "note": note})
     return job, note
 
 
-def stop_production(ops, actor: str) -> Job:
-    """Stop the scheduler (its batch in flight finishes or is abandoned, nothing half-written); audited."""
+def stop_production(ops, actor: Actor) -> Job:
+    """Stop the scheduler (operator; its batch in flight finishes or is abandoned, nothing half-written); audited."""
+    who = authorize(ops, actor, "production.stop")
     run, job = _current(ops)
     if job.state.is_terminal():
         raise ProductionError(f"production scheduler {run['id']} is already {state_of(job)}")
-    job = JobStore(ops).request(job.id, Control.CANCEL, actor=actor)
-    ops.audit(actor, "production.stop", f"production {run['id']}", {"job_id": job.id})
+    job = JobStore(ops).request(job.id, Control.CANCEL, actor=str(who))
+    ops.audit(who, "production.stop", f"production {run['id']}", {"job_id": job.id})
     return job
 
 

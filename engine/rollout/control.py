@@ -613,7 +613,7 @@ def promote_stage(
                 db,
                 ParameterConfig.from_dict(json.loads(run["candidate"])),
                 run_id=run["id"],
-                actor=str(actor),
+                actor=actor,
                 at=now,
             )
             bakes = begin_bake(db, ops, run, policy, actor=actor, now=now)

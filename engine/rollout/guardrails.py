@@ -888,7 +888,7 @@ def revert_guardrail(
                 [GuardrailState.REVERTED, now, str(actor), outcome, rid, state],
             )
             set_live_config(
-                ops, db, previous, run_id=rid, actor=str(actor), at=now, how=f"reverted by the guardrail of run {rid}"
+                ops, db, previous, run_id=rid, actor=actor, at=now, how=f"reverted by the guardrail of run {rid}"
             )
             cur = db.execute(
                 "UPDATE entity_assignments SET system = 'old', config_hash = ?, updated_at = ? WHERE run_id = ?",

@@ -34,7 +34,7 @@ from engine.core.access import (
     check,
 )
 from engine.core.errors import ConfigError
-from engine.store.opsdb import Migration
+from engine.store.opsdb import Migration, OpsDB
 
 MIGRATIONS: list[Migration] = [
     Migration(
@@ -103,7 +103,7 @@ class RoleEntry:
         }
 
 
-def list_roles(ops) -> list[RoleEntry]:
+def list_roles(ops: OpsDB) -> list[RoleEntry]:
     """The role map, by principal."""
     with ops.connect() as db:
         rows = db.conn.execute(
@@ -112,7 +112,7 @@ def list_roles(ops) -> list[RoleEntry]:
     return [RoleEntry(p, Role.parse(r), at, by, note) for p, r, at, by, note in rows]
 
 
-def map_is_empty(ops) -> bool:
+def map_is_empty(ops: OpsDB) -> bool:
     with ops.connect() as db:
         return db.conn.execute("SELECT 1 FROM access_roles LIMIT 1").fetchone() is None
 
@@ -130,7 +130,7 @@ def principals_of(
     return out
 
 
-def role_of(ops, principals: Iterable[str]) -> Role:
+def role_of(ops: OpsDB, principals: Iterable[str]) -> Role:
     """The highest role of ``principals`` in the map; viewer when none is there."""
     wanted = list(dict.fromkeys(principals))
     if not wanted:
@@ -142,7 +142,7 @@ def role_of(ops, principals: Iterable[str]) -> Role:
     return max((Role.parse(r) for (r,) in rows), default=Role.VIEWER)
 
 
-def revoked_before(ops, principals: Iterable[str]) -> float | None:
+def revoked_before(ops: OpsDB, principals: Iterable[str]) -> float | None:
     """The latest revocation time of any of ``principals`` (sessions signed in before it cannot act)."""
     wanted = list(dict.fromkeys(principals))
     if not wanted:
@@ -160,7 +160,7 @@ def _principals_of_actor(actor: Actor) -> list[str]:
 
 
 def signed_in_actor(
-    ops,
+    ops: OpsDB,
     *,
     email: str,
     email_verified: bool = True,
@@ -189,7 +189,7 @@ def signed_in_actor(
     )
 
 
-def cli_actor(ops, user: str) -> Actor:
+def cli_actor(ops: OpsDB, user: str) -> Actor:
     """The command line's actor ``cli:<user>``: admin while the map is empty, else its role from the map."""
     key = f"cli:{(user or 'unknown').strip().lower()}"
     if map_is_empty(ops):
@@ -197,7 +197,7 @@ def cli_actor(ops, user: str) -> Actor:
     return Actor(key, role_of(ops, [key]), OS_USER)
 
 
-def authorize(ops, actor: object, action: str, *, now: float | None = None) -> Actor:
+def authorize(ops: OpsDB, actor: object, action: str, *, now: float | None = None) -> Actor:
     """``actor`` with its current role when it may perform ``action``; PermissionDenied otherwise.
 
     A signed-in or command-line actor's role is read from the map now (a role taken away since
@@ -219,7 +219,7 @@ def authorize(ops, actor: object, action: str, *, now: float | None = None) -> A
 
 
 def grant(
-    ops, actor: Actor, principal: str, role: Role | str, *, note: str = "", now: float | None = None
+    ops: OpsDB, actor: Actor, principal: str, role: Role | str, *, note: str = "", now: float | None = None
 ) -> RoleEntry:
     """Give ``principal`` ``role`` (admin only); audited in the same transaction."""
     now = time.time() if now is None else now
@@ -239,7 +239,7 @@ def grant(
     return RoleEntry(p, r, now, who.key, note)
 
 
-def remove(ops, actor: Actor, principal: str, *, now: float | None = None) -> bool:
+def remove(ops: OpsDB, actor: Actor, principal: str, *, now: float | None = None) -> bool:
     """Take ``principal`` out of the map (they become a viewer); audited. False when it was not there."""
     now = time.time() if now is None else now
     who = authorize(ops, actor, "access.assign", now=now)
@@ -253,7 +253,7 @@ def remove(ops, actor: Actor, principal: str, *, now: float | None = None) -> bo
     return True
 
 
-def revoke_sessions(ops, actor: Actor, principal: str, *, now: float | None = None) -> float:
+def revoke_sessions(ops: OpsDB, actor: Actor, principal: str, *, now: float | None = None) -> float:
     """Every session of ``principal`` signed in before now can no longer act; audited. Returns the cut-off."""
     now = time.time() if now is None else now
     who = authorize(ops, actor, "access.revoke_sessions", now=now)
@@ -284,7 +284,7 @@ def read_seed(path: str | Path) -> dict[str, Role]:
     return {normalize_principal(k): Role.parse(v) for k, v in roles.items()}
 
 
-def seed(ops, actor: Actor, path: str | Path, *, now: float | None = None) -> list[RoleEntry]:
+def seed(ops: OpsDB, actor: Actor, path: str | Path, *, now: float | None = None) -> list[RoleEntry]:
     """Load a role file into the map (every entry validated first, then all in one audited transaction)."""
     now = time.time() if now is None else now
     who = authorize(ops, actor, "access.assign", now=now)

@@ -24,11 +24,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from engine.core.access import Actor
 from engine.core.configs import config_diff, live_config, set_candidate
 from engine.core.errors import ConfigError
 from engine.core.params import ParameterConfig
 from engine.monitoring.events import query_events
 from engine.monitoring.reports import md_cell
+from engine.store.access import authorize
 from engine.tuning.analysis import Interval, holdout_interval, scores_from_events
 from engine.tuning.store import Study, Trial, get_study, list_trials
 
@@ -232,11 +234,12 @@ def winner_config(study: Study) -> ParameterConfig:
     return ParameterConfig.from_dict(_finished_result(study)["winner_config"], source=f"study {study.id} winner")
 
 
-def handoff(ops, settings, study_id: int, *, actor: str, name: str | None = None) -> Path:
-    """Write the winner to <data_dir>/configs/<name>.json and make it the rollout candidate (audited).
+def handoff(ops, settings, study_id: int, *, actor: Actor, name: str | None = None) -> Path:
+    """Write the winner to <data_dir>/configs/<name>.json and make it the rollout candidate (approver; audited).
 
     Refused (ConfigError, nothing written) when the winner is the live config: a rollout of it would
     compare the live config with itself."""
+    who = authorize(ops, actor, "tuning.handoff")
     study = get_study(ops, study_id)
     cfg = winner_config(study)
     if not config_diff(live_config(ops), cfg):
@@ -248,8 +251,8 @@ def handoff(ops, settings, study_id: int, *, actor: str, name: str | None = None
         raise ConfigError(f"config name {name!r}: use letters, digits, '-' and '_' only")
     path = cfg.save(Path(settings.data_dir) / "configs" / f"{name}.json")
     source = f"tuning study {study.id} (trial {_finished_result(study)['winner']['trial']})"
-    set_candidate(ops, path, actor, source=source)
-    ops.audit(actor, "tuning.handoff", f"study:{study.id}", {"path": str(path), "config_hash": cfg.hash()})
+    set_candidate(ops, path, who, source=source)
+    ops.audit(who, "tuning.handoff", f"study:{study.id}", {"path": str(path), "config_hash": cfg.hash()})
     return path
 
 

@@ -47,6 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from engine.core.access import Actor
 from engine.core.errors import ConfigError, DiscoveryError
 from engine.core.model import RunResult
 from engine.core.params import ParameterConfig
@@ -59,6 +60,7 @@ from engine.jobs.queue import Control, JobState, JobStore, resume_job
 from engine.monitoring.events import TABLE as EVENTS_TABLE
 from engine.monitoring.events import MetricEvent, events_of_runs, record_events
 from engine.monitoring.jsonlog import JsonlLog
+from engine.store.access import authorize
 from engine.tuning.objective import ObjectiveResult, Workload, entity_scores, run_entities, score_results
 from engine.tuning.outputs import summarize, write_outputs
 from engine.tuning.samplers import BayesianSampler, GridSampler, make_sampler
@@ -410,13 +412,14 @@ def finished_message(summary: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- the study's job
 
 
-def submit_study(ops, study: Study, *, actor: str, executor: ExecutorSpec | None = None):
-    """Queue the study's job and link it to the study. Returns the Job. ``executor``: where its trials run
-    (a running cluster's address is kept with the job, so a resume uses it again)."""
+def submit_study(ops, study: Study, *, actor: Actor, executor: ExecutorSpec | None = None):
+    """Queue the study's job and link it to the study (operator). Returns the Job. ``executor``: where its
+    trials run (a running cluster's address is kept with the job, so a resume uses it again)."""
+    who = authorize(ops, actor, "tuning.start")
     params: dict[str, Any] = {"study_id": study.id}
     if executor is not None and executor.kind != "in-process":
         params["executor"] = executor.to_dict()
-    job = JobStore(ops).submit(JOB_KIND, params, actor=actor)
+    job = JobStore(ops).submit(JOB_KIND, params, actor=str(who))
     attach_job(ops, study.id, job.id)
     return job
 
@@ -465,34 +468,36 @@ def study_state(ops, study: Study) -> str:
     return str(JobStore(ops).get(study.job_id).state)
 
 
-def cancel_study(ops, study_id: int, *, actor: str):
-    """Ask the study's worker to stop at its next checkpoint (a queued study is cancelled at once)."""
+def cancel_study(ops, study_id: int, *, actor: Actor):
+    """Ask the study's worker to stop at its next checkpoint (operator; a queued study is cancelled at once)."""
+    who = authorize(ops, actor, "tuning.cancel")
     study = get_study(ops, study_id)
     if study.job_id is None:
         raise ConfigError(f"study {study_id} was never started: nothing to cancel")
     if study.finished_at is not None:
         raise ConfigError(f"study {study_id} already finished: nothing to cancel")
-    job = JobStore(ops).request(study.job_id, Control.CANCEL, actor=actor)
-    ops.audit(actor, "tuning.cancel", f"study:{study_id}", {"job": study.job_id})
+    job = JobStore(ops).request(study.job_id, Control.CANCEL, actor=str(who))
+    ops.audit(who, "tuning.cancel", f"study:{study_id}", {"job": study.job_id})
     return job
 
 
-def resume_study(ops, settings, study_id: int, *, actor: str, launch: bool = True):
-    """Resume a dead, failed, paused or cancelled study from its finished trials."""
+def resume_study(ops, settings, study_id: int, *, actor: Actor, launch: bool = True):
+    """Resume a dead, failed, paused or cancelled study from its finished trials (operator)."""
+    who = authorize(ops, actor, "tuning.resume")
     study = get_study(ops, study_id)
     if study.finished_at is not None:
         raise ConfigError(f"study {study_id} already finished: nothing to resume")
     store = JobStore(ops)
     if study.job_id is not None and store.get(study.job_id).state is not JobState.CANCELLED:
-        job, how = resume_job(store, settings, study.job_id, actor=actor, launch=launch)
+        job, how = resume_job(store, settings, study.job_id, actor=str(who), launch=launch)
     else:  # never started or cancelled: a new job continues from the finished trials, on the same executor
         before = store.get(study.job_id).params.get("executor") if study.job_id is not None else None
         executor = ExecutorSpec.from_dict({**dict(before or {}), "workers": study.spec.workers})
-        job = submit_study(ops, study, actor=actor, executor=executor)
+        job = submit_study(ops, study, actor=who, executor=executor)
         how = "queued"
         if launch:
             how = f"worker started (pid {job_queue.launch_worker(settings, job.id)})"
-    ops.audit(actor, "tuning.resume", f"study:{study_id}", {"job": job.id})
+    ops.audit(who, "tuning.resume", f"study:{study_id}", {"job": job.id})
     return job, how
 
 
@@ -501,16 +506,17 @@ def start_study(
     settings,
     spec: StudySpec,
     *,
-    actor: str,
+    actor: Actor,
     launch: bool = True,
     base_config: ParameterConfig | None = None,
     scheduler: str | None = None,
 ):
     """Create the study, queue its job and (``launch``) start a detached worker. Returns (study, job, pid).
     ``spec.workers`` > 1 runs that many trials at once on a local Dask cluster, or on the running cluster at
-    ``scheduler`` (engine.jobs.executor)."""
+    ``scheduler`` (engine.jobs.executor). Operator."""
+    who = authorize(ops, actor, "tuning.start")
     executor = ExecutorSpec(workers=spec.workers, scheduler=scheduler)
-    study = create_study(ops, spec, actor=actor, base_config=base_config)
-    job = submit_study(ops, study, actor=actor, executor=executor)
+    study = create_study(ops, spec, actor=who, base_config=base_config)
+    job = submit_study(ops, study, actor=who, executor=executor)
     pid = job_queue.launch_worker(settings, job.id) if launch else None
     return get_study(ops, study.id), job, pid

@@ -22,10 +22,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.core.access import Actor
 from engine.core.configs import live_config
 from engine.core.errors import DiscoveryError
 from engine.core.params import ParameterConfig
 from engine.monitoring.events import EXPERIMENT_STAGE_PREFIX
+from engine.store.access import authorize
 from engine.store.opsdb import Migration
 from engine.store.outbox import enqueue, figure
 from engine.tuning.holdout import split_entities
@@ -206,10 +208,11 @@ def current_config(ops) -> ParameterConfig:
 
 
 def create_study(
-    ops, spec: StudySpec, *, actor: str, base_config: ParameterConfig | None = None, clock: Clock = time.time
+    ops, spec: StudySpec, *, actor: Actor, base_config: ParameterConfig | None = None, clock: Clock = time.time
 ) -> Study:
-    """Validate ``spec``, fix the split and the base config, store the study (audited). Nothing is
+    """Validate ``spec``, fix the split and the base config, store the study (operator; audited). Nothing is
     written when anything is wrong."""
+    who = authorize(ops, actor, "tuning.start")
     spec.check()
     workload = workload_for(spec)
     split = split_entities(workload.entity_ids, spec.train_fraction, spec.salt)
@@ -225,7 +228,7 @@ def create_study(
             [
                 name,
                 clock(),
-                actor,
+                str(who),
                 spec_to_json(spec),
                 base.to_json(indent=None),
                 base.hash(),
@@ -237,7 +240,7 @@ def create_study(
         )
         study_id = cur.lastrowid
         ops.audit(
-            actor,
+            who,
             "tuning.create",
             f"study:{study_id}",
             {

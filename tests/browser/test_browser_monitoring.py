@@ -22,6 +22,7 @@ from engine.monitoring.events import count_events, record_runs
 from engine.monitoring.jsonlog import JsonlLog
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN
 from tests.support.browser_harness import (  # noqa: F401
     browser_page,
     chromium,
@@ -163,6 +164,8 @@ def narrow_console(tmp_path_factory):
     save_rules(
         settings,
         [r.to_json() | ({"hold": "0s", "min_sample": 1} if r.id in firing else {}) for r in load_rules(settings)],
+        ops=open_ops_db(settings),
+        actor=ADMIN,
     )
     ops, log, now = open_ops_db(settings), JsonlLog.for_settings(settings), time.time()
     for hour in range(12):
@@ -175,7 +178,7 @@ def narrow_console(tmp_path_factory):
             log=log,
         )
     evaluate_alerts(ops, load_rules(settings), time.time())
-    acknowledge(ops, "latency-p95", actor="console:alice", now=time.time(), note="known")
+    acknowledge(ops, "latency-p95", actor=ADMIN, now=time.time(), note="known")
     with running_console(data_dir) as server:
         yield server
 
@@ -237,5 +240,5 @@ def test_alerts_page_evaluates_and_runs_the_periodic_evaluator(console_server, b
         final = wait_for(JobStore(ops), job.id, until=lambda j: j.state.is_terminal(), timeout_s=30)
         assert str(final.state) == "cancelled"
     finally:
-        alert_jobs.stop_evaluator(ops, actor="test-cleanup")
+        alert_jobs.stop_evaluator(ops, actor=ADMIN)
     assert page.locator('[data-testid="stException"]').count() == 0

@@ -16,6 +16,7 @@ from engine.store.opsdb import open_ops_db
 from engine.tuning.runner import start_study
 from engine.tuning.spec import EntitySpec, StudySpec
 from engine.tuning.store import get_study
+from tests.support.actors import ADMIN
 from tests.support.browser_harness import browser_page, chromium, console_data_dir, console_server, open_console  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -56,7 +57,7 @@ def test_a_running_study_updates_the_open_page_and_its_best_config_downloads(con
         seed=3,
         train_fraction=0.7,
     )
-    study, _, _ = start_study(ops, settings, spec, actor="browser-test")  # a real detached worker
+    study, _, _ = start_study(ops, settings, spec, actor=ADMIN)  # a real detached worker
     # the page only polls: reload once to leave the empty state, then no more clicks
     open_console(browser_page, console_server.url, "tuning")
     page.get_by_role("heading", name=re.compile(rf"^Study {study.id}:")).wait_for(timeout=LIVE_TIMEOUT_MS)
@@ -81,7 +82,7 @@ def test_cancel_answers_on_the_open_page_at_once(console_server, browser_page):
     settings = load_settings({"DISCOVERY_DATA_DIR": str(console_server.data_dir)})
     ops = open_ops_db(settings)
     spec = StudySpec(method="random", params=("max_iterations",), iterations=2, entities=EntitySpec(n=20), seed=1)
-    study, _, _ = start_study(ops, settings, spec, actor="browser-test", launch=False)  # stays queued
+    study, _, _ = start_study(ops, settings, spec, actor=ADMIN, launch=False)  # stays queued
     page = open_console(browser_page, console_server.url, "tuning")
     page.get_by_role("heading", name=re.compile(rf"^Study {study.id}:")).wait_for(timeout=LIVE_TIMEOUT_MS)
     page.get_by_role("button", name="Cancel").click()

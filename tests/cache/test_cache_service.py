@@ -14,6 +14,7 @@ from engine.cache.service import CacheService, published_stats, request, set_war
 from engine.cache.warmer import list_warm_runs
 from engine.cli.main import main
 from engine.core.errors import ConfigError, StoreUnavailable
+from tests.support.actors import ADMIN, person
 from tests.support.graphs import seed
 
 
@@ -47,19 +48,19 @@ def test_tick_publishes_statistics(graph, ops):
 
 def test_requests_are_carried_out_once_and_old_ones_are_not_replayed(graph, ops):
     seed(graph, 3)
-    old = request(ops, "clear", actor="test")  # left before the service started
+    old = request(ops, "clear", actor=ADMIN)  # left before the service started
     svc = CacheService(graph, ops)
     svc.cached.get_hypotheses("club-000")
     svc.tick()
     assert hyps_key("club-000") in svc.cache  # the old clear was not replayed
-    rid = request(ops, "clear", actor="test")
+    rid = request(ops, "clear", actor=ADMIN)
     svc.tick()
     assert hyps_key("club-000") not in svc.cache and published_stats(ops)["handled_request"] == rid != old
     svc.cached.get_hypotheses("club-000")
     svc.tick()
     assert hyps_key("club-000") in svc.cache  # handled once
     svc.cached.clear()
-    request(ops, "warm", actor="test")  # the access log remembers club-000
+    request(ops, "warm", actor=ADMIN)  # the access log remembers club-000
     svc.tick()
     assert hyps_key("club-000") in svc.cache
     assert list_warm_runs(ops)[0]["trigger"] == "request:test"
@@ -70,20 +71,20 @@ def test_periodic_warming_follows_the_interval_setting(graph, ops):
     seed(graph, 2)
     clock = Clock()
     svc = CacheService(graph, ops, clock=clock)
-    set_warm_interval(ops, 60, actor="test")
+    set_warm_interval(ops, 60, actor=ADMIN)
     svc.tick()
     assert svc.warmer.stats().rounds == 0
     clock.t += 61
     svc.tick()
     assert svc.warmer.stats().rounds == 1 and svc.warmer.stats().last.trigger == "periodic"
-    set_warm_interval(ops, 0, actor="test")
+    set_warm_interval(ops, 0, actor=ADMIN)
     clock.t += 1000
     svc.tick()
     assert svc.warmer.stats().rounds == 1 and warm_interval(ops) == 0
     with pytest.raises(ConfigError, match="warm interval"):
-        set_warm_interval(ops, 2, actor="test")
+        set_warm_interval(ops, 2, actor=ADMIN)
     with pytest.raises(ConfigError, match="unknown cache action"):
-        request(ops, "explode", actor="test")
+        request(ops, "explode", actor=ADMIN)
 
 
 def test_a_store_error_is_published_not_raised(graph, ops):
@@ -94,7 +95,7 @@ def test_a_store_error_is_published_not_raised(graph, ops):
         raise ConnectionError("store gone")
 
     svc.warmer.warm_once = broken
-    request(ops, "warm", actor="test")
+    request(ops, "warm", actor=ADMIN)
     svc.tick()
     assert published_stats(ops)["error"] == "store gone"
 
@@ -104,13 +105,18 @@ def test_warm_now_and_clear_act_for_the_actor_and_are_audited(graph, ops):
     svc = CacheService(graph, ops)
     svc.cached.get_hypotheses("club-000")
     svc.cached.clear()
-    report = cache_service.warm_now(svc, ops, actor="console:ana")
+    ana = person(ops, "ana@example.com", "operator")
+    report = cache_service.warm_now(svc, ops, actor=ana)
     assert report.loaded >= 1 and hyps_key("club-000") in svc.cache
-    assert list_warm_runs(ops)[0]["trigger"] == "console:ana"
-    n = cache_service.clear(svc, ops, actor="console:ana")
+    assert list_warm_runs(ops)[0]["trigger"] == "ana@example.com"
+    n = cache_service.clear(svc, ops, actor=ana)
     assert n == report.loaded + report.already_cached and hyps_key("club-000") not in svc.cache
     audit = ops.list_audit(2)
-    assert [(a["action"], a["actor"]) for a in audit] == [("cache.clear", "console:ana"), ("cache.warm", "console:ana")]
+    assert [(a["action"], a["actor"]) for a in audit] == [
+        ("cache.clear", "ana@example.com"),
+        ("cache.warm", "ana@example.com"),
+    ]
+    assert {(a["actor_email"], a["actor_role"]) for a in audit} == {("ana@example.com", "operator")}
     assert audit[0]["details"] == {"entries": n}
     assert audit[1]["details"] == {"planned": report.planned, "loaded": report.loaded}
 
@@ -123,7 +129,7 @@ def test_warm_now_names_a_store_that_does_not_answer(graph, ops):
 
     svc.warmer.warm_once = broken
     with pytest.raises(StoreUnavailable, match=r"the store did not answer \(store gone\)"):
-        cache_service.warm_now(svc, ops, actor="console:ana")
+        cache_service.warm_now(svc, ops, actor=ADMIN)
     assert not ops.list_audit(5, action="cache.warm")
 
 

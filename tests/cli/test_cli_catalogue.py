@@ -14,8 +14,10 @@ from engine.catalogue.generator import DEMO_ENTITIES, generate_catalogue
 from engine.cli.common import actor
 from engine.core.settings import REPO_ROOT, Settings
 from engine.store import falkor
+from engine.store.access import grant
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN
 from tests.support.cli import one_line_error
 
 PY = sys.executable
@@ -68,7 +70,7 @@ def test_seed_prints_what_it_wrote_and_how_long_it_took_and_is_audited(cli):
         assert sorted(store.list_entity_ids()) == sorted(e.id for e in generate_catalogue(40, 3))
     audit = open_ops_db(cli.settings).list_audit(action="seed")
     assert [a["details"]["new_entities"] for a in audit] == [0, 40]
-    assert {a["actor"] for a in audit} == {actor()} and {a["target"] for a in audit} == {"catalogue:3"}
+    assert {a["actor"] for a in audit} == {str(actor())} and {a["target"] for a in audit} == {"catalogue:3"}
 
 
 @pytest.mark.slow  # starts or kills real processes
@@ -196,3 +198,21 @@ def test_demo_ensure_from_two_processes_at_once_seeds_the_catalogue_once(cli):
     assert stats.entities == DEMO_ENTITIES
     assert stats.hypotheses == sum(stats.by_category.values())
     assert len(open_ops_db(cli.settings).list_audit(action="seed")) == 1
+
+
+def test_a_cli_user_the_role_map_makes_a_viewer_cannot_write_the_catalogue(cli, tmp_path):
+    """With a role map in which this OS user has no role, seed and import are refused in one line and write
+    nothing; `demo --ensure` on a graph that has entities still exits 0 (so `make run` opens the console)."""
+    cli("seed", "--entities", "10", "--seed", "3")  # a fresh data dir: the command line is admin
+    grant(open_ops_db(cli.settings), ADMIN, "cli:someone-else", "admin")  # now this OS user is a viewer
+    refused = cli("seed", "--entities", "20", "--seed", "4", check=False)
+    assert "catalogue.import needs the operator role" in one_line_error(refused)
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps([{"name": "Refused FC", "sport": "football", "country": "Nowhere", "tier": 1}]))
+    refused = cli("import", str(data), check=False)
+    assert "catalogue.import needs the operator role" in one_line_error(refused)
+    with GraphStore.open(cli.settings) as store:
+        assert store.count_entities() == 10
+    ensured = cli("demo", "--ensure")
+    assert "demo not loaded (demo.load needs the operator role" in ensured.stdout
+    assert open_ops_db(cli.settings).list_audit(action="seed")[0]["details"]["entities"] == 10

@@ -7,9 +7,11 @@ import json
 import pytest
 
 from engine.cli.main import main
+from engine.core.access import Role
 from engine.core.configs import configs_dir, set_candidate, set_live_config
 from engine.core.params import ParameterConfig
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import as_role
 
 FIRST = ParameterConfig(max_iterations=30)
 LIVE = ParameterConfig(max_iterations=30, delta_accept=0.08)
@@ -27,12 +29,14 @@ def data_dir(settings, monkeypatch):
 def promoted(data_dir):
     """Two promotions as the rollout makes them, a handed-over candidate and a broken saved file."""
     ops = open_ops_db(data_dir)
-    for run_id, cfg, actor, at in ((2, FIRST, "console:alice", 1.70e9), (4, LIVE, "console:bob", 1.71e9)):
+    for run_id, cfg, actor, at in ((2, FIRST, "alice@example.com", 1.70e9), (4, LIVE, "bob@example.com", 1.71e9)):
         with ops.transaction() as db:
-            set_live_config(ops, db, cfg, run_id=run_id, actor=actor, at=at)
+            set_live_config(ops, db, cfg, run_id=run_id, actor=as_role(Role.APPROVER, key=actor), at=at)
     folder = configs_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    set_candidate(ops, CANDIDATE.save(folder / "study-1-best.json"), "cli:me", source="tuning study 1")
+    set_candidate(
+        ops, CANDIDATE.save(folder / "study-1-best.json"), as_role(Role.APPROVER, key="cli:me"), source="tuning study 1"
+    )
     (folder / "bad.json").write_text(json.dumps({"max_depth": 9}), encoding="utf-8")
     return data_dir
 
@@ -50,7 +54,7 @@ def test_show_on_a_fresh_data_dir(data_dir, capsys):
 def test_show_lists_live_candidate_diff_and_saved_files(promoted, capsys):
     assert main(["config", "show"]) == 0
     out = capsys.readouterr().out
-    assert f"live config {LIVE.hash()}: promoted by run 4 · by console:bob" in out
+    assert f"live config {LIVE.hash()}: promoted by run 4 · by bob@example.com" in out
     assert "delta_accept" in out and "max_iterations" in out and "value_csuite" not in out
     assert f"candidate {CANDIDATE.hash()}: handed over by cli:me" in out
     assert "cache_max_items  cache       20000 -> 500000" in out
@@ -68,7 +72,7 @@ def test_history_newest_first(promoted, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("2024-03-09 16:00 UTC") and f"{LIVE.hash()} (live now)" in lines[0]
-    assert "run 4" in lines[0] and "by console:bob" in lines[0] and f"replaced {FIRST.hash()}" in lines[0]
+    assert "run 4" in lines[0] and "by bob@example.com" in lines[0] and f"replaced {FIRST.hash()}" in lines[0]
     assert "run 2" in lines[1] and f"replaced defaults ({ParameterConfig().hash()})" in lines[1]
     assert main(["config", "history", "--json", "--limit", "1"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)

@@ -12,7 +12,9 @@ from engine.cli.main import build_parser, main
 from engine.monitoring.alerts import load_rules, rules_path, save_rules
 from engine.monitoring.events import record_runs
 from engine.monitoring.jsonlog import JsonlLog
+from engine.store.access import grant
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN
 from tests.support.monitoring_data import make_run
 
 
@@ -84,21 +86,32 @@ def test_alerts_before_and_after_evaluation(data_dir, capsys):
     assert out.count("no_data") == 5  # an empty store is no data for every rule, not ok
 
 
-def test_alerts_firing_exits_one_and_can_be_acknowledged(data_dir, capsys):
+def test_alerts_firing_exits_one_and_can_be_acknowledged(data_dir, capsys, monkeypatch):
+    monkeypatch.setattr("engine.cli.common.os_user", lambda: "test")  # the CLI acts as cli:<OS user>
     rules = load_rules(data_dir)
     fast = [r.to_json() | ({"hold": "0s", "min_sample": 2} if r.id == "error-rate" else {}) for r in rules]
-    save_rules(data_dir, fast)
+    save_rules(data_dir, fast, ops=open_ops_db(data_dir), actor=ADMIN)
     assert rules_path(data_dir).exists()
     _record(data_dir, [make_run(f"e{i}", hops=4, errors=("timeout",) * 2) for i in range(3)])
     assert main(["alerts", "--evaluate", "--history", "10"]) == 1
     out = capsys.readouterr().out
     assert re.search(r"^error-rate\s+firing", out, re.M)
-    assert main(["alerts", "--ack", "error-rate", "--actor", "cli:test", "--note", "looking"]) == 1
+    assert main(["alerts", "--ack", "error-rate", "--note", "looking"]) == 1
     assert "acknowledged error-rate (firing" in capsys.readouterr().out
     assert main(["alerts", "--json"]) == 1
     states = json.loads(capsys.readouterr().out)["states"]
     assert states["error-rate"]["acknowledged_by"] == "cli:test"
     assert open_ops_db(data_dir).list_audit(action="alert.acknowledge")[0]["actor"] == "cli:test"
+
+
+def test_a_cli_user_without_the_role_is_refused_in_one_line(data_dir, capsys, monkeypatch):
+    monkeypatch.setattr("engine.cli.common.os_user", lambda: "mallory")
+    grant(open_ops_db(data_dir), ADMIN, "cli:root", "admin")  # a role map exists: mallory is not in it (viewer)
+    assert main(["alerts", "--evaluate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "alerts.evaluate needs the operator role; cli:mallory is a viewer" in err and "\n" not in err
+    assert main(["alerts"]) == 0  # reading needs no role
+    assert open_ops_db(data_dir).list_audit(action="alerts.evaluate") == []
 
 
 def test_acknowledging_an_unknown_alert_is_a_one_line_error(data_dir, capsys):

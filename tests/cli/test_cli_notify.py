@@ -13,6 +13,7 @@ from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.notify import sender as ns_sender
 from engine.notify import store as ns
 from engine.store.outbox import REPEAT_SETTING, enqueue
+from tests.support.actors import ADMIN
 from tests.support.receivers import WebhookReceiver
 
 
@@ -63,7 +64,7 @@ def test_silences_and_settings(env, ops, capsys):
 def test_send_and_the_delivery_log_as_json(env, ops, capsys):
     hook = WebhookReceiver().start()
     try:
-        ns.add_channel(ops, name="h", kind="webhook", config={"url": hook.url}, actor="t", now=0)
+        ns.add_channel(ops, name="h", kind="webhook", config={"url": hook.url}, actor=ADMIN, now=0)
         with ops.transaction() as db:
             enqueue(db, topic="worker.dead", key="k1", subject="worker gone", facts={"job": 1}, link="rollout")
         assert main(["notify", "send"]) == 0 and "1 sent" in capsys.readouterr().out
@@ -77,7 +78,7 @@ def test_send_and_the_delivery_log_as_json(env, ops, capsys):
 def test_the_sender_runs_as_a_job(env, ops):
     hook = WebhookReceiver().start()
     try:
-        ns.add_channel(ops, name="h", kind="webhook", config={"url": hook.url}, actor="t", now=0)
+        ns.add_channel(ops, name="h", kind="webhook", config={"url": hook.url}, actor=ADMIN, now=0)
         with ops.transaction() as db:
             enqueue(db, topic="tuning.finished", key="k2", subject="study done", facts={}, link="tuning")
         store = JobStore(ops)
@@ -103,7 +104,7 @@ def eventually(condition, timeout_s: float = 60.0) -> bool:
 def test_sender_start_delivers_from_a_worker_and_stop_ends_it(env, ops, capsys):
     hook = WebhookReceiver().start()
     try:
-        ns.add_channel(ops, name="h", kind="webhook", config={"url": hook.url}, actor="t", now=0)
+        ns.add_channel(ops, name="h", kind="webhook", config={"url": hook.url}, actor=ADMIN, now=0)
         assert main(["notify", "sender", "start", "--interval", "2s"]) == 0
         assert main(["notify", "sender", "start"]) == 0  # one sender per data dir
         assert "already running" in capsys.readouterr().out
@@ -118,6 +119,6 @@ def test_sender_start_delivers_from_a_worker_and_stop_ends_it(env, ops, capsys):
     finally:
         stopping = ns_sender.active_sender(ops)
         if stopping is not None:
-            ns_sender.stop_sender(ops, actor="test")
+            ns_sender.stop_sender(ops, actor=ADMIN)
             eventually(lambda: ns_sender.active_sender(ops) is None)
         hook.stop()

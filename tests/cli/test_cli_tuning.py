@@ -15,6 +15,7 @@ from engine.jobs.queue import JobState, JobStore, run_claimed
 from engine.store.opsdb import open_ops_db
 from engine.tuning.outputs import winner_config
 from engine.tuning.store import get_study, list_studies, list_trials
+from tests.support.actors import ADMIN
 
 SMALL = ["--entities", "30", "--params", "max_iterations,delta_accept", "--validation-split", "0.7"]
 
@@ -103,11 +104,11 @@ def test_detached_study_status_cancel_resume_export_and_handoff(env, tmp_path, c
     assert ParameterConfig.load(tmp_path / "x.json").hash() == get_study(ops, 1).result["winner"]["config_hash"]
     # a winner identical to the live config is refused in one line; another live config lets it through
     with ops.transaction() as db:
-        set_live_config(ops, db, winner_config(get_study(ops, 1)), run_id=1, actor="t", at=0.0)
+        set_live_config(ops, db, winner_config(get_study(ops, 1)), run_id=1, actor=ADMIN, at=0.0)
     assert main(["tune", "handoff", "1", "--name", "from-cli"]) == 2
     assert "identical to the live config: nothing to hand over" in capsys.readouterr().err
     with ops.transaction() as db:  # cache_ttl_s: a parameter no study here tunes
-        set_live_config(ops, db, ParameterConfig().with_changes(cache_ttl_s=330.0), run_id=2, actor="t", at=0.0)
+        set_live_config(ops, db, ParameterConfig().with_changes(cache_ttl_s=330.0), run_id=2, actor=ADMIN, at=0.0)
     assert main(["tune", "handoff", "1", "--name", "from-cli"]) == 0
     assert ops.get_setting("rollout.candidate")["path"].endswith("configs/from-cli.json")
 

@@ -16,6 +16,7 @@ from engine.monitoring.events import record_runs
 from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.windows import series_from_events, summarize_events
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN
 from tests.support.console_env import as_shown
 from tests.support.monitoring_data import make_event, make_run
 
@@ -164,6 +165,8 @@ def _firing_alerts(console_env, rule_ids=("error-rate", "cost-increase")):
     save_rules(
         console_env,
         [r.to_json() | ({"hold": "0s", "min_sample": 1} if r.id in rule_ids else {}) for r in load_rules(console_env)],
+        ops=open_ops_db(console_env),
+        actor=ADMIN,
     )
     ops = open_ops_db(console_env)
     record_runs(
@@ -198,7 +201,7 @@ def test_overview_banner_leaves_acknowledged_alerts_out_and_counts_them(console_
 
     ops = _firing_alerts(console_env, ("error-rate",))
     assert current_states(ops)["error-rate"].state.value == "firing"
-    acknowledge(ops, "error-rate", actor="console:alice", now=time.time(), note="looking")
+    acknowledge(ops, "error-rate", actor=ADMIN, now=time.time(), note="looking")
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception
     (link,) = _banner_links(at)

@@ -42,6 +42,7 @@ from engine.discovery.entity_view import (
     trajectory_rows,
 )
 from engine.monitoring.events import query_events
+from tests.support.actors import OPERATOR
 from tests.support.console_env import as_shown, seeded_console_env
 
 NOW = 1_800_000_000.0
@@ -273,7 +274,7 @@ def test_load_entity_view_reads_hypotheses_cluster_and_empty_trail(seeded_graph)
 def test_live_run_writes_the_graph_records_a_metric_and_shows_in_the_view(seeded_graph, ops):
     entity = seeded_graph.list_entities(limit=1)[0]
     before = {h.id: h for h in seeded_graph.get_hypotheses(entity.id)}
-    run = run_entity(seeded_graph, ops, entity.id, system="new", clock=lambda: NOW + 60)
+    run = run_entity(seeded_graph, ops, entity.id, actor=OPERATOR, system="new", clock=lambda: NOW + 60)
     result = run.result
     assert result.entity_id == entity.id and result.system == "new" and not result.shadow
     assert result.iterations == len(result.hops) > 0
@@ -299,8 +300,8 @@ def test_live_run_writes_the_graph_records_a_metric_and_shows_in_the_view(seeded
 
 def test_rolled_back_evidence_stays_in_the_trail_flagged(seeded_graph, ops):
     entity = seeded_graph.list_entities(limit=4)[3]
-    first = run_entity(seeded_graph, ops, entity.id, clock=lambda: NOW)
-    second = run_entity(seeded_graph, ops, entity.id, clock=lambda: NOW + 3600)
+    first = run_entity(seeded_graph, ops, entity.id, actor=OPERATOR, clock=lambda: NOW)
+    second = run_entity(seeded_graph, ops, entity.id, actor=OPERATOR, clock=lambda: NOW + 3600)
     assert seeded_graph.mark_evidence_rolled_back([entity.id], first.run_id) == first.result.iterations
     rows = load_entity_view(seeded_graph, entity.id, DEFAULT_PARAMS, now=NOW + 7200).evidence
     assert len(rows) == first.result.iterations + second.result.iterations
@@ -313,7 +314,7 @@ def test_rolled_back_evidence_stays_in_the_trail_flagged(seeded_graph, ops):
 def test_shadow_run_writes_nothing_to_the_graph_but_is_recorded(seeded_graph, ops):
     entity = seeded_graph.list_entities(limit=2)[1]
     before = seeded_graph.get_hypotheses(entity.id)
-    run = run_entity(seeded_graph, ops, entity.id, system="old", shadow=True, clock=lambda: NOW)
+    run = run_entity(seeded_graph, ops, entity.id, actor=OPERATOR, system="old", shadow=True, clock=lambda: NOW)
     assert run.result.shadow and run.result.system == "old" and run.result.iterations > 0
     assert seeded_graph.get_hypotheses(entity.id) == before
     assert seeded_graph.get_evidence(entity.id) == []
@@ -323,7 +324,7 @@ def test_shadow_run_writes_nothing_to_the_graph_but_is_recorded(seeded_graph, op
 
 def test_unknown_entity_is_one_line_and_writes_nothing(seeded_graph, ops):
     with pytest.raises(UnknownEntity) as err:
-        run_entity(seeded_graph, ops, "no-such-club", clock=lambda: NOW)
+        run_entity(seeded_graph, ops, "no-such-club", actor=OPERATOR, clock=lambda: NOW)
     assert "\n" not in str(err.value) and "no-such-club" in str(err.value)
     assert query_events(ops) == []
     with pytest.raises(UnknownEntity):
@@ -332,7 +333,10 @@ def test_unknown_entity_is_one_line_and_writes_nothing(seeded_graph, ops):
 
 def test_world_seed_changes_the_world(seeded_graph, ops):
     entity = seeded_graph.list_entities(limit=3)[2]
-    runs = [run_entity(seeded_graph, ops, entity.id, shadow=True, world_seed=s, clock=lambda: NOW) for s in (1, 1, 2)]
+    runs = [
+        run_entity(seeded_graph, ops, entity.id, actor=OPERATOR, shadow=True, world_seed=s, clock=lambda: NOW)
+        for s in (1, 1, 2)
+    ]
     trails = [[(h.hop_type, h.decision, h.cost_usd) for h in r.result.hops] for r in runs]
     assert trails[0] == trails[1]  # same seed, same state: the same run
     assert trails[0] != trails[2]
@@ -544,8 +548,8 @@ def test_evidence_trail_flags_and_filters_rolled_back_hops(console_graph):
 
     entity = console_graph.list_entities(limit=4)[3]
     ops = OpsDB(console_graph.settings.ops_db_path)
-    first = run_entity(console_graph, ops, entity.id)
-    second = run_entity(console_graph, ops, entity.id)
+    first = run_entity(console_graph, ops, entity.id, actor=OPERATOR)
+    second = run_entity(console_graph, ops, entity.id, actor=OPERATOR)
     console_graph.mark_evidence_rolled_back([entity.id], first.run_id)
     total = first.result.iterations + second.result.iterations
     at = open_entity(entity.id)

@@ -13,6 +13,8 @@ from engine.monitoring import alert_jobs
 from engine.monitoring.alerts import AlertStatus, current_states, history, load_rules, save_rules
 from engine.monitoring.events import record_runs
 from engine.monitoring.jsonlog import JsonlLog
+from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN, OPERATOR
 from tests.support.monitoring_data import FakeClock, make_run
 
 
@@ -25,7 +27,7 @@ def _fast_error_rule(settings):
     rules = [
         r.to_json() | ({"hold": "2m", "min_sample": 2} if r.id == "error-rate" else {}) for r in load_rules(settings)
     ]
-    save_rules(settings, rules)
+    save_rules(settings, rules, ops=open_ops_db(settings), actor=ADMIN)
 
 
 def test_the_job_evaluates_every_interval_and_reads_rule_edits_each_round(settings, ops, clock):
@@ -75,7 +77,7 @@ def test_rule_edits_apply_at_the_next_round(settings, ops, clock):
                 r.to_json() | ({"hold": "0s", "min_sample": 1} if r.id == "error-rate" else {})
                 for r in load_rules(settings)
             ]
-            save_rules(settings, rules)
+            save_rules(settings, rules, ops=open_ops_db(settings), actor=ADMIN)
             edited.append(True)
 
     final = execute(store, store.claim(job.id), settings, sleep=sleep)
@@ -86,7 +88,7 @@ def test_rule_edits_apply_at_the_next_round(settings, ops, clock):
 
 def test_a_bad_interval_is_a_one_line_error(settings, ops):
     with pytest.raises(ConfigError, match="shorter than 5s"):
-        alert_jobs.start_evaluator(settings, ops, interval="1s", actor="test", launch=lambda *a: 0)
+        alert_jobs.start_evaluator(settings, ops, interval="1s", actor=OPERATOR, launch=lambda *a: 0)
     with pytest.raises(ConfigError, match="e.g. 15m"):
         alert_jobs.parse_interval("often")
 
@@ -94,16 +96,16 @@ def test_a_bad_interval_is_a_one_line_error(settings, ops):
 def test_only_one_evaluator_is_active_and_start_stop_are_audited(settings, ops):
     launched = []
     job, started = alert_jobs.start_evaluator(
-        settings, ops, interval="30s", actor="op", launch=lambda s, jid: launched.append(jid) or 1
+        settings, ops, interval="30s", actor=OPERATOR, launch=lambda s, jid: launched.append(jid) or 1
     )
     assert started and launched == [job.id] and job.params["interval_s"] == 30
     again, started = alert_jobs.start_evaluator(
-        settings, ops, interval="1m", actor="op", launch=lambda s, jid: launched.append(jid) or 1
+        settings, ops, interval="1m", actor=OPERATOR, launch=lambda s, jid: launched.append(jid) or 1
     )
     assert not started and again.id == job.id and launched == [job.id]
-    stopped = alert_jobs.stop_evaluator(ops, actor="op")
+    stopped = alert_jobs.stop_evaluator(ops, actor=OPERATOR)
     assert stopped.state is JobState.CANCELLED  # it was still queued: cancelled at once
-    assert alert_jobs.stop_evaluator(ops, actor="op") is None
+    assert alert_jobs.stop_evaluator(ops, actor=OPERATOR) is None
     actions = [a["action"] for a in ops.list_audit()]
     assert "alerts.evaluator.start" in actions and "alerts.evaluator.stop" in actions
     assert "is off" in alert_jobs.describe_evaluator(alert_jobs.latest_evaluator(JobStore(ops)), time.time())
@@ -160,7 +162,7 @@ def test_an_evaluator_whose_worker_died_shows_as_off_and_can_be_started_again(se
     assert alert_jobs.active_evaluator(store) is None
     assert "dead" in alert_jobs.describe_evaluator(alert_jobs.latest_evaluator(store), time.time())
     assert "dead" in alert_jobs.evaluator_status(ops, time.time())
-    new, started = alert_jobs.start_evaluator(settings, ops, interval="1m", actor="op", launch=lambda s, j: 1)
+    new, started = alert_jobs.start_evaluator(settings, ops, interval="1m", actor=OPERATOR, launch=lambda s, j: 1)
     assert started and new.id != job.id
 
 
@@ -168,11 +170,11 @@ def test_the_evaluator_view_gives_the_line_and_the_button_from_one_read(settings
     """Off: no Stop; active: Stop and a line that is not "off"; stop requested: "stopping" (Stop pressed)."""
     view = alert_jobs.evaluator_view(ops, clock.now, clock=clock)
     assert not view.running and "is off" in view.line
-    job, _ = alert_jobs.start_evaluator(settings, ops, interval="1m", actor="t", launch=lambda *a: 0, clock=clock)
+    job, _ = alert_jobs.start_evaluator(settings, ops, interval="1m", actor=OPERATOR, launch=lambda *a: 0, clock=clock)
     store = JobStore(ops, clock=clock)
     claimed = store.claim(job.id)  # as a worker would: running, under this (live) process
     view = alert_jobs.evaluator_view(ops, clock.now, clock=clock)
     assert view.running and not view.stopping and "is off" not in view.line and view.job.id == job.id
-    alert_jobs.stop_evaluator(ops, actor="t", clock=clock)
+    alert_jobs.stop_evaluator(ops, actor=OPERATOR, clock=clock)
     view = alert_jobs.evaluator_view(ops, clock.now, clock=clock)
     assert claimed is not None and view.running and view.stopping and "stopping" in view.line, view

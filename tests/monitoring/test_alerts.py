@@ -32,6 +32,7 @@ from engine.monitoring.alerts import (
 from engine.monitoring.events import record_runs
 from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.windows import summarize_events
+from tests.support.actors import APPROVER, OPERATOR, person
 from tests.support.monitoring_data import FakeClock, make_event, make_run
 
 T0 = 1_800_000_000.0
@@ -288,7 +289,8 @@ def test_saved_rules_override_the_shipped_ones_which_stay_untouched(settings, op
     shipped_text = SHIPPED_RULES.read_text()
     rules = load_rules(settings)
     edited = [replace(r, threshold=0.2) if r.id == "error-rate" else r for r in rules]
-    save_rules(settings, edited, ops=ops, actor="console:alice")
+    alice = person(ops, "alice@example.com", "approver")
+    save_rules(settings, edited, ops=ops, actor=alice)
     assert SHIPPED_RULES.read_text() == shipped_text
     assert rules_path(settings).exists()
     again = {r.id: r for r in load_rules(settings)}
@@ -296,16 +298,20 @@ def test_saved_rules_override_the_shipped_ones_which_stay_untouched(settings, op
     assert [r.id for r in load_rules(settings)] == [r.id for r in rules]
     assert load_rules(settings) == edited
     (entry,) = ops.list_audit(action="alert_rules.save")
-    assert entry["actor"] == "console:alice"
-    assert reset_rules(settings, ops=ops) is True
+    assert (entry["actor"], entry["actor_email"], entry["actor_role"]) == (
+        "alice@example.com",
+        "alice@example.com",
+        "approver",
+    )
+    assert reset_rules(settings, ops=ops, actor=alice) is True
     assert load_rules(settings) == rules
 
 
-def test_saving_invalid_rules_writes_nothing(settings):
+def test_saving_invalid_rules_writes_nothing(settings, ops):
     raw = [r.to_json() for r in load_rules(settings)]
     raw[1]["threshold"] = -1
     with pytest.raises(ConfigError, match="cost-per-entity"):
-        save_rules(settings, raw)
+        save_rules(settings, raw, ops=ops, actor=APPROVER)
     assert not rules_path(settings).exists()
 
 
@@ -435,11 +441,13 @@ def test_acknowledge_is_recorded_audited_and_cleared_by_the_next_episode(ops, se
     rule = _fast_rule(hold_s=0)
     record_runs(ops, [make_run(f"e{i}", errors=("timeout",) * 4) for i in range(3)], run_id="bad", clock=clock, log=log)
     evaluate_alerts(ops, [rule], clock.tick(1))
-    rec = acknowledge(ops, "error-rate", actor="console:bob", now=clock.tick(5), note="on it")
-    assert (rec.acknowledged_by, rec.ack_note) == ("console:bob", "on it")
+    bob = person(ops, "bob@example.com", "operator")
+    rec = acknowledge(ops, "error-rate", actor=bob, now=clock.tick(5), note="on it")
+    assert (rec.acknowledged_by, rec.ack_note) == ("bob@example.com", "on it")
     assert current_states(ops)["error-rate"].acknowledged
     (entry,) = ops.list_audit(action="alert.acknowledge")
-    assert (entry["actor"], entry["target"], entry["details"]["state"]) == ("console:bob", "error-rate", "firing")
+    assert (entry["actor"], entry["target"], entry["details"]["state"]) == ("bob@example.com", "error-rate", "firing")
+    assert entry["actor_email"] == "bob@example.com" and entry["actor_verified_by"] == "oidc"
 
     evaluate_alerts(ops, [rule], clock.tick(1))  # still firing: the acknowledgement holds
     assert current_states(ops)["error-rate"].acknowledged
@@ -449,10 +457,10 @@ def test_acknowledge_is_recorded_audited_and_cleared_by_the_next_episode(ops, se
 
 def test_acknowledging_an_ok_or_unknown_alert_is_refused(ops):
     with pytest.raises(ConfigError, match="evaluate first"):
-        acknowledge(ops, "error-rate", actor="me", now=T0)
+        acknowledge(ops, "error-rate", actor=OPERATOR, now=T0)
     evaluate_alerts(ops, [_fast_rule()], T0)
     with pytest.raises(ConfigError, match="only pending or firing"):
-        acknowledge(ops, "error-rate", actor="me", now=T0)
+        acknowledge(ops, "error-rate", actor=OPERATOR, now=T0)
     assert ops.list_audit(action="alert.acknowledge") == []
 
 
@@ -491,11 +499,11 @@ def test_update_rules_writes_nothing_when_unchanged_and_reevaluates_what_changed
     from engine.monitoring.alerts import SHIPPED_RULES, load_rules, rules_path, update_rules
 
     rules = load_rules(settings)
-    unchanged = update_rules(settings, [r.to_json() for r in rules], ops=ops, actor="t", now=1_000.0)
+    unchanged = update_rules(settings, [r.to_json() for r in rules], ops=ops, actor=APPROVER, now=1_000.0)
     assert not unchanged.written and unchanged.changed == [] and unchanged.evaluations == []
     assert not rules_path(settings).exists() and not ops.list_audit(action="alert_rules.save")
     edited = [r.to_json() | ({"threshold": 0.5} if r.id == "error-rate" else {}) for r in rules]
-    done = update_rules(settings, edited, ops=ops, actor="t", now=1_000.0)
+    done = update_rules(settings, edited, ops=ops, actor=APPROVER, now=1_000.0)
     assert done.written and done.changed == ["error-rate"]
     assert [ev.rule.id for ev in done.evaluations] == ["error-rate"]  # the edited rule only, evaluated now
     assert rules_path(settings).exists() and ops.list_audit(action="alert_rules.save")

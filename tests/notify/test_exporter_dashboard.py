@@ -20,6 +20,7 @@ from engine.production.control import start_production
 from engine.production.scheduler import Scheduler
 from engine.tuning.spec import EntitySpec, StudySpec
 from engine.tuning.store import create_study
+from tests.support.actors import ADMIN
 from tests.support.monitoring_data import FakeClock
 from tests.support.rollouts import run_pilot_here
 from tests.support.scrape import exporter_on, scrape_text, served_names
@@ -87,11 +88,11 @@ def scraped(settings, ops, seed_graph, tmp_path) -> str:
     run_pilot_here(settings, ops, graph, tmp_path)
     alerts_mod.evaluate_alerts(ops, alerts_mod.load_rules(settings), clock.now)
     spec = StudySpec(method="random", params=("max_iterations",), iterations=2, entities=EntitySpec(n=40))
-    create_study(ops, spec, actor="tester")
+    create_study(ops, spec, actor=ADMIN)
     service = CacheService(graph, ops)
     service.cached.get_hypotheses(ids[0])
     service.publish()
-    prod = start_production(settings, ops, budget_usd=5.0, batch_size=5, actor="tester", launch=False)
+    prod = start_production(settings, ops, budget_usd=5.0, batch_size=5, actor=ADMIN, launch=False)
     assert Scheduler(graph, ops, prod).step().kind == "ran"
     with exporter_on(settings) as server:
         return scrape_text(server.url)

@@ -22,6 +22,7 @@ from engine.rollout.states import EffectiveState, StageState
 from engine.store.opsdb import OpsDB
 from engine.tuning.spec import EntitySpec, StudySpec
 from engine.tuning.store import create_study
+from tests.support.actors import ADMIN
 from tests.support.monitoring_data import FakeClock, make_run
 from tests.support.rollouts import run_pilot_here
 from tests.support.scrape import exporter_on, family_samples, samples, scrape_text, value
@@ -224,7 +225,7 @@ def test_tuning_studies_show_their_state_and_trials(settings, ops):
         seed=1,
         train_fraction=0.7,
     )
-    study = create_study(ops, spec, actor="tester")
+    study = create_study(ops, spec, actor=ADMIN)
     with exporter_on(settings) as server:
         text = scrape_text(server.url)
     sid = str(study.id)

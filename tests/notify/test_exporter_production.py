@@ -14,6 +14,7 @@ from engine.notify.exporter import PRODUCTION_STATES, ExporterServer, OpsCollect
 from engine.production.control import production_status, start_production, state_of
 from engine.production.policy import RefreshPolicy
 from engine.production.scheduler import Scheduler
+from tests.support.actors import ADMIN
 from tests.support.production import scheduler_without_evaluator, wait_until
 from tests.support.scrape import family_samples, scrape_text, value
 
@@ -66,7 +67,7 @@ def test_production_figures_follow_the_scheduler_batch_by_batch_and_day_by_day(s
         budget_usd=2.5,
         policy=RefreshPolicy(3600.0, DAY),
         batch_size=4,
-        actor="test",
+        actor=ADMIN,
         launch=False,
     )
     sched = Scheduler(graph, ops, prod, clock=lambda: now[0])
@@ -101,7 +102,7 @@ def test_production_figures_follow_the_scheduler_batch_by_batch_and_day_by_day(s
 
 def test_the_state_label_is_the_production_pages_words_for_every_job_state(settings, ops, seed_graph):
     seed_graph(10, 7)
-    start_production(settings, ops, budget_usd=1.0, actor="test", launch=False)
+    start_production(settings, ops, budget_usd=1.0, actor=ADMIN, launch=False)
     job = JobStore(ops).list(kind="production")[0]
     for js in JobState:
         for message in ("", "paused by a fault of the store, nothing of the batch counted: down"):

@@ -12,6 +12,7 @@ from engine.monitoring.jsonlog import JsonlLog
 from engine.notify import sender as ns_sender
 from engine.notify import store as ns
 from engine.store.outbox import REPEAT_SETTING, list_messages
+from tests.support.actors import ADMIN
 from tests.support.monitoring_data import make_run
 from tests.support.receivers import WebhookReceiver
 
@@ -45,12 +46,12 @@ def test_a_silence_mutes_a_grouped_reminder_only_when_it_covers_every_rule(ops, 
     hook = WebhookReceiver().start()
     try:
         now = float(int(time.time()))
-        ns.add_channel(ops, name="h", kind="webhook", config={"url": hook.url}, actor="t", now=now - 100)
+        ns.add_channel(ops, name="h", kind="webhook", config={"url": hook.url}, actor=ADMIN, now=now - 100)
         runs = [make_run(f"e{i}", errors=("timeout",) * 2, hops=4) for i in range(10)]
         record_runs(ops, runs, run_id="r", clock=lambda: now - 10, log=JsonlLog(tmp_path / "m.jsonl"))
         ops.set_setting(REPEAT_SETTING, 600.0)
         rules = [rule("errors-a"), rule("errors-b")]
-        ns.add_silence(ops, "errors-a", duration_s=86400, reason="known", actor="t", now=now - 1)
+        ns.add_silence(ops, "errors-a", duration_s=86400, reason="known", actor=ADMIN, now=now - 1)
         evaluate_alerts(ops, rules, now)
         evaluate_alerts(ops, rules, now + 600)
         ns_sender.send_round(ops, now=now + 601)

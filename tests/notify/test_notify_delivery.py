@@ -14,6 +14,7 @@ from engine.core.errors import DiscoveryError
 from engine.notify import sender as ns_sender
 from engine.notify import store as ns
 from engine.store.outbox import enqueue
+from tests.support.actors import ADMIN
 from tests.support.receivers import SmtpReceiver, WebhookReceiver, self_signed
 
 T0 = 1_900_000_000.0
@@ -41,7 +42,7 @@ def put(ops, n: int, *, topic: str = "rollout.started", at: float = T0, prefix: 
 
 
 def add_hook(ops, url: str, name: str = "hook", **kw) -> ns.Channel:
-    return ns.add_channel(ops, name=name, kind="webhook", config={"url": url}, actor="test", now=T0 - 10, **kw)
+    return ns.add_channel(ops, name=name, kind="webhook", config={"url": url}, actor=ADMIN, now=T0 - 10, **kw)
 
 
 def test_a_message_reaches_the_webhook_with_its_key_figures_and_console_link(ops, hook, monkeypatch):
@@ -127,8 +128,8 @@ def test_triggers_switches_and_silences_skip_with_the_reason_in_the_log(ops, hoo
     add_hook(ops, hook.url, name="all")
     add_hook(ops, hook.url, name="rollouts only", triggers=["rollout.started"])
     off = add_hook(ops, hook.url, name="off")
-    ns.update_channel(ops, off.id, enabled=False, actor="test", now=T0 - 5)
-    ns.add_silence(ops, "r1", duration_s=3600, reason="known noisy", actor="test", now=T0 - 1)
+    ns.update_channel(ops, off.id, enabled=False, actor=ADMIN, now=T0 - 5)
+    ns.add_silence(ops, "r1", duration_s=3600, reason="known noisy", actor=ADMIN, now=T0 - 1)
     put(ops, 1, topic="rollout.started", prefix="r")
     put(ops, 1, topic="alert.firing", prefix="a")
     ns_sender.send_round(ops, now=T0 + 1)
@@ -140,7 +141,7 @@ def test_triggers_switches_and_silences_skip_with_the_reason_in_the_log(ops, hoo
     assert log["off", "rollout.started"].error == "channel switched off"
     assert len(hook.posts) == 2
     audit = ops.list_audit(action="notify.silence.add")[0]
-    assert audit["actor"] == "test" and audit["details"]["reason"] == "known noisy"
+    assert audit["actor"] == "test-admin" and audit["details"]["reason"] == "known noisy"
 
 
 def test_a_channel_added_later_does_not_get_older_messages(ops, hook):
@@ -157,10 +158,10 @@ def test_channel_settings_that_hold_credentials_are_refused(ops):
             name="mail",
             kind="email",
             config={"host": "smtp.example.org", "sender": "a@example.org", "to": "b@example.org", "password": "x"},
-            actor="test",
+            actor=ADMIN,
         )
     with pytest.raises(DiscoveryError, match="url"):
-        ns.add_channel(ops, name="bad", kind="webhook", config={"url": "ftp://x"}, actor="test")
+        ns.add_channel(ops, name="bad", kind="webhook", config={"url": "ftp://x"}, actor=ADMIN)
 
 
 # --------------------------------------------------------------------------- e-mail
@@ -187,7 +188,7 @@ def add_mail(ops, port: int, *, starttls: bool = True) -> ns.Channel:
             "to": "oncall@example.org, lead@example.org",
             "starttls": starttls,
         },
-        actor="test",
+        actor=ADMIN,
         now=T0 - 10,
     )
 

@@ -142,7 +142,7 @@ def tuning(ctx) -> dict[str, int]:
         train_fraction=0.7,
         top_k=1,
     )
-    StudyRunner(ops, create_study(ops, spec, actor="t"), settings=ctx["settings"]).run()
+    StudyRunner(ops, create_study(ops, spec, actor=ADMIN), settings=ctx["settings"]).run()
     store = JobStore(ops)
     job = store.claim(store.submit("tuning", {"study_id": 99}).id)
 
@@ -189,7 +189,7 @@ def production_budget(ctx) -> dict[str, int]:
     settings, ops, graph = ctx["settings"], ctx["ops"], ctx["graph"]
     now = [T0]
     prod = start_production(
-        settings, ops, budget_usd=1.5, policy=RefreshPolicy(0.0, DAY), batch_size=4, actor="t", launch=False
+        settings, ops, budget_usd=1.5, policy=RefreshPolicy(0.0, DAY), batch_size=4, actor=ADMIN, launch=False
     )
     sched = Scheduler(graph, ops, prod, clock=lambda: now[0])
     for _day in range(2):
@@ -221,7 +221,7 @@ def production_fault(ctx) -> dict[str, int]:
         assert "python -m engine production resume" in told.facts["who can act"]
         wait_until(lambda: production_status(ops, graph).state == "paused by a fault", "the fault pause")
         f.evaluator.start()  # the same port
-        resume_production(ops, "t", settings=settings, launch=False)
+        resume_production(ops, ADMIN, settings=settings, launch=False)
 
         def settled() -> bool:
             with ops.connect() as db:
@@ -283,13 +283,13 @@ def test_every_trigger_makes_exactly_one_message_per_channel(name, settings, ops
     hook = WebhookReceiver().start()
     smtp = SmtpReceiver().start()
     try:
-        ns.add_channel(ops, name="hook", kind="webhook", config={"url": hook.url}, actor="t", now=0)
+        ns.add_channel(ops, name="hook", kind="webhook", config={"url": hook.url}, actor=ADMIN, now=0)
         ns.add_channel(
             ops,
             name="mail",
             kind="email",
             config={"host": "127.0.0.1", "port": smtp.port, "sender": "o@x.org", "to": "p@x.org", "starttls": False},
-            actor="t",
+            actor=ADMIN,
             now=0,
         )
         os.environ.pop(ns.DEFAULT_SMTP_PASSWORD_ENV, None)

@@ -32,6 +32,7 @@ from engine.monitoring.alerts import (
 from engine.monitoring.events import record_runs
 from engine.monitoring.jsonlog import JsonlLog
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN, OPERATOR, VIEWER
 from tests.support.console_env import as_shown
 from tests.support.monitoring_data import make_run
 
@@ -131,6 +132,8 @@ def _breaching(settings):
     save_rules(
         settings,
         [r.to_json() | ({"hold": "0s", "min_sample": 2} if r.id == "error-rate" else {}) for r in load_rules(settings)],
+        ops=open_ops_db(settings),
+        actor=ADMIN,
     )
     record_runs(
         open_ops_db(settings),
@@ -164,18 +167,34 @@ def test_evaluate_now_then_acknowledge_is_audited(console_env):
     history = next(d.value for d in at.dataframe if "to" in d.value.columns)
     assert ("error-rate", "firing") in set(zip(history["rule"], history["to"]))
     assert [b.proto.label for b in at.get("download_button")] == ["Download history (CSV)"]
-    # acknowledge: recorded under the sidebar's one operator name (console.identity), not a field of its own
+    # acknowledge: recorded under the tab's one identity (console.identity: ``local`` with sign-in off)
     assert at.selectbox(key="ack_rule").value == "error-rate"
-    at.text_input(key="operator_name").input("ana")
     at.text_input(key="ack_note").input("checking the evaluator")
     next(b for b in at.button if b.label == "Acknowledge").click().run()
     assert not at.exception
-    assert any("acknowledged error-rate as console:ana" in as_shown(s.value) for s in at.success)
+    assert any("acknowledged error-rate as local" in as_shown(s.value) for s in at.success)
     ops = open_ops_db(console_env)
-    assert current_states(ops)["error-rate"].acknowledged_by == "console:ana"
+    assert current_states(ops)["error-rate"].acknowledged_by == "local"
     audit = ops.list_audit(action="alert.acknowledge")
-    assert audit and audit[0]["actor"] == "console:ana"
+    assert audit and (audit[0]["actor"], audit[0]["actor_verified_by"]) == ("local", "local")
     assert not [w for w in at.selectbox if w.key == "ack_rule"]  # nothing left to acknowledge
+
+
+def test_buttons_the_role_may_not_use_are_disabled_with_the_role_they_need(console_env, monkeypatch):
+    """A viewer may look but not evaluate; an operator may evaluate but not edit the rules (an approver's)."""
+    monkeypatch.setattr("console.identity.actor", lambda: VIEWER)
+    at = open_page()
+    for key in ("evaluate_now", "evaluator_start", "rules_save"):
+        assert at.button(key=key).disabled, key
+    assert at.button(key="evaluate_now").proto.help == "needs operator"
+    assert at.button(key="rules_save").proto.help == "needs approver"
+    monkeypatch.setattr("console.identity.actor", lambda: OPERATOR)
+    at = open_page()
+    assert not at.button(key="evaluate_now").disabled and not at.button(key="evaluator_start").disabled
+    assert at.button(key="rules_save").disabled and at.button(key="rules_save").proto.help == "needs approver"
+    at.button(key="evaluate_now").click().run()
+    assert not at.exception and any("evaluated 5 rules" in as_shown(s.value) for s in at.success)
+    assert open_ops_db(console_env).list_audit(action="alert_rules.save") == []
 
 
 def test_threshold_edit_is_validated_and_saved(console_env):
@@ -242,7 +261,7 @@ def test_the_evaluator_line_and_its_button_agree(console_env):
     assert any("periodic evaluation is off" in c.value for c in at.caption)
     assert [b.key for b in at.button if b.key in ("evaluator_start", "evaluator_stop")] == ["evaluator_start"]
     ops = open_ops_db(console_env)
-    job, started = alert_jobs.start_evaluator(console_env, ops, interval="1m", actor="t", launch=lambda *a: 0)
+    job, started = alert_jobs.start_evaluator(console_env, ops, interval="1m", actor=ADMIN, launch=lambda *a: 0)
     assert started
     at = open_page()
     assert [b.key for b in at.button if b.key in ("evaluator_start", "evaluator_stop")] == ["evaluator_stop"]

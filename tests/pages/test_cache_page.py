@@ -15,6 +15,7 @@ from engine.cache.lru import AccessCount
 from engine.cache.warmer import WarmReport
 from engine.jobs.queue import JobState, JobStore, wait_for
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import VIEWER
 from tests.support.console_env import as_shown, seeded_console_env
 
 PAGE = Path(__file__).resolve().parents[2] / "pages" / "cache.py"
@@ -105,12 +106,18 @@ def test_page_shows_the_console_cache_and_warm_now_fills_it(seeded):
     (accessed,) = [d.value for d in at.dataframe if "hits" in d.value.columns]
     assert accessed["key"].tolist() == ["hyps/" + ids[0]] and (accessed["hits"] > 0).all()
     assert open_ops_db(settings).list_audit(1)[0]["action"] == "cache.warm"
-    assert open_ops_db(settings).list_audit(1)[0]["actor"] == "console:operator"  # the sidebar's Operator
-    at.text_input(key="operator_name").input("ana").run()
+    assert open_ops_db(settings).list_audit(1)[0]["actor"] == "local"  # the tab's identity, never "console"
     at.button(key="cache_clear").click().run()
     assert any("Clear cache:" in as_shown(s.value) for s in at.success)
-    assert open_ops_db(settings).list_audit(1, action="cache.clear")[0]["actor"] == "console:ana"
+    assert open_ops_db(settings).list_audit(1, action="cache.clear")[0]["actor"] == "local"
     assert metric(at, "Entries") == "0"
+
+
+def test_a_viewer_sees_the_cache_buttons_disabled_with_the_role_they_need(seeded, monkeypatch):
+    monkeypatch.setattr("console.identity.actor", lambda: VIEWER)
+    at = run_page()
+    for key in ("cache_warm", "cache_clear", "cache_save_interval", "cache_bench_run"):
+        assert at.button(key=key).disabled and at.button(key=key).proto.help == "needs operator", key
 
 
 def test_interval_is_saved_and_validated(seeded):

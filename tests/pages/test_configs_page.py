@@ -11,9 +11,11 @@ from streamlit.testing.v1 import AppTest
 
 from console.configs_view import DIFF_COLUMNS, HISTORY_COLUMNS, PARAMS_COLUMNS, SAVED_COLUMNS
 from console.text import md_escape
+from engine.core.access import Role
 from engine.core.configs import configs_dir, set_candidate, set_live_config
 from engine.core.params import PARAMETER_SPECS, ParameterConfig
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import as_role
 from tests.support.console_env import as_shown
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
@@ -43,7 +45,7 @@ def summary(at: AppTest) -> str:
 def promote(ops, cfg: ParameterConfig, run_id: int, actor: str, at: float) -> None:
     """What the rollout does when the last stage of a run is promoted: inside one transaction."""
     with ops.transaction() as db:
-        set_live_config(ops, db, cfg, run_id=run_id, actor=actor, at=at)
+        set_live_config(ops, db, cfg, run_id=run_id, actor=as_role(Role.APPROVER, key=actor), at=at)
 
 
 def test_a_fresh_data_dir_runs_the_defaults_and_has_nothing_handed_over(console_env):
@@ -66,13 +68,13 @@ def test_live_candidate_history_and_saved_files(console_env):
     ops = open_ops_db(console_env)
     first = ParameterConfig(max_iterations=25)
     live = ParameterConfig(max_iterations=30, delta_accept=0.08)
-    promote(ops, first, 3, "console:alice", 1_000.0)
-    promote(ops, live, 5, "console:bob", 2_000.0)
+    promote(ops, first, 3, "alice@example.com", 1_000.0)
+    promote(ops, live, 5, "bob@example.com", 2_000.0)
     folder = configs_dir(console_env)
     folder.mkdir(parents=True, exist_ok=True)
     candidate = live.with_changes(max_depth=2, stop_confidence=0.9)
     path = candidate.save(folder / "study-2-best.json")
-    set_candidate(ops, path, f"console:Mallory {PIXEL}", source=f"tuning study {PIXEL}")
+    set_candidate(ops, path, as_role(Role.APPROVER, key=f"console:Mallory {PIXEL}"), source=f"tuning study {PIXEL}")
     (folder / "broken.json").write_text(json.dumps({"max_iterations": 1000}), encoding="utf-8")
 
     at = run_configs()
@@ -80,7 +82,7 @@ def test_live_candidate_history_and_saved_files(console_env):
         f"**Live** `{live.hash()}` · **candidate** `{candidate.hash()}` (2 parameters differ from the live config) · "
         "**1** past live config · **2** saved files"
     )
-    assert any("promoted by run 5 · by console:bob" in as_shown(m.value) for m in at.markdown)
+    assert any("promoted by run 5 · by bob@example.com" in as_shown(m.value) for m in at.markdown)
 
     # the candidate's diff against live: only what changes, from the live value to the candidate's
     diffs = tables(at, DIFF_COLUMNS)
@@ -91,7 +93,7 @@ def test_live_candidate_history_and_saved_files(console_env):
 
     # past live configs, newest first, with when and by whom
     (history,) = tables(at, HISTORY_COLUMNS)
-    assert history["by"].tolist() == ["console:bob", "console:alice"]
+    assert history["by"].tolist() == ["bob@example.com", "alice@example.com"]
     assert history["run"].tolist() == ["run 5", "run 3"]
     assert history["config"].tolist() == [f"{live.hash()} (live now)", first.hash()]
     assert history["became live (UTC)"].tolist() == ["1970-01-01 00:33", "1970-01-01 00:16"]
@@ -103,7 +105,7 @@ def test_live_candidate_history_and_saved_files(console_env):
     past_diff = next(d for d in diffs if set(d["parameter"]) == {"max_iterations", "delta_accept"})
     assert past_diff.set_index("parameter").loc["max_iterations", "from"] == "30"
     assert past_diff.set_index("parameter").loc["max_iterations", "to"] == "25"
-    assert any(first.hash() in e.label and "by console:alice" in as_shown(e.label) for e in at.expander)
+    assert any(first.hash() in e.label and "by alice@example.com" in as_shown(e.label) for e in at.expander)
 
     # saved files: the candidate's file against live, the broken one with its problem
     (saved,) = tables(at, SAVED_COLUMNS)
@@ -128,8 +130,10 @@ def test_live_candidate_history_and_saved_files(console_env):
 def test_a_candidate_identical_to_live_is_called_out(console_env, tmp_path):
     ops = open_ops_db(console_env)
     live = ParameterConfig(max_iterations=30)
-    promote(ops, live, 7, "console:carol", 3_000.0)
-    set_candidate(ops, live.save(tmp_path / "same.json"), "console:carol", source="file")
+    promote(ops, live, 7, "carol@example.com", 3_000.0)
+    set_candidate(
+        ops, live.save(tmp_path / "same.json"), as_role(Role.APPROVER, key="carol@example.com"), source="file"
+    )
     at = run_configs()
     assert any("identical to the live config" in w.value for w in at.warning)
 
@@ -147,7 +151,7 @@ def test_stored_and_file_names_are_shown_as_text(console_env):
     folder.mkdir(parents=True, exist_ok=True)
     evil = f"evil {DIRECTIVES} {SCRIPT_LINK}.json"
     path = ParameterConfig(max_depth=2).save(folder / evil)
-    set_candidate(ops, path, actor, source=f"tuning {SCRIPT_LINK} {DIRECTIVES}")
+    set_candidate(ops, path, as_role(Role.APPROVER, key=actor), source=f"tuning {SCRIPT_LINK} {DIRECTIVES}")
     (folder / f"broken {SCRIPT_LINK}.json").write_text("{", encoding="utf-8")
 
     at = run_configs()

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from console import notify_view as nv
 from engine.notify import store as ns
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN
 from tests.support.console_env import as_shown
 from tests.support.receivers import WebhookReceiver
 
@@ -56,7 +57,7 @@ def test_add_a_webhook_send_a_test_and_see_it_in_the_log(console_env, hook):
     assert "T0SECRETPATH" not in text and "abcdef123456" not in text and "127.0.0.1" in text
     ops = open_ops_db(console_env)
     [added] = ops.list_audit(action="notify.channel.add")
-    assert added["actor"].startswith("console:") and added["details"]["target"].endswith("/***")
+    assert added["actor"] == "local" and added["details"]["target"].endswith("/***")
 
 
 def test_a_silence_is_added_from_the_page_and_audited(console_env):
@@ -67,7 +68,7 @@ def test_a_silence_is_added_from_the_page_and_audited(console_env):
     assert any("silenced until" in as_shown(s.value) for s in at.success), page_text(at)
     ops = open_ops_db(console_env)
     [audit] = ops.list_audit(action="notify.silence.add")
-    assert audit["details"]["reason"] == "deploy in progress" and audit["actor"].startswith("console:")
+    assert audit["details"]["reason"] == "deploy in progress" and audit["actor"] == "local"
 
 
 # --------------------------------------------------------------------------- the pure view
@@ -119,9 +120,9 @@ def test_a_channel_form_becomes_settings_the_engine_accepts():
 
 def test_edit_switches_a_channel_off_with_its_own_triggers(console_env):
     ops = open_ops_db(console_env)
-    a = ns.add_channel(ops, name="a", kind="webhook", config={"url": "https://a.example/x"}, actor="t")
+    a = ns.add_channel(ops, name="a", kind="webhook", config={"url": "https://a.example/x"}, actor=ADMIN)
     ns.add_channel(
-        ops, name="b", kind="slack", config={"url": "https://b.example/y"}, triggers=["worker.dead"], actor="t"
+        ops, name="b", kind="slack", config={"url": "https://b.example/y"}, triggers=["worker.dead"], actor=ADMIN
     )
     at = open_page()
     at.selectbox(key="ne_channel").set_value(a.id + 1).run()

@@ -111,7 +111,6 @@ def test_empty_page_shows_not_started_the_start_form_and_the_plan(console):
 def test_start_from_the_page_visits_within_the_budget_then_pause_and_stop(console):
     _, graph, ops = console
     at = open_page()
-    at.text_input(key="operator_name").input("tester")
     at.number_input(key="production_budget").set_value(2.0)
     at.number_input(key="production_batch_size").set_value(2)
     at.button(key="production_start").click().run()
@@ -124,7 +123,7 @@ def test_start_from_the_page_visits_within_the_budget_then_pause_and_stop(consol
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     st = production_status(ops, graph)
-    assert st.run["actor"] == "console:tester"
+    assert st.run["actor"] == "local"
     assert int(metric(at, "Visits today").replace(",", "")) >= 2
     bars = [as_shown(p.proto.text) for p in at.get("progress")]
     assert any("of $2.00" in t for t in bars), bars
@@ -141,7 +140,7 @@ def test_start_from_the_page_visits_within_the_budget_then_pause_and_stop(consol
     job = wait_for(JobStore(ops), st.job.id, until=lambda j: j.state.is_terminal(), timeout_s=WORKER_TIMEOUT_S)
     assert job.state is JobState.CANCELLED
     actions = {a["action"]: a["actor"] for a in ops.list_audit(20)}
-    assert actions["production.start"] == actions["production.pause"] == "console:tester"
+    assert actions["production.start"] == actions["production.pause"] == "local"
 
 
 def test_a_bad_refresh_policy_is_refused_in_one_line_and_starts_nothing(console):

@@ -20,6 +20,7 @@ from engine.tuning.objective import ObjectiveResult
 from engine.tuning.outputs import summarize
 from engine.tuning.spec import EntitySpec, StudySpec
 from engine.tuning.store import Study, create_study, finish_study, get_study, insert_trial, list_trials, set_holdout
+from tests.support.actors import ADMIN
 from tests.support.console_env import as_shown
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
@@ -82,7 +83,7 @@ def test_launch_form_creates_a_study_and_queues_its_worker_job(env, monkeypatch)
     assert study.spec.method == "grid" and study.spec.params == ("max_iterations",) and study.spec.iterations == 2
     assert launched == [study.job_id]
     assert JobStore(ops).get(study.job_id).state is JobState.QUEUED
-    assert ops.list_audit(action="tuning.create")[0]["actor"] == "console:operator"
+    assert ops.list_audit(action="tuning.create")[0]["actor"] == "local"
     # progress and state of the queued study
     assert "queued" in at.get("progress")[0].proto.text
     # cancel from the console: a queued job is cancelled at once
@@ -92,10 +93,10 @@ def test_launch_form_creates_a_study_and_queues_its_worker_job(env, monkeypatch)
 
 def test_a_finished_study_shows_trials_holdout_result_and_its_charts(env):
     ops = open_ops_db(env)
-    study = create_study(ops, SPEC, actor="test")
+    study = create_study(ops, SPEC, actor=ADMIN)
     from engine.tuning.runner import submit_study
 
-    job = submit_study(ops, study, actor="test")
+    job = submit_study(ops, study, actor=ADMIN)
     final = run_claimed(JobStore(ops), job.id, env)  # the worker's code path, in this process
     assert final.state is JobState.SUCCEEDED, final.error
     study = get_study(ops, study.id)
@@ -136,7 +137,7 @@ def _result(score: float, n: int) -> ObjectiveResult:
 def finished_study(ops, point: dict, holdout_n: int = 15) -> Study:
     """A finished study whose trial 1 (``point``) beats trial 0 on training and hold-out: stored as the worker
     stores it, without running the engine (the page only reads it)."""
-    study = create_study(ops, SPEC, actor="test")
+    study = create_study(ops, SPEC, actor=ADMIN)
     base_point = {p: getattr(study.base_config, p) for p in SPEC.params}
     holdout = study.holdout_ids
     for number, pt, score, hold in ((0, base_point, 1.0, 1.0), (1, point, 2.0, 1.5)):
@@ -199,7 +200,7 @@ def test_hand_to_rollout_says_what_was_handed_over_in_the_same_rerun(env, live_d
     assert any(
         s.startswith(f"Handed to rollout: config {cand['hash']} from tuning study {study.id} (trial 1)") for s in said
     ), said
-    assert live_defaults.list_audit(action="tuning.handoff")[0]["actor"] == "console:operator"
+    assert live_defaults.list_audit(action="tuning.handoff")[0]["actor"] == "local"
     at.run()  # the message stays while it is true (the candidate is still this winner)
     assert any("Handed to rollout" in as_shown(s.value) for s in at.success)
 
@@ -209,7 +210,7 @@ def test_a_winner_identical_to_the_live_config_is_refused_in_one_line(env, live_
     at = tuning_page()
     # the live config becomes the winner after the page was drawn: the click is refused by the engine
     with live_defaults.transaction() as db:
-        set_live_config(live_defaults, db, studies.winner_config(study), run_id=1, actor="test", at=0.0)
+        set_live_config(live_defaults, db, studies.winner_config(study), run_id=1, actor=ADMIN, at=0.0)
     at.button(key=f"tune_handoff_{study.id}").click().run()
     errors = [as_shown(e.value) for e in at.error]
     assert any("identical to the live config: nothing to hand over" in e for e in errors), errors
@@ -226,7 +227,7 @@ def test_a_winner_identical_to_the_live_config_is_refused_in_one_line(env, live_
 def test_cancel_shows_its_outcome_at_once_and_the_message_goes_when_stale(env, live_defaults, monkeypatch):
     monkeypatch.setattr("engine.jobs.queue.launch_worker", lambda settings, job_id, **kw: 4242)
     ops = live_defaults
-    study, job, _ = studies.start_study(ops, env, SPEC, actor="test")
+    study, job, _ = studies.start_study(ops, env, SPEC, actor=ADMIN)
     JobStore(ops).claim(job.id)  # a worker (this process) holds it: a cancel waits for its next checkpoint
     at = tuning_page()
     assert at.get("progress")[0].proto.text.startswith("running")
@@ -240,7 +241,7 @@ def test_cancel_shows_its_outcome_at_once_and_the_message_goes_when_stale(env, l
     assert not [s for s in at.success if "Cancel requested" in s.value]
     assert at.get("progress")[0].proto.text.startswith("cancelled")
     # a queued study is cancelled at once, and says so
-    study2, _, _ = studies.start_study(ops, env, SPEC, actor="test")
+    study2, _, _ = studies.start_study(ops, env, SPEC, actor=ADMIN)
     at = tuning_page()
     at.button(key=f"tune_cancel_{study2.id}").click().run()
     said = [as_shown(s.value) for s in at.success]

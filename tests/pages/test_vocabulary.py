@@ -76,7 +76,7 @@ def console(tmp_path_factory) -> Iterator[dict]:
             entities=tuning.EntitySpec(kind="catalogue", n=30),
             seed=1,
         )
-        _, job, _ = tuning.start_study(ops, settings, spec, actor="console:tester", launch=False)
+        _, job, _ = tuning.start_study(ops, settings, spec, actor=ADMIN, launch=False)
         done = run_claimed(JobStore(ops), job.id, settings, poll_s=0.05)
         assert done.state is JobState.SUCCEEDED, done.error
         yield {"settings": settings, "runs": (pilot, dry), "entity": graph.list_entities(limit=1)[0]}

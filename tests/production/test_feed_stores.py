@@ -10,6 +10,7 @@ from engine.core.configs import set_candidate
 from engine.core.params import ParameterConfig
 from engine.production.feed import LEFT_BY_RUN, LEFT_BY_STATE, FeedError, FeedFilter, feed_choices, load_feed
 from engine.store.graph import GraphStore
+from tests.support.actors import person
 from tests.support.feed import DAY, T0, RejectEverything, actionable_now, production_runs, promote, seed_feed
 
 
@@ -87,12 +88,13 @@ def test_an_entity_made_actionable_on_a_promoted_config_says_where_that_config_c
 def test_an_entity_a_rollout_exposed_shows_its_stage_and_the_handed_over_candidate(fed, tmp_path):
     graph, ops, ids, truth = fed
     candidate = ParameterConfig(actionable_min_accepts=1, actionable_min_categories=1, max_iterations=25)
-    set_candidate(ops, candidate.save(tmp_path / "study-3-best.json"), "console:alice", source="tuning study 3")
+    alice = person(ops, "alice@example.com", "approver")
+    set_candidate(ops, candidate.save(tmp_path / "study-3-best.json"), alice, source="tuning study 3")
     production_runs(graph, ops, ids[40:], at=T0 + DAY, params=candidate, stage_id="rollout-7-pilot")
     exposed = load_feed(graph, ops, FeedFilter(since=T0 + DAY)).rows
     assert exposed and {r.entity_id for r in exposed} == actionable_now(graph, ids[40:], candidate)
     (origin,) = {r.config_origin for r in exposed}
-    assert origin.startswith("rollout candidate, handed over by console:alice on ") and "tuning study 3" in origin
+    assert origin.startswith("rollout candidate, handed over by alice@example.com on ") and "tuning study 3" in origin
     assert {(r.stage_id, r.config_hash) for r in exposed} == {("rollout-7-pilot", candidate.hash())}
 
 

@@ -16,6 +16,7 @@ from engine.production.budget import day_of
 from engine.production.control import production_status, resume_production, start_production, stop_production
 from engine.production.policy import RefreshPolicy
 from engine.production.records import ABANDONED, RESERVED, SETTLED, day_spent
+from tests.support.actors import ADMIN
 
 TIMEOUT_S = 180.0
 BUDGET = 5.0
@@ -48,7 +49,7 @@ def test_an_evaluator_outage_pauses_with_the_reason_and_resume_goes_on_within_th
             evidence=EvidenceSpec(kind="http", url=evaluator.url, timeout_s=5),
             concurrency=3,
             batch_size=3,
-            actor="test",
+            actor=ADMIN,
         )
         job = store.list(kind="production")[0]
         wait_until(lambda: len(rows(ops, "SELECT 1 FROM production_visits")) >= 3, "the first visits")
@@ -58,7 +59,7 @@ def test_an_evaluator_outage_pauses_with_the_reason_and_resume_goes_on_within_th
         st = production_status(ops, graph)
         assert st.state == "paused by a fault" and "unreachable" in st.fault
         evaluator.start()  # the same port
-        resume_production(ops, "test", settings=settings)
+        resume_production(ops, ADMIN, settings=settings)
 
         def spent_out() -> bool:
             with ops.connect() as db:
@@ -71,7 +72,7 @@ def test_an_evaluator_outage_pauses_with_the_reason_and_resume_goes_on_within_th
     finally:
         evaluator.stop()
         try:
-            stop_production(ops, "test")
+            stop_production(ops, ADMIN)
         except Exception:  # noqa: BLE001 - already stopped
             pass
         wait_for(store, store.list(kind="production")[0].id, until=lambda j: j.state.is_terminal(), timeout_s=TIMEOUT_S)

@@ -18,6 +18,7 @@ from engine.production.budget import day_of
 from engine.production.control import resume_production, start_production, stop_production
 from engine.production.policy import RefreshPolicy
 from engine.production.records import ABANDONED, RESERVED, SETTLED, day_spent
+from tests.support.actors import ADMIN
 
 WORKER_TIMEOUT_S = 180.0
 BUDGET = 6.0
@@ -65,7 +66,7 @@ def test_a_worker_killed_mid_batch_never_overspends_and_counts_each_visit_once(s
         # real sleeps of each hop's latency x 0.005 (about 10 ms a hop): a batch is in flight long enough to kill
         evidence=EvidenceSpec(sleep=True, time_scale=0.005),
         batch_size=3,
-        actor="test",
+        actor=ADMIN,
     )
     store = JobStore(ops)
     job = store.list(kind="production")[0]
@@ -96,12 +97,12 @@ def test_a_worker_killed_mid_batch_never_overspends_and_counts_each_visit_once(s
         # SIGKILL is delivered asynchronously: until the process is gone (or a zombie) it still counts as the live
         # worker, and a resume would only ask it to go on
         wait_until(lambda: not process_alive(pid), "the killed worker to be gone")
-        job_after, note = resume_production(ops, "test", settings=settings)
+        job_after, note = resume_production(ops, ADMIN, settings=settings)
         assert "worker started" in note
         wait_until(spent_out, "the day's budget to be spent (no batch in flight, less than a visit's cap left)")
     finally:
         try:
-            stop_production(ops, "test")
+            stop_production(ops, ADMIN)
         except Exception:  # noqa: BLE001 - already stopped
             pass
         wait_for(store, job.id, until=lambda j: j.state.is_terminal(), timeout_s=WORKER_TIMEOUT_S)

@@ -62,7 +62,7 @@ def test_an_exposed_entity_runs_the_candidate_and_the_others_the_live_config(set
         assert wait_for_state(ops, run_id, ["soaking", "rolled_back", "inconclusive"]).state == "soaking"
         exposed = set(ro.assigned_systems(ops))
         assert len(exposed) == 10
-        prod = start_production(settings, ops, budget_usd=100.0, batch_size=50, actor="test", launch=False)
+        prod = start_production(settings, ops, budget_usd=100.0, batch_size=50, actor=ADMIN, launch=False)
         result = Scheduler(graph, ops, prod).step()
         assert result.kind == "ran" and result.visits == 30
     finally:
@@ -94,7 +94,7 @@ def test_the_days_budget_is_never_exceeded_and_the_next_day_opens_a_new_one(sett
         budget_usd=2.5,
         policy=RefreshPolicy(0.0, DAY),
         batch_size=3,
-        actor="test",
+        actor=ADMIN,
         launch=False,
     )
     sched = Scheduler(graph, ops, prod, clock=lambda: now[0])
@@ -128,7 +128,7 @@ def test_a_batch_left_reserved_is_restored_and_counted_at_its_reservation(settin
     ids = graph.list_entity_ids()
     before = graph.snapshot(ids)["entities"]
     now = [1_800_000_000.0]
-    prod = start_production(settings, ops, budget_usd=50.0, batch_size=4, actor="test", launch=False)
+    prod = start_production(settings, ops, budget_usd=50.0, batch_size=4, actor=ADMIN, launch=False)
 
     class Dies(Exception):
         pass
@@ -165,7 +165,7 @@ def test_pause_resume_and_stop_of_the_job(settings, ops, seed_graph, monkeypatch
     seed_graph(40, 7)
     monkeypatch.setattr("engine.production.scheduler.IDLE_POLL_S", 0.2)
     prod = start_production(
-        settings, ops, budget_usd=100.0, policy=RefreshPolicy(0.0, DAY), batch_size=2, actor="test", launch=False
+        settings, ops, budget_usd=100.0, policy=RefreshPolicy(0.0, DAY), batch_size=2, actor=ADMIN, launch=False
     )
     job_id = JobStore(ops).list(kind="production")[0].id
     t = threading.Thread(
@@ -177,7 +177,7 @@ def test_pause_resume_and_stop_of_the_job(settings, ops, seed_graph, monkeypatch
         while len(visits(ops)) < 4 and time.time() < end:
             time.sleep(0.05)
         assert len(visits(ops)) >= 4
-        pause_production(ops, "test")
+        pause_production(ops, ADMIN)
         end = time.time() + 60
         while JobStore(ops).get(job_id).state is not JobState.PAUSED and time.time() < end:
             time.sleep(0.05)
@@ -185,17 +185,17 @@ def test_pause_resume_and_stop_of_the_job(settings, ops, seed_graph, monkeypatch
         n = len(visits(ops))
         time.sleep(0.5)
         assert len(visits(ops)) == n  # paused: nothing more is visited
-        resume_production(ops, "test", launch=False)
+        resume_production(ops, ADMIN, launch=False)
         end = time.time() + 60
         while len(visits(ops)) <= n and time.time() < end:
             time.sleep(0.05)
         assert len(visits(ops)) > n
-        stop_production(ops, "test")
+        stop_production(ops, ADMIN)
         t.join(timeout=60)
         assert JobStore(ops).get(job_id).state is JobState.CANCELLED
     finally:
         if t.is_alive():
-            stop_production(ops, "test")
+            stop_production(ops, ADMIN)
             t.join(timeout=60)
     assert all(b["state"] in (SETTLED, ABANDONED) for b in batches(ops))
     actions = [a["action"] for a in ops.list_audit(20)]

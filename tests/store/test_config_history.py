@@ -8,6 +8,7 @@ import json
 import pytest
 
 from engine.core import configs
+from engine.core.access import Role
 from engine.core.configs import (
     LIVE_CONFIG_ACTION,
     LIVE_CONFIG_KEY,
@@ -20,6 +21,7 @@ from engine.core.configs import (
     set_live_config,
 )
 from engine.core.params import ParameterConfig
+from tests.support.actors import ADMIN, as_role
 
 DEFAULT_HASH = ParameterConfig().hash()
 
@@ -27,7 +29,7 @@ DEFAULT_HASH = ParameterConfig().hash()
 def promote(ops, cfg: ParameterConfig, run_id: int, actor: str, at: float) -> None:
     """What the rollout does when a run's last stage is promoted."""
     with ops.transaction() as db:
-        set_live_config(ops, db, cfg, run_id=run_id, actor=actor, at=at)
+        set_live_config(ops, db, cfg, run_id=run_id, actor=as_role(Role.APPROVER, key=actor), at=at)
 
 
 def test_no_promotion_no_history(ops):
@@ -37,13 +39,13 @@ def test_no_promotion_no_history(ops):
 def test_two_promotions_give_two_entries_newest_first(ops):
     first = ParameterConfig(max_iterations=30)
     second = ParameterConfig(max_iterations=30, delta_accept=0.08)
-    promote(ops, first, 3, "console:alice", 1_000.0)
-    promote(ops, second, 5, "console:bob", 2_000.0)
+    promote(ops, first, 3, "alice@example.com", 1_000.0)
+    promote(ops, second, 5, "bob@example.com", 2_000.0)
 
     history = live_config_history(ops)
     assert [e.hash for e in history] == [second.hash(), first.hash()]
     assert [e.run_id for e in history] == [5, 3]
-    assert [e.actor for e in history] == ["console:bob", "console:alice"]
+    assert [e.actor for e in history] == ["bob@example.com", "alice@example.com"]
     assert [e.at for e in history] == [2_000.0, 1_000.0]
     assert [e.config for e in history] == [second, first]
     assert [e.replaced for e in history] == [first.hash(), DEFAULT_HASH]
@@ -143,7 +145,7 @@ def test_describe_vs_live(config, expected):
 
 def test_candidate_and_history_are_independent(ops, tmp_path):
     path = ParameterConfig(max_iterations=30).save(tmp_path / "cand.json")
-    set_candidate(ops, path, "console:alice", source="tuning study 2")
+    set_candidate(ops, path, as_role(Role.APPROVER, key="alice@example.com"), source="tuning study 2")
     assert live_config_history(ops) == []  # handing over does not make anything live
 
 
@@ -151,7 +153,7 @@ def test_a_promotion_that_rolls_back_leaves_no_history(ops):
     """The history row is written in the promotion's own transaction: no live config, no entry, and back."""
     promote(ops, ParameterConfig(max_iterations=30), 1, "worker", 1.0)
     with pytest.raises(RuntimeError), ops.transaction() as db:
-        set_live_config(ops, db, ParameterConfig(max_iterations=40), run_id=2, actor="worker", at=2.0)
+        set_live_config(ops, db, ParameterConfig(max_iterations=40), run_id=2, actor=ADMIN, at=2.0)
         raise RuntimeError("the promotion failed after making the config live")
     assert [e.run_id for e in live_config_history(ops)] == [1]
     assert live_config(ops) == ParameterConfig(max_iterations=30)

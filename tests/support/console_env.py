@@ -28,6 +28,7 @@ from engine import rollout, tuning
 from engine.catalogue.generator import seed_catalogue
 from engine.catalogue.importer import import_file
 from engine.catalogue.templates import load_templates
+from engine.core.access import Role
 from engine.core.model import Decision, Depth, HopRecord, HopType
 from engine.core.settings import Settings, load_settings
 from engine.discovery.entity_view import run_entity
@@ -124,6 +125,7 @@ def seed_hostile_console(settings: Settings, url: str, *, catalogue: int = 12) -
     sport = f"Football {SCRIPT_LINK} {DIRECTIVES}"
     excerpt = f"Tender notice {pixel} <img src={url}> {SCRIPT_LINK}"
     actor = f"console:Mallory {pixel}"
+    who = as_role(Role.ADMIN, key=actor)  # an identity whose key holds the pixel (pages must escape it)
     reason = f"cost up {pixel} {SCRIPT_LINK} {DIRECTIVES} $x^2$"
     rule_ids = (f"evil-{pixel}", f"acked {SCRIPT_LINK} {pixel}")
     note = f"on it {pixel} {SCRIPT_LINK}"
@@ -138,7 +140,7 @@ def seed_hostile_console(settings: Settings, url: str, *, catalogue: int = 12) -
         source.write_text(json.dumps([{"name": name, "sport": sport, "country": "Nowhere", "tier": 1}]))
         import_file(graph, source, templates)
         (entity,) = [e for e in graph.search_entities("Evil", limit=5) if e.name == name]
-        run_entity(graph, ops, entity.id, system="new")  # live: a metric event naming the entity
+        run_entity(graph, ops, entity.id, actor=who, system="new")  # live: a metric event naming the entity
         hyp = graph.get_hypotheses(entity.id)[0]
         graph.add_evidence(
             entity.id,
@@ -179,16 +181,14 @@ def seed_hostile_console(settings: Settings, url: str, *, catalogue: int = 12) -
         "system": "all",
         "runbook": f"read {pixel}",
     }
-    alerts.save_rules(
-        settings, [{**rule, "id": rid, "name": f"Rule {pixel}"} for rid in rule_ids], ops=ops, actor=actor
-    )
+    alerts.save_rules(settings, [{**rule, "id": rid, "name": f"Rule {pixel}"} for rid in rule_ids], ops=ops, actor=who)
     alerts.evaluate_alerts(ops, alerts.load_rules(settings), time.time())
-    alerts.acknowledge(ops, rule_ids[1], actor=actor, now=time.time(), note=note)
+    alerts.acknowledge(ops, rule_ids[1], actor=who, now=time.time(), note=note)
 
     spec = tuning.StudySpec(
         method="random", iterations=2, entities=tuning.EntitySpec(kind="catalogue", n=20), name=study_name
     )
-    study, job, _ = tuning.start_study(ops, settings, spec, actor=actor, launch=False)
+    study, job, _ = tuning.start_study(ops, settings, spec, actor=who, launch=False)
     jobs = JobStore(ops)
     claimed = jobs.claim(job.id)
     assert claimed is not None, f"job {job.id} of the hostile study could not be claimed"

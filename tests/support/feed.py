@@ -15,10 +15,12 @@ from collections.abc import Sequence
 
 from engine.catalogue.generator import seed_catalogue
 from engine.catalogue.templates import load_templates
+from engine.core.access import Actor, Role
 from engine.core.configs import live_config, set_live_config
 from engine.core.model import Decision, Depth, Entity, EvidenceResult, HopType, Hypothesis, RunResult, is_actionable
 from engine.core.params import ParameterConfig
 from engine.discovery import runs
+from tests.support.actors import as_role
 
 #: production's stage id (the scheduler's contract)
 PRODUCTION = "production"
@@ -66,7 +68,11 @@ class RejectEverything:
         return 0.01
 
 
-def promote(ops, cfg: ParameterConfig, *, run_id: int, at: float, actor: str = "test:promoter") -> None:
+#: who the helper's promotions are recorded as
+PROMOTER = as_role(Role.APPROVER, key="test:promoter")
+
+
+def promote(ops, cfg: ParameterConfig, *, run_id: int, at: float, actor: Actor = PROMOTER) -> None:
     """Make ``cfg`` live as a rollout's promotion does (one transaction, audited)."""
     with ops.transaction() as db:
         set_live_config(ops, db, cfg, run_id=run_id, actor=actor, at=at)

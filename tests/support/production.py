@@ -14,6 +14,7 @@ from engine.discovery.runs import EvidenceSpec
 from engine.jobs.queue import JobStore, run_claimed
 from engine.production.control import start_production, stop_production
 from engine.production.policy import RefreshPolicy
+from tests.support.actors import ADMIN
 
 TIMEOUT_S = 120.0
 #: a day's budget far above what visiting every seeded entity costs: no budget message in a fault scenario
@@ -48,7 +49,7 @@ def scheduler_without_evaluator(settings, ops) -> Iterator[FaultingScheduler]:
         evidence=EvidenceSpec(kind="http", url=evaluator.url, timeout_s=5),
         concurrency=2,
         batch_size=3,
-        actor="test",
+        actor=ADMIN,
         launch=False,
     )
     evaluator.stop()
@@ -62,7 +63,7 @@ def scheduler_without_evaluator(settings, ops) -> Iterator[FaultingScheduler]:
     finally:
         evaluator.stop()
         try:
-            stop_production(ops, "test")
+            stop_production(ops, ADMIN)
         except Exception:  # noqa: BLE001 - already stopped
             pass
         worker.join(TIMEOUT_S)

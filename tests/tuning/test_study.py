@@ -21,6 +21,7 @@ from engine.tuning.runner import StudyRunner, submit_study
 from engine.tuning.spec import EntitySpec, StudySpec, file_entity_spec
 from engine.tuning.store import Trial, create_study, get_study, list_trials
 from engine.tuning.validate import validate_config
+from tests.support.actors import ADMIN
 
 SMALL = EntitySpec(kind="catalogue", n=40, catalogue_seed=7)
 
@@ -51,7 +52,7 @@ def _run(ops, settings, study, **kw):
 
 def test_a_study_fixes_its_split_and_base_config_at_creation_and_is_audited(ops):
     base = ParameterConfig().with_changes(max_iterations=12)
-    study = create_study(ops, _spec(), actor="tester", base_config=base)
+    study = create_study(ops, _spec(), actor=ADMIN, base_config=base)
     again = get_study(ops, study.id)
     assert again.train_ids == study.train_ids and again.holdout_ids == study.holdout_ids
     assert set(study.train_ids).isdisjoint(study.holdout_ids)
@@ -59,7 +60,7 @@ def test_a_study_fixes_its_split_and_base_config_at_creation_and_is_audited(ops)
     assert again.base_config == base
     assert again.spec == study.spec
     audit = ops.list_audit(action="tuning.create")
-    assert audit and audit[0]["actor"] == "tester" and audit[0]["target"] == f"study:{study.id}"
+    assert audit and audit[0]["actor"] == "test-admin" and audit[0]["target"] == f"study:{study.id}"
 
 
 @pytest.mark.parametrize(
@@ -73,7 +74,7 @@ def test_a_study_fixes_its_split_and_base_config_at_creation_and_is_audited(ops)
 )
 def test_bad_study_specs_are_one_line_errors_and_write_nothing(ops, change, message):
     with pytest.raises(ConfigError, match=message):
-        create_study(ops, _spec(**change), actor="t")
+        create_study(ops, _spec(**change), actor=ADMIN)
     with ops.connect() as db:
         assert next(db.query("SELECT COUNT(*) AS n FROM tuning_studies"))["n"] == 0
 
@@ -83,7 +84,7 @@ def test_bad_study_specs_are_one_line_errors_and_write_nothing(ops, change, mess
 
 def test_trial_0_is_the_current_config_and_every_trial_is_persisted_as_it_finishes(ops, settings):
     base = ParameterConfig().with_changes(max_iterations=15)
-    study = create_study(ops, _spec(iterations=3), actor="t", base_config=base)
+    study = create_study(ops, _spec(iterations=3), actor=ADMIN, base_config=base)
     seen = []
     _run(ops, settings, study, checkpoint=lambda p: seen.append(len(list_trials(ops, study.id))))
     trials = list_trials(ops, study.id)
@@ -98,7 +99,7 @@ def test_trial_0_is_the_current_config_and_every_trial_is_persisted_as_it_finish
 def test_an_invalid_combination_is_a_failed_trial_kept_with_its_error(ops, settings):
     # grid over saturation_count x saturation_window: count > window is refused by ParameterConfig
     spec = _spec(method="grid", params=("saturation_count", "saturation_window"), iterations=5, seed=3)
-    study = create_study(ops, spec, actor="t")
+    study = create_study(ops, spec, actor=ADMIN)
     summary = _run(ops, settings, study)
     trials = list_trials(ops, study.id)
     failed = [t for t in trials if not t.complete]
@@ -112,7 +113,7 @@ def test_an_invalid_combination_is_a_failed_trial_kept_with_its_error(ops, setti
 
 @pytest.mark.parametrize("method", ["random", "bayesian", "grid"])
 def test_a_crashed_study_resumes_without_repeating_finished_trials(ops, settings, method):
-    study = create_study(ops, _spec(method=method, iterations=5), actor="t")
+    study = create_study(ops, _spec(method=method, iterations=5), actor=ADMIN)
 
     def crash_after_three(p):
         if len(list_trials(ops, study.id)) >= 3:
@@ -140,9 +141,9 @@ def test_a_crashed_study_resumes_without_repeating_finished_trials(ops, settings
 
 
 def test_a_resumed_random_study_draws_exactly_what_an_uninterrupted_one_draws(ops, settings):
-    a = create_study(ops, _spec(iterations=4), actor="t")
+    a = create_study(ops, _spec(iterations=4), actor=ADMIN)
     _run(ops, settings, a)
-    b = create_study(ops, _spec(iterations=4), actor="t")
+    b = create_study(ops, _spec(iterations=4), actor=ADMIN)
 
     def crash(p):
         if len(list_trials(ops, b.id)) >= 2:
@@ -156,7 +157,7 @@ def test_a_resumed_random_study_draws_exactly_what_an_uninterrupted_one_draws(op
 
 
 def test_every_trial_run_is_recorded_once_as_shadow_metric_events(ops, settings):
-    study = create_study(ops, _spec(iterations=2), actor="t")
+    study = create_study(ops, _spec(iterations=2), actor=ADMIN)
 
     def crash(p):
         if len(list_trials(ops, study.id)) >= 2:
@@ -180,7 +181,7 @@ def test_every_trial_run_is_recorded_once_as_shadow_metric_events(ops, settings)
 
 
 def test_best_trials_are_rescored_on_the_holdout_set_and_the_winner_never_loses_to_the_base(ops, settings):
-    study = create_study(ops, _spec(method="bayesian", iterations=5, top_k=2), actor="t")
+    study = create_study(ops, _spec(method="bayesian", iterations=5, top_k=2), actor=ADMIN)
     summary = _run(ops, settings, study)
     trials = list_trials(ops, study.id)
     rescored = [t for t in trials if t.holdout_score is not None]
@@ -202,7 +203,7 @@ def _fake(number, score, holdout) -> Trial:
 
 
 def test_a_trial_worse_than_the_base_on_training_cannot_win_on_holdout_noise(ops):
-    study = create_study(ops, _spec(params=("max_iterations",)), actor="t")
+    study = create_study(ops, _spec(params=("max_iterations",)), actor=ADMIN)
     trials = [_fake(0, 0.50, 0.40), _fake(1, 0.10, 0.90), _fake(2, 0.60, 0.45), _fake(3, 0.70, 0.30)]
     s = summarize(study, trials)
     assert s["winner"]["trial"] == 2  # 1 is poor on training; 3 does not hold on the hold-out set
@@ -212,7 +213,7 @@ def test_a_trial_worse_than_the_base_on_training_cannot_win_on_holdout_noise(ops
 
 
 def test_validate_scores_a_config_file_on_the_study_holdout_set(ops, settings, tmp_path):
-    study = create_study(ops, _spec(iterations=2), actor="t")
+    study = create_study(ops, _spec(iterations=2), actor=ADMIN)
     _run(ops, settings, study)
     trial0 = list_trials(ops, study.id)[0]
     cfg = ParameterConfig().with_changes(max_iterations=5)
@@ -228,7 +229,7 @@ def test_validate_scores_a_config_file_on_the_study_holdout_set(ops, settings, t
 def test_outputs_and_handoff_to_rollout(ops, settings):
     # trial 0 runs a config other than the live one (the defaults), so the winner differs from live
     study = create_study(
-        ops, _spec(iterations=2), actor="t", base_config=ParameterConfig().with_changes(max_iterations=12)
+        ops, _spec(iterations=2), actor=ADMIN, base_config=ParameterConfig().with_changes(max_iterations=12)
     )
     _run(ops, settings, study)
     out = settings.data_dir / "tuning" / f"study-{study.id}"
@@ -238,34 +239,34 @@ def test_outputs_and_handoff_to_rollout(ops, settings):
     assert f"# Tuning study {study.id}" in report and "Hold-out re-scoring" in report
     assert "95% interval" in report and "paired bootstrap over" in report  # the improvement with its interval
     assert "hold-out entities: the interval is wide" in report  # 40 entities: a small hold-out set
-    path = handoff(ops, settings, study.id, actor="tester", name="my-candidate")
+    path = handoff(ops, settings, study.id, actor=ADMIN, name="my-candidate")
     assert path == settings.data_dir / "configs" / "my-candidate.json"
     assert ParameterConfig.load(path) == best
     candidate = ops.get_setting("rollout.candidate")
     assert candidate["path"] == str(path) and f"tuning study {study.id}" in candidate["source"]
     assert candidate["hash"] == best.hash() and candidate["params"] == best.to_dict()
-    assert ops.list_audit(action="rollout.candidate")[0]["actor"] == "tester"
+    assert ops.list_audit(action="rollout.candidate")[0]["actor"] == "test-admin"
     assert ops.list_audit(action="tuning.handoff")[0]["target"] == f"study:{study.id}"
 
 
 def test_handoff_of_a_winner_identical_to_the_live_config_is_refused_in_one_line(ops, settings):
-    study = create_study(ops, _spec(iterations=1), actor="t")
+    study = create_study(ops, _spec(iterations=1), actor=ADMIN)
     _run(ops, settings, study)
     study = get_study(ops, study.id)
     # the live config becomes the winner (whichever trial won): handing it over would roll out live vs live
     with ops.transaction() as db:
-        set_live_config(ops, db, winner_config(study), run_id=1, actor="t", at=0.0)
+        set_live_config(ops, db, winner_config(study), run_id=1, actor=ADMIN, at=0.0)
     with pytest.raises(ConfigError, match="identical to the live config: nothing to hand over") as err:
-        handoff(ops, settings, study.id, actor="t")
+        handoff(ops, settings, study.id, actor=ADMIN)
     assert "\n" not in str(err.value)
     assert ops.get_setting("rollout.candidate") is None
     assert not (settings.data_dir / "configs").exists() or not list((settings.data_dir / "configs").iterdir())
 
 
 def test_handoff_of_an_unfinished_study_is_refused(ops, settings):
-    study = create_study(ops, _spec(), actor="t")
+    study = create_study(ops, _spec(), actor=ADMIN)
     with pytest.raises(ConfigError, match="has not finished"):
-        handoff(ops, settings, study.id, actor="t")
+        handoff(ops, settings, study.id, actor=ADMIN)
     assert ops.get_setting("rollout.candidate") is None
 
 
@@ -273,7 +274,7 @@ def test_an_entity_file_that_changed_after_creation_is_refused_on_resume(ops, se
     f = tmp_path / "entities.json"
     f.write_text(json.dumps([{"name": f"Club {i}", "sport": "football", "country": "France"} for i in range(12)]))
     spec = _spec(entities=file_entity_spec(f), train_fraction=0.6, iterations=1)
-    study = create_study(ops, spec, actor="t")
+    study = create_study(ops, spec, actor=ADMIN)
     f.write_text(json.dumps([{"name": f"Other {i}"} for i in range(12)]))
     with pytest.raises(ConfigError, match="changed since the study was created"):
         _run(ops, settings, study)
@@ -285,8 +286,8 @@ def test_an_entity_file_that_changed_after_creation_is_refused_on_resume(ops, se
 @pytest.mark.slow
 def test_a_study_whose_worker_is_sigkilled_resumes_without_repeating_finished_trials(ops, settings):
     store = JobStore(ops)
-    study = create_study(ops, _spec(iterations=8), actor="t")
-    job = submit_study(ops, study, actor="t")
+    study = create_study(ops, _spec(iterations=8), actor=ADMIN)
+    job = submit_study(ops, study, actor=ADMIN)
     store.request(job.id, Control.PAUSE, actor="t")  # the worker parks at its first checkpoint
     pid = launch_worker(settings, job.id)
     wait_for(store, job.id, until=lambda j: j.state is JobState.PAUSED, timeout_s=90)
@@ -339,7 +340,7 @@ def test_sensitivity_sweep_separates_parameters_that_move_the_objective_from_one
 
 def test_a_grid_smaller_than_the_budget_ends_early_and_its_progress_reaches_the_end(ops, settings):
     # actionable_min_categories has 5 grid values; the default (2) is trial 0, so 4 search trials remain
-    study = create_study(ops, _spec(method="grid", params=("actionable_min_categories",), iterations=20), actor="t")
+    study = create_study(ops, _spec(method="grid", params=("actionable_min_categories",), iterations=20), actor=ADMIN)
     seen = []
     summary = _run(ops, settings, study, checkpoint=seen.append)
     trials = list_trials(ops, study.id)
@@ -375,11 +376,11 @@ def test_a_study_on_replayed_evidence_scored_by_labels_reproduces_the_world_scor
 ):
     from engine.tuning.spec import evidence_ref, labels_ref
 
-    world_study = create_study(ops, _spec(iterations=1), actor="t")
+    world_study = create_study(ops, _spec(iterations=1), actor=ADMIN)
     _run(ops, settings, world_study)
     replay, labels = _record_replay_and_labels(tmp_path, world_study.spec)
     spec = _spec(iterations=1, evidence=evidence_ref("replay", replay=replay), labels=labels_ref(labels))
-    study = create_study(ops, spec, actor="t")
+    study = create_study(ops, spec, actor=ADMIN)
     assert study.holdout_ids == world_study.holdout_ids
     _run(ops, settings, study)
     a, b = list_trials(ops, world_study.id)[0], list_trials(ops, study.id)[0]
@@ -394,7 +395,7 @@ def test_replay_without_labels_and_bad_labels_are_one_line_errors(ops, tmp_path)
 
     replay, labels = _record_replay_and_labels(tmp_path, _spec())
     with pytest.raises(ConfigError, match="no ground truth"):
-        create_study(ops, _spec(evidence=evidence_ref("replay", replay=replay)), actor="t")
+        create_study(ops, _spec(evidence=evidence_ref("replay", replay=replay)), actor=ADMIN)
     with pytest.raises(ConfigError, match="needs a URL"):
         evidence_ref("http")
     with pytest.raises(ConfigError, match="does not exist"):
@@ -409,13 +410,13 @@ def test_replay_without_labels_and_bad_labels_are_one_line_errors(ops, tmp_path)
     other = tmp_path / "other.csv"
     other.write_text("entity_id,actionable\nnobody,true\n")
     with pytest.raises(ConfigError, match="labels none of the study's entities"):
-        create_study(ops, _spec(evidence=evidence_ref("replay", replay=replay), labels=labels_ref(other)), actor="t")
+        create_study(ops, _spec(evidence=evidence_ref("replay", replay=replay), labels=labels_ref(other)), actor=ADMIN)
     with ops.connect() as db:
         assert next(db.query("SELECT COUNT(*) AS n FROM tuning_studies"))["n"] == 0
 
 
 def test_rescoring_keeps_each_holdout_entitys_score_and_progress_names_the_trial_being_rescored(ops, settings):
-    study = create_study(ops, _spec(iterations=3, top_k=2), actor="t")
+    study = create_study(ops, _spec(iterations=3, top_k=2), actor=ADMIN)
     seen = []
     summary = _run(ops, settings, study, checkpoint=seen.append)
     rescored = [t for t in list_trials(ops, study.id) if t.holdout_score is not None]
@@ -436,7 +437,7 @@ def test_rescoring_keeps_each_holdout_entitys_score_and_progress_names_the_trial
 
 
 def test_the_holdout_interval_of_a_study_rescored_before_entity_scores_were_kept_comes_from_its_events(ops, settings):
-    study = create_study(ops, _spec(iterations=2), actor="t")
+    study = create_study(ops, _spec(iterations=2), actor=ADMIN)
     _run(ops, settings, study)
     study = get_study(ops, study.id)
     kept = holdout_improvement(ops, study, list_trials(ops, study.id))

@@ -15,6 +15,7 @@ from engine.monitoring.events import TABLE as EVENTS_TABLE
 from engine.tuning.runner import StudyRunner
 from engine.tuning.spec import EntitySpec, StudySpec
 from engine.tuning.store import create_study, list_trials
+from tests.support.actors import ADMIN
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +69,7 @@ def cluster():
 def test_a_parallel_bayesian_study_persists_every_trial_once_and_is_the_same_study_in_process(ops, settings, cluster):
     spec = _spec("bayesian")
     seen = []
-    on_cluster = create_study(ops, spec, actor="t")
+    on_cluster = create_study(ops, spec, actor=ADMIN)
     summary = StudyRunner(
         ops, on_cluster, settings=settings, executor=cluster, checkpoint=lambda p: seen.append(p.done)
     ).run()
@@ -81,14 +82,14 @@ def test_a_parallel_bayesian_study_persists_every_trial_once_and_is_the_same_stu
         assert trials[first].point != trials[first + 1].point
 
     # same seed, same parallelism (2 trials per batch), in this process: the same study
-    here = create_study(ops, spec, actor="t")
+    here = create_study(ops, spec, actor=ADMIN)
     StudyRunner(ops, here, settings=settings).run()
     assert _study(list_trials(ops, here.id)) == _study(trials)
 
 
 def test_killing_a_dask_worker_mid_study_loses_nothing_and_duplicates_nothing(ops, settings, cluster):
     spec = _spec("random", n=160)
-    study = create_study(ops, spec, actor="t")
+    study = create_study(ops, spec, actor=ADMIN)
     killed = []
 
     def kill_a_busy_worker(progress):
@@ -106,6 +107,6 @@ def test_killing_a_dask_worker_mid_study_loses_nothing_and_duplicates_nothing(op
     assert killed, "no worker was busy at any checkpoint: the test proved nothing"
     trials = _assert_once(ops, study)
     # the nanny restarted the killed worker; the study is the one an undisturbed run gives
-    here = create_study(ops, spec, actor="t")
+    here = create_study(ops, spec, actor=ADMIN)
     StudyRunner(ops, here, settings=settings).run()
     assert _study(list_trials(ops, here.id)) == _study(trials)

@@ -26,7 +26,7 @@ from pathlib import Path
 from engine.core.settings import Settings
 from engine.jobs.executor import ExecutorSpec, InProcessExecutor, make_executor
 from engine.store.opsdb import OpsDB
-from engine.tuning.runner import StudyRunner, trial_runs
+from engine.tuning.runner import UNIT_MODULE, StudyRunner, trial_runs
 from engine.tuning.samplers import BaseSampler, BayesianSampler, RandomSampler
 from engine.tuning.space import Dimension, Point, SearchSpace
 from engine.tuning.spec import EntitySpec, StudySpec
@@ -181,7 +181,8 @@ def run_scale_setting(
     spec = scale_spec(method=method, entities=entities, iterations=iterations, seed=seed, workers=workers)
     study = create_study(ops, spec, actor="bench")
     t0 = time.perf_counter()
-    executor = make_executor(ExecutorSpec(workers=workers, dask=True)) if dask else _TimedInProcess()
+    spec_ = ExecutorSpec(workers=workers, dask=True)
+    executor = make_executor(spec_, preload=(UNIT_MODULE,)) if dask else _TimedInProcess()
     started = time.perf_counter() - t0
     round_trip = None
     try:

@@ -370,6 +370,9 @@ class StudyRunner:
 # --------------------------------------------------------------------------- the unit of work
 
 
+#: the module of the trials' unit (``trial_runs``): a local cluster's workers have it imported before their first
+UNIT_MODULE = __name__
+
 #: workloads built in this process (a Dask worker keeps the few studies it serves; the catalogue and the
 #: world are rebuilt from the spec, never shipped)
 _WORKLOADS: dict[str, Workload] = {}
@@ -443,7 +446,7 @@ def run_tuning_job(ctx) -> dict:
     spec = ExecutorSpec.from_dict({**dict(ctx.params.get("executor") or {}), "workers": study.spec.workers})
     if spec.kind != "in-process":
         ctx.checkpoint(message=f"starting the executor: {spec.describe()}")
-    with make_executor(spec) as executor:
+    with make_executor(spec, preload=(UNIT_MODULE,)) as executor:
         if not isinstance(executor, InProcessExecutor) and ctx.settings is not None:
             announce(ctx.settings.data_dir, ctx.job.id, executor, what=f"tuning study {study.id}")
         try:

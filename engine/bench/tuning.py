@@ -12,7 +12,9 @@ With ``--workers 1,2`` the same real-engine study (generated catalogue entities 
 0 plus ``iterations`` trials and the hold-out re-scoring, metric events recorded) runs in this process, then on
 a local Dask cluster of each worker count; printed: wall time per setting (cluster start and close included),
 the ratios, whether each found the same best trial, and a projection of throughput against workers from the
-measured per-evaluation cost (the unit's and the coordinator's) and the measured Dask overhead.
+measured per-evaluation cost (the unit's and the coordinator's) and the measured Dask overhead. A local
+cluster's workers are forks of one fork server per process (``engine.jobs.executor.START_METHOD``): it boots
+with the first Dask setting, whose start-up includes it (as a study's does), and serves the later settings.
 """
 
 from __future__ import annotations

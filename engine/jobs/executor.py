@@ -63,12 +63,13 @@ ALLOWED_FAILURES = 3
 ANNOUNCE_DIR = "executors"
 #: how a local cluster makes its worker processes. Dask's default, "spawn", boots a fresh interpreter per
 #: worker that imports distributed, then the engine again on its first unit, and tears it all down on
-#: close: 4-7 s per study on this 2-core machine (start, first-unit imports, close; 4 to 7 trials' worth).
+#: close: 2.8-8.7 s per study with 2 workers on this 2-core machine (start, first-unit imports, close).
 #: "forkserver" boots one small server process per coordinator, which imports distributed and the modules
 #: the caller names (``preload``: the units' own) once; each worker is a fork of it, imports done, and
-#: ends without an interpreter teardown. Not "fork" of the coordinator itself (0.2 s, but the coordinator
-#: has threads: under load a forked worker hung at start-up twice in six cluster starts, measured).
-#: A running cluster's workers are started by `dask worker`, not by this setting.
+#: ends without an interpreter teardown: 1.8-2.4 s, measured back to back with spawn. Not "fork" of the
+#: coordinator itself (0.2 s, but the coordinator has threads: under load a forked worker hung at start-up
+#: twice in one run of the cluster tests, measured). A running cluster's workers are started by
+#: `dask worker`, not by this setting.
 START_METHOD = "forkserver"
 #: Dask settings for the clusters this process starts or joins. The worker's statistical profiler wakes
 #: every 10 ms to walk the running unit's stack under the GIL (about 6% of a unit's CPU, measured); nothing

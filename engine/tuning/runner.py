@@ -370,7 +370,7 @@ class StudyRunner:
 # --------------------------------------------------------------------------- the unit of work
 
 
-#: the module of the trials' unit (``trial_runs``): a local cluster's workers have it imported before their first
+#: the module of the trials' unit (``trial_runs``): a local cluster's fork server imports it once for all workers
 UNIT_MODULE = __name__
 
 #: workloads built in this process (a Dask worker keeps the few studies it serves; the catalogue and the

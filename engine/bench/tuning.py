@@ -12,7 +12,9 @@ With ``--workers 1,2`` the same real-engine study (generated catalogue entities 
 0 plus ``iterations`` trials and the hold-out re-scoring, metric events recorded) runs in this process, then on
 a local Dask cluster of each worker count; printed: wall time per setting (cluster start and close included),
 the ratios, whether each found the same best trial, and a projection of throughput against workers from the
-measured per-evaluation cost (the unit's and the coordinator's) and the measured Dask overhead.
+measured per-evaluation cost (the unit's and the coordinator's) and the measured Dask overhead. A local
+cluster's workers are forks of one fork server per process (``engine.jobs.executor.START_METHOD``): it boots
+with the first Dask setting, whose start-up includes it (as a study's does), and serves the later settings.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from engine.bench import BENCH
 from engine.core.settings import Settings
 from engine.jobs.executor import ExecutorSpec, InProcessExecutor, make_executor
 from engine.store.opsdb import OpsDB
-from engine.tuning.runner import StudyRunner, trial_runs
+from engine.tuning.runner import UNIT_MODULE, StudyRunner, trial_runs
 from engine.tuning.samplers import BaseSampler, BayesianSampler, RandomSampler
 from engine.tuning.space import Dimension, Point, SearchSpace
 from engine.tuning.spec import EntitySpec, StudySpec
@@ -182,7 +184,8 @@ def run_scale_setting(
     spec = scale_spec(method=method, entities=entities, iterations=iterations, seed=seed, workers=workers)
     study = create_study(ops, spec, actor=BENCH)
     t0 = time.perf_counter()
-    executor = make_executor(ExecutorSpec(workers=workers, dask=True)) if dask else _TimedInProcess()
+    spec_ = ExecutorSpec(workers=workers, dask=True)
+    executor = make_executor(spec_, preload=(UNIT_MODULE,)) if dask else _TimedInProcess()
     started = time.perf_counter() - t0
     round_trip = None
     try:

@@ -15,7 +15,9 @@ running cluster); this process stays the coordinator (it alone stores trials,
 records metric events, checkpoints). A trial is a pure unit (``trial_runs``:
 spec, config and entity ids in, the runs out), so a Dask worker that dies has
 its units re-run elsewhere and each result still arrives here once. Grid and
-random points do not depend on earlier trials: all are handed out at once.
+random points do not depend on earlier trials: all are handed out at once,
+trial 0 with them, whatever the number of workers (one worker runs the next
+trial while this process stores the last; two do not wait on trial 0 alone).
 Bayesian trials go in batches of ``workers`` points asked together by
 scikit-optimize's constant liar (``BayesianSampler.ask_batch``), stored as
 each finishes and told in trial order when the batch is in, so the same seed
@@ -197,36 +199,46 @@ class StudyRunner:
         done = len(trials)
         self.checkpoint(Progress(done, total, f"resuming after {done} finished trial(s)" if done else "starting"))
 
-        if not any(t.number == 0 for t in trials):
-            self._run_trial(0, {n: getattr(base, n) for n in spec.params}, base)
+        base_point = {n: getattr(base, n) for n in spec.params}
+        sampler = make_sampler(spec.method, space, budget=spec.iterations, seed=spec.seed)
+        adaptive = isinstance(sampler, BayesianSampler)  # its points depend on the losses told; grid, random not
+        if adaptive and not any(t.number == 0 for t in trials):
+            self._run_trial(0, base_point, base)
             trials = list_trials(self.ops, study.id)
             self.checkpoint(Progress(len(trials), total, "trial 0 (current config) done"))
 
-        sampler = make_sampler(spec.method, space, budget=spec.iterations, seed=spec.seed)
         # every finished trial, trial 0 included (it tells the model where the current config stands)
         sampler.replay((t.point, -t.training_score if t.complete else None) for t in trials)
         finished = {t.number for t in trials}
         # a resumed study fills the trials its last batch left unfinished first, then goes on
         todo = [n for n in range(1, spec.iterations + 1) if n not in finished]
+        # grid and random: trial 0 goes out with the others (no idle worker while it runs alone). Its point is
+        # known now; telling it to the sampler first is what running it first did (a grid skips the point)
+        first = [] if 0 in finished else [0]
+        if first:
+            sampler.tell(base_point, None)
         if isinstance(sampler, GridSampler):  # a grid smaller than the budget ends early: say so in the total
-            total = len(trials) + min(len(todo), sampler.remaining()) + spec.top_k + 1
+            total = len(trials) + len(first) + min(len(todo), sampler.remaining()) + spec.top_k + 1
         exhausted = False
         # grid and random points do not depend on the trials told: every trial left goes to the executor at
-        # once (its workers bound what runs); a Bayesian batch is the trials in flight, told before the next
-        in_flight = max(1, spec.workers) if isinstance(sampler, BayesianSampler) or spec.workers == 1 else len(todo)
-        while todo:
+        # once (its workers bound what runs; one worker computes the next trial while this process stores the
+        # last); a Bayesian batch is the trials in flight, told before the next
+        in_flight = max(1, spec.workers) if adaptive else max(1, len(todo))
+        while todo or first:
             numbers = todo[:in_flight]
             points = sampler.ask_batch(numbers)
             if len(points) < len(numbers):
                 numbers = numbers[: len(points)]
                 exhausted = True
-            if not numbers:
+            if not numbers and not first:
                 break
-            losses = self._run_batch(numbers, points, total)
+            losses = self._run_batch(
+                first + numbers, [base_point] * len(first) + points, total, configs={0: base} if first else None
+            )
             # told in trial order once the batch is in: the same seed and parallelism give the same study
             for point, number in zip(points, numbers):
                 sampler.tell(point, losses[number])
-            todo = todo[len(numbers) :]
+            todo, first = todo[len(numbers) :], []
             if exhausted:
                 break
         return self._finish(exhausted)
@@ -360,6 +372,9 @@ class StudyRunner:
 # --------------------------------------------------------------------------- the unit of work
 
 
+#: the module of the trials' unit (``trial_runs``): a local cluster's fork server imports it once for all workers
+UNIT_MODULE = __name__
+
 #: workloads built in this process (a Dask worker keeps the few studies it serves; the catalogue and the
 #: world are rebuilt from the spec, never shipped)
 _WORKLOADS: dict[str, Workload] = {}
@@ -434,7 +449,7 @@ def run_tuning_job(ctx) -> dict:
     spec = ExecutorSpec.from_dict({**dict(ctx.params.get("executor") or {}), "workers": study.spec.workers})
     if spec.kind != "in-process":
         ctx.checkpoint(message=f"starting the executor: {spec.describe()}")
-    with make_executor(spec) as executor:
+    with make_executor(spec, preload=(UNIT_MODULE,)) as executor:
         if not isinstance(executor, InProcessExecutor) and ctx.settings is not None:
             announce(ctx.settings.data_dir, ctx.job.id, executor, what=f"tuning study {study.id}")
         try:

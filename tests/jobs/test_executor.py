@@ -130,6 +130,27 @@ def test_a_local_cluster_returns_every_unit_once_with_its_error(cluster, tmp_pat
     assert announced(tmp_path) == []
 
 
+def _how_this_worker_runs() -> tuple[bytes, object, object]:
+    import dask  # lazy: read in the worker, where the cluster's settings apply
+
+    with open("/proc/self/cmdline", "rb") as f:
+        cmdline = f.read()
+    config = dask.config.get
+    return cmdline, config("distributed.worker.profile.enabled"), config("distributed.admin.tick.interval")
+
+
+@pytest.mark.slow
+def test_a_local_cluster_forks_its_workers_from_a_fork_server_and_runs_them_without_the_profiler(cluster):
+    """The speed settings: a worker is a fork of the fork server (its imports done; a spawned one boots its own
+    interpreter and imports everything again), and Dask's per-worker stack sampler and 20 ms loop checks, which
+    took CPU beside every unit, are off or slowed."""
+    seen = cluster.client.run(_how_this_worker_runs)
+    assert len(seen) == 2
+    for cmdline, profile, tick in seen.values():
+        assert b"multiprocessing.forkserver" in cmdline, cmdline
+        assert profile is False and tick == "500ms"
+
+
 @pytest.mark.slow
 def test_a_compare_on_the_cluster_equals_the_in_process_compare_entity_by_entity(seed_graph, ops, cluster):
     graph = seed_graph(30)

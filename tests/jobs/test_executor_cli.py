@@ -64,8 +64,8 @@ def test_bad_executor_flags_are_one_line_errors_and_store_nothing(
 def test_a_study_with_workers_runs_its_trials_on_a_local_cluster_from_its_job(env, capsys, no_launch, monkeypatch):
     made = []
 
-    def spy(spec):
-        made.append(make_executor(spec))
+    def spy(spec, **kw):
+        made.append(make_executor(spec, **kw))
         return made[-1]
 
     monkeypatch.setattr(tuning_runner, "make_executor", spy)

@@ -13,11 +13,14 @@ import pytest
 from engine.core.configs import set_live_config
 from engine.core.errors import ConfigError
 from engine.core.params import ParameterConfig
+from engine.jobs.executor import InProcessExecutor
 from engine.jobs.queue import Control, JobState, JobStore, launch_worker, resume_job, wait_for, worker_liveness
 from engine.monitoring.events import count_events, query_events
 from engine.tuning.objective import ObjectiveResult
 from engine.tuning.outputs import handoff, holdout_improvement, summarize, winner_config
 from engine.tuning.runner import StudyRunner, submit_study
+from engine.tuning.samplers import RandomSampler
+from engine.tuning.space import search_space
 from engine.tuning.spec import EntitySpec, StudySpec, file_entity_spec
 from engine.tuning.store import Trial, create_study, get_study, list_trials
 from engine.tuning.validate import validate_config
@@ -94,6 +97,41 @@ def test_trial_0_is_the_current_config_and_every_trial_is_persisted_as_it_finish
     assert seen[:5] == [0, 1, 2, 3, 4]
     assert all(t.complete and t.result is not None for t in trials)
     assert all(t.config.hash() == t.config_hash for t in trials)
+
+
+class _Recording(InProcessExecutor):
+    """The in-process executor, noting the run ids of the units each call hands it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[str]] = []
+
+    def run(self, fn, units, *, tick=None):
+        self.calls.append([unit[3] for unit in units])
+        return super().run(fn, units, tick=tick)
+
+
+@pytest.mark.parametrize("method", ["random", "grid", "bayesian"])
+def test_grid_and_random_trials_go_to_the_executor_at_once_with_trial_0_and_bayesian_ones_in_turn(
+    ops, settings, method
+):
+    """With one worker a Dask cluster runs the next trial while the coordinator stores the last only if it
+    has the next: grid and random hand over every trial at once, trial 0 first; Bayesian asks each point
+    after the last trial is told, so one goes at a time (and trial 0 before the sampler asks anything)."""
+    study = create_study(ops, _spec(method=method, iterations=4), actor="t")
+    executor = _Recording()
+    _run(ops, settings, study, executor=executor)
+    trials = [[f"tuning-{study.id}-t{n}" for n in numbers] for numbers in ([0, 1, 2, 3, 4], *[[n] for n in range(5)])]
+    expected = trials[:1] if method != "bayesian" else trials[1:]
+    assert executor.calls[: len(expected)] == expected
+    assert all(run_id.endswith("-holdout") for call in executor.calls[len(expected) :] for run_id in call)
+    points = [tuple(sorted(t.point.items())) for t in list_trials(ops, study.id)]
+    if method == "random":  # trial n's point is the n-th draw of the seed, as when trials went one at a time
+        space = search_space(study.spec.params, study.base_config)
+        draws = RandomSampler(space, seed=study.spec.seed).ask_batch([1, 2, 3, 4])
+        assert points[1:] == [tuple(sorted(p.items())) for p in draws]
+    if method == "grid":  # trial 0's point (the current config) is not proposed again
+        assert len(set(points)) == len(points)
 
 
 def test_an_invalid_combination_is_a_failed_trial_kept_with_its_error(ops, settings):

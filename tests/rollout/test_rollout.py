@@ -395,9 +395,9 @@ def test_candidate_handoff_is_used_and_audited(settings, ops, seeded, tmp_path):
     path = tmp_path / "configs" / "tuned.json"
     tuned = ParameterConfig().with_changes(exploration_bonus=0.8)
     tuned.save(path)
-    info = ro.set_candidate(ops, path, "tuning", source="study 3")
+    info = ro.set_candidate(ops, path, ADMIN, source="study 3")
     assert info["hash"] == tuned.hash()
-    assert ops.list_audit(action="rollout.candidate")[0]["actor"] == "tuning"
+    assert ops.list_audit(action="rollout.candidate")[0]["actor"] == ADMIN.key
     path.unlink()  # the stored values are the candidate, not the file
     run_id = ro.start_rollout(
         settings, ops, stage="pilot", stages_file=stage_table(tmp_path), launch=False, graph=seeded, actor=ADMIN

@@ -28,7 +28,7 @@ def candidate_file(tmp_path: Path, config: ParameterConfig = SAME_DISCOVERY) -> 
 def hand_over_candidate(ops, tmp_path: Path, config: ParameterConfig = SAME_DISCOVERY) -> Path:
     """Hand ``config`` to the next rollout (what tuning's handoff does); its file."""
     path = candidate_file(tmp_path, config)
-    ro.set_candidate(ops, path, "test", source="test")
+    ro.set_candidate(ops, path, ADMIN, source="test")
     return path
 
 

@@ -19,6 +19,7 @@ from engine.production.control import production_status, stop_production
 from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN
 from tests.support.console_env import as_shown
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
@@ -55,7 +56,7 @@ def stop_all(ops) -> None:
     for job in store.list(kind="production", limit=20):
         if not job.state.is_terminal():
             try:
-                stop_production(ops, "test-teardown")
+                stop_production(ops, ADMIN)
             except Exception:  # noqa: BLE001 - already stopping
                 pass
             wait_for(

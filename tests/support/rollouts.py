@@ -11,6 +11,7 @@ from engine import rollout as ro
 from engine.core.errors import StoreUnavailable
 from engine.core.params import ParameterConfig
 from engine.jobs.queue import JobState, JobStore, run_claimed
+from tests.support.actors import ADMIN
 from tests.support.stages import stage_table
 
 #: a live rollout of the live config itself is refused (it would change nothing): tests of the rollout's
@@ -27,7 +28,7 @@ def candidate_file(tmp_path: Path, config: ParameterConfig = SAME_DISCOVERY) -> 
 def hand_over_candidate(ops, tmp_path: Path, config: ParameterConfig = SAME_DISCOVERY) -> Path:
     """Hand ``config`` to the next rollout (what tuning's handoff does); its file."""
     path = candidate_file(tmp_path, config)
-    ro.set_candidate(ops, path, "test", source="test")
+    ro.set_candidate(ops, path, ADMIN, source="test")
     return path
 
 

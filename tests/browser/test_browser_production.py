@@ -18,6 +18,7 @@ from engine.jobs.queue import JobState, JobStore, wait_for
 from engine.production.control import production_status, stop_production
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN
 from tests.support.browser_harness import browser_page, chromium, console_server, open_console, wait_for_run  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -48,7 +49,7 @@ def stores(console_data_dir):
         for job in store.list(kind="production", limit=20):
             if not job.state.is_terminal():
                 try:
-                    stop_production(ops, "test-teardown")
+                    stop_production(ops, ADMIN)
                 except Exception:  # noqa: BLE001 - already stopping
                     pass
                 wait_for(

@@ -63,7 +63,7 @@ def test_requests_are_carried_out_once_and_old_ones_are_not_replayed(graph, ops)
     request(ops, "warm", actor=ADMIN)  # the access log remembers club-000
     svc.tick()
     assert hyps_key("club-000") in svc.cache
-    assert list_warm_runs(ops)[0]["trigger"] == "request:test"
+    assert list_warm_runs(ops)[0]["trigger"] == "request:test-admin"
     assert [a["action"] for a in ops.list_audit(5)][:3] == ["cache.warm", "cache.clear", "cache.clear"]
 
 

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from console import notify_view as nv
 from engine.notify import store as ns
 from engine.store.opsdb import open_ops_db
-from tests.support.actors import ADMIN
+from tests.support.actors import ADMIN, OPERATOR, VIEWER
 from tests.support.console_env import as_shown
 from tests.support.receivers import WebhookReceiver
 
@@ -58,6 +58,17 @@ def test_add_a_webhook_send_a_test_and_see_it_in_the_log(console_env, hook):
     ops = open_ops_db(console_env)
     [added] = ops.list_audit(action="notify.channel.add")
     assert added["actor"] == "local" and added["details"]["target"].endswith("/***")
+
+
+def test_an_operator_may_silence_but_not_add_a_channel(console_env, monkeypatch):
+    monkeypatch.setattr("console.identity.actor", lambda: OPERATOR)
+    at = open_page()
+    add = at.button(key="FormSubmitter:nf_add-Add channel")
+    assert add.disabled and add.proto.help == "needs approver"
+    assert not at.button(key="nf_send_now").disabled and not at.button(key="nf_start").disabled
+    monkeypatch.setattr("console.identity.actor", lambda: VIEWER)
+    at = open_page()
+    assert at.button(key="nf_send_now").disabled and at.button(key="nf_send_now").proto.help == "needs operator"
 
 
 def test_a_silence_is_added_from_the_page_and_audited(console_env):

@@ -13,12 +13,14 @@ from streamlit.testing.v1 import AppTest
 
 from engine.catalogue.generator import seed_catalogue
 from engine.catalogue.templates import load_templates
+from engine.core.access import PermissionDenied
 from engine.core.settings import load_settings
 from engine.jobs.queue import JobState, JobStore, wait_for
-from engine.production.control import production_status, stop_production
+from engine.production.control import production_status, start_production, stop_production
 from engine.store import falkor
 from engine.store.graph import GraphStore
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import ADMIN, OPERATOR, VIEWER
 from tests.support.console_env import as_shown
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
@@ -55,7 +57,7 @@ def stop_all(ops) -> None:
     for job in store.list(kind="production", limit=20):
         if not job.state.is_terminal():
             try:
-                stop_production(ops, "test-teardown")
+                stop_production(ops, ADMIN)
             except Exception:  # noqa: BLE001 - already stopping
                 pass
             wait_for(
@@ -89,6 +91,23 @@ def flashes(at: AppTest) -> tuple[list[str], list[str]]:
 
 def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
+
+
+def test_an_operator_starts_with_the_default_budget_and_a_viewer_cannot_start(console, monkeypatch):
+    """The budget is an approver's choice: an operator sees its field disabled ("needs approver") and starts
+    with the default; a viewer sees Start disabled ("needs operator"), and the engine refuses both anyway."""
+    monkeypatch.setattr("console.identity.actor", lambda: OPERATOR)
+    at = open_page()
+    budget = at.number_input(key="production_budget")
+    assert budget.disabled and "needs approver" in budget.proto.help
+    assert buttons(at)["production_start"]
+    monkeypatch.setattr("console.identity.actor", lambda: VIEWER)
+    at = open_page()
+    assert not buttons(at)["production_start"] and at.button(key="production_start").proto.help == "needs operator"
+    _, _, ops = console
+    with pytest.raises(PermissionDenied, match="production.budget needs the approver role"):
+        start_production(load_settings(), ops, budget_usd=5.0, actor=OPERATOR, launch=False)
+    assert ops.list_audit(action="production.start") == []
 
 
 def test_empty_page_shows_not_started_the_start_form_and_the_plan(console):

@@ -32,6 +32,7 @@ from engine.monitoring.jsonlog import JsonlLog
 from engine.monitoring.reports import build_report, md_cell, render
 from engine.store import falkor
 from engine.store.opsdb import open_ops_db
+from tests.support.actors import as_role
 from tests.support.browser_harness import browser_page, chromium, console_server, free_port, open_console, wait_for_run  # noqa: F401
 from tests.support.console_env import DIRECTIVES, SCRIPT_LINK, HostileData, seed_hostile_console, tracking_pixel
 from tests.support.monitoring_data import make_run
@@ -253,7 +254,8 @@ def test_the_rollout_stage_report_shows_typed_text_as_text(settings, ops, seed_g
     graph = seed_graph(30, 7)
     run_id = run_pilot_here(settings, ops, graph, tmp_path)
     pixel = "![pixel](http://127.0.0.1:9/track.png)"
-    ro.rollback(settings, ops, run_id, f"console:{pixel}", f"because {pixel}", graph=graph)
+    typed = as_role("approver", key=f"console:{pixel}")  # an identity whose name is Markdown
+    ro.rollback(settings, ops, run_id, typed, f"because {pixel}", graph=graph)
     report = ro.stage_report(ops, run_id, "pilot")
     assert pixel not in report
     assert r"\[pixel\]" in report

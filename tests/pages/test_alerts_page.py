@@ -265,7 +265,7 @@ def test_the_evaluator_line_and_its_button_agree(console_env):
     assert started
     at = open_page()
     assert [b.key for b in at.button if b.key in ("evaluator_start", "evaluator_stop")] == ["evaluator_stop"]
-    assert not any("is off" in c.value for c in at.caption)
+    assert not any("evaluation is off" in c.value for c in at.caption)  # the sidebar says sign-in is off
     # Stop: its outcome is shown in the same run, and the button shows the stop is on its way
     at.button(key="evaluator_stop").click().run()
     assert not at.exception

@@ -33,7 +33,7 @@ def test_fixture_graph_round_trips_an_entity(graph, ops):
     )
     graph.upsert_entities([e], [Hypothesis.new(e.id, t.patterns[0], 1.0)])
     assert graph.get_entity("club-a") == e
-    assert ops.schema_versions()["core"] == 1
+    assert ops.schema_versions()["core"] == 2  # v2: the identity columns of the audit log
 
 
 # --------------------------------------------------------------------------- persistence

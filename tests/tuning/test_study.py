@@ -118,7 +118,7 @@ def test_grid_and_random_trials_go_to_the_executor_at_once_with_trial_0_and_baye
     """With one worker a Dask cluster runs the next trial while the coordinator stores the last only if it
     has the next: grid and random hand over every trial at once, trial 0 first; Bayesian asks each point
     after the last trial is told, so one goes at a time (and trial 0 before the sampler asks anything)."""
-    study = create_study(ops, _spec(method=method, iterations=4), actor="t")
+    study = create_study(ops, _spec(method=method, iterations=4), actor=ADMIN)
     executor = _Recording()
     _run(ops, settings, study, executor=executor)
     trials = [[f"tuning-{study.id}-t{n}" for n in numbers] for numbers in ([0, 1, 2, 3, 4], *[[n] for n in range(5)])]

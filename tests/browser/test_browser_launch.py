@@ -8,8 +8,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +16,7 @@ from playwright.sync_api import expect
 from console.signin import BANNER, INSECURE_ENV
 from engine.core.settings import load_settings
 from engine.store.falkor import stop_embedded_server
-from tests.support.browser_harness import REPO_ROOT, browser_page, chromium, free_port, open_console  # noqa: F401
+from tests.support.browser_harness import REPO_ROOT, browser_page, chromium, free_port, healthy, open_console  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -29,14 +27,6 @@ def launcher_env(data_dir) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("FALKORDB_URL", INSECURE_ENV)}
     env["DISCOVERY_DATA_DIR"] = str(data_dir)
     return env
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,8 @@ class ConsoleServer:
             return "(no log)"
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
+    """Whether the console at ``url`` answers its health check."""
     try:
         with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
             return resp.status == 200
@@ -136,7 +137,7 @@ def running_console(
     server = ConsoleServer(url=url, port=port, data_dir=data_dir, log_path=log_path, process=proc)
     try:
         deadline = time.monotonic() + startup_timeout_s
-        while not _healthy(url):
+        while not healthy(url):
             if proc.poll() is not None:
                 raise RuntimeError(f"console exited with {proc.returncode} before serving:\n{server.log_tail()}")
             if time.monotonic() > deadline:

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from console.signin import BANNER, INSECURE_ENV
 from engine.core.settings import load_settings
 from engine.store.falkor import stop_embedded_server
-from tests.support.browser_harness import REPO_ROOT, browser_page, chromium, free_port, healthy, open_console  # noqa: F401
+from tests.support.browser_harness import REPO_ROOT, browser_page, chromium, free_port, healthy, open_console, terminate  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -52,12 +52,7 @@ def launched(tmp_path_factory) -> Iterator[str]:
             time.sleep(0.2)  # polling a real server
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        terminate(proc)
         settings = load_settings({"DISCOVERY_DATA_DIR": str(data_dir)})
         if settings.graph_dir.exists():
             stop_embedded_server(settings)

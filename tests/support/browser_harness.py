@@ -146,14 +146,19 @@ def running_console(
         yield server
     finally:
         if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+            terminate(proc)
         if stop_store:
             _stop_embedded_store(data_dir)
+
+
+def terminate(proc: subprocess.Popen) -> None:
+    """Stop a console process: SIGTERM, then SIGKILL if it has not exited within 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
 
 
 def require_chromium() -> None:
